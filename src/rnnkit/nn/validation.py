@@ -1,0 +1,57 @@
+"""Input checks in one place: every error names the argument, what was expected and what came."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def float_array(value, name: str, dtype, ndims: tuple[int, ...] | None = None, finite: bool = True) -> np.ndarray:
+    """``value`` as a C-contiguous array of ``dtype``, with its number of dimensions checked.
+
+    Non-finite values are rejected: they would silently poison every later step.
+    """
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name}: expected a numeric array, got {type(value).__name__} ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    if ndims is not None and arr.ndim not in ndims:
+        expected = " or ".join(f"{d}-D" for d in ndims)
+        raise ValueError(f"{name}: expected a {expected} array, got {arr.ndim}-D with shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if finite and not np.isfinite(arr).all():
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name}: contains {bad} NaN or infinite value(s)")
+    return arr
+
+
+def int_array(value, name: str, ndims: tuple[int, ...] | None = None) -> np.ndarray:
+    """``value`` as an int64 array (class indices, token ids, lengths)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "biu" and arr.size:
+        raise TypeError(f"{name}: expected integers, got dtype {arr.dtype}")
+    if ndims is not None and arr.ndim not in ndims:
+        expected = " or ".join(f"{d}-D" for d in ndims)
+        raise ValueError(f"{name}: expected a {expected} integer array, got {arr.ndim}-D with shape {arr.shape}")
+    return arr.astype(np.int64, copy=False)
+
+
+def expect_shape(arr: np.ndarray, expected: tuple[int, ...], name: str, what: str = "") -> None:
+    if arr.shape != tuple(expected):
+        hint = f" ({what})" if what else ""
+        raise ValueError(f"{name}: expected shape {tuple(expected)}{hint}, got {arr.shape}")
+
+
+def positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def probability(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
+    return float(value)
