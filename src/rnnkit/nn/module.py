@@ -82,7 +82,10 @@ class Module:
 
     def __setattr__(self, name: str, value) -> None:
         if "_parameters" not in self.__dict__:
-            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
+            if isinstance(value, (Parameter, Module)):
+                raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() before assigning {name!r}")
+            object.__setattr__(self, name, value)
+            return
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         if isinstance(value, Parameter):

@@ -19,7 +19,7 @@ def float_array(value, name: str, dtype, ndims: tuple[int, ...] | None = None, f
     if ndims is not None and arr.ndim not in ndims:
         expected = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{name}: expected a {expected} array, got {arr.ndim}-D with shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = np.asarray(arr, dtype=dtype, order="C")  # not ascontiguousarray, which makes 0-D into 1-D
     if finite and not np.isfinite(arr).all():
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name}: contains {bad} NaN or infinite value(s)")
@@ -54,4 +54,21 @@ def positive_int(value, name: str, minimum: int = 1) -> int:
 def probability(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def native_float_array(value, name: str, ndims: tuple[int, ...] | None = None) -> np.ndarray:
+    """Like ``float_array``, keeping float32 and float64 as they come (other numbers become float64).
+
+    For layers without parameters (dropout, losses) whose precision is the caller's.
+    """
+    arr = float_array(value, name, None, ndims)
+    return arr if arr.dtype.type in (np.float32, np.float64) else arr.astype(np.float64)
+
+
+def nonnegative_float(value, name: str) -> float:
+    """A finite number >= 0 (learning rates, decay coefficients, clipping thresholds)."""
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not (number and np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
     return float(value)

@@ -1,0 +1,330 @@
+"""The recurrent equations, forward and backward, as pure functions on NumPy arrays.
+
+Shapes: B batch rows, H hidden size, P output size of a step (P = H except for a projected
+LSTM), T time steps. Gate blocks are stacked in PyTorch's order: RNN [a], LSTM [i f g o],
+GRU [r z n].
+
+A *step* takes ``gates``, this step's slice of the input projection ``x_t W_ihᵀ + b``
+(computed for all steps before the loop, with one matrix product), and turns it in place
+into the step's activations: that array is the cache its backward reads. Cells call the
+steps directly; layers call the *sequence* functions below, which loop the same steps over
+time and form the weight gradients after the loop with one matrix product each.
+
+Variable lengths follow PyTorch's packed sequences: rows are sorted by length (longest
+first), so at step t the active rows are a prefix ``[:bs[t]]`` and a finished row's state
+is simply left alone. That gives the final state of every row at its own last step, and the
+reverse direction starts each row at its own last real step, with no masking arithmetic.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+# ---- activations ------------------------------------------------------------------
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    # σ(x) = ½ + ½·tanh(x/2): one tanh is cheaper than exp + add + divide, and never overflows.
+    return 0.5 + 0.5 * np.tanh(0.5 * x)
+
+
+def sigmoid_(x: np.ndarray) -> np.ndarray:
+    """In-place sigmoid."""
+    x *= 0.5
+    np.tanh(x, out=x)
+    x *= 0.5
+    x += 0.5
+    return x
+
+
+@lru_cache(maxsize=64)
+def _lstm_gate_affine(H: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    # i, f, o are sigmoids and g a tanh; with σ(x) = ½ + ½·tanh(x/2) all four gates are
+    # scale · tanh(scale · x) + shift, one pass of each operation over the whole (B, 4H) block.
+    scale = np.array([0.5] * (2 * H) + [1.0] * H + [0.5] * H, dtype=dtype)
+    shift = np.array([0.5] * (2 * H) + [0.0] * H + [0.5] * H, dtype=dtype)
+    return scale, shift
+
+
+# ---- steps ----------------------------------------------------------------------------
+
+
+def rnn_step(a: np.ndarray, h_prev: np.ndarray, W_hh: np.ndarray, relu: bool) -> np.ndarray:
+    """h_t = f(x_t W_ihᵀ + b_ih + h_{t−1} W_hhᵀ + b_hh), f = tanh or relu.
+
+    a: (B, H), the input projection with both biases; becomes h_t, which is also the cache.
+    """
+    a += h_prev @ W_hh.T
+    if relu:
+        np.maximum(a, 0, out=a)
+    else:
+        np.tanh(a, out=a)
+    return a
+
+
+def rnn_step_backward(dh: np.ndarray, h: np.ndarray, W_hh: np.ndarray, relu: bool, out=None):
+    """dh: (B, H) ∂L/∂h_t. Returns da (B, H), the gradient of the pre-activation, and dh_prev."""
+    da = out if out is not None else np.empty_like(dh)
+    if relu:
+        np.multiply(dh, h > 0, out=da)
+    else:
+        np.multiply(h, h, out=da)
+        np.subtract(1, da, out=da)
+        da *= dh  # (1 − h²) · dh
+    return da, da @ W_hh
+
+
+def lstm_step(gates, h_prev, c_prev, W_hh, W_hr=None):
+    """One LSTM step.
+
+        i, f, g, o = σ(·), σ(·), tanh(·), σ(·) of (x_t W_ihᵀ + b_ih + h_{t−1} W_hhᵀ + b_hh)
+        c_t = f ⊙ c_{t−1} + i ⊙ g
+        h_t = o ⊙ tanh(c_t)            (then h_t W_hrᵀ with a projection)
+
+    gates: (B, 4H), becomes [i f g o]; h_prev: (B, P); c_prev: (B, H).
+    Returns h (B, P), c (B, H), tc = tanh(c) (B, H).
+    """
+    H = c_prev.shape[1]
+    gates += h_prev @ W_hh.T
+    scale, shift = _lstm_gate_affine(H, gates.dtype.type)
+    gates *= scale
+    np.tanh(gates, out=gates)
+    gates *= scale
+    gates += shift
+    i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
+    c = f * c_prev
+    c += i * g
+    tc = np.tanh(c)
+    h = o * tc
+    if W_hr is not None:
+        h = h @ W_hr.T
+    return h, c, tc
+
+
+def lstm_step_backward(dh, dc, gates, c_prev, tc, W_hh, W_hr=None, out=None):
+    """Backward of ``lstm_step``.
+
+    dh: (B, P) ∂L/∂h_t; dc: (B, H) ∂L/∂c_t from step t+1; gates, c_prev, tc: the step's cache.
+    Returns dgates (B, 4H) (pre-activation gradients), dh_prev (B, P), dc_prev (B, H).
+    """
+    H = c_prev.shape[1]
+    i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
+    if W_hr is not None:
+        dh = dh @ W_hr
+    dc = dc + dh * o * (1 - tc * tc)
+    dgates = out if out is not None else np.empty_like(gates)
+    di, df, dg, do = dgates[:, :H], dgates[:, H : 2 * H], dgates[:, 2 * H : 3 * H], dgates[:, 3 * H :]
+    np.multiply(dc, g, out=di)
+    di *= i * (1 - i)
+    np.multiply(dc, c_prev, out=df)
+    df *= f * (1 - f)
+    np.multiply(dc, i, out=dg)
+    dg *= 1 - g * g
+    np.multiply(dh, tc, out=do)
+    do *= o * (1 - o)
+    return dgates, dgates @ W_hh, dc * f
+
+
+def gru_step(gates, h_prev, W_hh, b_hn=None):
+    """One GRU step (PyTorch's form: the reset gate multiplies W_hn h + b_hn).
+
+        r = σ(x_t W_irᵀ + b_ir + h W_hrᵀ + b_hr)
+        z = σ(x_t W_izᵀ + b_iz + h W_hzᵀ + b_hz)
+        n = tanh(x_t W_inᵀ + b_in + r ⊙ (h W_hnᵀ + b_hn))
+        h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}
+
+    gates: (B, 3H) holding the input projection plus b_hr, b_hz; becomes [r z n].
+    Returns h (B, H) and hn = h_{t−1} W_hnᵀ + b_hn (B, H), which backward needs.
+    """
+    H = h_prev.shape[1]
+    gh = h_prev @ W_hh.T
+    hn = gh[:, 2 * H :]
+    if b_hn is not None:
+        hn += b_hn
+    rz = gates[:, : 2 * H]
+    rz += gh[:, : 2 * H]
+    sigmoid_(rz)
+    r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
+    n += r * hn
+    np.tanh(n, out=n)
+    h = h_prev - n
+    h *= z
+    h += n
+    return h, hn
+
+
+def gru_step_backward(dh, gates, hn, h_prev, W_hh, out=None):
+    """Backward of ``gru_step``.
+
+    Returns dgates (B, 3H), the gradient of the input-side pre-activations [r z n];
+    dgates_h (B, 3H), that of the hidden side (the same but for the n block, times r); dh_prev.
+    """
+    H = h_prev.shape[1]
+    r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
+    dgates = out if out is not None else np.empty_like(gates)
+    dr, dz, dn = dgates[:, :H], dgates[:, H : 2 * H], dgates[:, 2 * H :]
+    np.multiply(dh, 1 - z, out=dn)
+    dn *= 1 - n * n
+    np.multiply(dn, hn, out=dr)
+    dr *= r * (1 - r)
+    np.subtract(h_prev, n, out=dz)
+    dz *= dh
+    dz *= z * (1 - z)
+    dgates_h = dgates.copy()
+    dgates_h[:, 2 * H :] *= r  # the hidden side of n sits behind the reset gate
+    dh_prev = dgates_h @ W_hh
+    dh_prev += dh * z
+    return dgates, dgates_h, dh_prev
+
+
+# ---- sequences (one direction of one layer) ---------------------------------------------
+#
+# Each forward returns (Y, state, cache): Y (T, B, P) the outputs, zero past each row's end;
+# state the final (h,) or (h, c); cache None when keep is False (inference).
+# Each backward takes dY and the gradients of the final state and returns dX and those of the
+# initial state, adding the weight gradients into the Parameters' .grad.
+
+
+def time_steps(T: int, reverse: bool) -> range:
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def project_inputs(X, W_ih, bias):
+    """All steps' input projection with one matrix product: (T, B, I) → (T, B, G·H)."""
+    T, B, _ = X.shape
+    gx = X.reshape(T * B, -1) @ W_ih.T
+    if bias is not None:
+        gx += bias
+    return gx.reshape(T, B, -1)
+
+
+def accumulate_weight_grads(w, X, H_prev, dG_x, dG_h=None):
+    """One matrix product each for W_ih, W_hh and the biases; returns dX (T, B, I).
+
+    dG_x: (T, B, G·H) gradients of the input-side pre-activations; dG_h those of the
+    hidden side where they differ (GRU), else the same array.
+    """
+    T, B, I = X.shape
+    dG_x2 = dG_x.reshape(T * B, -1)
+    dG_h2 = dG_x2 if dG_h is None else dG_h.reshape(T * B, -1)
+    w.W_ih.grad += dG_x2.T @ X.reshape(T * B, I)
+    w.W_hh.grad += dG_h2.T @ H_prev.reshape(T * B, -1)
+    if w.b_ih is not None:
+        w.b_ih.grad += dG_x2.sum(axis=0)
+        w.b_hh.grad += dG_h2.sum(axis=0)
+    return (dG_x2 @ w.W_ih.data).reshape(T, B, I)
+
+
+def _store_state(state, new, b, B):
+    """Write the active rows' new state; a full batch just takes the new array."""
+    if b == B:
+        return new
+    state[:b] = new
+    return state
+
+
+def rnn_sequence(X, h, w, reverse, bs, keep, relu):
+    T, B, _ = X.shape
+    G = project_inputs(X, w.W_ih.data, w.bias_x)
+    Y = np.zeros((T, B, h.shape[1]), dtype=X.dtype)
+    H_prev = np.zeros_like(Y) if keep else None
+    h = h.copy()
+    for t in time_steps(T, reverse):
+        b = bs[t]
+        if keep:
+            H_prev[t, :b] = h[:b]
+        h_new = rnn_step(G[t, :b], h[:b], w.W_hh.data, relu)
+        Y[t, :b] = h_new
+        h = _store_state(h, h_new.copy() if b == B else h_new, b, B)
+    return Y, (h,), ((X, G, H_prev) if keep else None)
+
+
+def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, relu):
+    X, Hs, H_prev = cache  # Hs: the outputs h_t, the steps' cache
+    T, B, _ = X.shape
+    dA = np.zeros_like(Hs)
+    (dh,) = dstate
+    dh = dh.copy()
+    for t in time_steps(T, not reverse):
+        b = bs[t]
+        _, dh_prev = rnn_step_backward(dh[:b] + dY[t, :b], Hs[t, :b], w.W_hh.data, relu, out=dA[t, :b])
+        dh[:b] = dh_prev
+    return accumulate_weight_grads(w, X, H_prev, dA), (dh,)
+
+
+def lstm_sequence(X, h, c, w, reverse, bs, keep):
+    T, B, _ = X.shape
+    G = project_inputs(X, w.W_ih.data, w.bias_x)
+    W_hr = None if w.W_hr is None else w.W_hr.data
+    Y = np.zeros((T, B, h.shape[1]), dtype=X.dtype)
+    if keep:
+        H_prev, C_prev, TC = np.zeros_like(Y), np.zeros((T, B, c.shape[1]), X.dtype), np.zeros((T, B, c.shape[1]), X.dtype)
+    h, c = h.copy(), c.copy()
+    for t in time_steps(T, reverse):
+        b = bs[t]
+        if keep:
+            H_prev[t, :b] = h[:b]
+            C_prev[t, :b] = c[:b]
+        h_new, c_new, tc = lstm_step(G[t, :b], h[:b], c[:b], w.W_hh.data, W_hr)
+        if keep:
+            TC[t, :b] = tc
+        Y[t, :b] = h_new
+        h = _store_state(h, h_new, b, B)
+        c = _store_state(c, c_new, b, B)
+    return Y, (h, c), ((X, G, H_prev, C_prev, TC) if keep else None)
+
+
+def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs):
+    X, G, H_prev, C_prev, TC = cache
+    T, B, _ = X.shape
+    W_hr = None if w.W_hr is None else w.W_hr.data
+    dG = np.zeros_like(G)
+    dH = np.zeros_like(H_prev) if W_hr is not None else None
+    dh, dc = (a.copy() for a in dstate)
+    for t in time_steps(T, not reverse):
+        b = bs[t]
+        dh_t = dh[:b] + dY[t, :b]
+        if dH is not None:
+            dH[t, :b] = dh_t
+        _, dh[:b], dc[:b] = lstm_step_backward(
+            dh_t, dc[:b], G[t, :b], C_prev[t, :b], TC[t, :b], w.W_hh.data, W_hr, out=dG[t, :b]
+        )
+    if dH is not None:
+        H = C_prev.shape[2]
+        h_full = G[:, :, 3 * H :] * TC  # o ⊙ tanh(c), the input of the projection
+        w.W_hr.grad += dH.reshape(T * B, -1).T @ h_full.reshape(T * B, H)
+    return accumulate_weight_grads(w, X, H_prev, dG), (dh, dc)
+
+
+def gru_sequence(X, h, w, reverse, bs, keep):
+    T, B, _ = X.shape
+    G = project_inputs(X, w.W_ih.data, w.bias_x)
+    b_hn = None if w.b_hh is None else w.b_hh.data[2 * h.shape[1] :]
+    Y = np.zeros((T, B, h.shape[1]), dtype=X.dtype)
+    if keep:
+        H_prev, HN = np.zeros_like(Y), np.zeros_like(Y)
+    h = h.copy()
+    for t in time_steps(T, reverse):
+        b = bs[t]
+        if keep:
+            H_prev[t, :b] = h[:b]
+        h_new, hn = gru_step(G[t, :b], h[:b], w.W_hh.data, b_hn)
+        if keep:
+            HN[t, :b] = hn
+        Y[t, :b] = h_new
+        h = _store_state(h, h_new, b, B)
+    return Y, (h,), ((X, G, H_prev, HN) if keep else None)
+
+
+def gru_sequence_backward(dY, dstate, cache, w, reverse, bs):
+    X, G, H_prev, HN = cache
+    T, B, _ = X.shape
+    dG, dG_h = np.zeros_like(G), np.zeros_like(G)
+    (dh,) = dstate
+    dh = dh.copy()
+    for t in time_steps(T, not reverse):
+        b = bs[t]
+        _, dG_h[t, :b], dh[:b] = gru_step_backward(dh[:b] + dY[t, :b], G[t, :b], HN[t, :b], H_prev[t, :b], w.W_hh.data, out=dG[t, :b])
+    return accumulate_weight_grads(w, X, H_prev, dG, dG_h), (dh,)
