@@ -1,5 +1,6 @@
 """The engine: layers with explicit forward and hand-written backward, on NumPy alone."""
 
+from . import init
 from .module import Module, Parameter, is_grad_enabled, no_grad
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
