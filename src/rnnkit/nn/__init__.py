@@ -1,10 +1,28 @@
 """The engine: layers with explicit forward and hand-written backward, on NumPy alone."""
 
 from . import init
+from .linear import Dropout, Embedding, Linear
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, Parameter, is_grad_enabled, no_grad
+from .optim import (
+    SGD,
+    Adam,
+    AdamW,
+    CosineAnnealingLR,
+    LinearWarmup,
+    LRSchedule,
+    Optimizer,
+    StepLR,
+    clip_grad_norm_,
+    clip_grad_value_,
+)
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 __all__ = [
-    "Module", "Parameter", "no_grad", "is_grad_enabled",
+    "Module", "Parameter", "no_grad", "is_grad_enabled", "init",
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
+    "Linear", "Embedding", "Dropout",
+    "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
+    "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_",
+    "LRSchedule", "StepLR", "CosineAnnealingLR", "LinearWarmup",
 ]

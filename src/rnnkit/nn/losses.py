@@ -24,10 +24,10 @@ def _reduction(value) -> str:
 
 def _upstream(grad) -> float:
     """The scalar ∂(whatever comes after)/∂loss that backward multiplies in."""
-    try:
-        g = float(grad)
-    except (TypeError, ValueError):
-        raise TypeError(f"grad: expected a number, got {type(grad).__name__}") from None
+    g = np.asarray(grad)
+    if g.shape != () or g.dtype.kind not in "biuf":
+        raise TypeError(f"grad: expected a number, got {grad!r}")
+    g = float(g)
     if not math.isfinite(g):
         raise ValueError(f"grad: expected a finite number, got {g}")
     return g

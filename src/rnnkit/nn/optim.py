@@ -42,7 +42,8 @@ def _parameter_list(params) -> list[Parameter]:
     try:
         params = list(params)
     except TypeError:
-        raise TypeError(f"params: expected a Module or an iterable of Parameters, got {type(params).__name__}") from None
+        kind = type(params).__name__
+        raise TypeError(f"params: expected a Module or an iterable of Parameters, got {kind}") from None
     for p in params:
         if not isinstance(p, Parameter):
             raise TypeError(f"params: expected Parameters, got an element of type {type(p).__name__}")
@@ -133,7 +134,10 @@ class Optimizer:
             if np.shape(state[key]) != p.shape:
                 problems.append(f"{key}: expected shape {p.shape}, got {np.shape(state[key])}")
                 continue
-            buffers[int(index)][name] = np.array(state[key], dtype=p.data.dtype)
+            arr = np.array(state[key], dtype=p.data.dtype)
+            if not np.isfinite(arr).all():
+                problems.append(f"{key}: contains NaN or infinite values")
+            buffers[int(index)][name] = arr
         if problems:
             raise ValueError(f"state_dict does not fit {type(self).__name__}: " + "; ".join(problems))
         self._load_scalars({k: _plain(state[k]) for k in scalars})
@@ -167,7 +171,8 @@ class SGD(Optimizer):
                 f"nesterov: needs momentum > 0 and dampening = 0, got momentum={momentum}, dampening={dampening}"
             )
         self.lr = lr
-        self.momentum, self.dampening, self.nesterov, self.weight_decay = momentum, dampening, bool(nesterov), weight_decay
+        self.momentum, self.dampening, self.weight_decay = momentum, dampening, weight_decay
+        self.nesterov = bool(nesterov)
 
     def step(self) -> None:
         lr, mu, tau, wd = self.lr, self.momentum, self.dampening, self.weight_decay
