@@ -113,18 +113,25 @@ def lstm_step_backward(dh, dc, gates, c_prev, tc, W_hh, W_hr=None, out=None):
     i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
     if W_hr is not None:
         dh = dh @ W_hr
-    dc = dc + dh * o * (1 - tc * tc)
+    # ∂L/∂c_t = dc + dh ⊙ o ⊙ (1 − tanh² c_t)
+    dct = tc * tc
+    np.subtract(1, dct, out=dct)
+    dct *= o
+    dct *= dh
+    dct += dc
+    # ∂L/∂ of each activation: i ← dc·g, f ← dc·c_{t−1}, g ← dc·i, o ← dh·tanh c_t
     dgates = out if out is not None else np.empty_like(gates)
-    di, df, dg, do = dgates[:, :H], dgates[:, H : 2 * H], dgates[:, 2 * H : 3 * H], dgates[:, 3 * H :]
-    np.multiply(dc, g, out=di)
-    di *= i * (1 - i)
-    np.multiply(dc, c_prev, out=df)
-    df *= f * (1 - f)
-    np.multiply(dc, i, out=dg)
-    dg *= 1 - g * g
-    np.multiply(dh, tc, out=do)
-    do *= o * (1 - o)
-    return dgates, dgates @ W_hh, dc * f
+    np.multiply(dct, g, out=dgates[:, :H])
+    np.multiply(dct, c_prev, out=dgates[:, H : 2 * H])
+    np.multiply(dct, i, out=dgates[:, 2 * H : 3 * H])
+    np.multiply(dh, tc, out=dgates[:, 3 * H :])
+    # through the activations, all four blocks at once: σ' = σ(1 − σ), and tanh' = 1 − g² for g
+    slope = 1 - gates
+    slope *= gates
+    np.multiply(g, g, out=slope[:, 2 * H : 3 * H])
+    np.subtract(1, slope[:, 2 * H : 3 * H], out=slope[:, 2 * H : 3 * H])
+    dgates *= slope
+    return dgates, dgates @ W_hh, dct * f
 
 
 def gru_step(gates, h_prev, W_hh, b_hn=None):
@@ -155,7 +162,7 @@ def gru_step(gates, h_prev, W_hh, b_hn=None):
     return h, hn
 
 
-def gru_step_backward(dh, gates, hn, h_prev, W_hh, out=None):
+def gru_step_backward(dh, gates, hn, h_prev, W_hh, out=None, out_h=None):
     """Backward of ``gru_step``.
 
     Returns dgates (B, 3H), the gradient of the input-side pre-activations [r z n];
@@ -172,7 +179,8 @@ def gru_step_backward(dh, gates, hn, h_prev, W_hh, out=None):
     np.subtract(h_prev, n, out=dz)
     dz *= dh
     dz *= z * (1 - z)
-    dgates_h = dgates.copy()
+    dgates_h = out_h if out_h is not None else np.empty_like(gates)
+    dgates_h[...] = dgates
     dgates_h[:, 2 * H :] *= r  # the hidden side of n sits behind the reset gate
     dh_prev = dgates_h @ W_hh
     dh_prev += dh * z
@@ -192,12 +200,11 @@ def time_steps(T: int, reverse: bool) -> range:
 
 
 def project_inputs(X, W_ih, bias):
-    """All steps' input projection with one matrix product: (T, B, I) → (T, B, G·H)."""
-    T, B, _ = X.shape
-    gx = X.reshape(T * B, -1) @ W_ih.T
+    """The input projection of all steps with one matrix product: (*, I) → (*, G·H)."""
+    gx = X.reshape(-1, X.shape[-1]) @ W_ih.T
     if bias is not None:
         gx += bias
-    return gx.reshape(T, B, -1)
+    return gx.reshape(*X.shape[:-1], -1)
 
 
 def accumulate_weight_grads(w, X, H_prev, dG_x, dG_h=None):
@@ -212,9 +219,16 @@ def accumulate_weight_grads(w, X, H_prev, dG_x, dG_h=None):
     w.W_ih.grad += dG_x2.T @ X.reshape(T * B, I)
     w.W_hh.grad += dG_h2.T @ H_prev.reshape(T * B, -1)
     if w.b_ih is not None:
-        w.b_ih.grad += dG_x2.sum(axis=0)
-        w.b_hh.grad += dG_h2.sum(axis=0)
+        db_x = dG_x2.sum(axis=0)
+        w.b_ih.grad += db_x
+        w.b_hh.grad += db_x if dG_h is None else dG_h2.sum(axis=0)
     return (dG_x2 @ w.W_ih.data).reshape(T, B, I)
+
+
+def _buffers(bs, B):
+    """Allocator for per-step buffers: rows past a sequence's end must read as zeros (they are
+    multiplied by zero gradients, and 0·garbage can be NaN); without such rows, skip the fill."""
+    return np.empty if bs[-1] == B else np.zeros
 
 
 def _store_state(state, new, b, B):
@@ -228,8 +242,9 @@ def _store_state(state, new, b, B):
 def rnn_sequence(X, h, w, reverse, bs, keep, relu):
     T, B, _ = X.shape
     G = project_inputs(X, w.W_ih.data, w.bias_x)
-    Y = np.zeros((T, B, h.shape[1]), dtype=X.dtype)
-    H_prev = np.zeros_like(Y) if keep else None
+    alloc = _buffers(bs, B)
+    Y = alloc((T, B, h.shape[1]), X.dtype)
+    H_prev = alloc(Y.shape, X.dtype) if keep else None
     h = h.copy()
     for t in time_steps(T, reverse):
         b = bs[t]
@@ -244,7 +259,7 @@ def rnn_sequence(X, h, w, reverse, bs, keep, relu):
 def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, relu):
     X, Hs, H_prev = cache  # Hs: the outputs h_t, the steps' cache
     T, B, _ = X.shape
-    dA = np.zeros_like(Hs)
+    dA = _buffers(bs, B)(Hs.shape, Hs.dtype)
     (dh,) = dstate
     dh = dh.copy()
     for t in time_steps(T, not reverse):
@@ -258,9 +273,10 @@ def lstm_sequence(X, h, c, w, reverse, bs, keep):
     T, B, _ = X.shape
     G = project_inputs(X, w.W_ih.data, w.bias_x)
     W_hr = None if w.W_hr is None else w.W_hr.data
-    Y = np.zeros((T, B, h.shape[1]), dtype=X.dtype)
+    alloc = _buffers(bs, B)
+    Y = alloc((T, B, h.shape[1]), X.dtype)
     if keep:
-        H_prev, C_prev, TC = np.zeros_like(Y), np.zeros((T, B, c.shape[1]), X.dtype), np.zeros((T, B, c.shape[1]), X.dtype)
+        H_prev, C_prev, TC = alloc(Y.shape, X.dtype), alloc((T, B, c.shape[1]), X.dtype), alloc((T, B, c.shape[1]), X.dtype)
     h, c = h.copy(), c.copy()
     for t in time_steps(T, reverse):
         b = bs[t]
@@ -280,8 +296,9 @@ def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs):
     X, G, H_prev, C_prev, TC = cache
     T, B, _ = X.shape
     W_hr = None if w.W_hr is None else w.W_hr.data
-    dG = np.zeros_like(G)
-    dH = np.zeros_like(H_prev) if W_hr is not None else None
+    alloc = _buffers(bs, B)
+    dG = alloc(G.shape, G.dtype)
+    dH = alloc(H_prev.shape, G.dtype) if W_hr is not None else None
     dh, dc = (a.copy() for a in dstate)
     for t in time_steps(T, not reverse):
         b = bs[t]
@@ -302,9 +319,10 @@ def gru_sequence(X, h, w, reverse, bs, keep):
     T, B, _ = X.shape
     G = project_inputs(X, w.W_ih.data, w.bias_x)
     b_hn = None if w.b_hh is None else w.b_hh.data[2 * h.shape[1] :]
-    Y = np.zeros((T, B, h.shape[1]), dtype=X.dtype)
+    alloc = _buffers(bs, B)
+    Y = alloc((T, B, h.shape[1]), X.dtype)
     if keep:
-        H_prev, HN = np.zeros_like(Y), np.zeros_like(Y)
+        H_prev, HN = alloc(Y.shape, X.dtype), alloc(Y.shape, X.dtype)
     h = h.copy()
     for t in time_steps(T, reverse):
         b = bs[t]
@@ -321,10 +339,13 @@ def gru_sequence(X, h, w, reverse, bs, keep):
 def gru_sequence_backward(dY, dstate, cache, w, reverse, bs):
     X, G, H_prev, HN = cache
     T, B, _ = X.shape
-    dG, dG_h = np.zeros_like(G), np.zeros_like(G)
+    alloc = _buffers(bs, B)
+    dG, dG_h = alloc(G.shape, G.dtype), alloc(G.shape, G.dtype)
     (dh,) = dstate
     dh = dh.copy()
     for t in time_steps(T, not reverse):
         b = bs[t]
-        _, dG_h[t, :b], dh[:b] = gru_step_backward(dh[:b] + dY[t, :b], G[t, :b], HN[t, :b], H_prev[t, :b], w.W_hh.data, out=dG[t, :b])
+        _, _, dh[:b] = gru_step_backward(
+            dh[:b] + dY[t, :b], G[t, :b], HN[t, :b], H_prev[t, :b], w.W_hh.data, out=dG[t, :b], out_h=dG_h[t, :b]
+        )
     return accumulate_weight_grads(w, X, H_prev, dG, dG_h), (dh,)

@@ -408,7 +408,21 @@ class RNNCellBase(Module):
         return arr[None] if unbatched else arr
 
     def _input_gates(self, X, w: _DirectionWeights) -> np.ndarray:
-        return F.project_inputs(X[None], w.W_ih.data, w.bias_x)[0]
+        return F.project_inputs(X, w.W_ih.data, w.bias_x)
+
+    def _carried(self, hx, B: int):
+        """The state arrays behind ``hx`` when it is exactly what this cell returned last step.
+
+        That state came out of checked inputs, so streaming (``state = cell(x, state)``) skips
+        checking it again: at batch 1 the checks would cost as much as the step itself.
+        """
+        if hx is not None and hx is self.__dict__.get("_returned") and self._state_arrays[0].shape[0] == B:
+            return self._state_arrays
+        return None
+
+    def _remember(self, returned, *arrays):
+        self._returned, self._state_arrays = returned, arrays
+        return returned
 
     def _finish_backward(self, w, x, h_prev, dgates, dgates_h=None, unbatched=False):
         dX = F.accumulate_weight_grads(w, x[None], h_prev[None], dgates[None], None if dgates_h is None else dgates_h[None])[0]
@@ -429,11 +443,11 @@ class RNNCell(RNNCellBase):
     def forward(self, x, hx=None):
         """Returns h' (B, H) (or (H,) for an unbatched x)."""
         X, unbatched = self._check_input(x)
-        h_prev = self._check_state(hx, "hx", X.shape[0], unbatched)
+        (h_prev,) = self._carried(hx, X.shape[0]) or (self._check_state(hx, "hx", X.shape[0], unbatched),)
         w = self._weights()
         h = F.rnn_step(self._input_gates(X, w), h_prev, w.W_hh.data, self.nonlinearity == "relu")
         self._push_cache((X, h_prev, h, unbatched))
-        return h[0] if unbatched else h
+        return self._remember(h[0] if unbatched else h, h)
 
     def backward(self, dh):
         """Returns (dx, dh_prev) for the most recent unprocessed step."""
@@ -456,13 +470,17 @@ class LSTMCell(RNNCellBase):
         B = X.shape[0]
         if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
             raise TypeError(f"hx: expected a tuple (h, c) for LSTMCell, got {type(hx).__name__}")
-        h_prev = self._check_state(None if hx is None else hx[0], "h", B, unbatched)
-        c_prev = self._check_state(None if hx is None else hx[1], "c", B, unbatched)
+        carried = self._carried(hx, B)
+        if carried:
+            h_prev, c_prev = carried
+        else:
+            h_prev = self._check_state(None if hx is None else hx[0], "h", B, unbatched)
+            c_prev = self._check_state(None if hx is None else hx[1], "c", B, unbatched)
         w = self._weights()
         gates = self._input_gates(X, w)
         h, c, tc = F.lstm_step(gates, h_prev, c_prev, w.W_hh.data)
         self._push_cache((X, h_prev, c_prev, gates, tc, unbatched))
-        return (h[0], c[0]) if unbatched else (h, c)
+        return self._remember((h[0], c[0]) if unbatched else (h, c), h, c)
 
     def backward(self, dh=None, dc=None):
         """Gradients of h' and c' in (either may be None); returns (dx, (dh_prev, dc_prev))."""
@@ -483,13 +501,13 @@ class GRUCell(RNNCellBase):
 
     def forward(self, x, hx=None):
         X, unbatched = self._check_input(x)
-        h_prev = self._check_state(hx, "hx", X.shape[0], unbatched)
+        (h_prev,) = self._carried(hx, X.shape[0]) or (self._check_state(hx, "hx", X.shape[0], unbatched),)
         w = self._weights()
         H = self.hidden_size
         gates = self._input_gates(X, w)
         h, hn = F.gru_step(gates, h_prev, w.W_hh.data, None if w.b_hh is None else w.b_hh.data[2 * H :])
         self._push_cache((X, h_prev, gates, hn, unbatched))
-        return h[0] if unbatched else h
+        return self._remember(h[0] if unbatched else h, h)
 
     def backward(self, dh):
         """Returns (dx, dh_prev) for the most recent unprocessed step."""
