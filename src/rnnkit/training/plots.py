@@ -1,0 +1,37 @@
+"""Pictures of a training run, drawn from its metrics log (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from . import model_dir as md
+
+
+def plot_loss_curve(out_dir) -> Path:
+    """loss.png: training loss (per logged window) and validation loss against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = md.read_metrics(out_dir)
+    train = [(r["step"], r["train_loss"]) for r in records if "train_loss" in r]
+    valid = [(r["step"], r["valid_loss"]) for r in records if "valid_loss" in r]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        ax.plot(*zip(*train), lw=1, alpha=0.8, label="training")
+    if valid:
+        ax.plot(*zip(*valid), "o-", lw=2, label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per token)")
+    ax.set_title("loss curve")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    path = Path(out_dir) / "loss.png"
+    md.atomic_write_bytes(path, buf.getvalue())
+    return path

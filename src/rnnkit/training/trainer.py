@@ -1,0 +1,215 @@
+"""The one trainer every task uses.
+
+A task hands over a *run*: an object with
+
+    train_step() -> (loss, n_tokens)   forward and backward of the next batch (grads accumulated)
+    evaluate()   -> {"loss": ..., ...} validation metrics (the trainer calls it under no_grad)
+    state_dict() / load_state_dict(d)  its own resumable state (data position, carried state):
+                                       numpy arrays and JSON-able scalars
+
+The trainer owns the rest: optimizer, schedule, clipping, validation, early stopping, best
+and last checkpoints, progress bar, metrics log and loss curve. Everything random is drawn
+from generators whose states are checkpointed, so a run killed and resumed ends with the same
+weights as a run never interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from ..nn import SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, StepLR, clip_grad_norm_, no_grad
+from . import model_dir as md
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (diverged, or asked to resume what cannot be resumed)."""
+
+
+@dataclass
+class TrainingOptions:
+    steps: int = 2000
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "constant"
+    warmup: int = 0
+    clip: float = 5.0
+    valid_every: int = 200
+    patience: int = 0
+    seed: int = 0
+    log_every: int = 10
+    time_limit: float = 0.0
+
+    HELP = {
+        "steps": "optimizer steps in all (a resumed run may raise it)",
+        "lr": "learning rate",
+        "optimizer": "adam, adamw or sgd",
+        "weight_decay": "L2 penalty (sgd, adam) or decoupled weight decay (adamw)",
+        "momentum": "momentum for sgd",
+        "schedule": "learning-rate schedule after warm-up: constant, cosine (to 0 at the last step) or step (x0.5 every quarter)",
+        "warmup": "steps of linear learning-rate warm-up",
+        "clip": "clip the gradients' global norm to this (0: no clipping)",
+        "valid_every": "validate, checkpoint and keep the best weights every N steps",
+        "patience": "stop after this many validations without improvement (0: never stop early)",
+        "seed": "seed of every random draw (same seed, same weights)",
+        "log_every": "write a metrics line every N steps",
+        "time_limit": "stop after this many seconds of training (0: no limit)",
+    }
+    # options a resumed run may change: the budget, not the model or the optimisation
+    EXTENDABLE = ("steps", "time_limit", "patience", "log_every")
+
+    def __post_init__(self):
+        checks = {
+            "steps": self.steps >= 1, "lr": self.lr > 0, "valid_every": self.valid_every >= 1,
+            "clip": self.clip >= 0, "warmup": self.warmup >= 0, "patience": self.patience >= 0,
+            "log_every": self.log_every >= 1, "time_limit": self.time_limit >= 0,
+            "weight_decay": self.weight_decay >= 0, "momentum": self.momentum >= 0,
+            "optimizer": self.optimizer in ("adam", "adamw", "sgd"),
+            "schedule": self.schedule in ("constant", "cosine", "step"),
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"--{name.replace('_', '-')}: invalid value {getattr(self, name)!r} ({self.HELP[name]})")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainingOptions:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def make_optimizer(params, opt: TrainingOptions):
+    if opt.optimizer == "sgd":
+        optimizer = SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+    elif opt.optimizer == "adamw":
+        optimizer = AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
+    else:
+        optimizer = Adam(params, lr=opt.lr, weight_decay=opt.weight_decay)
+    after = None
+    remaining = max(1, opt.steps - opt.warmup)
+    if opt.schedule == "cosine":
+        after = CosineAnnealingLR(optimizer, T_max=remaining)
+    elif opt.schedule == "step":
+        after = StepLR(optimizer, step_size=max(1, remaining // 4), gamma=0.5)
+    schedule = LinearWarmup(optimizer, opt.warmup, after=after) if opt.warmup else after
+    return optimizer, schedule
+
+
+def _progress(total: int, initial: int, quiet: bool):
+    from tqdm.auto import tqdm  # only when training, so `import rnnkit` stays light
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, disable=True if quiet else None, leave=True)
+
+
+class Trainer:
+    """Train ``model`` with ``run`` into ``out_dir``; ``config`` is what config.json records."""
+
+    def __init__(self, model, run, out_dir, config: dict, options: TrainingOptions, quiet: bool = False):
+        self.model, self.run, self.out = model, run, Path(out_dir)
+        self.config, self.opt, self.quiet = config, options, quiet
+        self.optimizer, self.schedule = make_optimizer(model.parameters(), options)
+        self.step, self.best, self.bad_validations = 0, math.inf, 0
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def _rng_states(self) -> dict:
+        return {"model": md.rng_state(self.model.rng)} if hasattr(self.model, "rng") else {}
+
+    def save_checkpoint(self) -> None:
+        run_state = self.run.state_dict()
+        arrays = {f"run.{k}": v for k, v in run_state.items() if isinstance(v, np.ndarray)}
+        scalars = {k: v for k, v in run_state.items() if not isinstance(v, np.ndarray)}
+        weights = dict(self.model.state_dict(), **arrays)
+        state = {
+            "step": self.step, "best": self.best, "bad_validations": self.bad_validations,
+            "rng": self._rng_states(), "run": scalars,
+            "schedule": self.schedule.state_dict() if self.schedule else None,
+        }
+        md.save_checkpoint(self.out, weights, self.optimizer.state_dict(), state)
+
+    def resume(self) -> None:
+        weights, opt_state, state = md.load_checkpoint(self.out)
+        run_arrays = {k[4:]: v for k, v in weights.items() if k.startswith("run.")}
+        self.model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("run.")})
+        self.optimizer.load_state_dict(opt_state)
+        if self.schedule and state.get("schedule"):
+            self.schedule.load_state_dict(state["schedule"])
+        if "model" in state["rng"]:
+            self.model.rng.bit_generator.state = md.restore_rng(state["rng"]["model"]).bit_generator.state
+        self.run.load_state_dict(dict(state["run"], **run_arrays))
+        self.step, self.best, self.bad_validations = state["step"], state["best"], state["bad_validations"]
+        md.rewind_metrics(self.out, self.step)  # lines logged after the checkpoint come again, identically
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train to ``options.steps`` (or the time limit, or early stop); returns the best metrics."""
+        opt, params = self.opt, self.model.parameters()
+        if self.step == 0:
+            md.save_model(self.out, dict(self.config, status="training"), self.model.state_dict())
+        bar = _progress(opt.steps, self.step, self.quiet)
+        started, tokens, window_loss, window_n = time.perf_counter(), 0, 0.0, 0
+        status = "finished"
+        try:
+            while self.step < opt.steps:
+                self.step += 1
+                self.model.train()
+                self.optimizer.zero_grad()
+                loss, n_tokens = self.run.train_step()
+                if not math.isfinite(loss):
+                    raise TrainingError(
+                        f"non-finite loss detected at step {self.step} ({loss}): training diverged; "
+                        "lower --lr or set --clip (the last good checkpoint is kept)"
+                    )
+                norm = clip_grad_norm_(params, opt.clip) if opt.clip else clip_grad_norm_(params, math.inf)
+                if not math.isfinite(norm):
+                    raise TrainingError(f"non-finite gradient norm at step {self.step}: training diverged; lower --lr or set --clip")
+                self.optimizer.step()
+                if self.schedule:
+                    self.schedule.step()
+                tokens += n_tokens
+                window_loss, window_n = window_loss + loss, window_n + 1
+                elapsed = time.perf_counter() - started
+                bar.update(1)
+                if self.step % opt.log_every == 0:
+                    record = {"step": self.step, "train_loss": window_loss / window_n, "lr": self.optimizer.lr,
+                              "grad_norm": float(norm), "clipped": bool(opt.clip and norm > opt.clip),
+                              "tokens_per_s": tokens / max(elapsed, 1e-9)}
+                    md.append_metrics(self.out, record)
+                    bar.set_postfix(loss=f"{record['train_loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+                    window_loss, window_n = 0.0, 0
+                out_of_time = opt.time_limit and elapsed >= opt.time_limit
+                if self.step % opt.valid_every == 0 or self.step == opt.steps or out_of_time:
+                    if self.validate():
+                        status = "stopped early"
+                        break
+                if out_of_time:
+                    status = "time limit"
+                    break
+        finally:
+            bar.close()
+        config = md.load_config(self.out)
+        config["status"] = status
+        md.atomic_write_json(self.out / md.CONFIG, config)
+        return config.get("metrics", {})
+
+    def validate(self) -> bool:
+        """Evaluate, keep the best weights, checkpoint, plot; True when patience has run out."""
+        with no_grad():
+            self.model.eval()
+            metrics = self.run.evaluate()
+        md.append_metrics(self.out, {"step": self.step, **{f"valid_{k}": v for k, v in metrics.items()}})
+        if metrics["loss"] < self.best:
+            self.best, self.bad_validations = metrics["loss"], 0
+            config = dict(self.config, status="training", metrics=dict(metrics, step=self.step))
+            md.save_model(self.out, config, self.model.state_dict())
+        else:
+            self.bad_validations += 1
+        self.save_checkpoint()
+        from .plots import plot_loss_curve
+
+        plot_loss_curve(self.out)
+        return bool(self.opt.patience and self.bad_validations >= self.opt.patience)
