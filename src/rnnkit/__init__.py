@@ -1,3 +1,19 @@
-"""rnnkit: recurrent neural networks on NumPy, with hand-written BPTT, equal to PyTorch."""
+"""rnnkit: recurrent neural networks on NumPy, with hand-written BPTT, equal to PyTorch.
+
+``rnnkit.nn`` is the engine (NumPy alone); ``rnnkit.train`` and ``rnnkit.load`` mirror the
+``rnnkit`` command for notebooks.
+"""
 
 __version__ = "0.1.0"
+
+
+def train(task, out, resume=False, quiet=True, **options):
+    from .api import train as _train  # deferred: `import rnnkit.nn` stays NumPy-only
+
+    return _train(task, out, resume=resume, quiet=quiet, **options)
+
+
+def load(model_dir):
+    from .api import load as _load
+
+    return _load(model_dir)

@@ -15,6 +15,7 @@ from .optim import (
     StepLR,
     clip_grad_norm_,
     clip_grad_value_,
+    grad_norm,
 )
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
@@ -23,6 +24,6 @@ __all__ = [
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
     "Linear", "Embedding", "Dropout",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
-    "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_",
+    "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_", "grad_norm",
     "LRSchedule", "StepLR", "CosineAnnealingLR", "LinearWarmup",
 ]

@@ -24,6 +24,7 @@ __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "grad_norm",
     "clip_grad_norm_",
     "clip_grad_value_",
     "LRSchedule",
@@ -279,6 +280,21 @@ class AdamW(Adam):
 # ---- gradient clipping ----------------------------------------------------------------
 
 
+def grad_norm(params, norm_type: float = 2.0) -> float:
+    """The joint norm of every gradient, as if they were one vector (what clipping measures)."""
+    params = _parameter_list(params)
+    try:
+        order = float(norm_type)  # accepts "inf", as PyTorch does
+    except (TypeError, ValueError):
+        order = math.nan
+    if not order > 0:
+        raise ValueError(f"norm_type: expected a number > 0 or inf, got {norm_type!r}")
+    if not params:
+        return 0.0
+    norms = [np.linalg.norm(p.grad.ravel(), ord=order) for p in params]
+    return float(np.linalg.norm(np.array(norms), ord=order))
+
+
 def clip_grad_norm_(params, max_norm: float, norm_type: float = 2.0) -> float:
     """Scale all gradients together so that their joint norm is at most ``max_norm``.
 
@@ -289,16 +305,9 @@ def clip_grad_norm_(params, max_norm: float, norm_type: float = 2.0) -> float:
     """
     params = _parameter_list(params)
     max_norm = nonnegative_float(max_norm, "max_norm")
-    try:
-        order = float(norm_type)  # accepts "inf", as PyTorch does
-    except (TypeError, ValueError):
-        order = math.nan
-    if not order > 0:
-        raise ValueError(f"norm_type: expected a number > 0 or inf, got {norm_type!r}")
+    total = grad_norm(params, norm_type)
     if not params:
         return 0.0
-    norms = [np.linalg.norm(p.grad.ravel(), ord=order) for p in params]
-    total = float(np.linalg.norm(np.array(norms), ord=order))
     coef = np.minimum(max_norm / (total + 1e-6), 1.0)
     # a coefficient of 1 changes nothing; NaN fails this test and is applied, as in PyTorch
     if coef != 1.0:

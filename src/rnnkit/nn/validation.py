@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 
+class NonFiniteError(ValueError):
+    """NaN or infinity where a number is needed: bad input, or a diverging training run."""
+
+
 def float_array(value, name: str, dtype, ndims: tuple[int, ...] | None = None, finite: bool = True) -> np.ndarray:
     """``value`` as a C-contiguous array of ``dtype``, with its number of dimensions checked.
 
@@ -22,7 +26,7 @@ def float_array(value, name: str, dtype, ndims: tuple[int, ...] | None = None, f
     arr = np.asarray(arr, dtype=dtype, order="C")  # not ascontiguousarray, which makes 0-D into 1-D
     if finite and not np.isfinite(arr).all():
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name}: contains {bad} NaN or infinite value(s)")
+        raise NonFiniteError(f"{name}: contains {bad} NaN or infinite value(s)")
     return arr
 
 

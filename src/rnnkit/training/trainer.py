@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..nn import SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, StepLR, clip_grad_norm_, no_grad
+from ..nn import SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, StepLR, clip_grad_norm_, grad_norm, no_grad
+from ..nn.validation import NonFiniteError
 from . import model_dir as md
 
 
@@ -158,13 +159,19 @@ class Trainer:
                 self.step += 1
                 self.model.train()
                 self.optimizer.zero_grad()
-                loss, n_tokens = self.run.train_step()
+                try:
+                    loss, n_tokens = self.run.train_step()
+                except NonFiniteError as exc:  # weights overflowed: the forward pass met inf or NaN
+                    loss, n_tokens = math.nan, 0
+                    cause = f" ({exc})"
+                else:
+                    cause = f" ({loss})"
                 if not math.isfinite(loss):
                     raise TrainingError(
-                        f"non-finite loss detected at step {self.step} ({loss}): training diverged; "
+                        f"non-finite loss detected at step {self.step}{cause}: training diverged; "
                         "lower --lr or set --clip (the last good checkpoint is kept)"
                     )
-                norm = clip_grad_norm_(params, opt.clip) if opt.clip else clip_grad_norm_(params, math.inf)
+                norm = clip_grad_norm_(params, opt.clip) if opt.clip else grad_norm(params)
                 if not math.isfinite(norm):
                     raise TrainingError(f"non-finite gradient norm at step {self.step}: training diverged; lower --lr or set --clip")
                 self.optimizer.step()

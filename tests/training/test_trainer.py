@@ -1,0 +1,80 @@
+"""The trainer: exact resume after SIGKILL, divergence detection, early stopping."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit.training import model_dir as md
+from rnnkit.training.trainer import TrainingError, TrainingOptions
+
+OPTIONS = ["--steps", "400", "--hidden", "12", "--embed", "6", "--layers", "2", "--dropout", "0.3",
+           "--batch-size", "4", "--seq-len", "8", "--valid-every", "25", "--log-every", "5", "--quiet"]
+
+
+def write_corpus(path):
+    rng = np.random.default_rng(0)
+    path.write_text(" ".join(rng.choice(["alas", "poor", "yorick", "i", "knew", "him"], size=2000)), encoding="utf-8")
+    return path
+
+
+def cli(*args):
+    return [sys.executable, "-m", "rnnkit.cli.main", *map(str, args)]
+
+
+def test_a_run_killed_and_resumed_ends_with_the_same_weights(tmp_path):
+    corpus = write_corpus(tmp_path / "text.txt")
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    subprocess.run(cli("train", "lm", "--data", corpus, "--out", whole, *OPTIONS), check=True, capture_output=True)
+
+    proc = subprocess.Popen(cli("train", "lm", "--data", corpus, "--out", broken, *OPTIONS),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (broken / "checkpoint" / "state.json").exists():  # wait for a checkpoint, not a guess
+        assert time.time() < deadline and proc.poll() is None, "no checkpoint appeared"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads((broken / "checkpoint" / "state.json").read_text())["state"]["step"]
+    assert killed_at < 400, "the run finished before it could be killed"
+
+    subprocess.run(cli("train", "--resume", broken, "--quiet"), check=True, capture_output=True)
+    for name in ("model.safetensors", "checkpoint/weights.safetensors"):
+        a, b = md.load_weights(whole / name), md.load_weights(broken / name)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name}: {k}")
+    steps = [r["step"] for r in md.read_metrics(broken) if "train_loss" in r]
+    assert steps == list(range(5, 401, 5))  # the lines after the checkpoint were not written twice
+
+
+def test_divergence_is_stopped_with_a_clear_message(tmp_path):
+    # a learning rate near float32's range overflows the weights: inf − inf makes the loss NaN
+    corpus = write_corpus(tmp_path / "text.txt")
+    with pytest.raises(TrainingError, match=r"non-finite (loss|gradient norm) .*at step \d+"):
+        rnnkit.train("lm", tmp_path / "m", data=str(corpus), cell="rnn", steps=200, hidden=16, embed=4, layers=1,
+                     batch_size=4, seq_len=8, lr=1e38, clip=0.0, optimizer="sgd", momentum=0.9)
+
+
+def test_early_stopping_after_patience_runs_out(tmp_path):
+    corpus = write_corpus(tmp_path / "text.txt")
+    model = rnnkit.train("lm", tmp_path / "m", data=str(corpus), steps=400, hidden=8, embed=4, layers=1,
+                         batch_size=4, seq_len=8, lr=0.5, optimizer="sgd", valid_every=2, patience=2)
+    validations = [r for r in md.read_metrics(model.dir) if "valid_loss" in r]
+    assert model.config["status"] == "stopped early"
+    assert len(validations) < 200
+    best = min(r["valid_loss"] for r in validations)
+    assert all(r["valid_loss"] >= best for r in validations[-2:])
+    assert model.config["metrics"]["loss"] == best  # the best weights are what the directory holds
+
+
+@pytest.mark.parametrize("field,value", [("steps", 0), ("lr", -1.0), ("optimizer", "adagrad"), ("schedule", "cyclic"), ("clip", -1.0)])
+def test_bad_training_options_are_named(field, value):
+    with pytest.raises(ValueError, match=f"--{field.replace('_', '-')}: invalid value"):
+        TrainingOptions(**{field: value})
