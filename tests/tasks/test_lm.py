@@ -188,3 +188,10 @@ def test_help_explains_every_option():
     assert proc.returncode == 0
     for flag in ("--data", "--tokenizer", "--seq-len", "--clip", "--patience", "--valid-every", "--by-genre"):
         assert flag in proc.stdout
+
+
+def test_overwrite_replaces_an_existing_model(corpus, trained):
+    before = (trained / "model.safetensors").stat().st_mtime_ns
+    assert main(["train", "lm", "--data", str(corpus), "--out", str(trained), "--overwrite", *TINY]) == 0
+    assert (trained / "model.safetensors").stat().st_mtime_ns != before
+    assert len([r for r in md.read_metrics(trained) if "valid_loss" in r]) == 2  # a fresh log, not an appended one

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = task_parsers.add_parser(task.name, help=task.description, description=task.description)
         p.add_argument("--out", metavar="DIR", help="the model directory to write (created)")
         p.add_argument("--resume", metavar="DIR", help="continue the run stored in DIR from its last checkpoint")
+        p.add_argument("--overwrite", action="store_true", help="replace the model already in --out (default: refuse)")
         p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
         add_options(p, task.Options, f"{task.name} options")
         add_options(p, TrainingOptions, "training")
@@ -130,6 +132,8 @@ def _train(args) -> int:
         raise ValueError("--out: where to write the model is required (or --resume DIR to continue a run)")
     if not task_name and not resume:
         raise ValueError(f"TASK: name the task to train, one of: {', '.join(sorted(TASKS))}")
+    if getattr(args, "overwrite", False) and not resume and (Path(out) / md.CONFIG).exists():
+        shutil.rmtree(out)
     task_options = given(args, get_task(task_name).Options) if task_name else {}
     tasks.base.train(task_name, out, task_options, given(args, TrainingOptions), resume=bool(resume),
                      quiet=getattr(args, "quiet", False))

@@ -21,6 +21,7 @@ from ..data import (
     ConditionedStreams,
     DataError,
     StreamBatches,
+    join_texts,
     Tokenizer,
     make_tokenizer,
     read_class_dir,
@@ -80,13 +81,13 @@ def _read_corpus(opts: LMOptions) -> tuple[dict[str, str] | None, str, str]:
         path = Path(opts.data)
         if path.is_dir():
             classes = read_class_dir(path)
-            return classes, "".join(classes.values()), f"{path} ({len(classes)} classes)"
+            return classes, join_texts(classes.values()), f"{path} ({len(classes)} classes)"
         if opts.by_genre:
             raise DataError("--by-genre: only for the default corpus; for your own classes give --data a directory")
         return None, read_text_file(path), str(path)
     if opts.by_genre:
         classes = shakespeare_by_genre()
-        return classes, "".join(classes.values()), DEFAULT_CORPUS + ", by First Folio genre"
+        return classes, join_texts(classes.values()), DEFAULT_CORPUS + ", by First Folio genre"
     return None, shakespeare_corpus(), DEFAULT_CORPUS
 
 
@@ -245,16 +246,16 @@ class LanguageModelTask(Task):
         ids = _tokenize_classes(classes, text, tokenizer) if tokenizer else None
         if tokenizer is None:  # the vocabulary comes from the training part alone
             parts = classes.values() if classes else [text]
-            train_text = "".join(split_contiguous(t, opts.valid_fraction)[0] for t in parts)
+            train_text = join_texts(split_contiguous(t, opts.valid_fraction)[0] for t in parts)
             tokenizer = make_tokenizer(opts.tokenizer, train_text, opts.min_count, opts.max_vocab or None)
             ids = _tokenize_classes(classes, text, tokenizer)
         splits = {k: split_contiguous(v, opts.valid_fraction) for k, v in ids.items()}
         train = {k: s[0] for k, s in splits.items()}
         valid = {k: s[1] for k, s in splits.items()}
         if classes is None:
-            batches = StreamBatches(train[None], opts.batch_size, opts.seq_len)
+            batches = StreamBatches(train[None], opts.batch_size, opts.seq_len, name="training text")
         else:
-            batches = ConditionedStreams(list(train.values()), opts.batch_size, opts.seq_len)
+            batches = ConditionedStreams(list(train.values()), opts.batch_size, opts.seq_len, name="training text")
         conditions = list(classes) if classes else []
         description = {"source": source, "train_tokens": int(sum(len(v) for v in train.values())),
                        "valid_tokens": int(sum(len(v) for v in valid.values()))}
