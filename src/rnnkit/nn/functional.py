@@ -192,7 +192,8 @@ def gru_step_backward(dh, gates, hn, h_prev, W_hh, out=None, out_h=None):
 # Each forward returns (Y, state, cache): Y (T, B, P) the outputs, zero past each row's end;
 # state the final (h,) or (h, c); cache None when keep is False (inference).
 # Each backward takes dY and the gradients of the final state and returns dX and those of the
-# initial state, adding the weight gradients into the Parameters' .grad.
+# initial state, adding the weight gradients into the Parameters' .grad. Given ``norms`` (T,),
+# it also records ‖∂L/∂h_t‖ at every step: the gradient flow over time that diagnostics plot.
 
 
 def time_steps(T: int, reverse: bool) -> range:
@@ -256,7 +257,7 @@ def rnn_sequence(X, h, w, reverse, bs, keep, relu):
     return Y, (h,), ((X, G, H_prev) if keep else None)
 
 
-def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, relu):
+def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, relu, norms=None):
     X, Hs, H_prev = cache  # Hs: the outputs h_t, the steps' cache
     T, B, _ = X.shape
     dA = _buffers(bs, B)(Hs.shape, Hs.dtype)
@@ -264,8 +265,10 @@ def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, relu):
     dh = dh.copy()
     for t in time_steps(T, not reverse):
         b = bs[t]
-        _, dh_prev = rnn_step_backward(dh[:b] + dY[t, :b], Hs[t, :b], w.W_hh.data, relu, out=dA[t, :b])
-        dh[:b] = dh_prev
+        dh_t = dh[:b] + dY[t, :b]
+        if norms is not None:
+            norms[t] = np.linalg.norm(dh_t)
+        _, dh[:b] = rnn_step_backward(dh_t, Hs[t, :b], w.W_hh.data, relu, out=dA[t, :b])
     return accumulate_weight_grads(w, X, H_prev, dA), (dh,)
 
 
@@ -292,7 +295,7 @@ def lstm_sequence(X, h, c, w, reverse, bs, keep):
     return Y, (h, c), ((X, G, H_prev, C_prev, TC) if keep else None)
 
 
-def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs):
+def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None):
     X, G, H_prev, C_prev, TC = cache
     T, B, _ = X.shape
     W_hr = None if w.W_hr is None else w.W_hr.data
@@ -303,6 +306,8 @@ def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs):
     for t in time_steps(T, not reverse):
         b = bs[t]
         dh_t = dh[:b] + dY[t, :b]
+        if norms is not None:
+            norms[t] = np.linalg.norm(dh_t)
         if dH is not None:
             dH[t, :b] = dh_t
         _, dh[:b], dc[:b] = lstm_step_backward(
@@ -336,7 +341,7 @@ def gru_sequence(X, h, w, reverse, bs, keep):
     return Y, (h,), ((X, G, H_prev, HN) if keep else None)
 
 
-def gru_sequence_backward(dY, dstate, cache, w, reverse, bs):
+def gru_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None):
     X, G, H_prev, HN = cache
     T, B, _ = X.shape
     alloc = _buffers(bs, B)
@@ -345,7 +350,8 @@ def gru_sequence_backward(dY, dstate, cache, w, reverse, bs):
     dh = dh.copy()
     for t in time_steps(T, not reverse):
         b = bs[t]
-        _, _, dh[:b] = gru_step_backward(
-            dh[:b] + dY[t, :b], G[t, :b], HN[t, :b], H_prev[t, :b], w.W_hh.data, out=dG[t, :b], out_h=dG_h[t, :b]
-        )
+        dh_t = dh[:b] + dY[t, :b]
+        if norms is not None:
+            norms[t] = np.linalg.norm(dh_t)
+        _, _, dh[:b] = gru_step_backward(dh_t, G[t, :b], HN[t, :b], H_prev[t, :b], w.W_hh.data, out=dG[t, :b], out_h=dG_h[t, :b])
     return accumulate_weight_grads(w, X, H_prev, dG, dG_h), (dh,)

@@ -85,6 +85,10 @@ class RNNBase(Module):
         self.learn_init = bool(learn_init)
         self.dtype = as_dtype(dtype)
         self.rng = as_rng(rng)
+        # Diagnostics: when True, backward keeps ‖∂L/∂h_t‖ per layer·direction and step in
+        # ``grad_norms`` (L·D, T), in time order.
+        self.record_grad_norms = False
+        self.grad_norms = None
 
         H, G, D = self.hidden_size, _GATES[self.mode], self.num_directions
         P = self.output_size
@@ -254,18 +258,21 @@ class RNNBase(Module):
         d_layer = self._gather_d_out(d_out, T, B, unbatched, order)
         d_finals = self._gather_d_state(d_state, B, unbatched, order)
         d_initial = [np.empty_like(s) for s in d_finals]
+        norms = np.zeros((L * D, T)) if self.record_grad_norms else None
         for k in reversed(range(L)):
             d_input = None
             for d, sfx in enumerate(self._suffixes):
                 j = k * D + d
                 dY = d_layer[:, :, d * P : (d + 1) * P]
-                dX, d_state0 = self._sequence_backward(dY, [s[j] for s in d_finals], caches[j], self._weights(k, sfx), d == 1, bs)
+                dX, d_state0 = self._sequence_backward(dY, [s[j] for s in d_finals], caches[j], self._weights(k, sfx), d == 1, bs,
+                                                       None if norms is None else norms[j])
                 for d0, s in zip(d_initial, d_state0):
                     d0[j] = s
                 d_input = dX if d_input is None else d_input + dX
             if k > 0 and masks:
                 d_input *= masks[k - 1]
             d_layer = d_input
+        self.grad_norms = norms
         dx, d_init = self._present(d_layer, d_initial, order, unbatched)
         if self.learn_init and not given:
             names = ("h0", "c0") if self.mode == "LSTM" else ("h0",)
@@ -325,8 +332,8 @@ class RNN(RNNBase):
     def _sequence(self, X, state, w, reverse, bs, keep):
         return F.rnn_sequence(X, state[0], w, reverse, bs, keep, self.nonlinearity == "relu")
 
-    def _sequence_backward(self, dY, dstate, cache, w, reverse, bs):
-        return F.rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, self.nonlinearity == "relu")
+    def _sequence_backward(self, dY, dstate, cache, w, reverse, bs, norms=None):
+        return F.rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, self.nonlinearity == "relu", norms)
 
 
 class LSTM(RNNBase):
@@ -341,8 +348,8 @@ class LSTM(RNNBase):
     def _sequence(self, X, state, w, reverse, bs, keep):
         return F.lstm_sequence(X, state[0], state[1], w, reverse, bs, keep)
 
-    def _sequence_backward(self, dY, dstate, cache, w, reverse, bs):
-        return F.lstm_sequence_backward(dY, dstate, cache, w, reverse, bs)
+    def _sequence_backward(self, dY, dstate, cache, w, reverse, bs, norms=None):
+        return F.lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms)
 
 
 class GRU(RNNBase):
@@ -357,8 +364,8 @@ class GRU(RNNBase):
     def _sequence(self, X, state, w, reverse, bs, keep):
         return F.gru_sequence(X, state[0], w, reverse, bs, keep)
 
-    def _sequence_backward(self, dY, dstate, cache, w, reverse, bs):
-        return F.gru_sequence_backward(dY, dstate, cache, w, reverse, bs)
+    def _sequence_backward(self, dY, dstate, cache, w, reverse, bs, norms=None):
+        return F.gru_sequence_backward(dY, dstate, cache, w, reverse, bs, norms)
 
 
 # ---- cells ------------------------------------------------------------------------------------

@@ -202,6 +202,47 @@ class TrainedLanguageModel:
             metrics["bits_per_char"] = metrics.pop("bits_per_token")
         return metrics
 
+    def diagnose(self, data: str | None = None, windows: int = 4) -> dict:
+        """Gradient flow, gradient norms and gate saturation over ``windows`` windows of the
+        validation text (or of ``data``); writes diagnostics/gradient_flow.png in the model directory."""
+        from .. import diagnostics
+
+        opts = self.config["task_options"]
+        if data is None:
+            valid = _valid_split(LMOptions(**opts), self.tokenizer, self.conditions)
+            condition, ids = next(iter(valid.items()))
+        else:
+            condition, ids = None, self.tokenizer.encode(read_text_file(data))
+        batches = StreamBatches(ids, min(opts["batch_size"], max(1, len(ids) // (opts["seq_len"] + 1))), opts["seq_len"],
+                                name="diagnosed text")
+        cond = None if condition is None else np.full(batches.batch_size, condition)
+        rnn, loss_fn = self.model.rnn, CrossEntropyLoss()
+        rnn.record_grad_norms = True
+        self.model.eval()  # no dropout: the gradients of the model itself
+        norms, saturation, losses, state = [], [], [], None
+        for batch in list(batches)[:windows]:
+            self.model.zero_grad()
+            logits, state = self.model(batch.x, state, cond if state is None else None)
+            saturation.append(diagnostics.gate_saturation(rnn))
+            losses.append(loss_fn(logits, batch.y))
+            self.model.backward(loss_fn.backward())
+            norms.append(rnn.grad_norms)
+        rnn.record_grad_norms = False
+        T = min(n.shape[1] for n in norms)
+        flow = np.mean([n[:, :T] for n in norms], axis=0)
+        labels = diagnostics.layer_labels(rnn)
+        plot = diagnostics.plot_gradient_flow(flow, labels, self.dir / "diagnostics" / "gradient_flow.png",
+                                              f"gradient flow, {opts['layers']}-layer {opts['cell'].upper()}")
+        return {"loss": float(np.mean(losses)), "grad_flow": flow, "labels": labels,
+                "saturation": {k: float(np.mean([s[k] for s in saturation])) for k in saturation[0]},
+                "param_norms": diagnostics.parameter_grad_norms(self.model, self.config["training"]["clip"]),
+                "clip": self.config["training"]["clip"], "plot": str(plot)}
+
+    def _vocabulary_preview(self, limit: int = 60) -> str:
+        tokens = self.config["vocabulary"]["tokens"][1:]  # after <unk>
+        shown = " ".join(repr(t)[1:-1] if self.config["vocabulary"]["kind"] == "char" else t for t in tokens[:limit])
+        return shown + (f" … and {len(tokens) - limit} more" if len(tokens) > limit else "")
+
     def describe(self, short: bool = False) -> str:
         c, o = self.config, self.config["task_options"]
         m = c.get("metrics", {})
@@ -209,7 +250,7 @@ class TrainedLanguageModel:
             f"model      {self.dir}: task lm ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
             f"network    {o['layers']}-layer {o['cell'].upper()}, embedding {o['embed']}, hidden {o['hidden']}, "
             f"dropout {o['dropout']}{', tied' if o['tie'] else ''}; {self.model.num_parameters():,} parameters",
-            f"vocabulary {len(self.tokenizer)} {c['vocabulary']['kind']} tokens (with <unk>)",
+            f"vocabulary {len(self.tokenizer)} {c['vocabulary']['kind']} tokens (with <unk>): {self._vocabulary_preview()}",
             f"data       {c['data']['source']}: {c['data']['train_tokens']:,} training, {c['data']['valid_tokens']:,} validation tokens",
         ]
         if self.conditions:
