@@ -78,3 +78,16 @@ def test_early_stopping_after_patience_runs_out(tmp_path):
 def test_bad_training_options_are_named(field, value):
     with pytest.raises(ValueError, match=f"--{field.replace('_', '-')}: invalid value"):
         TrainingOptions(**{field: value})
+
+
+def test_diagnose_every_logs_gradient_flow_and_clipping(tmp_path):
+    corpus = write_corpus(tmp_path / "text.txt")
+    model = rnnkit.train("lm", tmp_path / "m", data=str(corpus), steps=6, hidden=8, embed=4, layers=2, batch_size=2,
+                         seq_len=7, diagnose_every=3, log_every=3, clip=1e-3)
+    records = md.read_metrics(model.dir)
+    flows = [r for r in records if "grad_flow" in r]
+    assert [r["step"] for r in flows] == [3, 6]
+    assert set(flows[0]["grad_flow"]) == {"0:layer 0", "0:layer 1"}
+    assert len(flows[0]["grad_flow"]["0:layer 1"]) == 7  # one norm per time step
+    assert "rnn.weight_hh_l0" in flows[0]["param_grad_norms"]
+    assert all(r["clipped_fraction"] == 1.0 for r in records if "clipped_fraction" in r)  # a tiny clip clips every step

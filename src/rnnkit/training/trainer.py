@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ..nn import SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, StepLR, clip_grad_norm_, grad_norm, no_grad
+from ..diagnostics import layer_labels
+from ..nn.recurrent import RNNBase
 from ..nn.validation import NonFiniteError
 from . import model_dir as md
 
@@ -46,6 +48,7 @@ class TrainingOptions:
     seed: int = 0
     log_every: int = 10
     time_limit: float = 0.0
+    diagnose_every: int = 0
 
     HELP = {
         "steps": "optimizer steps in all (a resumed run may raise it)",
@@ -61,15 +64,16 @@ class TrainingOptions:
         "seed": "seed of every random draw (same seed, same weights)",
         "log_every": "write a metrics line every N steps",
         "time_limit": "stop after this many seconds of training (0: no limit)",
+        "diagnose_every": "every N steps, log ‖∂L/∂h_t‖ per layer and time step and each parameter's gradient norm (0: never)",
     }
     # options a resumed run may change: the budget, not the model or the optimisation
-    EXTENDABLE = ("steps", "time_limit", "patience", "log_every")
+    EXTENDABLE = ("steps", "time_limit", "patience", "log_every", "diagnose_every")
 
     def __post_init__(self):
         checks = {
             "steps": self.steps >= 1, "lr": self.lr > 0, "valid_every": self.valid_every >= 1,
             "clip": self.clip >= 0, "warmup": self.warmup >= 0, "patience": self.patience >= 0,
-            "log_every": self.log_every >= 1, "time_limit": self.time_limit >= 0,
+            "log_every": self.log_every >= 1, "time_limit": self.time_limit >= 0, "diagnose_every": self.diagnose_every >= 0,
             "weight_decay": self.weight_decay >= 0, "momentum": self.momentum >= 0,
             "optimizer": self.optimizer in ("adam", "adamw", "sgd"),
             "schedule": self.schedule in ("constant", "cosine", "step"),
@@ -152,13 +156,17 @@ class Trainer:
         if self.step == 0:
             md.save_model(self.out, dict(self.config, status="training"), self.model.state_dict())
         bar = _progress(opt.steps, self.step, self.quiet)
-        started, tokens, window_loss, window_n = time.perf_counter(), 0, 0.0, 0
+        started, tokens, window_loss, window_n, window_clipped = time.perf_counter(), 0, 0.0, 0, 0
+        recurrent = [m for m in self.model.modules() if isinstance(m, RNNBase)]
         status = "finished"
         try:
             while self.step < opt.steps:
                 self.step += 1
                 self.model.train()
                 self.optimizer.zero_grad()
+                diagnosing = bool(opt.diagnose_every) and self.step % opt.diagnose_every == 0
+                for layer in recurrent:
+                    layer.record_grad_norms = diagnosing
                 try:
                     loss, n_tokens = self.run.train_step()
                 except NonFiniteError as exc:  # weights overflowed: the forward pass met inf or NaN
@@ -171,6 +179,8 @@ class Trainer:
                         f"non-finite loss detected at step {self.step}{cause}: training diverged; "
                         "lower --lr or set --clip (the last good checkpoint is kept)"
                     )
+                if diagnosing:
+                    self._log_gradients(recurrent)
                 norm = clip_grad_norm_(params, opt.clip) if opt.clip else grad_norm(params)
                 if not math.isfinite(norm):
                     raise TrainingError(f"non-finite gradient norm at step {self.step}: training diverged; lower --lr or set --clip")
@@ -179,15 +189,16 @@ class Trainer:
                     self.schedule.step()
                 tokens += n_tokens
                 window_loss, window_n = window_loss + loss, window_n + 1
+                window_clipped += bool(opt.clip and norm > opt.clip)
                 elapsed = time.perf_counter() - started
                 bar.update(1)
                 if self.step % opt.log_every == 0:
                     record = {"step": self.step, "train_loss": window_loss / window_n, "lr": self.optimizer.lr,
-                              "grad_norm": float(norm), "clipped": bool(opt.clip and norm > opt.clip),
+                              "grad_norm": float(norm), "clipped_fraction": window_clipped / window_n,
                               "tokens_per_s": tokens / max(elapsed, 1e-9)}
                     md.append_metrics(self.out, record)
                     bar.set_postfix(loss=f"{record['train_loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
-                    window_loss, window_n = 0.0, 0
+                    window_loss, window_n, window_clipped = 0.0, 0, 0
                 out_of_time = opt.time_limit and elapsed >= opt.time_limit
                 if self.step % opt.valid_every == 0 or self.step == opt.steps or out_of_time:
                     if self.validate():
@@ -202,6 +213,14 @@ class Trainer:
         config["status"] = status
         md.atomic_write_json(self.out / md.CONFIG, config)
         return config.get("metrics", {})
+
+    def _log_gradients(self, recurrent) -> None:
+        """A diagnostics line: ‖∂L/∂h_t‖ per recurrent layer and step, ‖grad‖ per parameter (before clipping)."""
+        record = {"step": self.step, "param_grad_norms": {n: float(np.linalg.norm(p.grad)) for n, p in self.model.named_parameters()}}
+        for i, layer in enumerate(recurrent):
+            for label, row in zip(layer_labels(layer), layer.grad_norms):
+                record.setdefault("grad_flow", {})[f"{i}:{label}"] = [float(v) for v in row]
+        md.append_metrics(self.out, record)
 
     def validate(self) -> bool:
         """Evaluate, keep the best weights, checkpoint, plot; True when patience has run out."""
