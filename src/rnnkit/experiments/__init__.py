@@ -1,0 +1,1 @@
+"""Experiments that show the limits of RNNs and what answers them (synthetic by design)."""
