@@ -112,11 +112,7 @@ class LMRun:
         return loss, batch.y.size
 
     def evaluate(self) -> dict:
-        total, count = 0.0, 0
-        for condition, ids in self.valid.items():
-            nats, n = evaluate_ids(self.model, ids, self.eval_batch, self.seq_len, condition)
-            total, count = total + nats * n, count + n
-        return loss_metrics(total / count)
+        return evaluate_splits(self.model, self.valid, self.eval_batch, self.seq_len)
 
     def state_dict(self) -> dict:
         d = {f"data.{k}": v for k, v in self.train.state_dict().items()}
@@ -133,6 +129,15 @@ class LMRun:
 
 def loss_metrics(nats: float) -> dict:
     return {"loss": nats, "bits_per_token": nats / math.log(2), "perplexity": math.exp(min(nats, 700))}
+
+
+def evaluate_splits(model, splits: dict, batch: int, seq_len: int) -> dict:
+    """Loss metrics over {condition (or None): token ids}, weighted by each split's tokens."""
+    total, count = 0.0, 0
+    for condition, ids in splits.items():
+        nats, n = evaluate_ids(model, ids, batch, seq_len, condition)
+        total, count = total + nats * n, count + n
+    return loss_metrics(total / count)
 
 
 def evaluate_ids(model, ids: np.ndarray, batch: int, seq_len: int, condition=None) -> tuple[float, int]:
@@ -193,11 +198,10 @@ class TrainedLanguageModel:
     def evaluate(self, data: str | None = None) -> dict:
         opts = self.config["task_options"]
         if data is None:
-            valid = _valid_split(LMOptions(**opts), self.tokenizer, self.conditions)
+            valid = _valid_split(LMOptions(**opts), self.tokenizer)
         else:
             valid = {None: self.tokenizer.encode(read_text_file(data))}
-        run = LMRun(self.model, None, valid, opts["batch_size"], opts["seq_len"])
-        metrics = run.evaluate()
+        metrics = evaluate_splits(self.model, valid, opts["batch_size"], opts["seq_len"])
         if self.config["vocabulary"]["kind"] == "char":
             metrics["bits_per_char"] = metrics.pop("bits_per_token")
         return metrics
@@ -209,7 +213,7 @@ class TrainedLanguageModel:
 
         opts = self.config["task_options"]
         if data is None:
-            valid = _valid_split(LMOptions(**opts), self.tokenizer, self.conditions)
+            valid = _valid_split(LMOptions(**opts), self.tokenizer)
             condition, ids = next(iter(valid.items()))
         else:
             condition, ids = None, self.tokenizer.encode(read_text_file(data))
@@ -268,7 +272,7 @@ def _tokenize_classes(classes: dict[str, str] | None, text: str, tokenizer: Toke
     return {i: tokenizer.encode(t) for i, t in enumerate(classes.values())}
 
 
-def _valid_split(opts: LMOptions, tokenizer: Tokenizer, conditions: list[str]) -> dict:
+def _valid_split(opts: LMOptions, tokenizer: Tokenizer) -> dict:
     classes, text, _ = _read_corpus(opts)
     ids = _tokenize_classes(classes, text, tokenizer)
     return {k: split_contiguous(v, opts.valid_fraction)[1] for k, v in ids.items()}
