@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .nn import clip_grad_norm_
-from .nn.recurrent import RNNBase
+from .nn.recurrent import RecurrentLayer, RNNBase
 
 SIGMOID_EDGE = 0.05  # σ within this of 0 or 1: σ' = σ(1 − σ) < 0.0475
 TANH_EDGE = 0.95  # |tanh| above this: tanh' = 1 − tanh² < 0.0975
@@ -95,7 +95,7 @@ def plot_gradient_flow(norms: np.ndarray, labels: list[str], path, title: str) -
     return Path(path)
 
 
-def layer_labels(layer: RNNBase) -> list[str]:
+def layer_labels(layer: RecurrentLayer) -> list[str]:
     D = layer.num_directions
     return [f"layer {j // D}{' reverse' if j % D else ''}" for j in range(layer.num_layers * D)]
 

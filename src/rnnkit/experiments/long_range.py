@@ -24,7 +24,7 @@ import numpy as np
 
 from ..models.sequence_model import CELLS, SequenceModel
 from ..nn import Adam, CrossEntropyLoss, MSELoss, clip_grad_norm_
-from ..nn.recurrent import RNNBase
+from ..nn.recurrent import RecurrentLayer
 
 ADDING_BASELINE = 1 / 6
 COPY_SYMBOLS, COPY_ALPHABET = 10, 8
@@ -109,7 +109,7 @@ def train_one(problem: str, cell: str, T: int, opts: ExperimentOptions, progress
     seconds = time.perf_counter() - started
 
     x, y = make_batch(np.random.default_rng([opts.seed, T, 999]), opts.eval_batch, T)  # the same held-out batch for every model
-    recording = isinstance(model.rnn, RNNBase)
+    recording = isinstance(model.rnn, RecurrentLayer)
     model.rnn.record_grad_norms = recording
     test_loss = float(loss_fn(model(x), y))
     model.backward(loss_fn.backward())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn import GRU, LSTM, RNN, Embedding, Linear, Module, init
+from ..nn import GRU, LSTM, RNN, Embedding, Linear, MinGRU, MinLSTM, Module, init
 from ..nn.module import as_rng
 
 CELLS = ("rnn", "irnn", "lstm", "gru", "mingru", "minlstm")
@@ -35,8 +35,6 @@ def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int
     if cell == "gru":
         return GRU(input_size, hidden_size, **kw)
     if cell in ("mingru", "minlstm"):
-        from ..nn.minimal import MinGRU, MinLSTM
-
         return (MinGRU if cell == "mingru" else MinLSTM)(input_size, hidden_size, **kw)
     raise ValueError(f"cell: expected one of {', '.join(CELLS)}, got {cell!r}")
 

@@ -3,6 +3,7 @@
 from . import init
 from .linear import Dropout, Embedding, Linear
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .minimal import MinGRU, MinLSTM
 from .module import Module, Parameter, is_grad_enabled, no_grad
 from .optim import (
     SGD,
@@ -17,11 +18,11 @@ from .optim import (
     clip_grad_value_,
     grad_norm,
 )
-from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RecurrentLayer, RNNCell
 
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled", "init",
-    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
+    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "RecurrentLayer",
     "Linear", "Embedding", "Dropout",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_", "grad_norm",

@@ -50,7 +50,85 @@ def _init_uniform(module: Module, hidden_size: int, rng: np.random.Generator) ->
         p.data[...] = rng.uniform(-bound, bound, size=p.shape)
 
 
-class RNNBase(Module):
+class RecurrentLayer(Module):
+    """What every recurrent layer shares (RNN/LSTM/GRU here, minGRU/minLSTM in ``minimal``):
+    the layout of directions, the checks of x, states, lengths and d_out, so that their
+    errors read the same, and the switch for recording the gradient's flow.
+
+    A subclass sets input_size, hidden_size, num_layers, batch_first, bidirectional, dtype and
+    ``output_size``; its backward fills ``grad_norms`` (L·D, T) with ‖∂L/∂h_t‖ per layer·direction
+    and step, in time order, when ``record_grad_norms`` is True.
+    """
+
+    record_grad_norms = False
+    grad_norms = None
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def _suffixes(self) -> tuple[str, ...]:
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    # ---- input checks --------------------------------------------------------------------
+    def _check_input(self, x):
+        X = float_array(x, "x", self.dtype, ndims=(2, 3))
+        unbatched = X.ndim == 2
+        if unbatched:
+            X = X[:, None, :]
+        elif self.batch_first:
+            X = X.transpose(1, 0, 2)
+        if X.shape[2] != self.input_size:
+            raise ValueError(f"x: expected input_size={self.input_size} features in the last dimension, got {X.shape[2]} (shape {np.shape(x)})")
+        if X.shape[0] == 0:
+            raise ValueError(f"x: expected at least one time step, got shape {np.shape(x)}")
+        return np.ascontiguousarray(X), unbatched
+
+    def _state_shape(self, B: int, size: int, unbatched: bool) -> tuple[int, ...]:
+        LD = self.num_layers * self.num_directions
+        return (LD, size) if unbatched else (LD, B, size)
+
+    def _check_state(self, value, name: str, B: int, size: int, unbatched: bool) -> np.ndarray:
+        expected = self._state_shape(B, size, unbatched)
+        arr = float_array(value, name, self.dtype, ndims=(len(expected),))
+        expect_shape(arr, expected, name, "num_layers * num_directions, batch, size" if not unbatched else "num_layers * num_directions, size")
+        return arr if not unbatched else arr[:, None, :]
+
+    def _check_lengths(self, lengths, T: int, B: int):
+        """Returns (order, bs): the sort by decreasing length (None if already sorted) and the
+        number of active rows at each step."""
+        if lengths is None:
+            return None, [B] * T
+        lengths = int_array(lengths, "lengths", ndims=(0, 1)).reshape(-1)
+        if lengths.shape != (B,):
+            raise ValueError(f"lengths: expected one length per sequence, {B} in all, got {lengths.size}")
+        if lengths.min() < 1:
+            raise ValueError(f"lengths: every length must be >= 1, got {int(lengths.min())}")
+        if lengths.max() > T:
+            raise ValueError(f"lengths: a length of {int(lengths.max())} exceeds the sequence's {T} time steps")
+        order = None
+        if np.any(np.diff(lengths) > 0):
+            order = np.argsort(-lengths, kind="stable")
+            lengths = lengths[order]
+        bs = (lengths[None, :] > np.arange(T)[:, None]).sum(axis=1).tolist()
+        return order, bs
+
+    def _gather_d_out(self, d_out, T, B, unbatched, order):
+        P = self.output_size * self.num_directions
+        if d_out is None:
+            return np.zeros((T, B, P), self.dtype)
+        expected = (T, P) if unbatched else ((B, T, P) if self.batch_first else (T, B, P))
+        d = float_array(d_out, "d_out", self.dtype)
+        expect_shape(d, expected, "d_out", "the shape of out")
+        if unbatched:
+            d = d[:, None]
+        elif self.batch_first:
+            d = d.transpose(1, 0, 2)
+        return np.ascontiguousarray(d if order is None else d[:, order])
+
+
+class RNNBase(RecurrentLayer):
     mode = ""
 
     def __init__(
@@ -85,10 +163,6 @@ class RNNBase(Module):
         self.learn_init = bool(learn_init)
         self.dtype = as_dtype(dtype)
         self.rng = as_rng(rng)
-        # Diagnostics: when True, backward keeps ‖∂L/∂h_t‖ per layer·direction and step in
-        # ``grad_norms`` (L·D, T), in time order.
-        self.record_grad_norms = False
-        self.grad_norms = None
 
         H, G, D = self.hidden_size, _GATES[self.mode], self.num_directions
         P = self.output_size
@@ -108,19 +182,10 @@ class RNNBase(Module):
             if self.mode == "LSTM":
                 self.c0 = Parameter(np.zeros((self.num_layers * D, H), self.dtype))
 
-    # ---- shape facts -------------------------------------------------------------------
-    @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
-
     @property
     def output_size(self) -> int:
         """P: the size of h (proj_size for a projected LSTM)."""
         return self.proj_size or self.hidden_size
-
-    @property
-    def _suffixes(self) -> tuple[str, ...]:
-        return ("", "_reverse") if self.bidirectional else ("",)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
@@ -136,30 +201,6 @@ class RNNBase(Module):
     def _weights(self, k: int, sfx: str) -> _DirectionWeights:
         get = lambda name: getattr(self, f"{name}_l{k}{sfx}", None)  # noqa: E731
         return _DirectionWeights(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr"), self.mode)
-
-    # ---- input checks --------------------------------------------------------------------
-    def _check_input(self, x):
-        X = float_array(x, "x", self.dtype, ndims=(2, 3))
-        unbatched = X.ndim == 2
-        if unbatched:
-            X = X[:, None, :]
-        elif self.batch_first:
-            X = X.transpose(1, 0, 2)
-        if X.shape[2] != self.input_size:
-            raise ValueError(f"x: expected input_size={self.input_size} features in the last dimension, got {X.shape[2]} (shape {np.shape(x)})")
-        if X.shape[0] == 0:
-            raise ValueError(f"x: expected at least one time step, got shape {np.shape(x)}")
-        return np.ascontiguousarray(X), unbatched
-
-    def _state_shape(self, B: int, size: int, unbatched: bool) -> tuple[int, ...]:
-        LD = self.num_layers * self.num_directions
-        return (LD, size) if unbatched else (LD, B, size)
-
-    def _check_state(self, value, name: str, B: int, size: int, unbatched: bool) -> np.ndarray:
-        expected = self._state_shape(B, size, unbatched)
-        arr = float_array(value, name, self.dtype, ndims=(len(expected),))
-        expect_shape(arr, expected, name, "num_layers * num_directions, batch, size" if not unbatched else "num_layers * num_directions, size")
-        return arr if not unbatched else arr[:, None, :]
 
     def _initial_state(self, hx, B: int, unbatched: bool) -> tuple[list[np.ndarray], bool]:
         """The initial states as (L·D, B, ·) arrays, and whether the caller gave them."""
@@ -178,25 +219,6 @@ class RNNBase(Module):
         else:
             parts = [hx]
         return [self._check_state(v, n if self.mode == "LSTM" else "hx", B, s, unbatched) for v, (n, s) in zip(parts, sizes)], True
-
-    def _check_lengths(self, lengths, T: int, B: int):
-        """Returns (order, bs): the sort by decreasing length (None if already sorted) and the
-        number of active rows at each step."""
-        if lengths is None:
-            return None, [B] * T
-        lengths = int_array(lengths, "lengths", ndims=(0, 1)).reshape(-1)
-        if lengths.shape != (B,):
-            raise ValueError(f"lengths: expected one length per sequence, {B} in all, got {lengths.size}")
-        if lengths.min() < 1:
-            raise ValueError(f"lengths: every length must be >= 1, got {int(lengths.min())}")
-        if lengths.max() > T:
-            raise ValueError(f"lengths: a length of {int(lengths.max())} exceeds the sequence's {T} time steps")
-        order = None
-        if np.any(np.diff(lengths) > 0):
-            order = np.argsort(-lengths, kind="stable")
-            lengths = lengths[order]
-        bs = (lengths[None, :] > np.arange(T)[:, None]).sum(axis=1).tolist()
-        return order, bs
 
     # ---- forward and backward --------------------------------------------------------------
     def forward(self, x, hx=None, lengths=None):
@@ -281,19 +303,6 @@ class RNNBase(Module):
         if not unbatched and self.batch_first:
             dx = np.ascontiguousarray(dx)
         return dx, d_init
-
-    def _gather_d_out(self, d_out, T, B, unbatched, order):
-        P = self.output_size * self.num_directions
-        if d_out is None:
-            return np.zeros((T, B, P), self.dtype)
-        expected = (T, P) if unbatched else ((B, T, P) if self.batch_first else (T, B, P))
-        d = float_array(d_out, "d_out", self.dtype)
-        expect_shape(d, expected, "d_out", "the shape of out")
-        if unbatched:
-            d = d[:, None]
-        elif self.batch_first:
-            d = d.transpose(1, 0, 2)
-        return np.ascontiguousarray(d if order is None else d[:, order])
 
     def _gather_d_state(self, d_state, B, unbatched, order):
         sizes = [("d_h_n", self.output_size)] + ([("d_c_n", self.hidden_size)] if self.mode == "LSTM" else [])

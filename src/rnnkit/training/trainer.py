@@ -24,7 +24,7 @@ import numpy as np
 
 from ..nn import SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, StepLR, clip_grad_norm_, grad_norm, no_grad
 from ..diagnostics import layer_labels
-from ..nn.recurrent import RNNBase
+from ..nn.recurrent import RecurrentLayer
 from ..nn.validation import NonFiniteError
 from . import model_dir as md
 
@@ -157,7 +157,7 @@ class Trainer:
             md.save_model(self.out, dict(self.config, status="training"), self.model.state_dict())
         bar = _progress(opt.steps, self.step, self.quiet)
         started, tokens, window_loss, window_n, window_clipped = time.perf_counter(), 0, 0.0, 0, 0
-        recurrent = [m for m in self.model.modules() if isinstance(m, RNNBase)]
+        recurrent = [m for m in self.model.modules() if isinstance(m, RecurrentLayer)]
         status = "finished"
         try:
             while self.step < opt.steps:

@@ -1,0 +1,485 @@
+"""minGRU and minLSTM (Feng et al. 2024, "Were RNNs All We Needed?"): gates that see only the
+input, so a whole sequence is one linear recurrence, which a scan in log space (Heinsen 2023)
+solves for all steps with cumulative sums instead of a step-by-step loop.
+
+    minGRU                                    minLSTM
+    z_t = σ(x_t W_zᵀ + b_z)                   f_t = σ(x_t W_fᵀ + b_f),  i_t = σ(x_t W_iᵀ + b_i)
+    h̃_t = g(x_t W_hᵀ + b_h)                   h̃_t = g(x_t W_hᵀ + b_h)
+                                              f'_t = f_t / (f_t + i_t),  i'_t = i_t / (f_t + i_t)
+    h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t     h_t = f'_t ⊙ h_{t−1} + i'_t ⊙ h̃_t
+
+with the paper's positive candidate activation (its appendix, "log-space" versions)
+
+    g(k) = k + ½ for k ≥ 0,  σ(k) for k < 0        (continuous, > 0, linear growth)
+
+Both are ``h_t = a_t ⊙ h_{t−1} + b_t`` with a_t ∈ (0, 1) and b_t > 0 known in advance, and
+their logarithms have closed forms that never take the log of a rounded-off number
+(k = the pre-activations, log σ(k) = −log(1 + e⁻ᵏ), and log σ(k) = log σ(−k) + k):
+
+    minGRU:   log a = log(1 − z) = log σ(−k_z),   log b = log z + log h̃ = log a + k_z + log g(k_h)
+    minLSTM:  d = log i − log f = log σ(k_i) − log σ(k_f),
+              log a = log f' = log σ(−d),   log b = log i' + log h̃ = log a + d + log g(k_h)
+
+The scan:  a*_t = Σ_{s≤t} log a_s,   h_t = e^{a*_t} ⊙ h_0 + exp(a*_t + logcumsumexp_{s≤t}(log b_s − a*_s)).
+
+The initial state enters linearly, so its term stays outside the logarithms: h0 may be any
+real array and defaults to zeros, as for the other layers. (The paper folds log h_0 into the
+scan, which needs h_0 > 0; for positive h_0 the two are the same numbers.)
+
+Shapes (L layers, D = 2 if bidirectional else 1), as ``rnnkit.nn.GRU``:
+
+    x     (T, B, input_size), or (B, T, input_size) with batch_first, or (T, input_size) unbatched
+    h0    (L·D, B, H), any sign; zeros when not given
+    out   (T, B, D·H): the last layer's h_t, both directions concatenated; zero past each length
+    h_n   (L·D, B, H): each sequence's state at its own last step
+
+Parameters per layer k and direction (suffix "_reverse"): ``weight_l{k}`` (G·H, in) and
+``bias_l{k}`` (G·H,), G = 2 for minGRU (blocks [z, h]) and 3 for minLSTM ([f, i, h]);
+in = input_size for k = 0 and D·H above.
+
+Variable lengths: a step past a sequence's end becomes a_t = 1, b_t = 0, so the state passes
+through unchanged. Scanning forward, h_n is then each row's state at its own last step;
+scanning the reversed sequence, the padding comes first and each row starts from h0 at its
+own last step, as PyTorch's packed sequences do.
+
+Backward is the same scan run from the end: G_t = ∂L/∂h_t = dY_t + a_{t+1} ⊙ G_{t+1}. Its values
+(upstream gradients) have either sign, so it scans their positive and negative parts and
+subtracts. Then one matrix product per weight, as for the other layers.
+
+Precision: the scan subtracts a*_t from terms of its size, so its relative error is about
+ε·|a*|; a* grows like t·|log a|, so the scan runs in blocks of 64 steps (each block's start
+state carried in as its h0), which keeps the float32 error near 1e-5 at any length instead of
+growing to ~5e-4 at T = 4096.
+
+Speed: the scan's depth is log T on parallel hardware, which is where the paper's speed-ups
+come from. On a CPU, NumPy's cumulative sums along time are sequential loops anyway, and the
+scan's exp/log passes cost more than the plain loop's multiply-adds, so ``mode="sequential"``
+(two vectorised calls per step, forward and backward) is about twice as fast here; both skip
+the per-step matrix products that make GRU and LSTM slow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .functional import project_inputs
+from .module import Parameter, as_dtype, as_rng, is_grad_enabled
+from .recurrent import RecurrentLayer, _init_uniform
+from .validation import float_array, positive_int
+
+MODES = ("parallel", "sequential")
+
+# ---- the equations as functions ------------------------------------------------------------
+
+
+def log_sigmoid(k: np.ndarray) -> np.ndarray:
+    """log σ(k) = −log(1 + e⁻ᵏ), exact for large |k| (np.logaddexp does the same 15× slower)."""
+    out = np.abs(k)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    np.log1p(out, out=out)
+    out += np.maximum(-k, 0)
+    return np.negative(out, out=out)
+
+
+def log_g(k: np.ndarray) -> np.ndarray:
+    """log g(k): log(k + ½) for k ≥ 0, log σ(k) below, without forming g."""
+    return np.where(k >= 0, np.log(np.maximum(k, 0) + 0.5), log_sigmoid(k))
+
+
+def g_slope(h: np.ndarray) -> np.ndarray:
+    """g'(k) from h = g(k): 1 where k ≥ 0 (h ≥ ½), σ'(k) = h(1 − h) below."""
+    return np.where(h >= 0.5, 1.0, h * (1 - h))
+
+
+CHUNK = 64  # steps per block of the scan
+ROW_LANES = 256  # from this many lanes (B·H) on, accumulate a row at a time
+
+
+def _accumulate(op: np.ufunc, v: np.ndarray) -> np.ndarray:
+    """``op.accumulate`` along axis 0, in place.
+
+    NumPy's own accumulate walks each lane down the time axis one element at a time (about
+    12 ns per element for add, 30 for logaddexp); with many lanes, one vectorised call per
+    row is 3–6× faster, and with few lanes the per-call overhead makes it slower.
+    """
+    if v[0].size < ROW_LANES:
+        return op.accumulate(v, axis=0, out=v)
+    for t in range(1, v.shape[0]):
+        op(v[t - 1], v[t], out=v[t])
+    return v
+
+
+def _scan_block(a_star: np.ndarray, log_b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    # exp(a*_t + logcumsumexp_{s≤t}(log b_s − a*_s)): the terms are combined in log space and the
+    # final exponent is log h_t itself, so nothing overflows, however small the a_t.
+    np.subtract(log_b, a_star, out=out)
+    _accumulate(np.logaddexp, out)
+    out += a_star
+    return np.exp(out, out=out)
+
+
+def log_scan(log_a: np.ndarray, log_b: np.ndarray, h0: np.ndarray | None = None) -> np.ndarray:
+    """Solve ``h_t = a_t ⊙ h_{t−1} + b_t`` for every t (axis 0 is time) by the log-space scan.
+
+    log_a, log_b: (T, ...) the logarithms of a_t > 0 and b_t ≥ 0 (−inf where b_t = 0);
+    h0: (...) the state before the first step, any sign (None for zeros). Returns h (T, ...).
+
+    The scan runs in blocks of CHUNK steps, each block's start state carried in as its h0:
+    the same formula, but |a*| (and with it the rounding error) is bounded by the block rather
+    than growing with T, and the temporaries are block-sized.
+    """
+    h = np.empty_like(log_b)
+    prev = h0
+    for s in range(0, log_a.shape[0], CHUNK):
+        a_star = _accumulate(np.add, log_a[s : s + CHUNK].copy())
+        block = _scan_block(a_star, log_b[s : s + CHUNK], h[s : s + CHUNK])
+        if prev is not None:
+            decay = np.exp(a_star, out=a_star)  # Π a_s since the block's start
+            decay *= prev
+            block += decay
+        prev = block[-1]
+    return h
+
+
+def sequential_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
+    """The same recurrence one step at a time: the reference the scan must equal."""
+    h = np.empty_like(b)
+    prev = h0
+    for t in range(b.shape[0]):
+        np.multiply(a[t], prev, out=h[t])
+        h[t] += b[t]
+        prev = h[t]
+    return h
+
+
+def sequential_reverse_scan(a: np.ndarray, v: np.ndarray, init: np.ndarray) -> np.ndarray:
+    """``reverse_scan`` one step at a time: G_t = v_t + a_{t+1} ⊙ G_{t+1}, from G_{T−1} = v_{T−1} + init."""
+    G = np.empty(v.shape, v.dtype)
+    np.add(v[-1], init, out=G[-1])
+    for t in range(v.shape[0] - 2, -1, -1):
+        np.multiply(a[t + 1], G[t + 1], out=G[t])
+        G[t] += v[t]
+    return G
+
+
+def reverse_scan(log_a: np.ndarray, v: np.ndarray, init: np.ndarray) -> np.ndarray:
+    """Solve ``G_t = v_t + a_{t+1} ⊙ G_{t+1}`` backwards from ``G_{T−1} = v_{T−1} + init``.
+
+    The backward of ``log_scan``: with v = ∂L/∂h_t from the outputs and init = ∂L/∂h_n, G_t is
+    the whole ∂L/∂h_t. Run as a forward scan over reversed time, once on the positive and once
+    on the negative part of v (only positive numbers have logarithms), in blocks as log_scan.
+    """
+    log_c = np.empty_like(log_a)  # in reversed time u = T−1−t, the coefficient is a_{t+1} = a_{T−u}
+    log_c[0] = 0
+    log_c[1:] = log_a[:0:-1]
+    v = v[::-1]
+    G = np.empty(v.shape, v.dtype)
+    prev = init
+    for s in range(0, v.shape[0], CHUNK):
+        vs = v[s : s + CHUNK]
+        with np.errstate(divide="ignore"):  # log 0 = −inf is the intended "no term"
+            log_pos = np.log(np.maximum(vs, 0))
+            log_neg = np.log(np.maximum(-vs, 0))
+        c_star = _accumulate(np.add, log_c[s : s + CHUNK].copy())
+        block = _scan_block(c_star, log_pos, G[s : s + CHUNK])
+        block -= _scan_block(c_star, log_neg, log_neg)
+        decay = np.exp(c_star, out=c_star)
+        decay *= prev
+        block += decay
+        prev = block[-1]
+    return G[::-1]
+
+
+# ---- layers ------------------------------------------------------------------------------------
+
+
+class _MinimalRNN(RecurrentLayer):
+    """Shared by MinGRU and MinLSTM; a subclass gives its number of gate blocks, ``_coefficients``
+    (pre-activations → log a, log b) and ``_coefficients_backward``."""
+
+    gates = 0
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        bidirectional: bool = False,
+        dtype=np.float32,
+        rng=None,
+    ):
+        super().__init__()
+        self.input_size = positive_int(input_size, "input_size")
+        self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.num_layers = positive_int(num_layers, "num_layers")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        self.dtype = as_dtype(dtype)
+        H, D = self.hidden_size, self.num_directions
+        for k in range(self.num_layers):
+            in_size = self.input_size if k == 0 else D * H
+            for sfx in self._suffixes:
+                setattr(self, f"weight_l{k}{sfx}", Parameter(np.empty((self.gates * H, in_size), self.dtype)))
+                if self.bias:
+                    setattr(self, f"bias_l{k}{sfx}", Parameter(np.empty(self.gates * H, self.dtype)))
+        _init_uniform(self, H, as_rng(rng))
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        for name in ("batch_first", "bidirectional"):
+            if getattr(self, name):
+                s += f", {name}=True"
+        if not self.bias:
+            s += ", bias=False"
+        return s + f", dtype={np.dtype(self.dtype).name}"
+
+    def _weights(self, k: int, sfx: str) -> tuple[Parameter, Parameter | None]:
+        return getattr(self, f"weight_l{k}{sfx}"), getattr(self, f"bias_l{k}{sfx}", None)
+
+    def _project(self, X, w) -> np.ndarray:
+        W, b = w
+        return project_inputs(X, W.data, None if b is None else b.data)
+
+    def _mask(self, lengths, T: int, B: int):
+        """(T, B, 1), True at the steps inside each sequence; None when every sequence is full."""
+        order, bs = self._check_lengths(lengths, T, B)
+        if bs[-1] == B:
+            return None
+        active = np.arange(B)[None, :] < np.asarray(bs)[:, None]  # rows sorted by decreasing length
+        if order is not None:
+            active = active[:, np.argsort(order)]
+        return active[:, :, None]
+
+    # ---- forward and backward ----------------------------------------------------------------------
+    def forward(self, x, h0=None, lengths=None, mode: str = "parallel"):
+        """Run the whole sequence; returns ``(out, h_n)``.
+
+        mode: "parallel" solves each layer and direction with the log-space scan, the paper's
+        training method; "sequential" loops over time, forward and in backward (the same
+        numbers, and on a CPU the faster; see the module docstring). For step-by-step inference
+        with a carried state, see ``step``.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode: expected 'parallel' or 'sequential', got {mode!r}")
+        X, unbatched = self._check_input(x)
+        T, B, _ = X.shape
+        H, D = self.hidden_size, self.num_directions
+        if h0 is None:
+            h0 = np.zeros(self._state_shape(B, H, False), self.dtype)
+        else:
+            h0 = self._check_state(h0, "h0", B, H, unbatched)
+        mask = self._mask(lengths, T, B)
+        keep = is_grad_enabled()
+        h_n = np.empty_like(h0)
+        layer_input, caches = X, []
+        for k in range(self.num_layers):
+            outs = []
+            for d, sfx in enumerate(self._suffixes):
+                j = k * D + d
+                Y, h_n[j], cache = self._sequence(layer_input, h0[j], self._weights(k, sfx), d == 1, mask, mode, keep)
+                outs.append(Y)
+                caches.append(cache)
+            layer_input = outs[0] if D == 1 else np.concatenate(outs, axis=2)
+        self._push_cache((unbatched, caches))
+        return self._present(layer_input, h_n, unbatched)
+
+    def _sequence(self, X, h0, w, reverse, mask, mode, keep):
+        """One direction of one layer, in scan order (reversed time for the reverse direction)."""
+        if reverse:
+            X = X[::-1]
+            mask = None if mask is None else mask[::-1]
+        K = self._project(X, w)
+        log_a, log_b = self._coefficients(K)  # K becomes the activations backward reads
+        if mask is not None:  # past a sequence's end: a = 1, b = 0, the state passes through
+            np.copyto(log_a, 0, where=~mask)
+            np.copyto(log_b, -np.inf, where=~mask)
+        if mode == "parallel":
+            Hs = log_scan(log_a, log_b, h0)
+        else:
+            Hs = sequential_scan(np.exp(log_a), np.exp(log_b), h0)
+        Y = Hs.copy() if mask is None else Hs * mask  # the cache keeps Hs whatever the caller does to out
+        cache = (X, K, log_a, Hs, h0, mask, mode) if keep else None
+        return (Y[::-1] if reverse else Y), Hs[-1], cache
+
+    def _present(self, out, h_n, unbatched):
+        if unbatched:
+            return out[:, 0], h_n[:, 0]
+        if self.batch_first:
+            out = out.transpose(1, 0, 2)
+        return out, h_n
+
+    def backward(self, d_out=None, d_h_n=None):
+        """Gradients for the most recent forward: returns ``(dx, dh0)``.
+
+        d_out: shaped like ``out``; d_h_n: like ``h_n``; either may be None. dh0 is the gradient
+        of the initial state (of the zeros, when none was given); parameter gradients are added
+        into each ``.grad``.
+        """
+        unbatched, caches = self._pop_cache()
+        T, B = caches[0][0].shape[:2]
+        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        d_layer = self._gather_d_out(d_out, T, B, unbatched, None)
+        if d_h_n is None:
+            d_final = np.zeros(self._state_shape(B, H, False), self.dtype)
+        else:
+            d_final = self._check_state(d_h_n, "d_h_n", B, H, unbatched)
+        d_initial = np.empty_like(d_final)
+        norms = np.zeros((L * D, T)) if self.record_grad_norms else None
+        for k in reversed(range(L)):
+            d_input = None
+            for d, sfx in enumerate(self._suffixes):
+                j = k * D + d
+                dX, d_initial[j] = self._sequence_backward(
+                    d_layer[:, :, d * H : (d + 1) * H], d_final[j], caches[j], self._weights(k, sfx), d == 1,
+                    None if norms is None else norms[j],
+                )
+                d_input = dX if d_input is None else d_input + dX
+            d_layer = d_input
+        self.grad_norms = norms
+        dx, dh0 = self._present(d_layer, d_initial, unbatched)
+        if not unbatched and self.batch_first:
+            dx = np.ascontiguousarray(dx)
+        return dx, dh0
+
+    def _sequence_backward(self, dY, dh_n, cache, w, reverse, norms=None):
+        X, K, log_a, Hs, h0, mask, mode = cache
+        if reverse:
+            dY = dY[::-1]
+        if mask is not None:  # outputs past a sequence's end are constant zeros
+            dY = dY * mask
+        if mode == "parallel":  # ∂L/∂h_t at every step, by the scan the forward used
+            G = reverse_scan(log_a, dY, dh_n)
+        else:
+            G = sequential_reverse_scan(np.exp(log_a), dY, dh_n)
+        if norms is not None:
+            active = G if mask is None else G * mask
+            n = np.sqrt(np.einsum("tbh,tbh->t", active, active))
+            norms[:] = n[::-1] if reverse else n
+        dh0 = np.exp(log_a[0]) * G[0]
+        H_prev = np.concatenate([h0[None], Hs[:-1]])
+        dK = self._coefficients_backward(G, H_prev, K, log_a)
+        if mask is not None:  # the gates of padding steps were replaced, so they get no gradient
+            dK *= mask
+        T, B, I = X.shape
+        W, b = w
+        dK2 = dK.reshape(T * B, -1)
+        W.grad += dK2.T @ X.reshape(T * B, I)
+        if b is not None:
+            b.grad += dK2.sum(axis=0)
+        dX = (dK2 @ W.data).reshape(T, B, I)
+        return (dX[::-1] if reverse else dX), dh0
+
+    # ---- step by step ---------------------------------------------------------------------------
+    def step(self, x, h=None):
+        """One time step, for inference with a carried state; keeps nothing for backward.
+
+        x: (B, input_size) or (input_size,); h: (L, B, H) or (L, H), zeros when None.
+        Returns ``(y, h')``: y (B, H) the last layer's new state, h' (L, B, H) every layer's.
+        Feeding h' back in step after step gives forward's ``out`` and ``h_n``.
+        """
+        if self.bidirectional:
+            raise ValueError("step: a bidirectional layer needs the whole sequence (its reverse direction starts "
+                             "at the end); use forward")
+        X = float_array(x, "x", self.dtype, ndims=(1, 2))
+        if X.shape[-1] != self.input_size:
+            raise ValueError(f"x: expected input_size={self.input_size} features in the last dimension, got shape {X.shape}")
+        unbatched = X.ndim == 1
+        X = X.reshape(1, -1, self.input_size)  # a sequence of one step
+        B, H = X.shape[1], self.hidden_size
+        h = np.zeros((self.num_layers, B, H), self.dtype) if h is None else self._check_state(h, "h", B, H, unbatched)
+        new = np.empty_like(h)
+        layer_input = X
+        for k in range(self.num_layers):
+            log_a, log_b = self._coefficients(self._project(layer_input, self._weights(k, "")))
+            new[k] = np.exp(log_a[0]) * h[k] + np.exp(log_b[0])
+            layer_input = new[k][None]
+        return (new[-1, 0], new[:, 0]) if unbatched else (new[-1], new)
+
+
+class MinGRU(_MinimalRNN):
+    """minGRU: ``h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ g(x_t W_hᵀ + b_h)``, ``z_t = σ(x_t W_zᵀ + b_z)``.
+
+    Shapes and arguments as ``rnnkit.nn.GRU`` (no dropout or proj_size); see the module docstring.
+    """
+
+    gates = 2
+
+    def _coefficients(self, K):
+        """K (T, B, 2H) pre-activations [k_z, k_h] → log a, log b; K becomes [z, h̃]."""
+        H = self.hidden_size
+        kz, kh = K[..., :H], K[..., H:]
+        log_a = log_sigmoid(-kz)  # log(1 − z)
+        log_z = log_a + kz  # log σ(k) = log(1 − σ(k)) + k
+        log_h = log_g(kh)
+        np.exp(log_z, out=kz)
+        np.exp(log_h, out=kh)
+        log_z += log_h
+        return log_a, log_z
+
+    def _coefficients_backward(self, G, H_prev, K, log_a):
+        """G = ∂L/∂h_t → the pre-activation gradients [dk_z, dk_h]."""
+        H = self.hidden_size
+        z, h_tilde = K[..., :H], K[..., H:]
+        dK = np.empty_like(K)
+        dz, dh = dK[..., :H], dK[..., H:]
+        # h = (1 − z) h_prev + z h̃:  ∂h/∂z = h̃ − h_prev,  ∂h/∂h̃ = z
+        np.subtract(h_tilde, H_prev, out=dz)
+        dz *= G
+        dz *= z * (1 - z)
+        np.multiply(G, z, out=dh)
+        dh *= g_slope(h_tilde)
+        return dK
+
+
+class MinLSTM(_MinimalRNN):
+    """minLSTM: ``h_t = f'_t ⊙ h_{t−1} + i'_t ⊙ g(x_t W_hᵀ + b_h)``, with f', i' = f, i / (f + i).
+
+    Shapes and arguments as ``rnnkit.nn.GRU`` (no dropout or proj_size); see the module docstring.
+    """
+
+    gates = 3
+
+    def _coefficients(self, K):
+        """K (T, B, 3H) pre-activations [k_f, k_i, k_h] → log a, log b; K becomes [1 − f, 1 − i, h̃]."""
+        H = self.hidden_size
+        kf, ki, kh = K[..., :H], K[..., H : 2 * H], K[..., 2 * H :]
+        log_f, log_i = log_sigmoid(kf), log_sigmoid(ki)
+        d = log_i - log_f
+        log_a = log_sigmoid(-d)  # log f' = −log(1 + i/f)
+        log_b = log_a + d  # log i' = log f' + log(i/f)
+        log_h = log_g(kh)
+        log_b += log_h
+        log_f -= kf  # log(1 − f) = log f − k_f
+        np.exp(log_f, out=kf)
+        log_i -= ki
+        np.exp(log_i, out=ki)
+        np.exp(log_h, out=kh)
+        return log_a, log_b
+
+    def _coefficients_backward(self, G, H_prev, K, log_a):
+        """G = ∂L/∂h_t → the pre-activation gradients [dk_f, dk_i, dk_h]."""
+        H = self.hidden_size
+        not_f, not_i, h_tilde = K[..., :H], K[..., H : 2 * H], K[..., 2 * H :]
+        f = np.exp(log_a)  # f'
+        i = -np.expm1(log_a)  # i' = 1 − f', exact also when f' is near 1
+        dK = np.empty_like(K)
+        # f' = σ(−d), i' = σ(d) with d = log i − log f, so ∂h/∂d = f' i' (h̃ − h_prev);
+        # ∂d/∂k_f = −(1 − f), ∂d/∂k_i = 1 − i
+        dd = h_tilde - H_prev
+        dd *= G
+        dd *= f * i
+        np.multiply(dd, not_f, out=dK[..., :H])
+        np.negative(dK[..., :H], out=dK[..., :H])
+        np.multiply(dd, not_i, out=dK[..., H : 2 * H])
+        dh = dK[..., 2 * H :]
+        np.multiply(G, i, out=dh)
+        dh *= g_slope(h_tilde)
+        return dK

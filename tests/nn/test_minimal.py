@@ -1,0 +1,430 @@
+"""minGRU / minLSTM: the log-space scan equals the step-by-step recurrence and a plain Python
+reference; gradients by finite differences; lengths, bidirectional, stacking; bad input."""
+
+import numpy as np
+import pytest
+
+from gradcheck import numerical_grad, rel_err
+from rnnkit.nn import minimal, no_grad
+from rnnkit.nn.minimal import MinGRU, MinLSTM, log_scan, reverse_scan
+
+CLASSES = {"minGRU": MinGRU, "minLSTM": MinLSTM}
+
+
+def sigmoid(k):
+    return 1 / (1 + np.exp(-k))
+
+
+def reference(layer, x, h0, lengths):
+    """The recurrence h_t = a_t h_{t−1} + b_t written out step by step, one sequence at a time.
+
+    x: (T, B, I) time-major; h0: (L·D, B, H). Returns out (T, B, D·H) and h_n (L·D, B, H).
+    """
+    T, B, _ = x.shape
+    H, D = layer.hidden_size, 2 if layer.bidirectional else 1
+    params = dict(layer.named_parameters())
+    out = np.zeros((T, B, D * H))
+    h_n = np.zeros((layer.num_layers * D, B, H))
+    for row in range(B):
+        n = T if lengths is None else lengths[row]
+        inp = x[:n, row]
+        for k in range(layer.num_layers):
+            outs = []
+            for d, sfx in enumerate(["", "_reverse"][:D]):
+                W = params[f"weight_l{k}{sfx}"].data
+                bias = params[f"bias_l{k}{sfx}"].data if layer.bias else 0.0
+                h, ys = h0[k * D + d, row], np.zeros((n, H))
+                for t in (reversed(range(n)) if d else range(n)):
+                    pre = W @ inp[t] + bias
+                    h_tilde = np.where(pre[-H:] >= 0, pre[-H:] + 0.5, sigmoid(pre[-H:]))  # the paper's g
+                    if isinstance(layer, MinGRU):
+                        z = sigmoid(pre[:H])
+                        a, b = 1 - z, z * h_tilde
+                    else:
+                        f, i = sigmoid(pre[:H]), sigmoid(pre[H : 2 * H])
+                        a, b = f / (f + i), i / (f + i) * h_tilde
+                    h = a * h + b
+                    ys[t] = h
+                outs.append(ys)
+                h_n[k * D + d, row] = h
+            inp = np.concatenate(outs, axis=1)
+        out[:n, row] = inp
+    return out, h_n
+
+
+def make(name, seed=0, **opts):
+    return CLASSES[name](3, 4, dtype=np.float64, rng=seed, **opts)
+
+
+def random_inputs(layer, T=6, B=3, seed=1):
+    rng = np.random.default_rng(seed)
+    D = 2 if layer.bidirectional else 1
+    x = rng.standard_normal((T, B, layer.input_size))
+    h0 = rng.standard_normal((layer.num_layers * D, B, layer.hidden_size))
+    return x, h0
+
+
+CONFIGS = [
+    (name, dict(num_layers=L, bidirectional=bi), lengths)
+    for name in CLASSES
+    for L in (1, 2)
+    for bi in (False, True)
+    for lengths in (None, [6, 2, 4])
+]
+
+
+# ---- the scan ------------------------------------------------------------------------------
+
+# (steps per block, lanes from which accumulations go a row at a time): the defaults, and
+# small values that make every test also run the block carry and the row-by-row path
+SCAN_SETTINGS = [(minimal.CHUNK, minimal.ROW_LANES), (3, 1)]
+
+
+@pytest.fixture(params=SCAN_SETTINGS, ids=["default blocks", "blocks of 3, row by row"])
+def scan_settings(request, monkeypatch):
+    monkeypatch.setattr(minimal, "CHUNK", request.param[0])
+    monkeypatch.setattr(minimal, "ROW_LANES", request.param[1])
+
+
+def test_log_scan_solves_the_linear_recurrence_for_any_initial_state(scan_settings):
+    rng = np.random.default_rng(0)
+    a, b, h0 = rng.uniform(0.01, 1, (50, 2, 3)), rng.uniform(0, 3, (50, 2, 3)), rng.standard_normal((2, 3))
+    h, expected = log_scan(np.log(a), np.log(b), h0), []
+    prev = h0
+    for t in range(50):
+        prev = a[t] * prev + b[t]
+        expected.append(prev)
+    assert rel_err(h, np.array(expected)) < 1e-12
+
+
+def test_reverse_scan_is_the_transposed_recurrence_for_values_of_either_sign(scan_settings):
+    rng = np.random.default_rng(1)
+    a, v, init = rng.uniform(0.01, 1, (40, 3)), rng.standard_normal((40, 3)), rng.standard_normal(3)
+    G = reverse_scan(np.log(a), v, init)
+    g, expected = init, np.empty_like(v)
+    for t in reversed(range(40)):
+        g = v[t] + (a[t + 1] * g if t + 1 < 40 else g)
+        expected[t] = g
+    assert rel_err(G, expected) < 1e-12
+
+
+# ---- forward: modes, reference, lengths ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,opts,lengths", CONFIGS)
+def test_parallel_and_sequential_modes_agree(name, opts, lengths, scan_settings):
+    layer = make(name, **opts)
+    x, h0 = random_inputs(layer)
+    out_p, hn_p = layer(x, h0, lengths=lengths)
+    out_s, hn_s = layer(x, h0, lengths=lengths, mode="sequential")
+    assert rel_err(out_p, out_s) < 1e-6
+    assert rel_err(hn_p, hn_s) < 1e-6
+
+
+@pytest.mark.parametrize("name,opts,lengths", CONFIGS)
+def test_matches_a_step_by_step_python_reference(name, opts, lengths):
+    layer = make(name, **opts)
+    x, h0 = random_inputs(layer, seed=2)
+    out_ref, hn_ref = reference(layer, x, h0, lengths)
+    out, hn = layer(x, h0, lengths=lengths)
+    assert rel_err(out, out_ref) < 1e-12
+    assert rel_err(hn, hn_ref) < 1e-12
+    out0, hn0 = layer(x, lengths=lengths)  # no h0: zeros, as for GRU
+    out0_ref, hn0_ref = reference(layer, x, np.zeros_like(h0), lengths)
+    assert rel_err(out0, out0_ref) < 1e-12 and rel_err(hn0, hn0_ref) < 1e-12
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_step_with_a_carried_state_gives_the_outputs_of_forward(name):
+    layer = make(name, num_layers=2)
+    x, h0 = random_inputs(layer)
+    with no_grad():
+        out, hn = layer(x, h0)
+    h, ys = h0, []
+    for t in range(x.shape[0]):
+        y, h = layer.step(x[t], h)
+        ys.append(y)
+    assert layer._caches == []  # inference keeps nothing for backward
+    assert rel_err(np.array(ys), out) < 1e-12
+    assert rel_err(h, hn) < 1e-12
+    y, h1 = layer.step(x[0, 0])  # unbatched, from zeros
+    assert y.shape == (4,) and h1.shape == (2, 4)
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_modes_agree_on_long_sequences_with_saturated_gates(name):
+    """|log a| summed over 2000 steps reaches thousands: the log-space scan must not overflow."""
+    layer = make(name, num_layers=2)
+    for p in layer.parameters():
+        p.data *= 8  # pre-activations of ±10 and more: z, f, i at 1e-5 of 0 or 1
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2000, 2, 3))
+    out_p, hn_p = layer(x)
+    out_s, hn_s = layer(x, mode="sequential")
+    assert np.isfinite(out_p).all()
+    assert rel_err(out_p, out_s) < 1e-6 and rel_err(hn_p, hn_s) < 1e-6
+    w = rng.standard_normal(out_p.shape)
+    dx_s, dh0_s = layer.backward(w)  # newest forward (the sequential one) first
+    dx_p, dh0_p = layer.backward(w)
+    assert np.isfinite(dx_p).all() and np.isfinite(dh0_p).all()
+    assert rel_err(dx_p, dx_s) < 1e-6 and rel_err(dh0_p, dh0_s) < 1e-6
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_float32_scan_stays_accurate_over_long_sequences(name):
+    """Blocks keep |a*| small: the float32 scan matches float64 to ~1e-5 at T = 4096."""
+    layer32 = CLASSES[name](2, 8, rng=0)
+    layer64 = CLASSES[name](2, 8, dtype=np.float64)
+    layer64.load_state_dict(layer32.state_dict())
+    x = np.random.default_rng(0).standard_normal((4096, 1, 2))
+    with no_grad():
+        out32, _ = layer32(x)
+        out64, _ = layer64(x)
+    assert np.max(np.abs(out32 - out64) / np.abs(out64)) < 1e-4
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_float32_modes_agree_and_keep_the_dtype(name):
+    layer = CLASSES[name](3, 8, bidirectional=True, rng=0)
+    x = np.random.default_rng(0).standard_normal((64, 4, 3))
+    out_p, hn_p = layer(x, lengths=[64, 10, 33, 1])
+    out_s, _ = layer(x, lengths=[64, 10, 33, 1], mode="sequential")
+    assert out_p.dtype == hn_p.dtype == np.float32
+    assert rel_err(out_p, out_s) < 1e-5
+    dx, dh0 = layer.backward(np.ones_like(out_p))
+    assert dx.dtype == dh0.dtype == np.float32
+    assert all(p.grad.dtype == np.float32 for p in layer.parameters())
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_lengths_zero_the_outputs_past_each_end_and_end_each_state_at_its_own_last_step(name):
+    layer = make(name, bidirectional=True)
+    x, h0 = random_inputs(layer)
+    out, hn = layer(x, h0, lengths=[6, 2, 4])
+    assert np.all(out[2:, 1] == 0) and np.all(out[4:, 2] == 0)
+    # each sequence alone, cut to its length, gives the same numbers
+    out_alone, hn_alone = layer(x[:2, 1:2], h0[:, 1:2])
+    assert rel_err(out[:2, 1:2], out_alone) < 1e-12
+    assert rel_err(hn[:, 1:2], hn_alone) < 1e-12
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_batch_first_and_unbatched_layouts(name):
+    layer = make(name, num_layers=2, bidirectional=True)
+    x, h0 = random_inputs(layer)
+    out, hn = layer(x, h0)
+    layer.batch_first = True
+    out_bf, hn_bf = layer(x.transpose(1, 0, 2), h0)
+    assert out_bf.shape == (3, 6, 8)
+    assert rel_err(out_bf.transpose(1, 0, 2), out) < 1e-14 and rel_err(hn_bf, hn) < 1e-14
+    out_u, hn_u = layer(x[:, 0], h0[:, 0])
+    assert out_u.shape == (6, 8) and hn_u.shape == (4, 4)
+    assert rel_err(out_u, out[:, 0]) < 1e-14
+
+
+def test_parameters_are_named_like_the_other_layers():
+    layer = MinLSTM(3, 4, num_layers=2, bidirectional=True)
+    shapes = {n: p.shape for n, p in layer.named_parameters()}
+    assert shapes == {
+        "weight_l0": (12, 3), "bias_l0": (12,), "weight_l0_reverse": (12, 3), "bias_l0_reverse": (12,),
+        "weight_l1": (12, 8), "bias_l1": (12,), "weight_l1_reverse": (12, 8), "bias_l1_reverse": (12,),
+    }
+    assert MinGRU(3, 4, bias=False).state_dict().keys() == {"weight_l0"}
+    assert layer.weight_l0.data.dtype == np.float32
+    assert np.abs(layer.weight_l1.data).max() <= 0.5  # U(−1/√H, 1/√H)
+
+
+# ---- backward ---------------------------------------------------------------------------------------
+
+GRAD_CASES = [
+    # layer, options, use lengths, give h0, gradient through ("out", "state" or both)
+    ("minGRU", dict(), False, False, ("out",)),
+    ("minGRU", dict(num_layers=2, bidirectional=True), True, True, ("out", "state")),
+    ("minGRU", dict(num_layers=2), True, True, ("state",)),
+    ("minGRU", dict(bidirectional=True, batch_first=True), True, False, ("out",)),
+    ("minLSTM", dict(), False, True, ("out", "state")),
+    ("minLSTM", dict(num_layers=2, bidirectional=True), True, True, ("out", "state")),
+    ("minLSTM", dict(num_layers=2, bias=False), False, True, ("state",)),
+    ("minLSTM", dict(bidirectional=True), True, True, ("out",)),
+]
+
+
+@pytest.mark.parametrize("name,opts,use_lengths,give_h0,through", GRAD_CASES)
+@pytest.mark.parametrize("mode", ["parallel", "parallel in blocks of 3", "sequential"])
+def test_gradients_match_finite_differences(name, opts, use_lengths, give_h0, through, mode, monkeypatch):
+    if mode == "parallel in blocks of 3":  # T = 4: the block carry, forward and backward
+        monkeypatch.setattr(minimal, "CHUNK", 3)
+        monkeypatch.setattr(minimal, "ROW_LANES", 1)
+        mode = "parallel"
+    rng = np.random.default_rng(7)
+    T, B, I, H = 4, 3, 2, 3
+    layer = CLASSES[name](I, H, dtype=np.float64, rng=1, **opts)
+    D = 2 if layer.bidirectional else 1
+    x = rng.standard_normal((B, T, I) if layer.batch_first else (T, B, I))
+    lengths = np.array([4, 2, 3]) if use_lengths else None
+    h0 = rng.standard_normal((layer.num_layers * D, B, H)) if give_h0 else None
+
+    out, hn = layer(x, h0, lengths=lengths, mode=mode)
+    w_out = rng.standard_normal(out.shape) if "out" in through else None
+    w_hn = rng.standard_normal(hn.shape) if "state" in through else None
+
+    def loss():
+        with no_grad():
+            o, s = layer(x, h0, lengths=lengths)
+        return (np.sum(o * w_out) if w_out is not None else 0.0) + (np.sum(s * w_hn) if w_hn is not None else 0.0)
+
+    layer.zero_grad()
+    dx, dh0 = layer.backward(w_out, w_hn)
+    assert dx.shape == x.shape and dh0.shape == hn.shape
+    assert rel_err(dx, numerical_grad(loss, x)) < 1e-6
+    if h0 is not None:
+        assert rel_err(dh0, numerical_grad(loss, h0)) < 1e-6
+    for pname, p in layer.named_parameters():
+        assert rel_err(p.grad, numerical_grad(loss, p.data)) < 1e-6, pname
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_initial_state_gradient_is_that_of_the_zeros_used(name):
+    layer = make(name, bidirectional=True)
+    x, _ = random_inputs(layer)
+    out, _ = layer(x, lengths=[6, 2, 4])
+    _, dh0 = layer.backward(np.ones_like(out))
+    zeros = np.zeros((2, 3, 4))
+
+    def loss():
+        with no_grad():
+            return layer(x, zeros, lengths=[6, 2, 4])[0].sum()
+
+    assert rel_err(dh0, numerical_grad(loss, zeros)) < 1e-6
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_truncated_bptt_chains_chunks_exactly(name):
+    """Two chunks with the state carried (and dh0 passed back) equal one pass over the whole."""
+    layer = make(name, num_layers=2)
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((8, 2, 3)), rng.standard_normal((8, 2, 4))
+    out_full, _ = layer(x)
+    layer.zero_grad()
+    dx_full, _ = layer.backward(w)
+    grads_full = {n: p.grad.copy() for n, p in layer.named_parameters()}
+
+    out1, state1 = layer(x[:5])
+    out2, _ = layer(x[5:], state1)
+    assert rel_err(np.concatenate([out1, out2]), out_full) < 1e-13
+    layer.zero_grad()
+    dx2, dh = layer.backward(w[5:])  # newest forward first
+    dx1, _ = layer.backward(w[:5], dh)
+    assert rel_err(np.concatenate([dx1, dx2]), dx_full) < 1e-13
+    for n, p in layer.named_parameters():
+        assert rel_err(p.grad, grads_full[n]) < 1e-13, n
+
+
+def test_recorded_gradient_flow_is_the_norm_of_dL_dh_at_each_step():
+    layer = make("minGRU", bidirectional=True)
+    x, _ = random_inputs(layer)
+    out, _ = layer(x)
+    layer.record_grad_norms = True
+    d_out = np.zeros_like(out)
+    d_out[-1] = 1.0
+    layer.backward(d_out)
+    assert layer.grad_norms.shape == (2, 6)
+    assert np.isclose(layer.grad_norms[0, -1], np.sqrt(3 * 4))  # the last step sees d_out alone
+    assert np.all(np.diff(layer.grad_norms[0]) > 0)  # shrinking by a_t < 1 going back in time
+    assert np.allclose(layer.grad_norms[1, :-1], 0) and layer.grad_norms[1, -1] > 0  # reverse: h at T−1 is its first
+
+
+def test_no_grad_keeps_nothing_and_gives_the_same_outputs():
+    layer = MinLSTM(3, 4, num_layers=2, bidirectional=True, rng=0)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    out, _ = layer(x)
+    layer.backward(np.ones_like(out))
+    with no_grad():
+        out2, _ = layer(x)
+    np.testing.assert_array_equal(out, out2)
+    assert layer._caches == []
+    with pytest.raises(RuntimeError, match="MinLSTM.backward called more times than forward"):
+        layer.backward(np.ones_like(out))
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mingru():
+    return MinGRU(3, 4, num_layers=2, rng=0)
+
+
+def test_wrong_number_of_dimensions_is_named(mingru):
+    with pytest.raises(ValueError, match=r"x: expected a 2-D or 3-D array, got 4-D"):
+        mingru(np.zeros((2, 2, 2, 3)))
+
+
+def test_wrong_feature_size_is_named(mingru):
+    with pytest.raises(ValueError, match=r"x: expected input_size=3 .* got 5"):
+        mingru(np.zeros((4, 2, 5)))
+
+
+def test_initial_state_of_the_wrong_shape_is_named(mingru):
+    with pytest.raises(ValueError, match=r"h0: expected shape \(2, 2, 4\).*got \(2, 3, 4\)"):
+        mingru(np.zeros((4, 2, 3)), np.zeros((2, 3, 4)))
+
+
+def test_non_finite_initial_state_is_rejected(mingru):
+    h0 = np.zeros((2, 2, 4))
+    h0[1, 0, 2] = np.inf
+    with pytest.raises(ValueError, match=r"h0: contains 1 NaN or infinite"):
+        mingru(np.zeros((4, 2, 3)), h0)
+
+
+def test_negative_initial_states_are_allowed(mingru):
+    """The initial state stays outside the logarithms, so it needs no sign."""
+    x = np.random.default_rng(0).standard_normal((4, 2, 3))
+    h0 = -np.ones((2, 2, 4))
+    out_p, _ = mingru(x, h0)
+    out_s, _ = mingru(x, h0, mode="sequential")
+    assert rel_err(out_p, out_s) < 1e-5
+
+
+def test_lengths_longer_than_the_sequence_are_rejected(mingru):
+    with pytest.raises(ValueError, match=r"lengths: a length of 9 exceeds the sequence's 4 time steps"):
+        mingru(np.zeros((4, 2, 3)), lengths=[9, 2])
+
+
+def test_zero_lengths_are_rejected(mingru):
+    with pytest.raises(ValueError, match=r"lengths: every length must be >= 1"):
+        mingru(np.zeros((4, 2, 3)), lengths=[0, 2])
+
+
+def test_unknown_mode_is_named(mingru):
+    with pytest.raises(ValueError, match=r"mode: expected 'parallel' or 'sequential', got 'fast'"):
+        mingru(np.zeros((4, 2, 3)), mode="fast")
+
+
+def test_upstream_gradient_of_the_wrong_shape_is_named(mingru):
+    mingru(np.zeros((4, 2, 3)))
+    with pytest.raises(ValueError, match=r"d_out: expected shape \(4, 2, 4\)"):
+        mingru.backward(np.zeros((4, 2, 5)))
+
+
+def test_step_needs_a_unidirectional_layer_and_names_its_arguments():
+    with pytest.raises(ValueError, match=r"step: a bidirectional layer needs the whole sequence"):
+        MinLSTM(3, 4, bidirectional=True).step(np.zeros((2, 3)))
+    layer = MinLSTM(3, 4, num_layers=2)
+    with pytest.raises(ValueError, match=r"x: expected input_size=3"):
+        layer.step(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=r"h: expected shape \(2, 2, 4\)"):
+        layer.step(np.zeros((2, 3)), np.zeros((1, 2, 4)))
+
+
+@pytest.mark.parametrize(
+    "build,match",
+    [
+        (lambda: MinGRU(0, 4), "input_size: expected an integer >= 1, got 0"),
+        (lambda: MinLSTM(3, 4, num_layers=0), "num_layers: expected an integer >= 1, got 0"),
+        (lambda: MinGRU(3, 4, dtype=np.int32), "dtype: expected np.float32 or np.float64"),
+    ],
+)
+def test_bad_constructor_arguments_are_named(build, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        build()
