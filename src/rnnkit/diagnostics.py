@@ -10,13 +10,13 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
 from .nn import clip_grad_norm_
 from .nn.recurrent import RecurrentLayer, RNNBase
+from .training.plots import pyplot, save_figure
 
 SIGMOID_EDGE = 0.05  # σ within this of 0 or 1: σ' = σ(1 − σ) < 0.0475
 TANH_EDGE = 0.95  # |tanh| above this: tanh' = 1 − tanh² < 0.0975
@@ -70,14 +70,7 @@ def parameter_grad_norms(model, clip: float) -> list[tuple[str, float, float]]:
 
 def plot_gradient_flow(norms: np.ndarray, labels: list[str], path, title: str) -> Path:
     """‖∂L/∂h_t‖ against t on a log scale, one line per layer (and direction)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .training.model_dir import atomic_write_bytes
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(7, 4), dpi=100)
     t = np.arange(1, norms.shape[1] + 1)
     for row, label in zip(norms, labels):
         ax.semilogy(t, np.maximum(row, 1e-30), label=label)
@@ -86,13 +79,7 @@ def plot_gradient_flow(norms: np.ndarray, labels: list[str], path, title: str) -
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def layer_labels(layer: RecurrentLayer) -> list[str]:

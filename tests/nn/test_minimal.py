@@ -6,7 +6,7 @@ import pytest
 
 from gradcheck import numerical_grad, rel_err
 from rnnkit.nn import minimal, no_grad
-from rnnkit.nn.minimal import MinGRU, MinLSTM, log_scan, reverse_scan
+from rnnkit.nn.minimal import MinGRU, MinLSTM, linear_scan, reverse_linear_scan
 
 CLASSES = {"minGRU": MinGRU, "minLSTM": MinLSTM}
 
@@ -75,32 +75,48 @@ CONFIGS = [
 
 # ---- the scan ------------------------------------------------------------------------------
 
-# (steps per block, lanes from which accumulations go a row at a time): the defaults, and
-# small values that make every test also run the block carry and the row-by-row path
-SCAN_SETTINGS = [(minimal.CHUNK, minimal.ROW_LANES), (3, 1)]
+# (steps per block, elements per segment): the defaults, and small values that make every
+# test also pad the last block and join several segments
+SCAN_SETTINGS = [(minimal.CHUNK, minimal.SEGMENT), (3, 7)]
 
 
-@pytest.fixture(params=SCAN_SETTINGS, ids=["default blocks", "blocks of 3, row by row"])
+@pytest.fixture(params=SCAN_SETTINGS, ids=["default blocks", "blocks of 3, many segments"])
 def scan_settings(request, monkeypatch):
     monkeypatch.setattr(minimal, "CHUNK", request.param[0])
-    monkeypatch.setattr(minimal, "ROW_LANES", request.param[1])
+    monkeypatch.setattr(minimal, "SEGMENT", request.param[1])
 
 
-def test_log_scan_solves_the_linear_recurrence_for_any_initial_state(scan_settings):
-    rng = np.random.default_rng(0)
-    a, b, h0 = rng.uniform(0.01, 1, (50, 2, 3)), rng.uniform(0, 3, (50, 2, 3)), rng.standard_normal((2, 3))
-    h, expected = log_scan(np.log(a), np.log(b), h0), []
-    prev = h0
-    for t in range(50):
+def step_by_step(a, b, h0):
+    prev, expected = h0, []
+    for t in range(len(a)):
         prev = a[t] * prev + b[t]
         expected.append(prev)
-    assert rel_err(h, np.array(expected)) < 1e-12
+    return np.array(expected)
+
+
+def test_scan_solves_the_linear_recurrence_for_any_initial_state_and_either_sign(scan_settings):
+    rng = np.random.default_rng(0)
+    a, b, h0 = rng.uniform(0.01, 1, (50, 2, 3)), rng.standard_normal((50, 2, 3)), rng.standard_normal((2, 3))
+    assert rel_err(linear_scan(np.log(a), b, h0), step_by_step(a, b, h0)) < 1e-12
+    assert rel_err(linear_scan(np.log(a), b), step_by_step(a, b, np.zeros((2, 3)))) < 1e-12
+
+
+def test_scan_takes_vanishing_coefficients_as_the_floor_without_overflow(scan_settings):
+    """a_t = e^{−60} for 40 steps: e^{−a*} would overflow float64 without the floor, and the
+    state must still follow b exactly (a·h_{t−1} is below the resolution of h_t)."""
+    rng = np.random.default_rng(4)
+    log_a = np.full((40, 5), -60.0)
+    log_a[::7] = np.log(rng.uniform(0.5, 1, (6, 5)))  # some steps that do carry the state
+    b = rng.uniform(0.1, 2, (40, 5))
+    h = linear_scan(log_a, b, np.ones(5))
+    assert np.all(np.isfinite(h))
+    assert rel_err(h, step_by_step(np.exp(log_a), b, np.ones(5))) < 1e-14
 
 
 def test_reverse_scan_is_the_transposed_recurrence_for_values_of_either_sign(scan_settings):
     rng = np.random.default_rng(1)
     a, v, init = rng.uniform(0.01, 1, (40, 3)), rng.standard_normal((40, 3)), rng.standard_normal(3)
-    G = reverse_scan(np.log(a), v, init)
+    G = reverse_linear_scan(np.log(a), v, init)
     g, expected = init, np.empty_like(v)
     for t in reversed(range(40)):
         g = v[t] + (a[t + 1] * g if t + 1 < 40 else g)
@@ -254,7 +270,7 @@ GRAD_CASES = [
 def test_gradients_match_finite_differences(name, opts, use_lengths, give_h0, through, mode, monkeypatch):
     if mode == "parallel in blocks of 3":  # T = 4: the block carry, forward and backward
         monkeypatch.setattr(minimal, "CHUNK", 3)
-        monkeypatch.setattr(minimal, "ROW_LANES", 1)
+        monkeypatch.setattr(minimal, "SEGMENT", 7)
         mode = "parallel"
     rng = np.random.default_rng(7)
     T, B, I, H = 4, 3, 2, 3
@@ -396,6 +412,22 @@ def test_zero_lengths_are_rejected(mingru):
         mingru(np.zeros((4, 2, 3)), lengths=[0, 2])
 
 
+@pytest.mark.parametrize("name", CLASSES)
+def test_a_layer_built_sequential_runs_sequential_with_the_same_numbers_and_gradients(name):
+    parallel, sequential = make(name, seed=5), make(name, seed=5, mode="sequential")
+    assert "mode='sequential'" in repr(sequential)
+    x, h0 = random_inputs(parallel, seed=6)
+    d = np.random.default_rng(7).standard_normal((x.shape[0], x.shape[1], 4))
+    grads = []
+    for layer in (parallel, sequential):
+        out, _ = layer(x, h0)
+        dx, dh0 = layer.backward(d)
+        grads.append((out, dx, dh0, *(p.grad.copy() for p in layer.parameters())))
+        assert layer._caches == []
+    for g_p, g_s in zip(*grads):
+        assert rel_err(g_p, g_s) < 1e-12
+
+
 def test_unknown_mode_is_named(mingru):
     with pytest.raises(ValueError, match=r"mode: expected 'parallel' or 'sequential', got 'fast'"):
         mingru(np.zeros((4, 2, 3)), mode="fast")
@@ -423,6 +455,7 @@ def test_step_needs_a_unidirectional_layer_and_names_its_arguments():
         (lambda: MinGRU(0, 4), "input_size: expected an integer >= 1, got 0"),
         (lambda: MinLSTM(3, 4, num_layers=0), "num_layers: expected an integer >= 1, got 0"),
         (lambda: MinGRU(3, 4, dtype=np.int32), "dtype: expected np.float32 or np.float64"),
+        (lambda: MinLSTM(3, 4, mode="scan"), "mode: expected 'parallel' or 'sequential', got 'scan'"),
     ],
 )
 def test_bad_constructor_arguments_are_named(build, match):

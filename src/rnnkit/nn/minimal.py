@@ -42,23 +42,28 @@ through unchanged. Scanning forward, h_n is then each row's state at its own las
 scanning the reversed sequence, the padding comes first and each row starts from h0 at its
 own last step, as PyTorch's packed sequences do.
 
-Backward is the same scan run from the end: G_t = ∂L/∂h_t = dY_t + a_{t+1} ⊙ G_{t+1}. Its values
-(upstream gradients) have either sign, so it scans their positive and negative parts and
-subtracts. Then one matrix product per weight, as for the other layers.
+Backward is the same scan run from the end: G_t = ∂L/∂h_t = dY_t + a_{t+1} ⊙ G_{t+1}, whose
+inputs (upstream gradients) have either sign. Then one matrix product per weight, as for the
+other layers.
 
-Precision: the scan subtracts a*_t from terms of its size, so its relative error is about
-ε·|a*|; a* grows like t·|log a|, so the scan runs in blocks of 64 steps (each block's start
-state carried in as its h0), which keeps the float32 error near 1e-5 at any length instead of
-growing to ~5e-4 at T = 4096.
+How the scan is computed (``linear_scan``): in blocks of 16 steps, all blocks at once, the
+formula above with logcumsumexp(x) taken as log(cumsum(eˣ)) — exact in float64 because a
+floor on log a bounds |a*| within a block — and then one short recurrence over the block ends
+joins them. That is the chunked form GPU scan kernels use; it needs no logarithm of b, so the
+backward's signed inputs go through the same code, and it is exact to float64 rounding.
 
-Speed: the scan's depth is log T on parallel hardware, which is where the paper's speed-ups
-come from. On a CPU, NumPy's cumulative sums along time are sequential loops anyway, and the
-scan's exp/log passes cost more than the plain loop's multiply-adds, so ``mode="sequential"``
-(two vectorised calls per step, forward and backward) is about twice as fast here; both skip
-the per-step matrix products that make GRU and LSTM slow.
+Speed: on parallel hardware the scan's depth is log T, which is where the paper's speed-ups
+come from. On a CPU every element is still visited, about ten times (exp, divisions, two
+cumulative sums) against twice for a plain loop; what the scan removes is the per-step Python
+and matrix-product overhead of GRU and LSTM, which dominates when batch and hidden are small.
+``mode="sequential"`` (two vectorised calls per step, forward and backward) gives the same
+numbers and is the faster of the two when B·H is large; ``benchmarks/results/speed.json``
+has the measurements.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -92,59 +97,85 @@ def g_slope(h: np.ndarray) -> np.ndarray:
     return np.where(h >= 0.5, 1.0, h * (1 - h))
 
 
-CHUNK = 64  # steps per block of the scan
-ROW_LANES = 256  # from this many lanes (B·H) on, accumulate a row at a time
+CHUNK = 16  # steps per block of the scan
+LOG_A_FLOOR = -40.0  # log a_t below this is taken as this (see linear_scan)
+SEGMENT = 2**18  # elements (steps × lanes) per pass of the scan, so its temporaries stay in cache
 
 
-def _accumulate(op: np.ufunc, v: np.ndarray) -> np.ndarray:
-    """``op.accumulate`` along axis 0, in place.
-
-    NumPy's own accumulate walks each lane down the time axis one element at a time (about
-    12 ns per element for add, 30 for logaddexp); with many lanes, one vectorised call per
-    row is 3–6× faster, and with few lanes the per-call overhead makes it slower.
-    """
-    if v[0].size < ROW_LANES:
-        return op.accumulate(v, axis=0, out=v)
-    for t in range(1, v.shape[0]):
-        op(v[t - 1], v[t], out=v[t])
+def _cumsum_blocks(v: np.ndarray) -> np.ndarray:
+    """Cumulative sum along axis 1 of (blocks, CHUNK, ...), in place: CHUNK − 1 vectorised adds
+    over all blocks and lanes at once (NumPy's own accumulate walks one lane at a time)."""
+    for c in range(1, v.shape[1]):
+        v[:, c] += v[:, c - 1]
     return v
 
 
-def _scan_block(a_star: np.ndarray, log_b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    # exp(a*_t + logcumsumexp_{s≤t}(log b_s − a*_s)): the terms are combined in log space and the
-    # final exponent is log h_t itself, so nothing overflows, however small the a_t.
-    np.subtract(log_b, a_star, out=out)
-    _accumulate(np.logaddexp, out)
-    out += a_star
-    return np.exp(out, out=out)
+def _scan_segment(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
+    """``linear_scan`` of a segment, in float64; returns h (T, ...)."""
+    T, lanes = log_a.shape[0], log_a.shape[1:]
+    blocks = -(-T // CHUNK)
+    a_star, h = np.empty((2, blocks * CHUNK, *lanes))
+    np.maximum(log_a, LOG_A_FLOOR, out=a_star[:T])
+    h[:T] = b
+    a_star[T:], h[T:] = 0, 0  # padding past T: a = 1, b = 0
+    a_star, h = a_star.reshape(blocks, CHUNK, *lanes), h.reshape(blocks, CHUNK, *lanes)
+    _cumsum_blocks(a_star)  # a*_t = Σ log a_s since the block's start
+    decay = np.exp(a_star, out=a_star)  # e^{a*_t} = Π a_s, ≥ e^{CHUNK·LOG_A_FLOOR} = e^{−640}
+    h /= decay  # b_s e^{−a*_s}, at most |b_s|·e^{640}
+    _cumsum_blocks(h)
+    h *= decay  # Σ_{s≤t} e^{a*_t − a*_s} b_s: the block's solution from a zero start
+    # each block starts where the one before ended: a recurrence over the blocks alone
+    ends = sequential_scan(decay[:, -1], h[:, -1], h0)
+    decay[0] *= h0
+    decay[1:] *= ends[:-1, None]
+    h += decay
+    return h.reshape(blocks * CHUNK, *lanes)[:T]
 
 
-def log_scan(log_a: np.ndarray, log_b: np.ndarray, h0: np.ndarray | None = None) -> np.ndarray:
-    """Solve ``h_t = a_t ⊙ h_{t−1} + b_t`` for every t (axis 0 is time) by the log-space scan.
+def linear_scan(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None) -> np.ndarray:
+    """Solve ``h_t = a_t ⊙ h_{t−1} + b_t`` for every t (axis 0 is time) with the log-space scan.
 
-    log_a, log_b: (T, ...) the logarithms of a_t > 0 and b_t ≥ 0 (−inf where b_t = 0);
-    h0: (...) the state before the first step, any sign (None for zeros). Returns h (T, ...).
+    log_a: (T, ...) the logarithms of a_t ∈ (0, 1]; b: (T, ...) of either sign, |b| < e^{69};
+    h0: (...) the state before the first step, any sign (None for zeros). Returns h (T, ...)
+    in b's dtype.
 
-    The scan runs in blocks of CHUNK steps, each block's start state carried in as its h0:
-    the same formula, but |a*| (and with it the rounding error) is bounded by the block rather
-    than growing with T, and the temporaries are block-sized.
+    Within blocks of CHUNK steps it is the paper's formula, with a*_t = Σ_{s≤t} log a_s and
+    the sum of exponentials taken as a plain cumulative sum:
+
+        h_t = e^{a*_t} ⊙ (h_start + Σ_{s≤t} e^{−a*_s} ⊙ b_s)
+
+    which is exact in float64 because LOG_A_FLOOR bounds |a*| by 640 within a block (an a_t
+    below e^{−40} ≈ 4·10⁻¹⁸ contributes a_t·h_{t−1}, below float64's resolution of h_{t−1}, and
+    is taken as e^{−40}). The blocks are all solved at once, then joined by the recurrence over
+    their ends: T/CHUNK vector steps instead of T, the "chunked" form of GPU scan kernels. With
+    no logarithm of b, inputs of either sign work, which the backward pass needs.
     """
-    h = np.empty_like(log_b)
-    prev = h0
-    for s in range(0, log_a.shape[0], CHUNK):
-        a_star = _accumulate(np.add, log_a[s : s + CHUNK].copy())
-        block = _scan_block(a_star, log_b[s : s + CHUNK], h[s : s + CHUNK])
-        if prev is not None:
-            decay = np.exp(a_star, out=a_star)  # Π a_s since the block's start
-            decay *= prev
-            block += decay
-        prev = block[-1]
+    T, lanes = b.shape[0], b.shape[1:]
+    steps = max(CHUNK, SEGMENT // max(1, math.prod(lanes)) // CHUNK * CHUNK)
+    h = np.empty(b.shape, b.dtype)
+    prev = np.zeros(lanes) if h0 is None else h0
+    for s in range(0, T, steps):
+        h[s : s + steps] = _scan_segment(log_a[s : s + steps], b[s : s + steps], prev)
+        prev = h[min(s + steps, T) - 1]
     return h
+
+
+def reverse_linear_scan(log_a: np.ndarray, v: np.ndarray, init: np.ndarray) -> np.ndarray:
+    """Solve ``G_t = v_t + a_{t+1} ⊙ G_{t+1}`` backwards from ``G_{T−1} = v_{T−1} + init``.
+
+    The backward of ``linear_scan``: with v = ∂L/∂h_t from the outputs and init = ∂L/∂h_n, G_t
+    is the whole ∂L/∂h_t. It is ``linear_scan`` over reversed time u = T−1−t, whose coefficient
+    is a_{t+1} = a_{T−u} (and 1 for the first step, where init comes in).
+    """
+    log_c = np.empty_like(log_a)
+    log_c[0] = 0
+    log_c[1:] = log_a[:0:-1]
+    return linear_scan(log_c, v[::-1], init)[::-1]
 
 
 def sequential_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
     """The same recurrence one step at a time: the reference the scan must equal."""
-    h = np.empty_like(b)
+    h = np.empty(b.shape, np.result_type(b, h0))
     prev = h0
     for t in range(b.shape[0]):
         np.multiply(a[t], prev, out=h[t])
@@ -154,7 +185,7 @@ def sequential_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
 
 
 def sequential_reverse_scan(a: np.ndarray, v: np.ndarray, init: np.ndarray) -> np.ndarray:
-    """``reverse_scan`` one step at a time: G_t = v_t + a_{t+1} ⊙ G_{t+1}, from G_{T−1} = v_{T−1} + init."""
+    """``reverse_linear_scan`` one step at a time."""
     G = np.empty(v.shape, v.dtype)
     np.add(v[-1], init, out=G[-1])
     for t in range(v.shape[0] - 2, -1, -1):
@@ -163,32 +194,10 @@ def sequential_reverse_scan(a: np.ndarray, v: np.ndarray, init: np.ndarray) -> n
     return G
 
 
-def reverse_scan(log_a: np.ndarray, v: np.ndarray, init: np.ndarray) -> np.ndarray:
-    """Solve ``G_t = v_t + a_{t+1} ⊙ G_{t+1}`` backwards from ``G_{T−1} = v_{T−1} + init``.
-
-    The backward of ``log_scan``: with v = ∂L/∂h_t from the outputs and init = ∂L/∂h_n, G_t is
-    the whole ∂L/∂h_t. Run as a forward scan over reversed time, once on the positive and once
-    on the negative part of v (only positive numbers have logarithms), in blocks as log_scan.
-    """
-    log_c = np.empty_like(log_a)  # in reversed time u = T−1−t, the coefficient is a_{t+1} = a_{T−u}
-    log_c[0] = 0
-    log_c[1:] = log_a[:0:-1]
-    v = v[::-1]
-    G = np.empty(v.shape, v.dtype)
-    prev = init
-    for s in range(0, v.shape[0], CHUNK):
-        vs = v[s : s + CHUNK]
-        with np.errstate(divide="ignore"):  # log 0 = −inf is the intended "no term"
-            log_pos = np.log(np.maximum(vs, 0))
-            log_neg = np.log(np.maximum(-vs, 0))
-        c_star = _accumulate(np.add, log_c[s : s + CHUNK].copy())
-        block = _scan_block(c_star, log_pos, G[s : s + CHUNK])
-        block -= _scan_block(c_star, log_neg, log_neg)
-        decay = np.exp(c_star, out=c_star)
-        decay *= prev
-        block += decay
-        prev = block[-1]
-    return G[::-1]
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode: expected 'parallel' or 'sequential', got {mode!r}")
+    return mode
 
 
 # ---- layers ------------------------------------------------------------------------------------
@@ -208,10 +217,12 @@ class _MinimalRNN(RecurrentLayer):
         bias: bool = True,
         batch_first: bool = False,
         bidirectional: bool = False,
+        mode: str = "parallel",
         dtype=np.float32,
         rng=None,
     ):
         super().__init__()
+        self.mode = _check_mode(mode)
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
         self.num_layers = positive_int(num_layers, "num_layers")
@@ -239,6 +250,8 @@ class _MinimalRNN(RecurrentLayer):
                 s += f", {name}=True"
         if not self.bias:
             s += ", bias=False"
+        if self.mode != "parallel":
+            s += f", mode={self.mode!r}"
         return s + f", dtype={np.dtype(self.dtype).name}"
 
     def _weights(self, k: int, sfx: str) -> tuple[Parameter, Parameter | None]:
@@ -259,16 +272,15 @@ class _MinimalRNN(RecurrentLayer):
         return active[:, :, None]
 
     # ---- forward and backward ----------------------------------------------------------------------
-    def forward(self, x, h0=None, lengths=None, mode: str = "parallel"):
+    def forward(self, x, h0=None, lengths=None, mode: str | None = None):
         """Run the whole sequence; returns ``(out, h_n)``.
 
-        mode: "parallel" solves each layer and direction with the log-space scan, the paper's
-        training method; "sequential" loops over time, forward and in backward (the same
-        numbers, and on a CPU the faster; see the module docstring). For step-by-step inference
-        with a carried state, see ``step``.
+        mode: overrides the layer's ``mode`` for this call. "parallel" solves each layer and
+        direction with the log-space scan, the paper's training method; "sequential" loops over
+        time, forward and in backward (the same numbers; on a CPU the faster when B·H is large,
+        see the module docstring). For step-by-step inference with a carried state, see ``step``.
         """
-        if mode not in MODES:
-            raise ValueError(f"mode: expected 'parallel' or 'sequential', got {mode!r}")
+        mode = self.mode if mode is None else _check_mode(mode)
         X, unbatched = self._check_input(x)
         T, B, _ = X.shape
         H, D = self.hidden_size, self.num_directions
@@ -302,7 +314,7 @@ class _MinimalRNN(RecurrentLayer):
             np.copyto(log_a, 0, where=~mask)
             np.copyto(log_b, -np.inf, where=~mask)
         if mode == "parallel":
-            Hs = log_scan(log_a, log_b, h0)
+            Hs = linear_scan(log_a, np.exp(log_b), h0)
         else:
             Hs = sequential_scan(np.exp(log_a), np.exp(log_b), h0)
         Y = Hs.copy() if mask is None else Hs * mask  # the cache keeps Hs whatever the caller does to out
@@ -356,7 +368,7 @@ class _MinimalRNN(RecurrentLayer):
         if mask is not None:  # outputs past a sequence's end are constant zeros
             dY = dY * mask
         if mode == "parallel":  # ∂L/∂h_t at every step, by the scan the forward used
-            G = reverse_scan(log_a, dY, dh_n)
+            G = reverse_linear_scan(log_a, dY, dh_n)
         else:
             G = sequential_reverse_scan(np.exp(log_a), dY, dh_n)
         if norms is not None:

@@ -229,7 +229,7 @@ def load_config(directory, expect_task: str | None = None, action: str | None = 
     if not path.is_file():
         hint = (f"; its checkpoint can be resumed with `rnnkit train --resume {d}`"
                 if (d / CHECKPOINT).is_dir() or (d / _OLD_CHECKPOINT).is_dir()
-                else f"; pass the directory `rnnkit train --out` wrote")
+                else "; pass the directory `rnnkit train --out` wrote")
         raise ModelDirError(f"{d} holds no finished model (no {CONFIG}){hint}")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))

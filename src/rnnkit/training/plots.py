@@ -8,13 +8,32 @@ from pathlib import Path
 from . import model_dir as md
 
 
-def plot_loss_curve(out_dir) -> Path:
-    """loss.png: training loss (per logged window) and validation loss against the step."""
+def pyplot():
+    """matplotlib.pyplot on the file-only backend, imported when a picture is drawn (it is slow
+    to import, and ``import rnnkit`` must not pay for it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path) -> Path:
+    """Write a figure as PNG atomically (creating the folder) and close it."""
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    pyplot().close(fig)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    md.atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def plot_loss_curve(out_dir) -> Path:
+    """loss.png: training loss (per logged window) and validation loss against the step."""
+    plt = pyplot()
     records = md.read_metrics(out_dir)
     train = [(r["step"], r["train_loss"]) for r in records if "train_loss" in r]
     valid = [(r["step"], r["valid_loss"]) for r in records if "valid_loss" in r]
@@ -28,10 +47,4 @@ def plot_loss_curve(out_dir) -> Path:
     ax.set_title("loss curve")
     ax.grid(alpha=0.3)
     ax.legend()
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    path = Path(out_dir) / "loss.png"
-    md.atomic_write_bytes(path, buf.getvalue())
-    return path
+    return save_figure(fig, Path(out_dir) / "loss.png")
