@@ -1,3 +1,6 @@
+import json
+
+import numpy as np
 import pytest
 
 from rnnkit.cli.main import main
@@ -12,10 +15,20 @@ def test_step_time_grows_with_the_sequence_for_a_sequential_rnn():
 
 
 def test_speed_command_prints_a_table(tmp_path, capsys):
-    assert main(["experiment", "speed", "--kinds", "lstm", "--lengths", "4,8", "--sizes", "2x4", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    kinds = "gru,lstm,mingru-seq,attention"
+    assert main(["experiment", "speed", "--kinds", kinds, "--lengths", "4,8", "--sizes", "2x4", "--repeats", "1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "batch 2, hidden 4" in out and "lstm" in out
-    assert (tmp_path / "results.json").exists()
+    assert "batch 2, hidden 4" in out and all(k in out for k in kinds.split(","))
+    assert out.count("x]") == 2 * 3  # the speed-up over gru of every other kind at both lengths
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert {r["kind"] for r in report["results"]} == set(kinds.split(","))
+    assert (tmp_path / "speed.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sequential_kinds_run_the_minimal_layer_in_its_sequential_mode():
+    rng = np.random.default_rng(0)
+    assert speed.make_layer("minlstm-seq", 8, rng).mode == "sequential"
+    assert speed.make_layer("minlstm", 8, rng).mode == "parallel"
 
 
 @pytest.mark.parametrize("args,match", [(["--sizes", "8by128"], "--sizes"), (["--kinds", "rwkv"], "--kinds: unknown")])

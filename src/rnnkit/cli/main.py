@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = problems.add_parser("speed", help="time and memory of a training step against sequence length",
                              description="Time one training step (and its peak memory) of GRU, LSTM, minGRU, minLSTM and causal "
                                          "self-attention at several lengths T and (batch, hidden) sizes.")
-    sp.add_argument("--kinds", default="gru,lstm,mingru,minlstm,attention", help="comma-separated layers (default: all five)")
+    sp.add_argument("--kinds", default="gru,lstm,mingru,minlstm,mingru-seq,minlstm-seq,attention", help="comma-separated layers: gru, lstm, mingru, minlstm, their sequential modes mingru-seq and minlstm-seq, attention (default: all)")
     sp.add_argument("--lengths", default="128,512,2048,4096", help="comma-separated lengths T (default: 128,512,2048,4096)")
     sp.add_argument("--sizes", default="1x64,8x128,32x512", help="comma-separated BATCHxHIDDEN (default: 1x64,8x128,32x512)")
     sp.add_argument("--repeats", type=int, default=3, help="timed steps per case; the median is reported (default: 3)")
@@ -237,8 +237,9 @@ def _speed(args, progress) -> int:
     out = Path(args.out or Path("experiments") / "speed")
     out.mkdir(parents=True, exist_ok=True)
     md.atomic_write_json(out / "results.json", report)
+    plot = speed.plot_speed(report, out / "speed.png")
     print(speed.format_table(report))
-    print(f"results: {out / 'results.json'}")
+    print(f"results: {out / 'results.json'}; plot: {plot}")
     return 0
 
 

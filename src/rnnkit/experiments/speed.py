@@ -16,8 +16,11 @@ import numpy as np
 
 from ..models.sequence_model import make_recurrent
 from ..nn import Linear, MSELoss
+from ..nn.attention import MultiheadSelfAttention
+from ..training.plots import pyplot, save_figure
 
-KINDS = ("gru", "lstm", "mingru", "minlstm", "attention")
+# "-seq": the minimal RNN in its sequential mode (same numbers, a loop of vector operations)
+KINDS = ("gru", "lstm", "mingru", "minlstm", "mingru-seq", "minlstm-seq", "attention")
 
 
 @dataclass
@@ -31,10 +34,12 @@ class SpeedOptions:
 
 def make_layer(kind: str, hidden: int, rng):
     if kind == "attention":
-        from ..nn.attention import MultiheadSelfAttention
-
         return MultiheadSelfAttention(hidden, num_heads=1, causal=True, rng=rng)
-    return make_recurrent(kind, hidden, hidden, rng=rng)
+    cell, _, variant = kind.partition("-")
+    layer = make_recurrent(cell, hidden, hidden, rng=rng)
+    if variant == "seq":
+        layer.mode = "sequential"
+    return layer
 
 
 def step_time(kind: str, T: int, batch: int, hidden: int, repeats: int, seed: int = 0) -> dict:
@@ -76,17 +81,39 @@ def run(opts: SpeedOptions, progress=None) -> dict:
     return {"options": asdict(opts), "results": results}
 
 
+def _lookup(rows, kind, T, batch, hidden):
+    return next((r for r in rows if (r["kind"], r["T"], r["batch"], r["hidden"]) == (kind, T, batch, hidden)), None)
+
+
 def format_table(report: dict) -> str:
+    """Milliseconds per step (peak MB), and each kind's speed-up over GRU when GRU was timed."""
     rows = report["results"]
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
-    lines = ["training step: milliseconds (peak MB)"]
+    lines = ["training step: milliseconds (peak MB) [speed-up over gru]"]
     for batch, hidden in dict.fromkeys((r["batch"], r["hidden"]) for r in rows):
         lines.append(f"\nbatch {batch}, hidden {hidden}")
-        lines.append(f"{'T':>6}" + "".join(f"{k:>20}" for k in kinds))
+        lines.append(f"{'T':>6}" + "".join(f"{k:>26}" for k in kinds))
         for T in dict.fromkeys(r["T"] for r in rows):
+            gru = _lookup(rows, "gru", T, batch, hidden)
             cells = []
             for k in kinds:
-                r = next(r for r in rows if (r["kind"], r["T"], r["batch"], r["hidden"]) == (k, T, batch, hidden))
-                cells.append(f"{r['seconds'] * 1e3:>11.1f} ({r['peak_bytes'] / 2**20:>6.1f})")
+                r = _lookup(rows, k, T, batch, hidden)
+                ratio = f" [{gru['seconds'] / r['seconds']:5.1f}x]" if gru and k != "gru" else " " * 9
+                cells.append(f"{r['seconds'] * 1e3:>9.1f} ({r['peak_bytes'] / 2**20:>6.1f}){ratio}")
             lines.append(f"{T:>6}" + "".join(cells))
     return "\n".join(lines)
+
+
+def plot_speed(report: dict, path):
+    """Time per step against T, log-log, one panel per (batch, hidden)."""
+    rows = report["results"]
+    sizes = list(dict.fromkeys((r["batch"], r["hidden"]) for r in rows))
+    fig, axes = pyplot().subplots(1, len(sizes), figsize=(4.5 * len(sizes), 4), squeeze=False)
+    for ax, (batch, hidden) in zip(axes[0], sizes):
+        for kind in dict.fromkeys(r["kind"] for r in rows):
+            pts = sorted((r["T"], r["seconds"] * 1e3) for r in rows if (r["kind"], r["batch"], r["hidden"]) == (kind, batch, hidden))
+            ax.loglog(*zip(*pts), marker="o", label=kind)
+        ax.set(title=f"batch {batch}, hidden {hidden}", xlabel="sequence length T", ylabel="ms per training step")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend()
+    return save_figure(fig, path)

@@ -1,6 +1,7 @@
 """The engine: layers with explicit forward and hand-written backward, on NumPy alone."""
 
 from . import init
+from .attention import MultiheadSelfAttention
 from .linear import Dropout, Embedding, Linear
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .minimal import MinGRU, MinLSTM
@@ -23,7 +24,7 @@ from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RecurrentLayer, RNNCel
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled", "init",
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "RecurrentLayer",
-    "Linear", "Embedding", "Dropout",
+    "Linear", "Embedding", "Dropout", "MultiheadSelfAttention",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_", "grad_norm",
     "LRSchedule", "StepLR", "CosineAnnealingLR", "LinearWarmup",

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import functional as F
 from .module import Module, Parameter, as_dtype, as_rng, is_grad_enabled
-from .validation import expect_shape, float_array, int_array, positive_int, probability
+from .validation import expect_shape, float_array, positive_int, probability, sequence_lengths
 
 _GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 
@@ -98,15 +98,9 @@ class RecurrentLayer(Module):
     def _check_lengths(self, lengths, T: int, B: int):
         """Returns (order, bs): the sort by decreasing length (None if already sorted) and the
         number of active rows at each step."""
+        lengths = sequence_lengths(lengths, T, B)
         if lengths is None:
             return None, [B] * T
-        lengths = int_array(lengths, "lengths", ndims=(0, 1)).reshape(-1)
-        if lengths.shape != (B,):
-            raise ValueError(f"lengths: expected one length per sequence, {B} in all, got {lengths.size}")
-        if lengths.min() < 1:
-            raise ValueError(f"lengths: every length must be >= 1, got {int(lengths.min())}")
-        if lengths.max() > T:
-            raise ValueError(f"lengths: a length of {int(lengths.max())} exceeds the sequence's {T} time steps")
         order = None
         if np.any(np.diff(lengths) > 0):
             order = np.argsort(-lengths, kind="stable")

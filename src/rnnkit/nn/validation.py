@@ -76,3 +76,17 @@ def nonnegative_float(value, name: str) -> float:
     if not (number and np.isfinite(value) and value >= 0):
         raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
     return float(value)
+
+
+def sequence_lengths(lengths, T: int, B: int):
+    """``lengths`` as a (B,) int array with 1 <= length <= T; None stays None."""
+    if lengths is None:
+        return None
+    lengths = int_array(lengths, "lengths", ndims=(0, 1)).reshape(-1)
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths: expected one length per sequence, {B} in all, got {lengths.size}")
+    if lengths.min() < 1:
+        raise ValueError(f"lengths: every length must be >= 1, got {int(lengths.min())}")
+    if lengths.max() > T:
+        raise ValueError(f"lengths: a length of {int(lengths.max())} exceeds the sequence's {T} time steps")
+    return lengths
