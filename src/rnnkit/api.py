@@ -22,13 +22,16 @@ def load(model_dir):
     return tasks.get_task(config["task"]).load(Path(model_dir), config)
 
 
-def train(task: str, out, resume: bool = False, quiet: bool = True, **options):
-    """Train ``task`` into ``out`` (or resume it) with the command line's options; returns ``load(out)``."""
+def train(task: str, out, resume: bool = False, quiet: bool = True, overwrite: bool = False, **options):
+    """Train ``task`` into ``out`` (or resume it) with the command line's options; returns ``load(out)``.
+
+    overwrite: replace a model already in ``out``, as ``--overwrite`` does.
+    """
     task_fields = {f.name for f in fields(tasks.get_task(task).Options)}
     training_fields = {f.name for f in fields(TrainingOptions)}
     unknown = sorted(set(options) - task_fields - training_fields)
     if unknown:
         raise TypeError(f"options: unknown {unknown}; {task!r} takes {sorted(task_fields | training_fields)}")
     tasks.train(task, out, {k: v for k, v in options.items() if k in task_fields},
-                {k: v for k, v in options.items() if k in training_fields}, resume=resume, quiet=quiet)
+                {k: v for k, v in options.items() if k in training_fields}, resume=resume, quiet=quiet, overwrite=overwrite)
     return load(out)

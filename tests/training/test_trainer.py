@@ -54,12 +54,36 @@ def test_a_run_killed_and_resumed_ends_with_the_same_weights(tmp_path):
     assert steps == list(range(5, 401, 5))  # the lines after the checkpoint were not written twice
 
 
-def test_divergence_is_stopped_with_a_clear_message(tmp_path):
-    # a learning rate near float32's range overflows the weights: inf − inf makes the loss NaN
+EXPLODING = dict(cell="irnn", optimizer="sgd", lr=0.5, steps=300, hidden=32, embed=8, layers=1, batch_size=8,
+                 seq_len=32, valid_every=100)
+
+
+def test_exploding_gradients_without_clipping_are_stopped_with_a_clear_message(tmp_path):
+    # a ReLU RNN (unbounded) with plain SGD: the gradients explode within a few steps
     corpus = write_corpus(tmp_path / "text.txt")
-    with pytest.raises(TrainingError, match=r"non-finite (loss|gradient norm) .*at step \d+"):
-        rnnkit.train("lm", tmp_path / "m", data=str(corpus), cell="rnn", steps=200, hidden=16, embed=4, layers=1,
-                     batch_size=4, seq_len=8, lr=1e38, clip=0.0, optimizer="sgd", momentum=0.9)
+    with pytest.raises(TrainingError, match=r"non-finite (loss|gradient norm) detected at step \d+.*training diverged; "
+                                            r"lower --lr or set --clip \(gradient clipping is off\)"):
+        rnnkit.train("lm", tmp_path / "m", data=str(corpus), clip=0.0, **EXPLODING)
+
+
+def test_the_same_run_with_clipping_trains(tmp_path):
+    corpus = write_corpus(tmp_path / "text.txt")
+    model = rnnkit.train("lm", tmp_path / "m", data=str(corpus), clip=1.0, **EXPLODING)
+    validations = [r["valid_loss"] for r in md.read_metrics(model.dir) if "valid_loss" in r]
+    assert len(validations) == 3 and all(np.isfinite(validations))
+    assert model.config["metrics"]["loss"] < 0.5 * np.log(16)  # 16 characters: far below a uniform guess
+    clipped = [r["clipped_fraction"] for r in md.read_metrics(model.dir) if "clipped_fraction" in r]
+    assert max(clipped) > 0  # clipping did act
+
+
+def test_divergence_in_the_command_line_is_one_line_and_exit_code_2(tmp_path, capsys):
+    from rnnkit.cli.main import main
+
+    corpus = write_corpus(tmp_path / "text.txt")
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in EXPLODING.items()]
+    assert main(["train", "lm", "--data", str(corpus), "--out", str(tmp_path / "m"), "--clip", "0", "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "training diverged" in err
 
 
 def test_early_stopping_after_patience_runs_out(tmp_path):

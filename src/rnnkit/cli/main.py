@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -177,11 +176,9 @@ def _train(args) -> int:
         raise ValueError("--out: where to write the model is required (or --resume DIR to continue a run)")
     if not task_name and not resume:
         raise ValueError(f"TASK: name the task to train, one of: {', '.join(sorted(TASKS))}")
-    if getattr(args, "overwrite", False) and not resume and (Path(out) / md.CONFIG).exists():
-        shutil.rmtree(out)
     task_options = given(args, get_task(task_name).Options) if task_name else {}
     tasks.base.train(task_name, out, task_options, given(args, TrainingOptions), resume=bool(resume),
-                     quiet=getattr(args, "quiet", False))
+                     quiet=getattr(args, "quiet", False), overwrite=getattr(args, "overwrite", False))
     config = md.load_config(Path(out))
     model = get_task(config["task"]).load(Path(out), config)
     print(model.describe(short=True))

@@ -1,7 +1,7 @@
 """A recurrent language model: next-token logits from token ids, with an optional class condition.
 
     e_t = Dropout(Embedding(x_t))
-    h_t = RNN/LSTM/GRU(e_t, h_{t−1})            (stacked; dropout between layers)
+    h_t = RNN/IRNN/LSTM/GRU(e_t, h_{t−1})       (stacked; dropout between layers)
     z_t = Linear(Dropout(h_t))                   (z_t: logits over the vocabulary)
 
 One input, many outputs: with ``num_conditions > 0`` a class label c chooses the initial state,
@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn import GRU, LSTM, RNN, Dropout, Embedding, Linear, Module
+from ..nn import Dropout, Embedding, Linear, Module
 from ..nn.module import as_rng
+from .sequence_model import make_recurrent
 
-CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+CELLS = ("lstm", "gru", "rnn", "irnn")
 
 
 class LanguageModel(Module):
@@ -36,7 +37,7 @@ class LanguageModel(Module):
     ):
         super().__init__()
         if cell not in CELLS:
-            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {cell!r}")
+            raise ValueError(f"cell: expected one of {', '.join(CELLS)}, got {cell!r}")
         if tie_weights and hidden_size != embed_size:
             raise ValueError(f"tie_weights: needs hidden_size == embed_size, got {hidden_size} and {embed_size}")
         # One generator for every random draw of the model (init, dropout masks), so a checkpoint
@@ -44,7 +45,7 @@ class LanguageModel(Module):
         self.rng = as_rng(rng)
         self.cell, self.num_conditions = cell, int(num_conditions)
         self.embedding = Embedding(vocab_size, embed_size, dtype=dtype, rng=self.rng)
-        self.rnn = CELLS[cell](embed_size, hidden_size, num_layers, dropout=dropout if num_layers > 1 else 0.0, dtype=dtype, rng=self.rng)
+        self.rnn = make_recurrent(cell, embed_size, hidden_size, num_layers, dropout=dropout, dtype=dtype, rng=self.rng)
         self.drop_in = Dropout(dropout, rng=self.rng)
         self.drop_out = Dropout(dropout, rng=self.rng)
         self.head = Linear(hidden_size, vocab_size, dtype=dtype, rng=self.rng)

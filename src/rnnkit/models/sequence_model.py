@@ -18,10 +18,17 @@ CELLS = ("rnn", "irnn", "lstm", "gru", "mingru", "minlstm")
 
 
 def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
-                   dtype=np.float32, rng=None):
-    """The recurrent layer a name stands for; IRNN is a ReLU RNN started at the identity (Le et al. 2015)."""
+                   dropout: float = 0.0, dtype=np.float32, rng=None):
+    """The recurrent layer a name stands for, with the initialisation that suits it: LSTM with
+    forget-gate bias 1 (Jozefowicz et al. 2015), IRNN a ReLU RNN started at the identity with
+    N(0, 0.001) input weights (Le et al. 2015). dropout acts between stacked layers."""
     rng = as_rng(rng)
     kw = dict(num_layers=num_layers, bidirectional=bidirectional, dtype=dtype, rng=rng)
+    if cell in ("mingru", "minlstm"):
+        if dropout and num_layers > 1:
+            raise ValueError(f"dropout: {cell} layers have no dropout between layers, got dropout={dropout}")
+        return (MinGRU if cell == "mingru" else MinLSTM)(input_size, hidden_size, **kw)
+    kw["dropout"] = dropout if num_layers > 1 else 0.0
     if cell == "rnn":
         return RNN(input_size, hidden_size, **kw)
     if cell == "irnn":
@@ -34,8 +41,6 @@ def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int
         return init.forget_gate_bias_(LSTM(input_size, hidden_size, **kw), 1.0)
     if cell == "gru":
         return GRU(input_size, hidden_size, **kw)
-    if cell in ("mingru", "minlstm"):
-        return (MinGRU if cell == "mingru" else MinLSTM)(input_size, hidden_size, **kw)
     raise ValueError(f"cell: expected one of {', '.join(CELLS)}, got {cell!r}")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import MISSING, asdict, fields
+import shutil
 from pathlib import Path
 
 from .. import __version__
@@ -77,8 +78,11 @@ def given(namespace: argparse.Namespace, options_class) -> dict:
 
 
 def train(task_name: str | None, out_dir, task_options: dict, training_options: dict,
-          resume: bool = False, quiet: bool = False) -> dict:
-    """Train a task into ``out_dir``, or resume it; returns the best validation metrics."""
+          resume: bool = False, quiet: bool = False, overwrite: bool = False) -> dict:
+    """Train a task into ``out_dir``, or resume it; returns the best validation metrics.
+
+    overwrite: replace a model already in ``out_dir`` (otherwise that is an error).
+    """
     out = Path(out_dir)
     if resume:
         config = md.load_config(out)
@@ -93,6 +97,8 @@ def train(task_name: str | None, out_dir, task_options: dict, training_options: 
         trainer.resume()
     else:
         task = get_task(task_name)
+        if overwrite and (out / "config.json").exists():
+            shutil.rmtree(out)
         if (out / "config.json").exists():
             raise TrainingError(f"--out: {out} already holds a model; resume it with `rnnkit train --resume {out}` or choose another directory")
         training = TrainingOptions(**training_options)

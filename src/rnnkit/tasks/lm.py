@@ -63,7 +63,7 @@ class LMOptions:
         "tokenizer": "char or word",
         "min_count": "word tokenizer: words seen fewer times become <unk>",
         "max_vocab": "word tokenizer: keep only the most frequent words (0: all)",
-        "cell": "lstm, gru or rnn",
+        "cell": "lstm, gru, rnn (tanh) or irnn (ReLU, identity-initialised)",
         "embed": "embedding size",
         "hidden": "hidden size of each recurrent layer",
         "layers": "number of stacked recurrent layers",

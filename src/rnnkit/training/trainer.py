@@ -149,6 +149,10 @@ class Trainer:
         self.step, self.best, self.bad_validations = state["step"], state["best"], state["bad_validations"]
         md.rewind_metrics(self.out, self.step)  # lines logged after the checkpoint come again, identically
 
+    def _diverged(self, what: str) -> TrainingError:
+        hint = "lower --lr" + ("" if self.opt.clip else " or set --clip (gradient clipping is off)")
+        return TrainingError(f"{what}: training diverged; {hint}; the last good checkpoint is kept")
+
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict:
         """Train to ``options.steps`` (or the time limit, or early stop); returns the best metrics."""
@@ -167,23 +171,19 @@ class Trainer:
                 diagnosing = bool(opt.diagnose_every) and self.step % opt.diagnose_every == 0
                 for layer in recurrent:
                     layer.record_grad_norms = diagnosing
-                try:
-                    loss, n_tokens = self.run.train_step()
-                except NonFiniteError as exc:  # weights overflowed: the forward pass met inf or NaN
-                    loss, n_tokens = math.nan, 0
-                    cause = f" ({exc})"
-                else:
-                    cause = f" ({loss})"
-                if not math.isfinite(loss):
-                    raise TrainingError(
-                        f"non-finite loss detected at step {self.step}{cause}: training diverged; "
-                        "lower --lr or set --clip (the last good checkpoint is kept)"
-                    )
-                if diagnosing:
-                    self._log_gradients(recurrent)
-                norm = clip_grad_norm_(params, opt.clip) if opt.clip else grad_norm(params)
+                # overflow is expected when a run diverges; it is detected and reported below
+                with np.errstate(over="ignore", invalid="ignore"):
+                    try:
+                        loss, n_tokens = self.run.train_step()
+                    except NonFiniteError as exc:  # the weights overflowed: the forward pass met inf or NaN
+                        raise self._diverged(f"non-finite loss detected at step {self.step} (the forward pass overflowed: {exc})")
+                    if not math.isfinite(loss):
+                        raise self._diverged(f"non-finite loss detected at step {self.step} ({loss})")
+                    if diagnosing:
+                        self._log_gradients(recurrent)
+                    norm = clip_grad_norm_(params, opt.clip) if opt.clip else grad_norm(params)
                 if not math.isfinite(norm):
-                    raise TrainingError(f"non-finite gradient norm at step {self.step}: training diverged; lower --lr or set --clip")
+                    raise self._diverged(f"non-finite gradient norm detected at step {self.step}")
                 self.optimizer.step()
                 if self.schedule:
                     self.schedule.step()
