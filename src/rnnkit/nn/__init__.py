@@ -2,6 +2,7 @@
 
 from . import init
 from .attention import MultiheadSelfAttention
+from .crf import CRF
 from .linear import Dropout, Embedding, Linear
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .minimal import MinGRU, MinLSTM
@@ -24,7 +25,7 @@ from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RecurrentLayer, RNNCel
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled", "init",
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "RecurrentLayer",
-    "Linear", "Embedding", "Dropout", "MultiheadSelfAttention",
+    "Linear", "Embedding", "Dropout", "MultiheadSelfAttention", "CRF",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_", "grad_norm",
     "LRSchedule", "StepLR", "CosineAnnealingLR", "LinearWarmup",

@@ -48,3 +48,27 @@ def plot_loss_curve(out_dir) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, Path(out_dir) / "loss.png")
+
+
+def plot_confusion(matrix, labels, path, title: str = "") -> Path:
+    """A confusion matrix as a heat map: rows true, columns predicted, counts in the cells."""
+    import numpy as np
+
+    matrix = np.asarray(matrix)
+    plt = pyplot()
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n, 1.0 + 0.5 * n), dpi=100)
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), labels, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title)
+    if n <= 30:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
+                        color="white" if matrix[i, j] > threshold else "black")
+    return save_figure(fig, path)

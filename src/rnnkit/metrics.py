@@ -1,0 +1,222 @@
+"""Evaluation metrics: labels (accuracy, macro-F1, confusion matrix) and entities in tag sequences.
+
+Labels are 1-D array-likes of numbers or of strings, one label per example (for tagging,
+flatten the tags of every sequence, leaving out the padding). Entities follow CoNLL's
+``conlleval`` script, which seqeval's default mode reproduces:
+
+- an entity is a maximal run of tags of one type; ``B-`` (and ``S-``) always starts one, and
+  ``E-`` / ``S-`` always end one;
+- an ``I-`` (or ``E-``) tag that follows ``O``, an entity's end, or a tag of another type starts a
+  new entity instead of being dropped: ``O I-PER I-PER`` holds one PER entity, ``B-PER I-LOC``
+  a PER and a LOC;
+- a span counts as found only when its type, start and end all match a true one.
+
+Spans are ``(type, start, end)`` with ``end`` exclusive, as in a Python slice: the entity's
+tags are ``tags[start:end]`` (seqeval and conlleval print the last index instead, ``end − 1``).
+A ratio whose denominator is zero (no predicted entities for precision, no true ones for
+recall) is 0, as seqeval gives with ``zero_division=0``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+SCHEMES = {"BIO": ("B", "I"), "BIOES": ("B", "I", "E", "S")}
+
+
+# ---- labels -------------------------------------------------------------------------------
+
+
+def _label_array(values, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values)
+    except Exception as exc:  # ragged nested lists and the like
+        raise TypeError(f"{name}: expected a 1-D sequence of labels, got {type(values).__name__} ({exc})") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D sequence of labels, got shape {arr.shape} "
+                         "(flatten per-token labels first, without padding)")
+    return arr
+
+
+def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    """Both label arrays, checked: 1-D, equal lengths, not empty, labels of one kind."""
+    yt, yp = _label_array(y_true, "y_true"), _label_array(y_pred, "y_pred")
+    if yt.size != yp.size:
+        raise ValueError(f"y_pred: expected one label per example of y_true, {yt.size} in all, got {yp.size}")
+    if yt.size == 0:
+        raise ValueError("y_true: expected at least one label, got none")
+    if (yt.dtype.kind in "biuf") != (yp.dtype.kind in "biuf"):
+        raise TypeError(f"y_pred: expected labels of the same kind as y_true's, got dtype {yp.dtype} "
+                        f"against {yt.dtype}")
+    return yt, yp
+
+
+def _codes(yt: np.ndarray, yp: np.ndarray, labels) -> tuple[list, np.ndarray, np.ndarray]:
+    """The label list (given, or the sorted union) and each example's index into it (−1: not listed)."""
+    uniq, inverse = np.unique(np.concatenate((yt, yp)), return_inverse=True)
+    if labels is None:
+        label_list = uniq.tolist()
+    else:
+        label_list = _label_array(labels, "labels").tolist()
+        if not label_list:
+            raise ValueError("labels: expected at least one label, got none")
+        repeated = [lab for lab, n in Counter(label_list).items() if n > 1]
+        if repeated:
+            raise ValueError(f"labels: expected each label once, got {repeated[0]!r} {label_list.count(repeated[0])} times")
+    index = {lab: i for i, lab in enumerate(label_list)}
+    codes = np.array([index.get(u, -1) for u in uniq.tolist()], dtype=np.int64)[inverse.reshape(-1)]
+    return label_list, codes[:yt.size], codes[yt.size:]
+
+
+def accuracy(y_true, y_pred) -> float:
+    """The share of examples whose predicted label equals the true one. y_true, y_pred: (n,)."""
+    yt, yp = _pair(y_true, y_pred)
+    _, ct, cp = _codes(yt, yp, None)
+    return float(np.mean(ct == cp))
+
+
+def confusion_matrix(y_true, y_pred, labels=None) -> np.ndarray:
+    """(n_labels, n_labels) int64 counts: row = true label, column = predicted label.
+
+    ``labels`` fixes the rows' and columns' order (default: the sorted union of the labels in
+    y_true and y_pred). As in scikit-learn, an example whose true or predicted label is not in
+    ``labels`` is left out.
+    """
+    yt, yp = _pair(y_true, y_pred)
+    label_list, ct, cp = _codes(yt, yp, labels)
+    n = len(label_list)
+    kept = (ct >= 0) & (cp >= 0)
+    return np.bincount(ct[kept] * n + cp[kept], minlength=n * n).reshape(n, n)
+
+
+def format_confusion(matrix: np.ndarray, labels: Sequence[str]) -> str:
+    """A confusion matrix as a text table: rows true, columns predicted."""
+    names = [str(x) for x in labels]
+    width = max(6, *(len(n) for n in names), len(str(int(matrix.max(initial=0)))))
+    lines = [" " * width + " │ " + " ".join(f"{n:>{width}}" for n in names) + "   ← predicted"]
+    lines.append("─" * width + "─┼─" + "─" * ((width + 1) * len(names)))
+    lines += [f"{n:>{width}} │ " + " ".join(f"{int(v):>{width}}" for v in row) for n, row in zip(names, matrix)]
+    return "\n".join(lines)
+
+
+def macro_f1(y_true, y_pred, labels=None) -> float:
+    """The unweighted mean over classes of F1 = 2·TP / (2·TP + FP + FN).
+
+    ``labels``: the classes to average over (default: every class in y_true or y_pred); TP, FP
+    and FN are counted over all examples, so leaving out a majority class (``O``) still charges
+    its confusions to the classes that remain. Conventions:
+    - a class with no true and no predicted example is skipped (its F1 is 0/0);
+    - a class never predicted, or never true, gets F1 = 0 (its TP is 0).
+    With the default ``labels`` this equals scikit-learn's ``f1_score(average="macro")``.
+    """
+    yt, yp = _pair(y_true, y_pred)
+    label_list, ct, cp = _codes(yt, yp, labels)
+    n = len(label_list)
+    tp = np.bincount(ct[(ct == cp) & (ct >= 0)], minlength=n)
+    true = np.bincount(ct[ct >= 0], minlength=n)
+    pred = np.bincount(cp[cp >= 0], minlength=n)
+    seen = true + pred > 0
+    if not seen.any():
+        raise ValueError(f"labels: none of {label_list} occurs in y_true or y_pred")
+    return float(np.mean(2 * tp[seen] / (true + pred)[seen]))
+
+
+# ---- entities -------------------------------------------------------------------------------
+
+
+def _scheme(scheme) -> tuple[str, ...]:
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme: expected one of {tuple(SCHEMES)}, got {scheme!r}")
+    return SCHEMES[scheme]
+
+
+def _parse(tag, position: int, scheme: str, prefixes: tuple[str, ...]) -> tuple[str, str]:
+    """'B-PER' → ('B', 'PER'); 'O' → ('O', '')."""
+    if tag == "O":
+        return "O", ""
+    if isinstance(tag, str) and len(tag) > 2 and tag[1] == "-" and tag[0] in prefixes:
+        return tag[0], tag[2:]
+    shapes = " / ".join(f"{p}-TYPE" for p in prefixes)
+    raise ValueError(f"tags: {tag!r} at position {position} is not a {scheme} tag; expected 'O' or {shapes}")
+
+
+def entities(tags: Sequence[str], scheme: str = "BIO") -> list[tuple[str, int, int]]:
+    """The entities of one tag sequence as ``(type, start, end)`` spans, ``end`` exclusive.
+
+    tags: a sequence of strings, each ``'O'`` or ``PREFIX-TYPE`` with PREFIX in B, I (``"BIO"``,
+    also called IOB2) or B, I, E, S (``"BIOES"``). Ill-formed sequences are read as conlleval
+    reads them (see the module docstring): ``['O', 'I-PER', 'B-LOC', 'E-LOC']`` (BIOES) →
+    ``[('PER', 1, 2), ('LOC', 2, 4)]``.
+    """
+    prefixes = _scheme(scheme)
+    if isinstance(tags, str):
+        raise TypeError("tags: expected a sequence of tag strings, got one string")
+    spans = []
+    prev, prev_type, begin = "O", "", 0
+    parsed = [_parse(tag, i, scheme, prefixes) for i, tag in enumerate(tags)]
+    for i, (tag, type_) in enumerate(parsed + [("O", "")]):
+        # conlleval's endOfChunk and startOfChunk
+        ends = prev in "ES" or (prev in "BI" and tag in "BSO") or (prev != "O" and type_ != prev_type)
+        starts = tag in "BS" or (tag in "IE" and prev in "ESO") or (tag != "O" and type_ != prev_type)
+        if ends:
+            spans.append((prev_type, begin, i))
+        if starts:
+            begin = i
+        prev, prev_type = tag, type_
+    return spans
+
+
+def _ratios(correct: int, n_pred: int, n_true: int) -> dict[str, float]:
+    precision = correct / n_pred if n_pred else 0.0
+    recall = correct / n_true if n_true else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def _sequences(values, name: str) -> list:
+    if isinstance(values, str) or (len(values) and isinstance(values[0], str)):
+        raise TypeError(f"{name}: expected a list of tag sequences, got a list of strings "
+                        "(wrap a single sequence in a list)")
+    return list(values)
+
+
+def entity_scores(true_sequences, pred_sequences, scheme: str = "BIO") -> dict:
+    """Entity-level precision, recall and F1, micro-averaged over all entities, and per type.
+
+    true_sequences, pred_sequences: lists of tag sequences, pairwise of equal length. A
+    predicted entity is correct when a true entity of the same sequence has the same type,
+    start and end (CoNLL's exact match). Returns::
+
+        {"precision", "recall", "f1": floats over all entities,
+         "true_entities", "pred_entities", "correct": counts,
+         "per_type": {type: {"precision", "recall", "f1", "support" (true count),
+                             "predicted", "correct"}}}   (types sorted)
+
+    With ``scheme="BIO"`` or ``"BIOES"`` the figures equal seqeval's default mode
+    (``precision_score`` etc. with ``zero_division=0``).
+    """
+    _scheme(scheme)
+    true_sequences = _sequences(true_sequences, "true_sequences")
+    pred_sequences = _sequences(pred_sequences, "pred_sequences")
+    if len(true_sequences) != len(pred_sequences):
+        raise ValueError(f"pred_sequences: expected one sequence per true sequence, "
+                         f"{len(true_sequences)} in all, got {len(pred_sequences)}")
+    true_set, pred_set = set(), set()
+    for n, (t, p) in enumerate(zip(true_sequences, pred_sequences)):
+        if len(t) != len(p):
+            raise ValueError(f"pred_sequences: sequence {n} has {len(p)} tags, its true sequence {len(t)}")
+        true_set.update((n,) + span for span in entities(t, scheme))
+        pred_set.update((n,) + span for span in entities(p, scheme))
+    correct = true_set & pred_set
+    by_type = [Counter(span[1] for span in spans) for spans in (true_set, pred_set, correct)]
+    per_type = {}
+    for type_ in sorted(by_type[0].keys() | by_type[1].keys()):
+        n_true, n_pred, n_correct = (c[type_] for c in by_type)
+        per_type[type_] = _ratios(n_correct, n_pred, n_true) | {
+            "support": n_true, "predicted": n_pred, "correct": n_correct}
+    return _ratios(len(correct), len(pred_set), len(true_set)) | {
+        "true_entities": len(true_set), "pred_entities": len(pred_set), "correct": len(correct),
+        "per_type": per_type}

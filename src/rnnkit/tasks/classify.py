@@ -1,0 +1,405 @@
+"""Task `classify`: many-to-one sequence classification, or regression when the labels are values.
+
+Inputs are texts (a word or character tokenizer, an embedding) or numeric series (T_i, C),
+standardised per channel with the training part's statistics. Batches group sequences of
+similar length (``data.batching``) and run with ``lengths``, so padding costs little and
+changes nothing.
+
+Splits: the test part is ``--test FILE``, else the data set's official test split (UCR), else
+fold ``--fold`` of ``--folds`` (for cross-validation), else none; validation (early stopping and
+the best weights) is ``--valid-fraction`` of the rest, stratified by class. Every split is a
+function of the data and ``--seed``, so a loaded model recomputes them exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import metrics as M
+from ..data import DataError, Tokenizer, make_tokenizer
+from ..data.batching import BucketBatches, batches_in_order, pad
+from ..data.sources import load_classification
+from ..models.classifier import POOLINGS, SequenceClassifier
+from ..nn import CrossEntropyLoss, MSELoss, no_grad
+from ..training import model_dir as md
+from ..training.plots import plot_confusion
+from .base import Task, register
+
+
+@dataclass
+class ClassifyOptions:
+    data: str = ""
+    test: str = ""
+    target: str = "auto"
+    tokenizer: str = "word"
+    lowercase: bool = False
+    min_count: int = 1
+    max_vocab: int = 0
+    cell: str = "lstm"
+    embed: int = 64
+    hidden: int = 128
+    layers: int = 1
+    bidirectional: bool = False
+    pooling: str = "last"
+    dropout: float = 0.0
+    batch_size: int = 32
+    valid_fraction: float = 0.1
+    folds: int = 0
+    fold: int = 0
+
+    HELP = {
+        "data": "labelled sequences: a TSV/CSV file of `label<TAB>text` lines, numeric series (CSV rows "
+                "`label,v1,v2,…` or .npz with X and y), or a built-in set: polarity, ucr:NAME "
+                "(GunPoint, ItalyPowerDemand, JapaneseVowels, BasicMotions)",
+        "test": "a test file in the same format (default: the set's official test split, or --folds)",
+        "target": "class, value (a regressor), or auto: values when every label is a number and some are not integers",
+        "tokenizer": "text input: word or char",
+        "lowercase": "text input: lowercase before tokenizing",
+        "min_count": "text input: words seen fewer times in training become <unk>",
+        "max_vocab": "text input: keep only the most frequent tokens (0: all)",
+        "cell": "lstm, gru, rnn, irnn, mingru or minlstm",
+        "embed": "text input: embedding size",
+        "hidden": "hidden size of each recurrent layer (per direction)",
+        "layers": "number of stacked recurrent layers",
+        "bidirectional": "read each sequence in both directions",
+        "pooling": "how a sequence becomes one vector: " + ", ".join(POOLINGS),
+        "dropout": "dropout between layers and before the output layer",
+        "batch_size": "sequences per batch",
+        "valid_fraction": "fraction of the training data held out for validation (stratified)",
+        "folds": "cross-validation: split the data into this many folds and test on --fold (0: no folds)",
+        "fold": "with --folds: the fold to test on, 0 … folds−1",
+    }
+
+    def __post_init__(self):
+        checks = {"target": self.target in ("auto", "class", "value"), "tokenizer": self.tokenizer in ("word", "char"),
+                  "pooling": self.pooling in POOLINGS, "folds": self.folds == 0 or self.folds >= 2,
+                  "fold": 0 <= self.fold < max(self.folds, 1), "valid_fraction": 0 < self.valid_fraction < 1,
+                  "dropout": 0 <= self.dropout < 1}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"--{name.replace('_', '-')}: invalid value {getattr(self, name)!r} ({self.HELP[name]})")
+
+
+# ---- data: splits, encoding ------------------------------------------------------------------
+
+
+def _is_values(labels: list[str], target: str) -> bool:
+    if target != "auto":
+        return target == "value"
+    try:
+        values = [float(v) for v in labels]
+    except ValueError:
+        return False
+    return any(not float(v).is_integer() for v in values)
+
+
+def stratified_split(labels, fraction: float, seed: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) indices: ``fraction`` of each class held out (of all, for values)."""
+    rng = np.random.default_rng([seed, salt])
+    labels = np.asarray(labels)
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if labels.dtype.kind in "UO" else [np.arange(labels.size)]
+    held = []
+    for g in groups:
+        g = rng.permutation(g)
+        held.append(g[: int(round(len(g) * fraction))])
+    held = np.sort(np.concatenate(held))
+    return np.setdiff1d(np.arange(labels.size), held), held
+
+
+def _folds(n: int, folds: int, seed: int) -> list[np.ndarray]:
+    order = np.random.default_rng([seed, 1]).permutation(n)
+    return [np.sort(order[i::folds]) for i in range(folds)]
+
+
+class Splits:
+    """The examples of each split, encoded: ``inputs[split]`` a list of (T_i,) ids or (T_i, C)
+    floats, ``targets[split]`` class indices or standardised values."""
+
+    def __init__(self, opts: ClassifyOptions, seed: int, stored: dict | None = None):
+        source = load_classification(opts.data)
+        items, labels = source.items, source.labels
+        self.kind, self.description = source.kind, {"source": source.description}
+        if opts.test:
+            test_source = load_classification(opts.test)
+            if test_source.kind != source.kind:
+                raise DataError(f"--test: {opts.test} holds {test_source.kind}, but --data holds {source.kind}")
+            test = (test_source.items, test_source.labels)
+        elif source.test is not None:
+            test = source.test
+        elif opts.folds:
+            fold = _folds(len(items), opts.folds, seed)[opts.fold]
+            keep = np.setdiff1d(np.arange(len(items)), fold)
+            test = ([items[i] for i in fold], [labels[i] for i in fold])
+            items, labels = [items[i] for i in keep], [labels[i] for i in keep]
+        else:
+            test = None
+        self.values = stored["values"] if stored else _is_values(labels, opts.target)
+        train_idx, valid_idx = stratified_split(labels if not self.values else np.zeros(len(labels)), opts.valid_fraction, seed, 0)
+        raw = {"train": ([items[i] for i in train_idx], [labels[i] for i in train_idx]),
+               "valid": ([items[i] for i in valid_idx], [labels[i] for i in valid_idx])}
+        if test is not None:
+            raw["test"] = test
+        for name, (xs, _) in raw.items():
+            if not xs:
+                raise DataError(f"data: the {name} split is empty; give more examples or change --valid-fraction")
+        self.config = stored or self._fit(opts, *raw["train"])
+        self.inputs = {k: self._encode_inputs(opts, xs, k) for k, (xs, _) in raw.items()}
+        self.targets = {k: self.encode_targets(ys, k) for k, (_, ys) in raw.items()}
+        self.description.update({f"{k}_examples": len(xs) for k, (xs, _) in raw.items()})
+
+    def _fit(self, opts: ClassifyOptions, items, labels) -> dict:
+        """What encoding learns from the training part: vocabulary or channel statistics, label set or value scale."""
+        config: dict = {"values": self.values, "input": self.kind}
+        if self.kind == "text":
+            text = "\n".join(t.lower() if opts.lowercase else t for t in items)
+            config["vocabulary"] = make_tokenizer(opts.tokenizer, text, opts.min_count, opts.max_vocab or None).to_dict()
+        else:
+            stacked = np.concatenate(items)
+            config.update(channels=int(stacked.shape[1]), mean=stacked.mean(axis=0).tolist(),
+                          std=np.maximum(stacked.std(axis=0), 1e-8).tolist())
+        if self.values:
+            v = np.array(labels, dtype=np.float64)
+            config.update(value_mean=float(v.mean()), value_std=float(max(v.std(), 1e-8)))
+        else:
+            config["labels"] = sorted(set(labels))
+        return config
+
+    def _encode_inputs(self, opts, items, split: str):
+        return encode_inputs(self.config, opts, items, f"the {split} data")
+
+    def encode_targets(self, labels, split: str) -> np.ndarray:
+        return encode_targets(self.config, labels, f"the {split} data")
+
+
+def encode_inputs(config: dict, opts: ClassifyOptions, items, where: str) -> list[np.ndarray]:
+    if config["input"] == "text":
+        tok = Tokenizer.from_dict(config["vocabulary"])
+        out = []
+        for i, t in enumerate(items):
+            ids = tok.encode(t.lower() if opts.lowercase else t)
+            if ids.size == 0:
+                raise DataError(f"{where}: example {i + 1} has no {tok.unit} ({t!r})")
+            out.append(ids)
+        return out
+    mean, std = np.array(config["mean"]), np.array(config["std"])
+    out = []
+    for i, s in enumerate(items):
+        s = np.asarray(s, dtype=np.float64)
+        if s.ndim != 2 or s.shape[1] != len(mean):
+            raise DataError(f"{where}: example {i + 1} has shape {s.shape}; the model reads series of {len(mean)} channel(s)")
+        out.append(((s - mean) / std).astype(np.float32))
+    return out
+
+
+def encode_targets(config: dict, labels, where: str) -> np.ndarray:
+    if config["values"]:
+        try:
+            v = np.array([float(x) for x in labels])
+        except ValueError as exc:
+            raise DataError(f"{where}: a regressor needs numeric labels ({exc})") from None
+        return ((v - config["value_mean"]) / config["value_std"]).astype(np.float32)
+    index = {c: i for i, c in enumerate(config["labels"])}
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise DataError(f"{where}: labels the model never saw: {', '.join(map(repr, unknown[:5]))}; "
+                        f"it knows {', '.join(map(repr, config['labels']))}")
+    return np.array([index[c] for c in labels], dtype=np.int64)
+
+
+# ---- the model, predictions, metrics -----------------------------------------------------------
+
+
+def build_model(opts: ClassifyOptions, config: dict, seed: int) -> SequenceClassifier:
+    outputs = 1 if config["values"] else len(config["labels"])
+    kw = (dict(vocab_size=len(config["vocabulary"]["tokens"]), embed_size=opts.embed) if config["input"] == "text"
+          else dict(input_size=config["channels"]))
+    return SequenceClassifier(outputs, opts.hidden, opts.cell, opts.layers, opts.bidirectional, opts.pooling,
+                              dropout=opts.dropout, rng=np.random.default_rng(seed), **kw)
+
+
+def predict(model: SequenceClassifier, inputs: list[np.ndarray], batch_size: int) -> np.ndarray:
+    """Logits (N, classes) or standardised values (N, 1), in the order of ``inputs``."""
+    out = None
+    with no_grad():
+        model.eval()
+        for idx in batches_in_order([len(s) for s in inputs], batch_size):
+            x, lengths = pad([inputs[i] for i in idx])
+            y = model(x, lengths)
+            out = np.empty((len(inputs), y.shape[1]), np.float64) if out is None else out
+            out[idx] = y
+    return out
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def score(config: dict, outputs: np.ndarray, targets: np.ndarray) -> dict:
+    """The metrics of predictions against encoded targets; "loss" is what early stopping watches."""
+    if config["values"]:
+        scale = config["value_std"]
+        err = (outputs[:, 0] - targets) * scale
+        spread = np.sum((targets * scale - np.mean(targets * scale)) ** 2)
+        return {"loss": float(np.mean((outputs[:, 0] - targets) ** 2)), "mse": float(np.mean(err**2)),
+                "mae": float(np.mean(np.abs(err))), "r2": float(1 - np.sum(err**2) / spread) if spread > 0 else math.nan}
+    p = softmax(outputs)
+    pred = outputs.argmax(axis=1)
+    labels = config["labels"]
+    true_names, pred_names = [labels[i] for i in targets], [labels[i] for i in pred]
+    return {"loss": float(-np.mean(np.log(np.maximum(p[np.arange(len(targets)), targets], 1e-300)))),
+            "accuracy": M.accuracy(true_names, pred_names), "macro_f1": M.macro_f1(true_names, pred_names, labels)}
+
+
+class ClassifyRun:
+    """Training and validation of one classifier: the trainer's `run`."""
+
+    def __init__(self, model: SequenceClassifier, splits: Splits, opts: ClassifyOptions, seed: int):
+        self.model, self.splits, self.opts = model, splits, opts
+        self.loss_fn = MSELoss() if splits.config["values"] else CrossEntropyLoss()
+        self.batches = BucketBatches([len(s) for s in splits.inputs["train"]], opts.batch_size, seed)
+
+    def train_step(self) -> tuple[float, int]:
+        idx = self.batches.next()
+        x, lengths = pad([self.splits.inputs["train"][i] for i in idx])
+        y = self.splits.targets["train"][idx]
+        out = self.model(x, lengths)
+        loss = self.loss_fn(out[:, 0] if self.splits.config["values"] else out, y)
+        d = self.loss_fn.backward()
+        self.model.backward(d[:, None] if self.splits.config["values"] else d)
+        return loss, int(lengths.sum())
+
+    def evaluate(self) -> dict:
+        outputs = predict(self.model, self.splits.inputs["valid"], self.opts.batch_size)
+        return score(self.splits.config, outputs, self.splits.targets["valid"])
+
+    def state_dict(self) -> dict:
+        return {f"batches.{k}": v for k, v in self.batches.state_dict().items()}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.batches.load_state_dict({k[8:]: v for k, v in d.items() if k.startswith("batches.")})
+
+
+class TrainedClassifier:
+    """A trained classifier (or regressor) loaded from its directory: classify, evaluate, describe."""
+
+    def __init__(self, out_dir: Path, config: dict, model: SequenceClassifier):
+        self.dir, self.config, self.model = Path(out_dir), config, model
+        self.opts = ClassifyOptions(**config["task_options"])
+        self.encoding = config["encoding"]
+
+    @property
+    def labels(self) -> list[str]:
+        return self.encoding.get("labels", [])
+
+    def classify(self, items) -> list[dict]:
+        """For each text (or series): {"label", "probabilities": {label: p}}, or {"value"} for a regressor."""
+        inputs = encode_inputs(self.encoding, self.opts, list(items), "input")
+        outputs = predict(self.model, inputs, self.opts.batch_size)
+        if self.encoding["values"]:
+            values = outputs[:, 0] * self.encoding["value_std"] + self.encoding["value_mean"]
+            return [{"value": float(v)} for v in values]
+        p = softmax(outputs)
+        return [{"label": self.labels[int(row.argmax())], "probabilities": dict(zip(self.labels, map(float, row)))} for row in p]
+
+    def evaluate(self, data: str | None = None) -> dict:
+        """Metrics on the validation split and the test split (or on ``data``), with a confusion
+        matrix (confusion.png in the model directory) for a classifier."""
+        if data is None:
+            splits = Splits(self.opts, self.config["training"]["seed"], stored=self.encoding)
+            parts = {k: (splits.inputs[k], splits.targets[k]) for k in ("valid", "test") if k in splits.inputs}
+        else:
+            source = load_classification(data)
+            parts = {"data": (encode_inputs(self.encoding, self.opts, source.items, data),
+                              encode_targets(self.encoding, source.labels, data))}
+        result = {}
+        for name, (inputs, targets) in parts.items():
+            outputs = predict(self.model, inputs, self.opts.batch_size)
+            result.update({f"{name}_{k}": v for k, v in score(self.encoding, outputs, targets).items()})
+            result[f"{name}_examples"] = len(inputs)
+        if not self.encoding["values"]:
+            last = list(parts)[-1]  # the test split when there is one
+            inputs, targets = parts[last]
+            pred = predict(self.model, inputs, self.opts.batch_size).argmax(axis=1)
+            cm = M.confusion_matrix([self.labels[i] for i in targets], [self.labels[i] for i in pred], self.labels)
+            result[f"{last}_confusion"] = "\n" + M.format_confusion(cm, self.labels)
+            result["confusion_plot"] = str(plot_confusion(cm, self.labels, self.dir / "confusion.png", f"{last} split"))
+        return result
+
+    def describe(self, short: bool = False) -> str:
+        c, o, e = self.config, self.opts, self.encoding
+        m = c.get("metrics", {})
+        what = "regressor" if e["values"] else f"{len(self.labels)} classes"
+        inputs = (f"{len(e['vocabulary']['tokens'])} {e['vocabulary']['kind']} tokens" if e["input"] == "text"
+                  else f"series of {e['channels']} channel(s)")
+        lines = [
+            f"model      {self.dir}: task classify, {what} ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
+            f"network    {o.layers}-layer {'bidirectional ' if o.bidirectional else ''}{o.cell.upper()}, hidden {o.hidden}, "
+            f"{o.pooling} pooling, dropout {o.dropout}; {self.model.num_parameters():,} parameters",
+            f"input      {inputs}",
+            f"data       {c['data']['source']}: " + ", ".join(f"{v:,} {k.split('_')[0]}" for k, v in c["data"].items() if k.endswith("_examples")),
+        ]
+        if not e["values"]:
+            lines.append(f"classes    {', '.join(self.labels)}")
+        if m:
+            lines.append("validation " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)) + f" (step {m.get('step')})")
+        return "\n".join(lines if not short else [lines[0], lines[-1]])
+
+
+@register
+class ClassifyTask(Task):
+    name = "classify"
+    action = "classify"
+    description = "many-to-one: classify (or regress) texts and numeric series with a recurrent network"
+    action_help = "Classify texts (or series) with a trained model: each label with its probability, or a value for a regressor."
+    Options = ClassifyOptions
+
+    def build(self, options: ClassifyOptions, training, out_dir: Path, quiet: bool):
+        if not options.data:
+            raise ValueError("--data: a classify model needs labelled data (see `rnnkit train classify --help`)")
+        splits = Splits(options, training.seed)
+        model = build_model(options, splits.config, training.seed)
+        return model, ClassifyRun(model, splits, options, training.seed), {"encoding": splits.config, "data": splits.description}
+
+    def rebuild(self, config: dict, out_dir: Path, quiet: bool):
+        opts, seed = ClassifyOptions(**config["task_options"]), config["training"]["seed"]
+        splits = Splits(opts, seed, stored=config["encoding"])
+        model = build_model(opts, config["encoding"], seed)
+        return model, ClassifyRun(model, splits, opts, seed)
+
+    def load(self, out_dir: Path, config: dict) -> TrainedClassifier:
+        model = build_model(ClassifyOptions(**config["task_options"]), config["encoding"], 0)
+        model.load_state_dict(md.load_model_weights(out_dir))
+        return TrainedClassifier(out_dir, config, model)
+
+    # ---- the action verb: rnnkit classify DIR ---------------------------------------------------
+    def add_action_arguments(self, p) -> None:
+        p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (or give --data)")
+        p.add_argument("--data", metavar="FILE", help="a file of inputs: one text per line (a `label<TAB>` prefix is "
+                       "ignored), or numeric series as for training")
+        p.add_argument("--top", type=int, default=3, help="labels shown per input, most probable first (default: 3)")
+
+    def act(self, model: TrainedClassifier, args) -> int:
+        if args.data and args.texts:
+            raise ValueError("give TEXT arguments or --data FILE, not both")
+        if args.data:
+            items = load_classification(args.data, labelled=False).items
+        elif args.texts:
+            items = args.texts
+        else:
+            raise ValueError("TEXT: give at least one text to classify, or --data FILE")
+        if model.encoding["input"] != "text" and args.texts:
+            raise ValueError(f"TEXT: {model.dir} classifies numeric series; give them with --data FILE")
+        for item, result in zip(items, model.classify(items)):
+            shown = item if isinstance(item, str) else f"series of {len(item)} steps"
+            if "value" in result:
+                sys.stdout.write(f"{result['value']:.6g}\t{shown}\n")
+            else:
+                top = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])[: max(1, args.top)]
+                sys.stdout.write("  ".join(f"{k} {v:.3f}" for k, v in top) + f"\t{shown}\n")
+        return 0

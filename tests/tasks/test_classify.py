@@ -1,0 +1,160 @@
+"""Task `classify` through the command line and the Python API, on small files the tests write."""
+
+import json
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit.cli.main import main
+from rnnkit.tasks.classify import stratified_split
+from rnnkit.training import model_dir as md
+
+TINY = ["--steps", "60", "--lr", "0.02", "--hidden", "12", "--embed", "6", "--batch-size", "8", "--valid-every", "20", "--quiet"]
+POSITIVE, NEGATIVE = ["good", "great", "superb"], ["bad", "awful", "dull"]
+
+
+def write_reviews(path, n=160, seed=0):
+    """Texts whose class is given by one sentiment word among fillers."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(n):
+        positive = bool(rng.integers(2))
+        words = list(rng.choice(["the", "film", "was", "a", "plot", "very"], size=rng.integers(1, 6)))
+        words.insert(int(rng.integers(len(words) + 1)), str(rng.choice(POSITIVE if positive else NEGATIVE)))
+        lines.append(f"{'pos' if positive else 'neg'}\t{' '.join(words)}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_series(path, n=80, seed=0, values=False):
+    """Univariate series: class "up" rises, "down" falls (or, with values, the label is the slope)."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(n):
+        slope = rng.uniform(-1, 1)
+        T = int(rng.integers(5, 15))
+        series = slope * np.arange(T) / T + 0.05 * rng.standard_normal(T)
+        label = f"{slope:.4f}" if values else ("up" if slope > 0 else "down")
+        lines.append(",".join([label, *(f"{v:.4f}" for v in series)]))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def reviews(tmp_path):
+    return write_reviews(tmp_path / "reviews.tsv")
+
+
+def test_text_classifier_trains_classifies_and_evaluates(tmp_path, reviews, capsys):
+    out = tmp_path / "m"
+    assert main(["train", "classify", "--data", str(reviews), "--out", str(out), "--bidirectional", "--pooling", "max", *TINY]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["encoding"]["labels"] == ["neg", "pos"]
+    assert config["data"]["train_examples"] + config["data"]["valid_examples"] == 160
+    capsys.readouterr()
+    assert main(["classify", str(out), "a great film", "the plot was awful"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("pos ") and lines[1].startswith("neg ")
+    assert main(["evaluate", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "valid_accuracy" in printed and "predicted" in printed
+    assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_python_api_gives_probabilities_that_sum_to_one(tmp_path, reviews):
+    model = rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=40, lr=0.02, hidden=8, embed=4, batch_size=8, valid_every=20)
+    results = model.classify(["great", "dull dull"])
+    assert [r["label"] for r in results] == ["pos", "neg"]
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-9 for r in results)
+    again = rnnkit.load(tmp_path / "m").classify(["great"])[0]  # the saved model gives the same
+    assert again["label"] == "pos" and again["probabilities"]["pos"] == pytest.approx(results[0]["probabilities"]["pos"], rel=1e-5)
+
+
+def test_numeric_series_and_values_make_a_regressor(tmp_path):
+    data = write_series(tmp_path / "slopes.csv", values=True)
+    model = rnnkit.train("classify", tmp_path / "m", data=str(data), steps=150, hidden=16, batch_size=8, valid_every=50, cell="gru")
+    assert model.encoding["values"] and model.encoding["input"] == "series"
+    metrics = model.evaluate()
+    assert metrics["valid_r2"] > 0.5  # the slope is learnable; a constant predictor has r2 <= 0
+    value = model.classify([np.linspace(0, 0.9, 10)[:, None]])[0]["value"]
+    assert value > 0.3
+
+
+def test_series_classes_with_cross_validation_folds_never_overlap(tmp_path):
+    data = write_series(tmp_path / "updown.csv")
+    seen = []
+    for fold in range(3):
+        model = rnnkit.train("classify", tmp_path / f"f{fold}", data=str(data), folds=3, fold=fold, steps=2, hidden=4,
+                             batch_size=8, valid_every=2)
+        sizes = model.config["data"]
+        assert sizes["train_examples"] + sizes["valid_examples"] + sizes["test_examples"] == 80
+        seen.append(sizes["test_examples"])
+    assert sum(seen) == 80  # every example is tested exactly once
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, reviews):
+    opts = dict(data=str(reviews), hidden=8, embed=4, batch_size=8, valid_every=10, dropout=0.2, layers=2)
+    whole = rnnkit.train("classify", tmp_path / "whole", steps=40, **opts)
+    rnnkit.train("classify", tmp_path / "part", steps=20, **opts)
+    resumed = rnnkit.train("classify", tmp_path / "part", resume=True, steps=40)
+    assert resumed.config["status"] == whole.config["status"] == "finished"
+    a, b = md.load_weights(tmp_path / "whole" / "model.safetensors"), md.load_weights(tmp_path / "part" / "model.safetensors")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_stratified_split_keeps_the_class_balance():
+    labels = ["a"] * 80 + ["b"] * 20
+    keep, held = stratified_split(labels, 0.1, seed=0, salt=0)
+    assert sorted(np.concatenate([keep, held])) == list(range(100))
+    assert [labels[i] for i in held].count("b") == 2 and len(held) == 10
+
+
+# ---- bad input: one line, exit code 2 ------------------------------------------------------------
+
+
+def run_error(args, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_a_line_without_a_tab_names_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("pos\tgood film\nneg bad film\n", encoding="utf-8")
+    err = run_error(["train", "classify", "--data", str(bad), "--out", str(tmp_path / "m"), *TINY], capsys)
+    assert f"{bad}:2" in err and "tab" in err
+
+
+def test_a_missing_label_names_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("pos\tgood film\n\tbad film\n", encoding="utf-8")
+    assert f"{bad}:2" in run_error(["train", "classify", "--data", str(bad), "--out", str(tmp_path / "m"), *TINY], capsys)
+
+
+def test_a_label_the_model_never_saw_is_named_at_evaluation(tmp_path, reviews, capsys):
+    rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=2, hidden=4, embed=4, valid_every=2)
+    other = tmp_path / "other.tsv"
+    other.write_text("pos\tgood\nneutral\tthe film\n", encoding="utf-8")
+    err = run_error(["evaluate", str(tmp_path / "m"), "--data", str(other)], capsys)
+    assert "labels the model never saw: 'neutral'" in err
+
+
+def test_classify_without_input_and_the_wrong_verb_are_named(tmp_path, reviews, capsys):
+    rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=2, hidden=4, embed=4, valid_every=2)
+    assert "give at least one text" in run_error(["classify", str(tmp_path / "m")], capsys)
+    assert "classify" in run_error(["generate", str(tmp_path / "m")], capsys)
+
+
+@pytest.mark.parametrize("args,match", [(["--pooling", "sum"], "--pooling: invalid value 'sum'"),
+                                        (["--folds", "3", "--fold", "3"], "--fold: invalid value 3"),
+                                        (["--target", "label"], "--target: invalid value")])
+def test_bad_options_are_named(tmp_path, reviews, capsys, args, match):
+    assert match in run_error(["train", "classify", "--data", str(reviews), "--out", str(tmp_path / "m"), *args, *TINY], capsys)
+
+
+def test_missing_data_names_the_built_in_sets(tmp_path, capsys):
+    err = run_error(["train", "classify", "--data", str(tmp_path / "nope.tsv"), "--out", str(tmp_path / "m"), *TINY], capsys)
+    assert "polarity" in err and "ucr:NAME" in err
