@@ -253,3 +253,32 @@ def test_entity_scores_match_seqeval_strict_mode_on_well_formed_tags(seed, schem
     strict = seqeval_scheme.IOB2 if scheme == "BIO" else seqeval_scheme.IOBES
     figures, per = _seqeval_scores(true, pred, mode="strict", scheme=strict)
     _compare(entity_scores(true, pred, scheme), figures, per)
+
+
+# ---- forecasts and anomalies ---------------------------------------------------------------------
+
+
+def test_forecast_errors_on_a_hand_checked_case():
+    from rnnkit import metrics as M
+
+    y, f = np.array([1.0, 2.0, 4.0]), np.array([2.0, 2.0, 2.0])
+    assert M.mae(y, f) == pytest.approx(1.0)
+    assert M.rmse(y, f) == pytest.approx(np.sqrt(5 / 3))
+    assert M.smape(y, f) == pytest.approx(200 / 3 * (1 / 3 + 0 + 2 / 6))
+    assert M.smape([0.0], [0.0]) == 0.0
+    history = np.array([1.0, 2.0, 1.0, 2.0, 1.0])  # season 2: the seasonal naive is perfect in sample
+    assert M.seasonal_naive_scale(history, 1) == pytest.approx(1.0)
+    assert M.seasonal_naive_scale(history, 2) == 0.0
+    assert M.mase(y, f, 0.5) == pytest.approx(2.0)
+    assert M.coverage(y, [0, 0, 0], [1.5, 3, 3]) == pytest.approx(2 / 3)
+
+
+def test_point_adjustment_credits_a_whole_range_for_one_hit():
+    from rnnkit import metrics as M
+
+    labels = np.array([0, 1, 1, 1, 0, 0, 1, 1, 0, 0], bool)
+    flags = np.array([0, 0, 1, 0, 0, 0, 0, 0, 0, 1], bool)
+    assert M.ranges(labels) == [(1, 4), (6, 8)]
+    s = M.point_adjusted_scores(labels, flags)
+    assert s["recall"] == pytest.approx(3 / 5) and s["precision"] == pytest.approx(3 / 4)
+    assert s["f1"] == pytest.approx(2 * 0.75 * 0.6 / 1.35)

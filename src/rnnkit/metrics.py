@@ -220,3 +220,62 @@ def entity_scores(true_sequences, pred_sequences, scheme: str = "BIO") -> dict:
     return _ratios(len(correct), len(pred_set), len(true_set)) | {
         "true_entities": len(true_set), "pred_entities": len(pred_set), "correct": len(correct),
         "per_type": per_type}
+
+
+# ---- forecasts --------------------------------------------------------------------------------
+# y, f: arrays of actual and forecast values of the same shape (any number of points).
+
+
+def mae(y, f) -> float:
+    return float(np.mean(np.abs(np.asarray(f) - np.asarray(y))))
+
+
+def rmse(y, f) -> float:
+    return float(np.sqrt(np.mean((np.asarray(f) - np.asarray(y)) ** 2)))
+
+
+def smape(y, f) -> float:
+    """Symmetric MAPE in percent: 200 · mean(|f − y| / (|y| + |f|)), a point where both are 0 counting 0."""
+    y, f = np.asarray(y, np.float64), np.asarray(f, np.float64)
+    denom = np.abs(y) + np.abs(f)
+    return float(200 * np.mean(np.where(denom > 0, np.abs(f - y) / np.where(denom > 0, denom, 1), 0.0)))
+
+
+def seasonal_naive_scale(history, season: int) -> float:
+    """MASE's denominator: the in-sample MAE of the seasonal naive forecast y_t = y_{t−m} (m = 1: naive)."""
+    h = np.asarray(history, np.float64)
+    if len(h) <= season:
+        raise ValueError(f"history: MASE needs more than season={season} points, got {len(h)}")
+    return float(np.mean(np.abs(h[season:] - h[:-season])))
+
+
+def mase(y, f, scale: float) -> float:
+    """Mean absolute scaled error: MAE divided by ``seasonal_naive_scale`` of the training part."""
+    return mae(y, f) / scale
+
+
+def coverage(y, lower, upper) -> float:
+    """The share of actual values inside [lower, upper]."""
+    y = np.asarray(y)
+    return float(np.mean((y >= np.asarray(lower)) & (y <= np.asarray(upper))))
+
+
+def point_adjusted_scores(labels, flags) -> dict:
+    """Precision, recall and F1 of anomaly flags after point adjustment (Xu et al. 2018): when any
+    point of a labelled anomaly range is flagged, the whole range counts as detected."""
+    labels, flags = np.asarray(labels, bool), np.asarray(flags, bool).copy()
+    for start, end in ranges(labels):
+        if flags[start:end].any():
+            flags[start:end] = True
+    tp = int(np.sum(flags & labels))
+    precision = tp / max(int(flags.sum()), 1)
+    recall = tp / max(int(labels.sum()), 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def ranges(flags) -> list[tuple[int, int]]:
+    """The runs of True in a boolean sequence as (start, end) pairs, end exclusive."""
+    f = np.concatenate([[False], np.asarray(flags, bool), [False]])
+    edges = np.flatnonzero(f[1:] != f[:-1])
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]

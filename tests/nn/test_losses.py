@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from gradcheck import numerical_grad, rel_err
 
-from rnnkit.nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from rnnkit.nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, MSELoss
 from rnnkit.nn.module import no_grad
 
 SEEDS = [0, 1, 2]
@@ -303,3 +303,30 @@ def test_backward_after_no_grad_forward_raises(loss, args):
         loss(*args)
     with pytest.raises(RuntimeError, match="no_grad"):
         loss.backward()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_gaussian_nll_matches_torch_values_and_gradients(seed, full, reduction):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(1, 5, size=rng.integers(1, 4)))
+    mu, y = rng.standard_normal(shape), rng.standard_normal(shape)
+    var = rng.uniform(0.05, 2.0, shape)
+    var.flat[0] = 1e-9  # below eps: clamped to it, as torch does
+    loss_fn = GaussianNLLLoss(full=full, reduction=reduction)
+    loss = loss_fn(mu, y, var)
+    d_mu, d_var = loss_fn.backward(2.0)
+    t_mu, t_var = torch.tensor(mu, requires_grad=True), torch.tensor(var, requires_grad=True)
+    t_loss = torch.nn.GaussianNLLLoss(full=full, reduction=reduction)(t_mu, torch.tensor(y), t_var)
+    (2.0 * t_loss).backward()
+    assert loss == pytest.approx(t_loss.item(), rel=1e-12)
+    assert rel_err(d_mu, t_mu.grad.numpy()) < 1e-12 and rel_err(d_var, t_var.grad.numpy()) < 1e-12
+
+
+def test_gaussian_nll_rejects_negative_variances_and_mismatched_shapes():
+    with pytest.raises(ValueError, match="var: expected variances >= 0"):
+        GaussianNLLLoss()(np.zeros(3), np.zeros(3), np.array([1.0, -1.0, 1.0]))
+    with pytest.raises(ValueError, match="var"):
+        GaussianNLLLoss()(np.zeros(3), np.zeros(3), np.ones(4))

@@ -4,7 +4,7 @@ from . import init
 from .attention import MultiheadSelfAttention
 from .crf import CRF
 from .linear import Dropout, Embedding, Linear
-from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, MSELoss
 from .minimal import MinGRU, MinLSTM
 from .module import Module, Parameter, is_grad_enabled, no_grad
 from .optim import (
@@ -26,7 +26,7 @@ __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled", "init",
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "RecurrentLayer",
     "Linear", "Embedding", "Dropout", "MultiheadSelfAttention", "CRF",
-    "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
+    "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "GaussianNLLLoss",
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_", "grad_norm",
     "LRSchedule", "StepLR", "CosineAnnealingLR", "LinearWarmup",
 ]

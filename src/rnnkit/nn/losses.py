@@ -196,3 +196,48 @@ class BCEWithLogitsLoss(Module):
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}" + (", pos_weight=..." if self.pos_weight is not None else "")
+
+
+class GaussianNLLLoss(Module):
+    r"""Negative log-likelihood of a Gaussian, as ``torch.nn.GaussianNLLLoss`` (a mean and a variance
+    per target: the probabilistic forecasts of DeepAR).
+
+    Shapes: ``input: (*)`` the means μ, ``target: (*)``, ``var: (*)`` the variances σ² > 0, all the
+    same shape. With v = max(var, eps) (torch clamps the same way, without telling autograd, so
+    the gradient at a clamped entry is the one at v = eps):
+        l = ½ (log v + (μ − y)² / v)   (+ ½ log 2π with ``full=True``)
+    summed or averaged over every entry. Backward:
+        ∂l/∂μ = (μ − y) / v,   ∂l/∂var = ½ (1/v − (μ − y)² / v²)
+    """
+
+    def __init__(self, full: bool = False, eps: float = 1e-6, reduction: str = "mean"):
+        super().__init__()
+        self.full, self.eps, self.reduction = bool(full), float(eps), _reduction(reduction)
+
+    def forward(self, input, target, var) -> float:
+        """input (μ), target, var: (*) → scalar loss."""
+        mu = native_float_array(input, "input")
+        y = float_array(target, "target", mu.dtype)
+        v = float_array(var, "var", mu.dtype)
+        expect_shape(y, mu.shape, "target", "the shape of input")
+        expect_shape(v, mu.shape, "var", "the shape of input")
+        if v.size and v.min() < 0:
+            raise ValueError(f"var: expected variances >= 0, got a minimum of {v.min()}")
+        v = np.maximum(v, self.eps)
+        d = mu - y
+        loss = 0.5 * (np.log(v) + d * d / v)
+        if self.full:
+            loss += 0.5 * math.log(2 * math.pi)
+        n = max(loss.size, 1) if self.reduction == "mean" else 1
+        self._push_cache((d, v, n))
+        return float(loss.sum() / n)
+
+    def backward(self, grad=1.0) -> tuple[np.ndarray, np.ndarray]:
+        """→ (∂L/∂input, ∂L/∂var), each (*), times ``grad``."""
+        g = _upstream(grad)
+        d, v, n = self._pop_cache()
+        scale = d.dtype.type(g / n)
+        return d / v * scale, 0.5 * (1 / v - d * d / (v * v)) * scale
+
+    def extra_repr(self) -> str:
+        return f"full={self.full}, eps={self.eps}, reduction={self.reduction!r}"
