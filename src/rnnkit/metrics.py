@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .data.series import anomaly_ranges
+
 SCHEMES = {"BIO": ("B", "I"), "BIOES": ("B", "I", "E", "S")}
 
 
@@ -264,7 +266,7 @@ def point_adjusted_scores(labels, flags) -> dict:
     """Precision, recall and F1 of anomaly flags after point adjustment (Xu et al. 2018): when any
     point of a labelled anomaly range is flagged, the whole range counts as detected."""
     labels, flags = np.asarray(labels, bool), np.asarray(flags, bool).copy()
-    for start, end in ranges(labels):
+    for start, end in anomaly_ranges(labels):
         if flags[start:end].any():
             flags[start:end] = True
     tp = int(np.sum(flags & labels))
@@ -272,10 +274,3 @@ def point_adjusted_scores(labels, flags) -> dict:
     recall = tp / max(int(labels.sum()), 1)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1}
-
-
-def ranges(flags) -> list[tuple[int, int]]:
-    """The runs of True in a boolean sequence as (start, end) pairs, end exclusive."""
-    f = np.concatenate([[False], np.asarray(flags, bool), [False]])
-    edges = np.flatnonzero(f[1:] != f[:-1])
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -113,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(_name_the_resumed_task(argv))
         return run(args)
+    except BrokenPipeError:  # the reader went away (`rnnkit forecast DIR | head`): not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except (DataError, md.ModelDirError, TrainingError, ValueError, TypeError, OSError) as exc:
         print(f"rnnkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

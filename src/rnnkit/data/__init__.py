@@ -1,5 +1,5 @@
 """The data layer: tokenizers, installable data sets, corpora, labelled files for classification
-and tagging, and truncated-BPTT streams.
+and tagging, time series for forecasting and anomaly detection, and truncated-BPTT streams.
 
 Every problem with data is a ``DataError`` (a ``ValueError``) whose message says what is wrong
 and what to do; the command line prints it as one line and exits with status 2.
@@ -37,15 +37,28 @@ from .labelled import (
     read_series_npz,
     read_ts,
 )
+from .series import (
+    AnomalySeries,
+    Series,
+    anomaly_ranges,
+    check_series,
+    co2_series,
+    elnino_series,
+    read_series_table,
+    sunspots_series,
+    ucr_anomaly_series,
+)
 from .streams import Batch, ConditionedStreams, StreamBatches, allocate_streams
 from .tokenizers import UNK, CharTokenizer, Tokenizer, WordTokenizer, make_tokenizer
 
 __all__ = [
-    "CATALOG", "Batch", "CharTokenizer", "ConditionedStreams", "DataError", "Dataset", "PEOPLES_DAILY_ENTITIES",
-    "SCHEMES", "SHAKESPEARE_GENRES", "StreamBatches", "Tokenizer", "UCR_SETS", "UNK", "WordTokenizer",
-    "allocate_streams", "check_tag_scheme", "data_dir", "data_files", "install", "join_texts", "list_datasets",
-    "locate", "make_tokenizer", "peoples_daily_ner", "peoples_daily_pos", "polarity_dataset", "read_class_dir",
-    "read_conll", "read_labelled_text", "read_series", "read_series_csv", "read_series_npz", "read_text_file",
-    "read_ts", "shakespeare_by_genre", "shakespeare_corpus", "shakespeare_genres", "shakespeare_texts",
-    "split_contiguous", "strip_gutenberg", "ucr_dataset",
+    "AnomalySeries", "Batch", "CATALOG", "CharTokenizer", "ConditionedStreams", "DataError", "Dataset",
+    "PEOPLES_DAILY_ENTITIES", "SCHEMES", "SHAKESPEARE_GENRES", "Series", "StreamBatches", "Tokenizer", "UCR_SETS",
+    "UNK", "WordTokenizer", "allocate_streams", "anomaly_ranges", "check_series", "check_tag_scheme", "co2_series",
+    "data_dir", "data_files", "elnino_series", "install", "join_texts", "list_datasets", "locate", "make_tokenizer",
+    "peoples_daily_ner", "peoples_daily_pos", "polarity_dataset", "read_class_dir", "read_conll",
+    "read_labelled_text", "read_series", "read_series_csv", "read_series_npz", "read_series_table",
+    "read_text_file", "read_ts", "shakespeare_by_genre", "shakespeare_corpus", "shakespeare_genres",
+    "shakespeare_texts", "split_contiguous", "strip_gutenberg", "sunspots_series", "ucr_anomaly_series",
+    "ucr_dataset",
 ]

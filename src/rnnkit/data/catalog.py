@@ -127,6 +127,28 @@ CATALOG: dict[str, Dataset] = {
             files=tuple(f"datasets/data/{n}/{n}_{s}.ts" for n in ("GunPoint", "ItalyPowerDemand", "JapaneseVowels", "BasicMotions")
                         for s in ("TRAIN", "TEST")),
         ),
+        Dataset(
+            name="forecasting",
+            description="series for forecasting: weekly Mauna Loa CO2 (2,284 weeks), yearly sunspots (309 years), "
+                        "monthly El Nino sea temperatures (732 months)",
+            licence="BSD-3 (statsmodels); data public domain",
+            package="statsmodels",
+            version="0.15.0",
+            kind="pypi",
+            module="statsmodels",
+            files=("datasets/co2/co2.csv", "datasets/sunspots/sunspots.csv", "datasets/elnino/elnino.csv"),
+        ),
+        Dataset(
+            name="ucr-anomaly",
+            description="anomaly detection: UCR anomaly archive series 135 (InternalBleeding16), 1,200 normal "
+                        "training points and 7,501 test points with one labelled anomaly",
+            licence="BSD-3 (aeon); UCR anomaly archive: research use with citation",
+            package="aeon",
+            version="1.6.0",
+            kind="pypi",
+            module="aeon",
+            files=tuple(f"datasets/data/KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16_{s}.csv" for s in ("TRAIN", "TEST")),
+        ),
     ]
 }
 

@@ -1,0 +1,439 @@
+"""Task `forecast`: multi-step probabilistic forecasts of univariate or multivariate series.
+
+The series (N points) is cut as forecasters cut it, by time:
+
+    [ training ............ | validation (H) | origin 1 (H) | … | origin K (H) ]
+
+The model learns from windows whose targets lie in the training part; early stopping watches
+the forecast from the validation origin; ``evaluate`` is a rolling-origin backtest over the
+last K·H points (``--origins``), the model, naive and seasonal-naive forecasts scored on the
+same points (MAE, RMSE, sMAPE, MASE, and the coverage of the 80% intervals). The model is not
+refitted between origins: each forecast reads the W points before its origin. Scaling
+(per-column mean and standard deviation) is fitted on the training part alone.
+
+Known-in-advance covariates: calendar features, sin/cos of the phase in the seasonal cycle
+(its period taken from the dates when there are dates: 52.18 weeks a year, not 52).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from .. import metrics as M
+from ..data import DataError
+from ..data.series import Series, check_series, co2_series, elnino_series, read_series_table, sunspots_series
+from ..models.forecaster import MODES, Forecaster
+from ..nn import GaussianNLLLoss
+from ..training import model_dir as md
+from ..training.plots import pyplot, save_figure
+from .base import Task, register
+
+BUILT_IN = {"co2": co2_series, "sunspots": sunspots_series, "elnino": elnino_series}
+Z80 = 1.2815515655446004  # the 90% quantile of N(0, 1): μ ± Z80·σ is the central 80% interval
+
+
+@dataclass
+class ForecastOptions:
+    data: str = ""
+    time: str = ""
+    target: str = ""
+    missing: str = "error"
+    horizon: int = 12
+    season: int = 0
+    window: int = 0
+    mode: str = "direct"
+    cell: str = "lstm"
+    hidden: int = 64
+    layers: int = 1
+    dropout: float = 0.0
+    batch_size: int = 32
+    origins: int = 5
+    paths: int = 200
+
+    HELP = {
+        "data": "a CSV file with a header, a time column and value columns, or a built-in series: " + ", ".join(BUILT_IN),
+        "time": "the time column (default: the first column)",
+        "target": "the column(s) to forecast, comma-separated (default: every other column)",
+        "missing": "missing values: error, interpolate, or mask (interpolated as inputs, left out of the loss and the scores)",
+        "horizon": "H, the number of steps to forecast",
+        "season": "the seasonal period m in steps, for the seasonal-naive baseline, MASE and the calendar features "
+                  "(0: the built-in series' own, else 1)",
+        "window": "W, the steps the model reads before each forecast (0: 2·max(H, m), at least 24)",
+        "mode": "direct (one head for all H steps) or recursive (one step at a time, values fed back)",
+        "cell": "lstm, gru, rnn, irnn, mingru or minlstm",
+        "hidden": "hidden size of each recurrent layer",
+        "layers": "number of stacked recurrent layers",
+        "dropout": "dropout between layers and before the output layer",
+        "batch_size": "training windows per batch",
+        "origins": "K, the forecast origins of the backtest (the last K·H points are held out)",
+        "paths": "recursive mode: sampled paths for the intervals (0: feed the means back; one-step intervals)",
+    }
+
+    def __post_init__(self):
+        checks = {"missing": self.missing in ("error", "interpolate", "mask"), "mode": self.mode in MODES,
+                  "horizon": self.horizon >= 1, "season": self.season >= 0, "window": self.window >= 0,
+                  "origins": self.origins >= 1, "paths": self.paths >= 0, "dropout": 0 <= self.dropout < 1}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"--{name}: invalid value {getattr(self, name)!r} ({self.HELP[name]})")
+
+
+def load_series(opts: ForecastOptions, data: str | None = None) -> Series:
+    spec = data or opts.data
+    if spec in BUILT_IN:
+        return BUILT_IN[spec]()
+    if not Path(spec).is_file():
+        raise DataError(f"--data: {spec} is not a file nor a built-in series ({', '.join(BUILT_IN)})")
+    target = [t.strip() for t in opts.target.split(",") if t.strip()] or None
+    return read_series_table(spec, time=opts.time or None, target=target, missing=opts.missing)
+
+
+def fill_gaps(values: np.ndarray) -> np.ndarray:
+    """Missing values (NaN) linearly interpolated per column, the ends taking the nearest value."""
+    out = values.copy()
+    idx = np.arange(len(values))
+    for c in range(values.shape[1]):
+        ok = ~np.isnan(values[:, c])
+        out[:, c] = np.interp(idx, idx[ok], values[ok, c])
+    return out
+
+
+# ---- time: calendar features and future time stamps ------------------------------------------------
+
+
+def _days(times: list) -> np.ndarray | None:
+    if not times or not isinstance(times[0], datetime):
+        return None
+    return np.array([(t - times[0]).total_seconds() / 86400 for t in times])
+
+
+def season_period(times: list, season: int) -> float:
+    """The seasonal cycle in steps: from the dates when there are dates (a year over the median
+    spacing), else the given season."""
+    days = _days(times)
+    if days is not None and season > 1 and len(days) > 1:
+        return 365.2425 / float(np.median(np.diff(days)))
+    return float(season)
+
+
+def calendar_features(n: int, period: float) -> np.ndarray:
+    """(n, F): sin and cos of 2πk·t/period for k = 1, 2 (k = 1 only when the period is short);
+    F = 0 without a season."""
+    if period < 2:
+        return np.zeros((n, 0), np.float32)
+    t = np.arange(n)[:, None] * (np.arange(1, 3 if period >= 4 else 2)[None, :] * 2 * np.pi / period)
+    return np.concatenate([np.sin(t), np.cos(t)], axis=1).astype(np.float32)
+
+
+def future_times(times: list, steps: int) -> list:
+    """The next ``steps`` time stamps: months stay month starts, other dates advance by the median
+    step, numbers by their median step."""
+    days = _days(times)
+    if days is None:
+        step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+        return [times[-1] + step * (i + 1) for i in range(steps)]
+    step = float(np.median(np.diff(days)))
+    if 28 <= step <= 31:
+        last = times[-1]
+        return [last.replace(year=last.year + (last.month - 1 + i) // 12, month=(last.month - 1 + i) % 12 + 1)
+                for i in range(1, steps + 1)]
+    return [times[-1] + timedelta(days=step * (i + 1)) for i in range(steps)]
+
+
+# ---- the prepared series ---------------------------------------------------------------------------------
+
+
+class Prepared:
+    """A series with everything a forecast needs: scaled values, calendar features, the cut points."""
+
+    def __init__(self, series: Series, opts: ForecastOptions, stored: dict | None = None):
+        self.series = series
+        C = len(series.target)
+        self.raw = series.values[:, :C]
+        self.observed = series.mask[:, :C]
+        self.filled = fill_gaps(self.raw)
+        H = opts.horizon
+        if stored:
+            self.encoding = stored
+        else:
+            season = opts.season or series.season or 1
+            window = opts.window or max(2 * max(H, season if season > 1 else 0), 24)
+            check_series(series, window + H * (opts.origins + 2))  # training windows, validation, K origins
+            first_origin = len(series) - opts.origins * H
+            train = self.filled[: first_origin]
+            self.encoding = {"columns": series.target, "season": int(season), "window": int(window),
+                             "period": season_period(series.time, season), "mean": train.mean(axis=0).tolist(),
+                             "std": np.maximum(train.std(axis=0), 1e-8).tolist(), "first_origin": int(first_origin)}
+        e = self.encoding
+        self.window, self.season = e["window"], e["season"]
+        self.scaled = ((self.filled - np.array(e["mean"])) / np.array(e["std"])).astype(np.float32)
+        self.calendar = calendar_features(len(series) + H + 1, e["period"])
+
+    def inputs(self, start: int, end: int) -> np.ndarray:
+        """z for the steps start … end−1: (end − start, C + F), each value with the next step's covariates."""
+        return np.concatenate([self.scaled[start:end], self.calendar[start + 1 : end + 1]], axis=1)
+
+    def unscale(self, x: np.ndarray) -> np.ndarray:
+        return x * np.array(self.encoding["std"]) + np.array(self.encoding["mean"])
+
+
+def build_model(opts: ForecastOptions, encoding: dict, seed: int) -> Forecaster:
+    return Forecaster(len(encoding["columns"]), calendar_features(1, encoding["period"]).shape[1], opts.horizon,
+                      opts.hidden, opts.cell, opts.layers, opts.mode, opts.dropout, rng=np.random.default_rng(seed))
+
+
+def forecast_at(model: Forecaster, data: Prepared, origin: int, opts: ForecastOptions, seed: int = 0) -> dict:
+    """The forecast of the H steps from ``origin`` (index of the first forecast point), in data units:
+    mean, lower and upper 80% bounds, (H, C) each."""
+    H, W = opts.horizon, data.window
+    if origin < W:
+        raise DataError(f"data: a forecast needs the {W} points before it, and only {origin} come before this one")
+    z = data.inputs(origin - W, origin)[:, None]
+    future = data.calendar[origin : origin + H]
+    mean, sigma, samples = model.forecast(z, future, paths=opts.paths if opts.mode == "recursive" else 0, rng=seed)
+    if samples is not None:
+        lo, hi = np.quantile(samples, [0.1, 0.9], axis=0)
+    else:
+        lo, hi = mean - Z80 * sigma, mean + Z80 * sigma
+    return {"mean": data.unscale(mean), "lower": data.unscale(lo), "upper": data.unscale(hi)}
+
+
+def baselines(data: Prepared, origin: int, H: int) -> dict:
+    """Naive (the last value) and seasonal naive (the value one season earlier) forecasts, (H, C)."""
+    y, m = data.filled, data.season
+    naive = np.repeat(y[origin - 1 : origin], H, axis=0)
+    steps = np.arange(H)
+    seasonal = y[origin - m + steps % m] if m > 1 else naive
+    return {"naive": naive, "seasonal_naive": seasonal}
+
+
+def backtest(model: Forecaster, data: Prepared, origins: list[int], opts: ForecastOptions) -> dict:
+    """Scores of the model and the baselines over the forecasts from every origin, pooled over
+    every observed point (MASE scales each column by its own in-sample seasonal-naive error);
+    ``forecasts`` keeps each origin's numbers for plots."""
+    H = opts.horizon
+    train = data.filled[: data.encoding["first_origin"]]
+    scale = np.array([M.seasonal_naive_scale(train[:, c], data.season) for c in range(train.shape[1])])
+    actual, seen, lower, upper, forecasts = [], [], [], [], []
+    pooled = {"rnnkit": [], "naive": [], "seasonal_naive": []}
+    for k, origin in enumerate(origins):
+        f = forecast_at(model, data, origin, opts, seed=k)
+        actual.append(data.raw[origin : origin + H])
+        seen.append(data.observed[origin : origin + H])
+        lower.append(f["lower"])
+        upper.append(f["upper"])
+        pooled["rnnkit"].append(f["mean"])
+        for name, values in baselines(data, origin, H).items():
+            pooled[name].append(values)
+        forecasts.append({"origin": origin, **{key: v.tolist() for key, v in f.items()}})
+    seen = np.array(seen)
+    y, sc = np.array(actual)[seen], np.broadcast_to(scale, seen.shape)[seen]
+    result = {}
+    for name, parts in pooled.items():
+        f = np.array(parts)[seen]
+        result[name] = {"mae": M.mae(y, f), "rmse": M.rmse(y, f), "smape": M.smape(y, f), "mase": M.mase(y / sc, f / sc, 1.0)}
+    result["rnnkit"]["coverage80"] = M.coverage(y, np.array(lower)[seen], np.array(upper)[seen])
+    return {"scores": result, "forecasts": forecasts, "points": int(seen.sum())}
+
+
+# ---- training ------------------------------------------------------------------------------------
+
+
+class ForecastRun:
+    """Training on random windows of the training part; validation from the origin before the backtest."""
+
+    def __init__(self, model: Forecaster, data: Prepared, opts: ForecastOptions, seed: int):
+        self.model, self.data, self.opts, self.seed = model, data, opts, seed
+        self.loss_fn = GaussianNLLLoss(reduction="sum")
+        H, W = opts.horizon, data.window
+        self.valid_origin = data.encoding["first_origin"] - H
+        # every target of a training window lies before the validation origin
+        self.last_start = self.valid_origin - W - (H if opts.mode == "direct" else 1)
+        if self.last_start < 0:
+            raise DataError(f"data: too few points to train: a window of {W} and a horizon of {H} need more than the "
+                            f"{self.valid_origin} points before the validation origin; lower --window or --origins")
+        self.batches_done = 0
+
+    def train_step(self) -> tuple[float, int]:
+        rng = np.random.default_rng([self.seed, self.batches_done])  # a function of the step: resumable as it is
+        self.batches_done += 1
+        starts = rng.integers(0, self.last_start + 1, self.opts.batch_size)
+        H, W, d = self.opts.horizon, self.data.window, self.data
+        z = np.stack([d.inputs(s, s + W) for s in starts], axis=1)
+        if self.opts.mode == "direct":
+            future = np.stack([d.calendar[s + W : s + W + H] for s in starts])
+            target = np.stack([d.scaled[s + W : s + W + H] for s in starts])
+            seen = np.stack([d.observed[s + W : s + W + H] for s in starts])
+        else:
+            future = None
+            target = np.stack([d.scaled[s + 1 : s + W + 1] for s in starts], axis=1)
+            seen = np.stack([d.observed[s + 1 : s + W + 1] for s in starts], axis=1)
+        mu, var = self.model(z, future)
+        n = max(int(seen.sum()), 1)
+        loss = self.loss_fn(mu[seen], target[seen], var[seen]) / n  # missing targets (mask) are left out
+        d_mu, d_var = np.zeros_like(mu), np.zeros_like(var)
+        d_mu[seen], d_var[seen] = self.loss_fn.backward(1.0 / n)
+        self.model.backward(d_mu, d_var)
+        return loss, n
+
+    def evaluate(self) -> dict:
+        f = forecast_at(self.model, self.data, self.valid_origin, self.opts)
+        H = self.opts.horizon
+        seen = self.data.observed[self.valid_origin : self.valid_origin + H]
+        actual = self.data.raw[self.valid_origin : self.valid_origin + H]
+        std = np.array(self.data.encoding["std"])
+        scaled_error = np.abs(f["mean"] - actual) / std
+        return {"loss": float(scaled_error[seen].mean()), "mae": M.mae(actual[seen], f["mean"][seen]),
+                "coverage80": M.coverage(actual[seen], f["lower"][seen], f["upper"][seen])}
+
+    def state_dict(self) -> dict:
+        return {"batches_done": np.array(self.batches_done)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.batches_done = int(d["batches_done"])
+
+
+# ---- the trained model ------------------------------------------------------------------------
+
+
+class TrainedForecaster:
+    """A trained forecaster loaded from its directory: forecast, evaluate (backtest), describe."""
+
+    def __init__(self, out_dir: Path, config: dict, model: Forecaster):
+        self.dir, self.config, self.model = Path(out_dir), config, model
+        self.opts = ForecastOptions(**config["task_options"])
+        self.encoding = config["encoding"]
+
+    def _prepared(self, data: str | None) -> Prepared:
+        series = load_series(self.opts, data)
+        if data is not None and series.target != self.encoding["columns"]:
+            raise DataError(f"--data: the model forecasts {', '.join(self.encoding['columns'])}, "
+                            f"the file's target columns are {', '.join(series.target)}")
+        check_series(series, self.encoding["window"])
+        return Prepared(series, self.opts, stored=self.encoding)
+
+    def forecast(self, data: str | None = None) -> dict:
+        """The H steps after the end of the series (the model's own, or ``data``): times, mean and 80% bounds."""
+        prepared = self._prepared(data)
+        n = len(prepared.series)
+        f = forecast_at(self.model, prepared, n, self.opts)
+        times = future_times(prepared.series.time, self.opts.horizon)
+        return {"time": times, **f, "history": prepared}
+
+    def evaluate(self, data: str | None = None) -> dict:
+        """The rolling-origin backtest (see the module docstring); writes backtest.png."""
+        prepared = self._prepared(data)
+        H, K = self.opts.horizon, self.opts.origins
+        origins = [len(prepared.series) - (K - k) * H for k in range(K)]
+        report = backtest(self.model, prepared, origins, self.opts)
+        plot = plot_backtest(prepared, report["forecasts"], self.dir / "backtest.png", self.opts.horizon)
+        result = {f"{name}_{metric}": value for name, scores in report["scores"].items() for metric, value in scores.items()}
+        result.update(points=report["points"], origins=K, plot=str(plot))
+        return result
+
+    def describe(self, short: bool = False) -> str:
+        c, o, e = self.config, self.opts, self.encoding
+        m = c.get("metrics", {})
+        lines = [
+            f"model      {self.dir}: task forecast, {o.mode} H={o.horizon} ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
+            f"network    {o.layers}-layer {o.cell.upper()}, hidden {o.hidden}, window {e['window']}, Gaussian outputs; "
+            f"{self.model.num_parameters():,} parameters",
+            f"series     {c['data']['source']}: {c['data']['points']:,} points of {', '.join(e['columns'])}; season {e['season']}"
+            + (f", calendar period {e['period']:.2f}" if e["period"] >= 2 else ""),
+        ]
+        if m:
+            lines.append("validation " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)) + f" (step {m.get('step')})")
+        return "\n".join(lines if not short else [lines[0], lines[-1]])
+
+
+def _plot_times(times: list) -> list:
+    return times if times and isinstance(times[0], datetime) else [float(t) for t in times]
+
+
+def plot_backtest(data: Prepared, forecasts: list[dict], path: Path, H: int) -> Path:
+    """The series' tail with each origin's forecast and 80% interval."""
+    plt = pyplot()
+    C = data.raw.shape[1]
+    fig, axes = plt.subplots(C, 1, figsize=(10, 3.2 * C), squeeze=False)
+    times = _plot_times(data.series.time)
+    start = max(0, forecasts[0]["origin"] - 4 * H)
+    for c, ax in enumerate(axes[:, 0]):
+        ax.plot(times[start:], data.raw[start:, c], color="black", lw=1, label="actual")
+        for i, f in enumerate(forecasts):
+            t = times[f["origin"] : f["origin"] + H]
+            mean, lo, hi = (np.array(f[k])[: len(t), c] for k in ("mean", "lower", "upper"))
+            ax.plot(t, mean, color="C0", lw=1.5, label="forecast" if i == 0 else None)
+            ax.fill_between(t, lo, hi, color="C0", alpha=0.2, label="80% interval" if i == 0 else None)
+        ax.set_title(f"{data.series.target[c]}: rolling-origin backtest, {len(forecasts)} origins of {H} steps")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
+    return save_figure(fig, path)
+
+
+def plot_forecast(result: dict, path: Path, H: int) -> Path:
+    """History (the last few horizons), the forecast and its 80% interval."""
+    plt = pyplot()
+    data: Prepared = result["history"]
+    C = data.raw.shape[1]
+    fig, axes = plt.subplots(C, 1, figsize=(10, 3.2 * C), squeeze=False)
+    times = _plot_times(data.series.time)
+    start = max(0, len(times) - max(6 * H, data.window))
+    future = _plot_times(result["time"])
+    for c, ax in enumerate(axes[:, 0]):
+        ax.plot(times[start:], data.raw[start:, c], color="black", lw=1, label="history")
+        ax.plot(future, result["mean"][:, c], color="C0", lw=1.5, label="forecast")
+        ax.fill_between(future, result["lower"][:, c], result["upper"][:, c], color="C0", alpha=0.25, label="80% interval")
+        ax.set_title(f"{data.series.target[c]}: forecast of {H} steps")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
+    return save_figure(fig, path)
+
+
+@register
+class ForecastTask(Task):
+    name = "forecast"
+    action = "forecast"
+    description = "time series: multi-step forecasts with Gaussian prediction intervals, rolling-origin backtests"
+    action_help = "Forecast the steps after the end of a series: a table and a PNG with history, forecast and 80% intervals."
+    Options = ForecastOptions
+
+    def build(self, options: ForecastOptions, training, out_dir: Path, quiet: bool):
+        if not options.data:
+            raise ValueError("--data: a forecast model needs a series (a CSV file or one of: " + ", ".join(BUILT_IN) + ")")
+        data = Prepared(load_series(options), options)
+        model = build_model(options, data.encoding, training.seed)
+        description = {"source": data.series.source, "points": len(data.series)}
+        return model, ForecastRun(model, data, options, training.seed), {"encoding": data.encoding, "data": description}
+
+    def rebuild(self, config: dict, out_dir: Path, quiet: bool):
+        opts, seed = ForecastOptions(**config["task_options"]), config["training"]["seed"]
+        data = Prepared(load_series(opts), opts, stored=config["encoding"])
+        model = build_model(opts, config["encoding"], seed)
+        return model, ForecastRun(model, data, opts, seed)
+
+    def load(self, out_dir: Path, config: dict) -> TrainedForecaster:
+        model = build_model(ForecastOptions(**config["task_options"]), config["encoding"], 0)
+        model.load_state_dict(md.load_model_weights(out_dir))
+        return TrainedForecaster(out_dir, config, model)
+
+    def add_action_arguments(self, p) -> None:
+        p.add_argument("--data", metavar="FILE", help="forecast after the end of this series (default: the training series)")
+        p.add_argument("--plot", metavar="PNG", help="where to draw the forecast (default: DIR/forecast.png)")
+
+    def act(self, model: TrainedForecaster, args) -> int:
+        result = model.forecast(args.data)
+        columns = model.encoding["columns"]
+        sys.stdout.write("time\t" + "\t".join(f"{c}\t{c}_lo80\t{c}_hi80" for c in columns) + "\n")
+        for i, t in enumerate(result["time"]):
+            shown = t.date().isoformat() if isinstance(t, datetime) else f"{t:g}"
+            cells = [f"{result[k][i, c]:.6g}" for c in range(len(columns)) for k in ("mean", "lower", "upper")]
+            sys.stdout.write(shown + "\t" + "\t".join(cells) + "\n")
+        plot = plot_forecast(result, Path(args.plot) if args.plot else model.dir / "forecast.png", model.opts.horizon)
+        sys.stdout.write(f"plot: {plot}\n")
+        return 0
+

@@ -1,0 +1,140 @@
+"""Task `forecast` through the command line and the Python API, on small CSV series the tests write."""
+
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit.cli.main import main
+from rnnkit.tasks.forecast import calendar_features, future_times, season_period
+from rnnkit.training import model_dir as md
+
+TINY = ["--horizon", "6", "--season", "12", "--window", "24", "--origins", "2", "--hidden", "8", "--steps", "40",
+        "--valid-every", "20", "--lr", "0.01", "--quiet"]
+
+
+def write_monthly(path, n=120, seed=0, holes=(), columns=("sales",)):
+    """A seasonal series with trend and noise, monthly dates from 2000-01-01."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    rows = ["month," + ",".join(columns)]
+    for i in t:
+        d = date(2000 + i // 12, i % 12 + 1, 1)
+        values = [10 + 0.05 * i + (2 + c) * np.sin(2 * np.pi * i / 12) + 0.2 * rng.standard_normal() for c in range(len(columns))]
+        cells = ["" if i in holes else f"{v:.4f}" for v in values]
+        rows.append(f"{d.isoformat()}," + ",".join(cells))
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("mode", ["direct", "recursive"])
+def test_forecaster_trains_backtests_and_forecasts(tmp_path, capsys, mode):
+    data = write_monthly(tmp_path / "sales.csv")
+    out = tmp_path / "m"
+    assert main(["train", "forecast", "--data", str(data), "--out", str(out), "--mode", mode, "--paths", "50", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for key in ("rnnkit_mase", "seasonal_naive_mase", "naive_mae", "rnnkit_coverage80"):
+        assert key in printed
+    assert (out / "backtest.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["forecast", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "time\tsales\tsales_lo80\tsales_hi80"
+    assert [line.split("\t")[0] for line in lines[1:7]] == ["2010-01-01", "2010-02-01", "2010-03-01",
+                                                           "2010-04-01", "2010-05-01", "2010-06-01"]
+    lo, mean, hi = (np.array([float(line.split("\t")[k]) for line in lines[1:7]]) for k in (2, 1, 3))
+    assert np.all(lo <= mean) and np.all(mean <= hi)
+    assert (out / "forecast.png").exists()
+
+
+def test_the_backtest_scores_baselines_on_the_same_points(tmp_path):
+    data = write_monthly(tmp_path / "sales.csv")
+    model = rnnkit.train("forecast", tmp_path / "m", data=str(data), horizon=6, season=12, window=24, origins=2,
+                         hidden=8, steps=2, valid_every=2)
+    metrics = model.evaluate()
+    assert metrics["points"] == 12 and metrics["origins"] == 2
+    # a seasonal series with a small trend: one season back is far better than the last value
+    assert metrics["seasonal_naive_mase"] < 0.5 * metrics["naive_mase"]
+
+
+def test_missing_values_can_be_masked_or_interpolated_and_multivariate_targets_work(tmp_path):
+    data = write_monthly(tmp_path / "two.csv", holes=(30, 31, 110), columns=("a", "b"))
+    for missing in ("mask", "interpolate"):
+        model = rnnkit.train("forecast", tmp_path / missing, data=str(data), missing=missing, horizon=6, season=12,
+                             window=24, origins=2, hidden=8, steps=4, valid_every=2)
+        assert model.encoding["columns"] == ["a", "b"]
+        result = model.forecast()
+        assert result["mean"].shape == (6, 2) and np.all(np.isfinite(result["mean"]))
+        assert np.isfinite(model.evaluate()["rnnkit_mase"])
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    data = write_monthly(tmp_path / "sales.csv")
+    opts = dict(data=str(data), horizon=6, season=12, window=24, origins=2, hidden=8, valid_every=5, dropout=0.1, layers=2)
+    rnnkit.train("forecast", tmp_path / "whole", steps=20, **opts)
+    rnnkit.train("forecast", tmp_path / "part", steps=10, **opts)
+    rnnkit.train("forecast", tmp_path / "part", resume=True, steps=20)
+    a, b = md.load_weights(tmp_path / "whole" / "model.safetensors"), md.load_weights(tmp_path / "part" / "model.safetensors")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_calendar_time_facts():
+    times = [date(2000, 1, 1) + timedelta(weeks=i) for i in range(10)]
+    from datetime import datetime
+
+    times = [datetime(d.year, d.month, d.day) for d in times]
+    assert season_period(times, 52) == pytest.approx(365.2425 / 7)  # a year of weeks, not 52
+    assert season_period([1.0, 2.0, 3.0], 12) == 12.0
+    f = calendar_features(5, 4.0)
+    assert f.shape == (5, 4) and f[4] == pytest.approx(f[0], abs=1e-6)  # one period later, the same phase
+    assert calendar_features(5, 1.0).shape == (5, 0)
+    assert future_times([datetime(2000, 11, 1), datetime(2000, 12, 1)], 2) == [datetime(2001, 1, 1), datetime(2001, 2, 1)]
+    assert future_times([1700, 1701], 2) == [1702.0, 1703.0]
+
+
+# ---- bad input: one line with the row, exit code 2 ---------------------------------------------------
+
+
+def run_error(args, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def train_args(path, tmp_path):
+    return ["train", "forecast", "--data", str(path), "--out", str(tmp_path / "m"), *TINY]
+
+
+def test_non_numeric_value_names_the_line(tmp_path, capsys):
+    path = write_monthly(tmp_path / "s.csv")
+    lines = path.read_text().splitlines()
+    lines[5] = lines[5].split(",")[0] + ",lots"
+    path.write_text("\n".join(lines) + "\n")
+    err = run_error(train_args(path, tmp_path), capsys)
+    assert f"{path}:6" in err and "lots" in err
+
+
+def test_time_that_goes_back_names_the_line(tmp_path, capsys):
+    path = write_monthly(tmp_path / "s.csv")
+    lines = path.read_text().splitlines()
+    lines[7], lines[8] = lines[8], lines[7]
+    path.write_text("\n".join(lines) + "\n")
+    assert f"{path}:9" in run_error(train_args(path, tmp_path), capsys)
+
+
+def test_too_few_points_for_window_and_horizon(tmp_path, capsys):
+    err = run_error(train_args(write_monthly(tmp_path / "s.csv", n=40), tmp_path), capsys)
+    assert "needs at least" in err and "got 40" in err
+
+
+def test_constant_series_and_missing_values(tmp_path, capsys):
+    flat = tmp_path / "flat.csv"
+    flat.write_text("t,v\n" + "\n".join(f"{i},3" for i in range(100)) + "\n")
+    assert "all values equal 3" in run_error(train_args(flat, tmp_path), capsys)
+    holes = write_monthly(tmp_path / "holes.csv", holes=(10,))
+    err = run_error(train_args(holes, tmp_path), capsys)
+    assert f"{holes}:12" in err and "missing" in err
