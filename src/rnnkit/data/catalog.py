@@ -149,6 +149,16 @@ CATALOG: dict[str, Dataset] = {
             module="aeon",
             files=tuple(f"datasets/data/KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16_{s}.csv" for s in ("TRAIN", "TEST")),
         ),
+        Dataset(
+            name="bible",
+            description="translation: World English Bible and Reina-Valera 1909 (Spanish), about 31,000 verse "
+                        "pairs, read with diatheke",
+            licence="public domain (both texts)",
+            package="sword-text-web sword-text-sparv diatheke",
+            kind="debian",
+            root="/usr/share/sword",
+            files=("mods.d/*.conf",),
+        ),
     ]
 }
 

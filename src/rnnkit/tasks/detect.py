@@ -1,0 +1,361 @@
+"""Task `detect`: anomaly detection by prediction error, learnt from normal data.
+
+A forecaster (``models.forecaster``, direct mode, one step ahead) reads the W points before t and
+predicts a Gaussian N(μ_t, σ_t²) for y_t. The anomaly score of a point is its prediction error
+in the model's own units of surprise:
+
+    score_t = sqrt(mean_c ((y_t,c − μ_t,c) / σ_t,c)²)
+
+so a point the model expected to be hard (large σ) needs a larger error to stand out. Every score
+reads only the W points before it, so scoring a whole series (all windows as one batch) and
+streaming one point at a time (a ring buffer of W points: constant memory) give the same numbers.
+The first W points of a series have no score (0).
+
+The threshold comes from the scores of held-out normal data (the last ``--valid-fraction`` of
+the training series): a percentile, or extreme-value theory's peaks-over-threshold (POT, Siffer
+et al. 2017): the scores above their 98% quantile follow a generalised Pareto distribution,
+fitted by the method of moments, and the threshold is the score exceeded with probability
+``--risk``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import metrics as M
+from ..data import DataError
+from ..data.series import Series, anomaly_ranges, check_series, read_series_table, ucr_anomaly_series
+from ..models.forecaster import Forecaster
+from ..nn import GaussianNLLLoss, no_grad
+from ..training import model_dir as md
+from ..training.plots import pyplot, save_figure
+from .base import Task, register
+from .forecast import fill_gaps
+
+BUILT_IN = ("ucr-anomaly",)
+UCR_TOLERANCE = 100  # the UCR archive's criterion: the top score within 100 points of the labelled range
+
+
+@dataclass
+class DetectOptions:
+    data: str = ""
+    time: str = ""
+    target: str = ""
+    labels: str = "is_anomaly"
+    missing: str = "error"
+    window: int = 64
+    cell: str = "lstm"
+    hidden: int = 64
+    layers: int = 1
+    dropout: float = 0.0
+    batch_size: int = 32
+    valid_fraction: float = 0.2
+    threshold: str = "pot"
+    percentile: float = 99.5
+    risk: float = 1e-3
+
+    HELP = {
+        "data": "normal data to learn from: a CSV file (header, time column, value columns) or a built-in series: "
+                + ", ".join(BUILT_IN) + " (its training part; its test part is what `evaluate` scores)",
+        "time": "the time column (default: the first column)",
+        "target": "the value column(s), comma-separated (default: every column but the time and --labels)",
+        "labels": "the name of a 0/1 column marking anomalies, read by `evaluate --data` (left out of the values)",
+        "missing": "missing values: error, interpolate, or mask (interpolated as inputs, no score, left out of the loss)",
+        "window": "W, the points the model reads before each prediction",
+        "cell": "lstm, gru, rnn, irnn, mingru or minlstm",
+        "hidden": "hidden size of each recurrent layer",
+        "layers": "number of stacked recurrent layers",
+        "dropout": "dropout between layers and before the output layer",
+        "batch_size": "training windows per batch",
+        "valid_fraction": "the last fraction of the normal data, held out for validation and the threshold",
+        "threshold": "pot (extreme-value theory) or percentile",
+        "percentile": "with --threshold percentile: the percentile of the held-out scores",
+        "risk": "with --threshold pot: the probability of a normal score exceeding the threshold",
+    }
+
+    def __post_init__(self):
+        checks = {"missing": self.missing in ("error", "interpolate", "mask"), "window": self.window >= 1,
+                  "valid_fraction": 0 < self.valid_fraction < 1, "threshold": self.threshold in ("pot", "percentile"),
+                  "percentile": 0 < self.percentile < 100, "risk": 0 < self.risk < 0.1, "dropout": 0 <= self.dropout < 1}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"--{name.replace('_', '-')}: invalid value {getattr(self, name)!r} ({self.HELP[name]})")
+
+
+def load(opts: DetectOptions, spec: str | None = None, part: str = "train") -> tuple[Series, np.ndarray | None]:
+    """A series and its 0/1 anomaly labels (None when it has none)."""
+    spec = spec or opts.data
+    if spec in BUILT_IN:
+        a = ucr_anomaly_series()
+        return (a.train, None) if part == "train" else (a.test, a.labels)
+    if not Path(spec).is_file():
+        raise DataError(f"--data: {spec} is not a file nor a built-in series ({', '.join(BUILT_IN)})")
+    series = read_series_table(spec, time=opts.time or None, missing=opts.missing,
+                               target=[t.strip() for t in opts.target.split(",") if t.strip()] or None)
+    if opts.labels in series.columns:
+        c = series.columns.index(opts.labels)
+        labels = series.values[:, c]
+        if not np.isin(labels, (0, 1)).all():
+            raise DataError(f"{spec}: column {opts.labels!r} must hold 0 or 1 (the anomaly labels)")
+        keep = [i for i in range(len(series.columns)) if i != c]
+        series = Series(series.time, series.values[:, keep], [series.columns[i] for i in keep], series.mask[:, keep],
+                        series.source, [t for t in series.target if t != opts.labels])
+        return series, labels.astype(np.int8)
+    return series, None
+
+
+def pot_threshold(scores: np.ndarray, risk: float, level: float = 0.98) -> float:
+    """Peaks over threshold: the score exceeded with probability ``risk`` under a generalised
+    Pareto tail fitted (method of moments) to the scores above their ``level`` quantile."""
+    t = float(np.quantile(scores, level))
+    peaks = scores[scores > t] - t
+    if peaks.size < 5:  # too few peaks to fit a tail: the highest held-out score
+        return float(scores.max())
+    m, v = peaks.mean(), peaks.var()
+    gamma = 0.5 * (1 - m * m / v) if v > 0 else 0.0
+    sigma = 0.5 * m * (m * m / v + 1) if v > 0 else m
+    r = risk * scores.size / peaks.size
+    if abs(gamma) < 1e-6:
+        return t - sigma * np.log(r)
+    return t + sigma / gamma * (r ** (-gamma) - 1)
+
+
+class Detector:
+    """Scores and threshold of a trained model; ``scale`` is the training data's (mean, std)."""
+
+    def __init__(self, model: Forecaster, window: int, mean, std, threshold: float | None = None):
+        self.model, self.window = model, window
+        self.mean, self.std = np.asarray(mean), np.asarray(std)
+        self.threshold = threshold
+
+    def scores(self, values: np.ndarray, batch: int = 512) -> np.ndarray:
+        """score_t for every point of ``values`` (N, C); 0 for the first W."""
+        x = ((values - self.mean) / self.std).astype(np.float32)
+        N, W = len(x), self.window
+        out = np.zeros(N)
+        ends = np.arange(W, N)
+        with no_grad():
+            self.model.eval()
+            for s in range(0, ends.size, batch):
+                t = ends[s : s + batch]
+                z = np.stack([x[e - W : e] for e in t], axis=1)  # (W, b, C)
+                mu, var = self.model(z, np.zeros((len(t), 1, 0), np.float32))
+                err = (x[t] - mu[:, 0]) / np.sqrt(var[:, 0])
+                out[t] = np.sqrt(np.mean(err * err, axis=1))
+        return out
+
+    def stream(self) -> "Stream":
+        return Stream(self)
+
+
+class Stream:
+    """Streaming scores: ``update(value)`` → the score of that point, from a ring buffer of the W
+    points before it (constant memory); the same numbers as ``Detector.scores``."""
+
+    def __init__(self, detector: Detector):
+        self.detector = detector
+        self.buffer: deque = deque(maxlen=detector.window)
+
+    def update(self, value) -> float:
+        value = np.atleast_1d(np.asarray(value, np.float64))
+        d = self.detector
+        score = 0.0
+        if len(self.buffer) == d.window:
+            window = np.array(self.buffer)
+            score = float(d.scores(np.concatenate([window, value[None]]))[-1])
+        self.buffer.append(value)
+        return score
+
+
+class DetectRun:
+    """Training on random windows of the normal data; validation on its held-out tail."""
+
+    def __init__(self, model: Forecaster, series: Series, encoding: dict, opts: DetectOptions, seed: int):
+        self.model, self.opts, self.seed = model, opts, seed
+        self.values = fill_gaps(np.where(series.mask, series.values, np.nan))
+        self.observed = series.mask.all(axis=1)
+        self.split = encoding["split"]
+        self.scaled = ((self.values - np.array(encoding["mean"])) / np.array(encoding["std"])).astype(np.float32)
+        self.loss_fn = GaussianNLLLoss()
+        self.batches_done = 0
+        self.detector = Detector(model, opts.window, encoding["mean"], encoding["std"])
+
+    def train_step(self) -> tuple[float, int]:
+        rng = np.random.default_rng([self.seed, self.batches_done])  # a function of the step: resumable as it is
+        self.batches_done += 1
+        W = self.opts.window
+        ends = rng.integers(W, self.split, self.opts.batch_size)
+        ends = ends[self.observed[ends]] if self.observed[ends].any() else ends  # no loss on missing targets
+        z = np.stack([self.scaled[e - W : e] for e in ends], axis=1)
+        mu, var = self.model(z, np.zeros((len(ends), 1, 0), np.float32))
+        loss = self.loss_fn(mu, self.scaled[ends][:, None], var)
+        self.model.backward(*self.loss_fn.backward())
+        return loss, len(ends)
+
+    def held_out_scores(self) -> np.ndarray:
+        s = self.detector.scores(self.values[self.split - self.opts.window :])[self.opts.window :]
+        return s[self.observed[self.split :]]
+
+    def evaluate(self) -> dict:
+        s = self.held_out_scores()
+        return {"loss": float(np.mean(s * s)), "median_score": float(np.median(s)), "max_score": float(s.max())}
+
+    def state_dict(self) -> dict:
+        return {"batches_done": np.array(self.batches_done)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.batches_done = int(d["batches_done"])
+
+
+def build_model(opts: DetectOptions, encoding: dict, seed: int) -> Forecaster:
+    return Forecaster(len(encoding["columns"]), 0, 1, opts.hidden, opts.cell, opts.layers, "direct", opts.dropout,
+                      rng=np.random.default_rng(seed))
+
+
+class TrainedDetector:
+    """A trained detector loaded from its directory: detect, evaluate, describe."""
+
+    def __init__(self, out_dir: Path, config: dict, model: Forecaster, threshold: float):
+        self.dir, self.config, self.model = Path(out_dir), config, model
+        self.opts = DetectOptions(**config["task_options"])
+        e = self.encoding = config["encoding"]
+        self.detector = Detector(model, self.opts.window, e["mean"], e["std"], threshold)
+
+    def _scored(self, data: str | None):
+        series, labels = load(self.opts, data, part="test")
+        if series.target != self.encoding["columns"]:
+            raise DataError(f"--data: the model reads {', '.join(self.encoding['columns'])}, "
+                            f"the file's value columns are {', '.join(series.target)}")
+        check_series(series, self.opts.window + 1)
+        values = fill_gaps(np.where(series.mask, series.values, np.nan))
+        scores = self.detector.scores(values)
+        scores[~series.mask.all(axis=1)] = 0  # no score for a point that was not observed
+        return series, labels, scores
+
+    def detect(self, data: str | None = None) -> dict:
+        """Scores, flags (score above the threshold) and the flagged ranges of a series."""
+        series, labels, scores = self._scored(data)
+        if self.opts.data in BUILT_IN and data is None:
+            scores[: len(ucr_anomaly_series().train)] = 0  # the test file repeats the training points first
+        flags = scores > self.detector.threshold
+        return {"series": series, "labels": labels, "scores": scores, "flags": flags, "ranges": anomaly_ranges(flags)}
+
+    def evaluate(self, data: str | None = None) -> dict:
+        """On labelled data: whether the top score falls in (or within 100 points of) a labelled
+        anomaly (the UCR archive's criterion), and point-adjusted precision, recall and F1."""
+        result = self.detect(data)
+        if result["labels"] is None:
+            raise DataError(f"evaluate: {data} has no {self.opts.labels!r} column of anomaly labels")
+        labels, scores = result["labels"], result["scores"]
+        top = int(np.argmax(scores))
+        true_ranges = anomaly_ranges(labels)
+        hit = any(a - UCR_TOLERANCE <= top < b + UCR_TOLERANCE for a, b in true_ranges)
+        pa = M.point_adjusted_scores(labels, result["flags"])
+        plot = plot_scores(result, self.detector.threshold, self.dir / "detection.png")
+        return {"top_score_at": top, "top_score": float(scores[top]), "labelled": str(true_ranges), "top_in_anomaly": hit,
+                "threshold": float(self.detector.threshold), "flagged_points": int(result["flags"].sum()),
+                **{f"pa_{k}": v for k, v in pa.items()}, "plot": str(plot)}
+
+    def describe(self, short: bool = False) -> str:
+        c, o, e = self.config, self.opts, self.encoding
+        m = c.get("metrics", {})
+        lines = [
+            f"model      {self.dir}: task detect ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
+            f"network    {o.layers}-layer {o.cell.upper()}, hidden {o.hidden}, window {o.window}, Gaussian one-step "
+            f"prediction; {self.model.num_parameters():,} parameters",
+            f"data       {c['data']['source']}: {c['data']['points']:,} normal points of {', '.join(e['columns'])}",
+            f"threshold  {self.detector.threshold:.3f} ({o.threshold}"
+            + (f", risk {o.risk}" if o.threshold == "pot" else f", percentile {o.percentile}") + ")",
+        ]
+        if m:
+            lines.append("validation " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)) + f" (step {m.get('step')})")
+        return "\n".join(lines if not short else [lines[0], lines[-2], lines[-1]])
+
+
+def plot_scores(result: dict, threshold: float, path: Path) -> Path:
+    """The series with its labelled and flagged ranges, and the scores against the threshold."""
+    plt = pyplot()
+    series, scores = result["series"], result["scores"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 5.5), sharex=True)
+    x = np.arange(len(scores))
+    top.plot(x, series.values[:, 0], color="black", lw=0.7)
+    top.set_title(f"{Path(series.source.split(';')[0]).name}: {series.target[0]}")
+    if result["labels"] is not None:
+        for i, (a, b) in enumerate(anomaly_ranges(result["labels"])):
+            top.axvspan(a, b, color="C3", alpha=0.3, label="labelled anomaly" if i == 0 else None)
+    for i, (a, b) in enumerate(result["ranges"]):
+        bottom.axvspan(a, b, color="C1", alpha=0.4, label="flagged" if i == 0 else None)
+    bottom.plot(x, scores, color="C0", lw=0.7, label="score")
+    bottom.axhline(threshold, color="C3", ls="--", label=f"threshold {threshold:.2f}")
+    bottom.set_xlabel("point")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left")
+    return save_figure(fig, path)
+
+
+@register
+class DetectTask(Task):
+    name = "detect"
+    action = "detect"
+    description = "time series: anomaly detection by prediction error, threshold by extreme-value theory or percentile"
+    action_help = "Score every point of a series, flag those above the threshold and print the flagged ranges (and a PNG)."
+    Options = DetectOptions
+
+    def _prepare(self, opts: DetectOptions, stored: dict | None = None):
+        series, _ = load(opts)
+        check_series(series, opts.window + 10, window=opts.window, horizon=10)
+        split = stored["split"] if stored else int(round(len(series) * (1 - opts.valid_fraction)))
+        if not stored and (split - opts.window < 10 or len(series) - split < 10):
+            raise DataError(f"data: {len(series)} points are too few for a window of {opts.window} with "
+                            f"{opts.valid_fraction:.0%} held out; give more normal data or a shorter --window")
+        train = fill_gaps(np.where(series.mask, series.values, np.nan))[:split]
+        encoding = stored or {"columns": series.target, "split": split, "mean": train.mean(axis=0).tolist(),
+                              "std": np.maximum(train.std(axis=0), 1e-8).tolist()}
+        return series, encoding
+
+    def build(self, options: DetectOptions, training, out_dir: Path, quiet: bool):
+        if not options.data:
+            raise ValueError("--data: a detector needs normal data (a CSV file or one of: " + ", ".join(BUILT_IN) + ")")
+        series, encoding = self._prepare(options)
+        model = build_model(options, encoding, training.seed)
+        run = DetectRun(model, series, encoding, options, training.seed)
+        return model, run, {"encoding": encoding, "data": {"source": series.source, "points": len(series)}}
+
+    def rebuild(self, config: dict, out_dir: Path, quiet: bool):
+        opts, seed = DetectOptions(**config["task_options"]), config["training"]["seed"]
+        series, encoding = self._prepare(opts, config["encoding"])
+        model = build_model(opts, encoding, seed)
+        return model, DetectRun(model, series, encoding, opts, seed)
+
+    def load(self, out_dir: Path, config: dict) -> TrainedDetector:
+        opts = DetectOptions(**config["task_options"])
+        model = build_model(opts, config["encoding"], 0)
+        model.load_state_dict(md.load_model_weights(out_dir))
+        # the threshold, from the held-out normal scores of these weights (cheap: a few hundred windows)
+        series, encoding = self._prepare(opts, config["encoding"])
+        scores = DetectRun(model, series, encoding, opts, 0).held_out_scores()
+        threshold = pot_threshold(scores, opts.risk) if opts.threshold == "pot" else float(np.percentile(scores, opts.percentile))
+        return TrainedDetector(out_dir, config, model, threshold)
+
+    def add_action_arguments(self, p) -> None:
+        p.add_argument("--data", metavar="FILE", help="the series to score (default: the built-in test series, "
+                       "or the training data)")
+        p.add_argument("--plot", metavar="PNG", help="where to draw scores and flags (default: DIR/detection.png)")
+
+    def act(self, model: TrainedDetector, args) -> int:
+        result = model.detect(args.data)
+        times, scores = result["series"].time, result["scores"]
+        sys.stdout.write(f"threshold {model.detector.threshold:.3f}: {int(result['flags'].sum())} points flagged "
+                         f"in {len(result['ranges'])} range(s)\n")
+        for a, b in sorted(result["ranges"], key=lambda r: -scores[r[0] : r[1]].max()):
+            sys.stdout.write(f"{times[a]} … {times[b - 1]}\t{b - a} point(s)\tmax score {scores[a:b].max():.2f}\n")
+        plot = plot_scores(result, model.detector.threshold, Path(args.plot) if args.plot else model.dir / "detection.png")
+        sys.stdout.write(f"plot: {plot}\n")
+        return 0

@@ -1,0 +1,93 @@
+"""Task `detect`: anomaly scores from prediction errors, streaming, thresholds, on series the tests write."""
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit.cli.main import main
+from rnnkit.tasks.detect import pot_threshold
+
+OPTS = dict(window=16, hidden=8, steps=150, lr=0.01, valid_every=50, batch_size=16)
+
+
+def write(path, n=400, seed=0, spike=None, labels=False):
+    """A noisy sine; with ``spike`` a burst of 5 wrong values there (labelled when ``labels``)."""
+    rng = np.random.default_rng(seed)
+    y = np.sin(2 * np.pi * np.arange(n) / 25) + 0.05 * rng.standard_normal(n)
+    flag = np.zeros(n, int)
+    if spike is not None:
+        y[spike : spike + 5] += 2.5
+        flag[spike : spike + 5] = 1
+    rows = ["t,v" + (",is_anomaly" if labels else "")]
+    rows += [f"{i},{v:.5f}" + (f",{f}" if labels else "") for i, (v, f) in enumerate(zip(y, flag))]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("detect")
+    model = rnnkit.train("detect", tmp / "m", data=str(write(tmp / "normal.csv", n=1000)), **OPTS)
+    return model, tmp
+
+
+def test_the_injected_anomaly_gets_the_top_score_and_is_flagged(trained, capsys):
+    model, tmp = trained
+    test = write(tmp / "test.csv", n=300, seed=1, spike=200, labels=True)
+    metrics = model.evaluate(str(test))
+    assert metrics["top_in_anomaly"] and 200 <= metrics["top_score_at"] < 205
+    assert metrics["pa_recall"] == 1.0
+    flagged = np.flatnonzero(model.detect(str(test))["flags"])
+    # mostly the anomaly itself and the windows that still read it
+    near = (flagged >= 200) & (flagged < 205 + model.opts.window)
+    assert near.mean() >= 0.7
+    assert main(["detect", str(model.dir), "--data", str(test)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].startswith("20")  # the strongest range is listed first
+    assert (model.dir / "detection.png").exists()
+
+
+def test_streaming_gives_the_batch_scores_with_constant_memory(trained):
+    model, _ = trained
+    rng = np.random.default_rng(2)
+    values = np.sin(2 * np.pi * np.arange(60) / 25)[:, None] + 0.05 * rng.standard_normal((60, 1))
+    batch = model.detector.scores(values)
+    stream = model.detector.stream()
+    streamed = [stream.update(v) for v in values]
+    np.testing.assert_allclose(streamed, batch, rtol=1e-5, atol=1e-6)
+    assert len(stream.buffer) == model.opts.window
+
+
+def test_pot_threshold_matches_the_exponential_tail():
+    # exponential scores: a generalised Pareto tail with shape 0; P(X > x) = e^{−x}
+    scores = np.random.default_rng(0).exponential(size=200_000)
+    assert pot_threshold(scores, 1e-4) == pytest.approx(-np.log(1e-4), rel=0.05)
+
+
+def test_percentile_threshold_is_the_held_out_percentile(tmp_path):
+    model = rnnkit.train("detect", tmp_path / "m", data=str(write(tmp_path / "n.csv")), threshold="percentile",
+                         percentile=90.0, **{**OPTS, "steps": 2})
+    from rnnkit.tasks.detect import DetectRun, load
+
+    series, _ = load(model.opts)
+    held = DetectRun(model.model, series, model.encoding, model.opts, 0).held_out_scores()
+    assert model.detector.threshold == pytest.approx(np.percentile(held, 90.0))
+
+
+def run_error(args, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_bad_input_is_one_line(tmp_path, capsys, trained):
+    model, tmp = trained
+    short = write(tmp_path / "short.csv", n=30)
+    assert "needs at least" in run_error(["train", "detect", "--data", str(short), "--out", str(tmp_path / "m"),
+                                          "--window", "32", "--quiet"], capsys)
+    unlabelled = write(tmp_path / "u.csv", n=100)
+    assert "no 'is_anomaly' column" in run_error(["evaluate", str(model.dir), "--data", str(unlabelled)], capsys)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("t,v,is_anomaly\n" + "\n".join(f"{i},{np.sin(i):.3f},{i % 3}" for i in range(100)) + "\n")
+    assert "must hold 0 or 1" in run_error(["evaluate", str(model.dir), "--data", str(bad)], capsys)
