@@ -1,0 +1,75 @@
+"""Task `translate` through the command line and the Python API, on a tiny word-reordering language."""
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit.cli.main import main
+
+WORDS = {"dog": "perro", "cat": "gato", "house": "casa", "red": "rojo", "big": "grande", "small": "pequeño",
+         "sees": "ve", "has": "tiene"}
+TINY = ["--steps", "250", "--lr", "0.01", "--hidden", "24", "--embed", "12", "--valid-every", "125", "--quiet"]
+
+
+def write_pairs(path, n=400, seed=0):
+    """English → a Spanish-like language whose adjectives follow their noun."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(n):
+        subj, obj = rng.choice(["dog", "cat"]), rng.choice(["house", "dog", "cat"])
+        adj, verb = rng.choice(["red", "big", "small"]), rng.choice(["sees", "has"])
+        lines.append(f"the {subj} {verb} a {adj} {obj}\tel {WORDS[subj]} {WORDS[verb]} un {WORDS[obj]} {WORDS[adj]}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("translate")
+    out = tmp / "m"
+    assert main(["train", "translate", "--data", str(write_pairs(tmp / "pairs.tsv")), "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_translates_with_reordering_and_draws_the_attention(trained, capsys, tmp_path):
+    assert main(["translate", str(trained), "the cat has a small house", "--heatmap", str(tmp_path / "a.png")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "el gato tiene un casa pequeño"
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_reports_bleu_and_chrf_of_greedy_and_beam(trained):
+    metrics = rnnkit.load(trained).evaluate()
+    assert metrics["test_pairs"] == 20
+    for key in ("greedy_bleu", "greedy_chrf", "beam5_bleu", "beam5_chrf"):
+        assert 90 <= metrics[key] <= 100 + 1e-9
+
+
+def test_python_api_returns_scores_and_attention(trained):
+    model = rnnkit.load(trained)
+    r = model.translate(["the dog sees a red cat"], beam=3)[0]
+    assert r["text"] == "el perro ve un gato rojo" and r["finished"]
+    assert r["attention"].shape == (6, 6) and np.allclose(r["attention"].sum(axis=1), 1)
+    assert r["log_prob"] <= 0
+
+
+def test_unknown_words_are_read_as_unk_and_named(trained, capsys):
+    assert main(["translate", str(trained), "the zebra sees a red cat"]) == 0
+    assert "unknown to the model, read as <unk>: zebra" in capsys.readouterr().err
+
+
+def run_error(args, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_bad_input_is_one_line(trained, tmp_path, capsys):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("the dog\tel perro\nthe cat el gato\n", encoding="utf-8")
+    assert f"{bad}:2" in run_error(["train", "translate", "--data", str(bad), "--out", str(tmp_path / "m"), *TINY], capsys)
+    assert "is empty" in run_error(["translate", str(trained), "  "], capsys)
+    assert "needs --unidirectional" in run_error(["train", "translate", "--data", str(bad), "--attention", "luong-dot",
+                                                   "--out", str(tmp_path / "m2"), *TINY], capsys)
+    assert "--beam: expected a width >= 1" in run_error(["translate", str(trained), "the dog", "--beam", "0"], capsys)
