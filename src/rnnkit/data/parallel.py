@@ -5,8 +5,8 @@
 
 ``bible_pairs`` aligns two SWORD modules verse by verse: the World English Bible
 (``engWEB2015eb``, package ``sword-text-web``) and the Reina-Valera 1909 (``spaRV1909eb``,
-``sword-text-sparv``), dumped with ``diatheke``. The first call builds the pairs (about 15 s)
-and caches them in ``data_dir()/bible/pairs.tsv``; later calls read that file.
+``sword-text-sparv``), dumped with ``diatheke``. The first call builds the pairs (about 16 s)
+and caches them in ``data_dir()/bible/pairs.tsv``; later calls read that file (0.3 s).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from . import catalog
@@ -45,7 +44,8 @@ def read_pairs(path) -> tuple[list[str], list[str]]:
         if not source:
             raise DataError(f"{path}:{lineno}: empty source; put the source sentence before the tab")
         if not target:
-            raise DataError(f"{path}:{lineno}: empty target for source {source[:40]!r}; give the translation or remove the line")
+            raise DataError(f"{path}:{lineno}: empty target for source {source[:40]!r}; "
+                            "give the translation or remove the line")
         sources.append(source)
         targets.append(target)
     if not sources:
@@ -66,7 +66,7 @@ _MODULE_LINE = re.compile(r"\(\w+\)")  # "(engWEB2015eb)" closes the output
 _PSALM_TITLE = re.compile(r'<title\b[^>]*\bcanonical="true"[^>]*>(.*?)</title>', re.S)
 _NOTE = re.compile(r"<note\b[^>]*?(?:/>|>.*?</note>)", re.S)
 _LABEL = re.compile(r"<(speaker|title)\b[^>]*>.*?</\1>", re.S)  # speakers in the Song, section headings
-_JOINED = re.compile(r"</(?:w|transChange)>(?=<(?:w|transChange)\b)")  # two words with no space between
+_JOINED = re.compile(r"</(?:w|transChange|q)>(?=<(?:w|transChange|q)\b)")  # two elements, nothing between
 _BREAK = re.compile(r"</?(?:l|lg|lb|p|div|milestone|chapter|list|item)\b[^>]*>")
 _TAG = re.compile(r"<[^>]*>")
 
@@ -80,15 +80,17 @@ def clean_osis(text: str) -> str:
     ``<transChange>``, ``<q>``); line and paragraph marks become spaces; entities are decoded and
     white space is collapsed. Markup sometimes stands for the space between two words: the WEB
     writes some footnotes without one (``God<note …/>created``), so a footnote followed by a
-    word becomes a space; the Reina-Valera writes ``</w><transChange>`` (a word the translators
-    added) and ``</transChange><w>`` without one, so those become spaces too (a ``<transChange>``
-    right after a letter is an enclitic pronoun, ``preguntándo<transChange>le``, and stays joined).
+    word becomes a space, and so does the boundary between two of ``<w>``, ``<q>`` and
+    ``<transChange>`` (a word the translators added) with nothing between them when a word
+    follows (``entrado</w><transChange>Jesús``, ``.”</q><w>Now``, but ``AM.</q><q>”`` stays
+    ``AM.”``). A ``<transChange>`` right after a letter is an enclitic pronoun
+    (``házme<transChange>lo``) and stays joined.
     """
     end = text.find("<chapter eID")
     if end >= 0:
         text = text[:end]
-    text = _NOTE.sub("\0", text)
-    text = _JOINED.sub(" ", text)
+    text = _NOTE.sub("\0", text)  # \0: a space if a word follows (see above)
+    text = _JOINED.sub("\0", text)
     text = _LABEL.sub(" ", text)
     text = _BREAK.sub(" ", text)
     text = _TAG.sub("", text)
@@ -127,26 +129,48 @@ def parse_diatheke(output: str) -> dict[str, str]:
     return verses
 
 
-def align_verses(english: dict[str, str], spanish: dict[str, str]) -> list[tuple[str, str, str]]:
+# Verses left out of the pairs as (book, chapter, first verse, last verse). In these passages the
+# Reina-Valera module keeps the Spanish verse divisions under KJV numbers, so its verses are off
+# by one from the WEB's or hold two of them (Numbers 12:16 is its 13:1, Job 40:1-5 is inside its
+# 39:30, …); the WEB moves Romans 16:25-27 to the end of 14:23; and the Reina-Valera ends the
+# epistles of Paul and Hebrews with a subscription ("Escrita de Roma á los Efesios por Tichîco.").
+BIBLE_MISALIGNED = (
+    ("Numbers", 13, 1, 33), ("Numbers", 30, 1, 16), ("Judges", 14, 18, 20), ("I Samuel", 24, 1, 22),
+    ("II Samuel", 2, 31, 32), ("II Samuel", 20, 25, 25), ("I Kings", 16, 29, 30), ("I Kings", 22, 43, 53),
+    ("I Chronicles", 1, 30, 32), ("I Chronicles", 21, 15, 30), ("II Chronicles", 33, 10, 24), ("Job", 35, 15, 15),
+    ("Job", 39, 1, 30), ("Job", 40, 1, 19), ("Hosea", 12, 1, 14), ("Jonah", 2, 1, 10), ("Acts", 19, 40, 40),
+    ("Romans", 14, 23, 23), ("II Corinthians", 13, 12, 13),
+    # the subscriptions
+    ("I Corinthians", 16, 24, 24), ("Galatians", 6, 18, 18), ("Ephesians", 6, 24, 24), ("Philippians", 4, 23, 23),
+    ("Colossians", 4, 18, 18), ("I Thessalonians", 5, 28, 28), ("II Thessalonians", 3, 18, 18),
+    ("I Timothy", 6, 21, 21), ("II Timothy", 4, 22, 22), ("Titus", 3, 15, 15), ("Philemon", 1, 25, 25),
+    ("Hebrews", 13, 25, 25),
+)
+_SKIPPED = frozenset(f"{book} {c}:{v}" for book, c, first, last in BIBLE_MISALIGNED for v in range(first, last + 1))
+
+
+def align_verses(english: dict[str, str], spanish: dict[str, str], skip=_SKIPPED) -> list[tuple[str, str, str]]:
     """``[(reference, english, spanish), …]`` for the references with text in both, in
-    ``english``'s order (verses only one module has, such as the WEB's deuterocanon, are left out)."""
-    return [(ref, text, spanish[ref]) for ref, text in english.items() if text and spanish.get(ref)]
+    ``english``'s order. Verses only one module has (the WEB's deuterocanon), verses one leaves
+    empty, and the references in ``skip`` (by default ``BIBLE_MISALIGNED``'s) are left out."""
+    return [(ref, text, spanish[ref]) for ref, text in english.items()
+            if text and spanish.get(ref) and ref not in skip]
 
 
-def _dump_modules(modules) -> list[str]:
-    """The output of ``diatheke`` for each module over ``BIBLE_RANGE``, run side by side."""
+def _dump_modules(modules, key: str = BIBLE_RANGE) -> list[str]:
+    """The output of ``diatheke`` for each module over ``key``, run side by side."""
     exe = shutil.which("diatheke")
     if exe is None:
         raise DataError("diatheke is not installed (it reads the Bible modules): run `rnnkit data install bible`")
-    procs = [subprocess.Popen([exe, "-b", module, "-f", "internal", "-o", "f", "-l", "en", "-k", BIBLE_RANGE],
+    procs = [subprocess.Popen([exe, "-b", module, "-f", "internal", "-o", "f", "-l", "en", "-k", key],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for module in modules]
     outputs = []
     for module, proc in zip(modules, procs):
         out, err = proc.communicate()
         if proc.returncode != 0 or not out.strip():
             why = (err.decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
-            raise DataError(f"`diatheke -b {module}` failed ({why}); reinstall the data: "
-                            "`rnnkit data install --force bible`")
+            hint = catalog._repair_hint(catalog.get("bible"), Path(catalog.get("bible").root))
+            raise DataError(f"`diatheke -b {module}` failed ({why}); {hint}")
         outputs.append(out.decode("utf-8", "replace"))
     return outputs
 
@@ -156,15 +180,14 @@ def _build_bible(path: Path) -> None:
     english, spanish = (parse_diatheke(out) for out in _dump_modules(BIBLE_MODULES))
     rows = align_verses(english, spanish)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Written to a temporary file beside the cache and renamed, so an interrupted build leaves
-    # no half-written cache behind.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    # Written to a temporary file beside the cache and renamed, so an interrupted build leaves no
+    # half-written cache behind (and two processes building at once each rename a whole file).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(f"{ref}\t{en}\t{es}\n" for ref, en, es in rows)
+        tmp.write_text("".join(f"{ref}\t{en}\t{es}\n" for ref, en, es in rows), encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -175,18 +198,21 @@ def bible_pairs(max_words: int | None = None) -> tuple[list[str], list[str], lis
     ``"I Samuel 3:4"``, ``"Revelation of John 22:21"``): split by book with
     ``ref.rsplit(" ", 1)[0]``, or contiguously.
 
-    31,086 pairs (the 66 books of the Protestant canon; the WEB's deuterocanon has no Spanish
-    counterpart, and verses one translation leaves empty are dropped); median 26 English and
-    24 Spanish words a verse, up to 90. ``max_words`` keeps the pairs whose sides both have at
-    most that many words (split on white space; 30 keeps about 19,800).
+    30,863 pairs from the 66 books of the Protestant canon (the WEB's deuterocanon has no
+    Spanish counterpart); left out are verses one translation leaves empty (Acts 8:37 in the
+    WEB, …) and the 214 verses of ``BIBLE_MISALIGNED``, where the two modules number verses
+    differently. Median 22 English and 21 Spanish words a verse, at most 86 and 80 (745,000 and
+    699,000 words in all). ``max_words`` keeps the pairs whose sides both have at most that many
+    words (split on white space): 30 keeps 22,582, 20 keeps 12,437, 50 keeps 30,204.
 
-    Text is as in the modules with markup and footnotes stripped and white space collapsed.
-    The psalm titles, separate in the WEB, start verse 1 as in the Reina-Valera. The Spanish
-    keeps its 1909 spelling (``á``, ``fué``, ``crió``), the WEB says "Yahweh" where the
-    Reina-Valera says "Jehová". Both follow KJV verse numbering, so pairs are translations of the
-    same verse, though a verse's words may be spread differently across neighbouring verses.
+    Text is as in the modules with markup and footnotes stripped and white space collapsed (see
+    ``clean_osis``). The psalm titles, apart in the WEB, start verse 1 as in the Reina-Valera.
+    The Spanish keeps its 1909 spelling (``á``, ``fué``, ``crió``) and the capitals that open a
+    chapter (``EN el principio``, ``Y HABIENDO entrado``); the WEB says "Yahweh" where it says
+    "Jehová". Verse boundaries do not always fall at the same words (a clause may sit in the
+    neighbouring verse), and a few verses differ by text tradition (1 John 5:7).
 
-    Built on the first call (about 15 s with diatheke) into ``data_dir()/bible/pairs.tsv``
+    Built on the first call (about 16 s with diatheke) into ``data_dir()/bible/pairs.tsv``
     (``reference<TAB>english<TAB>spanish``), which later calls read; delete it to rebuild (after
     upgrading the packages, say).
     """
@@ -210,4 +236,5 @@ def bible_pairs(max_words: int | None = None) -> tuple[list[str], list[str], lis
     return english, spanish, references
 
 
-__all__ = ["BIBLE_MODULES", "align_verses", "bible_pairs", "clean_osis", "parse_diatheke", "read_pairs"]
+__all__ = ["BIBLE_MISALIGNED", "BIBLE_MODULES", "align_verses", "bible_pairs", "clean_osis", "parse_diatheke",
+           "read_pairs"]

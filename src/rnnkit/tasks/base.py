@@ -11,28 +11,108 @@ from dataclasses import MISSING, asdict, fields
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from .. import __version__
 from ..training import model_dir as md
 from ..training.trainer import Trainer, TrainingError, TrainingOptions
 
 
 class Task:
+    """A task: its options, how its data becomes (data, encoding), its model, its training run,
+    and the trained model with the task's action. ``build``, ``rebuild`` and ``load`` are the
+    same for every task that fills in ``prepare``, ``make_model`` and ``make_run``."""
+
     name = ""
     action = ""  # the command that uses a trained model: rnnkit ACTION DIR
     description = ""
     Options: type = object  # a dataclass with a HELP dict
+    Trained: type = object  # the loaded model: Trained(out_dir, config, model)
+    encoding_key = "encoding"  # where config.json keeps what the model learnt from its data
+
+    def prepare(self, options, seed: int, stored: dict | None = None):
+        """(data, encoding, description): the data read and split; the encoding (vocabulary,
+        labels, scaling…) fitted on the training part, or ``stored`` when resuming or loading."""
+        raise NotImplementedError
+
+    def make_model(self, options, encoding: dict, seed: int):
+        raise NotImplementedError
+
+    def make_run(self, model, data, options, seed: int):
+        """The trainer's run: train_step, evaluate, state_dict, load_state_dict."""
+        raise NotImplementedError
 
     def build(self, options, training: TrainingOptions, out_dir: Path, quiet: bool):
         """Read the data and build (model, run, config) for a new training run."""
-        raise NotImplementedError
+        if not options.data:
+            raise ValueError(f"--data: a {self.name} model needs data (see `rnnkit train {self.name} --help`)")
+        data, encoding, description = self.prepare(options, training.seed)
+        model = self.make_model(options, encoding, training.seed)
+        return model, self.make_run(model, data, options, training.seed), {self.encoding_key: encoding, "data": description}
 
     def rebuild(self, config: dict, out_dir: Path, quiet: bool):
         """(model, run) for resuming the run that ``config`` describes."""
-        raise NotImplementedError
+        options, seed = self.Options(**config["task_options"]), config["training"]["seed"]
+        data, encoding, _ = self.prepare(options, seed, config[self.encoding_key])
+        model = self.make_model(options, encoding, seed)
+        return model, self.make_run(model, data, options, seed)
 
     def load(self, out_dir: Path, config: dict):
         """The trained model with this task's action, from a model directory."""
-        raise NotImplementedError
+        model = self.make_model(self.Options(**config["task_options"]), config[self.encoding_key], 0)
+        model.load_state_dict(md.load_model_weights(out_dir))
+        return self.Trained(out_dir, config, model)
+
+
+class BucketedRun:
+    """For a training run whose batches come from ``self.batches`` (a ``BucketBatches``): the
+    position in its epochs is the run's whole state."""
+
+    def state_dict(self) -> dict:
+        return {f"batches.{k}": v for k, v in self.batches.state_dict().items()}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.batches.load_state_dict({k[len("batches."):]: v for k, v in d.items() if k.startswith("batches.")})
+
+
+class SeededRun:
+    """For a training run that draws batch k from a generator seeded by (seed, k): the count of
+    batches drawn is the run's whole state."""
+
+    seed = 0
+    batches_done = 0
+
+    def batch_rng(self) -> np.random.Generator:
+        rng = np.random.default_rng([self.seed, self.batches_done])
+        self.batches_done += 1
+        return rng
+
+    def state_dict(self) -> dict:
+        return {"batches_done": np.array(self.batches_done)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.batches_done = int(d["batches_done"])
+
+
+def validation_line(metrics: dict) -> str:
+    """The `describe` line of a model's best validation metrics."""
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    return f"validation {shown} (step {metrics.get('step')})"
+
+
+def input_texts(args) -> list[str]:
+    """The texts an action verb works on: its TEXT arguments, or the non-blank lines of --data."""
+    if args.data and args.texts:
+        raise ValueError("give TEXT arguments or --data FILE, not both")
+    if args.data:
+        from ..data import read_text_file
+
+        texts = [line.strip() for line in read_text_file(args.data).split("\n") if line.strip()]
+    else:
+        texts = args.texts
+    if not texts:
+        raise ValueError("TEXT: give at least one text, or --data FILE")
+    return texts
 
 
 TASKS: dict[str, Task] = {}

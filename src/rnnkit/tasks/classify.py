@@ -26,9 +26,9 @@ from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.sources import load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
-from ..training import model_dir as md
+from ..training.trainer import check_options
 from ..training.plots import plot_confusion
-from .base import Task, register
+from .base import BucketedRun, Task, input_texts, register, validation_line
 
 
 @dataclass
@@ -80,9 +80,7 @@ class ClassifyOptions:
                   "pooling": self.pooling in POOLINGS, "folds": self.folds == 0 or self.folds >= 2,
                   "fold": 0 <= self.fold < max(self.folds, 1), "valid_fraction": 0 < self.valid_fraction < 1,
                   "dropout": 0 <= self.dropout < 1}
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"--{name.replace('_', '-')}: invalid value {getattr(self, name)!r} ({self.HELP[name]})")
+        check_options(self, checks)
 
 
 # ---- data: splits, encoding ------------------------------------------------------------------
@@ -256,7 +254,7 @@ def score(config: dict, outputs: np.ndarray, targets: np.ndarray) -> dict:
             "accuracy": M.accuracy(true_names, pred_names), "macro_f1": M.macro_f1(true_names, pred_names, labels)}
 
 
-class ClassifyRun:
+class ClassifyRun(BucketedRun):
     """Training and validation of one classifier: the trainer's `run`."""
 
     def __init__(self, model: SequenceClassifier, splits: Splits, opts: ClassifyOptions, seed: int):
@@ -277,12 +275,6 @@ class ClassifyRun:
     def evaluate(self) -> dict:
         outputs = predict(self.model, self.splits.inputs["valid"], self.opts.batch_size)
         return score(self.splits.config, outputs, self.splits.targets["valid"])
-
-    def state_dict(self) -> dict:
-        return {f"batches.{k}": v for k, v in self.batches.state_dict().items()}
-
-    def load_state_dict(self, d: dict) -> None:
-        self.batches.load_state_dict({k[8:]: v for k, v in d.items() if k.startswith("batches.")})
 
 
 class TrainedClassifier:
@@ -347,7 +339,7 @@ class TrainedClassifier:
         if not e["values"]:
             lines.append(f"classes    {', '.join(self.labels)}")
         if m:
-            lines.append("validation " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)) + f" (step {m.get('step')})")
+            lines.append(validation_line(m))
         return "\n".join(lines if not short else [lines[0], lines[-1]])
 
 
@@ -359,23 +351,17 @@ class ClassifyTask(Task):
     action_help = "Classify texts (or series) with a trained model: each label with its probability, or a value for a regressor."
     Options = ClassifyOptions
 
-    def build(self, options: ClassifyOptions, training, out_dir: Path, quiet: bool):
-        if not options.data:
-            raise ValueError("--data: a classify model needs labelled data (see `rnnkit train classify --help`)")
-        splits = Splits(options, training.seed)
-        model = build_model(options, splits.config, training.seed)
-        return model, ClassifyRun(model, splits, options, training.seed), {"encoding": splits.config, "data": splits.description}
+    Trained = TrainedClassifier
 
-    def rebuild(self, config: dict, out_dir: Path, quiet: bool):
-        opts, seed = ClassifyOptions(**config["task_options"]), config["training"]["seed"]
-        splits = Splits(opts, seed, stored=config["encoding"])
-        model = build_model(opts, config["encoding"], seed)
-        return model, ClassifyRun(model, splits, opts, seed)
+    def prepare(self, options: ClassifyOptions, seed: int, stored: dict | None = None):
+        splits = Splits(options, seed, stored)
+        return splits, splits.config, splits.description
 
-    def load(self, out_dir: Path, config: dict) -> TrainedClassifier:
-        model = build_model(ClassifyOptions(**config["task_options"]), config["encoding"], 0)
-        model.load_state_dict(md.load_model_weights(out_dir))
-        return TrainedClassifier(out_dir, config, model)
+    def make_model(self, options: ClassifyOptions, encoding: dict, seed: int) -> SequenceClassifier:
+        return build_model(options, encoding, seed)
+
+    def make_run(self, model, splits: Splits, options: ClassifyOptions, seed: int) -> ClassifyRun:
+        return ClassifyRun(model, splits, options, seed)
 
     # ---- the action verb: rnnkit classify DIR ---------------------------------------------------
     def add_action_arguments(self, p) -> None:
@@ -385,15 +371,11 @@ class ClassifyTask(Task):
         p.add_argument("--top", type=int, default=3, help="labels shown per input, most probable first (default: 3)")
 
     def act(self, model: TrainedClassifier, args) -> int:
-        if args.data and args.texts:
-            raise ValueError("give TEXT arguments or --data FILE, not both")
-        if args.data:
+        if args.data and not args.texts:  # a file: texts (a label<TAB> prefix dropped) or series
             items = load_classification(args.data, labelled=False).items
-        elif args.texts:
-            items = args.texts
         else:
-            raise ValueError("TEXT: give at least one text to classify, or --data FILE")
-        if model.encoding["input"] != "text" and args.texts:
+            items = input_texts(args)
+        if model.encoding["input"] != "text" and isinstance(items[0], str):
             raise ValueError(f"TEXT: {model.dir} classifies numeric series; give them with --data FILE")
         for item, result in zip(items, model.classify(items)):
             shown = item if isinstance(item, str) else f"series of {len(item)} steps"

@@ -32,9 +32,9 @@ from ..data import DataError
 from ..data.series import Series, anomaly_ranges, check_series, read_series_table, ucr_anomaly_series
 from ..models.forecaster import Forecaster
 from ..nn import GaussianNLLLoss, no_grad
-from ..training import model_dir as md
+from ..training.trainer import check_options
 from ..training.plots import pyplot, save_figure
-from .base import Task, register
+from .base import SeededRun, Task, register, validation_line
 from .forecast import fill_gaps
 
 BUILT_IN = ("ucr-anomaly",)
@@ -82,9 +82,7 @@ class DetectOptions:
         checks = {"missing": self.missing in ("error", "interpolate", "mask"), "window": self.window >= 1,
                   "valid_fraction": 0 < self.valid_fraction < 1, "threshold": self.threshold in ("pot", "percentile"),
                   "percentile": 0 < self.percentile < 100, "risk": 0 < self.risk < 0.1, "dropout": 0 <= self.dropout < 1}
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"--{name.replace('_', '-')}: invalid value {getattr(self, name)!r} ({self.HELP[name]})")
+        check_options(self, checks)
 
 
 def load(opts: DetectOptions, spec: str | None = None, part: str = "train") -> tuple[Series, np.ndarray | None]:
@@ -172,7 +170,7 @@ class Stream:
         return score
 
 
-class DetectRun:
+class DetectRun(SeededRun):
     """Training on random windows of the normal data; validation on its held-out tail."""
 
     def __init__(self, model: Forecaster, series: Series, encoding: dict, opts: DetectOptions, seed: int):
@@ -182,12 +180,10 @@ class DetectRun:
         self.split = encoding["split"]
         self.scaled = ((self.values - np.array(encoding["mean"])) / np.array(encoding["std"])).astype(np.float32)
         self.loss_fn = GaussianNLLLoss()
-        self.batches_done = 0
         self.detector = Detector(model, opts.window, encoding["mean"], encoding["std"])
 
     def train_step(self) -> tuple[float, int]:
-        rng = np.random.default_rng([self.seed, self.batches_done])  # a function of the step: resumable as it is
-        self.batches_done += 1
+        rng = self.batch_rng()
         W = self.opts.window
         ends = rng.integers(W, self.split, self.opts.batch_size)
         ends = ends[self.observed[ends]] if self.observed[ends].any() else ends  # no loss on missing targets
@@ -205,11 +201,19 @@ class DetectRun:
         s = self.held_out_scores()
         return {"loss": float(np.mean(s * s)), "median_score": float(np.median(s)), "max_score": float(s.max())}
 
-    def state_dict(self) -> dict:
-        return {"batches_done": np.array(self.batches_done)}
 
-    def load_state_dict(self, d: dict) -> None:
-        self.batches_done = int(d["batches_done"])
+def prepare_series(opts: DetectOptions, stored: dict | None = None) -> tuple[Series, dict]:
+    """The normal series and the encoding: the split point and the scaling of the training part."""
+    series, _ = load(opts)
+    check_series(series, opts.window + 10, window=opts.window, horizon=10)
+    split = stored["split"] if stored else int(round(len(series) * (1 - opts.valid_fraction)))
+    if not stored and (split - opts.window < 10 or len(series) - split < 10):
+        raise DataError(f"data: {len(series)} points are too few for a window of {opts.window} with "
+                        f"{opts.valid_fraction:.0%} held out; give more normal data or a shorter --window")
+    train = fill_gaps(np.where(series.mask, series.values, np.nan))[:split]
+    encoding = stored or {"columns": series.target, "split": split, "mean": train.mean(axis=0).tolist(),
+                          "std": np.maximum(train.std(axis=0), 1e-8).tolist()}
+    return series, encoding
 
 
 def build_model(opts: DetectOptions, encoding: dict, seed: int) -> Forecaster:
@@ -220,11 +224,15 @@ def build_model(opts: DetectOptions, encoding: dict, seed: int) -> Forecaster:
 class TrainedDetector:
     """A trained detector loaded from its directory: detect, evaluate, describe."""
 
-    def __init__(self, out_dir: Path, config: dict, model: Forecaster, threshold: float):
+    def __init__(self, out_dir: Path, config: dict, model: Forecaster):
         self.dir, self.config, self.model = Path(out_dir), config, model
-        self.opts = DetectOptions(**config["task_options"])
+        opts = self.opts = DetectOptions(**config["task_options"])
         e = self.encoding = config["encoding"]
-        self.detector = Detector(model, self.opts.window, e["mean"], e["std"], threshold)
+        # the threshold, from the held-out normal scores of these weights (cheap: a few hundred windows)
+        series, _ = prepare_series(opts, e)
+        scores = DetectRun(model, series, e, opts, 0).held_out_scores()
+        threshold = pot_threshold(scores, opts.risk) if opts.threshold == "pot" else float(np.percentile(scores, opts.percentile))
+        self.detector = Detector(model, opts.window, e["mean"], e["std"], threshold)
 
     def _scored(self, data: str | None):
         series, labels = load(self.opts, data, part="test")
@@ -273,7 +281,7 @@ class TrainedDetector:
             + (f", risk {o.risk}" if o.threshold == "pot" else f", percentile {o.percentile}") + ")",
         ]
         if m:
-            lines.append("validation " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)) + f" (step {m.get('step')})")
+            lines.append(validation_line(m))
         return "\n".join(lines if not short else [lines[0], lines[-2], lines[-1]])
 
 
@@ -308,41 +316,18 @@ class DetectTask(Task):
     action_help = "Score every point of a series, flag those above the threshold and print the flagged ranges (and a PNG)."
     Options = DetectOptions
 
-    def _prepare(self, opts: DetectOptions, stored: dict | None = None):
-        series, _ = load(opts)
-        check_series(series, opts.window + 10, window=opts.window, horizon=10)
-        split = stored["split"] if stored else int(round(len(series) * (1 - opts.valid_fraction)))
-        if not stored and (split - opts.window < 10 or len(series) - split < 10):
-            raise DataError(f"data: {len(series)} points are too few for a window of {opts.window} with "
-                            f"{opts.valid_fraction:.0%} held out; give more normal data or a shorter --window")
-        train = fill_gaps(np.where(series.mask, series.values, np.nan))[:split]
-        encoding = stored or {"columns": series.target, "split": split, "mean": train.mean(axis=0).tolist(),
-                              "std": np.maximum(train.std(axis=0), 1e-8).tolist()}
-        return series, encoding
+    Trained = TrainedDetector
 
-    def build(self, options: DetectOptions, training, out_dir: Path, quiet: bool):
-        if not options.data:
-            raise ValueError("--data: a detector needs normal data (a CSV file or one of: " + ", ".join(BUILT_IN) + ")")
-        series, encoding = self._prepare(options)
-        model = build_model(options, encoding, training.seed)
-        run = DetectRun(model, series, encoding, options, training.seed)
-        return model, run, {"encoding": encoding, "data": {"source": series.source, "points": len(series)}}
+    def prepare(self, options: DetectOptions, seed: int, stored: dict | None = None):
+        series, encoding = prepare_series(options, stored)
+        return (series, encoding), encoding, {"source": series.source, "points": len(series)}
 
-    def rebuild(self, config: dict, out_dir: Path, quiet: bool):
-        opts, seed = DetectOptions(**config["task_options"]), config["training"]["seed"]
-        series, encoding = self._prepare(opts, config["encoding"])
-        model = build_model(opts, encoding, seed)
-        return model, DetectRun(model, series, encoding, opts, seed)
+    def make_model(self, options: DetectOptions, encoding: dict, seed: int) -> Forecaster:
+        return build_model(options, encoding, seed)
 
-    def load(self, out_dir: Path, config: dict) -> TrainedDetector:
-        opts = DetectOptions(**config["task_options"])
-        model = build_model(opts, config["encoding"], 0)
-        model.load_state_dict(md.load_model_weights(out_dir))
-        # the threshold, from the held-out normal scores of these weights (cheap: a few hundred windows)
-        series, encoding = self._prepare(opts, config["encoding"])
-        scores = DetectRun(model, series, encoding, opts, 0).held_out_scores()
-        threshold = pot_threshold(scores, opts.risk) if opts.threshold == "pot" else float(np.percentile(scores, opts.percentile))
-        return TrainedDetector(out_dir, config, model, threshold)
+    def make_run(self, model, data, options: DetectOptions, seed: int) -> "DetectRun":
+        series, encoding = data
+        return DetectRun(model, series, encoding, options, seed)
 
     def add_action_arguments(self, p) -> None:
         p.add_argument("--data", metavar="FILE", help="the series to score (default: the built-in test series, "

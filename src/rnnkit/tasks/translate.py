@@ -27,9 +27,9 @@ from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.parallel import bible_pairs, read_pairs
 from ..models.seq2seq import Seq2Seq
 from ..nn import no_grad
-from ..training import model_dir as md
+from ..training.trainer import check_options
 from ..training.plots import pyplot, save_figure
-from .base import Task, register
+from .base import BucketedRun, Task, input_texts, register
 
 # The start and end tokens: the control characters STX and ETX, which texts do not hold and which
 # a character vocabulary can keep like any other character.
@@ -90,9 +90,7 @@ class TranslateOptions:
                   "attention": self.attention in ATTENTIONS, "sampling": 0 <= self.sampling <= 1,
                   "valid_fraction": 0 < self.valid_fraction < 1, "test_fraction": 0 <= self.test_fraction < 1,
                   "beam": self.beam >= 1, "max_words": self.max_words >= 0, "dropout": 0 <= self.dropout < 1}
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"--{name.replace('_', '-')}: invalid value {getattr(self, name)!r} ({self.HELP[name]})")
+        check_options(self, checks)
 
 
 def _read(spec: str, max_words: int) -> tuple[list[str], list[str], str]:
@@ -221,7 +219,7 @@ def bleu_chrf(hypotheses: list[str], references: list[str]) -> dict:
             "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score}
 
 
-class TranslateRun:
+class TranslateRun(BucketedRun):
     def __init__(self, model: Seq2Seq, data: PairData, opts: TranslateOptions, seed: int):
         self.model, self.data, self.opts = model, data, opts
         self.batches = BucketBatches([len(s) for s in data.ids["train"][0]], opts.batch_size, seed)
@@ -236,12 +234,6 @@ class TranslateRun:
 
     def evaluate(self) -> dict:
         return {"loss": validation_loss(self.model, self.data, "valid", self.opts.batch_size)}
-
-    def state_dict(self) -> dict:
-        return {f"batches.{k}": v for k, v in self.batches.state_dict().items()}
-
-    def load_state_dict(self, d: dict) -> None:
-        self.batches.load_state_dict({k[8:]: v for k, v in d.items() if k.startswith("batches.")})
 
 
 class TrainedTranslator:
@@ -327,25 +319,20 @@ class TranslateTask(Task):
     action_help = "Translate sentences with a trained model (beam search by default), optionally drawing the attention."
     Options = TranslateOptions
 
-    def build(self, options: TranslateOptions, training, out_dir: Path, quiet: bool):
-        if not options.data:
-            raise ValueError("--data: a translation model needs sentence pairs (a TSV file, or bible)")
+    Trained = TrainedTranslator
+    encoding_key = "vocabulary"
+
+    def prepare(self, options: TranslateOptions, seed: int, stored: dict | None = None):
         if options.attention == "luong-dot" and not options.unidirectional:
             raise ValueError("--attention luong-dot: needs --unidirectional (its keys must be the decoder's size)")
-        data = PairData(options, training.seed)
-        model = build_model(options, data.vocab.config, training.seed)
-        return model, TranslateRun(model, data, options, training.seed), {"vocabulary": data.vocab.config, "data": data.description}
+        data = PairData(options, seed, stored)
+        return data, data.vocab.config, data.description
 
-    def rebuild(self, config: dict, out_dir: Path, quiet: bool):
-        opts, seed = TranslateOptions(**config["task_options"]), config["training"]["seed"]
-        data = PairData(opts, seed, stored=config["vocabulary"])
-        model = build_model(opts, config["vocabulary"], seed)
-        return model, TranslateRun(model, data, opts, seed)
+    def make_model(self, options: TranslateOptions, encoding: dict, seed: int) -> Seq2Seq:
+        return build_model(options, encoding, seed)
 
-    def load(self, out_dir: Path, config: dict) -> TrainedTranslator:
-        model = build_model(TranslateOptions(**config["task_options"]), config["vocabulary"], 0)
-        model.load_state_dict(md.load_model_weights(out_dir))
-        return TrainedTranslator(out_dir, config, model)
+    def make_run(self, model, data: PairData, options: TranslateOptions, seed: int) -> TranslateRun:
+        return TranslateRun(model, data, options, seed)
 
     def add_action_arguments(self, p) -> None:
         p.add_argument("texts", nargs="*", metavar="TEXT", help="sentences to translate (or give --data)")
@@ -354,17 +341,7 @@ class TranslateTask(Task):
         p.add_argument("--heatmap", metavar="PNG", help="draw the attention of the first sentence into this PNG")
 
     def act(self, model: TrainedTranslator, args) -> int:
-        if args.data and args.texts:
-            raise ValueError("give TEXT arguments or --data FILE, not both")
-        if args.data:
-            from ..data import read_text_file
-
-            texts = [line.strip() for line in read_text_file(args.data).split("\n") if line.strip()]
-        else:
-            texts = args.texts
-        if not texts:
-            raise ValueError("TEXT: give at least one sentence to translate, or --data FILE")
-        results = model.translate(texts, args.beam)
+        results = model.translate(input_texts(args), args.beam)
         for r in results:
             if r["unknown"]:
                 sys.stderr.write(f"rnnkit: note: unknown to the model, read as <unk>: {', '.join(r['unknown'])}\n")

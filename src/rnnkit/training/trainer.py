@@ -33,6 +33,14 @@ class TrainingError(RuntimeError):
     """Training cannot go on (diverged, or asked to resume what cannot be resumed)."""
 
 
+def check_options(options, checks: dict[str, bool]) -> None:
+    """Raise the command line's error for the first option whose check is False: its flag, the
+    value given and its help text (an options dataclass has a HELP dict)."""
+    for name, ok in checks.items():
+        if not ok:
+            raise ValueError(f"--{name.replace('_', '-')}: invalid value {getattr(options, name)!r} ({options.HELP[name]})")
+
+
 @dataclass
 class TrainingOptions:
     steps: int = 2000
@@ -78,9 +86,7 @@ class TrainingOptions:
             "optimizer": self.optimizer in ("adam", "adamw", "sgd"),
             "schedule": self.schedule in ("constant", "cosine", "step"),
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"--{name.replace('_', '-')}: invalid value {getattr(self, name)!r} ({self.HELP[name]})")
+        check_options(self, checks)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainingOptions:
