@@ -72,6 +72,9 @@ def test_long_sentences_are_cut_after_a_sentence_end():
     assert ["".join(t) for t, _ in pieces] == ["今天下雨。", "明天晴天。后天"]  # 7 tokens fit
     pieces = cut_long([(list("abcdefghij"), ["O"] * 10)], 4)
     assert ["".join(t) for t, _ in pieces] == ["abcd", "efgh", "ij"]
+    tags = ["O", "O", "B-PER", "I-PER", "I-PER", "O", "O"]  # a cut at 4 would split the name
+    pieces = cut_long([(list("abcdefg"), tags)], 4)
+    assert [t for _, t in pieces] == [["O", "O"], ["B-PER", "I-PER", "I-PER", "O"], ["O"]]
 
 
 # ---- bad input: one line, exit code 2 ------------------------------------------------------------

@@ -85,13 +85,16 @@ class TagOptions:
 
 def cut_long(sentences, max_len: int):
     """Sentences of at most ``max_len`` tokens: a longer one is cut after its last sentence-final
-    mark within the limit, or at the limit when there is none."""
+    mark within the limit, else at the last place within it that does not split an entity (a
+    tag that continues one, I- or E-, never starts a piece), else at the limit."""
     if not max_len:
         return sentences
     out = []
     for tokens, tags in sentences:
         while len(tokens) > max_len:
-            cut = max((i + 1 for i in range(max_len) if tokens[i] in SENTENCE_ENDS), default=max_len)
+            free = [i for i in range(1, max_len + 1) if tags[i][:2] not in ("I-", "E-")]
+            ends = [i for i in free if tokens[i - 1] in SENTENCE_ENDS]
+            cut = max(ends or free or [max_len])
             out.append((tokens[:cut], tags[:cut]))
             tokens, tags = tokens[cut:], tags[cut:]
         if tokens:
