@@ -138,3 +138,19 @@ def test_constant_series_and_missing_values(tmp_path, capsys):
     holes = write_monthly(tmp_path / "holes.csv", holes=(10,))
     err = run_error(train_args(holes, tmp_path), capsys)
     assert f"{holes}:12" in err and "missing" in err
+
+
+def test_window_level_follows_a_trend_past_the_training_range(tmp_path):
+    path = tmp_path / "trend.csv"
+    rng = np.random.default_rng(5)
+    path.write_text("t,v\n" + "\n".join(f"{i},{0.1 * i + np.sin(i / 2) + 0.05 * rng.standard_normal():.4f}"
+                                        for i in range(160)) + "\n")
+    model = rnnkit.train("forecast", tmp_path / "m", data=str(path), horizon=5, window=20, origins=2, valid_origins=2,
+                         hidden=16, steps=300, lr=0.01, valid_every=100)
+    before_backtest = model.encoding["first_origin"] - 1
+    top = np.loadtxt(path, delimiter=",", skiprows=1)[: before_backtest + 1, 1].max()
+    result = model.forecast()  # after the end: 16 points above anything the scaling saw
+    assert result["mean"].mean() > top
+    assert model.widen == model.config["metrics"]["widen"] > 0
+    metrics = model.evaluate()
+    assert metrics["rnnkit_mase"] < metrics["naive_mase"]
