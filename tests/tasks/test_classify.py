@@ -146,6 +146,7 @@ def test_classify_without_input_and_the_wrong_verb_are_named(tmp_path, reviews, 
     rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=2, hidden=4, embed=4, valid_every=2)
     assert "give at least one text" in run_error(["classify", str(tmp_path / "m")], capsys)
     assert "classify" in run_error(["generate", str(tmp_path / "m")], capsys)
+    assert "diagnostics work on 'lm' models" in run_error(["diagnose", str(tmp_path / "m")], capsys)
 
 
 @pytest.mark.parametrize("args,match", [(["--pooling", "sum"], "--pooling: invalid value 'sum'"),

@@ -151,6 +151,9 @@ def run(args) -> int:
 
         config = md.load_config(Path(args.model_dir))
         model = get_task(config["task"]).load(Path(args.model_dir), config)
+        if not hasattr(model, "diagnose"):
+            raise ValueError(f"diagnose: {args.model_dir} is a {config['task']!r} model; diagnostics work on 'lm' models so far "
+                             "(for any layer, set record_grad_norms and read grad_norms after backward)")
         print(format_report(model.diagnose(args.data, args.windows)))
         return 0
     if args.verb == "experiment":
