@@ -1,6 +1,6 @@
 """Many-to-one: a recurrent network read into one vector per sequence, and a linear head.
 
-    e_t = Embedding(x_t)   (token ids)   or   x_t   (numeric features)
+    e_t = Dropout(Embedding(x_t))   (token ids)   or   x_t   (numeric features)
     h_t = RNN(e_t, h_{t−1})               stacked, optionally bidirectional: D·H features
     v   = pool(h_1 … h_len)               last | mean | max | attention, over each sequence's own steps
     y   = Linear(Dropout(v))              (B, num_outputs): class logits, or the values of a regressor
@@ -109,6 +109,7 @@ class SequenceClassifier(Module):
         self.rng = as_rng(rng)  # one generator for init and dropout, so a checkpoint resumes the same stream
         if vocab_size:
             self.embedding = Embedding(vocab_size, embed_size, dtype=dtype, rng=self.rng)
+            self.drop_in = Dropout(dropout, rng=self.rng)
         D = 2 if bidirectional else 1
         self.rnn = make_recurrent(cell, embed_size if vocab_size else input_size, hidden_size, num_layers, bidirectional,
                                   dropout, dtype=dtype, rng=self.rng)
@@ -118,11 +119,11 @@ class SequenceClassifier(Module):
 
     def forward(self, x, lengths=None) -> np.ndarray:
         tokens = "embedding" in self._modules
-        out, _ = self.rnn(self.embedding(x) if tokens else x, lengths=lengths)
+        out, _ = self.rnn(self.drop_in(self.embedding(x)) if tokens else x, lengths=lengths)
         return self.head(self.drop(self.pool(out, lengths)))
 
     def backward(self, d_logits) -> None:
         d_out = self.pool.backward(self.drop.backward(self.head.backward(d_logits)))
         dx, _ = self.rnn.backward(d_out)
         if "embedding" in self._modules:
-            self.embedding.backward(dx)
+            self.embedding.backward(self.drop_in.backward(dx))

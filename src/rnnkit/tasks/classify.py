@@ -68,7 +68,7 @@ class ClassifyOptions:
         "layers": "number of stacked recurrent layers",
         "bidirectional": "read each sequence in both directions",
         "pooling": "how a sequence becomes one vector: " + ", ".join(POOLINGS),
-        "dropout": "dropout between layers and before the output layer",
+        "dropout": "dropout on embeddings, between layers and before the output layer",
         "batch_size": "sequences per batch",
         "valid_fraction": "fraction of the training data held out for validation (stratified)",
         "folds": "cross-validation: split the data into this many folds and test on --fold (0: no folds)",
