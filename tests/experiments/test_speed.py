@@ -35,3 +35,13 @@ def test_sequential_kinds_run_the_minimal_layer_in_its_sequential_mode():
 def test_bad_speed_options(args, match, capsys):
     assert main(["experiment", "speed", *args]) == 2
     assert match in capsys.readouterr().err
+
+
+def test_cases_predicted_to_be_too_slow_are_skipped_and_shown(tmp_path, capsys):
+    args = ["experiment", "speed", "--kinds", "gru,attention", "--lengths", "8,512", "--sizes", "2x4", "--repeats", "1",
+            "--max-seconds", "1e-5", "--out", str(tmp_path)]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "results.json").read_text())
+    long = [r for r in report["results"] if r["T"] == 512]
+    assert all("skipped" in r for r in long) and all("seconds" in r for r in report["results"] if r["T"] == 8)
+    assert "skipped" in capsys.readouterr().out

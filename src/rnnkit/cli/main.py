@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lengths", default="128,512,2048,4096", help="comma-separated lengths T (default: 128,512,2048,4096)")
     sp.add_argument("--sizes", default="1x64,8x128,32x512", help="comma-separated BATCHxHIDDEN (default: 1x64,8x128,32x512)")
     sp.add_argument("--repeats", type=int, default=3, help="timed steps per case; the median is reported (default: 3)")
+    sp.add_argument("--max-seconds", type=float, default=0.0, help="skip a case whose step is predicted (from the "
+                    "shorter lengths) to take longer than this (default: 0, never skip)")
     sp.add_argument("--out", metavar="DIR", help="where to write results.json (default: experiments/speed)")
 
     info = verbs.add_parser("info", help="what a model directory holds", description="Show a model's task, architecture, size, vocabulary, data and metrics.")
@@ -235,7 +237,7 @@ def _speed(args, progress) -> int:
     if not sizes or any(len(s) != 2 or min(s) < 1 for s in sizes):
         raise ValueError(f"--sizes: expected comma-separated BATCHxHIDDEN such as 8x128, got {args.sizes!r}")
     opts = speed.SpeedOptions(kinds=_names(args.kinds), lengths=_ints(args.lengths, "lengths"), sizes=sizes,
-                              repeats=_ints(str(args.repeats), "repeats")[0])
+                              repeats=_ints(str(args.repeats), "repeats")[0], max_seconds=args.max_seconds)
     report = speed.run(opts, progress)
     print(file=sys.stderr)
     out = Path(args.out or Path("experiments") / "speed")

@@ -30,6 +30,7 @@ class SpeedOptions:
     sizes: list[tuple[int, int]] = field(default_factory=lambda: [(1, 64), (8, 128), (32, 512)])
     repeats: int = 3
     seed: int = 0
+    max_seconds: float = 0.0  # skip a case whose step is predicted to take longer (0: never skip)
 
 
 def make_layer(kind: str, hidden: int, rng):
@@ -67,6 +68,16 @@ def step_time(kind: str, T: int, batch: int, hidden: int, repeats: int, seed: in
     return {"kind": kind, "T": T, "batch": batch, "hidden": hidden, "seconds": float(np.median(times)), "peak_bytes": int(peak)}
 
 
+def predicted_seconds(done: list[dict], kind: str, T: int, batch: int, hidden: int) -> float | None:
+    """A step's time extrapolated from the longest shorter T of the same kind and size: linear in T
+    for the recurrent layers, quadratic for attention."""
+    shorter = [r for r in done if (r["kind"], r["batch"], r["hidden"]) == (kind, batch, hidden) and r["T"] < T and "seconds" in r]
+    if not shorter:
+        return None
+    r = max(shorter, key=lambda r: r["T"])
+    return r["seconds"] * (T / r["T"]) ** (2 if kind == "attention" else 1)
+
+
 def run(opts: SpeedOptions, progress=None) -> dict:
     bad = [k for k in opts.kinds if k not in KINDS]
     if bad:
@@ -75,6 +86,10 @@ def run(opts: SpeedOptions, progress=None) -> dict:
     for batch, hidden in opts.sizes:
         for T in opts.lengths:
             for kind in opts.kinds:
+                guess = predicted_seconds(results, kind, T, batch, hidden)
+                if opts.max_seconds and guess is not None and guess > opts.max_seconds:
+                    results.append({"kind": kind, "T": T, "batch": batch, "hidden": hidden, "skipped": f"predicted {guess:.0f} s a step"})
+                    continue
                 if progress:
                     progress(f"speed: {kind} T={T} batch={batch} hidden={hidden}")
                 results.append(step_time(kind, T, batch, hidden, opts.repeats, opts.seed))
@@ -98,7 +113,10 @@ def format_table(report: dict) -> str:
             cells = []
             for k in kinds:
                 r = _lookup(rows, k, T, batch, hidden)
-                ratio = f" [{gru['seconds'] / r['seconds']:5.1f}x]" if gru and k != "gru" else " " * 9
+                if "skipped" in r:
+                    cells.append(f"{'skipped':>26}")
+                    continue
+                ratio = f" [{gru['seconds'] / r['seconds']:5.1f}x]" if gru and "seconds" in gru and k != "gru" else " " * 9
                 cells.append(f"{r['seconds'] * 1e3:>9.1f} ({r['peak_bytes'] / 2**20:>6.1f}){ratio}")
             lines.append(f"{T:>6}" + "".join(cells))
     return "\n".join(lines)
@@ -111,7 +129,8 @@ def plot_speed(report: dict, path):
     fig, axes = pyplot().subplots(1, len(sizes), figsize=(4.5 * len(sizes), 4), squeeze=False)
     for ax, (batch, hidden) in zip(axes[0], sizes):
         for kind in dict.fromkeys(r["kind"] for r in rows):
-            pts = sorted((r["T"], r["seconds"] * 1e3) for r in rows if (r["kind"], r["batch"], r["hidden"]) == (kind, batch, hidden))
+            pts = sorted((r["T"], r["seconds"] * 1e3) for r in rows
+                         if (r["kind"], r["batch"], r["hidden"]) == (kind, batch, hidden) and "seconds" in r)
             ax.loglog(*zip(*pts), marker="o", label=kind)
         ax.set(title=f"batch {batch}, hidden {hidden}", xlabel="sequence length T", ylabel="ms per training step")
         ax.grid(True, which="both", alpha=0.3)
