@@ -115,3 +115,17 @@ def test_diagnose_every_logs_gradient_flow_and_clipping(tmp_path):
     assert len(flows[0]["grad_flow"]["0:layer 1"]) == 7  # one norm per time step
     assert "rnn.weight_hh_l0" in flows[0]["param_grad_norms"]
     assert all(r["clipped_fraction"] == 1.0 for r in records if "clipped_fraction" in r)  # a tiny clip clips every step
+
+
+def test_monitor_keeps_the_weights_with_the_best_score(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [f"{'pos' if (p := rng.integers(2)) else 'neg'}\t{'good' if p else 'bad'} {' '.join(rng.choice(['a', 'film', 'plot'], 3))}"
+            for _ in range(120)]
+    data = tmp_path / "r.tsv"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    model = rnnkit.train("classify", tmp_path / "m", data=str(data), steps=60, valid_every=5, hidden=4, embed=4,
+                         monitor="accuracy", lr=0.01)
+    accuracies = [r["valid_accuracy"] for r in md.read_metrics(model.dir) if "valid_accuracy" in r]
+    assert model.config["metrics"]["accuracy"] == max(accuracies)
+    with pytest.raises(TrainingError, match="--monitor: this task's validation reports loss, .*not 'f1'"):
+        rnnkit.train("classify", tmp_path / "m2", data=str(data), steps=5, valid_every=5, hidden=4, embed=4, monitor="f1")

@@ -57,6 +57,7 @@ class TrainingOptions:
     log_every: int = 10
     time_limit: float = 0.0
     diagnose_every: int = 0
+    monitor: str = "loss"
 
     HELP = {
         "steps": "optimizer steps in all (a resumed run may raise it)",
@@ -69,6 +70,8 @@ class TrainingOptions:
         "clip": "clip the gradients' global norm to this (0: no clipping)",
         "valid_every": "validate, checkpoint and keep the best weights every N steps",
         "patience": "stop after this many validations without improvement (0: never stop early)",
+        "monitor": "the validation metric that picks the best weights and decides early stopping: loss (lower is "
+                   "better), or a score the task reports, higher is better (accuracy, macro_f1, f1)",
         "seed": "seed of every random draw (same seed, same weights)",
         "log_every": "write a metrics line every N steps",
         "time_limit": "stop after this many seconds of training (0: no limit)",
@@ -85,6 +88,7 @@ class TrainingOptions:
             "weight_decay": self.weight_decay >= 0, "momentum": self.momentum >= 0,
             "optimizer": self.optimizer in ("adam", "adamw", "sgd"),
             "schedule": self.schedule in ("constant", "cosine", "step"),
+            "monitor": isinstance(self.monitor, str) and self.monitor.isidentifier(),
         }
         check_options(self, checks)
 
@@ -234,8 +238,12 @@ class Trainer:
             self.model.eval()
             metrics = self.run.evaluate()
         md.append_metrics(self.out, {"step": self.step, **{f"valid_{k}": v for k, v in metrics.items()}})
-        if metrics["loss"] < self.best:
-            self.best, self.bad_validations = metrics["loss"], 0
+        if self.opt.monitor not in metrics:
+            raise TrainingError(f"--monitor: this task's validation reports {', '.join(metrics)}, not {self.opt.monitor!r}")
+        # lower is better for the loss; for a score, compare its negative, so the best is the minimum
+        value = metrics[self.opt.monitor] * (1 if self.opt.monitor == "loss" else -1)
+        if value < self.best:
+            self.best, self.bad_validations = value, 0
             config = dict(self.config, status="training", metrics=dict(metrics, step=self.step))
             md.save_model(self.out, config, self.model.state_dict())
         else:
