@@ -59,3 +59,14 @@ def test_experiment_command_prints_the_table(tmp_path, capsys):
 def test_bad_experiment_options(args, match, capsys):
     assert main(["experiment", "copy", *args]) == 2
     assert match in capsys.readouterr().err
+
+
+def test_a_model_that_diverges_is_recorded_and_the_others_still_train():
+    # IRNN (ReLU, identity recurrence) with a huge learning rate overflows within a few steps
+    opts = lr.ExperimentOptions(lengths=[30], cells=["irnn", "gru"], hidden=8, batch=8, steps=40, lr=1.0, clip=0.0,
+                                eval_batch=16)
+    report = lr.run("copy", opts)
+    irnn, gru = report["results"]
+    assert math.isnan(irnn["test_loss"]) and not irnn["beats_baseline"] and irnn["grad_flow"] is None
+    assert math.isnan(irnn["curve"][-1][1])
+    assert gru["cell"] == "gru" and gru["grad_flow"] is not None

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", metavar="DIR", help=f"where to write the results (default: experiments/{problem})")
         for name, kind, default, help_text in (("hidden", int, 128, "hidden size"), ("batch", int, 50, "batch size"),
                                                ("steps", int, 2000, "training steps per model and length"),
-                                               ("lr", float, 1e-3, "Adam learning rate"), ("clip", float, 1.0, "gradient clipping (global norm)"),
+                                               ("lr", float, 1e-3, "Adam learning rate"), ("clip", float, 1.0, "gradient clipping (global norm; 0: none)"),
                                                ("seed", int, 0, "seed")):
             p.add_argument(f"--{name}", type=kind, default=default, help=f"{help_text} (default: {default})")
     sp = problems.add_parser("speed", help="time and memory of a training step against sequence length",

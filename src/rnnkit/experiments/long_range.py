@@ -25,6 +25,7 @@ import numpy as np
 from ..models.sequence_model import CELLS, SequenceModel
 from ..nn import Adam, CrossEntropyLoss, MSELoss, clip_grad_norm_
 from ..nn.recurrent import RecurrentLayer
+from ..nn.validation import NonFiniteError
 
 ADDING_BASELINE = 1 / 6
 COPY_SYMBOLS, COPY_ALPHABET = 10, 8
@@ -92,15 +93,18 @@ def train_one(problem: str, cell: str, T: int, opts: ExperimentOptions, progress
     loss_fn = MSELoss() if problem == "adding" else CrossEntropyLoss()
     optimizer = Adam(model.parameters(), lr=opts.lr)
     curve, started = [], time.perf_counter()
+    diverged = False
     for step in range(1, opts.steps + 1):
         x, y = make_batch(rng, opts.batch, T)
-        loss = loss_fn(model(x), y)
-        if not math.isfinite(loss):
+        loss = _loss(model, loss_fn, x, y)
+        if not math.isfinite(loss):  # the run diverged: recorded as such, and the next model trains
             curve.append((step, float("nan")))
+            diverged = True
             break
         optimizer.zero_grad()
         model.backward(loss_fn.backward())
-        clip_grad_norm_(model.parameters(), opts.clip)
+        if opts.clip:  # 0: no clipping (clipping to a norm of 0 would stop all learning)
+            clip_grad_norm_(model.parameters(), opts.clip)
         optimizer.step()
         if step % max(1, opts.steps // 50) == 0:
             curve.append((step, float(loss)))
@@ -109,15 +113,26 @@ def train_one(problem: str, cell: str, T: int, opts: ExperimentOptions, progress
     seconds = time.perf_counter() - started
 
     x, y = make_batch(np.random.default_rng([opts.seed, T, 999]), opts.eval_batch, T)  # the same held-out batch for every model
-    recording = isinstance(model.rnn, RecurrentLayer)
+    recording = isinstance(model.rnn, RecurrentLayer) and not diverged
     model.rnn.record_grad_norms = recording
-    test_loss = float(loss_fn(model(x), y))
-    model.backward(loss_fn.backward())
-    flow = model.rnn.grad_norms[0].tolist() if recording else None
+    test_loss = float("nan") if diverged else _loss(model, loss_fn, x, y)
+    flow = None
+    if recording and math.isfinite(test_loss):
+        model.backward(loss_fn.backward())
+        flow = model.rnn.grad_norms[0].tolist()
     base = baseline(problem, T)
     return {"problem": problem, "cell": cell, "T": T, "test_loss": test_loss, "baseline": base,
             "beats_baseline": bool(math.isfinite(test_loss) and test_loss < 0.5 * base),
             "train_seconds": seconds, "curve": curve, "grad_flow": flow}
+
+
+def _loss(model, loss_fn, x, y) -> float:
+    """The loss, or NaN when the weights have overflowed (the forward pass meets inf or NaN)."""
+    try:
+        return float(loss_fn(model(x), y))
+    except NonFiniteError:
+        model.clear_caches()  # no backward follows
+        return float("nan")
 
 
 def run(problem: str, opts: ExperimentOptions, progress=None) -> dict:
