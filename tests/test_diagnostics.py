@@ -5,7 +5,7 @@ import pytest
 
 from rnnkit import diagnostics
 from rnnkit.cli.main import main
-from rnnkit.nn import GRU, LSTM, RNN
+from rnnkit.nn import GRU, LSTM, RNN, MinGRU
 
 torch = pytest.importorskip("torch")
 
@@ -73,3 +73,15 @@ def test_diagnose_command_prints_and_plots(tmp_path, capsys):
     for needle in ("gradient flow", "layer 1", "forget", "before → after clipping", "rnn.weight_hh_l1"):
         assert needle in report
     assert (out / "diagnostics" / "gradient_flow.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("kind", [RNN, MinGRU])
+def test_recorded_gradient_norms_do_not_underflow_in_float32(kind):
+    layer = kind(3, 4, rng=0)
+    layer.record_grad_norms = True
+    x = np.zeros((3, 2, 3), np.float32)
+    layer(x)
+    d = np.zeros((3, 2, 4), np.float32)
+    d[0] = 1e-30  # a float32 number whose square underflows
+    layer.backward(d)
+    assert layer.grad_norms[0, 0] == pytest.approx(np.sqrt(8) * 1e-30, rel=1e-5)

@@ -267,7 +267,7 @@ def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, relu, norms=None):
         b = bs[t]
         dh_t = dh[:b] + dY[t, :b]
         if norms is not None:
-            norms[t] = np.linalg.norm(dh_t)
+            norms[t] = np.linalg.norm(dh_t.astype(np.float64))  # float32 squares underflow below ~1e-22
         _, dh[:b] = rnn_step_backward(dh_t, Hs[t, :b], w.W_hh.data, relu, out=dA[t, :b])
     return accumulate_weight_grads(w, X, H_prev, dA), (dh,)
 
@@ -307,7 +307,7 @@ def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None):
         b = bs[t]
         dh_t = dh[:b] + dY[t, :b]
         if norms is not None:
-            norms[t] = np.linalg.norm(dh_t)
+            norms[t] = np.linalg.norm(dh_t.astype(np.float64))  # float32 squares underflow below ~1e-22
         if dH is not None:
             dH[t, :b] = dh_t
         _, dh[:b], dc[:b] = lstm_step_backward(
@@ -352,6 +352,6 @@ def gru_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None):
         b = bs[t]
         dh_t = dh[:b] + dY[t, :b]
         if norms is not None:
-            norms[t] = np.linalg.norm(dh_t)
+            norms[t] = np.linalg.norm(dh_t.astype(np.float64))  # float32 squares underflow below ~1e-22
         _, _, dh[:b] = gru_step_backward(dh_t, G[t, :b], HN[t, :b], H_prev[t, :b], w.W_hh.data, out=dG[t, :b], out_h=dG_h[t, :b])
     return accumulate_weight_grads(w, X, H_prev, dG, dG_h), (dh,)

@@ -372,7 +372,7 @@ class _MinimalRNN(RecurrentLayer):
         else:
             G = sequential_reverse_scan(np.exp(log_a), dY, dh_n)
         if norms is not None:
-            active = G if mask is None else G * mask
+            active = (G if mask is None else G * mask).astype(np.float64)  # float32 squares underflow below ~1e-22
             n = np.sqrt(np.einsum("tbh,tbh->t", active, active))
             norms[:] = n[::-1] if reverse else n
         dh0 = np.exp(log_a[0]) * G[0]
