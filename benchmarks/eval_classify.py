@@ -34,8 +34,6 @@ import datetime
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +43,7 @@ import numpy as np
 
 import rnnkit
 from rnnkit.training import model_dir as md
+from common import git_commit, machine_info, parse_override, stats, write
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -154,14 +153,6 @@ def merge(*dicts) -> dict:
     return out
 
 
-def stats(values) -> dict:
-    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
-    if v.size == 0:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-            "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
-
-
 def choose(candidates: dict[str, list[dict]]) -> str:
     """The candidate with the highest mean validation accuracy; ties: the lower mean validation loss."""
     def key(name):
@@ -171,32 +162,6 @@ def choose(candidates: dict[str, list[dict]]) -> str:
 
 
 # ---- facts about the run ------------------------------------------------------------------------
-
-
-def git_commit() -> dict:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                    capture_output=True, text=True, check=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": head, "dirty": dirty}
-
-
-def machine_info() -> dict:
-    return {
-        "platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-        "numpy": np.__version__, "rnnkit": rnnkit.__version__,
-        "thread_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("OMP_", "OPENBLAS_", "MKL_"))},
-        "load_average_1min_at_start": os.getloadavg()[0],
-    }
-
-
-def write(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    tmp.replace(path)
 
 
 def fmt(x, spec=".3f") -> str:
@@ -341,28 +306,6 @@ def run_ucr(args, work: Path, header: dict) -> dict:
 
 
 # ---- the command line ---------------------------------------------------------------------------
-
-
-def parse_override(items: list[str]) -> dict:
-    """KEY=VALUE options for rnnkit.train, typed by the value: int, float, true/false, else text."""
-    out = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise argparse.ArgumentTypeError(f"--set {item!r}: expected KEY=VALUE")
-        low = value.lower()
-        if low in ("true", "false"):
-            out[key] = low == "true"
-            continue
-        for kind in (int, float):
-            try:
-                out[key] = kind(value)
-                break
-            except ValueError:
-                pass
-        else:
-            out[key] = value
-    return out
 
 
 def main(argv=None) -> int:

@@ -42,12 +42,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,6 +58,7 @@ from rnnkit import metrics as M
 from rnnkit.tasks import base as tasks
 from rnnkit.tasks.forecast import backtest, baselines
 from rnnkit.training import model_dir as md
+from common import git_commit, machine_info, write
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -110,36 +108,14 @@ DETECT_PERCENTILE = 99.5  # the task's default --percentile
 # ---- facts about the run ------------------------------------------------------------------------
 
 
-def git_commit() -> dict:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                    capture_output=True, text=True, check=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": head, "dirty": dirty}
-
-
-def machine_info() -> dict:
-    import statsmodels
-
-    return {
-        "platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-        "numpy": np.__version__, "statsmodels": statsmodels.__version__, "rnnkit": rnnkit.__version__,
-        "thread_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("OMP_", "OPENBLAS_", "MKL_"))},
-        "load_average_1min_at_start": os.getloadavg()[0],
-    }
-
-
-def write(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    tmp.replace(path)
-
-
 def fmt(x, spec=".3f") -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def _statsmodels_version() -> str:
+    import statsmodels
+
+    return statsmodels.__version__
 
 
 # ---- ETS ----------------------------------------------------------------------------------------
@@ -409,7 +385,7 @@ def main(argv=None) -> int:
         args.extra_seeds, args.detect_seeds = min(args.extra_seeds, 1), 1
         args.out, args.detect_out = args.out or "forecast_quick.json", args.detect_out or "detect_quick.json"
     header = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
-              "quick": args.quick, "git": git_commit(), "machine": machine_info()}
+              "quick": args.quick, "git": git_commit(), "machine": machine_info(statsmodels=_statsmodels_version())}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="eval_forecast_") as tmp:
         work = Path(args.keep) if args.keep else Path(tmp)

@@ -39,8 +39,6 @@ import datetime
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +50,7 @@ import rnnkit
 from rnnkit import metrics as M
 from rnnkit.tasks.tag import TagData, predict_tags
 from rnnkit.training import model_dir as md
+from common import git_commit, machine_info, parse_override, stats, write
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -128,14 +127,6 @@ def merge(*dicts) -> dict:
     return out
 
 
-def stats(values) -> dict:
-    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
-    if v.size == 0:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-            "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
-
-
 KEYS = ("valid_f1", "valid_precision", "valid_recall", "valid_loss", "test_f1", "test_precision", "test_recall",
         "test_accuracy", "test_loss", *(f"test_f1_{t}" for t in TYPES), "train_seconds", "steps_run", "best_step")
 
@@ -164,32 +155,6 @@ def summarise(runs: list[dict]) -> dict:
 # ---- facts about the run ------------------------------------------------------------------------
 
 
-def git_commit() -> dict:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                    capture_output=True, text=True, check=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": head, "dirty": dirty}
-
-
-def machine_info() -> dict:
-    return {
-        "platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-        "numpy": np.__version__, "rnnkit": rnnkit.__version__, "nice": os.nice(0),
-        "thread_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("OMP_", "OPENBLAS_", "MKL_"))},
-        "load_average_1min_at_start": os.getloadavg()[0],
-    }
-
-
-def write(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=float) + "\n")
-    tmp.replace(path)
-
-
 def fmt(x, spec=".4f") -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
@@ -199,28 +164,6 @@ def log_run(r: dict) -> None:
           f"{fmt(r['test_precision'])} R {fmt(r['test_recall'])} F1 {fmt(r['test_f1'])} | {r['steps_run']} steps "
           f"(best {r['best_step']}, {r['status']}), {r['train_seconds']:.0f} s, {fmt(r['tokens_per_s'], '.0f')} chars/s",
           flush=True)
-
-
-def parse_override(items: list[str]) -> dict:
-    """KEY=VALUE options for rnnkit.train, typed by the value: int, float, true/false, else text."""
-    out = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise argparse.ArgumentTypeError(f"--set {item!r}: expected KEY=VALUE")
-        low = value.lower()
-        if low in ("true", "false"):
-            out[key] = low == "true"
-            continue
-        for kind in (int, float):
-            try:
-                out[key] = kind(value)
-                break
-            except ValueError:
-                pass
-        else:
-            out[key] = value
-    return out
 
 
 # ---- the benchmark ------------------------------------------------------------------------------
