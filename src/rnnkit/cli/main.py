@@ -1,8 +1,10 @@
 """The `rnnkit` command: one dispatcher; each verb's work lives with its task or in training/.
 
-    rnnkit train TASK --out DIR [options]      train a model of a task into a model directory
+    rnnkit train TASK --out DIR [options]      train a model of a task (lm, classify, tag, forecast,
+                                               detect, translate) into a model directory
     rnnkit train --resume DIR [--steps N]      continue from the last checkpoint
-    rnnkit generate DIR [--prime TEXT] ...     use a language model (each task has its verb)
+    rnnkit generate DIR [--prime TEXT] ...     use a language model (each task has its verb:
+                                               classify, tag, forecast, detect, translate)
     rnnkit evaluate DIR [--data FILE]          metrics of any model on its validation data or a file
     rnnkit diagnose DIR [--data FILE]          gradient flow over time, gradient norms, gate saturation
     rnnkit experiment adding|copy|speed        long-range benchmarks (which models beat the baseline as T grows),
