@@ -195,3 +195,9 @@ def test_overwrite_replaces_an_existing_model(corpus, trained):
     assert main(["train", "lm", "--data", str(corpus), "--out", str(trained), "--overwrite", *TINY]) == 0
     assert (trained / "model.safetensors").stat().st_mtime_ns != before
     assert len([r for r in md.read_metrics(trained) if "valid_loss" in r]) == 2  # a fresh log, not an appended one
+
+
+def test_generation_starts_where_lines_begin(trained):
+    # the state is burnt in on a newline before the prime, as if the prime began a line
+    model = rnnkit.load(trained)
+    assert model.generate("to be", length=30, seed=3) == model.generate("\nto be", length=30, seed=3)

@@ -177,6 +177,11 @@ class TrainedLanguageModel:
         check_sampling(temperature, top_k, top_p)
         prime_ids = self.check_prime(prime)
         cond = self._condition_index(condition)
+        # Trained on streams whose state is carried from window to window, the model has met its
+        # zero initial state once an epoch: read from there, an unusual prime ("ROMEO:") can throw
+        # it into a state it never learnt to leave. A newline first puts it where lines begin.
+        if not prime.startswith("\n") and self.tokenizer.contains("\n"):
+            prime_ids = np.concatenate([self.tokenizer.encode("\n"), prime_ids])
         ids = generate_ids(self.model, prime_ids, length, np.random.default_rng(seed), temperature, top_k, top_p, cond)
         return stream_text(self.tokenizer, ids, prime_ids, emit or (lambda piece: None))
 
