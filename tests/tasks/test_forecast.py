@@ -154,3 +154,17 @@ def test_window_level_follows_a_trend_past_the_training_range(tmp_path):
     assert model.widen == model.config["metrics"]["widen"] > 0
     metrics = model.evaluate()
     assert metrics["rnnkit_mase"] < metrics["naive_mase"]
+
+
+def test_scale_level_reads_each_window_in_its_own_units(tmp_path):
+    from rnnkit.tasks.forecast import ForecastOptions, Prepared, load_series
+
+    path = write_monthly(tmp_path / "s.csv")
+    opts = ForecastOptions(data=str(path), horizon=6, season=12, window=24, origins=2)
+    data = Prepared(load_series(opts), opts)
+    z, level, spread = data.read_window(10, 34, "scale")
+    values = z[:, :1]
+    assert abs(values.mean()) < 1e-6 and abs(values.std() - 1) < 1e-5  # standardised within the window
+    np.testing.assert_allclose(values * spread + level, data.scaled[10:34], rtol=1e-5, atol=1e-6)
+    z, level, spread = data.read_window(10, 34, "none")
+    assert np.all(level == 0) and np.all(spread == 1)

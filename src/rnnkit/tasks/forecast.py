@@ -15,9 +15,10 @@ before the backtest (training and validation parts).
 Known-in-advance covariates: calendar features, sin/cos of the phase in the seasonal cycle
 (its period taken from the dates when there are dates: 52.18 weeks a year, not 52).
 
-Level: by default each window is read relative to its own mean, and the forecast is made
-relative to it too (as DeepAR scales each series), so a trend that carries the series past the
-training range (co2) does not put the model's inputs where it has never been.
+Level: by default each window is read relative to its own mean and in units of its own spread,
+and the forecast is made in those units too (as DeepAR scales each series): a trend that carries
+the series past the training range (co2) does not put the model's inputs where it has never been,
+and the intervals widen where the series swings widely (sunspots' large cycles).
 
 Intervals: a network trained by likelihood tends to be overconfident out of sample, so the
 loaded model widens its 80% intervals by the factor that makes them hold 80% of the actual
@@ -57,7 +58,7 @@ class ForecastOptions:
     season: int = 0
     window: int = 0
     mode: str = "direct"
-    level: str = "window"
+    level: str = "scale"
     cell: str = "lstm"
     hidden: int = 64
     layers: int = 1
@@ -78,7 +79,8 @@ class ForecastOptions:
         "window": "W, the steps the model reads before each forecast (0: 2·max(H, m), at least 24)",
         "mode": "direct (one head for all H steps) or recursive (one step at a time, values fed back)",
         "level": "window: the model sees and predicts values relative to each window's mean (a trend that leaves "
-                 "the training range stays learnable); none: the scaled values as they are",
+                 "the training range stays learnable); scale: also in units of the window's spread (intervals grow "
+                 "with the local amplitude); none: the scaled values as they are",
         "cell": "lstm, gru, rnn, irnn, mingru or minlstm",
         "hidden": "hidden size of each recurrent layer",
         "layers": "number of stacked recurrent layers",
@@ -91,7 +93,7 @@ class ForecastOptions:
 
     def __post_init__(self):
         checks = {"missing": self.missing in ("error", "interpolate", "mask"), "mode": self.mode in MODES,
-                  "level": self.level in ("window", "none"),
+                  "level": self.level in ("window", "scale", "none"),
                   "horizon": self.horizon >= 1, "season": self.season >= 0, "window": self.window >= 0,
                   "origins": self.origins >= 1, "valid_origins": self.valid_origins >= 1, "paths": self.paths >= 0, "dropout": 0 <= self.dropout < 1}
         check_options(self, checks)
@@ -188,12 +190,15 @@ class Prepared:
         self.scaled = ((self.filled - np.array(e["mean"])) / np.array(e["std"])).astype(np.float32)
         self.calendar = calendar_features(len(series) + H + 1, e["period"])
 
-    def read_window(self, start: int, end: int, level: str) -> tuple[np.ndarray, np.ndarray]:
-        """(z, level) for the steps start … end−1: z (end − start, C + F), each value (minus the
-        window's level) with the next step's covariates; level (C,), the window's mean, or 0."""
+    def read_window(self, start: int, end: int, level: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(z, level, spread) for the steps start … end−1: z (end − start, C + F), each value as
+        (value − level) / spread, with the next step's covariates. level (C,): the window's mean
+        ("window", "scale") or 0; spread (C,): the window's standard deviation ("scale") or 1."""
         values = self.scaled[start:end]
-        mean = values.mean(axis=0) if level == "window" else np.zeros(values.shape[1], values.dtype)
-        return np.concatenate([values - mean, self.calendar[start + 1 : end + 1]], axis=1), mean
+        C = values.shape[1]
+        mean = values.mean(axis=0) if level in ("window", "scale") else np.zeros(C, values.dtype)
+        spread = np.maximum(values.std(axis=0), 1e-3) if level == "scale" else np.ones(C, values.dtype)
+        return np.concatenate([(values - mean) / spread, self.calendar[start + 1 : end + 1]], axis=1), mean, spread
 
     def unscale(self, x: np.ndarray) -> np.ndarray:
         return x * np.array(self.encoding["std"]) + np.array(self.encoding["mean"])
@@ -212,7 +217,7 @@ def forecast_at(model: Forecaster, data: Prepared, origin: int, opts: ForecastOp
     H, W = opts.horizon, data.window
     if origin < W:
         raise DataError(f"data: a forecast needs the {W} points before it, and only {origin} come before this one")
-    z, level = data.read_window(origin - W, origin, opts.level)
+    z, level, spread = data.read_window(origin - W, origin, opts.level)
     future = data.calendar[origin : origin + H]
     mean, sigma, samples = model.forecast(z[:, None], future, paths=opts.paths if opts.mode == "recursive" else 0, rng=seed)
     if samples is not None:
@@ -220,7 +225,8 @@ def forecast_at(model: Forecaster, data: Prepared, origin: int, opts: ForecastOp
     else:
         lo, hi = mean - Z80 * sigma, mean + Z80 * sigma
     lo, hi = mean + widen * (lo - mean), mean + widen * (hi - mean)
-    return {"mean": data.unscale(mean + level), "lower": data.unscale(lo + level), "upper": data.unscale(hi + level)}
+    back = lambda x: data.unscale(x * spread + level)  # noqa: E731  (the window's units → the data's)
+    return {"mean": back(mean), "lower": back(lo), "upper": back(hi)}
 
 
 def baselines(data: Prepared, origin: int, H: int) -> dict:
@@ -284,15 +290,16 @@ class ForecastRun(SeededRun):
         starts = rng.integers(0, self.last_start + 1, self.opts.batch_size)
         H, W, d = self.opts.horizon, self.data.window, self.data
         windows = [d.read_window(s, s + W, self.opts.level) for s in starts]
-        z = np.stack([w for w, _ in windows], axis=1)
-        level = np.stack([m for _, m in windows])  # (B, C)
+        z = np.stack([w for w, _, _ in windows], axis=1)
+        level = np.stack([m for _, m, _ in windows])  # (B, C)
+        spread = np.stack([r for _, _, r in windows])
         if self.opts.mode == "direct":
             future = np.stack([d.calendar[s + W : s + W + H] for s in starts])
-            target = np.stack([d.scaled[s + W : s + W + H] for s in starts]) - level[:, None]
+            target = (np.stack([d.scaled[s + W : s + W + H] for s in starts]) - level[:, None]) / spread[:, None]
             seen = np.stack([d.observed[s + W : s + W + H] for s in starts])
         else:
             future = None
-            target = np.stack([d.scaled[s + 1 : s + W + 1] for s in starts], axis=1) - level[None]
+            target = (np.stack([d.scaled[s + 1 : s + W + 1] for s in starts], axis=1) - level[None]) / spread[None]
             seen = np.stack([d.observed[s + 1 : s + W + 1] for s in starts], axis=1)
         mu, var = self.model(z, future)
         n = max(int(seen.sum()), 1)
