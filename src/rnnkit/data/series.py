@@ -169,10 +169,19 @@ def _read_table(path, time, target, columns, missing) -> Series:
     if len(values) and empty:
         raise DataError(f"{path}: column {empty[0]!r} has no values at all; drop it or fill it in")
     if missing == "interpolate":
-        index = np.arange(len(values))
-        for c in range(len(names)):  # np.interp holds the end values beyond the first and last observed
-            values[:, c] = np.interp(index, index[mask[:, c]], values[mask[:, c], c])
+        values = fill_gaps(values)
     return Series(times, values, names, mask, str(path), target=target)
+
+
+def fill_gaps(values: np.ndarray) -> np.ndarray:
+    """(N, C) values with NaN where missing → a copy with each gap linearly interpolated in the
+    row index; before the first and after the last observed value, that value is held."""
+    out = values.copy()
+    index = np.arange(len(values))
+    for c in range(values.shape[1]):
+        seen = ~np.isnan(values[:, c])
+        out[:, c] = np.interp(index, index[seen], values[seen, c])
+    return out
 
 
 def _number(text: str):
@@ -355,5 +364,5 @@ def _ucr_anomaly_part(split: str) -> tuple[Series, np.ndarray]:
     return series, labels.astype(np.int8)
 
 
-__all__ = ["MISSING", "AnomalySeries", "Series", "anomaly_ranges", "check_series", "co2_series", "elnino_series",
+__all__ = ["MISSING", "AnomalySeries", "Series", "anomaly_ranges", "check_series", "co2_series", "elnino_series", "fill_gaps",
            "read_series_table", "sunspots_series", "ucr_anomaly_series"]

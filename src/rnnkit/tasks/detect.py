@@ -29,13 +29,12 @@ import numpy as np
 
 from .. import metrics as M
 from ..data import DataError
-from ..data.series import Series, anomaly_ranges, check_series, read_series_table, ucr_anomaly_series
+from ..data.series import Series, anomaly_ranges, check_series, fill_gaps, read_series_table, ucr_anomaly_series
 from ..models.forecaster import Forecaster
 from ..nn import GaussianNLLLoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import pyplot, save_figure
 from .base import SeededRun, Task, register, validation_line
-from .forecast import fill_gaps
 
 BUILT_IN = ("ucr-anomaly",)
 UCR_TOLERANCE = 100  # the UCR archive's criterion: the top score within 100 points of the labelled range
@@ -175,7 +174,7 @@ class DetectRun(SeededRun):
 
     def __init__(self, model: Forecaster, series: Series, encoding: dict, opts: DetectOptions, seed: int):
         self.model, self.opts, self.seed = model, opts, seed
-        self.values = fill_gaps(np.where(series.mask, series.values, np.nan))
+        self.values = fill_gaps(series.values)
         self.observed = series.mask.all(axis=1)
         self.split = encoding["split"]
         self.scaled = ((self.values - np.array(encoding["mean"])) / np.array(encoding["std"])).astype(np.float32)
@@ -210,7 +209,7 @@ def prepare_series(opts: DetectOptions, stored: dict | None = None) -> tuple[Ser
     if not stored and (split - opts.window < 10 or len(series) - split < 10):
         raise DataError(f"data: {len(series)} points are too few for a window of {opts.window} with "
                         f"{opts.valid_fraction:.0%} held out; give more normal data or a shorter --window")
-    train = fill_gaps(np.where(series.mask, series.values, np.nan))[:split]
+    train = fill_gaps(series.values)[:split]
     encoding = stored or {"columns": series.target, "split": split, "mean": train.mean(axis=0).tolist(),
                           "std": np.maximum(train.std(axis=0), 1e-8).tolist()}
     return series, encoding
@@ -240,7 +239,7 @@ class TrainedDetector:
             raise DataError(f"--data: the model reads {', '.join(self.encoding['columns'])}, "
                             f"the file's value columns are {', '.join(series.target)}")
         check_series(series, self.opts.window + 1)
-        values = fill_gaps(np.where(series.mask, series.values, np.nan))
+        values = fill_gaps(series.values)
         scores = self.detector.scores(values)
         scores[~series.mask.all(axis=1)] = 0  # no score for a point that was not observed
         return series, labels, scores

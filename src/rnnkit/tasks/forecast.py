@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import metrics as M
 from ..data import DataError
-from ..data.series import Series, check_series, co2_series, elnino_series, read_series_table, sunspots_series
+from ..data.series import Series, check_series, co2_series, elnino_series, fill_gaps, read_series_table, sunspots_series
 from ..models.forecaster import MODES, Forecaster
 from ..nn import GaussianNLLLoss
 from ..training.trainer import check_options
@@ -107,16 +107,6 @@ def load_series(opts: ForecastOptions, data: str | None = None) -> Series:
         raise DataError(f"--data: {spec} is not a file nor a built-in series ({', '.join(BUILT_IN)})")
     target = [t.strip() for t in opts.target.split(",") if t.strip()] or None
     return read_series_table(spec, time=opts.time or None, target=target, missing=opts.missing)
-
-
-def fill_gaps(values: np.ndarray) -> np.ndarray:
-    """Missing values (NaN) linearly interpolated per column, the ends taking the nearest value."""
-    out = values.copy()
-    idx = np.arange(len(values))
-    for c in range(values.shape[1]):
-        ok = ~np.isnan(values[:, c])
-        out[:, c] = np.interp(idx, idx[ok], values[ok, c])
-    return out
 
 
 # ---- time: calendar features and future time stamps ------------------------------------------------
