@@ -35,7 +35,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -47,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench_core import machine_info, print_header  # this folder is on sys.path when run as a script
+from common import git_commit
 from rnnkit.data import StreamBatches, make_tokenizer, shakespeare_corpus, split_contiguous
 from rnnkit.models.language_model import LanguageModel
 from rnnkit.nn import Adam, clip_grad_norm_, no_grad
@@ -306,17 +306,6 @@ def plot(results: dict, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def git_commit() -> dict:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True, check=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": head, "dirty": dirty}
 
 
 # ---- the command line -------------------------------------------------------------------------------

@@ -46,6 +46,14 @@ def write(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
+def merge(*dicts) -> dict:
+    """Options: later dictionaries win."""
+    out = {}
+    for d in dicts:
+        out.update(d)
+    return out
+
+
 def stats(values) -> dict:
     """Mean, sample standard deviation, min, max and count of the values that are not None."""
     v = np.asarray([x for x in values if x is not None], dtype=np.float64)

@@ -43,7 +43,7 @@ import numpy as np
 
 import rnnkit
 from rnnkit.training import model_dir as md
-from common import git_commit, machine_info, parse_override, stats, write
+from common import git_commit, machine_info, merge, parse_override, stats, write
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -143,14 +143,6 @@ def train_and_score(options: dict, out: Path) -> dict:
     if cfg["encoding"].get("vocabulary"):
         result["vocabulary"] = len(cfg["encoding"]["vocabulary"]["tokens"])
     return result
-
-
-def merge(*dicts) -> dict:
-    """Options: later dictionaries win."""
-    out = {}
-    for d in dicts:
-        out.update(d)
-    return out
 
 
 def choose(candidates: dict[str, list[dict]]) -> str:

@@ -50,7 +50,7 @@ import rnnkit
 from rnnkit import metrics as M
 from rnnkit.tasks.tag import TagData, predict_tags
 from rnnkit.training import model_dir as md
-from common import git_commit, machine_info, parse_override, stats, write
+from common import git_commit, machine_info, merge, parse_override, stats, write
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -117,14 +117,6 @@ def train_and_score(options: dict, out: Path, resume: bool = False) -> dict:
         top = max(curve, key=lambda c: c["valid_f1"])
         result["highest_valid_f1_seen"] = {"step": top["step"], "valid_f1": top["valid_f1"]}
     return result
-
-
-def merge(*dicts) -> dict:
-    """Options: later dictionaries win."""
-    out = {}
-    for d in dicts:
-        out.update(d)
-    return out
 
 
 KEYS = ("valid_f1", "valid_precision", "valid_recall", "valid_loss", "test_f1", "test_precision", "test_recall",
