@@ -75,15 +75,31 @@ CONFIGS = [
 
 # ---- the scan ------------------------------------------------------------------------------
 
-# (steps per block, elements per segment): the defaults, and small values that make every
-# test also pad the last block and join several segments
-SCAN_SETTINGS = [(minimal.CHUNK, minimal.SEGMENT), (3, 7)]
+# (steps per block, elements per segment): the defaults; small values that make every test
+# also pad the last block and join several segments; and blocks of 3 in one segment, whose
+# block ends are joined by the scan itself, several levels deep
+SCAN_SETTINGS = [(minimal.CHUNK, minimal.SEGMENT), (3, 7), (3, 2**20)]
 
 
-@pytest.fixture(params=SCAN_SETTINGS, ids=["default blocks", "blocks of 3, many segments"])
+@pytest.fixture(params=SCAN_SETTINGS, ids=["default blocks", "blocks of 3, many segments", "blocks of 3, nested"])
 def scan_settings(request, monkeypatch):
     monkeypatch.setattr(minimal, "CHUNK", request.param[0])
     monkeypatch.setattr(minimal, "SEGMENT", request.param[1])
+
+
+def test_candidate_activation_and_its_slope_on_both_sides_and_at_the_extremes():
+    k = np.array([-800.0, -30.0, -1.0, -1e-9, 0.0, 1e-9, 1.0, 30.0, 800.0])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # σ(−800) may underflow to 0
+        h = minimal.g(k)
+        slope = minimal.g_slope(h)
+    with np.errstate(over="ignore"):
+        sig = 1 / (1 + np.exp(-k))  # e^{800} = inf: σ(−800) = 0
+    expected = np.where(k >= 0, k + 0.5, sig)
+    assert rel_err(h, expected) < 1e-15
+    assert np.all(h[1:] > 0)
+    assert np.allclose(slope, np.where(k >= 0, 1.0, sig * (1 - sig)), rtol=1e-12, atol=0)
+    out = np.empty_like(k)
+    assert minimal.g(k, out=out) is out and np.array_equal(out, h)
 
 
 def step_by_step(a, b, h0):

@@ -12,15 +12,18 @@ with the paper's positive candidate activation (its appendix, "log-space" versio
 
     g(k) = k + ½ for k ≥ 0,  σ(k) for k < 0        (continuous, > 0, linear growth)
 
-Both are ``h_t = a_t ⊙ h_{t−1} + b_t`` with a_t ∈ (0, 1) and b_t > 0 known in advance, and
-their logarithms have closed forms that never take the log of a rounded-off number
-(k = the pre-activations, log σ(k) = −log(1 + e⁻ᵏ), and log σ(k) = log σ(−k) + k):
+Both are ``h_t = a_t ⊙ h_{t−1} + b_t`` with a_t ∈ (0, 1) and b_t > 0 known in advance. The
+scan needs log a, which has a closed form that never takes the log of a rounded-off number
+(k = the pre-activations, log σ(k) = −log(1 + e⁻ᵏ)), and b itself:
 
-    minGRU:   log a = log(1 − z) = log σ(−k_z),   log b = log z + log h̃ = log a + k_z + log g(k_h)
+    minGRU:   log a = log(1 − z) = log σ(−k_z),          b = z ⊙ h̃,   z = 1 − e^{log a}
     minLSTM:  d = log i − log f = log σ(k_i) − log σ(k_f),
-              log a = log f' = log σ(−d),   log b = log i' + log h̃ = log a + d + log g(k_h)
+              log a = log f' = log σ(−d),                b = i' ⊙ h̃,  i' = 1 − e^{log a}
 
-The scan:  a*_t = Σ_{s≤t} log a_s,   h_t = e^{a*_t} ⊙ h_0 + exp(a*_t + logcumsumexp_{s≤t}(log b_s − a*_s)).
+The scan:  a*_t = Σ_{s≤t} log a_s,   h_t = e^{a*_t} ⊙ h_0 + exp(a*_t + logcumsumexp_{s≤t}(log b_s − a*_s)),
+
+where exp(logcumsumexp(log b_s − a*_s)) = Σ_{s≤t} b_s e^{−a*_s}: computed that way (below),
+the scan never needs log b, only b.
 
 The initial state enters linearly, so its term stays outside the logarithms: h0 may be any
 real array and defaults to zeros, as for the other layers. (The paper folds log h_0 into the
@@ -47,15 +50,18 @@ inputs (upstream gradients) have either sign. Then one matrix product per weight
 other layers.
 
 How the scan is computed (``linear_scan``): in blocks of 16 steps, all blocks at once, the
-formula above with logcumsumexp(x) taken as log(cumsum(eˣ)) — exact in float64 because a
-floor on log a bounds |a*| within a block — and then one short recurrence over the block ends
-joins them. That is the chunked form GPU scan kernels use; it needs no logarithm of b, so the
-backward's signed inputs go through the same code, and it is exact to float64 rounding.
+formula above with the sum of exponentials as a plain cumulative sum (a product with a
+triangle of ones) — exact in float64 because a floor on log a bounds |a*| within a block —
+and the block ends joined by the same scan over the blocks. That is the chunked form GPU
+scan kernels use; it needs no logarithm of b, so the backward's signed inputs go through the
+same code, and it is exact to float64 rounding.
 
 Speed: on parallel hardware the scan's depth is log T, which is where the paper's speed-ups
 come from. On a CPU every element is still visited, about ten times (exp, divisions, two
 cumulative sums) against twice for a plain loop; what the scan removes is the per-step Python
 and matrix-product overhead of GRU and LSTM, which dominates when batch and hidden are small.
+The activations avoid ``np.where`` (see ``g``) and the scan works in segments that stay in
+cache: both cost more than the arithmetic.
 ``mode="sequential"`` (two vectorised calls per step, forward and backward) gives the same
 numbers and is the faster of the two when B·H is large; ``benchmarks/results/speed.json``
 has the measurements.
@@ -63,6 +69,7 @@ has the measurements.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -78,66 +85,88 @@ MODES = ("parallel", "sequential")
 
 
 def log_sigmoid(k: np.ndarray) -> np.ndarray:
-    """log σ(k) = −log(1 + e⁻ᵏ), exact for large |k| (np.logaddexp does the same 15× slower)."""
+    """log σ(k) = min(k, 0) − log(1 + e^{−|k|}), exact for large |k| (np.logaddexp is 15× slower)."""
     out = np.abs(k)
     np.negative(out, out=out)
     np.exp(out, out=out)
     np.log1p(out, out=out)
-    out += np.maximum(-k, 0)
-    return np.negative(out, out=out)
+    return np.subtract(np.minimum(k, 0), out, out=out)
 
 
-def log_g(k: np.ndarray) -> np.ndarray:
-    """log g(k): log(k + ½) for k ≥ 0, log σ(k) below, without forming g."""
-    return np.where(k >= 0, np.log(np.maximum(k, 0) + 0.5), log_sigmoid(k))
+# g and g_slope are sums and maxima rather than np.where: a select on a mask of random signs
+# costs about 3.5 ns an element, ten times an exp.
+
+
+def g(k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The candidate activation: k + ½ for k ≥ 0, σ(k) below, as σ(min(k, 0)) + max(k, 0)."""
+    e = np.exp(np.minimum(k, 0))  # e^k ≤ 1: no overflow
+    e /= e + 1
+    return np.add(e, np.maximum(k, 0), out=e if out is None else out)
 
 
 def g_slope(h: np.ndarray) -> np.ndarray:
-    """g'(k) from h = g(k): 1 where k ≥ 0 (h ≥ ½), σ'(k) = h(1 − h) below."""
-    return np.where(h >= 0.5, 1.0, h * (1 - h))
+    """g'(k) from h = g(k): σ'(k) = h(1 − h) where k < 0 (h < ½), 1 from k = 0 on (h ≥ ½)."""
+    s = np.minimum(h, 0.5)
+    s *= 1 - s  # at most ¼
+    return np.maximum(s, h >= 0.5, out=s)
 
 
 CHUNK = 16  # steps per block of the scan
 LOG_A_FLOOR = -40.0  # log a_t below this is taken as this (see linear_scan)
-SEGMENT = 2**18  # elements (steps × lanes) per pass of the scan, so its temporaries stay in cache
+SEGMENT = 2**16  # elements (steps × lanes) per pass of the scan: its temporaries stay in cache and
+# are reused by malloc (at 2**18 fresh pages are mapped for each, and the scan runs 2.5× slower)
+MATMUL_LANES = 4096  # below this many lanes a block's cumulative sum is a matrix product
+
+
+@functools.lru_cache(maxsize=4)
+def _lower_ones(n: int) -> np.ndarray:
+    return np.tri(n)
 
 
 def _cumsum_blocks(v: np.ndarray) -> np.ndarray:
-    """Cumulative sum along axis 1 of (blocks, CHUNK, ...), in place: CHUNK − 1 vectorised adds
-    over all blocks and lanes at once (NumPy's own accumulate walks one lane at a time)."""
+    """Cumulative sum along axis 1 of (blocks, CHUNK, lanes...): the product with a lower
+    triangle of ones, one BLAS call for all blocks; with many lanes, CHUNK − 1 vector adds in
+    place (BLAS then gains nothing). NumPy's own cumsum walks one lane at a time, 3–10× slower."""
+    lanes = math.prod(v.shape[2:])
+    if lanes < MATMUL_LANES:
+        flat = v.reshape(v.shape[0], v.shape[1], lanes)
+        return np.matmul(_lower_ones(v.shape[1]), flat).reshape(v.shape)
     for c in range(1, v.shape[1]):
         v[:, c] += v[:, c - 1]
     return v
 
 
-def _scan_segment(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
-    """``linear_scan`` of a segment, in float64; returns h (T, ...)."""
+def _scan_segment(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray, out: np.ndarray) -> None:
+    """``linear_scan`` of a segment into ``out`` (T, ...), computed in float64."""
     T, lanes = log_a.shape[0], log_a.shape[1:]
     blocks = -(-T // CHUNK)
-    a_star, h = np.empty((2, blocks * CHUNK, *lanes))
-    np.maximum(log_a, LOG_A_FLOOR, out=a_star[:T])
-    h[:T] = b
-    a_star[T:], h[T:] = 0, 0  # padding past T: a = 1, b = 0
-    a_star, h = a_star.reshape(blocks, CHUNK, *lanes), h.reshape(blocks, CHUNK, *lanes)
-    _cumsum_blocks(a_star)  # a*_t = Σ log a_s since the block's start
+    x = np.empty((blocks, CHUNK, *lanes))
+    np.maximum(log_a, LOG_A_FLOOR, out=x.reshape(-1, *lanes)[:T])
+    x.reshape(-1, *lanes)[T:] = 0  # steps past T: a = 1 (and b = 0 below)
+    a_star = _cumsum_blocks(x)  # a*_t = Σ log a_s since the block's start
+    log_block = a_star[:, -1].copy()  # the log of each block's product of a
     decay = np.exp(a_star, out=a_star)  # e^{a*_t} = Π a_s, ≥ e^{CHUNK·LOG_A_FLOOR} = e^{−640}
-    h /= decay  # b_s e^{−a*_s}, at most |b_s|·e^{640}
-    _cumsum_blocks(h)
-    h *= decay  # Σ_{s≤t} e^{a*_t − a*_s} b_s: the block's solution from a zero start
-    # each block starts where the one before ended: a recurrence over the blocks alone
-    ends = sequential_scan(decay[:, -1], h[:, -1], h0)
-    decay[0] *= h0
-    decay[1:] *= ends[:-1, None]
-    h += decay
-    return h.reshape(blocks * CHUNK, *lanes)[:T]
+    y = np.empty_like(x) if x is decay else x
+    np.divide(b, decay.reshape(-1, *lanes)[:T], out=y.reshape(-1, *lanes)[:T])  # b_s e^{−a*_s}, ≤ |b_s|·e^{640}
+    y.reshape(-1, *lanes)[T:] = 0
+    # The state entering each block: its ends follow the same recurrence over the blocks alone,
+    # end_j = (Π a over block j)·end_{j−1} + (block j's solution from a zero start), which the
+    # same scan solves; that solution is e^{a*_end} Σ_s b_s e^{−a*_s}.
+    starts = np.empty((blocks, *lanes))
+    starts[0] = h0
+    if blocks > 1:
+        linear_scan(log_block[:-1], decay[:-1, -1] * y[:-1].sum(axis=1), h0, out=starts[1:])
+    y[:, 0] += starts
+    h = _cumsum_blocks(y)  # start + Σ_{s≤t} b_s e^{−a*_s}
+    np.multiply(h.reshape(-1, *lanes)[:T], decay.reshape(-1, *lanes)[:T], out=out)  # h_t
 
 
-def linear_scan(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None) -> np.ndarray:
+def linear_scan(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Solve ``h_t = a_t ⊙ h_{t−1} + b_t`` for every t (axis 0 is time) with the log-space scan.
 
     log_a: (T, ...) the logarithms of a_t ∈ (0, 1]; b: (T, ...) of either sign, |b| < e^{69};
     h0: (...) the state before the first step, any sign (None for zeros). Returns h (T, ...)
-    in b's dtype.
+    in b's dtype, or written into ``out``.
 
     Within blocks of CHUNK steps it is the paper's formula, with a*_t = Σ_{s≤t} log a_s and
     the sum of exponentials taken as a plain cumulative sum:
@@ -146,16 +175,17 @@ def linear_scan(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None) 
 
     which is exact in float64 because LOG_A_FLOOR bounds |a*| by 640 within a block (an a_t
     below e^{−40} ≈ 4·10⁻¹⁸ contributes a_t·h_{t−1}, below float64's resolution of h_{t−1}, and
-    is taken as e^{−40}). The blocks are all solved at once, then joined by the recurrence over
-    their ends: T/CHUNK vector steps instead of T, the "chunked" form of GPU scan kernels. With
-    no logarithm of b, inputs of either sign work, which the backward pass needs.
+    is taken as e^{−40}). The blocks are all solved at once; their ends follow the same
+    recurrence with a block's product of a as its coefficient (floored the same way), which
+    the same scan solves: depth log_CHUNK(T), the "chunked" form of GPU scan kernels. With no
+    logarithm of b, inputs of either sign work, which the backward pass needs.
     """
     T, lanes = b.shape[0], b.shape[1:]
     steps = max(CHUNK, SEGMENT // max(1, math.prod(lanes)) // CHUNK * CHUNK)
-    h = np.empty(b.shape, b.dtype)
+    h = np.empty(b.shape, b.dtype) if out is None else out
     prev = np.zeros(lanes) if h0 is None else h0
     for s in range(0, T, steps):
-        h[s : s + steps] = _scan_segment(log_a[s : s + steps], b[s : s + steps], prev)
+        _scan_segment(log_a[s : s + steps], b[s : s + steps], prev, out=h[s : s + steps])
         prev = h[min(s + steps, T) - 1]
     return h
 
@@ -205,7 +235,7 @@ def _check_mode(mode: str) -> str:
 
 class _MinimalRNN(RecurrentLayer):
     """Shared by MinGRU and MinLSTM; a subclass gives its number of gate blocks, ``_coefficients``
-    (pre-activations → log a, log b) and ``_coefficients_backward``."""
+    (pre-activations → log a, b) and ``_coefficients_backward``."""
 
     gates = 0
 
@@ -309,14 +339,14 @@ class _MinimalRNN(RecurrentLayer):
             X = X[::-1]
             mask = None if mask is None else mask[::-1]
         K = self._project(X, w)
-        log_a, log_b = self._coefficients(K)  # K becomes the activations backward reads
+        log_a, b = self._coefficients(K)  # K becomes the activations backward reads
         if mask is not None:  # past a sequence's end: a = 1, b = 0, the state passes through
             np.copyto(log_a, 0, where=~mask)
-            np.copyto(log_b, -np.inf, where=~mask)
+            np.copyto(b, 0, where=~mask)
         if mode == "parallel":
-            Hs = linear_scan(log_a, np.exp(log_b), h0)
+            Hs = linear_scan(log_a, b, h0)
         else:
-            Hs = sequential_scan(np.exp(log_a), np.exp(log_b), h0)
+            Hs = sequential_scan(np.exp(log_a), b, h0)
         Y = Hs.copy() if mask is None else Hs * mask  # the cache keeps Hs whatever the caller does to out
         cache = (X, K, log_a, Hs, h0, mask, mode) if keep else None
         return (Y[::-1] if reverse else Y), Hs[-1], cache
@@ -410,8 +440,8 @@ class _MinimalRNN(RecurrentLayer):
         new = np.empty_like(h)
         layer_input = X
         for k in range(self.num_layers):
-            log_a, log_b = self._coefficients(self._project(layer_input, self._weights(k, "")))
-            new[k] = np.exp(log_a[0]) * h[k] + np.exp(log_b[0])
+            log_a, b = self._coefficients(self._project(layer_input, self._weights(k, "")))
+            new[k] = np.exp(log_a[0]) * h[k] + b[0]
             layer_input = new[k][None]
         return (new[-1, 0], new[:, 0]) if unbatched else (new[-1], new)
 
@@ -425,16 +455,14 @@ class MinGRU(_MinimalRNN):
     gates = 2
 
     def _coefficients(self, K):
-        """K (T, B, 2H) pre-activations [k_z, k_h] → log a, log b; K becomes [z, h̃]."""
+        """K (T, B, 2H) pre-activations [k_z, k_h] → log a, b; K becomes [z, h̃]."""
         H = self.hidden_size
         kz, kh = K[..., :H], K[..., H:]
         log_a = log_sigmoid(-kz)  # log(1 − z)
-        log_z = log_a + kz  # log σ(k) = log(1 − σ(k)) + k
-        log_h = log_g(kh)
-        np.exp(log_z, out=kz)
-        np.exp(log_h, out=kh)
-        log_z += log_h
-        return log_a, log_z
+        np.expm1(log_a, out=kz)  # z = 1 − e^{log(1 − z)}, exact also for z near 0
+        np.negative(kz, out=kz)
+        g(kh, out=kh)
+        return log_a, kz * kh
 
     def _coefficients_backward(self, G, H_prev, K, log_a):
         """G = ∂L/∂h_t → the pre-activation gradients [dk_z, dk_h]."""
@@ -460,21 +488,21 @@ class MinLSTM(_MinimalRNN):
     gates = 3
 
     def _coefficients(self, K):
-        """K (T, B, 3H) pre-activations [k_f, k_i, k_h] → log a, log b; K becomes [1 − f, 1 − i, h̃]."""
+        """K (T, B, 3H) pre-activations [k_f, k_i, k_h] → log a, b; K becomes [1 − f, 1 − i, h̃]."""
         H = self.hidden_size
         kf, ki, kh = K[..., :H], K[..., H : 2 * H], K[..., 2 * H :]
         log_f, log_i = log_sigmoid(kf), log_sigmoid(ki)
         d = log_i - log_f
         log_a = log_sigmoid(-d)  # log f' = −log(1 + i/f)
-        log_b = log_a + d  # log i' = log f' + log(i/f)
-        log_h = log_g(kh)
-        log_b += log_h
+        b = np.expm1(log_a)  # −i' = f' − 1, exact also when f' is near 1
+        np.negative(b, out=b)
         log_f -= kf  # log(1 − f) = log f − k_f
         np.exp(log_f, out=kf)
         log_i -= ki
         np.exp(log_i, out=ki)
-        np.exp(log_h, out=kh)
-        return log_a, log_b
+        g(kh, out=kh)
+        b *= kh  # i' h̃
+        return log_a, b
 
     def _coefficients_backward(self, G, H_prev, K, log_a):
         """G = ∂L/∂h_t → the pre-activation gradients [dk_f, dk_i, dk_h]."""
