@@ -91,13 +91,13 @@ def train_and_score(name: str, options: dict, out: Path) -> dict:
     }
 
 
-def summarise(runs: dict) -> dict:
-    out = {}
+def summarise(runs: dict, beam: int) -> dict:
+    out, wide = {}, f"beam{beam}"
     if "attention" in runs and "none" in runs:
         a, n = runs["attention"], runs["none"]
-        out["attention_minus_none_bleu"] = {k: a[f"{k}_bleu"] - n[f"{k}_bleu"] for k in ("greedy", "beam5")}
+        out["attention_minus_none_bleu"] = {k: a[f"{k}_bleu"] - n[f"{k}_bleu"] for k in ("greedy", wide)}
         out["goal_attention_beats_none"] = bool(all(v > 0 for v in out["attention_minus_none_bleu"].values()))
-    out["beam_minus_greedy_bleu"] = {m: r["beam5_bleu"] - r["greedy_bleu"] for m, r in runs.items()}
+    out["beam_minus_greedy_bleu"] = {m: r[f"{wide}_bleu"] - r["greedy_bleu"] for m, r in runs.items()}
     out["goal_beam_beats_greedy"] = bool(all(v > 0 for v in out["beam_minus_greedy_bleu"].values()))
     return out
 
@@ -154,11 +154,12 @@ def main(argv=None) -> int:
                     target.write_bytes(Path(r["heatmap"]).read_bytes())
                     r["heatmap"] = target.name
                 payload["runs"][name] = r
-                payload["summary"] = summarise(payload["runs"])
+                payload["summary"] = summarise(payload["runs"], base["beam"])
                 payload["wall_seconds"] = time.perf_counter() - started
                 write(args.out, payload)
-                print(f"  {name:<9} test BLEU greedy {r['greedy_bleu']:.2f} beam-5 {r['beam5_bleu']:.2f} | chrF greedy "
-                      f"{r['greedy_chrf']:.1f} beam-5 {r['beam5_chrf']:.1f} | best valid loss {r['best_valid_loss']:.3f} "
+                wide = f"beam{base['beam']}"
+                print(f"  {name:<9} test BLEU greedy {r['greedy_bleu']:.2f} {wide} {r[wide + '_bleu']:.2f} | chrF greedy "
+                      f"{r['greedy_chrf']:.1f} {wide} {r[wide + '_chrf']:.1f} | best valid loss {r['best_valid_loss']:.3f} "
                       f"(step {r['best_step']}) | {r['train_seconds']:.0f} s training, {r['decode_seconds']:.0f} s decoding",
                       flush=True)
     payload["machine"]["load_average_1min_at_end"] = os.getloadavg()[0]
