@@ -19,6 +19,7 @@ two models train side by side in two processes (one BLAS thread each): about an 
 
     python benchmarks/eval_translate.py                   # both models
     python benchmarks/eval_translate.py --set steps=4000  # override any option (recorded)
+    python benchmarks/eval_translate.py --work DIR --rescore   # score the models kept in DIR again (new decoding code)
     python benchmarks/eval_translate.py --quick           # a smoke test, not a measurement
 """
 
@@ -32,6 +33,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import datetime
+import json
 import sys
 import tempfile
 import time
@@ -61,8 +63,14 @@ def train_and_score(name: str, options: dict, out: Path) -> dict:
     """Train one model into ``out`` and score it on the test split: BLEU and chrF, greedy and beam."""
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    model = rnnkit.train("translate", out, overwrite=True, quiet=True, **options)
-    seconds = time.perf_counter() - started
+    rnnkit.train("translate", out, overwrite=True, quiet=True, **options)
+    return dict(model=name, **score(options, out), train_seconds=time.perf_counter() - started,
+                load_average_1min_before=load, load_average_1min_after=os.getloadavg()[0])
+
+
+def score(options: dict, out: Path) -> dict:
+    """The scores of the model trained in ``out``, sample translations, the attention heatmap."""
+    model = rnnkit.load(out)
     started = time.perf_counter()
     scores = model.evaluate(beams=(1, options["beam"]))
     decode_seconds = time.perf_counter() - started
@@ -74,19 +82,19 @@ def train_and_score(name: str, options: dict, out: Path) -> dict:
     picked = sorted(sorted(range(len(sources)), key=lambda i: abs(len(sources[i].split()) - 16))[:SAMPLES])
     greedy = model.translate([sources[i] for i in picked], beam=1)
     beam = model.translate([sources[i] for i in picked], beam=options["beam"])
-    samples = [{"source": sources[i], "reference": references[i], "greedy": g["text"], "beam": b["text"]}
-               for i, g, b in zip(picked, greedy, beam)]
+    kept = model.translate([sources[i] for i in picked], beam=options["beam"], copy_unknown=False)
+    samples = [{"source": sources[i], "reference": references[i], "greedy": g["text"], "beam": b["text"],
+                "beam_keep_unk": k["text"]} for i, g, b, k in zip(picked, greedy, beam, kept)]
     heatmap = None
     if options["attention"] != "none":
         heatmap = str(plot_attention(beam[0], out / "attention.png"))
     cfg = model.config
     return {
-        "model": name, **scores, "train_seconds": seconds, "decode_seconds": decode_seconds,
+        **scores, "decode_seconds": decode_seconds,
         "steps_run": max((c["step"] for c in curve), default=None), "best_step": cfg.get("metrics", {}).get("step"),
         "best_valid_loss": cfg.get("metrics", {}).get("loss"), "status": cfg.get("status"),
         "tokens_per_s": speeds[-1] if speeds else None, "data": cfg["data"], "parameters": model.model.num_parameters(),
         "vocabulary": {"source": len(model.vocab.src), "target": len(model.vocab.tgt)},
-        "load_average_1min_before": load, "load_average_1min_after": os.getloadavg()[0],
         "valid_curve": curve, "samples": samples, "heatmap": heatmap,
     }
 
@@ -111,6 +119,9 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="models trained at once, one process each (default 2)")
     p.add_argument("--work", type=Path, help="keep the model directories here (default: a temporary folder, deleted)")
     p.add_argument("--out", type=Path, default=RESULTS / "translate_bible.json", help="the JSON results (default %(default)s)")
+    p.add_argument("--rescore", action="store_true",
+                   help="score the models kept in --work again, without training, into the runs of --out (the earlier "
+                        "scores are kept in each run's `before_rescore`)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 20 steps, small model, short verses; writes under a temporary folder unless --out is given")
     args = p.parse_args(argv)
@@ -138,6 +149,14 @@ def main(argv=None) -> int:
                    "scores": "sacrebleu corpus BLEU and chrF of the detokenised output against the raw references"},
         "runs": {}, "summary": {},
     }
+    if args.rescore:
+        if not args.work or not args.out.exists():
+            p.error("--rescore: needs --out with earlier runs and --work with their model directories")
+        old = json.loads(args.out.read_text())
+        base = old["config"]["base"]
+        payload.update(config=old["config"], runs=old["runs"], earlier_commands=old.get("earlier_commands", []) + [
+            {k: old.get(k) for k in ("command", "date", "git", "machine", "wall_seconds")}])
+        args.models = [m for m in args.models if m in old["runs"]]
     print(f"rnnkit {rnnkit.__version__} | {os.cpu_count()} CPUs | load {payload['machine']['load_average_1min_at_start']:.2f} | "
           f"git {str(payload['git']['commit'])[:10]}{' (dirty)' if payload['git']['dirty'] else ''}", flush=True)
     print("settings: " + ", ".join(f"{k}={v}" for k, v in base.items()), flush=True)
@@ -145,10 +164,14 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="eval_translate_") as tmp:
         work = args.work or Path(tmp)
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            jobs = {name: pool.submit(train_and_score, name, merge(base, MODELS[name]), work / f"translate-{name}")
+            jobs = {name: (pool.submit(score, merge(base, MODELS[name]), work / f"translate-{name}") if args.rescore else
+                           pool.submit(train_and_score, name, merge(base, MODELS[name]), work / f"translate-{name}"))
                     for name in args.models}
             for name, job in jobs.items():
                 r = job.result()
+                if args.rescore:
+                    before = payload["runs"][name]
+                    r = {**before, **r, "before_rescore": {k: v for k, v in before.items() if "_bleu" in k or "_chrf" in k}}
                 if r["heatmap"]:
                     target = args.out.with_name(args.out.stem + "_attention.png")
                     target.write_bytes(Path(r["heatmap"]).read_bytes())

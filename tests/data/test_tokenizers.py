@@ -91,6 +91,9 @@ def test_word_decode_spacing_is_sensible():
     assert tok.decode(tok.encode(text)) == text
     tok = WordTokenizer.from_text("spleen,--\n  indented   line")
     assert tok.decode(tok.encode("spleen,--\n  indented   line")) == "spleen,--\nindented line"
+    spanish = "Y él le dijo: ¿Qué es esto? ¡Oíd! «Dios» dijo: “Sea la luz”."
+    tok = WordTokenizer.from_text(spanish)
+    assert tok.decode(tok.encode(spanish)) == spanish
 
 
 def test_word_strict_encode_names_unknown_words():

@@ -58,6 +58,24 @@ def test_unknown_words_are_read_as_unk_and_named(trained, capsys):
     assert "unknown to the model, read as <unk>: zebra" in capsys.readouterr().err
 
 
+def test_an_output_unk_becomes_the_source_word_it_attends_to(tmp_path, capsys):
+    """Names seen once are outside both vocabularies (--min-count 2): the model learns to put <unk>
+    where the name goes, and the output copies the source word there (Luong et al. 2015)."""
+    rng = np.random.default_rng(1)
+    data = tmp_path / "names.tsv"
+    data.write_text("\n".join(f"the {s} sees n{i}x\tel {WORDS[s]} ve a n{i}x" for i, s in enumerate(rng.choice(["dog", "cat"], 400)))
+                    + "\n", encoding="utf-8")
+    out = tmp_path / "m"
+    assert main(["train", "translate", "--data", str(data), "--out", str(out), "--min-count", "2", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["translate", str(out), "the cat sees zorro"]) == 0
+    assert capsys.readouterr().out.strip() == "el gato ve a zorro"
+    assert main(["translate", str(out), "the cat sees zorro", "--keep-unk"]) == 0
+    assert capsys.readouterr().out.strip() == "el gato ve a <unk>"
+    metrics = rnnkit.load(out).evaluate()
+    assert metrics["greedy_bleu"] > metrics["greedy_bleu_keep_unk"]
+
+
 def run_error(args, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()

@@ -212,16 +212,16 @@ class CharTokenizer(Tokenizer):
 # Words with their apostrophes (don't, o'er, Love's, and the elisions 'tis, 'gainst, which would
 # otherwise decode as "is' tis"), single punctuation marks, newlines.
 WORD_PATTERN = re.compile(r"'?\w+(?:'\w+)*|[^\w\s]|\n")
-_NO_SPACE_BEFORE = set(",.;:!?')]}-")
-_NO_SPACE_AFTER = set("([{-\n")
+_NO_SPACE_BEFORE = set(",.;:!?')]}-”»")
+_NO_SPACE_AFTER = set("([{-\n¿¡“«")
 
 
 class WordTokenizer(Tokenizer):
     """Tokens are words, punctuation marks and newlines; other whitespace only separates.
 
-    Decoding puts one space between tokens except before closing punctuation (``, . ; : ! ? ' ) ] }``),
-    after opening brackets and a newline, and on both sides of a hyphen, so "self-substantial"
-    and "spleen,--" come back as written.
+    Decoding puts one space between tokens except before closing punctuation (``, . ; : ! ? ' ) ] } ” »``),
+    after opening marks (``( [ { ¿ ¡ “ «``) and a newline, and on both sides of a hyphen, so
+    "self-substantial", "spleen,--" and "¿Qué?" come back as written.
     """
 
     kind = "word"

@@ -6,12 +6,15 @@ Tokens are words (and punctuation marks) or characters; vocabularies are separat
 with ``--shared-vocab``. Validation and test are seeded random fractions of the pairs.
 
 Unknown tokens at translation time become ``<unk>`` (the model's own vocabulary holds the
-rest); the words it does not know are named on standard error. There is no length limit on
-sources: the output stops at the end token or at 2·S + 10 tokens, and a translation cut there
-is marked unfinished.
+rest); the words it does not know are named on standard error. With attention, an ``<unk>`` in
+the output is replaced by the source word that its attention weighs most (Luong et al. 2015,
+"Addressing the rare word problem"): names, which the two languages mostly share, come through
+(``--keep-unk`` leaves ``<unk>``). There is no length limit on sources: the output stops at the
+end token or at 2·S + 10 tokens, and a translation cut there is marked unfinished.
 
 ``evaluate`` scores greedy and beam-search decoding on the test split with sacrebleu's BLEU and
-chrF, computed on detokenised text against the raw references.
+chrF, computed on detokenised text against the raw references; with attention, also with the
+``<unk>`` kept (keys ending in ``_keep_unk``).
 """
 
 from __future__ import annotations
@@ -137,8 +140,19 @@ class Vocabularies:
         t = text.lower() if self.config["lowercase"] else text
         return sorted({tok for tok in self.src.split(t) if not self.src.contains(tok)})
 
-    def decode(self, ids) -> str:
-        return self.tgt.decode(np.asarray(ids, dtype=np.int64))
+    def source_words(self, text: str) -> list[str]:
+        """The source's tokens as written (before the vocabulary maps the unknown ones to <unk>)."""
+        return self.src.split(text.lower() if self.config["lowercase"] else text)
+
+    def text(self, translation, source_words: list[str], copy_unknown: bool = True) -> str:
+        """A Translation as text; with ``copy_unknown`` and attention, each <unk> becomes the
+        source word its attention weighs most."""
+        tokens = [self.tgt.tokens[t] for t in translation.tokens]
+        if copy_unknown and translation.attention is not None:
+            unk = self.tgt.tokens[0]
+            tokens = [source_words[int(np.argmax(translation.attention[i]))] if t == unk else t
+                      for i, t in enumerate(tokens)]
+        return self.tgt.join(tokens)
 
 
 class PairData:
@@ -244,8 +258,9 @@ class TrainedTranslator:
         self.opts = TranslateOptions(**config["task_options"])
         self.vocab = Vocabularies(config["vocabulary"])
 
-    def translate(self, texts: list[str], beam: int | None = None) -> list[dict]:
-        """For each source text: {"text", "tokens", "score", "log_prob", "finished", "attention", "unknown"}."""
+    def translate(self, texts: list[str], beam: int | None = None, copy_unknown: bool = True) -> list[dict]:
+        """For each source text: {"text", "tokens", "source_tokens", "score", "log_prob", "finished",
+        "attention", "unknown"}; ``copy_unknown``: an output <unk> becomes the source word it attends to most."""
         beam = self.opts.beam if beam is None else beam
         if beam < 1:
             raise ValueError(f"--beam: expected a width >= 1, got {beam}")
@@ -256,7 +271,8 @@ class TrainedTranslator:
                 raise ValueError(f"TEXT: source {i + 1} is empty; give a sentence to translate")
             sources.append(ids)
         results = decode(self.model, self.vocab, sources, beam, self.opts.length_penalty)
-        return [{"text": self.vocab.decode(r.tokens), "tokens": [self.vocab.tgt.tokens[t] for t in r.tokens],
+        return [{"text": self.vocab.text(r, self.vocab.source_words(text), copy_unknown),
+                 "tokens": [self.vocab.tgt.tokens[t] for t in r.tokens],
                  "source_tokens": [self.vocab.src.tokens[t] for t in s], "score": r.score, "log_prob": r.log_prob,
                  "finished": r.finished, "attention": r.attention, "unknown": self.vocab.unknown_source_tokens(text)}
                 for text, s, r in zip(texts, sources, results)]
@@ -271,11 +287,14 @@ class TrainedTranslator:
             sources, references, _ = _read(data, 0)
             split = "data"
         ids = [self.vocab.encode_source(s) for s in sources]
+        words = [self.vocab.source_words(s) for s in sources]
         result = {f"{split}_pairs": len(sources)}
         for beam in beams or sorted({1, self.opts.beam}):
-            hyps = [self.vocab.decode(r.tokens) for r in decode(self.model, self.vocab, ids, beam, self.opts.length_penalty)]
+            found = decode(self.model, self.vocab, ids, beam, self.opts.length_penalty)
             name = "greedy" if beam == 1 else f"beam{beam}"
-            result.update({f"{name}_{k}": v for k, v in bleu_chrf(hyps, references).items()})
+            for copy, suffix in ((True, ""), (False, "_keep_unk"))[: 2 if self.opts.attention != "none" else 1]:
+                hyps = [self.vocab.text(r, w, copy) for r, w in zip(found, words)]
+                result.update({f"{name}_{k}{suffix}": v for k, v in bleu_chrf(hyps, references).items()})
         return result
 
     def describe(self, short: bool = False) -> str:
@@ -339,9 +358,11 @@ class TranslateTask(Task):
         p.add_argument("--data", metavar="FILE", help="a file with one source sentence per line")
         p.add_argument("--beam", type=int, default=None, help="beam width (default: the model's --beam; 1: greedy)")
         p.add_argument("--heatmap", metavar="PNG", help="draw the attention of the first sentence into this PNG")
+        p.add_argument("--keep-unk", action="store_true",
+                       help="print <unk> for words outside the vocabulary (default, with attention: the source word it attends to)")
 
     def act(self, model: TrainedTranslator, args) -> int:
-        results = model.translate(input_texts(args), args.beam)
+        results = model.translate(input_texts(args), args.beam, copy_unknown=not args.keep_unk)
         for r in results:
             if r["unknown"]:
                 sys.stderr.write(f"rnnkit: note: unknown to the model, read as <unk>: {', '.join(r['unknown'])}\n")
