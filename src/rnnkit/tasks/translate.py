@@ -289,10 +289,11 @@ class TrainedTranslator:
         ids = [self.vocab.encode_source(s) for s in sources]
         words = [self.vocab.source_words(s) for s in sources]
         result = {f"{split}_pairs": len(sources)}
+        variants = {"": True, "_keep_unk": False} if self.opts.attention != "none" else {"": True}  # suffix: copy?
         for beam in beams or sorted({1, self.opts.beam}):
             found = decode(self.model, self.vocab, ids, beam, self.opts.length_penalty)
             name = "greedy" if beam == 1 else f"beam{beam}"
-            for copy, suffix in ((True, ""), (False, "_keep_unk"))[: 2 if self.opts.attention != "none" else 1]:
+            for suffix, copy in variants.items():
                 hyps = [self.vocab.text(r, w, copy) for r, w in zip(found, words)]
                 result.update({f"{name}_{k}{suffix}": v for k, v in bleu_chrf(hyps, references).items()})
         return result
