@@ -84,9 +84,9 @@ MODES = ("parallel", "sequential")
 # ---- the equations as functions ------------------------------------------------------------
 
 
-def log_sigmoid(k: np.ndarray) -> np.ndarray:
+def log_sigmoid(k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """log σ(k) = min(k, 0) − log(1 + e^{−|k|}), exact for large |k| (np.logaddexp is 15× slower)."""
-    out = np.abs(k)
+    out = np.abs(k, out=out)
     np.negative(out, out=out)
     np.exp(out, out=out)
     np.log1p(out, out=out)
@@ -116,6 +116,12 @@ LOG_A_FLOOR = -40.0  # log a_t below this is taken as this (see linear_scan)
 SEGMENT = 2**16  # elements (steps × lanes) per pass of the scan: its temporaries stay in cache and
 # are reused by malloc (at 2**18 fresh pages are mapped for each, and the scan runs 2.5× slower)
 MATMUL_LANES = 4096  # below this many lanes a block's cumulative sum is a matrix product
+
+
+@functools.lru_cache(maxsize=4)
+def segment_steps(lanes: int) -> int:
+    """Steps per segment for ``lanes`` elements a step: about SEGMENT elements, whole blocks."""
+    return max(CHUNK, SEGMENT // max(1, lanes) // CHUNK * CHUNK)
 
 
 @functools.lru_cache(maxsize=4)
@@ -181,7 +187,7 @@ def linear_scan(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None, 
     logarithm of b, inputs of either sign work, which the backward pass needs.
     """
     T, lanes = b.shape[0], b.shape[1:]
-    steps = max(CHUNK, SEGMENT // max(1, math.prod(lanes)) // CHUNK * CHUNK)
+    steps = segment_steps(math.prod(lanes))
     h = np.empty(b.shape, b.dtype) if out is None else out
     prev = np.zeros(lanes) if h0 is None else h0
     for s in range(0, T, steps):
@@ -190,17 +196,18 @@ def linear_scan(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None, 
     return h
 
 
-def reverse_linear_scan(log_a: np.ndarray, v: np.ndarray, init: np.ndarray) -> np.ndarray:
+def reverse_linear_scan(log_a: np.ndarray, v: np.ndarray, init: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Solve ``G_t = v_t + a_{t+1} ⊙ G_{t+1}`` backwards from ``G_{T−1} = v_{T−1} + init``.
 
     The backward of ``linear_scan``: with v = ∂L/∂h_t from the outputs and init = ∂L/∂h_n, G_t
     is the whole ∂L/∂h_t. It is ``linear_scan`` over reversed time u = T−1−t, whose coefficient
-    is a_{t+1} = a_{T−u} (and 1 for the first step, where init comes in).
+    is a_{t+1} = a_{T−u} (and 1 for the first step, where init comes in). Written into ``out``
+    when given.
     """
     log_c = np.empty_like(log_a)
     log_c[0] = 0
     log_c[1:] = log_a[:0:-1]
-    return linear_scan(log_c, v[::-1], init)[::-1]
+    return linear_scan(log_c, v[::-1], init, out=None if out is None else out[::-1])[::-1]
 
 
 def sequential_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
@@ -339,14 +346,21 @@ class _MinimalRNN(RecurrentLayer):
             X = X[::-1]
             mask = None if mask is None else mask[::-1]
         K = self._project(X, w)
-        log_a, b = self._coefficients(K)  # K becomes the activations backward reads
-        if mask is not None:  # past a sequence's end: a = 1, b = 0, the state passes through
-            np.copyto(log_a, 0, where=~mask)
-            np.copyto(b, 0, where=~mask)
-        if mode == "parallel":
-            Hs = linear_scan(log_a, b, h0)
-        else:
-            Hs = sequential_scan(np.exp(log_a), b, h0)
+        T, B = K.shape[:2]
+        log_a = np.empty((T, B, self.hidden_size), K.dtype)
+        Hs = np.empty_like(log_a)
+        prev, piece = h0, segment_steps(B * self.hidden_size)
+        for s in range(0, T, piece):  # a piece's activations and scan run back to back, in cache
+            e = slice(s, s + piece)
+            b = self._coefficients(K[e], log_a[e])  # K becomes the activations backward reads
+            if mask is not None:  # past a sequence's end: a = 1, b = 0, the state passes through
+                np.copyto(log_a[e], 0, where=~mask[e])
+                np.copyto(b, 0, where=~mask[e])
+            if mode == "parallel":
+                linear_scan(log_a[e], b, prev, out=Hs[e])
+            else:
+                Hs[e] = sequential_scan(np.exp(log_a[e]), b, prev)
+            prev = Hs[min(s + piece, T) - 1]
         Y = Hs.copy() if mask is None else Hs * mask  # the cache keeps Hs whatever the caller does to out
         cache = (X, K, log_a, Hs, h0, mask, mode) if keep else None
         return (Y[::-1] if reverse else Y), Hs[-1], cache
@@ -397,20 +411,26 @@ class _MinimalRNN(RecurrentLayer):
             dY = dY[::-1]
         if mask is not None:  # outputs past a sequence's end are constant zeros
             dY = dY * mask
-        if mode == "parallel":  # ∂L/∂h_t at every step, by the scan the forward used
-            G = reverse_linear_scan(log_a, dY, dh_n)
-        else:
-            G = sequential_reverse_scan(np.exp(log_a), dY, dh_n)
+        T, B, I = X.shape
+        G, dK = np.empty(Hs.shape, np.result_type(dY, Hs)), np.empty_like(K)
+        carry, piece = dh_n, segment_steps(B * self.hidden_size)
+        for s in reversed(range(0, T, piece)):  # the forward's pieces, last first
+            end = min(s + piece, T)
+            e = slice(s, end)
+            if mode == "parallel":  # ∂L/∂h_t at every step, by the scan the forward used
+                reverse_linear_scan(log_a[e], dY[e], carry, out=G[e])
+            else:
+                G[e] = sequential_reverse_scan(np.exp(log_a[e]), dY[e], carry)
+            carry = np.exp(log_a[s]) * G[s]  # a_s ∂L/∂h_s: what h_{s−1} receives through h_s
+            H_prev = Hs[s - 1 : end - 1] if s else np.concatenate([h0[None], Hs[: end - 1]])
+            self._coefficients_backward(G[e], H_prev, K[e], log_a[e], out=dK[e])
+        dh0 = carry
         if norms is not None:
             active = (G if mask is None else G * mask).astype(np.float64)  # float32 squares underflow below ~1e-22
             n = np.sqrt(np.einsum("tbh,tbh->t", active, active))
             norms[:] = n[::-1] if reverse else n
-        dh0 = np.exp(log_a[0]) * G[0]
-        H_prev = np.concatenate([h0[None], Hs[:-1]])
-        dK = self._coefficients_backward(G, H_prev, K, log_a)
         if mask is not None:  # the gates of padding steps were replaced, so they get no gradient
             dK *= mask
-        T, B, I = X.shape
         W, b = w
         dK2 = dK.reshape(T * B, -1)
         W.grad += dK2.T @ X.reshape(T * B, I)
@@ -440,7 +460,9 @@ class _MinimalRNN(RecurrentLayer):
         new = np.empty_like(h)
         layer_input = X
         for k in range(self.num_layers):
-            log_a, b = self._coefficients(self._project(layer_input, self._weights(k, "")))
+            K = self._project(layer_input, self._weights(k, ""))
+            log_a = np.empty((1, B, H), K.dtype)
+            b = self._coefficients(K, log_a)
             new[k] = np.exp(log_a[0]) * h[k] + b[0]
             layer_input = new[k][None]
         return (new[-1, 0], new[:, 0]) if unbatched else (new[-1], new)
@@ -454,21 +476,21 @@ class MinGRU(_MinimalRNN):
 
     gates = 2
 
-    def _coefficients(self, K):
-        """K (T, B, 2H) pre-activations [k_z, k_h] → log a, b; K becomes [z, h̃]."""
+    def _coefficients(self, K, log_a):
+        """K (T, B, 2H) pre-activations [k_z, k_h] → log a (into ``log_a``) and b; K becomes [z, h̃]."""
         H = self.hidden_size
         kz, kh = K[..., :H], K[..., H:]
-        log_a = log_sigmoid(-kz)  # log(1 − z)
+        log_sigmoid(-kz, out=log_a)  # log(1 − z)
         np.expm1(log_a, out=kz)  # z = 1 − e^{log(1 − z)}, exact also for z near 0
         np.negative(kz, out=kz)
         g(kh, out=kh)
-        return log_a, kz * kh
+        return kz * kh
 
-    def _coefficients_backward(self, G, H_prev, K, log_a):
-        """G = ∂L/∂h_t → the pre-activation gradients [dk_z, dk_h]."""
+    def _coefficients_backward(self, G, H_prev, K, log_a, out):
+        """G = ∂L/∂h_t → the pre-activation gradients [dk_z, dk_h], into ``out``."""
         H = self.hidden_size
         z, h_tilde = K[..., :H], K[..., H:]
-        dK = np.empty_like(K)
+        dK = out
         dz, dh = dK[..., :H], dK[..., H:]
         # h = (1 − z) h_prev + z h̃:  ∂h/∂z = h̃ − h_prev,  ∂h/∂h̃ = z
         np.subtract(h_tilde, H_prev, out=dz)
@@ -487,13 +509,13 @@ class MinLSTM(_MinimalRNN):
 
     gates = 3
 
-    def _coefficients(self, K):
-        """K (T, B, 3H) pre-activations [k_f, k_i, k_h] → log a, b; K becomes [1 − f, 1 − i, h̃]."""
+    def _coefficients(self, K, log_a):
+        """K (T, B, 3H) pre-activations [k_f, k_i, k_h] → log a (into ``log_a``) and b; K becomes [1 − f, 1 − i, h̃]."""
         H = self.hidden_size
         kf, ki, kh = K[..., :H], K[..., H : 2 * H], K[..., 2 * H :]
         log_f, log_i = log_sigmoid(kf), log_sigmoid(ki)
         d = log_i - log_f
-        log_a = log_sigmoid(-d)  # log f' = −log(1 + i/f)
+        log_sigmoid(-d, out=log_a)  # log f' = −log(1 + i/f)
         b = np.expm1(log_a)  # −i' = f' − 1, exact also when f' is near 1
         np.negative(b, out=b)
         log_f -= kf  # log(1 − f) = log f − k_f
@@ -502,15 +524,15 @@ class MinLSTM(_MinimalRNN):
         np.exp(log_i, out=ki)
         g(kh, out=kh)
         b *= kh  # i' h̃
-        return log_a, b
+        return b
 
-    def _coefficients_backward(self, G, H_prev, K, log_a):
-        """G = ∂L/∂h_t → the pre-activation gradients [dk_f, dk_i, dk_h]."""
+    def _coefficients_backward(self, G, H_prev, K, log_a, out):
+        """G = ∂L/∂h_t → the pre-activation gradients [dk_f, dk_i, dk_h], into ``out``."""
         H = self.hidden_size
         not_f, not_i, h_tilde = K[..., :H], K[..., H : 2 * H], K[..., 2 * H :]
         f = np.exp(log_a)  # f'
         i = -np.expm1(log_a)  # i' = 1 − f', exact also when f' is near 1
-        dK = np.empty_like(K)
+        dK = out
         # f' = σ(−d), i' = σ(d) with d = log i − log f, so ∂h/∂d = f' i' (h̃ − h_prev);
         # ∂d/∂k_f = −(1 − f), ∂d/∂k_i = 1 − i
         dd = h_tilde - H_prev
