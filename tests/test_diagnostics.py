@@ -85,3 +85,10 @@ def test_recorded_gradient_norms_do_not_underflow_in_float32(kind):
     d[0] = 1e-30  # a float32 number whose square underflows
     layer.backward(d)
     assert layer.grad_norms[0, 0] == pytest.approx(np.sqrt(8) * 1e-30, rel=1e-5)
+
+
+@pytest.mark.parametrize("norms", [np.array([[0.0, 0.0, 1e-44, 1e-3], [1e-5, 1e-4, 1e-3, 1e-2]]), np.zeros((1, 3))],
+                         ids=["some underflowed", "all zero"])
+def test_gradient_flow_plot_draws_underflowed_norms_instead_of_dropping_them(norms, tmp_path):
+    path = diagnostics.plot_gradient_flow(norms, ["a", "b"][: len(norms)], tmp_path / "flow.png", "title")
+    assert path.read_bytes()[:4] == b"\x89PNG"

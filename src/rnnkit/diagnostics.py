@@ -69,11 +69,20 @@ def parameter_grad_norms(model, clip: float) -> list[tuple[str, float, float]]:
 
 
 def plot_gradient_flow(norms: np.ndarray, labels: list[str], path, title: str) -> Path:
-    """‖∂L/∂h_t‖ against t on a log scale, one line per layer (and direction)."""
+    """‖∂L/∂h_t‖ against t on a log scale, one line per layer (and direction).
+
+    A norm of exactly 0 is the gradient underflowing in the layer's own arithmetic (in float32
+    below 1.4·10⁻⁴⁵): it is drawn on a dotted line at the bottom, marked "0", not left out.
+    """
     fig, ax = pyplot().subplots(figsize=(7, 4), dpi=100)
     t = np.arange(1, norms.shape[1] + 1)
+    positive = norms[norms > 0]
+    zero_at = positive.min() / 10 if positive.size else 1.0
     for row, label in zip(norms, labels):
-        ax.semilogy(t, np.maximum(row, 1e-30), label=label)
+        ax.semilogy(t, np.where(row > 0, row, zero_at), label=label)
+    if (norms == 0).any():
+        ax.axhline(zero_at, color="grey", linestyle=":", linewidth=1)
+        ax.annotate("0 (underflow)", (t[0], zero_at), xytext=(4, 3), textcoords="offset points", fontsize=8, color="grey")
     ax.set_xlabel("time step t")
     ax.set_ylabel("‖∂L/∂h_t‖")
     ax.set_title(title)
