@@ -14,9 +14,16 @@ def test_step_time_grows_with_the_sequence_for_a_sequential_rnn():
     assert long["peak_bytes"] > short["peak_bytes"] > 0
 
 
+def test_a_case_is_timed_for_its_repeats_and_its_minimum_time_and_the_fastest_step_is_reported():
+    r = speed.step_time("mingru", 16, 1, 4, repeats=2, min_time=0.05)
+    assert r["steps_timed"] > 2  # a step takes well under 25 ms: min_time asks for more than 2
+    assert 0 < r["seconds"] <= r["median_seconds"]
+    assert speed.step_time("mingru", 16, 1, 4, repeats=2)["steps_timed"] == 2
+
+
 def test_speed_command_prints_a_table(tmp_path, capsys):
     kinds = "gru,lstm,mingru-seq,attention"
-    assert main(["experiment", "speed", "--kinds", kinds, "--lengths", "4,8", "--sizes", "2x4", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    assert main(["experiment", "speed", "--kinds", kinds, "--lengths", "4,8", "--sizes", "2x4", "--repeats", "1", "--min-time", "0", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "batch 2, hidden 4" in out and all(k in out for k in kinds.split(","))
     assert out.count("x]") == 2 * 3  # the speed-up over gru of every other kind at both lengths
@@ -38,7 +45,7 @@ def test_bad_speed_options(args, match, capsys):
 
 
 def test_cases_predicted_to_be_too_slow_are_skipped_and_shown(tmp_path, capsys):
-    args = ["experiment", "speed", "--kinds", "gru,attention", "--lengths", "8,512", "--sizes", "2x4", "--repeats", "1",
+    args = ["experiment", "speed", "--kinds", "gru,attention", "--lengths", "8,512", "--sizes", "2x4", "--repeats", "1", "--min-time", "0",
             "--max-seconds", "1e-5", "--out", str(tmp_path)]
     assert main(args) == 0
     report = json.loads((tmp_path / "results.json").read_text())

@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--kinds", default="gru,lstm,mingru,minlstm,mingru-seq,minlstm-seq,attention", help="comma-separated layers: gru, lstm, mingru, minlstm, their sequential modes mingru-seq and minlstm-seq, attention (default: all)")
     sp.add_argument("--lengths", default="128,512,2048,4096", help="comma-separated lengths T (default: 128,512,2048,4096)")
     sp.add_argument("--sizes", default="1x64,8x128,32x512", help="comma-separated BATCHxHIDDEN (default: 1x64,8x128,32x512)")
-    sp.add_argument("--repeats", type=int, default=3, help="timed steps per case; the median is reported (default: 3)")
+    sp.add_argument("--repeats", type=int, default=3, help="timed steps per case, at least (default: 3)")
+    sp.add_argument("--min-time", type=float, default=1.0, help="seconds of timed steps per case, at least; the fastest "
+                    "step is reported, the median recorded (default: 1)")
     sp.add_argument("--max-seconds", type=float, default=0.0, help="skip a case whose step is predicted (from the "
                     "shorter lengths) to take longer than this (default: 0, never skip)")
     sp.add_argument("--out", metavar="DIR", help="where to write results.json (default: experiments/speed)")
@@ -238,8 +240,11 @@ def _speed(args, progress) -> int:
         sizes = []
     if not sizes or any(len(s) != 2 or min(s) < 1 for s in sizes):
         raise ValueError(f"--sizes: expected comma-separated BATCHxHIDDEN such as 8x128, got {args.sizes!r}")
+    if args.min_time < 0:
+        raise ValueError(f"--min-time: expected seconds >= 0, got {args.min_time}")
     opts = speed.SpeedOptions(kinds=_names(args.kinds), lengths=_ints(args.lengths, "lengths"), sizes=sizes,
-                              repeats=_ints(str(args.repeats), "repeats")[0], max_seconds=args.max_seconds)
+                              repeats=_ints(str(args.repeats), "repeats")[0], max_seconds=args.max_seconds,
+                              min_time=args.min_time)
     report = speed.run(opts, progress)
     print(file=sys.stderr)
     out = Path(args.out or Path("experiments") / "speed")
