@@ -17,3 +17,10 @@ def load(model_dir):
     from .api import load as _load
 
     return _load(model_dir)
+
+
+def keep_freed_memory():
+    """Let glibc reuse freed arrays instead of returning them to the OS (see rnnkit.memory)."""
+    from .memory import keep_freed_memory as _keep
+
+    return _keep()

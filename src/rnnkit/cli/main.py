@@ -24,6 +24,7 @@ from pathlib import Path
 from .. import tasks
 from ..data import DataError
 from ..data import catalog
+from ..memory import keep_freed_memory
 from ..tasks.base import TASKS, add_options, get_task, given
 from ..training import model_dir as md
 from ..training.trainer import TrainingError, TrainingOptions
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()  # steady and faster steps: freed arrays are reused, not faulted in again
     try:
         args = build_parser().parse_args(_name_the_resumed_task(argv))
         return run(args)
