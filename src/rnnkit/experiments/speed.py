@@ -141,6 +141,9 @@ def plot_speed(report: dict, path):
                          if (r["kind"], r["batch"], r["hidden"]) == (kind, batch, hidden) and "seconds" in r)
             ax.loglog(*zip(*pts), marker="o", label=kind)
         ax.set(title=f"batch {batch}, hidden {hidden}", xlabel="sequence length T", ylabel="ms per training step")
+        lengths = sorted({r["T"] for r in rows})
+        ax.set_xticks(lengths, [str(T) for T in lengths])  # the lengths measured, not 2×10², 3×10², …
+        ax.minorticks_off()
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend()
     return save_figure(fig, path)
