@@ -63,7 +63,7 @@ and matrix-product overhead of GRU and LSTM, which dominates when batch and hidd
 The activations avoid ``np.where`` (see ``g``) and the scan works in segments that stay in
 cache: both cost more than the arithmetic.
 ``mode="sequential"`` (two vectorised calls per step, forward and backward) gives the same
-numbers and is the faster of the two when B·H is large; ``benchmarks/results/speed.json``
+numbers and is the faster of the two when B·H is large; ``benchmarks/results/speed/``
 has the measurements.
 """
 
