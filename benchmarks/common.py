@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,9 @@ def parse_override(items: list[str]) -> dict:
         else:
             out[key] = value
     return out
+
+
+def quick_output(path: Path, default: Path, prefix: str) -> Path:
+    """Where a --quick smoke test writes: ``path`` if the user chose it, else the default file's
+    name in a new temporary folder, so a smoke test never replaces the measured results."""
+    return Path(tempfile.mkdtemp(prefix=prefix)) / default.name if path == default else path

@@ -50,7 +50,7 @@ import rnnkit
 from rnnkit import metrics as M
 from rnnkit.tasks.tag import TagData, predict_tags
 from rnnkit.training import model_dir as md
-from common import git_commit, machine_info, merge, parse_override, stats, write
+from common import git_commit, machine_info, merge, parse_override, quick_output, stats, write
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -181,8 +181,7 @@ def main(argv=None) -> int:
     args.override = parse_override(args.override)
     if args.quick:
         args.override = dict(dict(steps=30, valid_every=15, hidden=32, embed=32), **args.override)
-        if args.out == RESULTS / "tag_peoples_daily.json":
-            args.out = Path(tempfile.mkdtemp(prefix="eval_tag_quick_")) / "tag_peoples_daily.json"
+        args.out = quick_output(args.out, RESULTS / "tag_peoples_daily.json", "eval_tag_quick_")
     unknown = sorted(set(args.override) - set(BASE) - {"cell", "scheme", "lowercase", "unidirectional", "warmup",
                                                         "weight_decay", "time_limit", "log_every"})
     if unknown:

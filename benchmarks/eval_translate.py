@@ -45,7 +45,7 @@ import numpy as np
 import rnnkit
 from rnnkit.tasks.translate import PairData, plot_attention
 from rnnkit.training import model_dir as md
-from common import git_commit, machine_info, merge, parse_override, write
+from common import git_commit, machine_info, merge, parse_override, quick_output, write
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -128,8 +128,7 @@ def main(argv=None) -> int:
     args.override = parse_override(args.override)
     if args.quick:
         args.override = dict(dict(steps=20, valid_every=10, hidden=16, embed=16, max_words=8, max_vocab=500), **args.override)
-        if args.out == RESULTS / "translate_bible.json":
-            args.out = Path(tempfile.mkdtemp(prefix="eval_translate_quick_")) / "translate_bible.json"
+        args.out = quick_output(args.out, RESULTS / "translate_bible.json", "eval_translate_quick_")
     unknown = sorted(set(args.override) - set(BASE) - {"lowercase", "shared_vocab", "min_count", "unidirectional",
                                                         "sampling", "warmup", "weight_decay", "time_limit", "log_every"})
     if unknown:
