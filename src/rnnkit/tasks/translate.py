@@ -137,8 +137,7 @@ class Vocabularies:
         return self.tgt.encode(text.lower() if self.config["lowercase"] else text)
 
     def unknown_source_tokens(self, text: str) -> list[str]:
-        t = text.lower() if self.config["lowercase"] else text
-        return sorted({tok for tok in self.src.split(t) if not self.src.contains(tok)})
+        return sorted({tok for tok in self.source_words(text) if not self.src.contains(tok)})
 
     def source_words(self, text: str) -> list[str]:
         """The source's tokens as written (before the vocabulary maps the unknown ones to <unk>)."""
