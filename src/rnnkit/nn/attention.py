@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .functional import affine, sum_rows
 from .linear import Linear
 from .module import Module, Parameter, as_dtype, as_rng
 from .validation import expect_shape, float_array, positive_int, sequence_lengths
@@ -133,9 +134,7 @@ class MultiheadSelfAttention(Module):
         lengths = sequence_lengths(lengths, T, B)
         scale = self.dtype(1.0 / np.sqrt(self.head_dim))
 
-        qkv = X @ self.in_proj_weight.data.T
-        if self.in_proj_bias is not None:
-            qkv += self.in_proj_bias.data
+        qkv = affine(X, self.in_proj_weight.data, None if self.in_proj_bias is None else self.in_proj_bias.data)
         q, k, v = (self._split_heads(qkv[:, :, i * E : (i + 1) * E]) for i in range(3))
 
         S = q @ k.transpose(0, 1, 3, 2)
@@ -182,6 +181,6 @@ class MultiheadSelfAttention(Module):
         rows = dqkv.reshape(B * T, 3 * E)
         self.in_proj_weight.grad += rows.T @ X.reshape(B * T, E)
         if self.in_proj_bias is not None:
-            self.in_proj_bias.grad += rows.sum(axis=0)
-        dx = dqkv @ self.in_proj_weight.data
+            self.in_proj_bias.grad += sum_rows(rows)
+        dx = (rows @ self.in_proj_weight.data).reshape(B, T, E)
         return self._present(dx, unbatched)

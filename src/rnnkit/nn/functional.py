@@ -18,9 +18,41 @@ reverse direction starts each row at its own last real step, with no masking ari
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
+
+# ---- constants and sums -----------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _filled(value: float, dtype: np.dtype, size: int) -> np.ndarray:
+    out = np.full(size, value, dtype)
+    out.flags.writeable = False
+    return out
+
+
+def filled(value: float, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A read-only array of ``value``, from a cache (a few sizes, powers of 2, serve every shape).
+
+    For np.maximum and np.minimum, which against a scalar take a slow path (three times an
+    add) and against an array of the same shape a vectorised one; and for ``sum_rows``."""
+    size = math.prod(shape)
+    return _filled(value, np.dtype(dtype), 1 << max(size - 1, 0).bit_length())[:size].reshape(shape)
+
+
+def filled_like(x: np.ndarray, value: float) -> np.ndarray:
+    return filled(value, x.shape, x.dtype)
+
+
+def sum_rows(a: np.ndarray) -> np.ndarray:
+    """Σ over axis −2: (N, C) → (C,), (G, N, C) → (G, C); a bias gradient.
+
+    A product with a vector of ones: one BLAS call, 3–6× faster than ``a.sum(axis=−2)``, which
+    adds the rows one by one just the same."""
+    return np.matmul(filled(1.0, (a.shape[-2],), a.dtype), a)
+
 
 # ---- activations ------------------------------------------------------------------
 
@@ -200,12 +232,14 @@ def time_steps(T: int, reverse: bool) -> range:
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
-def project_inputs(X, W_ih, bias):
-    """The input projection of all steps with one matrix product: (*, I) → (*, G·H)."""
-    gx = X.reshape(-1, X.shape[-1]) @ W_ih.T
+def affine(X, W, bias):
+    """``X Wᵀ + bias`` on the last axis, (*, I) → (*, O), as one 2-D matrix product: a layer's
+    input projection for all steps at once. (NumPy's matmul of a stacked (T, B, I) array makes
+    one small product per leading index, 2–3× slower.)"""
+    Y = X.reshape(-1, X.shape[-1]) @ W.T
     if bias is not None:
-        gx += bias
-    return gx.reshape(*X.shape[:-1], -1)
+        Y += bias
+    return Y.reshape(*X.shape[:-1], -1)
 
 
 def accumulate_weight_grads(w, X, H_prev, dG_x, dG_h=None):
@@ -220,9 +254,9 @@ def accumulate_weight_grads(w, X, H_prev, dG_x, dG_h=None):
     w.W_ih.grad += dG_x2.T @ X.reshape(T * B, I)
     w.W_hh.grad += dG_h2.T @ H_prev.reshape(T * B, -1)
     if w.b_ih is not None:
-        db_x = dG_x2.sum(axis=0)
+        db_x = sum_rows(dG_x2)
         w.b_ih.grad += db_x
-        w.b_hh.grad += db_x if dG_h is None else dG_h2.sum(axis=0)
+        w.b_hh.grad += db_x if dG_h is None else sum_rows(dG_h2)
     return (dG_x2 @ w.W_ih.data).reshape(T, B, I)
 
 
@@ -242,7 +276,7 @@ def _store_state(state, new, b, B):
 
 def rnn_sequence(X, h, w, reverse, bs, keep, relu):
     T, B, _ = X.shape
-    G = project_inputs(X, w.W_ih.data, w.bias_x)
+    G = affine(X, w.W_ih.data, w.bias_x)
     alloc = _buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
     H_prev = alloc(Y.shape, X.dtype) if keep else None
@@ -274,7 +308,7 @@ def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, relu, norms=None):
 
 def lstm_sequence(X, h, c, w, reverse, bs, keep):
     T, B, _ = X.shape
-    G = project_inputs(X, w.W_ih.data, w.bias_x)
+    G = affine(X, w.W_ih.data, w.bias_x)
     W_hr = None if w.W_hr is None else w.W_hr.data
     alloc = _buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
@@ -322,7 +356,7 @@ def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None):
 
 def gru_sequence(X, h, w, reverse, bs, keep):
     T, B, _ = X.shape
-    G = project_inputs(X, w.W_ih.data, w.bias_x)
+    G = affine(X, w.W_ih.data, w.bias_x)
     b_hn = None if w.b_hh is None else w.b_hh.data[2 * h.shape[1] :]
     alloc = _buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .functional import affine, sum_rows
 from .module import Module, Parameter, as_dtype, as_rng
 from .validation import expect_shape, float_array, int_array, native_float_array, positive_int, probability
 
@@ -38,11 +39,8 @@ class Linear(Module):
         """x: (*, in_features) → (*, out_features)."""
         x = float_array(x, "x", self.dtype)
         _features(x, self.in_features, "x", f"in_features={self.in_features}")
-        y = x @ self.weight.data.T
-        if self.bias is not None:
-            y += self.bias.data
         self._push_cache(x)
-        return y
+        return affine(x, self.weight.data, None if self.bias is None else self.bias.data)
 
     def backward(self, dy) -> np.ndarray:
         """dy: (*, out_features) → dx: (*, in_features); adds into weight.grad and bias.grad."""
@@ -52,8 +50,8 @@ class Linear(Module):
         dy2 = dy.reshape(-1, self.out_features)
         self.weight.grad += dy2.T @ x.reshape(-1, self.in_features)
         if self.bias is not None:
-            self.bias.grad += dy2.sum(axis=0)
-        return dy @ self.weight.data
+            self.bias.grad += sum_rows(dy2)
+        return (dy2 @ self.weight.data).reshape(dy.shape[:-1] + (self.in_features,))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -74,7 +74,7 @@ import math
 
 import numpy as np
 
-from .functional import project_inputs
+from .functional import filled_like, sum_rows
 from .module import Parameter, as_dtype, as_rng, is_grad_enabled
 from .recurrent import RecurrentLayer, _init_uniform
 from .validation import float_array, positive_int
@@ -90,23 +90,25 @@ def log_sigmoid(k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     np.negative(out, out=out)
     np.exp(out, out=out)
     np.log1p(out, out=out)
-    return np.subtract(np.minimum(k, 0), out, out=out)
+    return np.subtract(np.minimum(k, filled_like(k, 0)), out, out=out)
 
 
-# g and g_slope are sums and maxima rather than np.where: a select on a mask of random signs
+# g and g_slope are sums and minima rather than np.where: a select on a mask of random signs
 # costs about 3.5 ns an element, ten times an exp.
 
 
 def g(k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """The candidate activation: k + ½ for k ≥ 0, σ(k) below, as σ(min(k, 0)) + max(k, 0)."""
-    e = np.exp(np.minimum(k, 0))  # e^k ≤ 1: no overflow
+    """The candidate activation: k + ½ for k ≥ 0, σ(k) below, as σ(m) + (k − m) with m = min(k, 0)."""
+    m = np.minimum(k, filled_like(k, 0))
+    e = np.exp(m)  # e^m ≤ 1: no overflow
     e /= e + 1
-    return np.add(e, np.maximum(k, 0), out=e if out is None else out)
+    np.subtract(k, m, out=m)  # max(k, 0), exactly
+    return np.add(e, m, out=e if out is None else out)
 
 
 def g_slope(h: np.ndarray) -> np.ndarray:
     """g'(k) from h = g(k): σ'(k) = h(1 − h) where k < 0 (h < ½), 1 from k = 0 on (h ≥ ½)."""
-    s = np.minimum(h, 0.5)
+    s = np.minimum(h, filled_like(h, 0.5))
     s *= 1 - s  # at most ¼
     return np.maximum(s, h >= 0.5, out=s)
 
@@ -118,53 +120,110 @@ SEGMENT = 2**16  # elements (steps × lanes) per pass of the scan: its temporari
 MATMUL_LANES = 4096  # below this many lanes a block's cumulative sum is a matrix product
 
 
-@functools.lru_cache(maxsize=4)
 def segment_steps(lanes: int) -> int:
     """Steps per segment for ``lanes`` elements a step: about SEGMENT elements, whole blocks."""
     return max(CHUNK, SEGMENT // max(1, lanes) // CHUNK * CHUNK)
 
 
 @functools.lru_cache(maxsize=4)
-def _lower_ones(n: int) -> np.ndarray:
-    return np.tri(n)
+def _ones_triangle(n: int, upper: bool) -> np.ndarray:
+    return np.triu(np.ones((n, n))) if upper else np.tri(n)
 
 
-def _cumsum_blocks(v: np.ndarray) -> np.ndarray:
-    """Cumulative sum along axis 1 of (blocks, CHUNK, lanes...): the product with a lower
-    triangle of ones, one BLAS call for all blocks; with many lanes, CHUNK − 1 vector adds in
-    place (BLAS then gains nothing). NumPy's own cumsum walks one lane at a time, 3–10× slower."""
-    lanes = math.prod(v.shape[2:])
+def _cumsum_blocks(v: np.ndarray, reverse: bool = False) -> np.ndarray:
+    """Cumulative sum along axis 1 of (blocks, CHUNK, lanes...), from the end if ``reverse``: the
+    product with a triangle of ones, one BLAS call for all blocks; with many lanes, CHUNK − 1
+    vector adds in place (BLAS then gains nothing). NumPy's own cumsum walks one lane at a time,
+    3–10× slower."""
+    n, lanes = v.shape[1], math.prod(v.shape[2:])
     if lanes < MATMUL_LANES:
-        flat = v.reshape(v.shape[0], v.shape[1], lanes)
-        return np.matmul(_lower_ones(v.shape[1]), flat).reshape(v.shape)
-    for c in range(1, v.shape[1]):
-        v[:, c] += v[:, c - 1]
+        flat = v.reshape(v.shape[0], n, lanes)
+        return np.matmul(_ones_triangle(n, reverse), flat).reshape(v.shape)
+    for c in (range(n - 2, -1, -1) if reverse else range(1, n)):
+        v[:, c] += v[:, c + 1 if reverse else c - 1]
     return v
 
 
-def _scan_segment(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray, out: np.ndarray) -> None:
-    """``linear_scan`` of a segment into ``out`` (T, ...), computed in float64."""
-    T, lanes = log_a.shape[0], log_a.shape[1:]
-    blocks = -(-T // CHUNK)
-    x = np.empty((blocks, CHUNK, *lanes))
-    np.maximum(log_a, LOG_A_FLOOR, out=x.reshape(-1, *lanes)[:T])
-    x.reshape(-1, *lanes)[T:] = 0  # steps past T: a = 1 (and b = 0 below)
-    a_star = _cumsum_blocks(x)  # a*_t = Σ log a_s since the block's start
-    log_block = a_star[:, -1].copy()  # the log of each block's product of a
-    decay = np.exp(a_star, out=a_star)  # e^{a*_t} = Π a_s, ≥ e^{CHUNK·LOG_A_FLOOR} = e^{−640}
-    y = np.empty_like(x) if x is decay else x
-    np.divide(b, decay.reshape(-1, *lanes)[:T], out=y.reshape(-1, *lanes)[:T])  # b_s e^{−a*_s}, ≤ |b_s|·e^{640}
-    y.reshape(-1, *lanes)[T:] = 0
-    # The state entering each block: its ends follow the same recurrence over the blocks alone,
-    # end_j = (Π a over block j)·end_{j−1} + (block j's solution from a zero start), which the
-    # same scan solves; that solution is e^{a*_end} Σ_s b_s e^{−a*_s}.
+def _padded(v: np.ndarray, blocks: int) -> np.ndarray:
+    """v (T, lanes...) in float64 as (blocks, CHUNK, lanes...), zero past T."""
+    T, lanes = v.shape[0], v.shape[1:]
+    out = np.empty((blocks * CHUNK, *lanes))
+    out[:T] = v
+    if T < len(out):
+        out[T:] = 0
+    return out.reshape(blocks, CHUNK, *lanes)
+
+
+def _block_decay(log_a: np.ndarray) -> np.ndarray:
+    """e^{a*_t}, a*_t = Σ log a_s from the start of t's block, as (blocks, CHUNK, lanes...); a = 1
+    past T. Each log a_t is floored at LOG_A_FLOOR, so e^{a*} ≥ e^{CHUNK·LOG_A_FLOOR} = e^{−640}."""
+    x = _padded(log_a, -(-log_a.shape[0] // CHUNK))
+    np.maximum(x, filled_like(x, LOG_A_FLOOR), out=x)
+    return np.exp(_cumsum_blocks(x), out=x)
+
+
+def _join_blocks(a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
+    """h_j = a_j h_{j−1} + b_j for the block ends (a_j ∈ [0, 1] a block's product of a, b_j its
+    solution from a zero start), by recursive doubling (Hillis & Steele 1986): after the round
+    of stride k, (a_j, b_j) spans the 2k blocks up to j. ⌈log₂ n⌉ rounds of vector operations;
+    products of a only shrink, so nothing overflows."""
+    a, b = a.copy(), b.copy()
+    b[0] += a[0] * h0
+    k = 1
+    while k < len(b):
+        b[k:] += a[k:] * b[:-k]  # the product is formed before b changes
+        if 2 * k < len(b):
+            a[k:] *= a[:-k]  # NumPy copies an overlapping operand first
+        k *= 2
+    return b
+
+
+def _scan_segment(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``linear_scan`` of a segment into ``out`` (T, ...), computed in float64; returns the block
+    decays (``_block_decay``), which the backward scan reuses."""
+    T, lanes = b.shape[0], b.shape[1:]
+    decay = _block_decay(log_a)
+    blocks = decay.shape[0]
+    y = _padded(b, blocks)
+    y /= decay  # b_s e^{−a*_s}, ≤ |b_s|·e^{640}
+    y = _cumsum_blocks(y)  # Σ_{s≤t} b_s e^{−a*_s} within each block
+    # The state entering each block: the block ends follow the same recurrence over the blocks,
+    # end_j = (Π a over block j)·end_{j−1} + (block j's solution from a zero start), and that
+    # solution is e^{a*_end} Σ_s b_s e^{−a*_s}.
     starts = np.empty((blocks, *lanes))
     starts[0] = h0
     if blocks > 1:
-        linear_scan(log_block[:-1], decay[:-1, -1] * y[:-1].sum(axis=1), h0, out=starts[1:])
-    y[:, 0] += starts
-    h = _cumsum_blocks(y)  # start + Σ_{s≤t} b_s e^{−a*_s}
-    np.multiply(h.reshape(-1, *lanes)[:T], decay.reshape(-1, *lanes)[:T], out=out)  # h_t
+        starts[1:] = _join_blocks(decay[:-1, -1], decay[:-1, -1] * y[:-1, -1], h0)
+    y += starts[:, None]
+    np.multiply(y.reshape(-1, *lanes)[:T], decay.reshape(-1, *lanes)[:T], out=out)  # h_t
+    return decay
+
+
+def _reverse_scan_segment(decay: np.ndarray, v: np.ndarray, carry: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``reverse_linear_scan`` of a segment into ``out``, given the segment's block decays (from
+    ``_block_decay``, as the forward scan returns them) and ``carry`` = a_T G_T, what the last
+    step receives from after the segment; returns a_0 G_0, what the step before it receives.
+
+    With the forward's e^{a*} (block by block), Π_{t<r≤s} a_r = e^{a*_s − a*_t}, so within a block
+
+        G_t = e^{−a*_t} (Σ_{s≥t} e^{a*_s} v_s + e^{a*_end} C),   C = what the block's end receives,
+
+    and E_j = a G at block j's first step = Σ_{s in j} e^{a*_s} v_s + (Π a over j)·E_{j+1}: the
+    block ends follow the forward recurrence over the blocks taken in reverse. e^{a*_s} v_s is
+    at least e^{−640}|v_s|: a |v_s| below 1e-30 loses digits, by at most 1e-45 absolutely."""
+    T, lanes = v.shape[0], v.shape[1:]
+    w = _padded(v, decay.shape[0])
+    w *= decay
+    w = _cumsum_blocks(w, reverse=True)  # Σ_{s≥t} e^{a*_s} v_s within each block
+    product = decay[:, -1]
+    ends = _join_blocks(product[::-1], w[::-1, 0], carry)[::-1]  # E_j
+    received = np.empty_like(ends)  # C_j = E_{j+1}, and the carry for the last block
+    received[:-1] = ends[1:]
+    received[-1] = carry
+    received *= product
+    w += received[:, None]
+    np.divide(w.reshape(-1, *lanes)[:T], decay.reshape(-1, *lanes)[:T], out=out)
+    return ends[0]
 
 
 def linear_scan(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
@@ -182,8 +241,8 @@ def linear_scan(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None, 
     which is exact in float64 because LOG_A_FLOOR bounds |a*| by 640 within a block (an a_t
     below e^{−40} ≈ 4·10⁻¹⁸ contributes a_t·h_{t−1}, below float64's resolution of h_{t−1}, and
     is taken as e^{−40}). The blocks are all solved at once; their ends follow the same
-    recurrence with a block's product of a as its coefficient (floored the same way), which
-    the same scan solves: depth log_CHUNK(T), the "chunked" form of GPU scan kernels. With no
+    recurrence with a block's product of a as its coefficient, which recursive doubling solves
+    in log₂ of the number of blocks rounds: the "chunked" form of GPU scan kernels. With no
     logarithm of b, inputs of either sign work, which the backward pass needs.
     """
     T, lanes = b.shape[0], b.shape[1:]
@@ -200,19 +259,22 @@ def reverse_linear_scan(log_a: np.ndarray, v: np.ndarray, init: np.ndarray, out:
     """Solve ``G_t = v_t + a_{t+1} ⊙ G_{t+1}`` backwards from ``G_{T−1} = v_{T−1} + init``.
 
     The backward of ``linear_scan``: with v = ∂L/∂h_t from the outputs and init = ∂L/∂h_n, G_t
-    is the whole ∂L/∂h_t. It is ``linear_scan`` over reversed time u = T−1−t, whose coefficient
-    is a_{t+1} = a_{T−u} (and 1 for the first step, where init comes in). Written into ``out``
-    when given.
+    is the whole ∂L/∂h_t. Segments are solved last first, each with the block decays the
+    forward computes (see ``_reverse_scan_segment``). Written into ``out`` when given.
     """
-    log_c = np.empty_like(log_a)
-    log_c[0] = 0
-    log_c[1:] = log_a[:0:-1]
-    return linear_scan(log_c, v[::-1], init, out=None if out is None else out[::-1])[::-1]
+    T, lanes = v.shape[0], v.shape[1:]
+    steps = segment_steps(math.prod(lanes))
+    G = np.empty(v.shape, v.dtype) if out is None else out
+    carry = init
+    for s in reversed(range(0, T, steps)):
+        e = slice(s, s + steps)
+        carry = _reverse_scan_segment(_block_decay(log_a[e]), v[e], carry, out=G[e])
+    return G
 
 
-def sequential_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
+def sequential_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The same recurrence one step at a time: the reference the scan must equal."""
-    h = np.empty(b.shape, np.result_type(b, h0))
+    h = np.empty(b.shape, np.result_type(b, h0)) if out is None else out
     prev = h0
     for t in range(b.shape[0]):
         np.multiply(a[t], prev, out=h[t])
@@ -295,8 +357,14 @@ class _MinimalRNN(RecurrentLayer):
         return getattr(self, f"weight_l{k}{sfx}"), getattr(self, f"bias_l{k}{sfx}", None)
 
     def _project(self, X, w) -> np.ndarray:
+        """X (T, B, I) → the pre-activations gate by gate, (G, T, B, H): each gate's block is
+        contiguous, which element-wise passes over it need to run at full speed."""
         W, b = w
-        return project_inputs(X, W.data, None if b is None else b.data)
+        (T, B, I), G, H = X.shape, self.gates, self.hidden_size
+        K = np.matmul(X.reshape(1, T * B, I), W.data.reshape(G, H, I).transpose(0, 2, 1))
+        if b is not None:
+            K += b.data.reshape(G, 1, H)
+        return K.reshape(G, T, B, H)
 
     def _mask(self, lengths, T: int, B: int):
         """(T, B, 1), True at the steps inside each sequence; None when every sequence is full."""
@@ -346,23 +414,23 @@ class _MinimalRNN(RecurrentLayer):
             X = X[::-1]
             mask = None if mask is None else mask[::-1]
         K = self._project(X, w)
-        T, B = K.shape[:2]
+        T, B = K.shape[1:3]
         log_a = np.empty((T, B, self.hidden_size), K.dtype)
         Hs = np.empty_like(log_a)
-        prev, piece = h0, segment_steps(B * self.hidden_size)
+        prev, piece, decays = h0, segment_steps(B * self.hidden_size), []
         for s in range(0, T, piece):  # a piece's activations and scan run back to back, in cache
             e = slice(s, s + piece)
-            b = self._coefficients(K[e], log_a[e])  # K becomes the activations backward reads
+            b = self._coefficients(K[:, e], log_a[e])  # K becomes the activations backward reads
             if mask is not None:  # past a sequence's end: a = 1, b = 0, the state passes through
                 np.copyto(log_a[e], 0, where=~mask[e])
                 np.copyto(b, 0, where=~mask[e])
-            if mode == "parallel":
-                linear_scan(log_a[e], b, prev, out=Hs[e])
+            if mode == "parallel":  # a piece is one segment of the scan
+                decays.append(_scan_segment(log_a[e], b, prev, out=Hs[e]))
             else:
                 Hs[e] = sequential_scan(np.exp(log_a[e]), b, prev)
             prev = Hs[min(s + piece, T) - 1]
         Y = Hs.copy() if mask is None else Hs * mask  # the cache keeps Hs whatever the caller does to out
-        cache = (X, K, log_a, Hs, h0, mask, mode) if keep else None
+        cache = (X, K, log_a, Hs, h0, mask, mode, decays) if keep else None
         return (Y[::-1] if reverse else Y), Hs[-1], cache
 
     def _present(self, out, h_n, unbatched):
@@ -406,7 +474,7 @@ class _MinimalRNN(RecurrentLayer):
         return dx, dh0
 
     def _sequence_backward(self, dY, dh_n, cache, w, reverse, norms=None):
-        X, K, log_a, Hs, h0, mask, mode = cache
+        X, K, log_a, Hs, h0, mask, mode, decays = cache
         if reverse:
             dY = dY[::-1]
         if mask is not None:  # outputs past a sequence's end are constant zeros
@@ -417,13 +485,15 @@ class _MinimalRNN(RecurrentLayer):
         for s in reversed(range(0, T, piece)):  # the forward's pieces, last first
             end = min(s + piece, T)
             e = slice(s, end)
-            if mode == "parallel":  # ∂L/∂h_t at every step, by the scan the forward used
-                reverse_linear_scan(log_a[e], dY[e], carry, out=G[e])
+            # ∂L/∂h_t at every step, by the scan the forward used; carry = a_s ∂L/∂h_s, what
+            # h_{s−1} receives through h_s
+            if mode == "parallel":
+                carry = _reverse_scan_segment(decays[s // piece], dY[e], carry, out=G[e])
             else:
                 G[e] = sequential_reverse_scan(np.exp(log_a[e]), dY[e], carry)
-            carry = np.exp(log_a[s]) * G[s]  # a_s ∂L/∂h_s: what h_{s−1} receives through h_s
+                carry = np.exp(log_a[s]) * G[s]
             H_prev = Hs[s - 1 : end - 1] if s else np.concatenate([h0[None], Hs[: end - 1]])
-            self._coefficients_backward(G[e], H_prev, K[e], log_a[e], out=dK[e])
+            self._coefficients_backward(G[e], H_prev, K[:, e], log_a[e], out=dK[:, e])
         dh0 = carry
         if norms is not None:
             active = (G if mask is None else G * mask).astype(np.float64)  # float32 squares underflow below ~1e-22
@@ -431,12 +501,17 @@ class _MinimalRNN(RecurrentLayer):
             norms[:] = n[::-1] if reverse else n
         if mask is not None:  # the gates of padding steps were replaced, so they get no gradient
             dK *= mask
-        W, b = w
-        dK2 = dK.reshape(T * B, -1)
-        W.grad += dK2.T @ X.reshape(T * B, I)
+        (W, b), gates, H = w, self.gates, self.hidden_size
+        dK = dK.reshape(gates, T * B, H)
+        X = X.reshape(T * B, I)
+        W.grad += (dK.transpose(0, 2, 1) @ X).reshape(W.grad.shape)
         if b is not None:
-            b.grad += dK2.sum(axis=0)
-        dX = (dK2 @ W.data).reshape(T, B, I)
+            b.grad += sum_rows(dK).reshape(b.grad.shape)
+        W_gates = W.data.reshape(gates, H, I)
+        dX = dK[0] @ W_gates[0]
+        for k in range(1, gates):
+            dX += dK[k] @ W_gates[k]
+        dX = dX.reshape(T, B, I)
         return (dX[::-1] if reverse else dX), dh0
 
     # ---- step by step ---------------------------------------------------------------------------
@@ -477,9 +552,8 @@ class MinGRU(_MinimalRNN):
     gates = 2
 
     def _coefficients(self, K, log_a):
-        """K (T, B, 2H) pre-activations [k_z, k_h] → log a (into ``log_a``) and b; K becomes [z, h̃]."""
-        H = self.hidden_size
-        kz, kh = K[..., :H], K[..., H:]
+        """K (2, T, B, H) pre-activations [k_z, k_h] → log a (into ``log_a``) and b; K becomes [z, h̃]."""
+        kz, kh = K
         log_sigmoid(-kz, out=log_a)  # log(1 − z)
         np.expm1(log_a, out=kz)  # z = 1 − e^{log(1 − z)}, exact also for z near 0
         np.negative(kz, out=kz)
@@ -488,10 +562,9 @@ class MinGRU(_MinimalRNN):
 
     def _coefficients_backward(self, G, H_prev, K, log_a, out):
         """G = ∂L/∂h_t → the pre-activation gradients [dk_z, dk_h], into ``out``."""
-        H = self.hidden_size
-        z, h_tilde = K[..., :H], K[..., H:]
+        z, h_tilde = K
         dK = out
-        dz, dh = dK[..., :H], dK[..., H:]
+        dz, dh = dK
         # h = (1 − z) h_prev + z h̃:  ∂h/∂z = h̃ − h_prev,  ∂h/∂h̃ = z
         np.subtract(h_tilde, H_prev, out=dz)
         dz *= G
@@ -510,9 +583,8 @@ class MinLSTM(_MinimalRNN):
     gates = 3
 
     def _coefficients(self, K, log_a):
-        """K (T, B, 3H) pre-activations [k_f, k_i, k_h] → log a (into ``log_a``) and b; K becomes [1 − f, 1 − i, h̃]."""
-        H = self.hidden_size
-        kf, ki, kh = K[..., :H], K[..., H : 2 * H], K[..., 2 * H :]
+        """K (3, T, B, H) pre-activations [k_f, k_i, k_h] → log a (into ``log_a``) and b; K becomes [1 − f, 1 − i, h̃]."""
+        kf, ki, kh = K
         log_f, log_i = log_sigmoid(kf), log_sigmoid(ki)
         d = log_i - log_f
         log_sigmoid(-d, out=log_a)  # log f' = −log(1 + i/f)
@@ -528,8 +600,7 @@ class MinLSTM(_MinimalRNN):
 
     def _coefficients_backward(self, G, H_prev, K, log_a, out):
         """G = ∂L/∂h_t → the pre-activation gradients [dk_f, dk_i, dk_h], into ``out``."""
-        H = self.hidden_size
-        not_f, not_i, h_tilde = K[..., :H], K[..., H : 2 * H], K[..., 2 * H :]
+        not_f, not_i, h_tilde = K
         f = np.exp(log_a)  # f'
         i = -np.expm1(log_a)  # i' = 1 − f', exact also when f' is near 1
         dK = out
@@ -538,10 +609,10 @@ class MinLSTM(_MinimalRNN):
         dd = h_tilde - H_prev
         dd *= G
         dd *= f * i
-        np.multiply(dd, not_f, out=dK[..., :H])
-        np.negative(dK[..., :H], out=dK[..., :H])
-        np.multiply(dd, not_i, out=dK[..., H : 2 * H])
-        dh = dK[..., 2 * H :]
+        np.multiply(dd, not_f, out=dK[0])
+        np.negative(dK[0], out=dK[0])
+        np.multiply(dd, not_i, out=dK[1])
+        dh = dK[2]
         np.multiply(G, i, out=dh)
         dh *= g_slope(h_tilde)
         return dK

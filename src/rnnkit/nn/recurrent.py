@@ -418,7 +418,7 @@ class RNNCellBase(Module):
         return arr[None] if unbatched else arr
 
     def _input_gates(self, X, w: _DirectionWeights) -> np.ndarray:
-        return F.project_inputs(X, w.W_ih.data, w.bias_x)
+        return F.affine(X, w.W_ih.data, w.bias_x)
 
     def _carried(self, hx, B: int):
         """The state arrays behind ``hx`` when it is exactly what this cell returned last step.
