@@ -416,8 +416,10 @@ class _MinimalRNN(RecurrentLayer):
         K = self._project(X, w)
         T, B = K.shape[1:3]
         log_a = np.empty((T, B, self.hidden_size), K.dtype)
-        Hs = np.empty_like(log_a)
-        prev, piece, decays = h0, segment_steps(B * self.hidden_size), []
+        states = np.empty((T + 1, B, self.hidden_size), K.dtype)  # h_{−1} = h0, then h_t: backward reads h_{t−1}
+        states[0] = h0
+        Hs = states[1:]
+        piece, decays = segment_steps(B * self.hidden_size), []
         for s in range(0, T, piece):  # a piece's activations and scan run back to back, in cache
             e = slice(s, s + piece)
             b = self._coefficients(K[:, e], log_a[e])  # K becomes the activations backward reads
@@ -425,12 +427,11 @@ class _MinimalRNN(RecurrentLayer):
                 np.copyto(log_a[e], 0, where=~mask[e])
                 np.copyto(b, 0, where=~mask[e])
             if mode == "parallel":  # a piece is one segment of the scan
-                decays.append(_scan_segment(log_a[e], b, prev, out=Hs[e]))
+                decays.append(_scan_segment(log_a[e], b, states[s], out=Hs[e]))
             else:
-                Hs[e] = sequential_scan(np.exp(log_a[e]), b, prev)
-            prev = Hs[min(s + piece, T) - 1]
+                sequential_scan(np.exp(log_a[e]), b, states[s], out=Hs[e])
         Y = Hs.copy() if mask is None else Hs * mask  # the cache keeps Hs whatever the caller does to out
-        cache = (X, K, log_a, Hs, h0, mask, mode, decays) if keep else None
+        cache = (X, K, log_a, states, mask, mode, decays) if keep else None
         return (Y[::-1] if reverse else Y), Hs[-1], cache
 
     def _present(self, out, h_n, unbatched):
@@ -474,13 +475,13 @@ class _MinimalRNN(RecurrentLayer):
         return dx, dh0
 
     def _sequence_backward(self, dY, dh_n, cache, w, reverse, norms=None):
-        X, K, log_a, Hs, h0, mask, mode, decays = cache
+        X, K, log_a, states, mask, mode, decays = cache
         if reverse:
             dY = dY[::-1]
         if mask is not None:  # outputs past a sequence's end are constant zeros
             dY = dY * mask
         T, B, I = X.shape
-        G, dK = np.empty(Hs.shape, np.result_type(dY, Hs)), np.empty_like(K)
+        G, dK = np.empty(log_a.shape, np.result_type(dY, states)), np.empty_like(K)
         carry, piece = dh_n, segment_steps(B * self.hidden_size)
         for s in reversed(range(0, T, piece)):  # the forward's pieces, last first
             end = min(s + piece, T)
@@ -492,8 +493,7 @@ class _MinimalRNN(RecurrentLayer):
             else:
                 G[e] = sequential_reverse_scan(np.exp(log_a[e]), dY[e], carry)
                 carry = np.exp(log_a[s]) * G[s]
-            H_prev = Hs[s - 1 : end - 1] if s else np.concatenate([h0[None], Hs[: end - 1]])
-            self._coefficients_backward(G[e], H_prev, K[:, e], log_a[e], out=dK[:, e])
+            self._coefficients_backward(G[e], states[e], K[:, e], log_a[e], out=dK[:, e])  # states[e]: h_{t−1}
         dh0 = carry
         if norms is not None:
             active = (G if mask is None else G * mask).astype(np.float64)  # float32 squares underflow below ~1e-22
