@@ -6,7 +6,7 @@ import pytest
 from rnnkit.nn.functional import affine, filled, filled_like, sum_rows
 
 
-@pytest.mark.parametrize("shape", [(), (0,), (1,), (3,), (5, 7), (2, 3, 5), (64, 1, 64), (1000, 3)])
+@pytest.mark.parametrize("shape", [(), (0,), (1,), (3,), (5, 7), (2, 3, 5), (64, 1, 64), (1000, 3), (2**20 + 1,)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_filled_has_the_shape_dtype_and_value_asked_for_and_cannot_be_written(shape, dtype):
     a = filled(0.5, shape, dtype)
@@ -18,7 +18,7 @@ def test_filled_has_the_shape_dtype_and_value_asked_for_and_cannot_be_written(sh
     assert np.all(b == -40.0) and np.all(filled(0.5, shape, dtype) == 0.5)
 
 
-@pytest.mark.parametrize("shape", [(1, 4), (7, 3), (300, 17), (2, 5, 3), (3, 129, 8), (0, 4)])
+@pytest.mark.parametrize("shape", [(1, 4), (7, 3), (300, 17), (2, 5, 3), (3, 129, 8), (0, 4), (2**20 + 1, 2)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sum_rows_sums_over_the_second_to_last_axis(shape, dtype):
     a = np.random.default_rng(sum(shape)).standard_normal(shape).astype(dtype)

@@ -26,7 +26,10 @@ import numpy as np
 # ---- constants and sums -----------------------------------------------------------
 
 
-@lru_cache(maxsize=16)
+FILLED_MAX = 2**20  # elements: larger constant arrays are not kept
+
+
+@lru_cache(maxsize=8)
 def _filled(value: float, dtype: np.dtype, size: int) -> np.ndarray:
     out = np.full(size, value, dtype)
     out.flags.writeable = False
@@ -37,8 +40,11 @@ def filled(value: float, shape: tuple[int, ...], dtype) -> np.ndarray:
     """A read-only array of ``value``, from a cache (a few sizes, powers of 2, serve every shape).
 
     For np.maximum and np.minimum, which against a scalar take a slow path (three times an
-    add) and against an array of the same shape a vectorised one; and for ``sum_rows``."""
+    add) and against an array of the same shape a vectorised one; and for ``sum_rows``. Above
+    FILLED_MAX elements it is a broadcast scalar: correct, slower, and nothing kept."""
     size = math.prod(shape)
+    if size > FILLED_MAX:
+        return np.broadcast_to(np.array(value, dtype), shape)
     return _filled(value, np.dtype(dtype), 1 << max(size - 1, 0).bit_length())[:size].reshape(shape)
 
 
