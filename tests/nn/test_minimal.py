@@ -129,6 +129,24 @@ def test_scan_takes_vanishing_coefficients_as_the_floor_without_overflow(scan_se
     assert rel_err(h, step_by_step(np.exp(log_a), b, np.ones(5))) < 1e-14
 
 
+@pytest.mark.parametrize("scale", [1e-25, 1.0, 1e25])
+def test_reverse_scan_takes_vanishing_coefficients_and_tiny_or_huge_gradients(scale, scan_settings):
+    """The backward scan multiplies by e^{a*} ≥ e^{−640} where the forward divides: with a_t =
+    e^{−60} at most steps and gradients of any scale it must still equal the loop, without
+    underflow or overflow (the products are ≥ 1e-25·e^{−640} ≈ 1e-303)."""
+    rng = np.random.default_rng(5)
+    log_a = np.full((40, 4), -60.0)
+    log_a[::5] = np.log(rng.uniform(0.5, 1, (8, 4)))
+    v, init = rng.standard_normal((40, 4)) * scale, rng.standard_normal(4) * scale
+    G = reverse_linear_scan(log_a, v, init)
+    a, g, expected = np.exp(log_a), init, np.empty_like(v)
+    for t in reversed(range(40)):
+        g = v[t] + (a[t + 1] * g if t + 1 < 40 else g)
+        expected[t] = g
+    assert np.all(np.isfinite(G))
+    assert rel_err(G, expected) < 1e-14
+
+
 def test_reverse_scan_is_the_transposed_recurrence_for_values_of_either_sign(scan_settings):
     rng = np.random.default_rng(1)
     a, v, init = rng.uniform(0.01, 1, (40, 3)), rng.standard_normal((40, 3)), rng.standard_normal(3)
