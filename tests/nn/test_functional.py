@@ -27,7 +27,7 @@ def test_sum_rows_sums_over_the_second_to_last_axis(shape, dtype):
     np.testing.assert_allclose(s, a.astype(np.float64).sum(axis=-2), rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
 
 
-@pytest.mark.parametrize("lead", [(), (4,), (3, 2), (2, 3, 2)])
+@pytest.mark.parametrize("lead", [(), (4,), (3, 2), (2, 3, 2), (0,), (2, 0)])
 def test_affine_is_x_times_w_transposed_plus_bias_over_any_leading_axes(lead):
     rng = np.random.default_rng(len(lead))
     X, W, b = rng.standard_normal((*lead, 5)), rng.standard_normal((3, 5)), rng.standard_normal(3)

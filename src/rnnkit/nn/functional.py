@@ -245,7 +245,7 @@ def affine(X, W, bias):
     Y = X.reshape(-1, X.shape[-1]) @ W.T
     if bias is not None:
         Y += bias
-    return Y.reshape(*X.shape[:-1], -1)
+    return Y.reshape(*X.shape[:-1], W.shape[0])
 
 
 def accumulate_weight_grads(w, X, H_prev, dG_x, dG_h=None):

@@ -49,12 +49,13 @@ Backward is the same recurrence run from the end: G_t = ∂L/∂h_t = dY_t + a_{
 whose inputs (upstream gradients) have either sign, solved with the forward's block decays
 e^{a*} (kept for it). Then one matrix product per weight, as for the other layers.
 
-How the scan is computed (``linear_scan``): in blocks of 16 steps, all blocks at once, the
+How the scan is computed (``linear_scan``, whose segments the layers call directly): in blocks of 16 steps, all blocks at once, the
 formula above with the sum of exponentials as a plain cumulative sum (a product with a
-triangle of ones) — exact in float64 because a floor on log a bounds |a*| within a block —
-and the block ends joined by recursive doubling over the blocks. That is the chunked form GPU
-scan kernels use; it needs no logarithm of b, so the backward's signed inputs work the same
-way, and it is exact to float64 rounding.
+triangle of ones), in float64 with a* measured from the block's middle step, so that a
+floor on log a (e^{−60}) keeps every exponential in range — and the block ends joined by
+recursive doubling over the blocks. That is the chunked form GPU scan kernels use; it needs no
+logarithm of b, so the backward's signed inputs work the same way. It agrees with the
+step-by-step loop to about 1e-13.
 
 The pre-activations are kept gate by gate, (G, T, B, H), not (T, B, G·H) as in the other
 layers: every element-wise pass then runs over one contiguous block, 3× faster than over the
@@ -118,7 +119,7 @@ def g_slope(h: np.ndarray) -> np.ndarray:
 
 
 CHUNK = 16  # steps per block of the scan
-LOG_A_FLOOR = -40.0  # log a_t below this is taken as this (see linear_scan)
+LOG_A_FLOOR = -60.0  # log a_t below this is taken as this (see linear_scan)
 SEGMENT = 2**16  # elements (steps × lanes) per pass of the scan: its temporaries stay in cache and
 # are reused by malloc (at 2**18 fresh pages are mapped for each, and the scan runs 2.5× slower)
 MATMUL_LANES = 4096  # below this many lanes a block's cumulative sum is a matrix product
@@ -158,12 +159,19 @@ def _padded(v: np.ndarray, blocks: int) -> np.ndarray:
     return out.reshape(blocks, CHUNK, *lanes)
 
 
-def _block_decay(log_a: np.ndarray) -> np.ndarray:
-    """e^{a*_t}, a*_t = Σ log a_s from the start of t's block, as (blocks, CHUNK, lanes...); a = 1
-    past T. Each log a_t is floored at LOG_A_FLOOR, so e^{a*} ≥ e^{CHUNK·LOG_A_FLOOR} = e^{−640}."""
+def _block_decay(log_a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The scan's exponentials, block by block: (e^{a*_t − c}, e^{c}).
+
+    a*_t = Σ log a_s from the start of t's block; c = a* at the block's step CENTRE, so that
+    a* − c stays within ±8·|LOG_A_FLOOR| = ±480 (each log a_t is floored) where a* itself would
+    reach −960: e^{±480} and what it multiplies stay inside float64's range. Shapes (blocks,
+    CHUNK, lanes...) and (blocks, lanes...); a = 1 past T."""
     x = _padded(log_a, -(-log_a.shape[0] // CHUNK))
     np.maximum(x, filled_like(x, LOG_A_FLOOR), out=x)
-    return np.exp(_cumsum_blocks(x), out=x)
+    a_star = _cumsum_blocks(x)
+    centre = a_star[:, (CHUNK - 1) // 2].copy()
+    a_star -= centre[:, None]
+    return np.exp(a_star, out=a_star), np.exp(centre, out=centre)
 
 
 def _join_blocks(a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
@@ -182,49 +190,53 @@ def _join_blocks(a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
     return b
 
 
-def _scan_segment(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``linear_scan`` of a segment into ``out`` (T, ...), computed in float64; returns the block
-    decays (``_block_decay``), which the backward scan reuses."""
+def _scan_segment(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``linear_scan`` of a segment into ``out`` (T, ...), computed in float64; returns the
+    exponentials of ``_block_decay``, which the backward scan reuses.
+
+    With r = a* − c and e^{c} per block, the paper's formula reads
+    h_t = e^{r_t} (e^{c}·h_start + Σ_{s≤t} b_s e^{−r_s})."""
     T, lanes = b.shape[0], b.shape[1:]
-    decay = _block_decay(log_a)
+    decay, scale = _block_decay(log_a)
     blocks = decay.shape[0]
     y = _padded(b, blocks)
-    y /= decay  # b_s e^{−a*_s}, ≤ |b_s|·e^{640}
-    y = _cumsum_blocks(y)  # Σ_{s≤t} b_s e^{−a*_s} within each block
+    y /= decay  # b_s e^{−r_s}, ≤ |b_s|·e^{480}
+    y = _cumsum_blocks(y)  # Σ_{s≤t} b_s e^{−r_s} within each block
     # The state entering each block: the block ends follow the same recurrence over the blocks,
-    # end_j = (Π a over block j)·end_{j−1} + (block j's solution from a zero start), and that
-    # solution is e^{a*_end} Σ_s b_s e^{−a*_s}.
+    # end_j = (Π a over block j)·end_{j−1} + (block j's solution from a zero start), with
+    # Π a = e^{r_end} e^{c} and that solution e^{r_end} Σ_s b_s e^{−r_s}.
     starts = np.empty((blocks, *lanes))
     starts[0] = h0
     if blocks > 1:
-        starts[1:] = _join_blocks(decay[:-1, -1], decay[:-1, -1] * y[:-1, -1], h0)
+        starts[1:] = _join_blocks(decay[:-1, -1] * scale[:-1], decay[:-1, -1] * y[:-1, -1], h0)
+    starts *= scale
     y += starts[:, None]
     np.multiply(y.reshape(-1, *lanes)[:T], decay.reshape(-1, *lanes)[:T], out=out)  # h_t
-    return decay
+    return decay, scale
 
 
-def _reverse_scan_segment(decay: np.ndarray, v: np.ndarray, carry: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``reverse_linear_scan`` of a segment into ``out``, given the segment's block decays (from
+def _reverse_scan_segment(decay: np.ndarray, scale: np.ndarray, v: np.ndarray, carry: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``reverse_linear_scan`` of a segment into ``out``, given the segment's exponentials (from
     ``_block_decay``, as the forward scan returns them) and ``carry`` = a_T G_T, what the last
     step receives from after the segment; returns a_0 G_0, what the step before it receives.
 
-    With the forward's e^{a*} (block by block), Π_{t<r≤s} a_r = e^{a*_s − a*_t}, so within a block
+    With r = a* − c as in the forward, Π_{t<q≤s} a_q = e^{r_s − r_t}, so within a block
 
-        G_t = e^{−a*_t} (Σ_{s≥t} e^{a*_s} v_s + e^{a*_end} C),   C = what the block's end receives,
+        G_t = e^{−r_t} (Σ_{s≥t} e^{r_s} v_s + e^{r_end} C),   C = what the block's end receives,
 
-    and E_j = a G at block j's first step = Σ_{s in j} e^{a*_s} v_s + (Π a over j)·E_{j+1}: the
-    block ends follow the forward recurrence over the blocks taken in reverse. e^{a*_s} v_s is
-    at least e^{−640}|v_s|: a |v_s| below 1e-30 loses digits, by at most 1e-45 absolutely."""
+    and E_j = a G at block j's first step = e^{c} Σ_{s in j} e^{r_s} v_s + (Π a over j)·E_{j+1}:
+    the block ends follow the forward recurrence over the blocks taken in reverse. e^{r_s} v_s
+    is at least e^{−480}|v_s|: only a |v_s| below 1e-99 loses digits."""
     T, lanes = v.shape[0], v.shape[1:]
     w = _padded(v, decay.shape[0])
     w *= decay
-    w = _cumsum_blocks(w, reverse=True)  # Σ_{s≥t} e^{a*_s} v_s within each block
-    product = decay[:, -1]
-    ends = _join_blocks(product[::-1], w[::-1, 0], carry)[::-1]  # E_j
+    w = _cumsum_blocks(w, reverse=True)  # Σ_{s≥t} e^{r_s} v_s within each block
+    end = decay[:, -1]
+    ends = _join_blocks((end * scale)[::-1], (w[:, 0] * scale)[::-1], carry)[::-1]  # E_j
     received = np.empty_like(ends)  # C_j = E_{j+1}, and the carry for the last block
     received[:-1] = ends[1:]
     received[-1] = carry
-    received *= product
+    received *= end
     w += received[:, None]
     np.divide(w.reshape(-1, *lanes)[:T], decay.reshape(-1, *lanes)[:T], out=out)
     return ends[0]
@@ -233,18 +245,19 @@ def _reverse_scan_segment(decay: np.ndarray, v: np.ndarray, carry: np.ndarray, o
 def linear_scan(log_a: np.ndarray, b: np.ndarray, h0: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Solve ``h_t = a_t ⊙ h_{t−1} + b_t`` for every t (axis 0 is time) with the log-space scan.
 
-    log_a: (T, ...) the logarithms of a_t ∈ (0, 1]; b: (T, ...) of either sign, |b| < e^{69};
+    log_a: (T, ...) the logarithms of a_t ∈ (0, 1]; b: (T, ...) of either sign, |b| < 1e99;
     h0: (...) the state before the first step, any sign (None for zeros). Returns h (T, ...)
     in b's dtype, or written into ``out``.
 
-    Within blocks of CHUNK steps it is the paper's formula, with a*_t = Σ_{s≤t} log a_s and
-    the sum of exponentials taken as a plain cumulative sum:
+    Within blocks of CHUNK steps it is the paper's formula, with a*_t = Σ_{s≤t} log a_s from
+    the block's start and the sum of exponentials taken as a plain cumulative sum:
 
         h_t = e^{a*_t} ⊙ (h_start + Σ_{s≤t} e^{−a*_s} ⊙ b_s)
 
-    which is exact in float64 because LOG_A_FLOOR bounds |a*| by 640 within a block (an a_t
-    below e^{−40} ≈ 4·10⁻¹⁸ contributes a_t·h_{t−1}, below float64's resolution of h_{t−1}, and
-    is taken as e^{−40}). The blocks are all solved at once; their ends follow the same
+    with a* measured from its value at the block's middle step, so that every exponential
+    stays in float64's range (``_block_decay``): accurate to about 1e-13 relative. An a_t below
+    e^{−60} ≈ 9·10⁻²⁷ is taken as e^{−60}, which adds at most 9·10⁻²⁷·|h_{t−1}| to h_t (the
+    floor bounds a* within a block). The blocks are all solved at once; their ends follow the same
     recurrence with a block's product of a as its coefficient, which recursive doubling solves
     in log₂ of the number of blocks rounds: the "chunked" form of GPU scan kernels. With no
     logarithm of b, inputs of either sign work, which the backward pass needs.
@@ -272,7 +285,7 @@ def reverse_linear_scan(log_a: np.ndarray, v: np.ndarray, init: np.ndarray, out:
     carry = init
     for s in reversed(range(0, T, steps)):
         e = slice(s, s + steps)
-        carry = _reverse_scan_segment(_block_decay(log_a[e]), v[e], carry, out=G[e])
+        carry = _reverse_scan_segment(*_block_decay(log_a[e]), v[e], carry, out=G[e])
     return G
 
 
@@ -431,7 +444,9 @@ class _MinimalRNN(RecurrentLayer):
                 np.copyto(log_a[e], 0, where=~mask[e])
                 np.copyto(b, 0, where=~mask[e])
             if mode == "parallel":  # a piece is one segment of the scan
-                decays.append(_scan_segment(log_a[e], b, states[s], out=Hs[e]))
+                exponentials = _scan_segment(log_a[e], b, states[s], out=Hs[e])
+                if keep:  # for the backward scan
+                    decays.append(exponentials)
             else:
                 sequential_scan(np.exp(log_a[e]), b, states[s], out=Hs[e])
         Y = Hs.copy() if mask is None else Hs * mask  # the cache keeps Hs whatever the caller does to out
@@ -493,7 +508,7 @@ class _MinimalRNN(RecurrentLayer):
             # ∂L/∂h_t at every step, by the scan the forward used; carry = a_s ∂L/∂h_s, what
             # h_{s−1} receives through h_s
             if mode == "parallel":
-                carry = _reverse_scan_segment(decays[s // piece], dY[e], carry, out=G[e])
+                carry = _reverse_scan_segment(*decays[s // piece], dY[e], carry, out=G[e])
             else:
                 G[e] = sequential_reverse_scan(np.exp(log_a[e]), dY[e], carry)
                 carry = np.exp(log_a[s]) * G[s]
