@@ -63,7 +63,7 @@ def breakdown(T: int, batch: int, hidden: int, min_time: float, seed: int = 0) -
     K, log_a = K0.copy(), np.empty((T, batch, H), np.float32)
     b = layer._coefficients(K, log_a)
     Hs = np.empty_like(log_a)
-    decay = _scan_segment(log_a, b, h0, out=Hs)
+    exponentials = _scan_segment(log_a, b, h0, out=Hs)
     d_out = rng.standard_normal(Hs.shape).astype(np.float32)
     G, dK = np.empty_like(Hs), np.empty_like(K)
     H_prev = np.concatenate([h0[None], Hs[:-1]])
@@ -85,7 +85,7 @@ def breakdown(T: int, batch: int, hidden: int, min_time: float, seed: int = 0) -
         "activations": lambda: layer._coefficients(K0.copy(), log_a),  # the copy is timed below and taken off
         "forward scan": lambda: _scan_segment(log_a, b, h0, out=Hs),
         "head and loss": head_and_loss,
-        "backward scan": lambda: _reverse_scan_segment(decay, d_out, h0, out=G),
+        "backward scan": lambda: _reverse_scan_segment(*exponentials, d_out, h0, out=G),
         "activation slopes": lambda: layer._coefficients_backward(G, H_prev, K, log_a, out=dK),
         "weight gradients": weight_gradients,
     }
