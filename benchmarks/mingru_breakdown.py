@@ -28,7 +28,6 @@ import numpy as np
 from common import ROOT, git_commit, machine_info, write
 from rnnkit import keep_freed_memory
 from rnnkit.nn import Linear, MinGRU, MSELoss
-from rnnkit.nn.functional import sum_rows
 from rnnkit.nn.minimal import _reverse_scan_segment, _scan_segment, segment_steps
 
 
@@ -72,14 +71,6 @@ def breakdown(T: int, batch: int, hidden: int, min_time: float, seed: int = 0) -
         loss_fn(head(Hs), y)
         head.backward(loss_fn.backward())
 
-    def weight_gradients():
-        W, bias = w
-        dK2, X2 = dK.reshape(2, T * batch, H), x.reshape(T * batch, hidden)
-        W.grad += (dK2.transpose(0, 2, 1) @ X2).reshape(W.grad.shape)
-        bias.grad += sum_rows(dK2).reshape(bias.grad.shape)
-        W_gates = W.data.reshape(2, H, hidden)
-        return dK2[0] @ W_gates[0] + dK2[1] @ W_gates[1]
-
     pieces = {
         "input projection": lambda: layer._project(x, w),
         "activations": lambda: layer._coefficients(K0.copy(), log_a),  # the copy is timed below and taken off
@@ -87,7 +78,7 @@ def breakdown(T: int, batch: int, hidden: int, min_time: float, seed: int = 0) -
         "head and loss": head_and_loss,
         "backward scan": lambda: _reverse_scan_segment(*exponentials, d_out, h0, out=G),
         "activation slopes": lambda: layer._coefficients_backward(G, H_prev, K, log_a, out=dK),
-        "weight gradients": weight_gradients,
+        "weight gradients": lambda: layer._weight_gradients(dK, x, w),
     }
     seconds = {name: fastest(fn, min_time) for name, fn in pieces.items()}
     seconds["activations"] -= fastest(K0.copy, min_time)

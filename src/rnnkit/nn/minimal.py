@@ -49,10 +49,11 @@ Backward is the same recurrence run from the end: G_t = ∂L/∂h_t = dY_t + a_{
 whose inputs (upstream gradients) have either sign, solved with the forward's block decays
 e^{a*} (kept for it). Then one matrix product per weight, as for the other layers.
 
-How the scan is computed (``linear_scan``, whose segments the layers call directly): in blocks of 16 steps, all blocks at once, the
-formula above with the sum of exponentials as a plain cumulative sum (a product with a
-triangle of ones), in float64 with a* measured from the block's middle step, so that a
-floor on log a (e^{−60}) keeps every exponential in range — and the block ends joined by
+How the scan is computed (``linear_scan``, whose segments the layers call directly): in
+blocks of 16 steps, all blocks at once, the formula above with the sum of exponentials as a
+plain cumulative sum (a product with a triangle of ones), in float64 with a* measured from the
+block's middle step, so that a floor on log a (e^{−60}) keeps every exponential in range — and
+the block ends joined by
 recursive doubling over the blocks. That is the chunked form GPU scan kernels use; it needs no
 logarithm of b, so the backward's signed inputs work the same way. It agrees with the
 step-by-step loop to about 1e-13.
@@ -162,7 +163,7 @@ def _padded(v: np.ndarray, blocks: int) -> np.ndarray:
 def _block_decay(log_a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The scan's exponentials, block by block: (e^{a*_t − c}, e^{c}).
 
-    a*_t = Σ log a_s from the start of t's block; c = a* at the block's step CENTRE, so that
+    a*_t = Σ log a_s from the start of t's block; c = a* at its middle step, so that
     a* − c stays within ±8·|LOG_A_FLOOR| = ±480 (each log a_t is floored) where a* itself would
     reach −960: e^{±480} and what it multiplies stay inside float64's range. Shapes (blocks,
     CHUNK, lanes...) and (blocks, lanes...); a = 1 past T."""
@@ -520,18 +521,23 @@ class _MinimalRNN(RecurrentLayer):
             norms[:] = n[::-1] if reverse else n
         if mask is not None:  # the gates of padding steps were replaced, so they get no gradient
             dK *= mask
+        dX = self._weight_gradients(dK, X, w)
+        return (dX[::-1] if reverse else dX), dh0
+
+    def _weight_gradients(self, dK, X, w) -> np.ndarray:
+        """dK (G, T, B, H) pre-activation gradients, X (T, B, I) → dX (T, B, I); adds into the
+        weight's and bias's ``.grad``: one matrix product for each."""
         (W, b), gates, H = w, self.gates, self.hidden_size
+        T, B, I = X.shape
         dK = dK.reshape(gates, T * B, H)
-        X = X.reshape(T * B, I)
-        W.grad += (dK.transpose(0, 2, 1) @ X).reshape(W.grad.shape)
+        W.grad += (dK.transpose(0, 2, 1) @ X.reshape(T * B, I)).reshape(W.grad.shape)
         if b is not None:
             b.grad += sum_rows(dK).reshape(b.grad.shape)
         W_gates = W.data.reshape(gates, H, I)
         dX = dK[0] @ W_gates[0]
         for k in range(1, gates):
             dX += dK[k] @ W_gates[k]
-        dX = dX.reshape(T, B, I)
-        return (dX[::-1] if reverse else dX), dh0
+        return dX.reshape(T, B, I)
 
     # ---- step by step ---------------------------------------------------------------------------
     def step(self, x, h=None):
