@@ -159,3 +159,29 @@ def test_bad_options_are_named(tmp_path, reviews, capsys, args, match):
 def test_missing_data_names_the_built_in_sets(tmp_path, capsys):
     err = run_error(["train", "classify", "--data", str(tmp_path / "nope.tsv"), "--out", str(tmp_path / "m"), *TINY], capsys)
     assert "polarity" in err and "ucr:NAME" in err
+
+
+# ---- issue 13: action options anywhere, at least two classes, --top, --plot ----------------------------
+
+
+def test_options_may_come_before_the_texts(tmp_path, reviews, capsys):
+    rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=2, hidden=4, embed=4, valid_every=2)
+    assert main(["classify", str(tmp_path / "m"), "--top", "1", "good film", "bad film"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[1] for line in lines] == ["good film", "bad film"]
+    assert all(len(line.split("\t")[0].split("  ")) == 1 for line in lines)  # one label each
+
+
+def test_data_with_one_class_is_refused(tmp_path, capsys):
+    one = tmp_path / "one.tsv"
+    one.write_text("".join(f"pos\tgood film {i}\n" for i in range(40)), encoding="utf-8")
+    err = run_error(["train", "classify", "--data", str(one), "--out", str(tmp_path / "m"), *TINY], capsys)
+    assert "at least two classes" in err and "'pos'" in err
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("top", ["0", "-2"])
+def test_top_below_one_is_refused(tmp_path, reviews, capsys, top):
+    rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=2, hidden=4, embed=4, valid_every=2)
+    capsys.readouterr()  # the training's progress lines
+    assert "--top: expected" in run_error(["classify", str(tmp_path / "m"), "--top", top, "good film"], capsys)

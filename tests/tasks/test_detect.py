@@ -91,3 +91,11 @@ def test_bad_input_is_one_line(tmp_path, capsys, trained):
     bad = tmp_path / "bad.csv"
     bad.write_text("t,v,is_anomaly\n" + "\n".join(f"{i},{np.sin(i):.3f},{i % 3}" for i in range(100)) + "\n")
     assert "must hold 0 or 1" in run_error(["evaluate", str(model.dir), "--data", str(bad)], capsys)
+
+
+def test_a_plot_into_a_missing_directory_is_refused(tmp_path, capsys, trained):
+    model, tmp = trained
+    err = run_error(["detect", str(model.dir), "--data", str(write(tmp_path / "t.csv", n=100)),
+                     "--plot", str(tmp_path / "nowhere" / "deeper" / "d.png")], capsys)
+    assert err.startswith("rnnkit: error: --plot:") and "does not exist" in err
+    assert not (tmp_path / "nowhere").exists()

@@ -168,3 +168,13 @@ def test_scale_level_reads_each_window_in_its_own_units(tmp_path):
     np.testing.assert_allclose(values * spread + level, data.scaled[10:34], rtol=1e-5, atol=1e-6)
     z, level, spread = data.read_window(10, 34, "none")
     assert np.all(level == 0) and np.all(spread == 1)
+
+
+def test_a_plot_into_a_missing_directory_is_refused(tmp_path, capsys):
+    data = write_monthly(tmp_path / "sales.csv")
+    rnnkit.train("forecast", tmp_path / "m", data=str(data), horizon=6, season=12, window=24, origins=2, hidden=8,
+                 steps=2, valid_every=2)
+    capsys.readouterr()  # the training's progress lines
+    err = run_error(["forecast", str(tmp_path / "m"), "--plot", str(tmp_path / "nowhere" / "deeper" / "f.png")], capsys)
+    assert err.startswith("rnnkit: error: --plot:") and "does not exist" in err
+    assert not (tmp_path / "nowhere").exists()

@@ -201,3 +201,8 @@ def test_generation_starts_where_lines_begin(trained):
     # the state is burnt in on a newline before the prime, as if the prime began a line
     model = rnnkit.load(trained)
     assert model.generate("to be", length=30, seed=3) == model.generate("\nto be", length=30, seed=3)
+
+
+@pytest.mark.parametrize("windows", ["0", "-1"])
+def test_diagnose_needs_at_least_one_window(trained, windows):
+    assert_one_line_error(*run_cli("diagnose", trained, "--windows", windows), "--windows: expected")

@@ -91,3 +91,15 @@ def test_bad_input_is_one_line(trained, tmp_path, capsys):
     assert "needs --unidirectional" in run_error(["train", "translate", "--data", str(bad), "--attention", "luong-dot",
                                                    "--out", str(tmp_path / "m2"), *TINY], capsys)
     assert "--beam: expected a width >= 1" in run_error(["translate", str(trained), "the dog", "--beam", "0"], capsys)
+
+
+def test_options_may_come_before_the_texts(trained, capsys):
+    assert main(["translate", str(trained), "--beam", "1", "the dog sees a red cat", "the cat has a big house"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_a_heatmap_into_a_missing_directory_is_refused(trained, tmp_path, capsys):
+    target = tmp_path / "nowhere" / "deeper" / "a.png"
+    err = run_error(["translate", str(trained), "the dog", "--heatmap", str(target)], capsys)
+    assert err.startswith("rnnkit: error: --heatmap:") and "does not exist" in err
+    assert not (tmp_path / "nowhere").exists()

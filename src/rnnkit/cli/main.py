@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     keep_freed_memory()  # steady and faster steps: freed arrays are reused, not faulted in again
     try:
-        args = build_parser().parse_args(_name_the_resumed_task(argv))
+        args = _parse(_name_the_resumed_task(argv))
         return run(args)
     except BrokenPipeError:  # the reader went away (`rnnkit forecast DIR | head`): not an error
         sys.stdout = open(os.devnull, "w")
@@ -131,6 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rnnkit: interrupted", file=sys.stderr)
         return 130
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The parsed command line. An action verb's texts may follow its options (`rnnkit classify DIR
+    --top 1 "good film"`): argparse takes a verb's positional arguments in one run, so texts after
+    an option come back unparsed; they join the others, and anything else is an error as usual."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and (not hasattr(args, "texts") or any(a.startswith("-") for a in rest)):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if rest:
+        args.texts += rest
+    return args
 
 
 def _name_the_resumed_task(argv: list[str]) -> list[str]:

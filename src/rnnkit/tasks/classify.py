@@ -165,6 +165,9 @@ class Splits:
             config.update(value_mean=float(v.mean()), value_std=float(max(v.std(), 1e-8)))
         else:
             config["labels"] = sorted(set(labels))
+            if len(config["labels"]) < 2:
+                raise DataError(f"data: every training example is labelled {config['labels'][0]!r}; a classifier needs "
+                                "at least two classes (for values, label each example with a number)")
         return config
 
     def _encode_inputs(self, opts, items, split: str):
@@ -371,6 +374,8 @@ class ClassifyTask(Task):
         p.add_argument("--top", type=int, default=3, help="labels shown per input, most probable first (default: 3)")
 
     def act(self, model: TrainedClassifier, args) -> int:
+        if args.top < 1:
+            raise ValueError(f"--top: expected a number of labels >= 1, got {args.top}")
         if args.data and not args.texts:  # a file: texts (a label<TAB> prefix dropped) or series
             items = load_classification(args.data, labelled=False).items
         else:
@@ -382,6 +387,6 @@ class ClassifyTask(Task):
             if "value" in result:
                 sys.stdout.write(f"{result['value']:.6g}\t{shown}\n")
             else:
-                top = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])[: max(1, args.top)]
+                top = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])[: args.top]
                 sys.stdout.write("  ".join(f"{k} {v:.3f}" for k, v in top) + f"\t{shown}\n")
         return 0

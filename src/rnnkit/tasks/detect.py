@@ -33,7 +33,7 @@ from ..data.series import Series, anomaly_ranges, check_series, fill_gaps, read_
 from ..models.forecaster import Forecaster
 from ..nn import GaussianNLLLoss, no_grad
 from ..training.trainer import check_options
-from ..training.plots import pyplot, save_figure
+from ..training.plots import output_path, pyplot, save_figure
 from .base import SeededRun, Task, register, validation_line
 
 BUILT_IN = ("ucr-anomaly",)
@@ -334,12 +334,13 @@ class DetectTask(Task):
         p.add_argument("--plot", metavar="PNG", help="where to draw scores and flags (default: DIR/detection.png)")
 
     def act(self, model: TrainedDetector, args) -> int:
+        plot_path = output_path(args.plot, "--plot") if args.plot else model.dir / "detection.png"
         result = model.detect(args.data)
         times, scores = result["series"].time, result["scores"]
         sys.stdout.write(f"threshold {model.detector.threshold:.3f}: {int(result['flags'].sum())} points flagged "
                          f"in {len(result['ranges'])} range(s)\n")
         for a, b in sorted(result["ranges"], key=lambda r: -scores[r[0] : r[1]].max()):
             sys.stdout.write(f"{times[a]} … {times[b - 1]}\t{b - a} point(s)\tmax score {scores[a:b].max():.2f}\n")
-        plot = plot_scores(result, model.detector.threshold, Path(args.plot) if args.plot else model.dir / "detection.png")
+        plot = plot_scores(result, model.detector.threshold, plot_path)
         sys.stdout.write(f"plot: {plot}\n")
         return 0

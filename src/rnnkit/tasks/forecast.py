@@ -41,7 +41,7 @@ from ..data.series import Series, check_series, co2_series, elnino_series, fill_
 from ..models.forecaster import MODES, Forecaster
 from ..nn import GaussianNLLLoss
 from ..training.trainer import check_options
-from ..training.plots import pyplot, save_figure
+from ..training.plots import output_path, pyplot, save_figure
 from .base import SeededRun, Task, register, validation_line
 
 BUILT_IN = {"co2": co2_series, "sunspots": sunspots_series, "elnino": elnino_series}
@@ -444,6 +444,7 @@ class ForecastTask(Task):
         p.add_argument("--plot", metavar="PNG", help="where to draw the forecast (default: DIR/forecast.png)")
 
     def act(self, model: TrainedForecaster, args) -> int:
+        plot_path = output_path(args.plot, "--plot") if args.plot else model.dir / "forecast.png"
         result = model.forecast(args.data)
         columns = model.encoding["columns"]
         sys.stdout.write("time\t" + "\t".join(f"{c}\t{c}_lo80\t{c}_hi80" for c in columns) + "\n")
@@ -451,7 +452,7 @@ class ForecastTask(Task):
             shown = t.date().isoformat() if isinstance(t, datetime) else f"{t:g}"
             cells = [f"{result[k][i, c]:.6g}" for c in range(len(columns)) for k in ("mean", "lower", "upper")]
             sys.stdout.write(shown + "\t" + "\t".join(cells) + "\n")
-        plot = plot_forecast(result, Path(args.plot) if args.plot else model.dir / "forecast.png", model.opts.horizon)
+        plot = plot_forecast(result, plot_path, model.opts.horizon)
         sys.stdout.write(f"plot: {plot}\n")
         return 0
 

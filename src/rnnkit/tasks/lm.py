@@ -216,6 +216,8 @@ class TrainedLanguageModel:
         validation text (or of ``data``); writes diagnostics/gradient_flow.png in the model directory."""
         from .. import diagnostics
 
+        if isinstance(windows, bool) or not isinstance(windows, int) or windows < 1:
+            raise ValueError(f"--windows: expected a number of windows >= 1, got {windows!r}")
         opts = self.config["task_options"]
         if data is None:
             valid = _valid_split(LMOptions(**opts), self.tokenizer)

@@ -31,7 +31,7 @@ from ..data.parallel import bible_pairs, read_pairs
 from ..models.seq2seq import Seq2Seq
 from ..nn import no_grad
 from ..training.trainer import check_options
-from ..training.plots import pyplot, save_figure
+from ..training.plots import output_path, pyplot, save_figure
 from .base import BucketedRun, Task, input_texts, register
 
 # The start and end tokens: the control characters STX and ETX, which texts do not hold and which
@@ -362,11 +362,12 @@ class TranslateTask(Task):
                        help="print <unk> for words outside the vocabulary (default, with attention: the source word it attends to)")
 
     def act(self, model: TrainedTranslator, args) -> int:
+        heatmap = output_path(args.heatmap, "--heatmap") if args.heatmap else None
         results = model.translate(input_texts(args), args.beam, copy_unknown=not args.keep_unk)
         for r in results:
             if r["unknown"]:
                 sys.stderr.write(f"rnnkit: note: unknown to the model, read as <unk>: {', '.join(r['unknown'])}\n")
             sys.stdout.write(r["text"] + ("" if r["finished"] else "  [unfinished: length limit]") + "\n")
-        if args.heatmap:
-            sys.stdout.write(f"attention: {plot_attention(results[0], Path(args.heatmap))}\n")
+        if heatmap:
+            sys.stdout.write(f"attention: {plot_attention(results[0], heatmap)}\n")
         return 0

@@ -19,8 +19,20 @@ def pyplot():
     return plt
 
 
+def output_path(path, flag: str) -> Path:
+    """A picture's path that a user gave (``--plot``, ``--heatmap``), checked before any work: its
+    directory must exist (a mistyped path is refused, not created as a tree of directories) and
+    the path must not be a directory. Errors are ValueErrors that start with ``flag``."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"{flag}: {path}: the directory {path.parent} does not exist; create it first or choose another path")
+    if path.is_dir():
+        raise ValueError(f"{flag}: {path} is a directory; give a file name such as {path / 'plot.png'}")
+    return path
+
+
 def save_figure(fig, path) -> Path:
-    """Write a figure as PNG atomically (creating the folder) and close it."""
+    """Write a figure as PNG atomically (creating the folder: pictures inside a model directory) and close it."""
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
