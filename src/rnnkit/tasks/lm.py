@@ -30,9 +30,11 @@ from ..data import (
     shakespeare_corpus,
     split_contiguous,
 )
-from ..models.language_model import LanguageModel
+from ..models.language_model import CELLS, LanguageModel
 from ..models.sampling import check_sampling, generate_ids, stream_text
+from ..data.tokenizers import TOKENIZERS
 from ..nn import CrossEntropyLoss, no_grad
+from ..progress import Progress
 from ..training import model_dir as md
 from .base import Task, register
 
@@ -56,6 +58,8 @@ class LMOptions:
     batch_size: int = 32
     valid_fraction: float = 0.05
 
+    # the values an option takes (the command line lists them in its usage)
+    CHOICES = {"tokenizer": tuple(TOKENIZERS), "cell": CELLS}
     HELP = {
         "data": "a UTF-8 text file, or a directory with one sub-directory or file per class (a conditional model); "
                 "empty: Shakespeare's works (install with `rnnkit data install shakespeare`)",
@@ -84,21 +88,41 @@ def _read_corpus(opts: LMOptions) -> tuple[dict[str, str] | None, str, str]:
             return classes, join_texts(classes.values()), f"{path} ({len(classes)} classes)"
         if opts.by_genre:
             raise DataError("--by-genre: only for the default corpus; for your own classes give --data a directory")
-        return None, read_text_file(path), str(path)
+        return None, read_text_file(path, corpus=True), str(path)
     if opts.by_genre:
         classes = shakespeare_by_genre()
         return classes, join_texts(classes.values()), DEFAULT_CORPUS + ", by First Folio genre"
     return None, shakespeare_corpus(), DEFAULT_CORPUS
 
 
+SAMPLE_LENGTH = 200  # tokens of the passage shown (and logged) at each validation, as char-rnn does
+
+
+def sample_text(model: LanguageModel, tokenizer: Tokenizer, prime: str, length: int, rng: np.random.Generator,
+                temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, condition: int | None = None, emit=None) -> str:
+    """``prime`` followed by ``length`` sampled tokens; ``emit`` receives the text as it comes, the prime first."""
+    prime_ids = tokenizer.encode(prime, strict=True, name="--prime")
+    emit = emit or (lambda piece: None)
+    # Trained on streams whose state is carried from window to window, the model has met its
+    # zero initial state once an epoch: read from there, an unusual prime ("ROMEO:") can throw
+    # it into a state it never learnt to leave. A newline first puts it where lines begin.
+    if not prime.startswith("\n") and tokenizer.contains("\n"):
+        prime_ids = np.concatenate([tokenizer.encode("\n"), prime_ids])
+    ids = generate_ids(model, prime_ids, length, rng, temperature, top_k, top_p, condition)
+    emit(prime)
+    return prime + stream_text(tokenizer, ids, prime_ids, emit)
+
+
 class LMRun:
     """Training and validation of one language model: the trainer's `run`."""
 
-    def __init__(self, model: LanguageModel, train: StreamBatches | ConditionedStreams, valid: dict, eval_batch: int, seq_len: int):
-        self.model, self.train, self.valid = model, train, valid
+    def __init__(self, model: LanguageModel, train: StreamBatches | ConditionedStreams, valid: dict, eval_batch: int,
+                 seq_len: int, tokenizer: Tokenizer):
+        self.model, self.train, self.valid, self.tokenizer = model, train, valid, tokenizer
         self.eval_batch, self.seq_len = eval_batch, seq_len
         self.loss_fn = CrossEntropyLoss()
         self.state = None  # carried between windows of the unconditional model
+        self.uniform_loss = math.log(model.head.out_features)  # a uniform guess: the trainer's yardstick for divergence
 
     def train_step(self) -> tuple[float, int]:
         batch = self.train.next()
@@ -112,7 +136,16 @@ class LMRun:
         return loss, batch.y.size
 
     def evaluate(self) -> dict:
-        return evaluate_splits(self.model, self.valid, self.eval_batch, self.seq_len)
+        metrics = evaluate_splits(self.model, self.valid, self.eval_batch, self.seq_len)
+        return dict(metrics, sample=self.sample())
+
+    def sample(self) -> str:
+        """A passage at temperature 0.8 from a fixed seed (the training generator is left alone,
+        so a resumed run stays exact), from a newline, in the first class of a conditional model."""
+        prime = "\n" if self.tokenizer.contains("\n") else self.tokenizer.decode([1])
+        condition = 0 if isinstance(self.train, ConditionedStreams) else None
+        return sample_text(self.model, self.tokenizer, prime, SAMPLE_LENGTH, np.random.default_rng(0), 0.8,
+                           condition=condition).strip()
 
     def state_dict(self) -> dict:
         d = {f"data.{k}": v for k, v in self.train.state_dict().items()}
@@ -156,7 +189,7 @@ def evaluate_ids(model, ids: np.ndarray, batch: int, seq_len: int, condition=Non
     cond = None if condition is None else np.full(batch, condition)
     with no_grad():
         model.eval()
-        for p in range(0, n, seq_len):
+        for p in Progress.over(range(0, n, seq_len), "evaluation", unit="window"):
             logits, state = model(x_all[p : p + seq_len], state, cond if state is None else None)
             total += loss_fn(logits, y_all[p : p + seq_len])
     return total / (n * batch), n * batch
@@ -171,19 +204,14 @@ class TrainedLanguageModel:
 
     def generate(self, prime: str = "\n", length: int = 500, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                  seed: int | None = None, condition: str | None = None, emit=None) -> str:
-        """Sample ``length`` tokens after ``prime``; ``emit`` receives each new piece of text."""
+        """``prime`` and ``length`` tokens sampled after it, as `rnnkit generate` prints them (and as
+        char-rnn does); ``emit`` receives the text as it comes, the prime first (the command streams it)."""
         if isinstance(length, bool) or not isinstance(length, int) or length < 1:
             raise ValueError(f"--length: expected a positive number of tokens, got {length!r}")
         check_sampling(temperature, top_k, top_p)
-        prime_ids = self.check_prime(prime)
-        cond = self._condition_index(condition)
-        # Trained on streams whose state is carried from window to window, the model has met its
-        # zero initial state once an epoch: read from there, an unusual prime ("ROMEO:") can throw
-        # it into a state it never learnt to leave. A newline first puts it where lines begin.
-        if not prime.startswith("\n") and self.tokenizer.contains("\n"):
-            prime_ids = np.concatenate([self.tokenizer.encode("\n"), prime_ids])
-        ids = generate_ids(self.model, prime_ids, length, np.random.default_rng(seed), temperature, top_k, top_p, cond)
-        return stream_text(self.tokenizer, ids, prime_ids, emit or (lambda piece: None))
+        self.check_prime(prime)
+        return sample_text(self.model, self.tokenizer, prime, length, np.random.default_rng(seed), temperature, top_k,
+                           top_p, self._condition_index(condition), emit)
 
     def check_prime(self, prime: str) -> np.ndarray:
         """The prime's token ids; an error names the tokens the model has never seen."""
@@ -205,7 +233,7 @@ class TrainedLanguageModel:
         if data is None:
             valid = _valid_split(LMOptions(**opts), self.tokenizer)
         else:
-            valid = {None: self.tokenizer.encode(read_text_file(data))}
+            valid = {None: self.tokenizer.encode(read_text_file(data, corpus=True))}
         metrics = evaluate_splits(self.model, valid, opts["batch_size"], opts["seq_len"])
         if self.config["vocabulary"]["kind"] == "char":
             metrics["bits_per_char"] = metrics.pop("bits_per_token")
@@ -223,7 +251,7 @@ class TrainedLanguageModel:
             valid = _valid_split(LMOptions(**opts), self.tokenizer)
             condition, ids = next(iter(valid.items()))
         else:
-            condition, ids = None, self.tokenizer.encode(read_text_file(data))
+            condition, ids = None, self.tokenizer.encode(read_text_file(data, corpus=True))
         batches = StreamBatches(ids, min(opts["batch_size"], max(1, len(ids) // (opts["seq_len"] + 1))), opts["seq_len"],
                                 name="diagnosed text")
         cond = None if condition is None else np.full(batches.batch_size, condition)
@@ -231,7 +259,7 @@ class TrainedLanguageModel:
         rnn.record_grad_norms = True
         self.model.eval()  # no dropout: the gradients of the model itself
         norms, saturation, losses, state = [], [], [], None
-        for batch in list(batches)[:windows]:
+        for batch in Progress.over(list(batches)[:windows], "diagnosis", unit="window"):
             self.model.zero_grad()
             logits, state = self.model(batch.x, state, cond if state is None else None)
             saturation.append(diagnostics.gate_saturation(rnn))
@@ -292,6 +320,12 @@ class LanguageModelTask(Task):
     description = "language model: character or word level, text generation, conditional generation from a class"
     action_help = "Generate text from a trained language model, one token at a time, streamed to the terminal."
     Options = LMOptions
+    config_schema = {"type": "object", "required": ["vocabulary"],
+                     "properties": {"vocabulary": {"type": "object", "required": ["kind", "tokens"],
+                                                   "properties": {"kind": {"type": "string"},
+                                                                  "tokens": {"type": "array", "items": {"type": "string"},
+                                                                             "minItems": 1}}},
+                                    "conditions": {"type": "array", "items": {"type": "string"}}}}
 
     def _data(self, opts: LMOptions, tokenizer: Tokenizer | None = None):
         classes, text, source = _read_corpus(opts)
@@ -322,7 +356,7 @@ class LanguageModelTask(Task):
             raise ValueError(f"--tokenizer: expected char or word, got {options.tokenizer!r}")
         tokenizer, batches, valid, conditions, description = self._data(options)
         model = self._model(options, len(tokenizer), len(conditions), training.seed)
-        run = LMRun(model, batches, valid, options.batch_size, options.seq_len)
+        run = LMRun(model, batches, valid, options.batch_size, options.seq_len, tokenizer)
         config = {"vocabulary": tokenizer.to_dict(), "conditions": conditions, "data": description}
         return model, run, config
 
@@ -331,7 +365,7 @@ class LanguageModelTask(Task):
         tokenizer = Tokenizer.from_dict(config["vocabulary"])
         _, batches, valid, conditions, _ = self._data(opts, tokenizer)
         model = self._model(opts, len(tokenizer), len(conditions), config["training"]["seed"])
-        return model, LMRun(model, batches, valid, opts.batch_size, opts.seq_len)
+        return model, LMRun(model, batches, valid, opts.batch_size, opts.seq_len, tokenizer)
 
     def load(self, out_dir: Path, config: dict) -> TrainedLanguageModel:
         opts = LMOptions(**config["task_options"])
@@ -356,8 +390,6 @@ class LanguageModelTask(Task):
             sys.stdout.write(piece)
             sys.stdout.flush()
 
-        model.check_prime(args.prime)
-        emit(args.prime)
         model.generate(args.prime, args.length, 0.0 if args.greedy else args.temperature, args.top_k, args.top_p,
                        args.seed, args.condition, emit=emit)
         sys.stdout.write("\n")

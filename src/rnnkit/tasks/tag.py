@@ -29,6 +29,7 @@ from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.datasets import peoples_daily_ner, peoples_daily_pos
 from ..data.labelled import check_tag_scheme, read_conll
 from ..models.tagger import SequenceTagger
+from ..models.sequence_model import CELLS
 from ..nn import no_grad
 from ..training.trainer import check_options
 from .base import BucketedRun, Task, input_texts, register, validation_line
@@ -57,6 +58,8 @@ class TagOptions:
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
 
+    # the values an option takes (the command line lists them in its usage)
+    CHOICES = {"cell": CELLS}
     HELP = {
         "data": "a CoNLL file (`token TAG` per line, blank line between sentences) or a built-in set: " + ", ".join(BUILT_IN),
         "test": "a test file in the same format (default: the last --test-fraction of the data)",
@@ -295,6 +298,7 @@ class TagTask(Task):
     description = "many-to-many: tag every token (named entities, parts of speech), softmax or CRF head"
     action_help = "Tag the tokens of texts with a trained tagger; entities are grouped when the tags are BIO/BIOES."
     Options = TagOptions
+    monitors = ("loss", "accuracy", "f1", "precision", "recall")  # f1, precision, recall: entity tags
 
     Trained = TrainedTagger
 

@@ -1,7 +1,6 @@
 """Training: the model directory (and, next, the one Trainer for every task)."""
 
 from .model_dir import (
-    ACTIONS,
     ModelDirError,
     append_metrics,
     atomic_write_bytes,
@@ -20,7 +19,7 @@ from .model_dir import (
 )
 
 __all__ = [
-    "ACTIONS", "ModelDirError",
+    "ModelDirError",
     "atomic_write_bytes", "atomic_write_json",
     "save_weights", "load_weights",
     "save_model", "load_config", "load_model_weights",

@@ -19,7 +19,18 @@ config without weights. A checkpoint is several files, so it is built whole in a
 directory ``.checkpoint-tmp-*`` and swapped in with two renames (``checkpoint`` →
 ``checkpoint.old``, temporary → ``checkpoint``); whenever ``checkpoint/`` exists it is
 complete, and ``load_checkpoint`` falls back to ``checkpoint.old/`` for a crash between the
-renames. One process writes a directory at a time.
+renames.
+
+One run writes a directory at a time: ``writing(directory)`` holds an OS lock (``flock`` on
+``.rnnkit.lock``, released by the kernel when the process dies, even by SIGKILL), and a second
+writer gets an error naming the first one's PID. ``--overwrite`` deletes only the entries
+rnnkit writes (``MODEL_ENTRIES``), and only in a directory that holds nothing else.
+
+Reading is bounded and checked: files are opened only if they are regular files
+(``rnnkit.files``), each kind of file has a size limit, a safetensors header is read and
+checked against the file's size before the tensors are, and the JSON files are validated
+against a schema (``check_json``), so a damaged or hostile field is one error naming the file
+and the field.
 
 Loading never executes code: weights are safetensors, everything else JSON (Python's JSON,
 which also writes and reads ``NaN`` and ``Infinity``). JSON turns tuples into lists and
@@ -28,27 +39,39 @@ dictionary keys into strings: keep vocabularies as lists of tokens.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
 import safetensors
 import safetensors.numpy
 
+from ..files import open_regular, read_regular
+
 __all__ = [
-    "ACTIONS",
     "ModelDirError",
+    "MODEL_ENTRIES",
     "atomic_write_bytes",
     "atomic_write_json",
+    "read_json",
+    "check_json",
+    "writing",
+    "check_out_dir",
+    "foreign_entries",
+    "clear_model_dir",
     "save_weights",
     "load_weights",
     "save_model",
+    "is_model_dir",
     "load_config",
     "load_model_weights",
     "save_checkpoint",
+    "has_checkpoint",
     "load_checkpoint",
     "rng_state",
     "restore_rng",
@@ -57,10 +80,6 @@ __all__ = [
     "rewind_metrics",
 ]
 
-#: each task's action verb: ``rnnkit VERB DIR`` uses a trained model of that task
-ACTIONS = {"lm": "generate", "classify": "classify", "tag": "tag", "translate": "translate",
-           "forecast": "forecast", "detect": "detect"}
-
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 CHECKPOINT = "checkpoint"
@@ -68,8 +87,18 @@ METRICS = "metrics.jsonl"
 #: the version of this layout; a directory written by a later layout is refused, not misread
 FORMAT = 1
 
+LOCK = ".rnnkit.lock"
 _OLD_CHECKPOINT = CHECKPOINT + ".old"
 _TMP_CHECKPOINT = ".checkpoint-tmp-"
+#: every name rnnkit writes in a model directory (plots of the tasks' verbs included); the only
+#: entries ``--overwrite`` deletes, beside temporary files (``.NAME.*.tmp``, ``.checkpoint-tmp-*``)
+MODEL_ENTRIES = frozenset({CONFIG, WEIGHTS, CHECKPOINT, _OLD_CHECKPOINT, METRICS, LOCK, "loss.png", "diagnostics",
+                           "confusion.png", "detection.png", "backtest.png", "forecast.png"})
+#: size limits of what a model directory holds: far above any real model, far below a hostile file
+JSON_LIMIT = 256 * 2**20
+WEIGHTS_LIMIT = 16 * 2**30
+SAFETENSORS_HEADER_LIMIT = 100 * 2**20  # safetensors' own limit
+METRICS_LIMIT = 2**30
 _RNG_KINDS = ("PCG64", "PCG64DXSM")  # their states are plain integers, so JSON holds them exactly
 
 
@@ -168,23 +197,140 @@ def save_weights(path, arrays: dict[str, np.ndarray], metadata: dict[str, str] |
     atomic_write_bytes(path, _safetensors_bytes(arrays, "arrays", metadata))
 
 
+_SAFETENSORS_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
+                       "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+
+
+def _check_safetensors_header(header, size: int, where: str) -> None:
+    """Every tensor's dtype, shape and byte range agree, and the ranges tile the data exactly."""
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    ranges = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not (isinstance(entry, dict) and entry.get("dtype") in _SAFETENSORS_DTYPES
+                and isinstance(entry.get("shape"), list) and isinstance(entry.get("data_offsets"), list)
+                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                        for n in entry["shape"] + entry["data_offsets"])
+                and len(entry["data_offsets"]) == 2):
+            raise ValueError(f"tensor {name!r}: expected dtype, shape and data_offsets, got {str(entry)[:80]}")
+        begin, end = entry["data_offsets"]
+        if end - begin != int(np.prod(entry["shape"], dtype=object)) * _SAFETENSORS_DTYPES[entry["dtype"]]:
+            raise ValueError(f"tensor {name!r}: {entry['dtype']} of shape {entry['shape']} does not fill bytes {begin}..{end}")
+        ranges.append((begin, end))
+    position = 0
+    for begin, end in sorted(ranges):
+        if begin != position:
+            raise ValueError(f"the tensors' bytes overlap or leave a gap at byte {position}")
+        position = end
+    if position != size:
+        raise ValueError(f"the tensors take {position} bytes but the file holds {size} after its header")
+
+
 def _read_weights(path: Path, fix: str) -> dict[str, np.ndarray]:
+    """Read a safetensors file: its header is read and checked against the file's size first,
+    so a header that promises more than the file holds is refused before the tensors are read."""
+    what = path.name
+    if not os.path.lexists(path):
+        raise ModelDirError(f"no {path.name} in {path.parent}; {fix}")
+    fd = open_regular(path, what, ModelDirError)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelDirError(f"no {path.name} in {path.parent}; {fix}") from None
+        with os.fdopen(fd, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > WEIGHTS_LIMIT:
+                raise ModelDirError(f"{path}: {size} bytes, more than the {WEIGHTS_LIMIT} a model's weights may have")
+            try:
+                (n,) = struct.unpack("<Q", f.read(8))
+                if n > min(size - 8, SAFETENSORS_HEADER_LIMIT):
+                    raise ValueError(f"its header claims {n} bytes, the file has {size}")
+                header = json.loads(f.read(n))
+                _check_safetensors_header(header, size - 8 - n, str(path))
+                f.seek(0)
+                data = f.read(size)
+                arrays = safetensors.numpy.load(data)
+            except (struct.error, ValueError, UnicodeDecodeError, RecursionError, KeyError,
+                    safetensors.SafetensorError) as exc:
+                raise ModelDirError(f"{path.name} in {path.parent} is truncated or corrupt: {exc}; {fix}") from None
     except OSError as exc:
-        raise ModelDirError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        arrays = safetensors.numpy.load(data)
-    except (safetensors.SafetensorError, KeyError, ValueError) as exc:
-        raise ModelDirError(f"{path.name} in {path.parent} is truncated or corrupt: {exc}; {fix}") from None
+        raise ModelDirError(f"cannot read {path}: {exc.strerror or exc}") from None
     return {k: v if v.flags.writeable else v.copy() for k, v in arrays.items()}
 
 
 def load_weights(path) -> dict[str, np.ndarray]:
     """Read a safetensors file into ``{name: array}``; a missing or damaged file is a ModelDirError."""
     return _read_weights(Path(path), "retrain or restore it")
+
+
+# ---- JSON files, read and validated -----------------------------------------------------
+
+
+def read_json(path: Path, fix: str, limit: int = JSON_LIMIT):
+    """The JSON value of a regular file of at most ``limit`` bytes; any damage is a ModelDirError
+    naming the file (``NaN`` and ``Infinity`` are read, as Python's JSON writes them)."""
+    if not os.path.lexists(path):
+        raise ModelDirError(f"no {path.name} in {path.parent}; {fix}")
+    data = read_regular(path, limit, path.name, ModelDirError)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise ModelDirError(f"{path.name} in {path.parent} is truncated or not valid JSON ({exc}); {fix}") from None
+    except RecursionError:
+        raise ModelDirError(f"{path.name} in {path.parent} is nested too deeply to be rnnkit's; {fix}") from None
+
+
+def _finite(checker, instance) -> bool:
+    return checker.is_type(instance, "number") and bool(np.isfinite(instance))
+
+
+def check_json(value, schema: dict, where: str) -> None:
+    """Validate ``value`` against a JSON schema (draft 2020-12, with the extra type ``"finite"``:
+    a number that is neither NaN nor infinite); the first error is a ModelDirError naming
+    ``where`` (the file) and the field, e.g. ``config.json in m: training.steps: expected …``."""
+    import jsonschema  # only when a model directory is read
+
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine("finite", _finite)
+    validator = jsonschema.validators.extend(base, type_checker=checker)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    if error is not None:
+        field = ".".join(str(p) for p in error.absolute_path) or "the top level"
+        found = repr(error.instance)
+        found = found if len(found) <= 60 else found[:57] + "..."
+        expected = {"type": f"expected {error.validator_value}", "required": "missing an entry",
+                    "additionalProperties": "unexpected entry"}.get(error.validator, error.message)
+        message = f"{expected}: {error.message}" if error.validator in ("required", "additionalProperties") else \
+            f"{expected}, got {found}" if error.validator == "type" else error.message
+        raise ModelDirError(f"{where}: {field}: {message}")
+
+
+#: what every config.json holds, whatever the task; the task checks its own entries
+CONFIG_SCHEMA = {
+    "type": "object",
+    "required": ["task"],
+    "properties": {
+        "task": {"type": "string"},
+        "model_dir_format": {"type": "integer", "minimum": 1},
+        "rnnkit_version": {"type": "string"},
+        "status": {"type": "string"},
+        "task_options": {"type": "object"},
+        "training": {"type": "object"},
+        "metrics": {"type": "object", "additionalProperties": {"type": ["number", "string", "null"]}},
+        "history": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+#: state.json of a checkpoint
+STATE_SCHEMA = {
+    "type": "object",
+    "required": ["format", "state", "optimizer_scalars", "optimizer_tuples"],
+    "properties": {
+        "format": {"type": "integer", "minimum": 1},
+        "optimizer_scalars": {"type": "object"},
+        "optimizer_tuples": {"type": "array", "items": {"type": "string"}},
+        "state": {"type": "object"},
+    },
+}
 
 
 # ---- the model: config.json and model.safetensors -------------------------------------
@@ -218,46 +364,126 @@ def save_model(directory, config: dict, weights: dict[str, np.ndarray]) -> None:
     atomic_write_bytes(d / CONFIG, text.encode("utf-8"))
 
 
-def load_config(directory, expect_task: str | None = None, action: str | None = None) -> dict:
-    """Read ``config.json``; with ``expect_task``, refuse a model of another task.
+def is_model_dir(directory) -> bool:
+    """True if ``directory`` holds a ``config.json`` written by rnnkit (with its layout version)."""
+    try:
+        config = json.loads(read_regular(Path(directory) / CONFIG, JSON_LIMIT, CONFIG, ModelDirError))
+    except (ModelDirError, ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("model_dir_format"), int) \
+        and isinstance(config.get("task"), str)
 
-    ``action`` is the verb the user ran (default: ``expect_task``'s verb in ``ACTIONS``), for
-    the message, which names the verb that fits the model instead.
+
+def load_config(directory) -> dict:
+    """Read and validate ``config.json`` (``CONFIG_SCHEMA``: the entries every task has).
+
+    The task's own entries are checked by the task (``Task.check_config``).
     """
     d = _existing_dir(directory)
     path = d / CONFIG
-    if not path.is_file():
+    if not os.path.lexists(path):
         hint = (f"; its checkpoint can be resumed with `rnnkit train --resume {d}`"
-                if (d / CHECKPOINT).is_dir() or (d / _OLD_CHECKPOINT).is_dir()
+                if has_checkpoint(d)
                 else "; pass the directory `rnnkit train --out` wrote")
         raise ModelDirError(f"{d} holds no finished model (no {CONFIG}){hint}")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
-        raise ModelDirError(f"{CONFIG} in {d} is truncated or not valid JSON ({exc}); retrain or restore it") from None
-    except OSError as exc:
-        raise ModelDirError(f"cannot read {path}: {exc.strerror}") from None
+    config = read_json(path, "retrain or restore it")
     if not isinstance(config, dict) or not isinstance(config.get("task"), str):
         raise ModelDirError(f"{CONFIG} in {d} has no 'task' entry; retrain or restore it")
     fmt = config.get("model_dir_format", FORMAT)
     if not isinstance(fmt, int) or fmt > FORMAT:
         raise ModelDirError(f"{d} was written by a newer rnnkit (model-directory format {fmt!r}, "
                             f"this rnnkit reads format {FORMAT}); upgrade rnnkit")
-    task = config["task"]
-    if expect_task is not None and task != expect_task:
-        action = action or ACTIONS.get(expect_task, expect_task)
-        if task in ACTIONS:
-            fix = f"use `rnnkit {ACTIONS[task]} {d}`"
-        else:
-            fix = f"this rnnkit knows the tasks {', '.join(ACTIONS)}; upgrade rnnkit"
-        raise ModelDirError(f"`rnnkit {action}` needs a model of task {expect_task!r}, "
-                            f"but {d} holds a {task!r} model; {fix}")
+    check_json(config, CONFIG_SCHEMA, f"{CONFIG} in {d}")
     return config
 
 
 def load_model_weights(directory) -> dict[str, np.ndarray]:
     """The best weights, ``model.safetensors``, as ``{name: array}``."""
     return _read_weights(_existing_dir(directory) / WEIGHTS, "retrain or restore it")
+
+
+# ---- who writes a directory, and what --overwrite may delete ------------------------------
+
+
+def _is_rnnkit_entry(name: str) -> bool:
+    return name in MODEL_ENTRIES or name.startswith(_TMP_CHECKPOINT) or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def foreign_entries(directory) -> list[str]:
+    """The names in ``directory`` that rnnkit did not write, sorted."""
+    try:
+        return sorted(name for name in os.listdir(directory) if not _is_rnnkit_entry(name))
+    except FileNotFoundError:
+        return []
+
+
+def check_out_dir(directory, overwrite: bool, flag: str = "--out") -> None:
+    """Refuse a directory a new run must not write: ``/``, the home directory, the current
+    directory or one above it; a directory holding anything rnnkit did not write; a model
+    already there unless ``overwrite``. Touches nothing."""
+    d = Path(directory)
+    where = d.resolve()
+    if where == Path(where.anchor) or where == Path.home().resolve() or where in [Path.cwd(), *Path.cwd().parents]:
+        raise ModelDirError(f"{flag}: {d} is the root, the home or the current directory (or above it); "
+                            f"give a directory of its own for the model, e.g. {flag} models/NAME")
+    if d.exists() and not d.is_dir():
+        raise ModelDirError(f"{flag}: {d} is a file; give a directory for the model")
+    foreign = foreign_entries(d)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ModelDirError(f"{flag}: {d} holds files rnnkit did not write ({shown}); rnnkit writes a model only "
+                            f"into a new or empty directory (or its own model directory), and never deletes those "
+                            f"files: choose another directory")
+    if os.path.lexists(d / CONFIG) and not overwrite:
+        if has_checkpoint(d) or is_model_dir(d):
+            raise ModelDirError(f"{flag}: {d} already holds a model; continue its run with `rnnkit train --resume {d}`, "
+                                f"replace it with --overwrite, or choose another directory")
+        raise ModelDirError(f"{flag}: {d} holds a damaged model; replace it with --overwrite or choose another directory")
+
+
+def clear_model_dir(directory) -> None:
+    """Delete what rnnkit wrote in ``directory`` (its lock kept), after ``check_out_dir`` passed."""
+    d = Path(directory)
+    for name in os.listdir(d):
+        if _is_rnnkit_entry(name) and name != LOCK:
+            path = d / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def writing(directory, flag: str = "--out"):
+    """Hold ``directory``'s write lock (created with the directory if needed) for the block.
+
+    ``flock`` on ``.rnnkit.lock``: the kernel releases it when the process ends however it
+    ends, so a killed run never leaves a stale lock. A second writer gets a ModelDirError
+    naming the holder's PID. Where ``fcntl`` does not exist (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(d / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ModelDirError(f"{flag}: cannot write into {d} ({exc.strerror or exc})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise ModelDirError(f"{flag}: {d} is being written by another rnnkit run (PID {holder}); wait for it "
+                                f"to end or stop it, or choose another directory") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock; the file stays, since deleting a lock file races with its next holder
 
 
 # ---- the checkpoint ---------------------------------------------------------------------
@@ -330,6 +556,11 @@ def save_checkpoint(directory, weights: dict[str, np.ndarray], optimizer_state: 
     shutil.rmtree(old, ignore_errors=True)
 
 
+def has_checkpoint(directory) -> bool:
+    d = Path(directory)
+    return (d / CHECKPOINT).is_dir() or (d / _OLD_CHECKPOINT).is_dir()
+
+
 def load_checkpoint(directory) -> tuple[dict[str, np.ndarray], dict, dict]:
     """``(weights, optimizer_state, state)`` as ``save_checkpoint`` was given them.
 
@@ -343,22 +574,14 @@ def load_checkpoint(directory) -> tuple[dict[str, np.ndarray], dict, dict]:
         if ckpt.is_dir():
             break
     else:
-        raise ModelDirError(f"no checkpoint in {d} to resume from; start a new run without --resume")
-    fix = f"remove {ckpt} and start a new run without --resume"
+        raise ModelDirError(f"no checkpoint in {d} to resume from")
+    fix = "restore it, or start the run again with --overwrite"
     weights = _read_weights(ckpt / "weights.safetensors", fix)
     arrays = _read_weights(ckpt / "optimizer.safetensors", fix)
-    try:
-        saved = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelDirError(f"no state.json in {ckpt}; {fix}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelDirError(f"state.json in {ckpt} is truncated or not valid JSON ({exc}); {fix}") from None
-    if not (isinstance(saved, dict) and isinstance(saved.get("state"), dict)
-            and isinstance(saved.get("optimizer_scalars"), dict)
-            and isinstance(saved.get("optimizer_tuples"), list)):
-        raise ModelDirError(f"state.json in {ckpt} is not a checkpoint state; {fix}")
-    if not isinstance(saved.get("format"), int) or saved["format"] > FORMAT:
+    saved = read_json(ckpt / "state.json", fix)
+    if isinstance(saved, dict) and isinstance(saved.get("format"), int) and saved["format"] > FORMAT:
         raise ModelDirError(f"the checkpoint in {d} was written by a newer rnnkit; upgrade rnnkit")
+    check_json(saved, STATE_SCHEMA, f"state.json in {ckpt}")
     scalars = saved["optimizer_scalars"]
     for key in saved["optimizer_tuples"]:
         if not isinstance(scalars.get(key), list):
@@ -407,7 +630,9 @@ def append_metrics(directory, record: dict) -> None:
     line = (_dumps(record, "record", indent=None) + "\n").encode("utf-8")
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    with open(d / METRICS, "a+b") as f:
+    # O_NOFOLLOW: a symlink planted in the directory must not make rnnkit append to another file
+    fd = os.open(d / METRICS, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    with os.fdopen(fd, "a+b") as f:
         size = f.seek(0, os.SEEK_END)
         if size:
             f.seek(size - 1)
@@ -425,10 +650,9 @@ def read_metrics(directory) -> list[dict]:
     A final line cut short by a crash is skipped; a damaged line elsewhere is a ModelDirError.
     """
     path = Path(directory) / METRICS
-    try:
-        lines = path.read_bytes().split(b"\n")
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return []
+    lines = read_regular(path, METRICS_LIMIT, METRICS, ModelDirError).split(b"\n")
     records = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -15,7 +15,11 @@ weights as a run never interrupted.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -31,6 +35,37 @@ from . import model_dir as md
 
 class TrainingError(RuntimeError):
     """Training cannot go on (diverged, or asked to resume what cannot be resumed)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a run after it saved a checkpoint; the message says how to resume."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+#: state.json's "state" as the trainer writes it (model_dir checks the file around it)
+STATE_SCHEMA = {
+    "type": "object",
+    "required": ["step", "best", "bad_validations", "rng", "run"],
+    "properties": {
+        "step": {"type": "integer", "minimum": 0},
+        "best": {"type": "number"},
+        "bad_validations": {"type": "integer", "minimum": 0},
+        "rng": {"type": "object", "additionalProperties": {"type": "object"}},
+        "run": {"type": "object"},
+        "schedule": {"type": ["object", "null"]},
+        "window": {"type": "array", "prefixItems": [{"type": "finite"}, {"type": "integer", "minimum": 0},
+                                                     {"type": "integer", "minimum": 0}], "minItems": 3, "maxItems": 3},
+        "recent_losses": {"type": "array", "items": {"type": "finite"}},
+        "exploding": {"type": "integer", "minimum": 0},
+    },
+}
+
+#: a loss above its bound this many steps in a row is divergence: with clipping, a run can spike
+#: by 10^7 and recover within five steps, so a spike is not enough
+EXPLODING_STEPS = 25
 
 
 def check_options(options, checks: dict[str, bool]) -> None:
@@ -59,6 +94,8 @@ class TrainingOptions:
     diagnose_every: int = 0
     monitor: str = "loss"
 
+    # the values an option takes (the command line lists them in its usage)
+    CHOICES = {"optimizer": ("adam", "adamw", "sgd"), "schedule": ("constant", "cosine", "step")}
     HELP = {
         "steps": "optimizer steps in all (a resumed run may raise it)",
         "lr": "learning rate",
@@ -77,8 +114,11 @@ class TrainingOptions:
         "time_limit": "stop after this many seconds of training (0: no limit)",
         "diagnose_every": "every N steps, log ‖∂L/∂h_t‖ per layer and time step and each parameter's gradient norm (0: never)",
     }
-    # options a resumed run may change: the budget, not the model or the optimisation
-    EXTENDABLE = ("steps", "time_limit", "patience", "log_every", "diagnose_every")
+    # options a resumed run may change (recorded in config.json's history): the budget and the
+    # step size, not the model, the data or the optimizer; SCHEDULE: those that shape the lr
+    CHANGEABLE = ("steps", "time_limit", "patience", "log_every", "diagnose_every", "valid_every",
+                  "lr", "clip", "schedule", "warmup")
+    SCHEDULE = ("steps", "lr", "schedule", "warmup")
 
     def __post_init__(self):
         checks = {
@@ -116,9 +156,9 @@ def make_optimizer(params, opt: TrainingOptions):
 
 
 def _progress(total: int, initial: int, quiet: bool):
-    from tqdm.auto import tqdm  # only when training, so `import rnnkit` stays light
+    from ..progress import Progress
 
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, disable=True if quiet else None, leave=True)
+    return Progress("training", total, initial, unit="step", quiet=quiet, keep=True)
 
 
 class Trainer:
@@ -129,6 +169,9 @@ class Trainer:
         self.config, self.opt, self.quiet = config, options, quiet
         self.optimizer, self.schedule = make_optimizer(model.parameters(), options)
         self.step, self.best, self.bad_validations = 0, math.inf, 0
+        self.window = [0.0, 0, 0]  # loss sum, steps and clipped steps since the last metrics line
+        self.recent_losses: collections.deque = collections.deque(maxlen=100)
+        self.exploding = 0  # steps in a row whose loss was above the bound
 
     # ---- checkpoints ------------------------------------------------------------------------
     def _rng_states(self) -> dict:
@@ -143,25 +186,93 @@ class Trainer:
             "step": self.step, "best": self.best, "bad_validations": self.bad_validations,
             "rng": self._rng_states(), "run": scalars,
             "schedule": self.schedule.state_dict() if self.schedule else None,
+            "window": self.window, "recent_losses": list(self.recent_losses), "exploding": self.exploding,
         }
         md.save_checkpoint(self.out, weights, self.optimizer.state_dict(), state)
 
-    def resume(self) -> None:
+    def resume(self, schedule_changed: bool = False) -> None:
+        """Continue from the checkpoint; ``schedule_changed``: the resumed run changed an option of
+        ``TrainingOptions.SCHEDULE``, so the lr follows the new options from the current step."""
         weights, opt_state, state = md.load_checkpoint(self.out)
+        where = f"state.json in {self.out / md.CHECKPOINT}"
+        md.check_json(state, STATE_SCHEMA, where)
+        if hasattr(self.model, "rng") and "model" not in state["rng"]:
+            raise md.ModelDirError(f"{where}: rng: missing the model's generator state, which exact resume needs")
         run_arrays = {k[4:]: v for k, v in weights.items() if k.startswith("run.")}
-        self.model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("run.")})
-        self.optimizer.load_state_dict(opt_state)
-        if self.schedule and state.get("schedule"):
+        try:
+            self.model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("run.")})
+            self.optimizer.load_state_dict(opt_state)
+            self.run.load_state_dict(dict(state["run"], **run_arrays))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise md.ModelDirError(f"the checkpoint in {self.out} does not fit this run ({exc}); restore it, "
+                                   f"or start the run again with --overwrite") from None
+        self.step, self.best, self.bad_validations = state["step"], state["best"], state["bad_validations"]
+        if self.schedule and (schedule_changed or not state.get("schedule")):
+            self.schedule.load_state_dict({"last_step": self.step, "base_lr": self.opt.lr})
+        elif self.schedule:
             self.schedule.load_state_dict(state["schedule"])
+        else:
+            self.optimizer.lr = self.opt.lr
         if "model" in state["rng"]:
             self.model.rng.bit_generator.state = md.restore_rng(state["rng"]["model"]).bit_generator.state
-        self.run.load_state_dict(dict(state["run"], **run_arrays))
-        self.step, self.best, self.bad_validations = state["step"], state["best"], state["bad_validations"]
+        self.window = state.get("window", [0.0, 0, 0])
+        self.recent_losses.extend(state.get("recent_losses", []))
+        self.exploding = state.get("exploding", 0)
         md.rewind_metrics(self.out, self.step)  # lines logged after the checkpoint come again, identically
 
     def _diverged(self, what: str) -> TrainingError:
-        hint = "lower --lr" + ("" if self.opt.clip else " or set --clip (gradient clipping is off)")
-        return TrainingError(f"{what}: training diverged; {hint}; the last good checkpoint is kept")
+        fix = f"a lower --lr (e.g. --lr {self.opt.lr / 10:g})" + ("" if self.opt.clip else " or --clip 1 (gradient clipping is off)")
+        return TrainingError(f"{what}: training diverged; the last good checkpoint is kept: continue it with "
+                             f"`rnnkit train --resume {self.out}` and {fix}")
+
+    def _loss_bound(self) -> float:
+        """Above this a step's loss is exploding: far above its recent median, or (for a run that
+        states ``uniform_loss``, the loss of a uniform guess such as log V) far above that."""
+        bound = math.inf
+        uniform = getattr(self.run, "uniform_loss", None)
+        if uniform:
+            bound = max(3 * uniform, uniform + 3)
+        if len(self.recent_losses) >= 20:
+            median = float(np.median(self.recent_losses))
+            bound = min(bound, median + 10 * max(abs(median), 1.0))
+        return bound
+
+    def _check_explosion(self, loss: float) -> None:
+        bound = self._loss_bound()
+        if loss <= bound:
+            self.exploding = 0
+            self.recent_losses.append(loss)
+            return
+        self.exploding += 1
+        if self.exploding >= EXPLODING_STEPS:
+            raise self._diverged(f"the loss exploded at step {self.step} ({loss:.4g}, above {bound:.4g} for "
+                                 f"{EXPLODING_STEPS} steps in a row)")
+
+    @contextlib.contextmanager
+    def _stop_signals(self):
+        """While training, SIGINT and SIGTERM only ask the loop to stop after the current step (so a
+        checkpoint can be written); a second signal acts at once."""
+        received: list[int] = []
+        if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+            yield received
+            return
+
+        def ask_to_stop(signum, frame):
+            received.append(signum)
+            signal.signal(signum, previous[signum])
+
+        previous = {s: signal.signal(s, ask_to_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield received
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _interrupted(self, signum: int) -> TrainingInterrupted:
+        self.save_checkpoint()
+        name = signal.Signals(signum).name
+        return TrainingInterrupted(f"{name} at step {self.step} of {self.opt.steps}: a checkpoint of step {self.step} "
+                                   f"is saved; continue with `rnnkit train --resume {self.out}`", signum)
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -169,10 +280,12 @@ class Trainer:
         opt, params = self.opt, self.model.parameters()
         if self.step == 0:
             md.save_model(self.out, dict(self.config, status="training"), self.model.state_dict())
-        bar = _progress(opt.steps, self.step, self.quiet)
-        started, tokens, window_loss, window_n, window_clipped = time.perf_counter(), 0, 0.0, 0, 0
+        bar = self.bar = _progress(opt.steps, self.step, self.quiet)
+        started, tokens = time.perf_counter(), 0
         recurrent = [m for m in self.model.modules() if isinstance(m, RecurrentLayer)]
         status = "finished"
+        signals = contextlib.ExitStack()
+        stop = signals.enter_context(self._stop_signals())
         try:
             while self.step < opt.steps:
                 self.step += 1
@@ -189,6 +302,7 @@ class Trainer:
                         raise self._diverged(f"non-finite loss detected at step {self.step} (the forward pass overflowed: {exc})")
                     if not math.isfinite(loss):
                         raise self._diverged(f"non-finite loss detected at step {self.step} ({loss})")
+                    self._check_explosion(loss)
                     if diagnosing:
                         self._log_gradients(recurrent)
                     norm = clip_grad_norm_(params, opt.clip) if opt.clip else grad_norm(params)
@@ -198,17 +312,17 @@ class Trainer:
                 if self.schedule:
                     self.schedule.step()
                 tokens += n_tokens
-                window_loss, window_n = window_loss + loss, window_n + 1
-                window_clipped += bool(opt.clip and norm > opt.clip)
+                self.window = [self.window[0] + loss, self.window[1] + 1, self.window[2] + bool(opt.clip and norm > opt.clip)]
                 elapsed = time.perf_counter() - started
                 bar.update(1)
                 if self.step % opt.log_every == 0:
+                    window_loss, window_n, window_clipped = self.window
                     record = {"step": self.step, "train_loss": window_loss / window_n, "lr": self.optimizer.lr,
                               "grad_norm": float(norm), "clipped_fraction": window_clipped / window_n,
                               "tokens_per_s": tokens / max(elapsed, 1e-9)}
                     md.append_metrics(self.out, record)
-                    bar.set_postfix(loss=f"{record['train_loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
-                    window_loss, window_n, window_clipped = 0.0, 0, 0
+                    bar.log(record)
+                    self.window = [0.0, 0, 0]
                 out_of_time = opt.time_limit and elapsed >= opt.time_limit
                 if self.step % opt.valid_every == 0 or self.step == opt.steps or out_of_time:
                     if self.validate():
@@ -217,12 +331,23 @@ class Trainer:
                 if out_of_time:
                     status = "time limit"
                     break
+                if stop:
+                    self._set_status("interrupted")
+                    raise self._interrupted(stop[0])
+        except TrainingError:
+            self._set_status("diverged")
+            raise
         finally:
+            signals.close()
             bar.close()
+        return self._set_status(status).get("metrics", {})
+
+    def _set_status(self, status: str) -> dict:
+        """Record how the run ended in config.json; the config as written."""
         config = md.load_config(self.out)
         config["status"] = status
         md.atomic_write_json(self.out / md.CONFIG, config)
-        return config.get("metrics", {})
+        return config
 
     def _log_gradients(self, recurrent) -> None:
         """A diagnostics line: ‖∂L/∂h_t‖ per recurrent layer and step, ‖grad‖ per parameter (before clipping)."""
@@ -237,7 +362,9 @@ class Trainer:
         with no_grad():
             self.model.eval()
             metrics = self.run.evaluate()
-        md.append_metrics(self.out, {"step": self.step, **{f"valid_{k}": v for k, v in metrics.items()}})
+        record = {"step": self.step, **{f"valid_{k}": v for k, v in metrics.items()}}
+        md.append_metrics(self.out, record)
+        self.bar.validated(record)
         if self.opt.monitor not in metrics:
             raise TrainingError(f"--monitor: this task's validation reports {', '.join(metrics)}, not {self.opt.monitor!r}")
         # lower is better for the loss; for a score, compare its negative, so the best is the minimum
