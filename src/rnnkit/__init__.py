@@ -7,10 +7,10 @@
 __version__ = "0.1.0"
 
 
-def train(task, out, resume=False, quiet=True, overwrite=False, **options):
+def train(task, out, resume=False, quiet=False, overwrite=False, callbacks=(), **options):
     from .api import train as _train  # deferred: `import rnnkit.nn` stays NumPy-only
 
-    return _train(task, out, resume=resume, quiet=quiet, overwrite=overwrite, **options)
+    return _train(task, out, resume=resume, quiet=quiet, overwrite=overwrite, callbacks=callbacks, **options)
 
 
 def load(model_dir):

@@ -55,8 +55,9 @@ def train(task: str, out, resume: bool = False, quiet: bool = False, overwrite: 
 
 
 def api_wording(message: str, task: str) -> str:
-    """A training error as the Python API says it: the command line's flags become arguments
-    (``--overwrite`` → ``overwrite=True``, ``--hidden`` → ``hidden``)."""
+    """An error as the Python API says it: the command line's flags become its arguments
+    (`rnnkit train --resume DIR` → ``rnnkit.train(task, DIR, resume=True)``, ``--overwrite`` →
+    ``overwrite=True``, ``--hidden`` → ``hidden``)."""
     message = re.sub(r"`rnnkit train --resume ([^`]+)`", lambda m: f"`rnnkit.train({task!r}, {m[1]!r}, resume=True)`", message)
     return re.sub(r"--([a-z][a-z-]*)", lambda m: {"overwrite": "overwrite=True", "resume": "resume=True"}.get(
         m[1], m[1].replace("-", "_")), message)

@@ -31,6 +31,8 @@ from .. import metrics as M
 from ..data import DataError
 from ..data.series import Series, anomaly_ranges, check_series, fill_gaps, read_series_table, ucr_anomaly_series
 from ..models.forecaster import Forecaster
+from ..data.series import MISSING
+from ..models.sequence_model import CELLS
 from ..nn import GaussianNLLLoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
@@ -58,6 +60,8 @@ class DetectOptions:
     percentile: float = 99.5
     risk: float = 1e-3
 
+    # the values an option takes (the command line lists them in its usage)
+    CHOICES = {"missing": MISSING, "cell": CELLS}
     HELP = {
         "data": "normal data to learn from: a CSV file (header, time column, value columns) or a built-in series: "
                 + ", ".join(BUILT_IN) + " (its training part; its test part is what `evaluate` scores)",

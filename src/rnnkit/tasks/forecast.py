@@ -39,7 +39,10 @@ from .. import metrics as M
 from ..data import DataError
 from ..data.series import Series, check_series, co2_series, elnino_series, fill_gaps, read_series_table, sunspots_series
 from ..models.forecaster import MODES, Forecaster
+from ..data.series import MISSING
+from ..models.sequence_model import CELLS
 from ..nn import GaussianNLLLoss
+from ..progress import Progress
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
 from .base import SeededRun, Task, register, validation_line
@@ -68,6 +71,8 @@ class ForecastOptions:
     valid_origins: int = 3
     paths: int = 200
 
+    # the values an option takes (the command line lists them in its usage)
+    CHOICES = {"missing": MISSING, "mode": MODES, "level": ("window", "scale", "none"), "cell": CELLS}
     HELP = {
         "data": "a CSV file with a header, a time column and value columns, or a built-in series: " + ", ".join(BUILT_IN),
         "time": "the time column (default: the first column)",
@@ -237,7 +242,7 @@ def backtest(model: Forecaster, data: Prepared, origins: list[int], opts: Foreca
     scale = np.array([M.seasonal_naive_scale(train[:, c], data.season) for c in range(train.shape[1])])
     actual, seen, lower, upper, forecasts = [], [], [], [], []
     pooled = {"rnnkit": [], "naive": [], "seasonal_naive": []}
-    for k, origin in enumerate(origins):
+    for k, origin in enumerate(Progress.over(origins, "backtest", unit="origin")):
         f = forecast_at(model, data, origin, opts, seed=k, widen=widen)
         actual.append(data.raw[origin : origin + H])
         seen.append(data.observed[origin : origin + H])

@@ -29,7 +29,10 @@ from ..data import DataError, Tokenizer, make_tokenizer
 from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.parallel import bible_pairs, read_pairs
 from ..models.seq2seq import Seq2Seq
+from ..data.tokenizers import TOKENIZERS
+from ..models.seq2seq import CELLS
 from ..nn import no_grad
+from ..progress import Progress
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
 from .base import BucketedRun, Task, input_texts, register
@@ -64,6 +67,8 @@ class TranslateOptions:
     beam: int = 5
     length_penalty: float = 0.6
 
+    # the values an option takes (the command line lists them in its usage)
+    CHOICES = {"tokenizer": tuple(TOKENIZERS), "cell": CELLS, "attention": ATTENTIONS}
     HELP = {
         "data": "sentence pairs: a TSV file of `source<TAB>target` lines, or the built-in bible (English → Spanish verses)",
         "test": "a test file in the same format (default: a random --test-fraction of the pairs)",
@@ -214,14 +219,16 @@ def decode(model: Seq2Seq, vocab: Vocabularies, sources: list[np.ndarray], beam:
            batch_size: int = 64) -> list:
     """Translations of token-id sources, in their order (greedy when beam is 1)."""
     out: list = [None] * len(sources)
-    for idx in batches_in_order([len(s) for s in sources], batch_size):
-        x, lengths = pad([sources[i] for i in idx])
-        if beam == 1:
-            results = model.greedy(x, lengths, bos=vocab.bos, eos=vocab.eos)
-        else:
-            results = model.beam_search(x, lengths, bos=vocab.bos, eos=vocab.eos, beam=beam, length_penalty=length_penalty)
-        for i, r in zip(idx, results):
-            out[i] = r
+    with Progress("greedy decoding" if beam == 1 else f"beam search (width {beam})", len(sources), unit="sentence") as progress:
+        for idx in batches_in_order([len(s) for s in sources], batch_size):
+            x, lengths = pad([sources[i] for i in idx])
+            if beam == 1:
+                results = model.greedy(x, lengths, bos=vocab.bos, eos=vocab.eos)
+            else:
+                results = model.beam_search(x, lengths, bos=vocab.bos, eos=vocab.eos, beam=beam, length_penalty=length_penalty)
+            for i, r in zip(idx, results):
+                out[i] = r
+            progress.update(len(idx))
     return out
 
 

@@ -1,0 +1,63 @@
+"""The BLAS thread policy, applied once where a process starts: the `rnnkit` command and the
+Python API (`rnnkit.train`, `rnnkit.load`).
+
+OpenBLAS starts a thread per core and spins while it waits for them. rnnkit's matrices are small
+(a 2-layer LSTM-256 on batches of 32), so a second thread gains little on an idle machine and costs
+ten times over on a busy one: 40 steps of `rnnkit train lm` took 138 s at OpenBLAS's default and
+14.4 s at one thread, at load 3–4 on 2 cores (measurements: README, "How long the first command
+takes"). One thread is the default.
+
+Order of precedence: ``--threads N`` (or ``threads=``), then $RNNKIT_THREADS; a user's own
+$OPENBLAS_NUM_THREADS, $OMP_NUM_THREADS or $MKL_NUM_THREADS is left as it is; otherwise one thread.
+"""
+
+from __future__ import annotations
+
+import os
+
+THREADS_ENV = "RNNKIT_THREADS"
+BLAS_ENVS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+DEFAULT_THREADS = 1
+
+_applied = False
+
+
+def parse_threads(text: str, name: str) -> int:
+    """A thread count >= 1 from ``text``; the error names the flag or variable."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}: expected a number of threads >= 1, got {text!r}")
+    return value
+
+
+def chosen_threads(threads: int | None = None) -> int | None:
+    """The BLAS thread count the policy picks, or None to leave the user's BLAS settings alone."""
+    if threads is not None:
+        return parse_threads(str(threads), "--threads")
+    if os.environ.get(THREADS_ENV, "").strip():
+        return parse_threads(os.environ[THREADS_ENV].strip(), THREADS_ENV)
+    if any(os.environ.get(name, "").strip() for name in BLAS_ENVS):
+        return None
+    return DEFAULT_THREADS
+
+
+def apply_thread_policy(threads: int | None = None, once: bool = False) -> int | None:
+    """Limit BLAS to the policy's thread count; returns it (None: left to the user's variables).
+
+    once: do nothing if the policy was applied before in this process (the Python API calls it on
+    every `train`/`load`, and must not undo a limit the user set in between).
+    """
+    global _applied
+    if once and _applied:
+        return None
+    _applied = True
+    count = chosen_threads(threads)
+    if count is not None:
+        import numpy  # noqa: F401  (threadpoolctl limits the BLAS libraries already loaded)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=count, user_api="blas")
+    return count
