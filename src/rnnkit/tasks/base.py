@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..data import DataError
 from ..training import model_dir as md
 from ..training.trainer import Trainer, TrainingError, TrainingOptions
 
@@ -174,6 +175,10 @@ def load_model(directory, expect_task: str | None = None):
     task, config = read_model(directory, expect_task)
     try:
         return task.load(Path(directory), config)
+    except (md.ModelDirError, DataError):
+        raise
+    except ValueError as exc:  # a value the layers refuse (a size below 1 ...): the engine's message names it
+        raise md.ModelDirError(f"{md.CONFIG} in {directory}: {exc}") from None
     except (KeyError, IndexError, TypeError, AttributeError) as exc:  # an entry no schema describes
         raise md.ModelDirError(f"{md.CONFIG} in {directory} is damaged ({type(exc).__name__}: {exc}); "
                                "retrain or restore it") from None
@@ -241,7 +246,7 @@ def train(task_name: str | None, out_dir, task_options: dict, training_options: 
     model, run, config = task.build(options, training, out, quiet)
     config.update(task=task.name, rnnkit_version=__version__, task_options=asdict(options), training=asdict(training))
     with md.writing(out):
-        md.check_out_dir(out, overwrite)  # again, now that no other run can write it
+        md.check_out_dir(out, overwrite, locked=True)  # again, now that no other run can write it
         if overwrite:
             md.clear_model_dir(out)
         return Trainer(model, run, out, config, training, quiet).fit()

@@ -283,10 +283,11 @@ def _finite(checker, instance) -> bool:
     return checker.is_type(instance, "number") and bool(np.isfinite(instance))
 
 
-def check_json(value, schema: dict, where: str) -> None:
+def check_json(value, schema: dict, where: str, prefix: str = "") -> None:
     """Validate ``value`` against a JSON schema (draft 2020-12, with the extra type ``"finite"``:
     a number that is neither NaN nor infinite); the first error is a ModelDirError naming
-    ``where`` (the file) and the field, e.g. ``config.json in m: training.steps: expected …``."""
+    ``where`` (the file) and the field, e.g. ``config.json in m: training.steps: expected …``;
+    ``prefix``: the path of ``value`` inside its file, e.g. ``"state."``."""
     import jsonschema  # only when a model directory is read
 
     base = jsonschema.Draft202012Validator
@@ -294,7 +295,8 @@ def check_json(value, schema: dict, where: str) -> None:
     validator = jsonschema.validators.extend(base, type_checker=checker)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     if error is not None:
-        field = ".".join(str(p) for p in error.absolute_path) or "the top level"
+        field = prefix + ".".join(str(p) for p in error.absolute_path)
+        field = field.rstrip(".") or "the top level"
         found = repr(error.instance)
         found = found if len(found) <= 60 else found[:57] + "..."
         expected = {"type": f"expected {error.validator_value}", "required": "missing an entry",
@@ -417,10 +419,11 @@ def foreign_entries(directory) -> list[str]:
         return []
 
 
-def check_out_dir(directory, overwrite: bool, flag: str = "--out") -> None:
+def check_out_dir(directory, overwrite: bool, flag: str = "--out", locked: bool = False) -> None:
     """Refuse a directory a new run must not write: ``/``, the home directory, the current
-    directory or one above it; a directory holding anything rnnkit did not write; a model
-    already there unless ``overwrite``. Touches nothing."""
+    directory or one above it; one that another run is writing (unless ``locked``: the caller
+    holds its lock); a directory holding anything rnnkit did not write; a model already there
+    unless ``overwrite``. Touches nothing."""
     d = Path(directory)
     where = d.resolve()
     if where == Path(where.anchor) or where == Path.home().resolve() or where in [Path.cwd(), *Path.cwd().parents]:
@@ -428,6 +431,9 @@ def check_out_dir(directory, overwrite: bool, flag: str = "--out") -> None:
                             f"give a directory of its own for the model, e.g. {flag} models/NAME")
     if d.exists() and not d.is_dir():
         raise ModelDirError(f"{flag}: {d} is a file; give a directory for the model")
+    if os.path.lexists(d / LOCK) and not locked:
+        with writing(d, flag):  # only to see that no run holds it: the error names the one that does
+            pass
     foreign = foreign_entries(d)
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")

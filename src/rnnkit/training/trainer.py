@@ -195,7 +195,7 @@ class Trainer:
         ``TrainingOptions.SCHEDULE``, so the lr follows the new options from the current step."""
         weights, opt_state, state = md.load_checkpoint(self.out)
         where = f"state.json in {self.out / md.CHECKPOINT}"
-        md.check_json(state, STATE_SCHEMA, where)
+        md.check_json(state, STATE_SCHEMA, where, prefix="state.")
         if hasattr(self.model, "rng") and "model" not in state["rng"]:
             raise md.ModelDirError(f"{where}: rng: missing the model's generator state, which exact resume needs")
         run_arrays = {k[4:]: v for k, v in weights.items() if k.startswith("run.")}
