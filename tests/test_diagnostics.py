@@ -54,9 +54,12 @@ def test_gate_saturation_counts_only_steps_inside_each_sequence():
     layer(x, lengths=[5, 2])
     sat = diagnostics.gate_saturation(layer)
     assert set(sat) == {"layer 0 reset", "layer 0 update", "layer 0 new"}
-    _, bs, _, _, caches, _ = layer._caches[-1]
-    gates = caches[0][1]
-    r = np.concatenate([gates[t, : bs[t], :4].ravel() for t in range(5)])
+    assert layer.gate_activations()[0].shape == (3, 5 + 2, 4)  # (gates, steps inside the sequences, H)
+    alone = []  # each sequence run alone, without padding: its reset gates
+    for x_b in (x[:, :1], x[:2, 1:2]):
+        layer(x_b)
+        alone.append(layer.gate_activations()[0][0].ravel())
+    r = np.concatenate(alone)
     assert sat["layer 0 reset"] == pytest.approx(np.mean((r < 0.05) | (r > 0.95)))
     assert sat["layer 0 reset"] > 0.8
 

@@ -15,47 +15,35 @@ from pathlib import Path
 import numpy as np
 
 from .nn import clip_grad_norm_
-from .nn.recurrent import RecurrentLayer, RNNBase
+from .nn.recurrent import RecurrentLayer
 from .training.plots import pyplot, save_figure
 
 SIGMOID_EDGE = 0.05  # σ within this of 0 or 1: σ' = σ(1 − σ) < 0.0475
 TANH_EDGE = 0.95  # |tanh| above this: tanh' = 1 − tanh² < 0.0975
 
-_GATES = {"LSTM": (("input", "sigmoid"), ("forget", "sigmoid"), ("cell", "tanh"), ("output", "sigmoid")),
-          "GRU": (("reset", "sigmoid"), ("update", "sigmoid"), ("new", "tanh")),
-          "RNN": (("hidden", "tanh"),)}
-
-
-def _saturated(values: np.ndarray, kind: str) -> np.ndarray:
-    if kind == "sigmoid":
+def _saturated(values: np.ndarray, activation: str) -> np.ndarray:
+    if activation == "sigmoid":
         return (values < SIGMOID_EDGE) | (values > 1 - SIGMOID_EDGE)
-    if kind == "relu":  # a dead unit passes no gradient at all
+    if activation == "relu":  # a dead unit passes no gradient at all
         return values <= 0
+    if activation == "positive":  # minGRU's g: σ below 0, linear above; flat only on the σ side
+        return values < SIGMOID_EDGE
     return np.abs(values) > TANH_EDGE
 
 
-def gate_saturation(layer: RNNBase) -> dict[str, float]:
+def gate_saturation(layer: RecurrentLayer) -> dict[str, float]:
     """Share of saturated units per gate in the layer's most recent forward (before its backward).
 
-    Returns {"layer 0 forget": 0.12, …}, counting only the steps inside each sequence.
+    Returns {"layer 0 forget": 0.12, …}, counting only the steps inside each sequence; the
+    gates and their activations are the layer's kind's (``layer.kind.gates``).
     """
-    if not layer._caches:
-        raise RuntimeError("gate_saturation: run a forward pass (outside no_grad) first")
-    _, bs, _, _, caches, _ = layer._caches[-1]
-    gates = _GATES[layer.mode]
-    if layer.mode == "RNN" and layer.nonlinearity == "relu":
-        gates = (("hidden", "relu"),)
-    H, D = layer.hidden_size, layer.num_directions
-    counts: dict[str, list[int]] = {}
-    for j, cache in enumerate(caches):
-        acts = cache[1]  # RNN: the outputs h_t; LSTM and GRU: the activated gates (T, B, G·H)
-        T, B = acts.shape[:2]
-        active = np.arange(B)[None, :] < np.asarray(bs)[:, None]  # (T, B): steps inside each sequence
-        for g, (name, kind) in enumerate(gates):
-            block = acts[:, :, g * H : (g + 1) * H][active]
+    D = layer.num_directions
+    result = {}
+    for j, acts in enumerate(layer.gate_activations()):  # (G, N, H) per layer·direction
+        for (name, activation), block in zip(layer.kind.gates, acts):
             key = f"layer {j // D}{' reverse' if j % D else ''} {name}"
-            counts[key] = [int(_saturated(block, kind).sum()), block.size]
-    return {k: s / max(n, 1) for k, (s, n) in counts.items()}
+            result[key] = float(_saturated(block, activation).sum()) / max(block.size, 1)
+    return result
 
 
 def parameter_grad_norms(model, clip: float) -> list[tuple[str, float, float]]:

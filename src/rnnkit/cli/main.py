@@ -24,7 +24,9 @@ from pathlib import Path
 from .. import tasks
 from ..data import DataError
 from ..data import catalog
+from ..experiments.speed import KINDS as SPEED_KINDS
 from ..memory import keep_freed_memory
+from ..models.sequence_model import CELLS
 from ..progress import Progress, reporting
 from ..tasks.base import TASKS, add_options, get_task, given, load_model
 from ..training import model_dir as md
@@ -92,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = problems.add_parser(problem, help=text, description=text + ". Trains each model at each length, prints the final "
                                 "test loss against the memoryless baseline, writes results.json and gradient_flow.png into --out.")
         p.add_argument("--lengths", default="50,100,200,400", help="comma-separated sequence lengths T (default: 50,100,200,400)")
-        p.add_argument("--cells", default="rnn,irnn,lstm,gru,mingru,minlstm", help="comma-separated models (default: all six)")
+        p.add_argument("--cells", default=",".join(CELLS), help=f"comma-separated cell kinds (default: all: {','.join(CELLS)})")
         p.add_argument("--out", metavar="DIR", help=f"where to write the results (default: experiments/{problem})")
         for name, kind, default, help_text in (("hidden", int, 128, "hidden size"), ("batch", int, 50, "batch size"),
                                                ("steps", int, 2000, "training steps per model and length"),
@@ -100,9 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                ("seed", int, 0, "seed")):
             p.add_argument(f"--{name}", type=kind, default=default, help=f"{help_text} (default: {default})")
     sp = problems.add_parser("speed", help="time and memory of a training step against sequence length",
-                             description="Time one training step (and its peak memory) of GRU, LSTM, minGRU, minLSTM and causal "
+                             description="Time one training step (and its peak memory) of each cell kind and causal "
                                          "self-attention at several lengths T and (batch, hidden) sizes.")
-    sp.add_argument("--kinds", default="gru,lstm,mingru,minlstm,mingru-seq,minlstm-seq,attention", help="comma-separated layers: gru, lstm, mingru, minlstm, their sequential modes mingru-seq and minlstm-seq, attention (default: all)")
+    sp.add_argument("--kinds", default=",".join(SPEED_KINDS), help=f"comma-separated layers: the cell kinds, the minimal RNNs' sequential modes (-seq) and attention (default: all: {','.join(SPEED_KINDS)})")
     sp.add_argument("--lengths", default="128,512,2048,4096", help="comma-separated lengths T (default: 128,512,2048,4096)")
     sp.add_argument("--sizes", default="1x64,8x128,32x512", help="comma-separated BATCHxHIDDEN (default: 1x64,8x128,32x512)")
     sp.add_argument("--repeats", type=int, default=3, help="timed steps per case, at least (default: 3)")

@@ -19,13 +19,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..models.sequence_model import make_recurrent
-from ..nn import Linear, MSELoss
+from ..nn import Linear, MSELoss, cells
 from ..nn.attention import MultiheadSelfAttention
 from ..training.plots import pyplot, save_figure
 
-# "-seq": the minimal RNN in its sequential mode (same numbers, a loop of vector operations)
-KINDS = ("gru", "lstm", "mingru", "minlstm", "mingru-seq", "minlstm-seq", "attention")
+# every registered cell kind; "-seq": a kind that has a sequential mode (the minimal RNNs: the
+# same numbers as their parallel scan, a loop of vector operations), run in it; and attention
+KINDS = (*cells.names(), *(f"{k.name}-seq" for k in cells.kinds() if "sequential" in k.modes[1:]), "attention")
 
 
 @dataclass
@@ -42,11 +42,8 @@ class SpeedOptions:
 def make_layer(kind: str, hidden: int, rng):
     if kind == "attention":
         return MultiheadSelfAttention(hidden, num_heads=1, causal=True, rng=rng)
-    cell, _, variant = kind.partition("-")
-    layer = make_recurrent(cell, hidden, hidden, rng=rng)
-    if variant == "seq":
-        layer.mode = "sequential"
-    return layer
+    name, _, variant = kind.partition("-")
+    return cells.get(name).make_layer(hidden, hidden, rng=rng, **({"mode": "sequential"} if variant == "seq" else {}))
 
 
 def step_time(kind: str, T: int, batch: int, hidden: int, repeats: int, seed: int = 0, min_time: float = 0.0) -> dict:

@@ -1,11 +1,11 @@
 """A recurrent language model: next-token logits from token ids, with an optional class condition.
 
     e_t = Dropout(Embedding(x_t))
-    h_t = RNN/IRNN/LSTM/GRU(e_t, h_{t−1})       (stacked; dropout between layers)
+    h_t = RNN(e_t, h_{t−1})                      (any registered kind, stacked; dropout between layers)
     z_t = Linear(Dropout(h_t))                   (z_t: logits over the vocabulary)
 
 One input, many outputs: with ``num_conditions > 0`` a class label c chooses the initial state,
-``h_0 = tanh(C[c])`` (and ``c_0`` likewise for an LSTM), so generation from a label alone writes
+``h_0 = tanh(C[c])`` (and every other state part, ``c_0`` of an LSTM, likewise), so generation from a label alone writes
 in that class's style. Weight tying (Press & Wolf 2017) shares the embedding with the output
 layer; it needs ``hidden_size == embed_size``.
 """
@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn import Dropout, Embedding, Linear, Module
+from ..nn import Dropout, Embedding, Linear, Module, cells
 from ..nn.module import as_rng
 from .sequence_model import make_recurrent
-
-CELLS = ("lstm", "gru", "rnn", "irnn")
 
 
 class LanguageModel(Module):
@@ -36,8 +34,7 @@ class LanguageModel(Module):
         rng=None,
     ):
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"cell: expected one of {', '.join(CELLS)}, got {cell!r}")
+        self.kind = cells.get(cell)
         if tie_weights and hidden_size != embed_size:
             raise ValueError(f"tie_weights: needs hidden_size == embed_size, got {hidden_size} and {embed_size}")
         # One generator for every random draw of the model (init, dropout masks), so a checkpoint
@@ -53,7 +50,7 @@ class LanguageModel(Module):
             self.embedding.weight.data[...] = self.rng.uniform(-0.1, 0.1, self.embedding.weight.shape)
             self.head.weight = self.embedding.weight
         if self.num_conditions:
-            parts = 2 if cell == "lstm" else 1
+            parts = len(self.kind.states)
             self.condition = Embedding(self.num_conditions, parts * num_layers * hidden_size, dtype=dtype, rng=self.rng)
             self.condition.weight.data *= 0.1  # start near the zero state
 
@@ -62,7 +59,7 @@ class LanguageModel(Module):
         emb = np.tanh(self.condition(np.asarray(condition).reshape(-1)))  # (B, parts·L·H)
         L, H = self.rnn.num_layers, self.rnn.hidden_size
         states = emb.reshape(emb.shape[0], -1, L, H).transpose(1, 2, 0, 3)  # (parts, L, B, H)
-        return ((states[0], states[1]) if self.cell == "lstm" else states[0]), emb
+        return (tuple(states) if len(states) > 1 else states[0]), emb
 
     def forward(self, ids, state=None, condition=None):
         """ids: (T, B) ints → logits (T, B, V) and the final state.

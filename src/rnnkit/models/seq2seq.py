@@ -9,8 +9,8 @@ Encoder (one pass over the source, with each source's own length):
 
 Bridge, per layer l, from the encoder's final state to the decoder's first one:
 
-    D = 1:  s_0 = h_n                      (and c_0 = c_n for an LSTM)
-    D = 2:  s_0 = tanh(W_b [h→_n; h←_n] + b_b)   (an LSTM bridges c_n the same way, with its own W, b)
+    D = 1:  s_0 = h_n                      (and c_0 = c_n for a kind with a cell state)
+    D = 2:  s_0 = tanh(W_b [h→_n; h←_n] + b_b)   (c_n, where the kind has one, the same way with its own W, b)
 
 Decoder, one step at a time (y_{t−1} the previous token: gold under teacher forcing), with
 e_t = Dropout(Embedding_tgt(y_{t−1})), s_t = cell(x_t, s_{t−1}) the stacked cells (dropout
@@ -47,12 +47,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..nn import CrossEntropyLoss, Dropout, Embedding, GRUCell, Linear, LSTMCell, Module, Parameter, init, no_grad
+from ..nn import CrossEntropyLoss, Dropout, Embedding, Linear, Module, Parameter, cells, no_grad
 from ..nn.module import as_dtype, as_rng, is_grad_enabled
 from ..nn.validation import int_array, positive_int, probability
-from .sequence_model import make_recurrent
+from .sequence_model import cell_choices, make_recurrent
 
-CELLS = ("lstm", "gru")
+CELLS = cell_choices(step=True)  # the decoder runs a cell step by step
 ATTENTIONS = ("bahdanau", "luong-dot", "luong-general", "none")
 IGNORE = -100  # the target of padding steps
 
@@ -210,8 +210,10 @@ class Seq2Seq(Module):
                  num_layers: int = 1, bidirectional_encoder: bool = True, attention: str = "bahdanau",
                  dropout: float = 0.0, dtype=np.float32, rng=None):
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"cell: expected one of {', '.join(CELLS)}, got {cell!r}")
+        self.kind = cells.get(cell, step=True)
+        if len(self.kind.states) > 2:
+            raise ValueError(f"cell: the decoder carries h or (h, c); {cell} has the state parts {self.kind.states}")
+        self._has_c = len(self.kind.states) == 2  # the decoder's state: (hs, cs, feed), cs None without a c
         if attention not in ATTENTIONS:
             raise ValueError(f"attention: expected one of {', '.join(ATTENTIONS)}, got {attention!r}")
         if attention == "luong-dot" and bidirectional_encoder:
@@ -239,16 +241,14 @@ class Seq2Seq(Module):
         if D == 2:
             for k in range(L):
                 setattr(self, f"bridge_h_l{k}", Linear(2 * H, H, dtype=dtype, rng=self.rng))
-                if cell == "lstm":
+                if self._has_c:
                     setattr(self, f"bridge_c_l{k}", Linear(2 * H, H, dtype=dtype, rng=self.rng))
 
         self.tgt_embedding = Embedding(self.tgt_vocab, E, dtype=dtype, rng=self.rng)
         self.drop_tgt = Dropout(dropout, rng=self.rng)
         extra = {"bahdanau": K, "luong-dot": H, "luong-general": H, "none": 0}[attention]
-        Cell = LSTMCell if cell == "lstm" else GRUCell
         for k in range(L):
-            c = Cell(E + extra if k == 0 else H, H, dtype=dtype, rng=self.rng)
-            setattr(self, f"decoder_l{k}", init.forget_gate_bias_(c, 1.0) if cell == "lstm" else c)
+            setattr(self, f"decoder_l{k}", self.kind.make_cell(E + extra if k == 0 else H, H, dtype=dtype, rng=self.rng))
         self._cells = [getattr(self, f"decoder_l{k}") for k in range(L)]
         self.drop_between = Dropout(dropout, rng=self.rng)
         if attention != "none":
@@ -303,7 +303,7 @@ class Seq2Seq(Module):
         (hs, cs, feed): per-layer lists of (B, H) arrays (cs None for a GRU) and h̃_0 (Luong only)."""
         out, final = self.encoder(self.drop_src(self.src_embedding(src)), lengths=src_lengths)
         mem = self.attn.memory(out, src_lengths) if self.attention != "none" else None
-        parts = final if self.cell == "lstm" else (final,)  # (h_n,) or (h_n, c_n), each (L·D, B, H)
+        parts = final if self._has_c else (final,)  # (h_n,) or (h_n, c_n), each (L·D, B, H)
         L = self.num_layers
         if self.bidirectional_encoder:
             names = ("bridge_h", "bridge_c")
@@ -311,7 +311,7 @@ class Seq2Seq(Module):
                       for k in range(L)] for n, p in zip(names, parts)]
         else:
             parts = [[p[k] for k in range(L)] for p in parts]
-        hs, cs = parts[0], (parts[1] if self.cell == "lstm" else None)
+        hs, cs = parts[0], (parts[1] if self._has_c else None)
         feed = np.zeros_like(hs[0]) if self._luong else None
         return mem, (hs, cs, feed)
 
@@ -332,7 +332,7 @@ class Seq2Seq(Module):
             else:
                 g = np.stack(d)
             grads.append(g)
-        return tuple(grads) if self.cell == "lstm" else grads[0]
+        return tuple(grads) if self._has_c else grads[0]
 
     # ---- one decoder step ----------------------------------------------------------------------
     def _step(self, y_prev, state, mem):

@@ -3,7 +3,7 @@
 and taggers.
 
     x_t = Embedding(token_t)  or  the numeric input x_t
-    h_t = cell(x_t, h_{t−1})            cell: tanh RNN, IRNN, LSTM, GRU, minGRU, minLSTM
+    h_t = cell(x_t, h_{t−1})            cell: any registered kind (nn/cells.py)
     y   = Linear(h_T)  or  y_t = Linear(h_t)
 """
 
@@ -11,37 +11,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn import GRU, LSTM, RNN, Embedding, Linear, MinGRU, MinLSTM, Module, init
+from ..nn import Embedding, Linear, Module, cells
 from ..nn.module import as_rng
 
-CELLS = ("rnn", "irnn", "lstm", "gru", "mingru", "minlstm")
+
+def cell_choices(step: bool = False) -> tuple[str, ...]:
+    """The names ``--cell`` accepts: every registered kind (with ``step``, those with a
+    step-by-step cell, which a decoder loop needs)."""
+    return cells.names(step)
+
+
+def cell_help(step: bool = False) -> str:
+    """The ``--cell`` help text, from the registry: each kind's name and what it is."""
+    return "; ".join(f"{k.name}: {k.about}" for k in cells.kinds(step))
+
+
+CELLS = cell_choices()
 
 
 def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
                    dropout: float = 0.0, dtype=np.float32, rng=None):
-    """The recurrent layer a name stands for, with the initialisation that suits it: LSTM with
-    forget-gate bias 1 (Jozefowicz et al. 2015), IRNN a ReLU RNN started at the identity with
-    N(0, 0.001) input weights (Le et al. 2015). dropout acts between stacked layers."""
-    rng = as_rng(rng)
-    kw = dict(num_layers=num_layers, bidirectional=bidirectional, dtype=dtype, rng=rng)
-    if cell in ("mingru", "minlstm"):
-        if dropout and num_layers > 1:
-            raise ValueError(f"dropout: {cell} layers have no dropout between layers, got dropout={dropout}")
-        return (MinGRU if cell == "mingru" else MinLSTM)(input_size, hidden_size, **kw)
-    kw["dropout"] = dropout if num_layers > 1 else 0.0
-    if cell == "rnn":
-        return RNN(input_size, hidden_size, **kw)
-    if cell == "irnn":
-        layer = init.identity_recurrent_(RNN(input_size, hidden_size, nonlinearity="relu", **kw))
-        for name, p in layer.named_parameters():
-            if name.startswith("weight_ih"):  # Le et al.: small Gaussian input weights
-                p.data[...] = rng.normal(0.0, 0.001, p.shape)
-        return layer
-    if cell == "lstm":
-        return init.forget_gate_bias_(LSTM(input_size, hidden_size, **kw), 1.0)
-    if cell == "gru":
-        return GRU(input_size, hidden_size, **kw)
-    raise ValueError(f"cell: expected one of {', '.join(CELLS)}, got {cell!r}")
+    """The recurrent layer a kind's name stands for, with the initialisation that suits it (the
+    kind's ``init``: LSTM with forget-gate bias 1, Jozefowicz et al. 2015; IRNN a ReLU RNN
+    started at the identity, Le et al. 2015). dropout acts between stacked layers."""
+    return cells.get(cell).make_layer(input_size, hidden_size, num_layers, bidirectional, dropout, dtype, rng)
 
 
 class SequenceModel(Module):

@@ -1,6 +1,7 @@
 """The engine: layers with explicit forward and hand-written backward, on NumPy alone."""
 
-from . import init
+from . import cells, init
+from .cells import CellKind
 from .attention import MultiheadSelfAttention
 from .crf import CRF
 from .linear import Dropout, Embedding, Linear
@@ -23,7 +24,7 @@ from .optim import (
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RecurrentLayer, RNNCell
 
 __all__ = [
-    "Module", "Parameter", "no_grad", "is_grad_enabled", "init",
+    "Module", "Parameter", "no_grad", "is_grad_enabled", "init", "cells", "CellKind",
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "RecurrentLayer",
     "Linear", "Embedding", "Dropout", "MultiheadSelfAttention", "CRF",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "GaussianNLLLoss",

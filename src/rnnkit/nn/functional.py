@@ -227,8 +227,10 @@ def gru_step_backward(dh, gates, hn, h_prev, W_hh, out=None, out_h=None):
 
 # ---- sequences (one direction of one layer) ---------------------------------------------
 #
-# Each forward returns (Y, state, cache): Y (T, B, P) the outputs, zero past each row's end;
-# state the final (h,) or (h, c); cache None when keep is False (inference).
+# The contract of ``cells.CellKind.sequence``: each forward takes the initial state as a tuple
+# (h,) or (h, c) and returns (Y, state, cache): Y (T, B, P) the outputs, zero past each row's
+# end; state the final (h,) or (h, c); cache None when keep is False (inference), else a tuple
+# whose second entry is the activated gates (T, B, G·H), which diagnostics read.
 # Each backward takes dY and the gradients of the final state and returns dX and those of the
 # initial state, adding the weight gradients into the Parameters' .grad. Given ``norms`` (T,),
 # it also records ‖∂L/∂h_t‖ at every step: the gradient flow over time that diagnostics plot.
@@ -280,8 +282,9 @@ def _store_state(state, new, b, B):
     return state
 
 
-def rnn_sequence(X, h, w, reverse, bs, keep, relu):
+def rnn_sequence(X, states, w, reverse, bs, keep, relu=False):
     T, B, _ = X.shape
+    (h,) = states
     G = affine(X, w.W_ih.data, w.bias_x)
     alloc = _buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
@@ -297,7 +300,7 @@ def rnn_sequence(X, h, w, reverse, bs, keep, relu):
     return Y, (h,), ((X, G, H_prev) if keep else None)
 
 
-def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, relu, norms=None):
+def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, relu=False):
     X, Hs, H_prev = cache  # Hs: the outputs h_t, the steps' cache
     T, B, _ = X.shape
     dA = _buffers(bs, B)(Hs.shape, Hs.dtype)
@@ -312,8 +315,9 @@ def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, relu, norms=None):
     return accumulate_weight_grads(w, X, H_prev, dA), (dh,)
 
 
-def lstm_sequence(X, h, c, w, reverse, bs, keep):
+def lstm_sequence(X, states, w, reverse, bs, keep):
     T, B, _ = X.shape
+    h, c = states
     G = affine(X, w.W_ih.data, w.bias_x)
     W_hr = None if w.W_hr is None else w.W_hr.data
     alloc = _buffers(bs, B)
@@ -360,8 +364,9 @@ def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None):
     return accumulate_weight_grads(w, X, H_prev, dG), (dh, dc)
 
 
-def gru_sequence(X, h, w, reverse, bs, keep):
+def gru_sequence(X, states, w, reverse, bs, keep):
     T, B, _ = X.shape
+    (h,) = states
     G = affine(X, w.W_ih.data, w.bias_x)
     b_hn = None if w.b_hh is None else w.b_hh.data[2 * h.shape[1] :]
     alloc = _buffers(bs, B)

@@ -47,20 +47,29 @@ def xavier_input_(module: Module, gain: float = 1.0, rng=None) -> Module:
     return module
 
 
+def _gate_names(module: Module) -> list[str]:
+    kind = getattr(module, "kind", None)
+    return [name for name, _ in kind.gates] if kind is not None and kind.blocks else []
+
+
 def forget_gate_bias_(module: Module, value: float = 1.0) -> Module:
-    """LSTM: the forget gate's total bias (b_if + b_hf) becomes ``value`` (Jozefowicz et al. 2015)."""
-    if getattr(module, "mode", "") != "LSTM":
-        raise TypeError(f"module: expected an LSTM layer or cell, got {type(module).__name__}")
+    """The forget gate's total bias (b_if + b_hf) becomes ``value`` (Jozefowicz et al. 2015), for
+    a layer or cell whose kind has a gate named "forget" (LSTM and its variants)."""
+    gates = _gate_names(module)
+    if "forget" not in gates:
+        raise TypeError(f"module: expected an LSTM (a layer or cell with a forget gate), got {type(module).__name__}")
     if not module.bias:
         raise ValueError("module: has no biases (bias=False), so there is no forget-gate bias to set")
+    f = gates.index("forget")
     for name, blocks in _gate_blocks(module, "bias_"):
-        blocks[1][...] = value if "bias_ih" in name else 0.0  # gate order i, f, g, o
+        blocks[f][...] = value if "bias_ih" in name else 0.0
     return module
 
 
 def identity_recurrent_(module: Module, scale: float = 1.0) -> Module:
-    """IRNN (Le et al. 2015): recurrent weights scale·I and zero biases, for a ReLU RNN."""
-    if getattr(module, "mode", "") != "RNN":
+    """IRNN (Le et al. 2015): recurrent weights scale·I and zero biases, for a plain RNN (one
+    gate block, no gates)."""
+    if _gate_names(module) != ["hidden"]:
         raise TypeError(f"module: expected an RNN layer or cell, got {type(module).__name__}")
     if getattr(module, "proj_size", 0):
         raise ValueError("module: identity recurrence needs a square weight_hh")

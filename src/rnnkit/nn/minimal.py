@@ -80,6 +80,7 @@ import math
 
 import numpy as np
 
+from . import cells
 from .functional import filled_like, sum_rows
 from .module import Parameter, as_dtype, as_rng, is_grad_enabled
 from .recurrent import RecurrentLayer, _init_uniform
@@ -539,6 +540,16 @@ class _MinimalRNN(RecurrentLayer):
             dX += dK[k] @ W_gates[k]
         return dX.reshape(T, B, I)
 
+    def gate_activations(self) -> list[np.ndarray]:
+        """The gate activations of the most recent forward (outside no_grad, before its backward):
+        one (G, N, H) array per layer·direction in the kind's gate order, N = the steps inside the
+        sequences. minGRU: [z, h̃]; minLSTM: [1 − f, 1 − i, h̃] (1 − σ saturates where σ does)."""
+        if not self._caches:
+            raise RuntimeError(f"gate_activations: run a forward pass of the {type(self).__name__} (outside no_grad) first")
+        _, caches = self._caches[-1]
+        G, H = self.gates, self.hidden_size
+        return [K.reshape(G, -1, H) if mask is None else K[:, mask[..., 0]] for _, K, _, _, mask, _, _ in caches]
+
     # ---- step by step ---------------------------------------------------------------------------
     def step(self, x, h=None):
         """One time step, for inference with a carried state; keeps nothing for backward.
@@ -641,3 +652,12 @@ class MinLSTM(_MinimalRNN):
         np.multiply(G, i, out=dh)
         dh *= g_slope(h_tilde)
         return dK
+
+
+
+MinGRU.kind = cells.register(cells.CellKind(
+    name="mingru", about="minGRU (Feng et al. 2024), a parallel scan", states=("h",),
+    gates=(("update", "sigmoid"), ("candidate", "positive")), layer=MinGRU, layer_dropout=False, modes=MODES))
+MinLSTM.kind = cells.register(cells.CellKind(
+    name="minlstm", about="minLSTM (Feng et al. 2024), a parallel scan", states=("h",),
+    gates=(("forget", "sigmoid"), ("input", "sigmoid"), ("candidate", "positive")), layer=MinLSTM, layer_dropout=False, modes=MODES))

@@ -18,29 +18,25 @@ when none was given), and adds every parameter's gradient into its ``.grad``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
 import numpy as np
 
+from . import cells, init
 from . import functional as F
+from .cells import CellKind
 from .module import Module, Parameter, as_dtype, as_rng, is_grad_enabled
 from .validation import expect_shape, float_array, positive_int, probability, sequence_lengths
-
-_GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
-
 
 class _DirectionWeights:
     """The parameters of one direction of one layer, as the sequence functions read them."""
 
-    def __init__(self, W_ih, W_hh, b_ih, b_hh, W_hr, mode: str):
+    def __init__(self, W_ih, W_hh, b_ih, b_hh, W_hr, kind: CellKind):
         self.W_ih, self.W_hh, self.b_ih, self.b_hh, self.W_hr = W_ih, W_hh, b_ih, b_hh, W_hr
-        self.bias_x = None  # the bias added to the input projection before the loop
-        if b_ih is not None:
-            self.bias_x = b_ih.data + b_hh.data
-            if mode == "GRU":  # b_hn stays inside the reset gate's product
-                H = b_hh.data.shape[0] // 3
-                self.bias_x[2 * H :] = b_ih.data[2 * H :]
+        # the bias added to the input projection before the loop
+        self.bias_x = None if b_ih is None else kind.input_bias(b_ih.data, b_hh.data)
 
 
 def _init_uniform(module: Module, hidden_size: int, rng: np.random.Generator) -> None:
@@ -123,7 +119,12 @@ class RecurrentLayer(Module):
 
 
 class RNNBase(RecurrentLayer):
-    mode = ""
+    """A layer of any kind registered with equations (``CellKind.sequence``): the kind says how
+    many gate blocks its weights have, which state parts it carries and how one direction of
+    one layer runs; this class stacks layers and directions, sorts rows by length, checks
+    states and gradients, and keeps what backward needs."""
+
+    kind: CellKind
 
     def __init__(
         self,
@@ -144,8 +145,10 @@ class RNNBase(RecurrentLayer):
         self.hidden_size = positive_int(hidden_size, "hidden_size")
         self.num_layers = positive_int(num_layers, "num_layers")
         self.dropout = probability(dropout, "dropout")
-        if proj_size and (self.mode != "LSTM"):
-            raise ValueError(f"proj_size: only LSTM supports a projection, got proj_size={proj_size} for {self.mode}")
+        if proj_size and not self.kind.projection:
+            projected = sorted({k.layer.__name__ for k in cells.kinds() if k.projection})
+            raise ValueError(f"proj_size: only {', '.join(projected)} layers have a projection, got proj_size={proj_size} "
+                             f"for {type(self).__name__}")
         if proj_size and not 0 < proj_size < hidden_size:
             raise ValueError(f"proj_size: expected 0 <= proj_size < hidden_size={hidden_size}, got {proj_size}")
         if dropout and num_layers == 1:
@@ -158,7 +161,7 @@ class RNNBase(RecurrentLayer):
         self.dtype = as_dtype(dtype)
         self.rng = as_rng(rng)
 
-        H, G, D = self.hidden_size, _GATES[self.mode], self.num_directions
+        H, G, D = self.hidden_size, self.kind.blocks, self.num_directions
         P = self.output_size
         for k in range(self.num_layers):
             in_size = self.input_size if k == 0 else D * P
@@ -171,15 +174,18 @@ class RNNBase(RecurrentLayer):
                 if self.proj_size:
                     setattr(self, f"weight_hr_l{k}{sfx}", Parameter(np.empty((P, H), self.dtype)))
         _init_uniform(self, H, self.rng)
-        if self.learn_init:  # a trained initial state, shared by every sequence of a batch
-            self.h0 = Parameter(np.zeros((self.num_layers * D, P), self.dtype))
-            if self.mode == "LSTM":
-                self.c0 = Parameter(np.zeros((self.num_layers * D, H), self.dtype))
+        if self.learn_init:  # a trained initial state per part (h0, c0…), shared by every sequence of a batch
+            for part, size in self._state_sizes():
+                setattr(self, f"{part}0", Parameter(np.zeros((self.num_layers * D, size), self.dtype)))
 
     @property
     def output_size(self) -> int:
         """P: the size of h (proj_size for a projected LSTM)."""
         return self.proj_size or self.hidden_size
+
+    def _state_sizes(self) -> list[tuple[str, int]]:
+        """(part, size) for each state part: h has the output size P, the others H."""
+        return [(part, self.output_size if part == "h" else self.hidden_size) for part in self.kind.states]
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
@@ -194,25 +200,37 @@ class RNNBase(RecurrentLayer):
 
     def _weights(self, k: int, sfx: str) -> _DirectionWeights:
         get = lambda name: getattr(self, f"{name}_l{k}{sfx}", None)  # noqa: E731
-        return _DirectionWeights(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr"), self.mode)
+        return _DirectionWeights(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr"), self.kind)
+
+    def _unpack(self, value, prefix: str, suffix: str, what: str) -> list:
+        """The parts of a state given as the kind carries it: one array, or a tuple (h, c…)."""
+        parts = self.kind.states
+        if len(parts) == 1:
+            return [value]
+        if value is None:
+            return [None] * len(parts)
+        if not isinstance(value, (tuple, list)) or len(value) != len(parts):
+            names = ", ".join(f"{prefix}{p}{suffix}" for p in parts)
+            raise TypeError(f"{what}: expected a tuple ({names}) for {type(self).__name__}, got {type(value).__name__}")
+        return list(value)
+
+    def _state_names(self, prefix: str, suffix: str, single: str) -> list[str]:
+        parts = self.kind.states
+        return [single] if len(parts) == 1 else [f"{prefix}{p}{suffix}" for p in parts]
 
     def _initial_state(self, hx, B: int, unbatched: bool) -> tuple[list[np.ndarray], bool]:
         """The initial states as (L·D, B, ·) arrays, and whether the caller gave them."""
-        sizes = [("h0", self.output_size)] + ([("c0", self.hidden_size)] if self.mode == "LSTM" else [])
+        sizes = self._state_sizes()
         if hx is None:
             LD = self.num_layers * self.num_directions
             if self.learn_init:
-                states = [np.repeat(getattr(self, n).data[:, None, :], B, axis=1) for n, _ in sizes]
+                states = [np.repeat(getattr(self, f"{part}0").data[:, None, :], B, axis=1) for part, _ in sizes]
             else:
                 states = [np.zeros((LD, B, size), self.dtype) for _, size in sizes]
             return states, False
-        if self.mode == "LSTM":
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError(f"hx: expected a tuple (h0, c0) for LSTM, got {type(hx).__name__}")
-            parts = list(hx)
-        else:
-            parts = [hx]
-        return [self._check_state(v, n if self.mode == "LSTM" else "hx", B, s, unbatched) for v, (n, s) in zip(parts, sizes)], True
+        values = self._unpack(hx, "", "0", "hx")
+        names = self._state_names("", "0", "hx")
+        return [self._check_state(v, n, B, s, unbatched) for v, n, (_, s) in zip(values, names, sizes)], True
 
     # ---- forward and backward --------------------------------------------------------------
     def forward(self, x, hx=None, lengths=None):
@@ -226,13 +244,14 @@ class RNNBase(RecurrentLayer):
             states0 = [s[:, order] for s in states0]
         keep = is_grad_enabled()
         P, D = self.output_size, self.num_directions
+        sequence = self.kind.sequence
         layer_input, caches, masks = X, [], []
         finals = [np.empty_like(s) for s in states0]
         for k in range(self.num_layers):
             out = np.empty((T, B, D * P), self.dtype) if D == 2 else None
             for d, sfx in enumerate(self._suffixes):
                 j = k * D + d
-                Y, state, cache = self._sequence(layer_input, [s[j] for s in states0], self._weights(k, sfx), d == 1, bs, keep)
+                Y, state, cache = sequence(layer_input, [s[j] for s in states0], self._weights(k, sfx), d == 1, bs, keep)
                 caches.append(cache)
                 for final, s in zip(finals, state):
                     final[j] = s
@@ -259,7 +278,7 @@ class RNNBase(RecurrentLayer):
             states = [s[:, 0] for s in states]
         elif self.batch_first:
             out = out.transpose(1, 0, 2)
-        return out, (tuple(states) if self.mode == "LSTM" else states[0])
+        return out, (tuple(states) if len(states) > 1 else states[0])
 
     def backward(self, d_out=None, d_state=None):
         """Gradients for the most recent forward: returns ``(dx, dh0)`` (LSTM: ``(dx, (dh0, dc0))``).
@@ -275,13 +294,14 @@ class RNNBase(RecurrentLayer):
         d_finals = self._gather_d_state(d_state, B, unbatched, order)
         d_initial = [np.empty_like(s) for s in d_finals]
         norms = np.zeros((L * D, T)) if self.record_grad_norms else None
+        sequence_backward = self.kind.sequence_backward
         for k in reversed(range(L)):
             d_input = None
             for d, sfx in enumerate(self._suffixes):
                 j = k * D + d
                 dY = d_layer[:, :, d * P : (d + 1) * P]
-                dX, d_state0 = self._sequence_backward(dY, [s[j] for s in d_finals], caches[j], self._weights(k, sfx), d == 1, bs,
-                                                       None if norms is None else norms[j])
+                dX, d_state0 = sequence_backward(dY, [s[j] for s in d_finals], caches[j], self._weights(k, sfx), d == 1, bs,
+                                                 None if norms is None else norms[j])
                 for d0, s in zip(d_initial, d_state0):
                     d0[j] = s
                 d_input = dX if d_input is None else d_input + dX
@@ -291,24 +311,17 @@ class RNNBase(RecurrentLayer):
         self.grad_norms = norms
         dx, d_init = self._present(d_layer, d_initial, order, unbatched)
         if self.learn_init and not given:
-            names = ("h0", "c0") if self.mode == "LSTM" else ("h0",)
-            for name, g in zip(names, d_init if self.mode == "LSTM" else (d_init,)):
-                getattr(self, name).grad += g.sum(axis=-2) if not unbatched else g
+            for part, g in zip(self.kind.states, d_init if len(d_initial) > 1 else (d_init,)):
+                getattr(self, f"{part}0").grad += g.sum(axis=-2) if not unbatched else g
         if not unbatched and self.batch_first:
             dx = np.ascontiguousarray(dx)
         return dx, d_init
 
     def _gather_d_state(self, d_state, B, unbatched, order):
-        sizes = [("d_h_n", self.output_size)] + ([("d_c_n", self.hidden_size)] if self.mode == "LSTM" else [])
-        if self.mode == "LSTM":
-            if d_state is None:
-                d_state = (None, None)
-            if not isinstance(d_state, (tuple, list)) or len(d_state) != 2:
-                raise TypeError(f"d_state: expected a tuple (d_h_n, d_c_n) for LSTM, got {type(d_state).__name__}")
-        else:
-            d_state = (d_state,)
+        values = self._unpack(d_state, "d_", "_n", "d_state")
+        names = self._state_names("d_", "_n", "d_h_n")
         result = []
-        for value, (name, size) in zip(d_state, sizes):
+        for value, name, (_, size) in zip(values, names, self._state_sizes()):
             if value is None:
                 arr = np.zeros(self._state_shape(B, size, False), self.dtype)
             else:
@@ -317,6 +330,29 @@ class RNNBase(RecurrentLayer):
             result.append(np.ascontiguousarray(arr))
         return result
 
+    def gate_activations(self) -> list[np.ndarray]:
+        """The gate activations of the most recent forward (outside no_grad, before its backward):
+        one (G, N, H) array per layer·direction, the kind's gates in order, N = the steps inside
+        the sequences (all rows and steps, without padding)."""
+        if not self._caches:
+            raise RuntimeError(f"gate_activations: run a forward pass of the {type(self).__name__} (outside no_grad) first")
+        _, bs, _, _, caches, _ = self._caches[-1]
+        result = []
+        for cache in caches:
+            acts = cache[1]  # (T, B, G·H), rows sorted by length
+            T, B = acts.shape[:2]
+            active = np.arange(B)[None, :] < np.asarray(bs)[:, None]  # (T, B): steps inside each sequence
+            result.append(acts[active].reshape(-1, self.kind.blocks, self.hidden_size).transpose(1, 0, 2))
+        return result
+
+
+def _check_nonlinearity(nonlinearity: str) -> CellKind:
+    """The kind an RNN's nonlinearity selects: tanh → rnn, relu → irnn."""
+    kind = {"tanh": RNN_KIND, "relu": IRNN_KIND}.get(nonlinearity)
+    if kind is None:
+        raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+    return kind
+
 
 class RNN(RNNBase):
     """Elman RNN: ``h_t = f(x_t W_ihᵀ + b_ih + h_{t−1} W_hhᵀ + b_hh)``, f = tanh or relu.
@@ -324,19 +360,10 @@ class RNN(RNNBase):
     Shapes and arguments as ``torch.nn.RNN``; see the module docstring.
     """
 
-    mode = "RNN"
-
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", **kwargs):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.kind = _check_nonlinearity(nonlinearity)
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, **kwargs)
-
-    def _sequence(self, X, state, w, reverse, bs, keep):
-        return F.rnn_sequence(X, state[0], w, reverse, bs, keep, self.nonlinearity == "relu")
-
-    def _sequence_backward(self, dY, dstate, cache, w, reverse, bs, norms=None):
-        return F.rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, self.nonlinearity == "relu", norms)
 
 
 class LSTM(RNNBase):
@@ -346,14 +373,6 @@ class LSTM(RNNBase):
         c_t = f ⊙ c_{t−1} + i ⊙ g,   h_t = o ⊙ tanh(c_t)   (h_t ← h_t W_hrᵀ when proj_size > 0)
     """
 
-    mode = "LSTM"
-
-    def _sequence(self, X, state, w, reverse, bs, keep):
-        return F.lstm_sequence(X, state[0], state[1], w, reverse, bs, keep)
-
-    def _sequence_backward(self, dY, dstate, cache, w, reverse, bs, norms=None):
-        return F.lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms)
-
 
 class GRU(RNNBase):
     """Gated recurrent unit, as ``torch.nn.GRU`` (gates r, z, n).
@@ -362,26 +381,19 @@ class GRU(RNNBase):
         n = tanh(x W_inᵀ + b_in + r ⊙ (h W_hnᵀ + b_hn)),  h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}
     """
 
-    mode = "GRU"
-
-    def _sequence(self, X, state, w, reverse, bs, keep):
-        return F.gru_sequence(X, state[0], w, reverse, bs, keep)
-
-    def _sequence_backward(self, dY, dstate, cache, w, reverse, bs, norms=None):
-        return F.gru_sequence_backward(dY, dstate, cache, w, reverse, bs, norms)
-
 
 # ---- cells ------------------------------------------------------------------------------------
 
 
 class RNNCellBase(Module):
-    """One step at a time: x (B, input_size) or (input_size,), h (B, H) or (H,).
+    """One step at a time: x (B, input_size) or (input_size,), each state part (B, H) or (H,).
 
-    Each forward pushes its cache; each backward undoes the most recent unprocessed step, so a
+    ``forward(x, hx)`` returns the new state (a tuple (h', c') for a kind with two parts);
+    each forward pushes its cache; each backward undoes the most recent unprocessed step, so a
     loop of T forward calls is differentiated by T backward calls in reverse order.
     """
 
-    mode = ""
+    kind: CellKind
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, dtype=np.float32, rng=None):
         super().__init__()
@@ -389,7 +401,7 @@ class RNNCellBase(Module):
         self.hidden_size = positive_int(hidden_size, "hidden_size")
         self.bias = bool(bias)
         self.dtype = as_dtype(dtype)
-        G, H = _GATES[self.mode], self.hidden_size
+        G, H = self.kind.blocks, self.hidden_size
         self.weight_ih = Parameter(np.empty((G * H, self.input_size), self.dtype))
         self.weight_hh = Parameter(np.empty((G * H, H), self.dtype))
         if self.bias:
@@ -401,7 +413,7 @@ class RNNCellBase(Module):
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias}, dtype={np.dtype(self.dtype).name}"
 
     def _weights(self) -> _DirectionWeights:
-        return _DirectionWeights(self.weight_ih, self.weight_hh, getattr(self, "bias_ih", None), getattr(self, "bias_hh", None), None, self.mode)
+        return _DirectionWeights(self.weight_ih, self.weight_hh, getattr(self, "bias_ih", None), getattr(self, "bias_hh", None), None, self.kind)
 
     def _check_input(self, x):
         X = float_array(x, "x", self.dtype, ndims=(1, 2))
@@ -417,8 +429,21 @@ class RNNCellBase(Module):
         expect_shape(arr, (H,) if unbatched else (B, H), name, "hidden_size" if unbatched else "batch, hidden_size")
         return arr[None] if unbatched else arr
 
-    def _input_gates(self, X, w: _DirectionWeights) -> np.ndarray:
-        return F.affine(X, w.W_ih.data, w.bias_x)
+    def _check_states(self, value, prefix: str, single: str, B: int, unbatched: bool) -> tuple[np.ndarray, ...]:
+        """Each state part checked, from one array or a tuple (h, c…) as the kind carries it."""
+        parts = self.kind.states
+        if len(parts) == 1:
+            return (self._check_state(value, single, B, unbatched),)
+        if value is not None and (not isinstance(value, (tuple, list)) or len(value) != len(parts)):
+            names = ", ".join(prefix + p for p in parts)
+            raise TypeError(f"{single}: expected a tuple ({names}) for {type(self).__name__}, got {type(value).__name__}")
+        values = (None,) * len(parts) if value is None else value
+        return tuple(self._check_state(v, prefix + p, B, unbatched) for v, p in zip(values, parts))
+
+    @staticmethod
+    def _present(states, unbatched):
+        states = tuple(s[0] for s in states) if unbatched else tuple(states)
+        return states if len(states) > 1 else states[0]
 
     def _carried(self, hx, B: int):
         """The state arrays behind ``hx`` when it is exactly what this cell returned last step.
@@ -430,100 +455,125 @@ class RNNCellBase(Module):
             return self._state_arrays
         return None
 
-    def _remember(self, returned, *arrays):
-        self._returned, self._state_arrays = returned, arrays
-        return returned
+    def forward(self, x, hx=None):
+        """hx: the state (LSTM: a tuple (h, c)), each part (B, H), or None for zeros.
+        Returns the new state, likewise ((H,) parts for an unbatched x)."""
+        X, unbatched = self._check_input(x)
+        B = X.shape[0]
+        prev = self._carried(hx, B) or self._check_states(hx, "", "hx", B, unbatched)
+        w = self._weights()
+        gates = F.affine(X, w.W_ih.data, w.bias_x)
+        new, cache = self.kind.step(gates, prev, w)
+        self._push_cache((X, prev, gates, cache, unbatched))
+        self._returned, self._state_arrays = self._present(new, unbatched), new
+        return self._returned
 
-    def _finish_backward(self, w, x, h_prev, dgates, dgates_h=None, unbatched=False):
-        dX = F.accumulate_weight_grads(w, x[None], h_prev[None], dgates[None], None if dgates_h is None else dgates_h[None])[0]
-        return dX[0] if unbatched else dX
+    def backward(self, *d_state):
+        """Gradients of the new state's parts in (LSTM: ``backward(dh, dc)``; any may be None or
+        left out); returns ``(dx, d_state_prev)``, the latter shaped as the state."""
+        X, prev, gates, cache, unbatched = self._pop_cache()
+        parts = self.kind.states
+        if len(d_state) > len(parts):
+            raise TypeError(f"backward: expected at most {len(parts)} gradients ({', '.join('d' + p for p in parts)}), got {len(d_state)}")
+        d_state = d_state + (None,) * (len(parts) - len(d_state))
+        d = tuple(self._check_state(v, "d" + p, X.shape[0], unbatched) for v, p in zip(d_state, parts))
+        w = self._weights()
+        dgates, dgates_h, d_prev = self.kind.step_backward(d, gates, prev, cache, w)
+        dX = F.accumulate_weight_grads(w, X[None], prev[0][None], dgates[None], None if dgates_h is None else dgates_h[None])[0]
+        return (dX[0] if unbatched else dX), self._present(d_prev, unbatched)
 
 
 class RNNCell(RNNCellBase):
     """``h' = f(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)``, as ``torch.nn.RNNCell``."""
 
-    mode = "RNN"
-
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float32, rng=None):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.kind = _check_nonlinearity(nonlinearity)
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, bias, dtype, rng)
-
-    def forward(self, x, hx=None):
-        """Returns h' (B, H) (or (H,) for an unbatched x)."""
-        X, unbatched = self._check_input(x)
-        (h_prev,) = self._carried(hx, X.shape[0]) or (self._check_state(hx, "hx", X.shape[0], unbatched),)
-        w = self._weights()
-        h = F.rnn_step(self._input_gates(X, w), h_prev, w.W_hh.data, self.nonlinearity == "relu")
-        self._push_cache((X, h_prev, h, unbatched))
-        return self._remember(h[0] if unbatched else h, h)
-
-    def backward(self, dh):
-        """Returns (dx, dh_prev) for the most recent unprocessed step."""
-        X, h_prev, h, unbatched = self._pop_cache()
-        dh = self._check_state(dh, "dh", X.shape[0], unbatched)
-        w = self._weights()
-        da, dh_prev = F.rnn_step_backward(dh, h, w.W_hh.data, self.nonlinearity == "relu")
-        dx = self._finish_backward(w, X, h_prev, da, unbatched=unbatched)
-        return dx, dh_prev[0] if unbatched else dh_prev
 
 
 class LSTMCell(RNNCellBase):
     """One LSTM step, as ``torch.nn.LSTMCell``: ``h', c' = cell(x, (h, c))``."""
 
-    mode = "LSTM"
-
-    def forward(self, x, hx=None):
-        """hx: (h, c), each (B, H), or None for zeros. Returns (h', c')."""
-        X, unbatched = self._check_input(x)
-        B = X.shape[0]
-        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-            raise TypeError(f"hx: expected a tuple (h, c) for LSTMCell, got {type(hx).__name__}")
-        carried = self._carried(hx, B)
-        if carried:
-            h_prev, c_prev = carried
-        else:
-            h_prev = self._check_state(None if hx is None else hx[0], "h", B, unbatched)
-            c_prev = self._check_state(None if hx is None else hx[1], "c", B, unbatched)
-        w = self._weights()
-        gates = self._input_gates(X, w)
-        h, c, tc = F.lstm_step(gates, h_prev, c_prev, w.W_hh.data)
-        self._push_cache((X, h_prev, c_prev, gates, tc, unbatched))
-        return self._remember((h[0], c[0]) if unbatched else (h, c), h, c)
-
-    def backward(self, dh=None, dc=None):
-        """Gradients of h' and c' in (either may be None); returns (dx, (dh_prev, dc_prev))."""
-        X, h_prev, c_prev, gates, tc, unbatched = self._pop_cache()
-        B = X.shape[0]
-        dh = self._check_state(dh, "dh", B, unbatched)
-        dc = self._check_state(dc, "dc", B, unbatched)
-        w = self._weights()
-        dgates, dh_prev, dc_prev = F.lstm_step_backward(dh, dc, gates, c_prev, tc, w.W_hh.data)
-        dx = self._finish_backward(w, X, h_prev, dgates, unbatched=unbatched)
-        return dx, ((dh_prev[0], dc_prev[0]) if unbatched else (dh_prev, dc_prev))
-
 
 class GRUCell(RNNCellBase):
     """One GRU step, as ``torch.nn.GRUCell``: ``h' = cell(x, h)``."""
 
-    mode = "GRU"
 
-    def forward(self, x, hx=None):
-        X, unbatched = self._check_input(x)
-        (h_prev,) = self._carried(hx, X.shape[0]) or (self._check_state(hx, "hx", X.shape[0], unbatched),)
-        w = self._weights()
-        H = self.hidden_size
-        gates = self._input_gates(X, w)
-        h, hn = F.gru_step(gates, h_prev, w.W_hh.data, None if w.b_hh is None else w.b_hh.data[2 * H :])
-        self._push_cache((X, h_prev, gates, hn, unbatched))
-        return self._remember(h[0] if unbatched else h, h)
+# ---- the kinds: each one's equations (in functional) and facts, registered once ----------------
 
-    def backward(self, dh):
-        """Returns (dx, dh_prev) for the most recent unprocessed step."""
-        X, h_prev, gates, hn, unbatched = self._pop_cache()
-        dh = self._check_state(dh, "dh", X.shape[0], unbatched)
-        w = self._weights()
-        dgates, dgates_h, dh_prev = F.gru_step_backward(dh, gates, hn, h_prev, w.W_hh.data)
-        dx = self._finish_backward(w, X, h_prev, dgates, dgates_h, unbatched)
-        return dx, dh_prev[0] if unbatched else dh_prev
+
+def _rnn_equations(relu: bool) -> dict:
+    def step(gates, states, w):
+        return (F.rnn_step(gates, states[0], w.W_hh.data, relu),), None  # gates become h_t, its own cache
+
+    def step_backward(d, gates, states, cache, w):
+        da, dh_prev = F.rnn_step_backward(d[0], gates, w.W_hh.data, relu)
+        return da, None, (dh_prev,)
+
+    return dict(blocks=1, sequence=functools.partial(F.rnn_sequence, relu=relu),
+                sequence_backward=functools.partial(F.rnn_sequence_backward, relu=relu), step=step, step_backward=step_backward)
+
+
+RNN_KIND = cells.register(cells.CellKind(
+    name="rnn", about="tanh RNN (Elman 1990)", states=("h",), gates=(("hidden", "tanh"),),
+    layer=RNN, cell=RNNCell, torch="RNN", **_rnn_equations(relu=False)))
+
+
+def _irnn_init(module, rng):
+    """Le et al. 2015: recurrent weights I and zero biases, input weights ~ N(0, 0.001²)."""
+    init.identity_recurrent_(module)
+    for name, p in module.named_parameters():
+        if name.split(".")[-1].startswith("weight_ih"):
+            p.data[...] = rng.normal(0.0, 0.001, p.shape)
+    return module
+
+
+IRNN_KIND = cells.register(cells.CellKind(
+    name="irnn", about="ReLU RNN started at the identity (Le et al. 2015)", states=("h",), gates=(("hidden", "relu"),),
+    layer=RNN, cell=RNNCell, options={"nonlinearity": "relu"}, init=_irnn_init, torch="RNN", **_rnn_equations(relu=True)))
+
+
+def _lstm_step(gates, states, w):
+    h, c, tc = F.lstm_step(gates, states[0], states[1], w.W_hh.data)
+    return (h, c), tc
+
+
+def _lstm_step_backward(d, gates, states, tc, w):
+    dgates, dh_prev, dc_prev = F.lstm_step_backward(d[0], d[1], gates, states[1], tc, w.W_hh.data)
+    return dgates, None, (dh_prev, dc_prev)
+
+
+LSTM.kind = LSTMCell.kind = cells.register(cells.CellKind(
+    name="lstm", about="LSTM (Hochreiter & Schmidhuber 1997), forget-gate bias 1", states=("h", "c"),
+    gates=(("input", "sigmoid"), ("forget", "sigmoid"), ("cell", "tanh"), ("output", "sigmoid")),
+    layer=LSTM, cell=LSTMCell, init=lambda module, rng: init.forget_gate_bias_(module, 1.0), torch="LSTM", projection=True,
+    blocks=4, sequence=F.lstm_sequence, sequence_backward=F.lstm_sequence_backward, step=_lstm_step, step_backward=_lstm_step_backward))
+
+
+def _gru_input_bias(b_ih, b_hh):
+    """b_ih + b_hh but for the n block, where b_hn stays inside the reset gate's product."""
+    H = b_hh.shape[0] // 3
+    bias = b_ih + b_hh
+    bias[2 * H :] = b_ih[2 * H :]
+    return bias
+
+
+def _b_hn(w):
+    return None if w.b_hh is None else w.b_hh.data[2 * w.b_hh.data.shape[0] // 3 :]
+
+
+def _gru_step(gates, states, w):
+    h, hn = F.gru_step(gates, states[0], w.W_hh.data, _b_hn(w))
+    return (h,), hn
+
+
+def _gru_step_backward(d, gates, states, hn, w):
+    dgates, dgates_h, dh_prev = F.gru_step_backward(d[0], gates, hn, states[0], w.W_hh.data)
+    return dgates, dgates_h, (dh_prev,)
+
+
+GRU.kind = GRUCell.kind = cells.register(cells.CellKind(
+    name="gru", about="GRU (Cho et al. 2014)", states=("h",), gates=(("reset", "sigmoid"), ("update", "sigmoid"), ("new", "tanh")),
+    layer=GRU, cell=GRUCell, torch="GRU", blocks=3, input_bias=_gru_input_bias,
+    sequence=F.gru_sequence, sequence_backward=F.gru_sequence_backward, step=_gru_step, step_backward=_gru_step_backward))

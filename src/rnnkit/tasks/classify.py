@@ -26,7 +26,7 @@ from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.sources import load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
 from ..data.tokenizers import TOKENIZERS
-from ..models.sequence_model import CELLS
+from ..models.sequence_model import cell_choices, cell_help
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import plot_confusion
@@ -55,7 +55,7 @@ class ClassifyOptions:
     fold: int = 0
 
     # the values an option takes (the command line lists them in its usage)
-    CHOICES = {"target": ("auto", "class", "value"), "tokenizer": tuple(TOKENIZERS), "cell": CELLS, "pooling": POOLINGS}
+    CHOICES = {"target": ("auto", "class", "value"), "tokenizer": tuple(TOKENIZERS), "cell": cell_choices(), "pooling": POOLINGS}
     HELP = {
         "data": "labelled sequences: a TSV/CSV file of `label<TAB>text` lines, numeric series (CSV rows "
                 "`label,v1,v2,…` or .npz with X and y), or a built-in set: polarity, ucr:NAME "
@@ -66,7 +66,7 @@ class ClassifyOptions:
         "lowercase": "text input: lowercase before tokenizing",
         "min_count": "text input: words seen fewer times in training become <unk>",
         "max_vocab": "text input: keep only the most frequent tokens (0: all)",
-        "cell": "lstm, gru, rnn, irnn, mingru or minlstm",
+        "cell": cell_help(),
         "embed": "text input: embedding size",
         "hidden": "hidden size of each recurrent layer (per direction)",
         "layers": "number of stacked recurrent layers",

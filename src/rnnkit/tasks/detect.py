@@ -32,7 +32,7 @@ from ..data import DataError
 from ..data.series import Series, anomaly_ranges, check_series, fill_gaps, read_series_table, ucr_anomaly_series
 from ..models.forecaster import Forecaster
 from ..data.series import MISSING
-from ..models.sequence_model import CELLS
+from ..models.sequence_model import cell_choices, cell_help
 from ..nn import GaussianNLLLoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
@@ -61,7 +61,7 @@ class DetectOptions:
     risk: float = 1e-3
 
     # the values an option takes (the command line lists them in its usage)
-    CHOICES = {"missing": MISSING, "cell": CELLS}
+    CHOICES = {"missing": MISSING, "cell": cell_choices()}
     HELP = {
         "data": "normal data to learn from: a CSV file (header, time column, value columns) or a built-in series: "
                 + ", ".join(BUILT_IN) + " (its training part; its test part is what `evaluate` scores)",
@@ -70,7 +70,7 @@ class DetectOptions:
         "labels": "the name of a 0/1 column marking anomalies, read by `evaluate --data` (left out of the values)",
         "missing": "missing values: error, interpolate, or mask (interpolated as inputs, no score, left out of the loss)",
         "window": "W, the points the model reads before each prediction",
-        "cell": "lstm, gru, rnn, irnn, mingru or minlstm",
+        "cell": cell_help(),
         "hidden": "hidden size of each recurrent layer",
         "layers": "number of stacked recurrent layers",
         "dropout": "dropout between layers and before the output layer",

@@ -40,7 +40,7 @@ from ..data import DataError
 from ..data.series import Series, check_series, co2_series, elnino_series, fill_gaps, read_series_table, sunspots_series
 from ..models.forecaster import MODES, Forecaster
 from ..data.series import MISSING
-from ..models.sequence_model import CELLS
+from ..models.sequence_model import cell_choices, cell_help
 from ..nn import GaussianNLLLoss
 from ..progress import Progress
 from ..training.trainer import check_options
@@ -72,7 +72,7 @@ class ForecastOptions:
     paths: int = 200
 
     # the values an option takes (the command line lists them in its usage)
-    CHOICES = {"missing": MISSING, "mode": MODES, "level": ("window", "scale", "none"), "cell": CELLS}
+    CHOICES = {"missing": MISSING, "mode": MODES, "level": ("window", "scale", "none"), "cell": cell_choices()}
     HELP = {
         "data": "a CSV file with a header, a time column and value columns, or a built-in series: " + ", ".join(BUILT_IN),
         "time": "the time column (default: the first column)",
@@ -86,7 +86,7 @@ class ForecastOptions:
         "level": "window: the model sees and predicts values relative to each window's mean (a trend that leaves "
                  "the training range stays learnable); scale: also in units of the window's spread (intervals grow "
                  "with the local amplitude); none: the scaled values as they are",
-        "cell": "lstm, gru, rnn, irnn, mingru or minlstm",
+        "cell": cell_help(),
         "hidden": "hidden size of each recurrent layer",
         "layers": "number of stacked recurrent layers",
         "dropout": "dropout between layers and before the output layer",

@@ -30,7 +30,8 @@ from ..data import (
     shakespeare_corpus,
     split_contiguous,
 )
-from ..models.language_model import CELLS, LanguageModel
+from ..models.language_model import LanguageModel
+from ..models.sequence_model import cell_choices, cell_help
 from ..models.sampling import check_sampling, generate_ids, stream_text
 from ..data.tokenizers import TOKENIZERS
 from ..nn import CrossEntropyLoss, no_grad
@@ -59,7 +60,7 @@ class LMOptions:
     valid_fraction: float = 0.05
 
     # the values an option takes (the command line lists them in its usage)
-    CHOICES = {"tokenizer": tuple(TOKENIZERS), "cell": CELLS}
+    CHOICES = {"tokenizer": tuple(TOKENIZERS), "cell": cell_choices()}
     HELP = {
         "data": "a UTF-8 text file, or a directory with one sub-directory or file per class (a conditional model); "
                 "empty: Shakespeare's works (install with `rnnkit data install shakespeare`)",
@@ -67,7 +68,7 @@ class LMOptions:
         "tokenizer": "char or word",
         "min_count": "word tokenizer: words seen fewer times become <unk>",
         "max_vocab": "word tokenizer: keep only the most frequent words (0: all)",
-        "cell": "lstm, gru, rnn (tanh) or irnn (ReLU, identity-initialised)",
+        "cell": cell_help(),
         "embed": "embedding size",
         "hidden": "hidden size of each recurrent layer",
         "layers": "number of stacked recurrent layers",

@@ -29,7 +29,7 @@ from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.datasets import peoples_daily_ner, peoples_daily_pos
 from ..data.labelled import check_tag_scheme, read_conll
 from ..models.tagger import SequenceTagger
-from ..models.sequence_model import CELLS
+from ..models.sequence_model import cell_choices, cell_help
 from ..nn import no_grad
 from ..training.trainer import check_options
 from .base import BucketedRun, Task, input_texts, register, validation_line
@@ -59,7 +59,7 @@ class TagOptions:
     test_fraction: float = 0.1
 
     # the values an option takes (the command line lists them in its usage)
-    CHOICES = {"cell": CELLS}
+    CHOICES = {"cell": cell_choices()}
     HELP = {
         "data": "a CoNLL file (`token TAG` per line, blank line between sentences) or a built-in set: " + ", ".join(BUILT_IN),
         "test": "a test file in the same format (default: the last --test-fraction of the data)",
@@ -67,7 +67,7 @@ class TagOptions:
         "crf": "a linear-chain CRF head (Viterbi decoding) instead of a per-token softmax",
         "lowercase": "lowercase the tokens",
         "min_count": "tokens seen fewer times in training become <unk>",
-        "cell": "lstm, gru, rnn, irnn, mingru or minlstm",
+        "cell": cell_help(),
         "embed": "token embedding size",
         "hidden": "hidden size of each recurrent layer (per direction)",
         "layers": "number of stacked recurrent layers",

@@ -30,7 +30,7 @@ from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.parallel import bible_pairs, read_pairs
 from ..models.seq2seq import Seq2Seq
 from ..data.tokenizers import TOKENIZERS
-from ..models.seq2seq import CELLS
+from ..models.sequence_model import cell_choices, cell_help
 from ..nn import no_grad
 from ..progress import Progress
 from ..training.trainer import check_options
@@ -68,7 +68,7 @@ class TranslateOptions:
     length_penalty: float = 0.6
 
     # the values an option takes (the command line lists them in its usage)
-    CHOICES = {"tokenizer": tuple(TOKENIZERS), "cell": CELLS, "attention": ATTENTIONS}
+    CHOICES = {"tokenizer": tuple(TOKENIZERS), "cell": cell_choices(step=True), "attention": ATTENTIONS}
     HELP = {
         "data": "sentence pairs: a TSV file of `source<TAB>target` lines, or the built-in bible (English → Spanish verses)",
         "test": "a test file in the same format (default: a random --test-fraction of the pairs)",
@@ -78,7 +78,7 @@ class TranslateOptions:
         "min_count": "tokens seen fewer times in training become <unk>",
         "max_vocab": "keep only the most frequent tokens on each side (0: all)",
         "max_words": "keep the pairs whose sides both have at most this many words (0: all)",
-        "cell": "lstm or gru",
+        "cell": cell_help(step=True),
         "embed": "embedding size",
         "hidden": "hidden size of the encoder (per direction) and of the decoder",
         "layers": "stacked layers in encoder and decoder",
@@ -94,7 +94,7 @@ class TranslateOptions:
     }
 
     def __post_init__(self):
-        checks = {"tokenizer": self.tokenizer in ("word", "char"), "cell": self.cell in ("lstm", "gru"),
+        checks = {"tokenizer": self.tokenizer in ("word", "char"), "cell": self.cell in cell_choices(step=True),
                   "attention": self.attention in ATTENTIONS, "sampling": 0 <= self.sampling <= 1,
                   "valid_fraction": 0 < self.valid_fraction < 1, "test_fraction": 0 <= self.test_fraction < 1,
                   "beam": self.beam >= 1, "max_words": self.max_words >= 0, "dropout": 0 <= self.dropout < 1}

@@ -1,0 +1,137 @@
+"""The registry of cell kinds: each kind of recurrent cell is one object, defined once.
+
+A ``CellKind`` knows its own facts — its name, its state parts, its gates, its layer and
+cell classes, the initialisation that suits it — and, for the layers built on
+``recurrent.RNNBase``, its equations: the step and its backward (for cells) and the sequence
+loop and its backward (for layers). Everything else asks the registry: layers and cells,
+task models (``make_recurrent``), the tasks' ``--cell`` choices and help, diagnostics, the
+speed experiment and the shared test suite. A kind's own module builds it and calls
+``register``; importing ``rnnkit.nn`` imports every such module.
+
+The equations' contract (the shapes of ``functional``: B rows, H hidden, P = output size,
+T steps, G gate blocks; ``w`` the parameters of one direction, ``_DirectionWeights``):
+
+    sequence(X (T, B, I), states [(B, P), (B, H)…], w, reverse, bs, keep)
+        → Y (T, B, P), final states (tuple), cache: None when keep is False, else a tuple
+          whose second entry is the activated gates (T, B, G·H) — what diagnostics read
+    sequence_backward(dY, d_states, cache, w, reverse, bs, norms)
+        → dX (T, B, I), d_states of the initial state (tuple); adds into the .grad of w's
+    step(gates (B, G·H), states (tuple), w) → new states (tuple), cache
+        (gates holds the input projection; it becomes the activations, in place)
+    step_backward(d_states (tuple), gates, states, cache, w)
+        → dgates (B, G·H), dgates_h (the hidden side's, or None when the same), d_states
+
+A state part named ``h`` has size P (the layer's output), every other part size H.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from .module import as_rng
+
+
+def _sum_biases(b_ih: np.ndarray, b_hh: np.ndarray) -> np.ndarray:
+    return b_ih + b_hh
+
+
+@dataclass(frozen=True, eq=False)
+class CellKind:
+    """One kind of recurrent cell.
+
+    name: what ``--cell`` and ``make_recurrent`` call it; about: one line for the help;
+    states: the state parts, ``("h",)`` or ``("h", "c")``; gates: ``(name, activation)`` per
+    gate block, in the order of the parameters' rows (activation "sigmoid", "tanh", "relu" or
+    "positive" — minGRU's g — for the saturation count of diagnostics);
+    layer, cell: the classes (cell None when the kind has no step-by-step cell);
+    options: the keyword arguments that select this kind from its classes
+    (``nonlinearity="relu"``); init: ``(module, rng)``, the initialisation that suits the kind,
+    applied by ``make_layer`` and ``make_cell`` after PyTorch's default;
+    torch: the name of the ``torch.nn`` class with the same equations and parameter names
+    (taking the same options), for the tests, or None;
+    projection: whether ``proj_size`` is supported; layer_dropout: whether the layer takes
+    ``dropout`` between stacked layers; modes: the ways the layer can compute the same numbers
+    (``mode=``), the first the default.
+
+    For layers on ``RNNBase``: blocks, the number of H-sized blocks in ``weight_ih`` and
+    ``weight_hh``; input_bias, ``(b_ih, b_hh) → the bias added to the input projection``
+    before the loop; sequence, sequence_backward, step, step_backward as in the module docstring.
+    """
+
+    name: str
+    about: str
+    states: tuple[str, ...]
+    gates: tuple[tuple[str, str], ...]
+    layer: type
+    cell: type | None = None
+    options: Mapping = field(default_factory=dict)
+    init: Callable | None = None
+    torch: str | None = None
+    projection: bool = False
+    layer_dropout: bool = True
+    modes: tuple[str, ...] = ()
+    blocks: int = 0
+    input_bias: Callable = _sum_biases
+    sequence: Callable | None = None
+    sequence_backward: Callable | None = None
+    step: Callable | None = None
+    step_backward: Callable | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    def __repr__(self) -> str:
+        return f"CellKind({self.name!r})"
+
+    def make_layer(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
+                   dropout: float = 0.0, dtype=np.float32, rng=None, **kwargs):
+        """The layer of this kind, with the initialisation that suits it; dropout acts between
+        stacked layers (and is ignored for one layer)."""
+        rng = as_rng(rng)
+        kw = dict(self.options, num_layers=num_layers, bidirectional=bidirectional, dtype=dtype, rng=rng, **kwargs)
+        if num_layers > 1 and dropout:
+            if not self.layer_dropout:
+                raise ValueError(f"dropout: {self.name} layers have no dropout between layers, got dropout={dropout}")
+            kw["dropout"] = dropout
+        layer = self.layer(input_size, hidden_size, **kw)
+        return self.init(layer, rng) if self.init else layer
+
+    def make_cell(self, input_size: int, hidden_size: int, dtype=np.float32, rng=None):
+        """One step of this kind (for a decoder loop), with the initialisation that suits it."""
+        if self.cell is None:
+            raise ValueError(f"cell: {self.name} has no step-by-step cell; choose one of {', '.join(names(step=True))}")
+        rng = as_rng(rng)
+        cell = self.cell(input_size, hidden_size, dtype=dtype, rng=rng, **self.options)
+        return self.init(cell, rng) if self.init else cell
+
+
+_REGISTRY: dict[str, CellKind] = {}
+
+
+def register(kind: CellKind) -> CellKind:
+    """Add a kind to the registry (its module calls this once, at import); returns it."""
+    if kind.name in _REGISTRY:
+        raise ValueError(f"cell kind {kind.name!r} is registered twice")
+    _REGISTRY[kind.name] = kind
+    return kind
+
+
+def kinds(step: bool = False) -> tuple[CellKind, ...]:
+    """Every registered kind, in the order registered; with ``step``, those that have a cell."""
+    return tuple(k for k in _REGISTRY.values() if k.cell is not None or not step)
+
+
+def names(step: bool = False) -> tuple[str, ...]:
+    return tuple(k.name for k in kinds(step))
+
+
+def get(name: str, step: bool = False) -> CellKind:
+    """The kind called ``name``; the error lists the choices."""
+    kind = _REGISTRY.get(name)
+    if kind is None or (step and kind.cell is None):
+        raise ValueError(f"cell: expected one of {', '.join(names(step))}, got {name!r}")
+    return kind
