@@ -1,5 +1,6 @@
 """minGRU / minLSTM: the log-space scan equals the step-by-step recurrence and a plain Python
-reference; gradients by finite differences; lengths, bidirectional, stacking; bad input."""
+reference, in both modes, at extreme scales and lengths; step-by-step inference. What every
+layer must do (gradients, lengths, layouts, bad input) is the shared suite's, test_layers.py."""
 
 import numpy as np
 import pytest
@@ -267,32 +268,6 @@ def test_float32_modes_agree_and_keep_the_dtype(name):
     assert all(p.grad.dtype == np.float32 for p in layer.parameters())
 
 
-@pytest.mark.parametrize("name", CLASSES)
-def test_lengths_zero_the_outputs_past_each_end_and_end_each_state_at_its_own_last_step(name):
-    layer = make(name, bidirectional=True)
-    x, h0 = random_inputs(layer)
-    out, hn = layer(x, h0, lengths=[6, 2, 4])
-    assert np.all(out[2:, 1] == 0) and np.all(out[4:, 2] == 0)
-    # each sequence alone, cut to its length, gives the same numbers
-    out_alone, hn_alone = layer(x[:2, 1:2], h0[:, 1:2])
-    assert rel_err(out[:2, 1:2], out_alone) < 1e-12
-    assert rel_err(hn[:, 1:2], hn_alone) < 1e-12
-
-
-@pytest.mark.parametrize("name", CLASSES)
-def test_batch_first_and_unbatched_layouts(name):
-    layer = make(name, num_layers=2, bidirectional=True)
-    x, h0 = random_inputs(layer)
-    out, hn = layer(x, h0)
-    layer.batch_first = True
-    out_bf, hn_bf = layer(x.transpose(1, 0, 2), h0)
-    assert out_bf.shape == (3, 6, 8)
-    assert rel_err(out_bf.transpose(1, 0, 2), out) < 1e-14 and rel_err(hn_bf, hn) < 1e-14
-    out_u, hn_u = layer(x[:, 0], h0[:, 0])
-    assert out_u.shape == (6, 8) and hn_u.shape == (4, 4)
-    assert rel_err(out_u, out[:, 0]) < 1e-14
-
-
 def test_parameters_are_named_like_the_other_layers():
     layer = MinLSTM(3, 4, num_layers=2, bidirectional=True)
     shapes = {n: p.shape for n, p in layer.named_parameters()}
@@ -321,12 +296,12 @@ GRAD_CASES = [
 
 
 @pytest.mark.parametrize("name,opts,use_lengths,give_h0,through", GRAD_CASES)
-@pytest.mark.parametrize("mode", ["parallel", "parallel in blocks of 3", "sequential"])
-def test_gradients_match_finite_differences(name, opts, use_lengths, give_h0, through, mode, monkeypatch):
-    if mode == "parallel in blocks of 3":  # T = 4: the block carry, forward and backward
-        monkeypatch.setattr(minimal, "CHUNK", 3)
-        monkeypatch.setattr(minimal, "SEGMENT", 7)
-        mode = "parallel"
+def test_scan_in_blocks_of_3_gives_the_gradients_of_finite_differences(name, opts, use_lengths, give_h0, through, monkeypatch):
+    """The shared suite (test_layers.py) checks both modes with the default blocks; here T = 4
+    spans two blocks and several segments: the block carry, forward and backward."""
+    monkeypatch.setattr(minimal, "CHUNK", 3)
+    monkeypatch.setattr(minimal, "SEGMENT", 7)
+    mode = "parallel"
     rng = np.random.default_rng(7)
     T, B, I, H = 4, 3, 2, 3
     layer = CLASSES[name](I, H, dtype=np.float64, rng=1, **opts)
@@ -354,98 +329,12 @@ def test_gradients_match_finite_differences(name, opts, use_lengths, give_h0, th
         assert rel_err(p.grad, numerical_grad(loss, p.data)) < 1e-6, pname
 
 
-@pytest.mark.parametrize("name", CLASSES)
-def test_initial_state_gradient_is_that_of_the_zeros_used(name):
-    layer = make(name, bidirectional=True)
-    x, _ = random_inputs(layer)
-    out, _ = layer(x, lengths=[6, 2, 4])
-    _, dh0 = layer.backward(np.ones_like(out))
-    zeros = np.zeros((2, 3, 4))
-
-    def loss():
-        with no_grad():
-            return layer(x, zeros, lengths=[6, 2, 4])[0].sum()
-
-    assert rel_err(dh0, numerical_grad(loss, zeros)) < 1e-6
-
-
-@pytest.mark.parametrize("name", CLASSES)
-def test_truncated_bptt_chains_chunks_exactly(name):
-    """Two chunks with the state carried (and dh0 passed back) equal one pass over the whole."""
-    layer = make(name, num_layers=2)
-    rng = np.random.default_rng(0)
-    x, w = rng.standard_normal((8, 2, 3)), rng.standard_normal((8, 2, 4))
-    out_full, _ = layer(x)
-    layer.zero_grad()
-    dx_full, _ = layer.backward(w)
-    grads_full = {n: p.grad.copy() for n, p in layer.named_parameters()}
-
-    out1, state1 = layer(x[:5])
-    out2, _ = layer(x[5:], state1)
-    assert rel_err(np.concatenate([out1, out2]), out_full) < 1e-13
-    layer.zero_grad()
-    dx2, dh = layer.backward(w[5:])  # newest forward first
-    dx1, _ = layer.backward(w[:5], dh)
-    assert rel_err(np.concatenate([dx1, dx2]), dx_full) < 1e-13
-    for n, p in layer.named_parameters():
-        assert rel_err(p.grad, grads_full[n]) < 1e-13, n
-
-
-def test_recorded_gradient_flow_is_the_norm_of_dL_dh_at_each_step():
-    layer = make("minGRU", bidirectional=True)
-    x, _ = random_inputs(layer)
-    out, _ = layer(x)
-    layer.record_grad_norms = True
-    d_out = np.zeros_like(out)
-    d_out[-1] = 1.0
-    layer.backward(d_out)
-    assert layer.grad_norms.shape == (2, 6)
-    assert np.isclose(layer.grad_norms[0, -1], np.sqrt(3 * 4))  # the last step sees d_out alone
-    assert np.all(np.diff(layer.grad_norms[0]) > 0)  # shrinking by a_t < 1 going back in time
-    assert np.allclose(layer.grad_norms[1, :-1], 0) and layer.grad_norms[1, -1] > 0  # reverse: h at T−1 is its first
-
-
-def test_no_grad_keeps_nothing_and_gives_the_same_outputs():
-    layer = MinLSTM(3, 4, num_layers=2, bidirectional=True, rng=0)
-    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
-    out, _ = layer(x)
-    layer.backward(np.ones_like(out))
-    with no_grad():
-        out2, _ = layer(x)
-    np.testing.assert_array_equal(out, out2)
-    assert layer._caches == []
-    with pytest.raises(RuntimeError, match="MinLSTM.backward called more times than forward"):
-        layer.backward(np.ones_like(out))
-
-
-# ---- bad input ---------------------------------------------------------------------------------
+# ---- the minimal layers' own options -----------------------------------------------------------
 
 
 @pytest.fixture
 def mingru():
     return MinGRU(3, 4, num_layers=2, rng=0)
-
-
-def test_wrong_number_of_dimensions_is_named(mingru):
-    with pytest.raises(ValueError, match=r"x: expected a 2-D or 3-D array, got 4-D"):
-        mingru(np.zeros((2, 2, 2, 3)))
-
-
-def test_wrong_feature_size_is_named(mingru):
-    with pytest.raises(ValueError, match=r"x: expected input_size=3 .* got 5"):
-        mingru(np.zeros((4, 2, 5)))
-
-
-def test_initial_state_of_the_wrong_shape_is_named(mingru):
-    with pytest.raises(ValueError, match=r"h0: expected shape \(2, 2, 4\).*got \(2, 3, 4\)"):
-        mingru(np.zeros((4, 2, 3)), np.zeros((2, 3, 4)))
-
-
-def test_non_finite_initial_state_is_rejected(mingru):
-    h0 = np.zeros((2, 2, 4))
-    h0[1, 0, 2] = np.inf
-    with pytest.raises(ValueError, match=r"h0: contains 1 NaN or infinite"):
-        mingru(np.zeros((4, 2, 3)), h0)
 
 
 def test_negative_initial_states_are_allowed(mingru):
@@ -455,16 +344,6 @@ def test_negative_initial_states_are_allowed(mingru):
     out_p, _ = mingru(x, h0)
     out_s, _ = mingru(x, h0, mode="sequential")
     assert rel_err(out_p, out_s) < 1e-5
-
-
-def test_lengths_longer_than_the_sequence_are_rejected(mingru):
-    with pytest.raises(ValueError, match=r"lengths: a length of 9 exceeds the sequence's 4 time steps"):
-        mingru(np.zeros((4, 2, 3)), lengths=[9, 2])
-
-
-def test_zero_lengths_are_rejected(mingru):
-    with pytest.raises(ValueError, match=r"lengths: every length must be >= 1"):
-        mingru(np.zeros((4, 2, 3)), lengths=[0, 2])
 
 
 @pytest.mark.parametrize("name", CLASSES)
@@ -486,12 +365,6 @@ def test_a_layer_built_sequential_runs_sequential_with_the_same_numbers_and_grad
 def test_unknown_mode_is_named(mingru):
     with pytest.raises(ValueError, match=r"mode: expected 'parallel' or 'sequential', got 'fast'"):
         mingru(np.zeros((4, 2, 3)), mode="fast")
-
-
-def test_upstream_gradient_of_the_wrong_shape_is_named(mingru):
-    mingru(np.zeros((4, 2, 3)))
-    with pytest.raises(ValueError, match=r"d_out: expected shape \(4, 2, 4\)"):
-        mingru.backward(np.zeros((4, 2, 5)))
 
 
 def test_step_needs_a_unidirectional_layer_and_names_its_arguments():

@@ -336,11 +336,13 @@ class _MinimalRNN(RecurrentLayer):
         batch_first: bool = False,
         bidirectional: bool = False,
         mode: str = "parallel",
+        learn_init: bool = False,
         dtype=np.float32,
         rng=None,
     ):
         super().__init__()
         self.mode = _check_mode(mode)
+        self.learn_init = bool(learn_init)
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
         self.num_layers = positive_int(num_layers, "num_layers")
@@ -356,6 +358,8 @@ class _MinimalRNN(RecurrentLayer):
                 if self.bias:
                     setattr(self, f"bias_l{k}{sfx}", Parameter(np.empty(self.gates * H, self.dtype)))
         _init_uniform(self, H, as_rng(rng))
+        if self.learn_init:  # a trained initial state, shared by every sequence of a batch
+            self.h0 = Parameter(np.zeros((self.num_layers * D, H), self.dtype))
 
     @property
     def output_size(self) -> int:
@@ -363,7 +367,7 @@ class _MinimalRNN(RecurrentLayer):
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
-        for name in ("batch_first", "bidirectional"):
+        for name in ("batch_first", "bidirectional", "learn_init"):
             if getattr(self, name):
                 s += f", {name}=True"
         if not self.bias:
@@ -408,10 +412,13 @@ class _MinimalRNN(RecurrentLayer):
         X, unbatched = self._check_input(x)
         T, B, _ = X.shape
         H, D = self.hidden_size, self.num_directions
-        if h0 is None:
-            h0 = np.zeros(self._state_shape(B, H, False), self.dtype)
-        else:
+        given = h0 is not None
+        if given:
             h0 = self._check_state(h0, "h0", B, H, unbatched)
+        elif self.learn_init:
+            h0 = np.repeat(self.h0.data[:, None, :], B, axis=1)
+        else:
+            h0 = np.zeros(self._state_shape(B, H, False), self.dtype)
         mask = self._mask(lengths, T, B)
         keep = is_grad_enabled()
         h_n = np.empty_like(h0)
@@ -424,7 +431,7 @@ class _MinimalRNN(RecurrentLayer):
                 outs.append(Y)
                 caches.append(cache)
             layer_input = outs[0] if D == 1 else np.concatenate(outs, axis=2)
-        self._push_cache((unbatched, caches))
+        self._push_cache((unbatched, given, caches))
         return self._present(layer_input, h_n, unbatched)
 
     def _sequence(self, X, h0, w, reverse, mask, mode, keep):
@@ -469,7 +476,7 @@ class _MinimalRNN(RecurrentLayer):
         of the initial state (of the zeros, when none was given); parameter gradients are added
         into each ``.grad``.
         """
-        unbatched, caches = self._pop_cache()
+        unbatched, given, caches = self._pop_cache()
         T, B = caches[0][0].shape[:2]
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
         d_layer = self._gather_d_out(d_out, T, B, unbatched, None)
@@ -491,6 +498,8 @@ class _MinimalRNN(RecurrentLayer):
             d_layer = d_input
         self.grad_norms = norms
         dx, dh0 = self._present(d_layer, d_initial, unbatched)
+        if self.learn_init and not given:
+            self.h0.grad += dh0.sum(axis=-2) if not unbatched else dh0
         if not unbatched and self.batch_first:
             dx = np.ascontiguousarray(dx)
         return dx, dh0
@@ -546,7 +555,7 @@ class _MinimalRNN(RecurrentLayer):
         sequences. minGRU: [z, h̃]; minLSTM: [1 − f, 1 − i, h̃] (1 − σ saturates where σ does)."""
         if not self._caches:
             raise RuntimeError(f"gate_activations: run a forward pass of the {type(self).__name__} (outside no_grad) first")
-        _, caches = self._caches[-1]
+        _, _, caches = self._caches[-1]
         G, H = self.gates, self.hidden_size
         return [K.reshape(G, -1, H) if mask is None else K[:, mask[..., 0]] for _, K, _, _, mask, _, _ in caches]
 
@@ -567,7 +576,10 @@ class _MinimalRNN(RecurrentLayer):
         unbatched = X.ndim == 1
         X = X.reshape(1, -1, self.input_size)  # a sequence of one step
         B, H = X.shape[1], self.hidden_size
-        h = np.zeros((self.num_layers, B, H), self.dtype) if h is None else self._check_state(h, "h", B, H, unbatched)
+        if h is None:
+            h = np.repeat(self.h0.data[:, None, :], B, axis=1) if self.learn_init else np.zeros((self.num_layers, B, H), self.dtype)
+        else:
+            h = self._check_state(h, "h", B, H, unbatched)
         new = np.empty_like(h)
         layer_input = X
         for k in range(self.num_layers):
