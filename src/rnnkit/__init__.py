@@ -4,7 +4,7 @@
 ``rnnkit`` command for notebooks.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def train(task, out, resume=False, quiet=False, overwrite=False, callbacks=(), **options):

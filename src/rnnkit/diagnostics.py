@@ -37,12 +37,10 @@ def gate_saturation(layer: RecurrentLayer) -> dict[str, float]:
     Returns {"layer 0 forget": 0.12, …}, counting only the steps inside each sequence; the
     gates and their activations are the layer's kind's (``layer.kind.gates``).
     """
-    D = layer.num_directions
     result = {}
-    for j, acts in enumerate(layer.gate_activations()):  # (G, N, H) per layer·direction
+    for label, acts in zip(layer.direction_labels(), layer.gate_activations()):  # (G, N, H) per layer·direction
         for (name, activation), block in zip(layer.kind.gates, acts):
-            key = f"layer {j // D}{' reverse' if j % D else ''} {name}"
-            result[key] = float(_saturated(block, activation).sum()) / max(block.size, 1)
+            result[f"{label} {name}"] = float(_saturated(block, activation).sum()) / max(block.size, 1)
     return result
 
 
@@ -77,11 +75,6 @@ def plot_gradient_flow(norms: np.ndarray, labels: list[str], path, title: str) -
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return save_figure(fig, path)
-
-
-def layer_labels(layer: RecurrentLayer) -> list[str]:
-    D = layer.num_directions
-    return [f"layer {j // D}{' reverse' if j % D else ''}" for j in range(layer.num_layers * D)]
 
 
 def format_report(report: dict) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 import rnnkit
 from rnnkit.cli.main import main
+from rnnkit.nn import cells
 from rnnkit.training import model_dir as md
 
 TINY = ["--steps", "12", "--hidden", "16", "--embed", "8", "--layers", "1", "--batch-size", "4",
@@ -206,3 +207,25 @@ def test_generation_starts_where_lines_begin(trained):
 @pytest.mark.parametrize("windows", ["0", "-1"])
 def test_diagnose_needs_at_least_one_window(trained, windows):
     assert_one_line_error(*run_cli("diagnose", trained, "--windows", windows), "--windows: expected")
+
+
+@pytest.mark.parametrize("flag,value", [("--hidden", "0"), ("--layers", "0"), ("--embed", "-1"), ("--seq-len", "0"),
+                                        ("--batch-size", "0"), ("--dropout", "1"), ("--valid-fraction", "0"),
+                                        ("--tie", None)])
+def test_bad_model_options_are_named_before_any_data_is_read(tmp_path, flag, value, capsys):
+    missing = tmp_path / "no such corpus.txt"  # an option error must come first: the data is never opened
+    args = [flag] if value is None else [flag, value]
+    code = main(["train", "lm", "--data", str(missing), "--out", str(tmp_path / "m"), "--hidden", "8", "--embed", "4", *args])
+    assert_one_line_error(code, capsys.readouterr().err, flag + ":")
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("cell", cells.names())
+def test_every_registered_cell_kind_trains_generates_and_resumes(tmp_path, corpus, cell):
+    out = tmp_path / cell
+    assert main(["train", "lm", "--data", str(corpus), "--out", str(out), "--cell", cell, "--steps", "4", "--hidden", "8",
+                 "--embed", "4", "--layers", "2", "--batch-size", "2", "--seq-len", "6", "--valid-every", "2", "--quiet"]) == 0
+    assert main(["train", "--resume", str(out), "--steps", "6", "--quiet"]) == 0
+    model = rnnkit.load(out)
+    assert model.config["task_options"]["cell"] == cell and model.model.rnn.kind.name == cell
+    assert len(model.generate("to be", length=5, seed=0)) > len("to be")

@@ -132,3 +132,18 @@ def test_monitor_keeps_the_weights_with_the_best_score(tmp_path):
     with pytest.raises(ValueError, match="monitor: a classify model's validation reports loss, accuracy, .*not 'f1'"):
         rnnkit.train("classify", tmp_path / "m2", data=str(data), steps=5, valid_every=5, hidden=4, embed=4, monitor="f1")
     assert not (tmp_path / "m2").exists()
+
+
+def test_monitor_keeps_the_weights_with_the_lowest_error(tmp_path):
+    """mae is lower-is-better: the kept weights are those of the smallest validation error, not the largest."""
+    rng = np.random.default_rng(0)
+    words = ["tiny", "small", "big", "huge"]
+    rows = [f"{2.0 * (k := rng.integers(4)) + rng.normal(0, 0.1):.3f}\t{words[k]} {' '.join(rng.choice(['a', 'b'], 2))}"
+            for _ in range(120)]
+    data = tmp_path / "v.tsv"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    model = rnnkit.train("classify", tmp_path / "m", data=str(data), steps=60, valid_every=5, hidden=4, embed=4,
+                         monitor="mae", lr=0.02)
+    errors = [r["valid_mae"] for r in md.read_metrics(model.dir) if "valid_mae" in r]
+    assert max(errors) > min(errors)  # the choice matters
+    assert model.config["metrics"]["mae"] == min(errors)

@@ -67,6 +67,12 @@ class RecurrentLayer(Module):
     def _suffixes(self) -> tuple[str, ...]:
         return ("", "_reverse") if self.bidirectional else ("",)
 
+    def direction_labels(self) -> list[str]:
+        """The names of the layer·direction rows of ``grad_norms`` and ``gate_activations()``:
+        "layer 0", "layer 0 reverse", "layer 1", …"""
+        D = self.num_directions
+        return [f"layer {j // D}{' reverse' if j % D else ''}" for j in range(self.num_layers * D)]
+
     # ---- input checks --------------------------------------------------------------------
     def _check_input(self, x):
         X = float_array(x, "x", self.dtype, ndims=(2, 3))

@@ -12,10 +12,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from ..data import DataError
+from ..models.sequence_model import cell_choices
 from ..training import model_dir as md
 from ..training.trainer import Trainer, TrainingError, TrainingOptions
+
+
+def network_checks(options, step: bool = False) -> dict[str, bool]:
+    """The checks of the options every task's network shares, for ``check_options``: a registered
+    --cell (with ``step``, one that has a cell for decoding), sizes of at least 1."""
+    checks = {"cell": options.cell in cell_choices(step)}
+    checks.update({name: getattr(options, name) >= 1 for name in ("embed", "hidden", "layers", "batch_size") if hasattr(options, name)})
+    return checks
 
 
 class Task:
@@ -29,11 +38,13 @@ class Task:
     Options: type = object  # a dataclass with a HELP dict
     Trained: type = object  # the loaded model: Trained(out_dir, config, model)
     encoding_key = "encoding"  # where config.json keeps what the model learnt from its data
+    needs_data = True  # False: the task has a default corpus, read when --data is not given
     #: JSON schema of the task's own entries of config.json (beside task_options and training);
     #: by default: an object under ``encoding_key``
     config_schema: dict | None = None
-    #: the validation metrics --monitor may name: "loss" (lower is better) and scores (higher is better)
-    monitors: tuple[str, ...] = ("loss",)
+    #: the validation metrics --monitor may name, each with its direction: "min" where lower is
+    #: better (losses, errors, perplexity), "max" where higher is (scores); the one table of it
+    monitors: dict[str, str] = {"loss": "min"}
 
     def check_config(self, config: dict, where: str):
         """Validate a stored config's entries against the task's schemas; (options, training)."""
@@ -52,6 +63,14 @@ class Task:
             raise ValueError(f"--monitor: a {self.name} model's validation reports {', '.join(self.monitors)}, "
                              f"not {monitor!r}")
 
+    def config_entries(self, encoding) -> dict:
+        """The entries of config.json that keep the encoding (by default: ``encoding_key``)."""
+        return {self.encoding_key: encoding}
+
+    def stored_encoding(self, config: dict):
+        """The encoding from the entries ``config_entries`` wrote."""
+        return config[self.encoding_key]
+
     def prepare(self, options, seed: int, stored: dict | None = None):
         """(data, encoding, description): the data read and split; the encoding (vocabulary,
         labels, scaling…) fitted on the training part, or ``stored`` when resuming or loading."""
@@ -66,22 +85,22 @@ class Task:
 
     def build(self, options, training: TrainingOptions, out_dir: Path, quiet: bool):
         """Read the data and build (model, run, config) for a new training run."""
-        if not options.data:
+        if self.needs_data and not options.data:
             raise ValueError(f"--data: a {self.name} model needs data (see `rnnkit train {self.name} --help`)")
         data, encoding, description = self.prepare(options, training.seed)
         model = self.make_model(options, encoding, training.seed)
-        return model, self.make_run(model, data, options, training.seed), {self.encoding_key: encoding, "data": description}
+        return model, self.make_run(model, data, options, training.seed), {**self.config_entries(encoding), "data": description}
 
     def rebuild(self, config: dict, out_dir: Path, quiet: bool):
         """(model, run) for resuming the run that ``config`` describes."""
         options, seed = self.Options(**config["task_options"]), config["training"]["seed"]
-        data, encoding, _ = self.prepare(options, seed, config[self.encoding_key])
+        data, encoding, _ = self.prepare(options, seed, self.stored_encoding(config))
         model = self.make_model(options, encoding, seed)
         return model, self.make_run(model, data, options, seed)
 
     def load(self, out_dir: Path, config: dict):
         """The trained model with this task's action, from a model directory."""
-        model = self.make_model(self.Options(**config["task_options"]), config[self.encoding_key], 0)
+        model = self.make_model(self.Options(**config["task_options"]), self.stored_encoding(config), 0)
         model.load_state_dict(md.load_model_weights(out_dir))
         return self.Trained(out_dir, config, model)
 
@@ -249,7 +268,7 @@ def train(task_name: str | None, out_dir, task_options: dict, training_options: 
         md.check_out_dir(out, overwrite, locked=True)  # again, now that no other run can write it
         if overwrite:
             md.clear_model_dir(out)
-        return Trainer(model, run, out, config, training, quiet).fit()
+        return Trainer(model, run, out, config, training, quiet, task.monitors[training.monitor]).fit()
 
 
 def _resume(task_name: str | None, out: Path, task_options: dict, training_options: dict, quiet: bool) -> dict:
@@ -261,7 +280,8 @@ def _resume(task_name: str | None, out: Path, task_options: dict, training_optio
         config["training"].update({k: new for k, (old, new) in changes.items()})
         training = TrainingOptions.from_dict(config["training"])
         model, run = task.rebuild(config, out, quiet)
-        trainer = Trainer(model, run, out, config, training, quiet)
+        task.check_monitor(training.monitor)
+        trainer = Trainer(model, run, out, config, training, quiet, task.monitors[training.monitor])
         if md.has_checkpoint(out):
             trainer.resume(schedule_changed=any(k in changes for k in TrainingOptions.SCHEDULE))
         else:  # stopped before its first checkpoint: the stored options start it again from step 0

@@ -30,7 +30,7 @@ from ..models.sequence_model import cell_choices, cell_help
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import plot_confusion
-from .base import BucketedRun, Task, input_texts, register, validation_line
+from .base import BucketedRun, Task, input_texts, network_checks, register, validation_line
 
 
 @dataclass
@@ -83,7 +83,7 @@ class ClassifyOptions:
         checks = {"target": self.target in ("auto", "class", "value"), "tokenizer": self.tokenizer in ("word", "char"),
                   "pooling": self.pooling in POOLINGS, "folds": self.folds == 0 or self.folds >= 2,
                   "fold": 0 <= self.fold < max(self.folds, 1), "valid_fraction": 0 < self.valid_fraction < 1,
-                  "dropout": 0 <= self.dropout < 1}
+                  "dropout": 0 <= self.dropout < 1, **network_checks(self)}
         check_options(self, checks)
 
 
@@ -359,7 +359,7 @@ class ClassifyTask(Task):
     description = "many-to-one: classify (or regress) texts and numeric series with a recurrent network"
     action_help = "Classify texts (or series) with a trained model: each label with its probability, or a value for a regressor."
     Options = ClassifyOptions
-    monitors = ("loss", "accuracy", "macro_f1", "r2")  # r2: a regressor's
+    monitors = {"loss": "min", "accuracy": "max", "macro_f1": "max", "mse": "min", "mae": "min", "r2": "max"}  # mse, mae, r2: a regressor's
 
     Trained = TrainedClassifier
 

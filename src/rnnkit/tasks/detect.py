@@ -36,7 +36,7 @@ from ..models.sequence_model import cell_choices, cell_help
 from ..nn import GaussianNLLLoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import SeededRun, Task, register, validation_line
+from .base import SeededRun, Task, network_checks, register, validation_line
 
 BUILT_IN = ("ucr-anomaly",)
 UCR_TOLERANCE = 100  # the UCR archive's criterion: the top score within 100 points of the labelled range
@@ -84,7 +84,8 @@ class DetectOptions:
     def __post_init__(self):
         checks = {"missing": self.missing in ("error", "interpolate", "mask"), "window": self.window >= 1,
                   "valid_fraction": 0 < self.valid_fraction < 1, "threshold": self.threshold in ("pot", "percentile"),
-                  "percentile": 0 < self.percentile < 100, "risk": 0 < self.risk < 0.1, "dropout": 0 <= self.dropout < 1}
+                  "percentile": 0 < self.percentile < 100, "risk": 0 < self.risk < 0.1, "dropout": 0 <= self.dropout < 1,
+                  **network_checks(self)}
         check_options(self, checks)
 
 

@@ -45,7 +45,7 @@ from ..nn import GaussianNLLLoss
 from ..progress import Progress
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import SeededRun, Task, register, validation_line
+from .base import SeededRun, Task, network_checks, register, validation_line
 
 BUILT_IN = {"co2": co2_series, "sunspots": sunspots_series, "elnino": elnino_series}
 Z80 = 1.2815515655446004  # the 90% quantile of N(0, 1): μ ± Z80·σ is the central 80% interval
@@ -100,7 +100,8 @@ class ForecastOptions:
         checks = {"missing": self.missing in ("error", "interpolate", "mask"), "mode": self.mode in MODES,
                   "level": self.level in ("window", "scale", "none"),
                   "horizon": self.horizon >= 1, "season": self.season >= 0, "window": self.window >= 0,
-                  "origins": self.origins >= 1, "valid_origins": self.valid_origins >= 1, "paths": self.paths >= 0, "dropout": 0 <= self.dropout < 1}
+                  "origins": self.origins >= 1, "valid_origins": self.valid_origins >= 1, "paths": self.paths >= 0, "dropout": 0 <= self.dropout < 1,
+                  **network_checks(self)}
         check_options(self, checks)
 
 
@@ -431,8 +432,8 @@ class ForecastTask(Task):
     description = "time series: multi-step forecasts with Gaussian prediction intervals, rolling-origin backtests"
     action_help = "Forecast the steps after the end of a series: a table and a PNG with history, forecast and 80% intervals."
     Options = ForecastOptions
-
     Trained = TrainedForecaster
+    monitors = {"loss": "min", "mae": "min"}  # loss: the scaled absolute error of the backtest
 
     def prepare(self, options: ForecastOptions, seed: int, stored: dict | None = None):
         data = Prepared(load_series(options), options, stored)

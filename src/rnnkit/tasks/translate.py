@@ -35,7 +35,7 @@ from ..nn import no_grad
 from ..progress import Progress
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import BucketedRun, Task, input_texts, register
+from .base import BucketedRun, Task, input_texts, network_checks, register
 
 # The start and end tokens: the control characters STX and ETX, which texts do not hold and which
 # a character vocabulary can keep like any other character.
@@ -94,10 +94,11 @@ class TranslateOptions:
     }
 
     def __post_init__(self):
-        checks = {"tokenizer": self.tokenizer in ("word", "char"), "cell": self.cell in cell_choices(step=True),
+        checks = {"tokenizer": self.tokenizer in ("word", "char"),
                   "attention": self.attention in ATTENTIONS, "sampling": 0 <= self.sampling <= 1,
                   "valid_fraction": 0 < self.valid_fraction < 1, "test_fraction": 0 <= self.test_fraction < 1,
-                  "beam": self.beam >= 1, "max_words": self.max_words >= 0, "dropout": 0 <= self.dropout < 1}
+                  "beam": self.beam >= 1, "max_words": self.max_words >= 0, "dropout": 0 <= self.dropout < 1,
+                  **network_checks(self, step=True)}
         check_options(self, checks)
 
 

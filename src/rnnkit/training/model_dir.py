@@ -52,6 +52,7 @@ import safetensors
 import safetensors.numpy
 
 from ..files import open_regular, read_regular
+from ..version import __version__
 
 __all__ = [
     "ModelDirError",
@@ -354,8 +355,6 @@ def save_model(directory, config: dict, weights: dict[str, np.ndarray]) -> None:
     Both files are checked before either is written, and the weights go first: a directory
     without ``config.json`` is not a model, so a crash never leaves a config without weights.
     """
-    from rnnkit import __version__
-
     if not isinstance(config, dict) or not isinstance(config.get("task"), str):
         raise ValueError("config: expected a dict with a 'task' entry naming the task")
     text = _dumps({**config, "rnnkit_version": __version__, "model_dir_format": FORMAT}, "config") + "\n"

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 from ..nn import SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, StepLR, clip_grad_norm_, grad_norm, no_grad
-from ..diagnostics import layer_labels
 from ..nn.recurrent import RecurrentLayer
 from ..nn.validation import NonFiniteError
 from . import model_dir as md
@@ -107,8 +106,8 @@ class TrainingOptions:
         "clip": "clip the gradients' global norm to this (0: no clipping)",
         "valid_every": "validate, checkpoint and keep the best weights every N steps",
         "patience": "stop after this many validations without improvement (0: never stop early)",
-        "monitor": "the validation metric that picks the best weights and decides early stopping: loss (lower is "
-                   "better), or a score the task reports, higher is better (accuracy, macro_f1, f1)",
+        "monitor": "the validation metric that picks the best weights and decides early stopping: loss, or another "
+                   "the task reports; errors and perplexity count lower as better, scores (accuracy, macro_f1, f1) higher",
         "seed": "seed of every random draw (same seed, same weights)",
         "log_every": "write a metrics line every N steps",
         "time_limit": "stop after this many seconds of training (0: no limit)",
@@ -162,11 +161,17 @@ def _progress(total: int, initial: int, quiet: bool):
 
 
 class Trainer:
-    """Train ``model`` with ``run`` into ``out_dir``; ``config`` is what config.json records."""
+    """Train ``model`` with ``run`` into ``out_dir``; ``config`` is what config.json records.
 
-    def __init__(self, model, run, out_dir, config: dict, options: TrainingOptions, quiet: bool = False):
+    direction: "min" or "max", whether a lower or a higher ``options.monitor`` is better (the
+    task's ``monitors`` table says which)."""
+
+    def __init__(self, model, run, out_dir, config: dict, options: TrainingOptions, quiet: bool = False,
+                 direction: str = "min"):
+        if direction not in ("min", "max"):
+            raise ValueError(f"direction: expected 'min' or 'max', got {direction!r}")
         self.model, self.run, self.out = model, run, Path(out_dir)
-        self.config, self.opt, self.quiet = config, options, quiet
+        self.config, self.opt, self.quiet, self.direction = config, options, quiet, direction
         self.optimizer, self.schedule = make_optimizer(model.parameters(), options)
         self.step, self.best, self.bad_validations = 0, math.inf, 0
         self.window = [0.0, 0, 0]  # loss sum, steps and clipped steps since the last metrics line
@@ -353,7 +358,7 @@ class Trainer:
         """A diagnostics line: ‖∂L/∂h_t‖ per recurrent layer and step, ‖grad‖ per parameter (before clipping)."""
         record = {"step": self.step, "param_grad_norms": {n: float(np.linalg.norm(p.grad)) for n, p in self.model.named_parameters()}}
         for i, layer in enumerate(recurrent):
-            for label, row in zip(layer_labels(layer), layer.grad_norms):
+            for label, row in zip(layer.direction_labels(), layer.grad_norms):
                 record.setdefault("grad_flow", {})[f"{i}:{label}"] = [float(v) for v in row]
         md.append_metrics(self.out, record)
 
@@ -367,8 +372,8 @@ class Trainer:
         self.bar.validated(record)
         if self.opt.monitor not in metrics:
             raise TrainingError(f"--monitor: this task's validation reports {', '.join(metrics)}, not {self.opt.monitor!r}")
-        # lower is better for the loss; for a score, compare its negative, so the best is the minimum
-        value = metrics[self.opt.monitor] * (1 if self.opt.monitor == "loss" else -1)
+        # where higher is better, compare the negative, so that the best is always the minimum
+        value = metrics[self.opt.monitor] * (-1 if self.direction == "max" else 1)
         if value < self.best:
             self.best, self.bad_validations = value, 0
             config = dict(self.config, status="training", metrics=dict(metrics, step=self.step))
