@@ -21,11 +21,12 @@ from .optim import (
     clip_grad_value_,
     grad_norm,
 )
+from .peephole import PeepholeLSTM, PeepholeLSTMCell
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RecurrentLayer, RNNCell
 
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled", "init", "cells", "CellKind",
-    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "RecurrentLayer",
+    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "PeepholeLSTM", "PeepholeLSTMCell", "RecurrentLayer",
     "Linear", "Embedding", "Dropout", "MultiheadSelfAttention", "CRF",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "GaussianNLLLoss",
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_", "grad_norm",

@@ -39,6 +39,10 @@ def _sum_biases(b_ih: np.ndarray, b_hh: np.ndarray) -> np.ndarray:
     return b_ih + b_hh
 
 
+def _no_extra_parameters(hidden_size: int) -> dict[str, tuple[int, ...]]:
+    return {}
+
+
 @dataclass(frozen=True, eq=False)
 class CellKind:
     """One kind of recurrent cell.
@@ -58,8 +62,11 @@ class CellKind:
     (``mode=``), the first the default.
 
     For layers on ``RNNBase``: blocks, the number of H-sized blocks in ``weight_ih`` and
-    ``weight_hh``; input_bias, ``(b_ih, b_hh) → the bias added to the input projection``
-    before the loop; sequence, sequence_backward, step, step_backward as in the module docstring.
+    ``weight_hh``; extra_parameters, ``H → {name: shape}``, the parameters of a direction beyond
+    PyTorch's (named ``{name}_l{k}`` in a layer, ``{name}`` in a cell, in ``w.extra[name]`` for
+    the equations; initialised like the others); input_bias, ``(b_ih, b_hh) → the bias added
+    to the input projection`` before the loop; sequence, sequence_backward, step, step_backward
+    as in the module docstring.
     """
 
     name: str
@@ -75,6 +82,7 @@ class CellKind:
     layer_dropout: bool = True
     modes: tuple[str, ...] = ()
     blocks: int = 0
+    extra_parameters: Callable = _no_extra_parameters
     input_bias: Callable = _sum_biases
     sequence: Callable | None = None
     sequence_backward: Callable | None = None

@@ -78,7 +78,7 @@ def sigmoid_(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _lstm_gate_affine(H: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+def lstm_gate_affine(H: int, dtype) -> tuple[np.ndarray, np.ndarray]:
     # i, f, o are sigmoids and g a tanh; with σ(x) = ½ + ½·tanh(x/2) all four gates are
     # scale · tanh(scale · x) + shift, one pass of each operation over the whole (B, 4H) block.
     scale = np.array([0.5] * (2 * H) + [1.0] * H + [0.5] * H, dtype=dtype)
@@ -126,7 +126,7 @@ def lstm_step(gates, h_prev, c_prev, W_hh, W_hr=None):
     """
     H = c_prev.shape[1]
     gates += h_prev @ W_hh.T
-    scale, shift = _lstm_gate_affine(H, gates.dtype.type)
+    scale, shift = lstm_gate_affine(H, gates.dtype.type)
     gates *= scale
     np.tanh(gates, out=gates)
     gates *= scale
@@ -268,13 +268,13 @@ def accumulate_weight_grads(w, X, H_prev, dG_x, dG_h=None):
     return (dG_x2 @ w.W_ih.data).reshape(T, B, I)
 
 
-def _buffers(bs, B):
+def buffers(bs, B):
     """Allocator for per-step buffers: rows past a sequence's end must read as zeros (they are
     multiplied by zero gradients, and 0·garbage can be NaN); without such rows, skip the fill."""
     return np.empty if bs[-1] == B else np.zeros
 
 
-def _store_state(state, new, b, B):
+def store_state(state, new, b, B):
     """Write the active rows' new state; a full batch just takes the new array."""
     if b == B:
         return new
@@ -286,7 +286,7 @@ def rnn_sequence(X, states, w, reverse, bs, keep, relu=False):
     T, B, _ = X.shape
     (h,) = states
     G = affine(X, w.W_ih.data, w.bias_x)
-    alloc = _buffers(bs, B)
+    alloc = buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
     H_prev = alloc(Y.shape, X.dtype) if keep else None
     h = h.copy()
@@ -296,14 +296,14 @@ def rnn_sequence(X, states, w, reverse, bs, keep, relu=False):
             H_prev[t, :b] = h[:b]
         h_new = rnn_step(G[t, :b], h[:b], w.W_hh.data, relu)
         Y[t, :b] = h_new
-        h = _store_state(h, h_new.copy() if b == B else h_new, b, B)
+        h = store_state(h, h_new.copy() if b == B else h_new, b, B)
     return Y, (h,), ((X, G, H_prev) if keep else None)
 
 
 def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, relu=False):
     X, Hs, H_prev = cache  # Hs: the outputs h_t, the steps' cache
     T, B, _ = X.shape
-    dA = _buffers(bs, B)(Hs.shape, Hs.dtype)
+    dA = buffers(bs, B)(Hs.shape, Hs.dtype)
     (dh,) = dstate
     dh = dh.copy()
     for t in time_steps(T, not reverse):
@@ -320,7 +320,7 @@ def lstm_sequence(X, states, w, reverse, bs, keep):
     h, c = states
     G = affine(X, w.W_ih.data, w.bias_x)
     W_hr = None if w.W_hr is None else w.W_hr.data
-    alloc = _buffers(bs, B)
+    alloc = buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
     if keep:
         H_prev, C_prev, TC = alloc(Y.shape, X.dtype), alloc((T, B, c.shape[1]), X.dtype), alloc((T, B, c.shape[1]), X.dtype)
@@ -334,8 +334,8 @@ def lstm_sequence(X, states, w, reverse, bs, keep):
         if keep:
             TC[t, :b] = tc
         Y[t, :b] = h_new
-        h = _store_state(h, h_new, b, B)
-        c = _store_state(c, c_new, b, B)
+        h = store_state(h, h_new, b, B)
+        c = store_state(c, c_new, b, B)
     return Y, (h, c), ((X, G, H_prev, C_prev, TC) if keep else None)
 
 
@@ -343,7 +343,7 @@ def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None):
     X, G, H_prev, C_prev, TC = cache
     T, B, _ = X.shape
     W_hr = None if w.W_hr is None else w.W_hr.data
-    alloc = _buffers(bs, B)
+    alloc = buffers(bs, B)
     dG = alloc(G.shape, G.dtype)
     dH = alloc(H_prev.shape, G.dtype) if W_hr is not None else None
     dh, dc = (a.copy() for a in dstate)
@@ -369,7 +369,7 @@ def gru_sequence(X, states, w, reverse, bs, keep):
     (h,) = states
     G = affine(X, w.W_ih.data, w.bias_x)
     b_hn = None if w.b_hh is None else w.b_hh.data[2 * h.shape[1] :]
-    alloc = _buffers(bs, B)
+    alloc = buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
     if keep:
         H_prev, HN = alloc(Y.shape, X.dtype), alloc(Y.shape, X.dtype)
@@ -382,14 +382,14 @@ def gru_sequence(X, states, w, reverse, bs, keep):
         if keep:
             HN[t, :b] = hn
         Y[t, :b] = h_new
-        h = _store_state(h, h_new, b, B)
+        h = store_state(h, h_new, b, B)
     return Y, (h,), ((X, G, H_prev, HN) if keep else None)
 
 
 def gru_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None):
     X, G, H_prev, HN = cache
     T, B, _ = X.shape
-    alloc = _buffers(bs, B)
+    alloc = buffers(bs, B)
     dG, dG_h = alloc(G.shape, G.dtype), alloc(G.shape, G.dtype)
     (dh,) = dstate
     dh = dh.copy()

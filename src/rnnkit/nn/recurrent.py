@@ -33,8 +33,9 @@ from .validation import expect_shape, float_array, positive_int, probability, se
 class _DirectionWeights:
     """The parameters of one direction of one layer, as the sequence functions read them."""
 
-    def __init__(self, W_ih, W_hh, b_ih, b_hh, W_hr, kind: CellKind):
+    def __init__(self, W_ih, W_hh, b_ih, b_hh, W_hr, kind: CellKind, extra: dict | None = None):
         self.W_ih, self.W_hh, self.b_ih, self.b_hh, self.W_hr = W_ih, W_hh, b_ih, b_hh, W_hr
+        self.extra = extra or {}  # the kind's own parameters (CellKind.extra_parameters), by name
         # the bias added to the input projection before the loop
         self.bias_x = None if b_ih is None else kind.input_bias(b_ih.data, b_hh.data)
 
@@ -179,6 +180,8 @@ class RNNBase(RecurrentLayer):
                     setattr(self, f"bias_hh_l{k}{sfx}", Parameter(np.empty(G * H, self.dtype)))
                 if self.proj_size:
                     setattr(self, f"weight_hr_l{k}{sfx}", Parameter(np.empty((P, H), self.dtype)))
+                for name, shape in self.kind.extra_parameters(H).items():
+                    setattr(self, f"{name}_l{k}{sfx}", Parameter(np.empty(shape, self.dtype)))
         _init_uniform(self, H, self.rng)
         if self.learn_init:  # a trained initial state per part (h0, c0…), shared by every sequence of a batch
             for part, size in self._state_sizes():
@@ -206,7 +209,8 @@ class RNNBase(RecurrentLayer):
 
     def _weights(self, k: int, sfx: str) -> _DirectionWeights:
         get = lambda name: getattr(self, f"{name}_l{k}{sfx}", None)  # noqa: E731
-        return _DirectionWeights(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr"), self.kind)
+        extra = {name: get(name) for name in self.kind.extra_parameters(self.hidden_size)}
+        return _DirectionWeights(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr"), self.kind, extra)
 
     def _unpack(self, value, prefix: str, suffix: str, what: str) -> list:
         """The parts of a state given as the kind carries it: one array, or a tuple (h, c…)."""
@@ -413,13 +417,17 @@ class RNNCellBase(Module):
         if self.bias:
             self.bias_ih = Parameter(np.empty(G * H, self.dtype))
             self.bias_hh = Parameter(np.empty(G * H, self.dtype))
+        for name, shape in self.kind.extra_parameters(H).items():
+            setattr(self, name, Parameter(np.empty(shape, self.dtype)))
         _init_uniform(self, H, as_rng(rng))
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias}, dtype={np.dtype(self.dtype).name}"
 
     def _weights(self) -> _DirectionWeights:
-        return _DirectionWeights(self.weight_ih, self.weight_hh, getattr(self, "bias_ih", None), getattr(self, "bias_hh", None), None, self.kind)
+        extra = {name: getattr(self, name) for name in self.kind.extra_parameters(self.hidden_size)}
+        return _DirectionWeights(self.weight_ih, self.weight_hh, getattr(self, "bias_ih", None), getattr(self, "bias_hh", None), None,
+                                 self.kind, extra)
 
     def _check_input(self, x):
         X = float_array(x, "x", self.dtype, ndims=(1, 2))
