@@ -23,8 +23,18 @@ def ids(kinds):
     return [k.name for k in kinds]
 
 
-def build(kind, input_size=2, hidden_size=3, dtype=np.float64, seed=1, **opts):
-    return kind.layer(input_size, hidden_size, dtype=dtype, rng=seed, **kind.options, **opts)
+def build(kind, input_size=2, hidden_size=3, dtype=np.float64, seed=1, train=False, **opts):
+    """A layer of the kind; in eval mode (deterministic: dropout off, zoneout's expectation)
+    unless ``train``, where the random draws are the same at every forward (``same_draws``)."""
+    layer = kind.layer(input_size, hidden_size, dtype=dtype, rng=seed, **kind.options, **opts)
+    return layer.train() if train else layer.eval()
+
+
+def same_draws(module):
+    """The module, its random draws (dropout and zoneout masks) restarted: called before each
+    forward of a finite-difference check, every forward computes the same function."""
+    module.rng = np.random.default_rng(5)
+    return module
 
 
 def pack(kind, parts):
@@ -93,18 +103,18 @@ def grad_cases():
 def test_gradients_match_finite_differences(kind, opts, use_lengths, give_h0, through):
     rng = np.random.default_rng(7)
     T, B = 4, 3
-    layer = build(kind, **opts)
+    layer = build(kind, train=True, **opts)
     x = rng.standard_normal((B, T, 2) if layer.batch_first else (T, B, 2)) + 0.5  # away from relu's kink
     lengths = np.array([4, 2, 3]) if use_lengths else None
     states = [rng.standard_normal(s) for s in state_shapes(kind, layer, B)] if give_h0 else None
 
-    out, hn = layer(x, pack(kind, states), lengths=lengths)
+    out, hn = same_draws(layer)(x, pack(kind, states), lengths=lengths)
     w_out = rng.standard_normal(out.shape) if "out" in through else None
     w_hn = [rng.standard_normal(h.shape) for h in unpack(kind, hn)] if "state" in through else None
 
     def loss():
         with no_grad():
-            o, s = layer(x, pack(kind, states), lengths=lengths)
+            o, s = same_draws(layer)(x, pack(kind, states), lengths=lengths)
         total = np.sum(o * w_out) if w_out is not None else 0.0
         if w_hn is not None:
             total += sum(np.sum(a * w) for a, w in zip(unpack(kind, s), w_hn))
@@ -123,16 +133,16 @@ def test_gradients_match_finite_differences(kind, opts, use_lengths, give_h0, th
 
 @pytest.mark.parametrize("kind", KINDS, ids=ids(KINDS))
 def test_initial_state_gradient_is_that_of_the_zeros_used(kind):
-    layer = build(kind, num_layers=2, bidirectional=True)
+    layer = build(kind, num_layers=2, bidirectional=True, train=True)
     x = np.random.default_rng(0).standard_normal((5, 3, 2))
     lengths = [5, 2, 4]
-    out, _ = layer(x, lengths=lengths)
+    out, _ = same_draws(layer)(x, lengths=lengths)
     _, d_init = layer.backward(np.ones_like(out))
     zeros = [np.zeros(s) for s in state_shapes(kind, layer, 3)]
 
     def loss():
         with no_grad():
-            return layer(x, pack(kind, zeros), lengths=lengths)[0].sum()
+            return same_draws(layer)(x, pack(kind, zeros), lengths=lengths)[0].sum()
 
     for d, z in zip(unpack(kind, d_init), zeros):
         assert d.shape == z.shape
@@ -141,20 +151,20 @@ def test_initial_state_gradient_is_that_of_the_zeros_used(kind):
 
 @pytest.mark.parametrize("kind", KINDS, ids=ids(KINDS))
 def test_learned_initial_state_is_trained_by_backpropagation(kind):
-    layer = build(kind, num_layers=2, bidirectional=True, learn_init=True)
+    layer = build(kind, num_layers=2, bidirectional=True, learn_init=True, train=True)
     rng = np.random.default_rng(1)
     names = [f"{part}0" for part in kind.states]
     assert {n for n, _ in layer.named_parameters()} >= set(names)
     for n in names:
         getattr(layer, n).data[...] = rng.standard_normal(getattr(layer, n).shape)
     x, w = rng.standard_normal((4, 3, 2)), rng.standard_normal((4, 3, 6))
-    out, _ = layer(x, lengths=[4, 1, 3])
+    out, _ = same_draws(layer)(x, lengths=[4, 1, 3])
     layer.zero_grad()
     layer.backward(w)
 
     def loss():
         with no_grad():
-            return np.sum(layer(x, lengths=[4, 1, 3])[0] * w)
+            return np.sum(same_draws(layer)(x, lengths=[4, 1, 3])[0] * w)
 
     for n in names:
         p = getattr(layer, n)
@@ -362,7 +372,7 @@ def run_cell(cell, xs, state):
 
 @pytest.mark.parametrize("kind", STEP_KINDS, ids=ids(STEP_KINDS))
 def test_cell_gradients_match_finite_differences(kind):
-    cell = kind.cell(3, 4, dtype=np.float64, rng=0, **kind.options)
+    cell = kind.cell(3, 4, dtype=np.float64, rng=0, **kind.options).train()
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 3)) + 0.5
     states = [rng.standard_normal((2, 4)) for _ in kind.states]
@@ -370,10 +380,10 @@ def test_cell_gradients_match_finite_differences(kind):
 
     def loss():
         with no_grad():
-            new = unpack(kind, cell(x, pack(kind, states)))
+            new = unpack(kind, same_draws(cell)(x, pack(kind, states)))
         return sum(np.sum(s * w) for s, w in zip(new, ws))
 
-    cell(x, pack(kind, states))
+    same_draws(cell)(x, pack(kind, states))
     cell.zero_grad()
     dx, d_prev = cell.backward(*ws)
     assert rel_err(dx, numerical_grad(loss, x)) < 1e-6
@@ -387,7 +397,7 @@ def test_cell_gradients_match_finite_differences(kind):
 def test_cell_unrolled_equals_layer_forward_and_backward(kind):
     """One implementation of the equations: a cell stepped T times is the layer."""
     layer = build(kind, input_size=3, hidden_size=5)
-    cell = kind.cell(3, 5, dtype=np.float64, **kind.options)
+    cell = kind.cell(3, 5, dtype=np.float64, **kind.options).eval()
     cell.load_state_dict({k.removesuffix("_l0"): v for k, v in layer.state_dict().items()})
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((6, 2, 3)), rng.standard_normal((6, 2, 5))
@@ -412,7 +422,7 @@ def test_cell_unrolled_equals_layer_forward_and_backward(kind):
 
 @pytest.mark.parametrize("kind", STEP_KINDS, ids=ids(STEP_KINDS))
 def test_cell_checks_its_input_and_streams_unbatched(kind):
-    cell = kind.cell(3, 4, rng=0, **kind.options)
+    cell = kind.cell(3, 4, rng=0, **kind.options).eval()
     with pytest.raises(ValueError, match=r"x: expected input_size=3"):
         cell(np.zeros((2, 5)))
     with pytest.raises(ValueError, match=r"x: expected a 1-D or 2-D array, got 3-D"):

@@ -23,10 +23,12 @@ from .optim import (
 )
 from .peephole import PeepholeLSTM, PeepholeLSTMCell
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RecurrentLayer, RNNCell
+from .zoneout import ZoneoutLSTM, ZoneoutLSTMCell
 
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled", "init", "cells", "CellKind",
-    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "PeepholeLSTM", "PeepholeLSTMCell", "RecurrentLayer",
+    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "PeepholeLSTM", "PeepholeLSTMCell", "ZoneoutLSTM", "ZoneoutLSTMCell",
+    "RecurrentLayer",
     "Linear", "Embedding", "Dropout", "MultiheadSelfAttention", "CRF",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "GaussianNLLLoss",
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_", "grad_norm",

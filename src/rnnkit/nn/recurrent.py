@@ -33,9 +33,12 @@ from .validation import expect_shape, float_array, positive_int, probability, se
 class _DirectionWeights:
     """The parameters of one direction of one layer, as the sequence functions read them."""
 
-    def __init__(self, W_ih, W_hh, b_ih, b_hh, W_hr, kind: CellKind, extra: dict | None = None):
+    def __init__(self, W_ih, W_hh, b_ih, b_hh, W_hr, kind: CellKind, extra: dict | None = None, module=None):
         self.W_ih, self.W_hh, self.b_ih, self.b_hh, self.W_hr = W_ih, W_hh, b_ih, b_hh, W_hr
         self.extra = extra or {}  # the kind's own parameters (CellKind.extra_parameters), by name
+        # the layer or cell these weights belong to: the options of a kind whose equations need
+        # them (its rates, ``training``, ``rng``)
+        self.module = module
         # the bias added to the input projection before the loop
         self.bias_x = None if b_ih is None else kind.input_bias(b_ih.data, b_hh.data)
 
@@ -210,7 +213,8 @@ class RNNBase(RecurrentLayer):
     def _weights(self, k: int, sfx: str) -> _DirectionWeights:
         get = lambda name: getattr(self, f"{name}_l{k}{sfx}", None)  # noqa: E731
         extra = {name: get(name) for name in self.kind.extra_parameters(self.hidden_size)}
-        return _DirectionWeights(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr"), self.kind, extra)
+        return _DirectionWeights(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr"), self.kind, extra,
+                                 self)
 
     def _unpack(self, value, prefix: str, suffix: str, what: str) -> list:
         """The parts of a state given as the kind carries it: one array, or a tuple (h, c…)."""
@@ -427,7 +431,7 @@ class RNNCellBase(Module):
     def _weights(self) -> _DirectionWeights:
         extra = {name: getattr(self, name) for name in self.kind.extra_parameters(self.hidden_size)}
         return _DirectionWeights(self.weight_ih, self.weight_hh, getattr(self, "bias_ih", None), getattr(self, "bias_hh", None), None,
-                                 self.kind, extra)
+                                 self.kind, extra, self)
 
     def _check_input(self, x):
         X = float_array(x, "x", self.dtype, ndims=(1, 2))
