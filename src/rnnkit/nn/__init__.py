@@ -23,11 +23,12 @@ from .optim import (
 )
 from .peephole import PeepholeLSTM, PeepholeLSTMCell
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RecurrentLayer, RNNCell
+from .variational import VariationalLSTM
 from .zoneout import ZoneoutLSTM, ZoneoutLSTMCell
 
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled", "init", "cells", "CellKind",
-    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "PeepholeLSTM", "PeepholeLSTMCell", "ZoneoutLSTM", "ZoneoutLSTMCell",
+    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "PeepholeLSTM", "PeepholeLSTMCell", "ZoneoutLSTM", "ZoneoutLSTMCell", "VariationalLSTM",
     "RecurrentLayer",
     "Linear", "Embedding", "Dropout", "MultiheadSelfAttention", "CRF",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "GaussianNLLLoss",
