@@ -133,20 +133,20 @@ def test_gradients_match_finite_differences(kind, opts, use_lengths, give_h0, th
 
 @pytest.mark.parametrize("kind", KINDS, ids=ids(KINDS))
 def test_initial_state_gradient_is_that_of_the_zeros_used(kind):
+    """Without an initial state, backward still returns its gradient: that of the zeros, the
+    same as when the zeros are given (whose gradient the finite differences above check; at
+    zero itself they are unreliable for the layer-normalised kinds, LN being steep at 0)."""
     layer = build(kind, num_layers=2, bidirectional=True, train=True)
     x = np.random.default_rng(0).standard_normal((5, 3, 2))
     lengths = [5, 2, 4]
-    out, _ = same_draws(layer)(x, lengths=lengths)
-    _, d_init = layer.backward(np.ones_like(out))
     zeros = [np.zeros(s) for s in state_shapes(kind, layer, 3)]
-
-    def loss():
-        with no_grad():
-            return same_draws(layer)(x, pack(kind, zeros), lengths=lengths)[0].sum()
-
-    for d, z in zip(unpack(kind, d_init), zeros):
-        assert d.shape == z.shape
-        assert rel_err(d, numerical_grad(loss, z)) < 1e-6
+    d_init = []
+    for state in (None, pack(kind, zeros)):
+        out, _ = same_draws(layer)(x, state, lengths=lengths)
+        d_init.append(layer.backward(np.ones_like(out))[1])
+    for d, d_given, z in zip(unpack(kind, d_init[0]), unpack(kind, d_init[1]), zeros):
+        assert d.shape == z.shape and np.linalg.norm(d) > 0
+        np.testing.assert_array_equal(d, d_given)
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=ids(KINDS))
@@ -297,9 +297,10 @@ def test_gate_activations_cover_the_kinds_gates_at_the_steps_inside_the_sequence
 def test_default_initialisation_is_pytorchs_uniform_and_the_seed_fixes_it(kind):
     layer = build(kind, input_size=10, hidden_size=100, dtype=np.float32, seed=0)
     bound = 1 / np.sqrt(100)
+    own = tuple(kind.extra_parameters(layer))  # a kind's own parameters start as it says (LN's gains at 1)
     for name, p in layer.named_parameters():
         assert p.data.dtype == np.float32
-        assert np.abs(p.data).max() <= bound, name
+        assert name.startswith(own) or np.abs(p.data).max() <= bound, name
     w = next(iter(layer.parameters())).data
     assert abs(w.std() - bound / np.sqrt(3)) < 0.02 * bound  # the std of U(−b, b)
     np.testing.assert_array_equal(next(iter(build(kind, 10, 100, np.float32, seed=0).parameters())).data, w)

@@ -4,6 +4,7 @@ from . import cells, init
 from .cells import CellKind
 from .attention import MultiheadSelfAttention
 from .crf import CRF
+from .layernorm import LayerNormLSTM
 from .linear import Dropout, Embedding, Linear
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, MSELoss
 from .minimal import MinGRU, MinLSTM
@@ -28,7 +29,7 @@ from .zoneout import ZoneoutLSTM, ZoneoutLSTMCell
 
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled", "init", "cells", "CellKind",
-    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "PeepholeLSTM", "PeepholeLSTMCell", "ZoneoutLSTM", "ZoneoutLSTMCell", "VariationalLSTM",
+    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "PeepholeLSTM", "PeepholeLSTMCell", "ZoneoutLSTM", "ZoneoutLSTMCell", "VariationalLSTM", "LayerNormLSTM",
     "RecurrentLayer",
     "Linear", "Embedding", "Dropout", "MultiheadSelfAttention", "CRF",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "GaussianNLLLoss",

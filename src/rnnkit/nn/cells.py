@@ -39,7 +39,7 @@ def _sum_biases(b_ih: np.ndarray, b_hh: np.ndarray) -> np.ndarray:
     return b_ih + b_hh
 
 
-def _no_extra_parameters(hidden_size: int) -> dict[str, tuple[int, ...]]:
+def _no_extra_parameters(module) -> dict[str, tuple[int, ...]]:
     return {}
 
 
@@ -62,8 +62,8 @@ class CellKind:
     (``mode=``), the first the default.
 
     For layers on ``RNNBase``: blocks, the number of H-sized blocks in ``weight_ih`` and
-    ``weight_hh``; extra_parameters, ``H → {name: shape}``, the parameters of a direction beyond
-    PyTorch's (named ``{name}_l{k}`` in a layer, ``{name}`` in a cell, in ``w.extra[name]`` for
+    ``weight_hh``; extra_parameters, ``layer or cell → {name: shape}`` (from its hidden_size and
+    options), the parameters of a direction beyond PyTorch's (named ``{name}_l{k}`` in a layer, ``{name}`` in a cell, in ``w.extra[name]`` for
     the equations; initialised like the others); input_bias, ``(b_ih, b_hh) → the bias added
     to the input projection`` before the loop; sequence, sequence_backward, step, step_backward
     as in the module docstring.

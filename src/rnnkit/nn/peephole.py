@@ -159,5 +159,5 @@ class PeepholeLSTMCell(RNNCellBase):
 PeepholeLSTM.kind = PeepholeLSTMCell.kind = cells.register(cells.CellKind(
     name="peephole", about="LSTM with peepholes from the cell state to the gates (Gers et al. 2002), forget-gate bias 1",
     states=("h", "c"), gates=LSTM.kind.gates, layer=PeepholeLSTM, cell=PeepholeLSTMCell, init=LSTM.kind.init,
-    blocks=4, extra_parameters=lambda H: {"weight_peephole": (3 * H,)},
+    blocks=4, extra_parameters=lambda module: {"weight_peephole": (3 * module.hidden_size,)},
     sequence=peephole_sequence, sequence_backward=peephole_sequence_backward, step=_step, step_backward=_step_backward))

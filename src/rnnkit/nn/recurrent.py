@@ -183,7 +183,7 @@ class RNNBase(RecurrentLayer):
                     setattr(self, f"bias_hh_l{k}{sfx}", Parameter(np.empty(G * H, self.dtype)))
                 if self.proj_size:
                     setattr(self, f"weight_hr_l{k}{sfx}", Parameter(np.empty((P, H), self.dtype)))
-                for name, shape in self.kind.extra_parameters(H).items():
+                for name, shape in self.kind.extra_parameters(self).items():
                     setattr(self, f"{name}_l{k}{sfx}", Parameter(np.empty(shape, self.dtype)))
         _init_uniform(self, H, self.rng)
         if self.learn_init:  # a trained initial state per part (h0, c0…), shared by every sequence of a batch
@@ -212,7 +212,7 @@ class RNNBase(RecurrentLayer):
 
     def _weights(self, k: int, sfx: str) -> _DirectionWeights:
         get = lambda name: getattr(self, f"{name}_l{k}{sfx}", None)  # noqa: E731
-        extra = {name: get(name) for name in self.kind.extra_parameters(self.hidden_size)}
+        extra = {name: get(name) for name in self.kind.extra_parameters(self)}
         return _DirectionWeights(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr"), self.kind, extra,
                                  self)
 
@@ -421,7 +421,7 @@ class RNNCellBase(Module):
         if self.bias:
             self.bias_ih = Parameter(np.empty(G * H, self.dtype))
             self.bias_hh = Parameter(np.empty(G * H, self.dtype))
-        for name, shape in self.kind.extra_parameters(H).items():
+        for name, shape in self.kind.extra_parameters(self).items():
             setattr(self, name, Parameter(np.empty(shape, self.dtype)))
         _init_uniform(self, H, as_rng(rng))
 
@@ -429,7 +429,7 @@ class RNNCellBase(Module):
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias}, dtype={np.dtype(self.dtype).name}"
 
     def _weights(self) -> _DirectionWeights:
-        extra = {name: getattr(self, name) for name in self.kind.extra_parameters(self.hidden_size)}
+        extra = {name: getattr(self, name) for name in self.kind.extra_parameters(self)}
         return _DirectionWeights(self.weight_ih, self.weight_hh, getattr(self, "bias_ih", None), getattr(self, "bias_hh", None), None,
                                  self.kind, extra, self)
 
