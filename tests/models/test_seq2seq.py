@@ -5,7 +5,7 @@ import pytest
 from gradcheck import numerical_grad, rel_err
 
 from rnnkit.models.seq2seq import ATTENTIONS, Seq2Seq, gnmt_length_penalty
-from rnnkit.nn import Adam, clip_grad_norm_, no_grad
+from rnnkit.nn import Adam, cells, clip_grad_norm_, no_grad
 
 SRC_V, TGT_V = 7, 6
 BOS, EOS = 1, 2
@@ -273,3 +273,14 @@ def test_bad_inputs_are_named():
     assert all(not m._caches for m in model.modules())  # every check comes before any forward step
     with pytest.raises(RuntimeError, match="Seq2Seq.backward called more times than forward"):
         model.backward()
+
+
+@pytest.mark.parametrize("cell", cells.names(step=True))
+def test_every_kind_with_a_cell_encodes_decodes_and_is_differentiated(cell):
+    model = make(cell, "bahdanau", num_layers=2)
+    rng = np.random.default_rng(0)
+    for p in model.parameters():  # away from IRNN's tiny input weights, whose gradients are below round-off
+        p.data += rng.normal(0, 0.3, p.shape)
+    check_gradients(model, batch(), entries=6)
+    hypotheses = model.greedy(*SOURCES, bos=BOS, eos=EOS, max_len=6)
+    assert len(hypotheses) == len(SOURCES[1]) and all(len(h.tokens) <= 6 for h in hypotheses)
