@@ -234,7 +234,7 @@ def test_beam_search_reverses_sequences_after_a_few_hundred_steps():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(cell="mingru"), "cell: expected one of rnn, irnn, lstm, gru, got .mingru."),
+    (dict(cell="mingru"), "cell: expected one of rnn, irnn, lstm, gru, .*got 'mingru'"),
     (dict(attention="dot"), "attention: expected one of bahdanau"),
     (dict(attention="luong-dot", bidirectional_encoder=True), "bidirectional_encoder=False"),
 ])
