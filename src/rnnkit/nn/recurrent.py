@@ -421,15 +421,17 @@ class RNNCellBase(Module):
         if self.bias:
             self.bias_ih = Parameter(np.empty(G * H, self.dtype))
             self.bias_hh = Parameter(np.empty(G * H, self.dtype))
-        for name, shape in self.kind.extra_parameters(self).items():
+        extra = self.kind.extra_parameters(self)
+        for name, shape in extra.items():
             setattr(self, name, Parameter(np.empty(shape, self.dtype)))
+        self._extra_names = tuple(extra)  # a step is short: its weights are gathered without asking the kind
         _init_uniform(self, H, as_rng(rng))
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias}, dtype={np.dtype(self.dtype).name}"
 
     def _weights(self) -> _DirectionWeights:
-        extra = {name: getattr(self, name) for name in self.kind.extra_parameters(self)}
+        extra = {name: getattr(self, name) for name in self._extra_names} if self._extra_names else None
         return _DirectionWeights(self.weight_ih, self.weight_hh, getattr(self, "bias_ih", None), getattr(self, "bias_hh", None), None,
                                  self.kind, extra, self)
 
@@ -459,8 +461,10 @@ class RNNCellBase(Module):
         return tuple(self._check_state(v, prefix + p, B, unbatched) for v, p in zip(values, parts))
 
     @staticmethod
-    def _present(states, unbatched):
-        states = tuple(s[0] for s in states) if unbatched else tuple(states)
+    def _present(states: tuple, unbatched: bool):
+        """The state as the caller gives it: one array or a tuple (h, c…), (H,) parts when unbatched."""
+        if unbatched:
+            states = tuple(s[0] for s in states)
         return states if len(states) > 1 else states[0]
 
     def _carried(self, hx, B: int):
