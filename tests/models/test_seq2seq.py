@@ -32,7 +32,7 @@ def gradients(model, data, **kw):
     return loss, {name: p.grad.copy() for name, p in model.named_parameters()}
 
 
-def check_gradients(model, data, entries=None, **kw):
+def check_gradients(model, data, entries=None, eps=1e-4, tol=1e-6, **kw):
     """Every parameter against central differences: all its entries, or ``entries`` random ones."""
     state = model.rng.bit_generator.state  # the same dropout masks and sampling draws in every pass
 
@@ -55,9 +55,9 @@ def check_gradients(model, data, entries=None, **kw):
 
         # eps = 1e-4: the attention's gradients are ~1e-5 in a model this small, where the default
         # step's round-off alone reaches a relative 1e-6
-        numeric = numerical_grad(loss_at, view, eps=1e-4)
+        numeric = numerical_grad(loss_at, view, eps=eps)
         flat[idx] = view
-        assert rel_err(grads[name].reshape(-1)[idx], numeric) < 1e-6, name
+        assert rel_err(grads[name].reshape(-1)[idx], numeric) < tol, name
 
 
 @pytest.mark.parametrize("cell, attention", COMBOS)
@@ -281,6 +281,8 @@ def test_every_kind_with_a_cell_encodes_decodes_and_is_differentiated(cell):
     rng = np.random.default_rng(0)
     for p in model.parameters():  # away from IRNN's tiny input weights, whose gradients are below round-off
         p.data += rng.normal(0, 0.3, p.shape)
-    check_gradients(model, batch(), entries=6)
+    # the kinds' own gradients are checked to 1e-6 by the shared suite; here, that seq2seq carries
+    # each kind's state through the bridge and the decoder (an error there is of order 1)
+    check_gradients(model, batch(), entries=6, eps=1e-5, tol=1e-4)
     hypotheses = model.greedy(*SOURCES, bos=BOS, eos=EOS, max_len=6)
     assert len(hypotheses) == len(SOURCES[1]) and all(len(h.tokens) <= 6 for h in hypotheses)

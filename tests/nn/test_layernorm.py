@@ -6,7 +6,7 @@ import numpy as np
 from gradcheck import rel_err
 import pytest
 
-from rnnkit.nn import GRU, LSTM, LayerNormGRU, LayerNormLSTM
+from rnnkit.nn import GRU, LSTM, GRUCell, LayerNormGRU, LayerNormGRUCell, LayerNormLSTM, LayerNormLSTMCell, LSTMCell
 
 
 def sigmoid(a):
@@ -17,8 +17,9 @@ def layer_norm(z, gain, shift=0.0, eps=1e-5):
     return gain * (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + eps) + shift
 
 
-@pytest.mark.parametrize("cls,plain_cls", [(LayerNormLSTM, LSTM), (LayerNormGRU, GRU)])
-def test_without_normalisation_it_is_the_plain_layer_exactly(cls, plain_cls):
+@pytest.mark.parametrize("cls,plain_cls,cell_cls,plain_cell_cls", [(LayerNormLSTM, LSTM, LayerNormLSTMCell, LSTMCell),
+                                                                     (LayerNormGRU, GRU, LayerNormGRUCell, GRUCell)])
+def test_without_normalisation_it_is_the_plain_layer_and_cell_exactly(cls, plain_cls, cell_cls, plain_cell_cls):
     layer = cls(3, 4, num_layers=2, bidirectional=True, layer_norm=False, dtype=np.float64, rng=0)
     assert not any(name.startswith("ln_") for name, _ in layer.named_parameters())
     plain = plain_cls(3, 4, num_layers=2, bidirectional=True, dtype=np.float64)
@@ -27,6 +28,10 @@ def test_without_normalisation_it_is_the_plain_layer_exactly(cls, plain_cls):
     x, w = rng.standard_normal((5, 3, 3)), rng.standard_normal((5, 3, 8))
     np.testing.assert_array_equal(layer(x, lengths=[5, 2, 4])[0], plain(x, lengths=[5, 2, 4])[0])
     np.testing.assert_array_equal(layer.backward(w)[0], plain.backward(w)[0])
+    cell, plain_cell = cell_cls(3, 4, layer_norm=False, dtype=np.float64, rng=0), plain_cell_cls(3, 4, dtype=np.float64)
+    plain_cell.load_state_dict(cell.state_dict())
+    np.testing.assert_array_equal(np.concatenate(np.atleast_1d(cell(x[0]))), np.concatenate(np.atleast_1d(plain_cell(x[0]))))
+    np.testing.assert_array_equal(cell.backward(w[0, :, :4])[0], plain_cell.backward(w[0, :, :4])[0])
 
 
 def test_steps_follow_haste_layer_norm_lstm_equations():

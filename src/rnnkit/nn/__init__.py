@@ -28,11 +28,11 @@ from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RecurrentLayer, RNNCel
 from .peephole import PeepholeLSTM, PeepholeLSTMCell  # noqa: E402
 from .zoneout import ZoneoutLSTM, ZoneoutLSTMCell  # noqa: E402
 from .variational import VariationalLSTM  # noqa: E402
-from .layernorm import LayerNormGRU, LayerNormLSTM  # noqa: E402
+from .layernorm import LayerNormGRU, LayerNormGRUCell, LayerNormLSTM, LayerNormLSTMCell  # noqa: E402
 
 __all__ = [
     "Module", "Parameter", "no_grad", "is_grad_enabled", "init", "cells", "CellKind",
-    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "PeepholeLSTM", "PeepholeLSTMCell", "ZoneoutLSTM", "ZoneoutLSTMCell", "VariationalLSTM", "LayerNormLSTM", "LayerNormGRU",
+    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "PeepholeLSTM", "PeepholeLSTMCell", "ZoneoutLSTM", "ZoneoutLSTMCell", "VariationalLSTM", "LayerNormLSTM", "LayerNormLSTMCell", "LayerNormGRU", "LayerNormGRUCell",
     "RecurrentLayer",
     "Linear", "Embedding", "Dropout", "MultiheadSelfAttention", "CRF",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "GaussianNLLLoss",

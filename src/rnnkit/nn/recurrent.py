@@ -484,16 +484,16 @@ class RNNCellBase(Module):
         B = X.shape[0]
         prev = self._carried(hx, B) or self._check_states(hx, "", "hx", B, unbatched)
         w = self._weights()
-        gates = F.affine(X, w.W_ih.data, w.bias_x)
+        gates, input_cache = self._input_gates(X, w)
         new, cache = self.kind.step(gates, prev, w)
-        self._push_cache((X, prev, gates, cache, unbatched))
+        self._push_cache((X, prev, gates, input_cache, cache, unbatched))
         self._returned, self._state_arrays = self._present(new, unbatched), new
         return self._returned
 
     def backward(self, *d_state):
         """Gradients of the new state's parts in (LSTM: ``backward(dh, dc)``; any may be None or
         left out); returns ``(dx, d_state_prev)``, the latter shaped as the state."""
-        X, prev, gates, cache, unbatched = self._pop_cache()
+        X, prev, gates, input_cache, cache, unbatched = self._pop_cache()
         parts = self.kind.states
         if len(d_state) > len(parts):
             raise TypeError(f"backward: expected at most {len(parts)} gradients ({', '.join('d' + p for p in parts)}), got {len(d_state)}")
@@ -501,8 +501,17 @@ class RNNCellBase(Module):
         d = tuple(self._check_state(v, "d" + p, X.shape[0], unbatched) for v, p in zip(d_state, parts))
         w = self._weights()
         dgates, dgates_h, d_prev = self.kind.step_backward(d, gates, prev, cache, w)
-        dX = F.accumulate_weight_grads(w, X[None], prev[0][None], dgates[None], None if dgates_h is None else dgates_h[None])[0]
+        dX = self._input_backward(w, X, prev[0], dgates, dgates_h, input_cache)
         return (dX[0] if unbatched else dX), self._present(d_prev, unbatched)
+
+    def _input_gates(self, X, w) -> tuple[np.ndarray, object]:
+        """The step's input side, ``x W_ihᵀ`` and the biases (B, G·H), and what its backward needs
+        (a cell whose kind transforms the projection, as layer normalisation does, overrides both)."""
+        return F.affine(X, w.W_ih.data, w.bias_x), None
+
+    def _input_backward(self, w, X, h_prev, dgates, dgates_h, input_cache) -> np.ndarray:
+        """dx (B, I); adds the weights' and biases' gradients: one product each."""
+        return F.accumulate_weight_grads(w, X[None], h_prev[None], dgates[None], None if dgates_h is None else dgates_h[None])[0]
 
 
 class RNNCell(RNNCellBase):
