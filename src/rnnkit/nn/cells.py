@@ -9,7 +9,9 @@ speed experiment and the shared test suite. A kind's own module builds it and ca
 ``register``; importing ``rnnkit.nn`` imports every such module.
 
 The equations' contract (the shapes of ``functional``: B rows, H hidden, P = output size,
-T steps, G gate blocks; ``w`` the parameters of one direction, ``_DirectionWeights``):
+T steps, G gate blocks; ``w`` the parameters of one direction, ``_DirectionWeights``: W_ih,
+W_hh, b_ih, b_hh, W_hr, bias_x (the biases folded into the input projection), extra (the kind's
+own parameters by name) and module (the layer or cell: its options, ``training``, ``rng``)):
 
     sequence(X (T, B, I), states [(B, P), (B, H)…], w, reverse, bs, keep)
         → Y (T, B, P), final states (tuple), cache: None when keep is False, else a tuple
