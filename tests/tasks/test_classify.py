@@ -1,6 +1,7 @@
 """Task `classify` through the command line and the Python API, on small files the tests write."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -185,3 +186,15 @@ def test_top_below_one_is_refused(tmp_path, reviews, capsys, top):
     rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=2, hidden=4, embed=4, valid_every=2)
     capsys.readouterr()  # the training's progress lines
     assert "--top: expected" in run_error(["classify", str(tmp_path / "m"), "--top", top, "good film"], capsys)
+
+
+def test_a_file_with_one_enormous_line_is_refused_at_once(tmp_path, reviews, capsys):
+    huge = tmp_path / "huge.tsv"
+    huge.write_bytes(b"pos\t" + b"good " * 10_000_000)  # 50 MB without a newline: 2.9 GB and 88 s before
+    rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=2, hidden=4, embed=4, valid_every=2)
+    capsys.readouterr()
+    start = time.perf_counter()
+    for args in (["train", "classify", "--data", str(huge), "--out", str(tmp_path / "m2"), *TINY],
+                 ["evaluate", str(tmp_path / "m"), "--data", str(huge)], ["classify", str(tmp_path / "m"), "--data", str(huge)]):
+        assert f"{huge}:1: the line is 47.7 MB long" in run_error(args, capsys)
+    assert time.perf_counter() - start < 10

@@ -99,3 +99,26 @@ def test_a_plot_into_a_missing_directory_is_refused(tmp_path, capsys, trained):
                      "--plot", str(tmp_path / "nowhere" / "deeper" / "d.png")], capsys)
     assert err.startswith("rnnkit: error: --plot:") and "does not exist" in err
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_value_beyond_float32_is_an_error_naming_the_line(trained, tmp_path, capsys):
+    model, _ = trained
+    path = write(tmp_path / "t.csv", n=120)
+    lines = path.read_text().splitlines()
+    lines[101] = "100,1e300"  # its square overflowed the standard deviation: nothing was flagged
+    path.write_text("\n".join(lines) + "\n")
+    for verb in ("detect", "evaluate"):
+        err = run_error([verb, str(model.dir), "--data", str(path)], capsys)
+        assert f"{path}:102: column 'v': '1e300' is beyond the range" in err
+    err = run_error(["train", "detect", "--data", str(path), "--out", str(tmp_path / "m"), "--window", "16", "--quiet"], capsys)
+    assert f"{path}:102" in err
+
+
+def test_a_huge_spike_within_float32_gets_a_finite_score_and_is_flagged(trained, tmp_path):
+    model, _ = trained
+    path = write(tmp_path / "t.csv", n=120)
+    lines = path.read_text().splitlines()
+    lines[101] = "100,3e38"
+    path.write_text("\n".join(lines) + "\n")
+    result = model.detect(str(path))
+    assert np.all(np.isfinite(result["scores"])) and result["flags"][100]

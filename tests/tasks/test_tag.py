@@ -1,6 +1,7 @@
 """Task `tag` through the command line and the Python API, on small CoNLL files the tests write."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -106,3 +107,16 @@ def test_an_unknown_scheme_and_an_empty_text_are_named(tmp_path, capsys):
     assert "--scheme: invalid value 'IOX'" in err
     rnnkit.train("tag", tmp_path / "m", data=str(data), steps=2, hidden=4, embed=4, valid_every=2)
     assert "has no tokens" in run_error(["tag", str(tmp_path / "m"), "   "], capsys)
+
+
+def test_a_file_with_one_enormous_line_is_refused_at_once(tmp_path, capsys):
+    huge = tmp_path / "huge.txt"
+    huge.write_bytes(b"word " * 10_000_000)  # 50 MB without a newline: over 150 s before
+    model = rnnkit.train("tag", tmp_path / "m", data=str(write_conll(tmp_path / "ner.conll", n=40)), steps=2, hidden=4,
+                         embed=4, valid_every=2)
+    capsys.readouterr()
+    start = time.perf_counter()
+    for args in (["train", "tag", "--data", str(huge), "--out", str(tmp_path / "m2"), *TINY],
+                 ["evaluate", str(model.dir), "--data", str(huge)], ["tag", str(model.dir), "--data", str(huge)]):
+        assert f"{huge}:1: the line is 47.7 MB long, more than the 1.0 MB" in run_error(args, capsys)
+    assert time.perf_counter() - start < 10

@@ -30,7 +30,7 @@ import numpy as np
 from .. import metrics as M
 from ..data import DataError
 from ..data.series import Series, anomaly_ranges, check_series, fill_gaps, read_series_table, ucr_anomaly_series
-from ..models.forecaster import Forecaster
+from ..models.forecaster import INPUT_BOUND, Forecaster
 from ..data.series import MISSING
 from ..models.sequence_model import CELLS
 from ..nn import GaussianNLLLoss, no_grad
@@ -135,8 +135,10 @@ class Detector:
         self.threshold = threshold
 
     def scores(self, values: np.ndarray, batch: int = 512) -> np.ndarray:
-        """score_t for every point of ``values`` (N, C); 0 for the first W."""
-        x = ((values - self.mean) / self.std).astype(np.float32)
+        """score_t for every point of ``values`` (N, C); 0 for the first W. The errors are taken in
+        float64 from the values themselves, so a huge value gets a huge (finite) score."""
+        x = (values - self.mean) / self.std
+        inputs = np.clip(x, -INPUT_BOUND, INPUT_BOUND).astype(np.float32)
         N, W = len(x), self.window
         out = np.zeros(N)
         ends = np.arange(W, N)
@@ -144,7 +146,7 @@ class Detector:
             self.model.eval()
             for s in range(0, ends.size, batch):
                 t = ends[s : s + batch]
-                z = np.stack([x[e - W : e] for e in t], axis=1)  # (W, b, C)
+                z = np.stack([inputs[e - W : e] for e in t], axis=1)  # (W, b, C)
                 mu, var = self.model(z, np.zeros((len(t), 1, 0), np.float32))
                 err = (x[t] - mu[:, 0]) / np.sqrt(var[:, 0])
                 out[t] = np.sqrt(np.mean(err * err, axis=1))

@@ -38,7 +38,7 @@ import numpy as np
 from .. import metrics as M
 from ..data import DataError
 from ..data.series import Series, check_series, co2_series, elnino_series, fill_gaps, read_series_table, sunspots_series
-from ..models.forecaster import MODES, Forecaster
+from ..models.forecaster import INPUT_BOUND, MODES, Forecaster
 from ..data.series import MISSING
 from ..models.sequence_model import CELLS
 from ..nn import GaussianNLLLoss
@@ -188,12 +188,16 @@ class Prepared:
     def read_window(self, start: int, end: int, level: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(z, level, spread) for the steps start … end−1: z (end − start, C + F), each value as
         (value − level) / spread, with the next step's covariates. level (C,): the window's mean
-        ("window", "scale") or 0; spread (C,): the window's standard deviation ("scale") or 1."""
-        values = self.scaled[start:end]
+        ("window", "scale") or 0; spread (C,): the window's standard deviation ("scale") or 1.
+        Level and spread are taken in float64 (float32 sums of values near 1e38 overflow), and z
+        is bounded by ``INPUT_BOUND``."""
+        values = self.scaled[start:end].astype(np.float64)
         C = values.shape[1]
-        mean = values.mean(axis=0) if level in ("window", "scale") else np.zeros(C, values.dtype)
-        spread = np.maximum(values.std(axis=0), 1e-3) if level == "scale" else np.ones(C, values.dtype)
-        return np.concatenate([(values - mean) / spread, self.calendar[start + 1 : end + 1]], axis=1), mean, spread
+        mean = values.mean(axis=0) if level in ("window", "scale") else np.zeros(C)
+        spread = np.maximum(values.std(axis=0), 1e-3) if level == "scale" else np.ones(C)
+        z = np.clip((values - mean) / spread, -INPUT_BOUND, INPUT_BOUND).astype(np.float32)
+        return (np.concatenate([z, self.calendar[start + 1 : end + 1]], axis=1), mean.astype(np.float32),
+                spread.astype(np.float32))
 
     def unscale(self, x: np.ndarray) -> np.ndarray:
         return x * np.array(self.encoding["std"]) + np.array(self.encoding["mean"])
