@@ -33,8 +33,9 @@ def parse_threads(text: str, name: str) -> int:
     return value
 
 
-def chosen_threads(threads: int | None = None) -> int | None:
-    """The BLAS thread count the policy picks, or None to leave the user's BLAS settings alone."""
+def chosen_threads(threads: int | str | None = None) -> int | None:
+    """The BLAS thread count the policy picks (``threads``: --threads as given), or None to leave
+    the user's BLAS settings alone."""
     if threads is not None:
         return parse_threads(str(threads), "--threads")
     if os.environ.get(THREADS_ENV, "").strip():

@@ -28,7 +28,7 @@ from ..memory import keep_freed_memory
 from ..progress import Progress, reporting
 from ..tasks.base import TASKS, add_options, get_task, given, load_model
 from ..training import model_dir as md
-from ..threads import THREADS_ENV, apply_thread_policy, parse_threads
+from ..threads import THREADS_ENV, apply_thread_policy
 from ..training.trainer import TrainingError, TrainingInterrupted, TrainingOptions
 
 EXIT_USAGE = 2
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n", 2)[2],
     )
-    parser.add_argument("--threads", metavar="N", type=lambda text: parse_threads(text, "--threads"),
+    parser.add_argument("--threads", metavar="N",
                         help=f"BLAS threads (default: ${THREADS_ENV}, else your OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, "
                              "else 1: more threads gain little on rnnkit's small matrices and spin on a busy machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
@@ -292,9 +292,14 @@ def _data(args) -> int:
                 bar.update(1)
         return 0
     for row in catalog.list_datasets():
-        state = f"installed at {row['where']} ({row['size'] / 1e6:.1f} MB)" if row["installed"] else f"not installed: rnnkit data install {row['name']}"
+        state = f"installed at {row['where']} ({_size(row['size'])})" if row["installed"] else f"not installed: rnnkit data install {row['name']}"
         print(f"{row['name']:<14} {row['description']}\n{'':<14} {state}; licence: {row['licence']}")
     return 0
+
+
+def _size(n: int) -> str:
+    """Bytes for people: 38 kB, 5.1 MB (a small set is not 0.0 MB)."""
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{max(1, round(n / 1e3))} kB"
 
 
 if __name__ == "__main__":
