@@ -198,3 +198,31 @@ def test_a_file_with_one_enormous_line_is_refused_at_once(tmp_path, reviews, cap
                  ["evaluate", str(tmp_path / "m"), "--data", str(huge)], ["classify", str(tmp_path / "m"), "--data", str(huge)]):
         assert f"{huge}:1: the line is 47.7 MB long" in run_error(args, capsys)
     assert time.perf_counter() - start < 10
+
+
+def point_config_at(model_dir, option, path):
+    config = json.loads((model_dir / "config.json").read_text())
+    config["task_options"][option] = str(path)
+    (model_dir / "config.json").write_text(json.dumps(config))
+
+
+def test_config_json_may_not_point_the_model_at_another_file(tmp_path, reviews, capsys):
+    test = write_reviews(tmp_path / "test.tsv", n=20, seed=1)
+    rnnkit.train("classify", tmp_path / "m", data=str(reviews), test=str(test), steps=2, hidden=4, embed=4, valid_every=2)
+    capsys.readouterr()
+    other = write_reviews(tmp_path / "other.tsv", n=20, seed=2)
+    point_config_at(tmp_path / "m", "test", other)
+    err = run_error(["evaluate", str(tmp_path / "m")], capsys)
+    assert f"config.json names {other} as its --test file, but that is not the file this model was trained on" in err
+    point_config_at(tmp_path / "m", "test", test)
+    point_config_at(tmp_path / "m", "data", "/etc/passwd")
+    assert "names /etc/passwd as its data" in run_error(["evaluate", str(tmp_path / "m")], capsys)
+
+
+def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, reviews, capsys):
+    rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=4, hidden=4, embed=4, valid_every=2)
+    capsys.readouterr()
+    write_reviews(reviews, seed=5)  # the same file name, other examples
+    err = run_error(["train", "--resume", str(tmp_path / "m"), "--steps", "8"], capsys)
+    assert f"config.json names {reviews} as its data, but that is not the file this model was trained on" in err
+    assert "restore the data the run started with" in err

@@ -1,5 +1,7 @@
 """Task `detect`: anomaly scores from prediction errors, streaming, thresholds, on series the tests write."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -122,3 +124,15 @@ def test_a_huge_spike_within_float32_gets_a_finite_score_and_is_flagged(trained,
     path.write_text("\n".join(lines) + "\n")
     result = model.detect(str(path))
     assert np.all(np.isfinite(result["scores"])) and result["flags"][100]
+
+
+def test_config_json_may_not_point_the_model_at_another_file(tmp_path, capsys):
+    data = write(tmp_path / "normal.csv", n=200)
+    model = rnnkit.train("detect", tmp_path / "m", data=str(data), **{**OPTS, "steps": 2})
+    capsys.readouterr()
+    config = json.loads((model.dir / "config.json").read_text())
+    config["task_options"]["data"] = "/etc/passwd"
+    (model.dir / "config.json").write_text(json.dumps(config))
+    for args in (["detect", str(model.dir)], ["evaluate", str(model.dir), "--data", str(data)], ["info", str(model.dir)]):
+        err = run_error(args, capsys)
+        assert "config.json names /etc/passwd as its data, but that is not the file this model was trained on" in err

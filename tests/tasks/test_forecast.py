@@ -1,5 +1,6 @@
 """Task `forecast` through the command line and the Python API, on small CSV series the tests write."""
 
+import json
 from datetime import date, timedelta
 
 import numpy as np
@@ -203,3 +204,18 @@ def test_a_huge_value_within_float32_gives_finite_forecasts(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     result = model.forecast(str(path))
     assert all(np.all(np.isfinite(result[k])) for k in ("mean", "lower", "upper"))
+
+
+def test_config_json_may_not_point_the_model_at_another_file(tmp_path, capsys):
+    data = write_monthly(tmp_path / "sales.csv")
+    model = rnnkit.train("forecast", tmp_path / "m", data=str(data), horizon=6, season=12, window=24, origins=2, hidden=8,
+                         steps=2, valid_every=2)
+    capsys.readouterr()
+    other = write_monthly(tmp_path / "other.csv", seed=1)
+    config = json.loads((model.dir / "config.json").read_text())
+    config["task_options"]["data"] = str(other)
+    (model.dir / "config.json").write_text(json.dumps(config))
+    for verb in ("forecast", "evaluate"):
+        err = run_error([verb, str(model.dir)], capsys)
+        assert f"config.json names {other} as its data, but that is not the file this model was trained on" in err
+    assert main(["forecast", str(model.dir), "--data", str(other)]) == 0  # a file the user names is read

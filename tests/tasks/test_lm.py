@@ -206,3 +206,17 @@ def test_generation_starts_where_lines_begin(trained):
 @pytest.mark.parametrize("windows", ["0", "-1"])
 def test_diagnose_needs_at_least_one_window(trained, windows):
     assert_one_line_error(*run_cli("diagnose", trained, "--windows", windows), "--windows: expected")
+
+
+def test_config_json_may_not_point_the_model_at_another_file(trained, corpus, tmp_path):
+    config = json.loads((trained / "config.json").read_text())
+    config["task_options"]["data"] = "/etc/passwd"
+    (trained / "config.json").write_text(json.dumps(config))
+    for verb in ("evaluate", "diagnose"):
+        assert_one_line_error(*run_cli(verb, trained), "config.json names /etc/passwd as its data, but that is not the "
+                                                        "file this model was trained on")
+    del config["data_files"]  # an older model: no fingerprint, so its path is not followed
+    config["task_options"]["data"] = str(corpus)
+    (trained / "config.json").write_text(json.dumps(config))
+    assert_one_line_error(*run_cli("evaluate", trained), "records no fingerprint")
+    assert main(["evaluate", str(trained), "--data", str(corpus)]) == 0  # a file the user names is read

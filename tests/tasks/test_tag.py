@@ -120,3 +120,16 @@ def test_a_file_with_one_enormous_line_is_refused_at_once(tmp_path, capsys):
                  ["evaluate", str(model.dir), "--data", str(huge)], ["tag", str(model.dir), "--data", str(huge)]):
         assert f"{huge}:1: the line is 47.7 MB long, more than the 1.0 MB" in run_error(args, capsys)
     assert time.perf_counter() - start < 10
+
+
+def test_config_json_may_not_point_the_model_at_another_file(tmp_path, capsys):
+    data = write_conll(tmp_path / "ner.conll", n=40)
+    model = rnnkit.train("tag", tmp_path / "m", data=str(data), steps=2, hidden=4, embed=4, valid_every=2)
+    capsys.readouterr()
+    config = json.loads((model.dir / "config.json").read_text())
+    config["task_options"]["data"] = "/etc/passwd"  # its first line was printed back
+    (model.dir / "config.json").write_text(json.dumps(config))
+    err = run_error(["evaluate", str(model.dir)], capsys)
+    assert "config.json names /etc/passwd as its data, but that is not the file this model was trained on" in err
+    assert "root" not in err
+    assert main(["evaluate", str(model.dir), "--data", str(data)]) == 0  # a file the user names is read

@@ -21,6 +21,11 @@ from .labelled import _is_number, read_labelled_text, read_series
 BUILT_IN = ("polarity", "ucr:NAME")
 
 
+def is_built_in(spec: str) -> bool:
+    """Whether ``spec`` names a built-in set rather than a file."""
+    return spec == "polarity" or spec.startswith("ucr:")
+
+
 @dataclass
 class Source:
     """kind: "text" or "series"; items: texts, or (T_i, C) arrays; labels: one str per item;

@@ -23,7 +23,8 @@ import numpy as np
 from .. import metrics as M
 from ..data import DataError, Tokenizer, make_tokenizer
 from ..data.batching import BucketBatches, batches_in_order, pad
-from ..data.sources import load_classification
+from ..data.fingerprint import check_data, record_data
+from ..data.sources import is_built_in, load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
 from ..data.tokenizers import TOKENIZERS
 from ..models.sequence_model import CELLS
@@ -123,6 +124,8 @@ class Splits:
     floats, ``targets[split]`` class indices or standardised values."""
 
     def __init__(self, opts: ClassifyOptions, seed: int, stored: dict | None = None):
+        if stored is not None:  # a loaded or resumed model: its config's paths, only if still its data
+            check_data(opts, stored.get("data_files"), is_built_in)
         source = load_classification(opts.data)
         items, labels = source.items, source.labels
         self.kind, self.description = source.kind, {"source": source.description}
@@ -149,7 +152,7 @@ class Splits:
         for name, (xs, _) in raw.items():
             if not xs:
                 raise DataError(f"data: the {name} split is empty; give more examples or change --valid-fraction")
-        self.config = stored or self._fit(opts, *raw["train"])
+        self.config = stored or dict(self._fit(opts, *raw["train"]), data_files=record_data(opts, is_built_in))
         self.inputs = {k: self._encode_inputs(opts, xs, k) for k, (xs, _) in raw.items()}
         self.targets = {k: self.encode_targets(ys, k) for k, (_, ys) in raw.items()}
         self.description.update({f"{k}_examples": len(xs) for k, (xs, _) in raw.items()})

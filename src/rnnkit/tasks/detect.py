@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import metrics as M
 from ..data import DataError
+from ..data.fingerprint import check_data, record_data
 from ..data.series import Series, anomaly_ranges, check_series, fill_gaps, read_series_table, ucr_anomaly_series
 from ..models.forecaster import INPUT_BOUND, Forecaster
 from ..data.series import MISSING
@@ -88,8 +89,13 @@ class DetectOptions:
         check_options(self, checks)
 
 
-def load(opts: DetectOptions, spec: str | None = None, part: str = "train") -> tuple[Series, np.ndarray | None]:
-    """A series and its 0/1 anomaly labels (None when it has none)."""
+def load(opts: DetectOptions, spec: str | None = None, part: str = "train",
+         stored: dict | None = None) -> tuple[Series, np.ndarray | None]:
+    """A series and its 0/1 anomaly labels (None when it has none): the one ``spec`` names (from
+    the command line), else ``opts.data``: for a loaded or resumed model (``stored``, its
+    encoding) only while that is the file it was trained on."""
+    if spec is None and stored is not None:
+        check_data(opts, stored.get("data_files"), BUILT_IN.__contains__)
     spec = spec or opts.data
     if spec in BUILT_IN:
         a = ucr_anomaly_series()
@@ -209,7 +215,7 @@ class DetectRun(SeededRun):
 
 def prepare_series(opts: DetectOptions, stored: dict | None = None) -> tuple[Series, dict]:
     """The normal series and the encoding: the split point and the scaling of the training part."""
-    series, _ = load(opts)
+    series, _ = load(opts, stored=stored)
     check_series(series, opts.window + 10, window=opts.window, horizon=10)
     split = stored["split"] if stored else int(round(len(series) * (1 - opts.valid_fraction)))
     if not stored and (split - opts.window < 10 or len(series) - split < 10):
@@ -217,7 +223,8 @@ def prepare_series(opts: DetectOptions, stored: dict | None = None) -> tuple[Ser
                         f"{opts.valid_fraction:.0%} held out; give more normal data or a shorter --window")
     train = fill_gaps(series.values)[:split]
     encoding = stored or {"columns": series.target, "split": split, "mean": train.mean(axis=0).tolist(),
-                          "std": np.maximum(train.std(axis=0), 1e-8).tolist()}
+                          "std": np.maximum(train.std(axis=0), 1e-8).tolist(),
+                          "data_files": record_data(opts, BUILT_IN.__contains__)}
     return series, encoding
 
 
@@ -240,7 +247,7 @@ class TrainedDetector:
         self.detector = Detector(model, opts.window, e["mean"], e["std"], threshold)
 
     def _scored(self, data: str | None):
-        series, labels = load(self.opts, data, part="test")
+        series, labels = load(self.opts, data, part="test", stored=self.encoding)
         if series.target != self.encoding["columns"]:
             raise DataError(f"--data: the model reads {', '.join(self.encoding['columns'])}, "
                             f"the file's value columns are {', '.join(series.target)}")

@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import metrics as M
 from ..data import DataError
+from ..data.fingerprint import check_data, record_data
 from ..data.series import Series, check_series, co2_series, elnino_series, fill_gaps, read_series_table, sunspots_series
 from ..models.forecaster import INPUT_BOUND, MODES, Forecaster
 from ..data.series import MISSING
@@ -104,7 +105,11 @@ class ForecastOptions:
         check_options(self, checks)
 
 
-def load_series(opts: ForecastOptions, data: str | None = None) -> Series:
+def load_series(opts: ForecastOptions, data: str | None = None, stored: dict | None = None) -> Series:
+    """The series ``data`` names (from the command line), else ``opts.data``: for a loaded or
+    resumed model (``stored``, its encoding) only while that is the file it was trained on."""
+    if data is None and stored is not None:
+        check_data(opts, stored.get("data_files"), BUILT_IN.__contains__)
     spec = data or opts.data
     if spec in BUILT_IN:
         return BUILT_IN[spec]()
@@ -344,7 +349,7 @@ class TrainedForecaster:
         self.widen = float(config.get("metrics", {}).get("widen", 1.0))
 
     def _prepared(self, data: str | None) -> Prepared:
-        series = load_series(self.opts, data)
+        series = load_series(self.opts, data, self.encoding)
         if data is not None and series.target != self.encoding["columns"]:
             raise DataError(f"--data: the model forecasts {', '.join(self.encoding['columns'])}, "
                             f"the file's target columns are {', '.join(series.target)}")
@@ -439,7 +444,9 @@ class ForecastTask(Task):
     Trained = TrainedForecaster
 
     def prepare(self, options: ForecastOptions, seed: int, stored: dict | None = None):
-        data = Prepared(load_series(options), options, stored)
+        data = Prepared(load_series(options, stored=stored), options, stored)
+        if stored is None:
+            data.encoding["data_files"] = record_data(options, BUILT_IN.__contains__)
         return data, data.encoding, {"source": data.series.source, "points": len(data.series)}
 
     def make_model(self, options: ForecastOptions, encoding: dict, seed: int) -> Forecaster:

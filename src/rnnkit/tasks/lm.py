@@ -32,6 +32,7 @@ from ..data import (
 )
 from ..models.language_model import CELLS, LanguageModel
 from ..models.sampling import check_sampling, generate_ids, stream_text
+from ..data.fingerprint import check_data, record_data
 from ..data.tokenizers import TOKENIZERS
 from ..nn import CrossEntropyLoss, no_grad
 from ..progress import Progress
@@ -231,7 +232,7 @@ class TrainedLanguageModel:
     def evaluate(self, data: str | None = None) -> dict:
         opts = self.config["task_options"]
         if data is None:
-            valid = _valid_split(LMOptions(**opts), self.tokenizer)
+            valid = _valid_split(LMOptions(**opts), self.tokenizer, self.config.get("data_files"))
         else:
             valid = {None: self.tokenizer.encode(read_text_file(data, corpus=True))}
         metrics = evaluate_splits(self.model, valid, opts["batch_size"], opts["seq_len"])
@@ -248,7 +249,7 @@ class TrainedLanguageModel:
             raise ValueError(f"--windows: expected a number of windows >= 1, got {windows!r}")
         opts = self.config["task_options"]
         if data is None:
-            valid = _valid_split(LMOptions(**opts), self.tokenizer)
+            valid = _valid_split(LMOptions(**opts), self.tokenizer, self.config.get("data_files"))
             condition, ids = next(iter(valid.items()))
         else:
             condition, ids = None, self.tokenizer.encode(read_text_file(data, corpus=True))
@@ -307,7 +308,10 @@ def _tokenize_classes(classes: dict[str, str] | None, text: str, tokenizer: Toke
     return {i: tokenizer.encode(t) for i, t in enumerate(classes.values())}
 
 
-def _valid_split(opts: LMOptions, tokenizer: Tokenizer) -> dict:
+def _valid_split(opts: LMOptions, tokenizer: Tokenizer, data_files: dict | None) -> dict:
+    """The validation part of a loaded model's corpus, read only while its files are the ones it
+    was trained on (``data_files``, their fingerprints in config.json)."""
+    check_data(opts, data_files)
     classes, text, _ = _read_corpus(opts)
     ids = _tokenize_classes(classes, text, tokenizer)
     return {k: split_contiguous(v, opts.valid_fraction)[1] for k, v in ids.items()}
@@ -357,12 +361,14 @@ class LanguageModelTask(Task):
         tokenizer, batches, valid, conditions, description = self._data(options)
         model = self._model(options, len(tokenizer), len(conditions), training.seed)
         run = LMRun(model, batches, valid, options.batch_size, options.seq_len, tokenizer)
-        config = {"vocabulary": tokenizer.to_dict(), "conditions": conditions, "data": description}
+        config = {"vocabulary": tokenizer.to_dict(), "conditions": conditions, "data": description,
+                  "data_files": record_data(options)}
         return model, run, config
 
     def rebuild(self, config: dict, out_dir: Path, quiet: bool):
         opts = LMOptions(**config["task_options"])
         tokenizer = Tokenizer.from_dict(config["vocabulary"])
+        check_data(opts, config.get("data_files"))  # the data must be the run's own (config.json may be edited)
         _, batches, valid, conditions, _ = self._data(opts, tokenizer)
         model = self._model(opts, len(tokenizer), len(conditions), config["training"]["seed"])
         return model, LMRun(model, batches, valid, opts.batch_size, opts.seq_len, tokenizer)

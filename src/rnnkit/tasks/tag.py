@@ -27,6 +27,7 @@ from .. import metrics as M
 from ..data import DataError, Tokenizer
 from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.datasets import peoples_daily_ner, peoples_daily_pos
+from ..data.fingerprint import check_data, record_data
 from ..data.labelled import check_tag_scheme, read_conll
 from ..models.tagger import SequenceTagger
 from ..models.sequence_model import CELLS
@@ -130,6 +131,8 @@ class TagData:
     """The sentences of each split, as token strings and tags, and the encoding learnt from training."""
 
     def __init__(self, opts: TagOptions, seed: int, stored: dict | None = None):
+        if stored is not None:  # a loaded or resumed model: its config's paths, only if still its data
+            check_data(opts, stored.get("data_files"), BUILT_IN.__contains__)
         sentences, source = _read(opts.data, opts.scheme)
         if opts.test:
             test, _ = _read(opts.test, opts.scheme)
@@ -148,7 +151,7 @@ class TagData:
                 raise DataError(f"data: the {name} split has no sentences; give more data or change the fractions")
         self.description = {"source": source, **{f"{k}_sentences": len(v) for k, v in self.sentences.items()},
                             **{f"{k}_tokens": sum(len(t) for t, _ in v) for k, v in self.sentences.items()}}
-        self.encoding = stored or self._fit(opts)
+        self.encoding = stored or dict(self._fit(opts), data_files=record_data(opts, BUILT_IN.__contains__))
 
     def _fit(self, opts: TagOptions) -> dict:
         train = self.sentences["train"]

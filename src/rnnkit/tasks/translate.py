@@ -27,6 +27,7 @@ import numpy as np
 
 from ..data import DataError, Tokenizer, make_tokenizer
 from ..data.batching import BucketBatches, batches_in_order, pad
+from ..data.fingerprint import check_data, record_data
 from ..data.parallel import bible_pairs, read_pairs
 from ..models.seq2seq import Seq2Seq
 from ..data.tokenizers import TOKENIZERS
@@ -101,8 +102,11 @@ class TranslateOptions:
         check_options(self, checks)
 
 
+BUILT_IN = ("bible",)
+
+
 def _read(spec: str, max_words: int) -> tuple[list[str], list[str], str]:
-    if spec == "bible":
+    if spec in BUILT_IN:
         sources, targets, _ = bible_pairs(max_words or None)
         return sources, targets, "World English Bible → Reina-Valera 1909, verse pairs (Debian sword-text-web, sword-text-sparv)"
     if not Path(spec).is_file():
@@ -163,6 +167,8 @@ class PairData:
     """The pairs of each split, as texts and as token ids."""
 
     def __init__(self, opts: TranslateOptions, seed: int, stored: dict | None = None):
+        if stored is not None:  # a loaded or resumed model: its config's paths, only if still its data
+            check_data(opts, stored.get("data_files"), BUILT_IN.__contains__)
         sources, targets, self.source = _read(opts.data, opts.max_words)
         rng = np.random.default_rng([seed, 3])
         order = rng.permutation(len(sources))
@@ -178,6 +184,8 @@ class PairData:
             if name not in self.texts:
                 raise DataError(f"data: the {name} split has no pairs; give more pairs or change the fractions")
         self.vocab = Vocabularies(stored) if stored else Vocabularies.fit(opts, *self.texts["train"])
+        if stored is None:
+            self.vocab.config["data_files"] = record_data(opts, BUILT_IN.__contains__)
         self.ids = {k: self.encode(*v, k) for k, v in self.texts.items()}
         self.description = {"source": self.source, **{f"{k}_pairs": len(v[0]) for k, v in self.texts.items()}}
 
