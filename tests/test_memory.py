@@ -27,3 +27,43 @@ def test_elsewhere_it_does_nothing(monkeypatch):
 def test_without_mallopt_it_does_nothing(monkeypatch):
     monkeypatch.setattr(ctypes, "CDLL", lambda name: object())  # a C library without mallopt
     assert memory.keep_freed_memory() is False
+
+
+# ---- whether a model fits ----------------------------------------------------------------------------
+
+
+def lstm_options(**kw):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{"hidden": 32, "embed": 8, "layers": 1, **kw})
+
+
+def test_a_memory_error_while_building_is_one_line_naming_the_size_options():
+    def build():
+        raise MemoryError("Unable to allocate 149. GiB for an array with shape (400000, 100000) and data type float32")
+
+    with pytest.raises(ValueError) as info:
+        memory.within_memory(build, lstm_options(hidden=100000))
+    message = str(info.value)
+    assert message.startswith("--hidden 100000, --embed 8, --layers 1: the model does not fit in memory (Unable to "
+                              "allocate 149. GiB") and message.endswith("lower --hidden, --embed, --layers")
+    assert "GiB of memory are available" in message and "\n" not in message
+
+
+def test_training_that_would_not_fit_is_refused_with_the_memory_needed_and_available(monkeypatch):
+    from rnnkit.nn import LSTM
+
+    build = lambda: LSTM(8, 32)  # noqa: E731  (5,376 parameters: 21 KB of weights)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10_000)
+    assert memory.within_memory(build, lstm_options()).num_parameters() == 5376  # loading: no optimizer state
+    with pytest.raises(ValueError, match=r"^--hidden 32, --embed 8, --layers 1: training this model needs about 0.0 GiB "
+                                         r"\(5,376 parameters: weights, gradients, Adam's two moments, a checkpoint copy\), "
+                                         r"but 0.0 GiB of memory are available; lower --hidden, --embed, --layers$"):
+        memory.within_memory(build, lstm_options(), training=True)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**30)
+    assert memory.within_memory(build, lstm_options(), training=True).num_parameters() == 5376
+
+
+def test_available_bytes_reads_the_system():
+    available = memory.available_bytes()
+    assert available is None or available > 0

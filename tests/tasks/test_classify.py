@@ -226,3 +226,21 @@ def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, review
     err = run_error(["train", "--resume", str(tmp_path / "m"), "--steps", "8"], capsys)
     assert f"config.json names {reviews} as its data, but that is not the file this model was trained on" in err
     assert "restore the data the run started with" in err
+
+
+def test_a_model_too_large_for_memory_is_refused_before_training(tmp_path, reviews, capsys, monkeypatch):
+    from rnnkit import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10_000)
+    err = run_error(["train", "classify", "--data", str(reviews), "--out", str(tmp_path / "m"), *TINY], capsys)
+    assert err.startswith("rnnkit: error: --hidden 12, --embed 6, --layers 1: training this model needs about")
+    assert "GiB of memory are available; lower --hidden, --embed, --layers" in err
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.skipif(open("/proc/sys/vm/overcommit_memory").read().strip() != "0",
+                    reason="numpy refuses a 149 GiB array at once only under Linux's heuristic overcommit")
+def test_hidden_100000_is_an_error_naming_it_not_a_traceback(tmp_path, reviews, capsys):
+    err = run_error(["train", "classify", "--data", str(reviews), "--out", str(tmp_path / "m"), *TINY, "--hidden", "100000"],
+                    capsys)
+    assert err.startswith("rnnkit: error: --hidden 100000, --embed 6, --layers 1: the model does not fit in memory")

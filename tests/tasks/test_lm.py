@@ -220,3 +220,10 @@ def test_config_json_may_not_point_the_model_at_another_file(trained, corpus, tm
     (trained / "config.json").write_text(json.dumps(config))
     assert_one_line_error(*run_cli("evaluate", trained), "records no fingerprint")
     assert main(["evaluate", str(trained), "--data", str(corpus)]) == 0  # a file the user names is read
+
+
+@pytest.mark.skipif(open("/proc/sys/vm/overcommit_memory").read().strip() != "0",
+                    reason="numpy refuses a huge array at once only under Linux's heuristic overcommit")
+def test_an_embedding_too_large_for_memory_is_an_error_naming_it(corpus, tmp_path):
+    assert_one_line_error(*run_cli("train", "lm", "--data", corpus, "--out", tmp_path / "m", *TINY, "--embed", "1000000000"),
+                          "--embed 1000000000, --layers 1: the model does not fit in memory")

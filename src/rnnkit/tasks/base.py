@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..memory import within_memory
 from ..data import DataError
 from ..training import model_dir as md
 from ..training.trainer import Trainer, TrainingError, TrainingOptions
@@ -69,19 +70,20 @@ class Task:
         if not options.data:
             raise ValueError(f"--data: a {self.name} model needs data (see `rnnkit train {self.name} --help`)")
         data, encoding, description = self.prepare(options, training.seed)
-        model = self.make_model(options, encoding, training.seed)
+        model = within_memory(lambda: self.make_model(options, encoding, training.seed), options, training=True)
         return model, self.make_run(model, data, options, training.seed), {self.encoding_key: encoding, "data": description}
 
     def rebuild(self, config: dict, out_dir: Path, quiet: bool):
         """(model, run) for resuming the run that ``config`` describes."""
         options, seed = self.Options(**config["task_options"]), config["training"]["seed"]
         data, encoding, _ = self.prepare(options, seed, config[self.encoding_key])
-        model = self.make_model(options, encoding, seed)
+        model = within_memory(lambda: self.make_model(options, encoding, seed), options, training=True)
         return model, self.make_run(model, data, options, seed)
 
     def load(self, out_dir: Path, config: dict):
         """The trained model with this task's action, from a model directory."""
-        model = self.make_model(self.Options(**config["task_options"]), config[self.encoding_key], 0)
+        options = self.Options(**config["task_options"])
+        model = within_memory(lambda: self.make_model(options, config[self.encoding_key], 0), options)
         model.load_state_dict(md.load_model_weights(out_dir))
         return self.Trained(out_dir, config, model)
 

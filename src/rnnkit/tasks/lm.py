@@ -35,6 +35,7 @@ from ..models.sampling import check_sampling, generate_ids, stream_text
 from ..data.fingerprint import check_data, record_data
 from ..data.tokenizers import TOKENIZERS
 from ..nn import CrossEntropyLoss, no_grad
+from ..memory import within_memory
 from ..progress import Progress
 from ..training import model_dir as md
 from .base import Task, register
@@ -359,7 +360,8 @@ class LanguageModelTask(Task):
         if options.tokenizer not in ("char", "word"):
             raise ValueError(f"--tokenizer: expected char or word, got {options.tokenizer!r}")
         tokenizer, batches, valid, conditions, description = self._data(options)
-        model = self._model(options, len(tokenizer), len(conditions), training.seed)
+        model = within_memory(lambda: self._model(options, len(tokenizer), len(conditions), training.seed), options,
+                              training=True)
         run = LMRun(model, batches, valid, options.batch_size, options.seq_len, tokenizer)
         config = {"vocabulary": tokenizer.to_dict(), "conditions": conditions, "data": description,
                   "data_files": record_data(options)}
@@ -370,13 +372,14 @@ class LanguageModelTask(Task):
         tokenizer = Tokenizer.from_dict(config["vocabulary"])
         check_data(opts, config.get("data_files"))  # the data must be the run's own (config.json may be edited)
         _, batches, valid, conditions, _ = self._data(opts, tokenizer)
-        model = self._model(opts, len(tokenizer), len(conditions), config["training"]["seed"])
+        model = within_memory(lambda: self._model(opts, len(tokenizer), len(conditions), config["training"]["seed"]),
+                              opts, training=True)
         return model, LMRun(model, batches, valid, opts.batch_size, opts.seq_len, tokenizer)
 
     def load(self, out_dir: Path, config: dict) -> TrainedLanguageModel:
         opts = LMOptions(**config["task_options"])
         tokenizer = Tokenizer.from_dict(config["vocabulary"])
-        model = self._model(opts, len(tokenizer), len(config.get("conditions") or []), 0)
+        model = within_memory(lambda: self._model(opts, len(tokenizer), len(config.get("conditions") or []), 0), opts)
         model.load_state_dict(md.load_model_weights(out_dir))
         return TrainedLanguageModel(out_dir, config, model, tokenizer)
 
