@@ -158,6 +158,14 @@ def test_series_csv_errors_name_file_and_line(tmp_path, text, message):
         read_series_csv(write(tmp_path, "s.csv", text))
 
 
+def test_a_series_a_line_may_be_longer_than_a_text_line(tmp_path):
+    row = "up," + ",".join(["0.5"] * 500_000)  # 2 MB: a series of 500,000 steps
+    series, _ = read_series_csv(write(tmp_path, "s.csv", row + "\n"))
+    assert series[0].shape == (500_000, 1)
+    with pytest.raises(DataError, match=r"t.tsv:1: the line is 1.9 MB long, more than the 1.0 MB"):
+        read_labelled_text(write(tmp_path, "t.tsv", row.replace(",", "\t", 1) + "\n"))
+
+
 # ---- numeric series: npz -----------------------------------------------------------------------
 def test_npz_padded_array_with_lengths(tmp_path):
     X = np.arange(24, dtype=np.float64).reshape(3, 4, 2)

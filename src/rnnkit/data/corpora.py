@@ -27,17 +27,20 @@ CORPUS_LIMIT = 2**30
 #: the largest line-based file (labelled texts, CoNLL, sentence pairs, series, tables): each line
 #: becomes Python strings and lists, which take several times the file's size
 LINES_LIMIT = 256 * 2**20
-#: the longest line of a line-based file: one example, token, pair or row. A file with a longer
-#: line is not in the format (a corpus, a binary file without NUL bytes, a file with lone \r)
+#: the longest line of a line-based file: one example, token, pair or table row. A file with a
+#: longer line is not in the format (a corpus, a binary file without NUL bytes, lone \r line ends)
 LINE_LIMIT = 2**20
+#: the longest line of a file with one whole series a line (CSV ``label,v1,…``, .ts): about six
+#: million values, beyond the longest series of the UCR/UEA archive
+ROW_LIMIT = 64 * 2**20
 
 
-def read_text_file(path, corpus: bool = False) -> str:
+def read_text_file(path, corpus: bool = False, line_limit: int = LINE_LIMIT) -> str:
     """The text of a UTF-8 file (a BOM is dropped, line ends become ``\\n``).
 
     corpus: the file is running text (a language model's corpus), up to ``CORPUS_LIMIT`` bytes
     with lines of any length; otherwise it is a line-based format, up to ``LINES_LIMIT`` bytes
-    with lines of at most ``LINE_LIMIT`` bytes. A missing, empty (or whitespace-only), binary or
+    with lines of at most ``line_limit`` bytes. A missing, empty (or whitespace-only), binary or
     too large file, a line too long, or a path that is not a regular file (a FIFO, a device, a
     directory: refused before a byte is read) is a DataError naming the path; a binary file is
     one with a NUL byte or bytes that are not UTF-8, and the error gives the byte offset.
@@ -48,7 +51,7 @@ def read_text_file(path, corpus: bool = False) -> str:
     if nul >= 0:
         raise DataError(f"{path}: looks binary (NUL byte at offset {nul}); give a UTF-8 text file")
     if not corpus:
-        check_line_lengths(raw, path)
+        check_line_lengths(raw, path, line_limit)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

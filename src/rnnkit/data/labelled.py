@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import human_size, read_regular
-from .corpora import read_text_file
+from .corpora import ROW_LIMIT, read_text_file
 from .errors import DataError
 
 #: the largest value a series may hold: models compute in float32, so a larger one would be inf
@@ -177,7 +177,7 @@ def read_series_csv(path) -> tuple[list[np.ndarray], list[str]]:
     """
     path = Path(path)
     series, labels = [], []
-    for lineno, line in enumerate(read_text_file(path).split("\n"), 1):
+    for lineno, line in enumerate(read_text_file(path, line_limit=ROW_LIMIT).split("\n"), 1):
         if not line.strip():
             continue
         label, *fields = (f.strip() for f in line.split(","))
@@ -325,7 +325,7 @@ def read_ts(path) -> tuple[list[np.ndarray], list[str]]:
     declared = None
     series, labels = [], []
     in_data = False
-    for lineno, line in enumerate(read_text_file(path).split("\n"), 1):
+    for lineno, line in enumerate(read_text_file(path, line_limit=ROW_LIMIT).split("\n"), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
