@@ -244,3 +244,14 @@ def test_hidden_100000_is_an_error_naming_it_not_a_traceback(tmp_path, reviews, 
     err = run_error(["train", "classify", "--data", str(reviews), "--out", str(tmp_path / "m"), *TINY, "--hidden", "100000"],
                     capsys)
     assert err.startswith("rnnkit: error: --hidden 100000, --embed 6, --layers 1: the model does not fit in memory")
+
+
+def test_running_out_of_memory_in_a_step_is_one_line(tmp_path, reviews, capsys, monkeypatch):
+    from rnnkit.tasks.classify import ClassifyRun
+
+    def step(self):
+        raise MemoryError("Unable to allocate 12.0 GiB for an array with shape (32, 100, 1000000) and data type float32")
+
+    monkeypatch.setattr(ClassifyRun, "train_step", step)
+    err = run_error(["train", "classify", "--data", str(reviews), "--out", str(tmp_path / "m"), *TINY], capsys)
+    assert err.startswith("rnnkit: error: out of memory (Unable to allocate 12.0 GiB") and "--batch-size" in err

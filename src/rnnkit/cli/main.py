@@ -145,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, md.ModelDirError, TrainingError, ValueError, TypeError, OSError) as exc:
         print(f"rnnkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except MemoryError as exc:  # a step's arrays (the model itself is checked when built: memory.within_memory)
+        print(f"rnnkit: error: out of memory ({exc or 'no details'}); lower --batch-size, the sequence length or the "
+              "model's size (--hidden, --embed, --layers)", file=sys.stderr)
+        return EXIT_USAGE
     except TrainingInterrupted as exc:  # a checkpoint was saved; the message says how to resume
         print(f"rnnkit: {exc}", file=sys.stderr)
         return 128 + exc.signum
