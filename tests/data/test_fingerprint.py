@@ -85,3 +85,23 @@ def test_a_fifo_or_a_device_of_the_recorded_size_is_never_opened(tmp_path):
     for path in (fifo, "/dev/zero"):
         with pytest.raises(DataError, match=r"(is a FIFO|is a character device|its size differs)"):
             fp.check_data(options(str(path)), {"data": {"size": 0, "sha256": "0" * 64}})
+
+
+def test_a_forged_fingerprint_of_a_large_directory_stops_looking_early(tmp_path, monkeypatch):
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(50):
+        (root / f"{i:02d}.txt").write_text("x")
+    forged = {"data": {"files": [["00.txt", 1, "0" * 64]]}}  # say, config.json naming / with one file
+    seen = []
+    real = fp.visible_files
+
+    def counting(path, most=None):
+        found = real(path, most)
+        seen.append(len(found))
+        return found
+
+    monkeypatch.setattr(fp, "visible_files", counting)
+    with pytest.raises(DataError, match=r"its files or their sizes differ"):
+        fp.check_data(options(str(root)), forged)
+    assert seen == [2]  # one more than recorded: enough to refuse

@@ -87,6 +87,18 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
+def visible_files(root: Path, most: int | None = None) -> list[Path]:
+    """The files under ``root`` at any depth, sorted, without hidden ones (or those in hidden
+    folders). ``most``: stop looking after ``most + 1`` (enough to know there are more)."""
+    found = []
+    for p in root.rglob("*"):
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts):
+            found.append(p)
+            if most is not None and len(found) > most:
+                break
+    return sorted(found)
+
+
 def read_class_dir(path) -> dict[str, str]:
     """The classes of a directory, ``{label: text}`` sorted by label.
 
@@ -109,7 +121,7 @@ def read_class_dir(path) -> dict[str, str]:
     classes: dict[str, str] = {}
     if dirs:
         for d in dirs:
-            members = sorted(p for p in d.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(d).parts))
+            members = visible_files(d)
             if not members:
                 raise DataError(f"{d}: class {d.name!r} has no text files; put its texts in it or remove it")
             classes[d.name] = join_texts(read_text_file(p, corpus=True) for p in members)

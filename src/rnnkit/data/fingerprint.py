@@ -23,17 +23,10 @@ import os
 from pathlib import Path
 
 from ..files import open_regular
-from .corpora import CORPUS_LIMIT
+from .corpora import CORPUS_LIMIT, visible_files
 from .errors import DataError
 
 _CHUNK = 2**20
-
-
-def _visible_files(root: Path) -> list[Path]:
-    """Every file under ``root`` at any depth, hidden ones (and those in hidden folders) left out,
-    sorted: what ``read_class_dir`` may read."""
-    return sorted(p for p in root.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 def _sha256(path: Path, size: int) -> str:
@@ -56,8 +49,7 @@ def fingerprint(path) -> dict:
     directory (its visible files, sorted)."""
     path = Path(path)
     if path.is_dir():
-        return {"files": [[p.relative_to(path).as_posix(), p.stat().st_size, _sha256(p, p.stat().st_size)]
-                          for p in _visible_files(path)]}
+        return {"files": [[p.relative_to(path).as_posix(), *fingerprint(p).values()] for p in visible_files(path)]}
     size = os.stat(path).st_size
     return {"size": size, "sha256": _sha256(path, size)}
 
@@ -96,9 +88,10 @@ def _difference(path: Path, recorded: dict) -> str | None:
     if "files" in recorded:
         if not path.is_dir():
             return "it is not a directory"
-        found = _visible_files(path)
+        expected = [(name, size) for name, size, _ in recorded["files"]]
+        found = visible_files(path, most=len(expected))  # a forged fingerprint of / stops after a few files
         listed = [(p.relative_to(path).as_posix(), p.stat().st_size) for p in found]
-        if listed != [(name, size) for name, size, _ in recorded["files"]]:
+        if listed != expected:
             return "its files or their sizes differ"
         hashes = [_sha256(p, size) for p, (_, size) in zip(found, listed)]
         return None if hashes == [h for _, _, h in recorded["files"]] else "the content of its files differs"
@@ -115,7 +108,7 @@ def _difference(path: Path, recorded: dict) -> str | None:
 
 def check_fingerprints(paths: dict[str, str], recorded: dict | None) -> None:
     """Refuse, before anything is parsed, each of ``paths`` (``{option: path}``, taken from a
-    model's config.json) that is not the data ``recorded`` (``fingerprints`` at training) describes:
+    model's config.json) that is not the data ``recorded`` (``record_data`` at training) describes:
     a DataError naming the path. A model without fingerprints (older) has its paths refused."""
     for option, path in paths.items():
         what = "data" if option == "data" else f"--{option.replace('_', '-')} file"
