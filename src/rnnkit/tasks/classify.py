@@ -174,7 +174,7 @@ class Splits:
             config["labels"] = sorted(set(labels))
             if len(config["labels"]) < 2:
                 raise DataError(f"data: every training example is labelled {config['labels'][0]!r}; a classifier needs "
-                                "at least two classes (for values, label each example with a number)")
+                                "at least two classes (for a regressor of numeric labels, pass --target value)")
         return config
 
     def _encode_inputs(self, opts, items, split: str):
