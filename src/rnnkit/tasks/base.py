@@ -168,7 +168,9 @@ def read_model(directory, expect_task: str | None = None) -> tuple[Task, dict]:
     if expect_task is not None and task.name != expect_task:
         raise md.ModelDirError(f"`rnnkit {TASKS[expect_task].action}` needs a model of task {expect_task!r}, "
                                f"but {d} holds a {task.name!r} model; use `rnnkit {task.action} {d}`")
-    task.check_config(config, f"{md.CONFIG} in {d}")
+    options, training = task.check_config(config, f"{md.CONFIG} in {d}")
+    # an option config.json leaves out takes its default: every reader of the stored options sees them all
+    config.update(task_options=asdict(options), training=asdict(training))
     return task, config
 
 
@@ -187,6 +189,21 @@ def load_model(directory, expect_task: str | None = None):
 
 
 _JSON_TYPES = {"int": "integer", "float": "finite", "str": "string", "bool": "boolean"}
+
+# pieces of the tasks' config_schema
+#: per-channel means of the training data
+MEANS_SCHEMA = {"type": "array", "minItems": 1, "items": {"type": "finite"}}
+#: per-channel standard deviations: values are divided by them
+SPREADS_SCHEMA = {"type": "array", "minItems": 1, "items": {"type": "finite", "exclusiveMinimum": 0}}
+#: names, each once (labels, tags, columns, classes)
+NAMES_SCHEMA = {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string"}}
+
+
+def data_schema(*counts: str) -> dict:
+    """The JSON schema of the description of a model's data in config.json: its source and
+    counts (``required``; ``describe`` prints every count, so each is an integer)."""
+    return {"type": "object", "required": ["source", *counts], "properties": {"source": {"type": "string"}},
+            "additionalProperties": {"type": "integer", "minimum": 0}}
 
 
 def options_schema(options_class) -> dict:

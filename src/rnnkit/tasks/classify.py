@@ -26,12 +26,13 @@ from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.fingerprint import check_data, record_data
 from ..data.sources import is_built_in, load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
-from ..data.tokenizers import TOKENIZERS
+from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
 from ..models.sequence_model import CELLS
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import plot_confusion
-from .base import BucketedRun, Task, input_texts, register, validation_line
+from .base import (MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, BucketedRun, Task, data_schema, input_texts, register,
+                   validation_line)
 
 
 @dataclass
@@ -362,6 +363,17 @@ class ClassifyTask(Task):
     description = "many-to-one: classify (or regress) texts and numeric series with a recurrent network"
     action_help = "Classify texts (or series) with a trained model: each label with its probability, or a value for a regressor."
     Options = ClassifyOptions
+    config_schema = {"type": "object", "required": ["encoding", "data"], "properties": {
+        "encoding": {"type": "object", "required": ["values", "input"],
+                     "properties": {"values": {"type": "boolean"}, "input": {"enum": ["text", "series"]},
+                                    "vocabulary": VOCABULARY_SCHEMA, "channels": {"type": "integer", "minimum": 1},
+                                    "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "labels": {**NAMES_SCHEMA, "minItems": 2},
+                                    "value_mean": {"type": "finite"}, "value_std": {"type": "finite", "exclusiveMinimum": 0}},
+                     "allOf": [{"if": {"properties": {"input": {"const": "text"}}}, "then": {"required": ["vocabulary"]},
+                                "else": {"required": ["channels", "mean", "std"]}},
+                               {"if": {"properties": {"values": {"const": True}}},
+                                "then": {"required": ["value_mean", "value_std"]}, "else": {"required": ["labels"]}}]},
+        "data": data_schema("train_examples", "valid_examples")}}
     monitors = ("loss", "accuracy", "macro_f1", "r2")  # r2: a regressor's
 
     Trained = TrainedClassifier

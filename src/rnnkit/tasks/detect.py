@@ -37,7 +37,7 @@ from ..models.sequence_model import CELLS
 from ..nn import GaussianNLLLoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import SeededRun, Task, register, validation_line
+from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, SeededRun, Task, data_schema, register, validation_line
 
 BUILT_IN = ("ucr-anomaly",)
 UCR_TOLERANCE = 100  # the UCR archive's criterion: the top score within 100 points of the labelled range
@@ -327,6 +327,11 @@ class DetectTask(Task):
     description = "time series: anomaly detection by prediction error, threshold by extreme-value theory or percentile"
     action_help = "Score every point of a series, flag those above the threshold and print the flagged ranges (and a PNG)."
     Options = DetectOptions
+    config_schema = {"type": "object", "required": ["encoding", "data"], "properties": {
+        "encoding": {"type": "object", "required": ["columns", "split", "mean", "std"],
+                     "properties": {"columns": NAMES_SCHEMA, "split": {"type": "integer", "minimum": 1},
+                                    "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA}},
+        "data": data_schema("points")}}
 
     Trained = TrainedDetector
 

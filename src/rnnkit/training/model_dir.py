@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -100,6 +101,14 @@ WEIGHTS_LIMIT = 16 * 2**30
 SAFETENSORS_HEADER_LIMIT = 100 * 2**20  # safetensors' own limit
 METRICS_LIMIT = 2**30
 _RNG_KINDS = ("PCG64", "PCG64DXSM")  # their states are plain integers, so JSON holds them exactly
+#: the JSON schema of ``rng_state``: what ``restore_rng`` accepts (128-bit state and increment)
+_UINT128 = {"type": "integer", "minimum": 0, "maximum": 2**128 - 1}
+RNG_SCHEMA = {"type": "object", "required": ["bit_generator", "state", "has_uint32", "uinteger"],
+              "properties": {"bit_generator": {"enum": list(_RNG_KINDS)},
+                             "state": {"type": "object", "required": ["state", "inc"],
+                                       "properties": {"state": _UINT128, "inc": _UINT128}},
+                             "has_uint32": {"enum": [0, 1]}, "uinteger": {"type": "integer", "minimum": 0,
+                                                                         "maximum": 2**32 - 1}}}
 
 
 class ModelDirError(ValueError):
@@ -241,6 +250,8 @@ def _read_weights(path: Path, fix: str) -> dict[str, np.ndarray]:
             if size > WEIGHTS_LIMIT:
                 raise ModelDirError(f"{path}: {size} bytes, more than the {WEIGHTS_LIMIT} a model's weights may have")
             try:
+                if size < 8:
+                    raise ValueError(f"it holds {size} bytes, fewer than the 8 that give its header's length")
                 (n,) = struct.unpack("<Q", f.read(8))
                 if n > min(size - 8, SAFETENSORS_HEADER_LIMIT):
                     raise ValueError(f"its header claims {n} bytes, the file has {size}")
@@ -249,8 +260,10 @@ def _read_weights(path: Path, fix: str) -> dict[str, np.ndarray]:
                 f.seek(0)
                 data = f.read(size)
                 arrays = safetensors.numpy.load(data)
-            except (struct.error, ValueError, UnicodeDecodeError, RecursionError, KeyError,
-                    safetensors.SafetensorError) as exc:
+            except RecursionError:
+                raise ModelDirError(f"{path.name} in {path.parent} has a header nested too deeply to be a "
+                                    f"safetensors header; {fix}") from None
+            except (struct.error, ValueError, UnicodeDecodeError, KeyError, safetensors.SafetensorError) as exc:
                 raise ModelDirError(f"{path.name} in {path.parent} is truncated or corrupt: {exc}; {fix}") from None
     except OSError as exc:
         raise ModelDirError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -280,7 +293,13 @@ def read_json(path: Path, fix: str, limit: int = JSON_LIMIT):
 
 
 def _finite(checker, instance) -> bool:
-    return checker.is_type(instance, "number") and bool(np.isfinite(instance))
+    """A number whose float is neither NaN nor infinite (an integer beyond float's range is not)."""
+    if not checker.is_type(instance, "number"):
+        return False
+    try:
+        return math.isfinite(instance)
+    except OverflowError:
+        return False
 
 
 def check_json(value, schema: dict, where: str, prefix: str = "") -> None:
@@ -295,7 +314,8 @@ def check_json(value, schema: dict, where: str, prefix: str = "") -> None:
     validator = jsonschema.validators.extend(base, type_checker=checker)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     if error is not None:
-        field = prefix + ".".join(str(p) for p in error.absolute_path)
+        # a key with a line break or another control character is shown quoted: the error stays one line
+        field = prefix + ".".join(str(p) if str(p).isprintable() else repr(p) for p in error.absolute_path)
         field = field.rstrip(".") or "the top level"
         found = repr(error.instance)
         found = found if len(found) <= 60 else found[:57] + "..."

@@ -53,7 +53,7 @@ STATE_SCHEMA = {
         "step": {"type": "integer", "minimum": 0},
         "best": {"type": "number"},
         "bad_validations": {"type": "integer", "minimum": 0},
-        "rng": {"type": "object", "additionalProperties": {"type": "object"}},
+        "rng": {"type": "object", "additionalProperties": md.RNG_SCHEMA},
         "run": {"type": "object"},
         "schedule": {"type": ["object", "null"]},
         "window": {"type": "array", "prefixItems": [{"type": "finite"}, {"type": "integer", "minimum": 0},
