@@ -1,5 +1,6 @@
-"""rnnkit.memory: the allocator setting the command applies."""
+"""rnnkit.memory: the allocator setting the command applies, and whether a model fits."""
 
+import contextlib
 import ctypes
 import sys
 
@@ -55,6 +56,7 @@ def test_training_that_would_not_fit_is_refused_with_the_memory_needed_and_avail
 
     build = lambda: LSTM(8, 32)  # noqa: E731  (5,376 parameters: 21 KB of weights)
     monkeypatch.setattr(memory, "available_bytes", lambda: 10_000)
+    monkeypatch.setattr(memory, "_address_space_limit", lambda extra: contextlib.nullcontext())  # the build's own test below
     assert memory.within_memory(build, lstm_options()).num_parameters() == 5376  # loading: no optimizer state
     with pytest.raises(ValueError, match=r"^--hidden 32, --embed 8, --layers 1: training this model needs about 0.0 GiB "
                                          r"\(5,376 parameters: weights, gradients, Adam's two moments, a checkpoint copy\), "
@@ -67,3 +69,18 @@ def test_training_that_would_not_fit_is_refused_with_the_memory_needed_and_avail
 def test_available_bytes_reads_the_system():
     available = memory.available_bytes()
     assert available is None or available > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="an address-space limit on /proc/self/statm's size")
+def test_a_model_larger_than_the_memory_available_fails_while_building_not_when_touched(monkeypatch):
+    import resource
+
+    from rnnkit.nn import LSTM
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 50 * 2**20)
+    with pytest.raises(ValueError, match=r"^--hidden 2000, --embed 8, --layers 1: the model does not fit in memory "
+                                         r"\(Unable to allocate"):
+        memory.within_memory(lambda: LSTM(8, 2000), lstm_options(hidden=2000))  # 128 MB of weights and gradients
+    assert resource.getrlimit(resource.RLIMIT_AS) == before  # the limit holds for the build only
+    assert np.ones(2**25).sum() == 2**25  # 256 MB: allocations work again

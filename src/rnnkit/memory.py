@@ -12,12 +12,16 @@ on to up to 256 MB of freed memory. The ``rnnkit`` command calls it at start; a 
 may call it too. Elsewhere than glibc it does nothing.
 
 How much memory a model may take: ``within_memory`` builds a model and refuses, with one line
-naming the size options, a model whose arrays numpy cannot allocate, or whose training would
-hold more than the memory available (``available_bytes``: MemAvailable).
+naming the size options, a model whose arrays do not fit in the memory available
+(``available_bytes``: MemAvailable), or whose training would hold more than that. Linux lets a
+process allocate more than it has (overcommit) and kills it when the pages are touched, with no
+word; so the model is built under an address-space limit of what is available
+(``RLIMIT_AS``), which turns that kill into a MemoryError.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
@@ -63,20 +67,45 @@ def available_bytes() -> int | None:
         return None
 
 
+@contextlib.contextmanager
+def _address_space_limit(extra: int | None):
+    """Within the block, allocations beyond ``extra`` more bytes of address space raise
+    MemoryError (Linux; elsewhere, or with ``extra`` None, nothing changes)."""
+    try:
+        import resource
+
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        before = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError, IndexError):
+        before = None
+    if extra is None or before is None:
+        yield
+        return
+    limit = size + extra if before[0] == resource.RLIM_INFINITY else min(before[0], size + extra)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, before[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, before)
+
+
 def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
 def within_memory(build, options, training: bool = False):
     """``build()``, the model of a task's ``options``, or a ValueError naming the size options
-    (``--hidden 100000, --embed 64: …``) when it does not fit: numpy cannot allocate one of its
-    arrays (a MemoryError), or, for ``training``, ``TRAINING_COPIES`` times its weights exceed
-    the memory available with its weights and gradients counted in."""
+    (``--hidden 100000, --embed 64: …``) when it does not fit: building it needs more than the
+    memory available (a MemoryError, under ``_address_space_limit``), or, for ``training``,
+    ``TRAINING_COPIES`` times its weights exceed the memory available with its weights and
+    gradients counted in."""
     sizes = [name for name in SIZE_OPTIONS if hasattr(options, name)]
     given = ", ".join(f"--{name} {getattr(options, name)}" for name in sizes)
     lower = "lower " + ", ".join(f"--{name}" for name in sizes)
     try:
-        model = build()
+        with _address_space_limit(available_bytes()):
+            model = build()
     except MemoryError as exc:
         available = available_bytes()
         have = f"; {_gib(available)} of memory are available" if available is not None else ""
