@@ -133,3 +133,11 @@ def test_config_json_may_not_point_the_model_at_another_file(tmp_path, capsys):
     assert "config.json names /etc/passwd as its data, but that is not the file this model was trained on" in err
     assert "root" not in err
     assert main(["evaluate", str(model.dir), "--data", str(data)]) == 0  # a file the user names is read
+
+
+def test_options_may_come_before_the_texts(tmp_path, capsys):
+    model = rnnkit.train("tag", tmp_path / "m", data=str(write_conll(tmp_path / "ner.conll", n=40)), steps=2, hidden=4,
+                         embed=4, valid_every=2)
+    capsys.readouterr()
+    assert main(["tag", str(model.dir), "--quiet", "alice smith went to paris", "bob saw rome"]) == 0
+    assert len([line for line in capsys.readouterr().out.splitlines() if "/" in line]) == 2
