@@ -23,6 +23,7 @@ from .errors import DataError
 
 #: the largest value a series may hold: models compute in float32, so a larger one would be inf
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: what the error says of a larger value
 TOO_LARGE = f"beyond the range of the 32-bit floats models compute in (±{FLOAT32_MAX:.3g}); rescale the data"
 #: the largest .npz file, and the most its arrays may take once unpacked
 ARRAYS_LIMIT = 2**30
