@@ -68,7 +68,8 @@ def _write_data(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
                ["--length", "5", "--seed", "0"]),
         "classify": (["--data", str(tmp / "reviews.tsv"), "--embed", "4"], ["good film"]),
         "tag": (["--data", str(tmp / "names.conll"), "--embed", "4"], ["alice smith sees paris"]),
-        "forecast": ([*series, "--horizon", "2", "--window", "8", "--origins", "2", "--valid-origins", "1", "--paths", "4"], []),
+        "forecast": ([*series, "--horizon", "2", "--window", "8", "--origins", "2", "--valid-origins", "1", "--paths", "4"],
+                     []),
         "detect": ([*series, "--window", "8"], []),
         "translate": (["--data", str(tmp / "pairs.tsv"), "--embed", "4"], ["the dog sees a cat"]),
     }
@@ -187,7 +188,7 @@ def run_case(argv: list[str], tmp: Path) -> tuple[int, str, str]:
     signal.alarm(CASE_SECONDS)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli.main([*argv, "--quiet"] if argv[0] == "train" else ["--quiet", *argv])
+            code = cli.main(["--quiet", *argv])
     finally:
         signal.alarm(0)
         opened, _opened = _opened, None
@@ -215,6 +216,8 @@ def run_case(argv: list[str], tmp: Path) -> tuple[int, str, str]:
 
 
 def _verb_argv(task: str, verb: str, model_dir: Path, action_args: list[str]) -> list[str]:
+    if verb == "resume":  # two steps more than the model's
+        return ["train", "--resume", str(model_dir), "--steps", "4"]
     action = rnnkit.tasks.base.TASKS[task].action
     if verb == "action":
         plot = ["--plot", str(model_dir / "plot.png")] if task in ("forecast", "detect") else []
@@ -297,7 +300,7 @@ def _mutate_file(path: Path, document, data) -> str:
 # ---- the properties ------------------------------------------------------------------------------
 
 TASK_NAMES = ["lm", "classify", "tag", "forecast", "detect", "translate"]
-VERBS = ["action", "evaluate", "info"]
+VERBS = ["action", "evaluate", "info", "resume"]
 
 
 @FUZZ
@@ -329,7 +332,7 @@ def test_a_damaged_checkpoint_state_is_one_clear_error_on_resume(models, task, d
     model_dir = _fresh_copy(built[task][0], tmp)
     state_path = model_dir / "checkpoint" / "state.json"
     _mutate_file(state_path, json.loads(state_path.read_text()), data)
-    run_case(["train", "--resume", str(model_dir), "--steps", "3"], tmp)
+    run_case(_verb_argv(task, "resume", model_dir, []), tmp)
 
 
 def _split_safetensors(raw: bytes) -> tuple[dict, bytes]:
@@ -338,7 +341,7 @@ def _split_safetensors(raw: bytes) -> tuple[dict, bytes]:
 
 
 @FUZZ
-@given(task=st.sampled_from(TASK_NAMES), verb=st.sampled_from(VERBS + ["resume"]),
+@given(task=st.sampled_from(TASK_NAMES), verb=st.sampled_from(VERBS),
        weights=st.sampled_from(["model.safetensors", "checkpoint/weights.safetensors", "checkpoint/optimizer.safetensors"]),
        damage=st.sampled_from(["header", "truncate", "bytes", "random file"]), data=st.data())
 def test_a_damaged_safetensors_file_is_one_clear_error(models, task, verb, weights, damage, data):
@@ -359,9 +362,7 @@ def test_a_damaged_safetensors_file_is_one_clear_error(models, task, verb, weigh
     else:
         raw = data.draw(st.binary(max_size=64), label="file")
     path.write_bytes(raw)
-    argv = (["train", "--resume", str(model_dir), "--steps", "3"] if verb == "resume"
-            else _verb_argv(task, verb, model_dir, built[task][1]))
-    run_case(argv, tmp)
+    run_case(_verb_argv(task, verb, model_dir, built[task][1]), tmp)
 
 
 # text of the shapes the readers expect, and bytes of no shape at all
@@ -390,3 +391,77 @@ def test_random_bytes_as_data_are_one_clear_error(models, task, verb, raw):
         argv = [rnnkit.tasks.base.TASKS[task].action, str(model_dir), "--data", str(data_file)]
         argv += ["--plot", str(case / "plot.png")] if task in ("forecast", "detect") else []
     run_case(argv, tmp)
+
+
+# ---- what the fuzzing found, kept as examples -----------------------------------------------------
+
+
+def _json_edit(path: tuple, value=None, delete=False):
+    """A mutation of a JSON file's bytes: the place ``path`` (keys and indices) set to ``value``, or deleted."""
+    def mutate(raw: bytes) -> bytes:
+        document = json.loads(raw)
+        *parents, last = path
+        place = _get(document, parents)
+        if delete:
+            del place[last]
+        else:
+            place[last] = value
+        return json.dumps(document).encode()
+    return mutate
+
+
+def _header_edit(path: tuple, value):
+    """A mutation of a safetensors file: a place in its header set to ``value``."""
+    def mutate(raw: bytes) -> bytes:
+        header, tensors = _split_safetensors(raw)
+        text = _json_edit(path, value)(json.dumps(header).encode())
+        return struct.pack("<Q", len(text)) + text + tensors
+    return mutate
+
+
+def _nested_header(raw: bytes) -> bytes:
+    text = b"[" * 3000 + b"]" * 3000
+    return struct.pack("<Q", len(text)) + text + _split_safetensors(raw)[1]
+
+
+FOUND = [  # (task, file, mutation, verb, exit code): each was a traceback or a message of Python's before its fix
+    ("tag", "config.json", _json_edit(("encoding", "scheme"), delete=True), "evaluate", 2),  # KeyError: 'scheme'
+    ("tag", "config.json", _json_edit(("encoding", "unit"), delete=True), "action", 2),  # KeyError: 'unit'
+    ("classify", "config.json", _json_edit(("encoding", "values"), delete=True), "evaluate", 2),  # KeyError: 'values'
+    ("translate", "config.json", _json_edit(("vocabulary", "target"), delete=True), "info", 2),  # the loader's safety net
+    ("lm", "config.json", _json_edit(("task", ), ""), "resume", 2),  # argparse's usage: invalid choice ''
+    ("forecast", "config.json", _json_edit(("encoding", "std", 0), "NaN"), "action", 2),  # ufunc 'divide' not supported
+    ("detect", "config.json", _json_edit(("encoding", "std", 0), 0), "info", 2),  # a division by zero
+    ("lm", "checkpoint/state.json", _json_edit(("state", "rng", "model", "state"), delete=True), "resume", 2),  # "('state')"
+    ("lm", "checkpoint/state.json", _json_edit(("state", "run", "data.position"), None), "resume", 2),  # int() argument
+    ("lm", "checkpoint/state.json", _json_edit(("state", "recent_losses", 0), 10**400), "resume", 2),  # ufunc 'isfinite'
+    ("lm", "checkpoint/state.json", _json_edit(("state", "rng", "\r"), None), "resume", 2),  # a line break in the error
+    ("lm", "model.safetensors", lambda raw: raw[:5], "action", 2),  # unpack requires a buffer of 8 bytes
+    ("lm", "model.safetensors", _nested_header, "action", 2),  # maximum recursion depth exceeded
+    ("lm", "model.safetensors", _header_edit(("embedding.weight", "dtype"), ["F32"]), "action", 2),  # unhashable type
+    # harmless changes, which now work
+    ("lm", "config.json", _json_edit(("task_options", "batch_size"), delete=True), "evaluate", 0),  # KeyError: 'batch_size'
+    ("lm", "checkpoint/state.json", _json_edit(("state", "recent_losses", 0), -(2**63) - 1), "resume", 0),  # 'isfinite'
+]
+
+
+@pytest.mark.parametrize("task, file, mutate, verb, code", FOUND, ids=[f"{t}-{f}-{i}" for i, (t, f, *_) in enumerate(FOUND)])
+def test_what_fuzzing_found(models, task, file, mutate, verb, code):
+    built, tmp = models
+    model_dir = _fresh_copy(built[task][0], tmp)
+    path = model_dir / file
+    path.write_bytes(mutate(path.read_bytes()))
+    assert run_case(_verb_argv(task, verb, model_dir, built[task][1]), tmp)[0] == code
+
+
+def test_global_options_may_come_before_train_resume(models):
+    built, tmp = models
+    code, _, stderr = run_case(["--threads", "1", "train", "--resume", str(_fresh_copy(built["detect"][0], tmp)),
+                                "--steps", "3"], tmp)
+    assert code == 0, stderr
+
+
+def test_evaluating_a_detector_on_its_unlabelled_data_names_that_data(models):
+    built, tmp = models
+    code, _, stderr = run_case(["evaluate", str(_fresh_copy(built["detect"][0], tmp))], tmp)
+    assert code == 2 and "series.csv has no 'is_anomaly' column" in stderr and "--data" in stderr, stderr

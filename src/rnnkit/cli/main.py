@@ -26,7 +26,7 @@ from ..data import DataError
 from ..data import catalog
 from ..memory import keep_freed_memory
 from ..progress import Progress, reporting
-from ..tasks.base import TASKS, add_options, get_task, given, load_model
+from ..tasks.base import TASKS, add_options, get_task, given, load_model, read_model
 from ..training import model_dir as md
 from ..threads import THREADS_ENV, apply_thread_policy
 from ..training.trainer import TrainingError, TrainingInterrupted, TrainingOptions
@@ -173,12 +173,16 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def _name_the_resumed_task(argv: list[str]) -> list[str]:
     """`rnnkit train --resume DIR [options]` names no task: take it from DIR, so the task's
     options parse (and can be checked against the stored ones)."""
-    if argv[:1] != ["train"] or "--resume" not in argv or any(a in TASKS for a in argv[1:]):
+    verb_at = 0
+    while verb_at < len(argv) and argv[verb_at].startswith("-"):  # options before the verb: --quiet, --threads N
+        verb_at += 2 if argv[verb_at] == "--threads" else 1
+    if argv[verb_at : verb_at + 1] != ["train"] or "--resume" not in argv or any(a in TASKS for a in argv[verb_at + 1 :]):
         return argv
     i = argv.index("--resume")
     if i + 1 >= len(argv):
         return argv
-    return ["train", md.load_config(Path(argv[i + 1]))["task"], *argv[1:]]
+    task, _ = read_model(argv[i + 1])  # a task this rnnkit knows, in a config.json that is whole
+    return [*argv[: verb_at + 1], task.name, *argv[verb_at + 1 :]]
 
 
 def run(args) -> int:

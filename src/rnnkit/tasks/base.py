@@ -43,10 +43,14 @@ class Task:
                                               "training": options_schema(TrainingOptions)}}, where)
         md.check_json(config, self.config_schema or {"type": "object", "required": [self.encoding_key],
                                                      "properties": {self.encoding_key: {"type": "object"}}}, where)
-        try:
-            return self.Options(**config["task_options"]), TrainingOptions(**config["training"])
-        except (ValueError, TypeError) as exc:
-            raise md.ModelDirError(f"{where}: {str(exc).lstrip('-')}") from None
+        stored = []
+        for key, options_class in (("task_options", self.Options), ("training", TrainingOptions)):
+            try:
+                stored.append(options_class(**config[key]))
+            except (ValueError, TypeError) as exc:  # "--valid-fraction: invalid value ..." names the field
+                flag, _, why = str(exc).partition(": ")
+                raise md.ModelDirError(f"{where}: {key}.{flag.lstrip('-').replace('-', '_')}: {why}") from None
+        return tuple(stored)
 
     def check_monitor(self, monitor: str) -> None:
         if monitor not in self.monitors:

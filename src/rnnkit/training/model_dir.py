@@ -218,7 +218,7 @@ def _check_safetensors_header(header, size: int, where: str) -> None:
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        if not (isinstance(entry, dict) and entry.get("dtype") in _SAFETENSORS_DTYPES
+        if not (isinstance(entry, dict) and isinstance(entry.get("dtype"), str) and entry["dtype"] in _SAFETENSORS_DTYPES
                 and isinstance(entry.get("shape"), list) and isinstance(entry.get("data_offsets"), list)
                 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                         for n in entry["shape"] + entry["data_offsets"])
@@ -318,11 +318,14 @@ def check_json(value, schema: dict, where: str, prefix: str = "") -> None:
         field = prefix + ".".join(str(p) if str(p).isprintable() else repr(p) for p in error.absolute_path)
         field = field.rstrip(".") or "the top level"
         found = repr(error.instance)
-        found = found if len(found) <= 60 else found[:57] + "..."
+        text = error.message
+        if len(found) > 60:  # jsonschema's message quotes the value whole, however large
+            found = found[:57] + "..."
+            text = text.replace(repr(error.instance), found)
         expected = {"type": f"expected {error.validator_value}", "required": "missing an entry",
-                    "additionalProperties": "unexpected entry"}.get(error.validator, error.message)
-        message = f"{expected}: {error.message}" if error.validator in ("required", "additionalProperties") else \
-            f"{expected}, got {found}" if error.validator == "type" else error.message
+                    "additionalProperties": "unexpected entry"}.get(error.validator, text)
+        message = f"{expected}: {text}" if error.validator in ("required", "additionalProperties") else \
+            f"{expected}, got {found}" if error.validator == "type" else text
         raise ModelDirError(f"{where}: {field}: {message}")
 
 
