@@ -257,3 +257,13 @@ def test_running_out_of_memory_in_a_step_is_one_line(tmp_path, reviews, capsys, 
     monkeypatch.setattr(ClassifyRun, "train_step", step)
     err = run_error(["train", "classify", "--data", str(reviews), "--out", str(tmp_path / "m"), *TINY], capsys)
     assert err.startswith("rnnkit: error: out of memory (Unable to allocate 12.0 GiB") and "--batch-size" in err
+
+
+def test_a_huge_value_within_float32_gives_finite_probabilities(tmp_path, capsys):
+    rnnkit.train("classify", tmp_path / "m", data=str(write_series(tmp_path / "s.csv")), steps=2, hidden=4, valid_every=2)
+    huge = tmp_path / "huge.csv"
+    huge.write_text("up,0.1,3e38,0.2\n")  # standardised by the training data's spread: beyond float32
+    capsys.readouterr()
+    assert main(["classify", str(tmp_path / "m"), "--data", str(huge)]) == 0
+    probabilities = [float(v) for v in capsys.readouterr().out.split("\t")[0].split()[1::2]]
+    assert np.all(np.isfinite(probabilities)) and sum(probabilities) == pytest.approx(1, abs=2e-3)

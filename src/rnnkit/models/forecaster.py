@@ -22,10 +22,6 @@ from .sequence_model import make_recurrent
 
 MODES = ("direct", "recursive")
 SIGMA_MIN = 1e-3  # in scaled units: a floor that keeps the likelihood finite on flat stretches
-# The largest input the network reads, in scaled units: a value far outside what it learnt from
-# (1e38 after a model trained on values near 1) is read as this, since its saturating gates learn
-# nothing more from a larger one and float32 products of larger ones overflow to inf and NaN.
-INPUT_BOUND = 1e4
 
 
 def softplus(x: np.ndarray) -> np.ndarray:

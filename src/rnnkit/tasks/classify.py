@@ -27,7 +27,7 @@ from ..data.fingerprint import check_data, record_data
 from ..data.sources import is_built_in, load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
-from ..models.sequence_model import CELLS
+from ..models.sequence_model import CELLS, INPUT_BOUND
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import plot_confusion
@@ -201,7 +201,7 @@ def encode_inputs(config: dict, opts: ClassifyOptions, items, where: str) -> lis
         s = np.asarray(s, dtype=np.float64)
         if s.ndim != 2 or s.shape[1] != len(mean):
             raise DataError(f"{where}: example {i + 1} has shape {s.shape}; the model reads series of {len(mean)} channel(s)")
-        out.append(((s - mean) / std).astype(np.float32))
+        out.append(np.clip((s - mean) / std, -INPUT_BOUND, INPUT_BOUND).astype(np.float32))
     return out
 
 

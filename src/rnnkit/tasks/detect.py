@@ -31,9 +31,9 @@ from .. import metrics as M
 from ..data import DataError
 from ..data.fingerprint import check_data, record_data
 from ..data.series import Series, anomaly_ranges, check_series, fill_gaps, read_series_table, ucr_anomaly_series
-from ..models.forecaster import INPUT_BOUND, Forecaster
+from ..models.forecaster import Forecaster
 from ..data.series import MISSING
-from ..models.sequence_model import CELLS
+from ..models.sequence_model import CELLS, INPUT_BOUND
 from ..nn import GaussianNLLLoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure

@@ -39,9 +39,9 @@ from .. import metrics as M
 from ..data import DataError
 from ..data.fingerprint import check_data, record_data
 from ..data.series import Series, check_series, co2_series, elnino_series, fill_gaps, read_series_table, sunspots_series
-from ..models.forecaster import INPUT_BOUND, MODES, Forecaster
+from ..models.forecaster import MODES, Forecaster
 from ..data.series import MISSING
-from ..models.sequence_model import CELLS
+from ..models.sequence_model import CELLS, INPUT_BOUND
 from ..nn import GaussianNLLLoss
 from ..progress import Progress
 from ..training.trainer import check_options
