@@ -79,6 +79,7 @@ def test_an_output_unk_becomes_the_source_word_it_attends_to(tmp_path, capsys):
 
 
 def run_error(args, capsys):
+    capsys.readouterr()  # what earlier steps of the test printed (training progress) is not this error
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
