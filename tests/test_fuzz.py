@@ -55,18 +55,21 @@ TINY = ["--steps", "2", "--valid-every", "2", "--hidden", "4", "--quiet"]
 
 
 def _write_data(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
-    """The data files of each task: {task: (train options, the action verb's arguments)}."""
+    """The data files of each model: {name: (train options, the action verb's arguments)}; a
+    model's name is its task's, or the task's and a suffix ("classify-values")."""
     (tmp / "corpus.txt").write_text("\n".join("to be or not to be, that is the question" for _ in range(30)))
     (tmp / "reviews.tsv").write_text("\n".join(f"{'pos' if i % 2 else 'neg'}\t{'good' if i % 2 else 'bad'} film {i % 5}"
                                                for i in range(40)))
     (tmp / "names.conll").write_text("alice B-PER\nsmith I-PER\nsees O\nparis B-LOC\n\n" * 40)
     (tmp / "series.csv").write_text("t,v\n" + "".join(f"{i},{math.sin(i / 4):.4f}\n" for i in range(200)))
     (tmp / "pairs.tsv").write_text("".join(f"the dog sees a cat {i % 3}\tel perro ve un gato {i % 3}\n" for i in range(40)))
+    (tmp / "values.csv").write_text("".join(f"{i / 7:.3f},{i % 3},{-(i % 5)},{i % 4}\n" for i in range(40)))
     series = ["--data", str(tmp / "series.csv")]
     return {
         "lm": (["--data", str(tmp / "corpus.txt"), "--embed", "4", "--seq-len", "8", "--batch-size", "2", "--layers", "1"],
                ["--length", "5", "--seed", "0"]),
         "classify": (["--data", str(tmp / "reviews.tsv"), "--embed", "4"], ["good film"]),
+        "classify-values": (["--data", str(tmp / "values.csv")], ["--data", str(tmp / "values.csv")]),
         "tag": (["--data", str(tmp / "names.conll"), "--embed", "4"], ["alice smith sees paris"]),
         "forecast": ([*series, "--horizon", "2", "--window", "8", "--origins", "2", "--valid-origins", "1", "--paths", "4"],
                      []),
@@ -77,15 +80,20 @@ def _write_data(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """{task: (model directory, the action verb's arguments, the training options)}, and the
-    directory every case works in."""
+    """{model name: (model directory, the action verb's arguments, the training options)}, and
+    the directory every case works in."""
     tmp = tmp_path_factory.mktemp("fuzz")
     built = {}
-    for task, (options, action_args) in _write_data(tmp).items():
-        out = tmp / "models" / task
-        assert cli.main(["train", task, "--out", str(out), *options, *TINY]) == 0
-        built[task] = (out, action_args, options)
+    for name, (options, action_args) in _write_data(tmp).items():
+        out = tmp / "models" / name
+        assert cli.main(["train", _task(name), "--out", str(out), *options, *TINY]) == 0
+        built[name] = (out, action_args, options)
     return built, tmp
+
+
+def _task(name: str) -> str:
+    """The task of a model of ``_write_data``."""
+    return name.partition("-")[0]
 
 
 def _fresh_copy(model_dir: Path, tmp: Path) -> Path:
@@ -212,13 +220,15 @@ def run_case(argv: list[str], tmp: Path) -> tuple[int, str, str]:
             exc = (wrapped if wrapped is not None and not isinstance(exc, INFORMATIVE) and not isinstance(wrapped, KeyError)
                    and str(wrapped) in lines[0] else None)
         assert not SAFETY_NET.search(lines[0]), f"a field no schema describes: {lines[0]}"
+    if code == 0 and argv[0] in ("forecast", "detect"):  # numbers that overflowed are no result
+        assert not re.search(r"\b(nan|inf)\b", out.getvalue(), re.IGNORECASE), out.getvalue()
     return code, out.getvalue(), stderr
 
 
 def _verb_argv(task: str, verb: str, model_dir: Path, action_args: list[str]) -> list[str]:
     if verb == "resume":  # two steps more than the model's
         return ["train", "--resume", str(model_dir), "--steps", "4"]
-    action = rnnkit.tasks.base.TASKS[task].action
+    action = rnnkit.tasks.base.TASKS[_task(task)].action
     if verb == "action":
         plot = ["--plot", str(model_dir / "plot.png")] if task in ("forecast", "detect") else []
         return [action, str(model_dir), *plot, *action_args]
@@ -274,8 +284,12 @@ def json_mutations(draw, document):
     """(the mutated JSON text, what was done): one place of ``document`` deleted, replaced by a
     hostile value, given another type, or replaced by a value nested deeply."""
     document = json.loads(json.dumps(document))
-    places = list(_paths(document))
-    path = draw(st.sampled_from(places))
+    if draw(st.booleans()):  # a walk from the root: each level of the file as likely as a vocabulary's many tokens
+        path = ()
+        while isinstance(node := _get(document, path), (dict, list)) and node and draw(st.integers(0, 3)):
+            path += (draw(st.sampled_from(list(node) if isinstance(node, dict) else range(len(node)))),)
+    else:
+        path = draw(st.sampled_from(list(_paths(document))))
     kind = draw(st.sampled_from(["delete", "replace", "retype", "deep"]))
     if kind == "delete" and path:
         del _get(document, path[:-1])[path[-1]]
@@ -299,7 +313,7 @@ def _mutate_file(path: Path, document, data) -> str:
 
 # ---- the properties ------------------------------------------------------------------------------
 
-TASK_NAMES = ["lm", "classify", "tag", "forecast", "detect", "translate"]
+TASK_NAMES = ["lm", "classify", "classify-values", "tag", "forecast", "detect", "translate"]
 VERBS = ["action", "evaluate", "info", "resume"]
 
 
@@ -313,13 +327,13 @@ def test_a_damaged_config_json_is_one_clear_error(models, task, verb, data):
     run_case(_verb_argv(task, verb, model_dir, built[task][1]), tmp)
 
 
-@pytest.mark.parametrize("task", TASK_NAMES)
+@pytest.mark.parametrize("task, option", [(task, "data") for task in TASK_NAMES] + [("classify", "test"), ("tag", "test")])
 @pytest.mark.parametrize("hostile", HOSTILE_PATHS)
-def test_a_config_json_naming_a_path_outside_reads_nothing_there(models, task, hostile):
+def test_a_config_json_naming_a_path_outside_reads_nothing_there(models, task, option, hostile):
     built, tmp = models
     model_dir = _fresh_copy(built[task][0], tmp)
     config = json.loads((model_dir / "config.json").read_text())
-    config["task_options"]["data"] = hostile
+    config["task_options"][option] = hostile
     (model_dir / "config.json").write_text(json.dumps(config))
     for verb in VERBS:
         run_case(_verb_argv(task, verb, model_dir, built[task][1]), tmp)
@@ -382,13 +396,13 @@ def test_random_bytes_as_data_are_one_clear_error(models, task, verb, raw):
     data_file.write_bytes(raw)
     model_dir = _fresh_copy(built[task][0], tmp)
     if verb == "train":  # the model's options, another --data
-        argv = ["train", task, "--out", str(case / "new"), *built[task][2], "--data", str(data_file), *TINY]
+        argv = ["train", _task(task), "--out", str(case / "new"), *built[task][2], "--data", str(data_file), *TINY]
     elif verb == "evaluate":
         argv = ["evaluate", str(model_dir), "--data", str(data_file)]
     elif task == "lm":  # generate reads no data: its prime is the random text
         argv = ["generate", str(model_dir), "--length", "3", "--prime", raw.decode("utf-8", "replace") or "x"]
     else:
-        argv = [rnnkit.tasks.base.TASKS[task].action, str(model_dir), "--data", str(data_file)]
+        argv = [rnnkit.tasks.base.TASKS[_task(task)].action, str(model_dir), "--data", str(data_file)]
         argv += ["--plot", str(case / "plot.png")] if task in ("forecast", "detect") else []
     run_case(argv, tmp)
 

@@ -270,7 +270,8 @@ class TrainedDetector:
         anomaly (the UCR archive's criterion), and point-adjusted precision, recall and F1."""
         result = self.detect(data)
         if result["labels"] is None:
-            raise DataError(f"evaluate: {data} has no {self.opts.labels!r} column of anomaly labels")
+            raise DataError(f"evaluate: {data or self.opts.data} has no {self.opts.labels!r} column of anomaly labels"
+                            + ("" if data else "; give --data FILE, a series with labelled anomalies"))
         labels, scores = result["labels"], result["scores"]
         top = int(np.argmax(scores))
         true_ranges = anomaly_ranges(labels)
