@@ -444,6 +444,7 @@ FOUND = [  # (task, file, mutation, verb, exit code): each was a traceback or a 
     ("classify", "config.json", _json_edit(("encoding", "values"), delete=True), "evaluate", 2),  # KeyError: 'values'
     ("translate", "config.json", _json_edit(("vocabulary", "target"), delete=True), "info", 2),  # the loader's safety net
     ("lm", "config.json", _json_edit(("task", ), ""), "resume", 2),  # argparse's usage: invalid choice ''
+    ("tag", "config.json", _json_edit(("task_options", "batch_size"), 0), "action", 2),  # range() arg 3 must not be zero
     ("forecast", "config.json", _json_edit(("encoding", "std", 0), "NaN"), "action", 2),  # ufunc 'divide' not supported
     ("detect", "config.json", _json_edit(("encoding", "std", 0), 0), "info", 2),  # a division by zero
     ("lm", "checkpoint/state.json", _json_edit(("state", "rng", "model", "state"), delete=True), "resume", 2),  # "('state')"

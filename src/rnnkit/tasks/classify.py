@@ -85,7 +85,7 @@ class ClassifyOptions:
         checks = {"target": self.target in ("auto", "class", "value"), "tokenizer": self.tokenizer in ("word", "char"),
                   "pooling": self.pooling in POOLINGS, "folds": self.folds == 0 or self.folds >= 2,
                   "fold": 0 <= self.fold < max(self.folds, 1), "valid_fraction": 0 < self.valid_fraction < 1,
-                  "dropout": 0 <= self.dropout < 1}
+                  "dropout": 0 <= self.dropout < 1, "batch_size": self.batch_size >= 1}
         check_options(self, checks)
 
 

@@ -85,7 +85,8 @@ class DetectOptions:
     def __post_init__(self):
         checks = {"missing": self.missing in ("error", "interpolate", "mask"), "window": self.window >= 1,
                   "valid_fraction": 0 < self.valid_fraction < 1, "threshold": self.threshold in ("pot", "percentile"),
-                  "percentile": 0 < self.percentile < 100, "risk": 0 < self.risk < 0.1, "dropout": 0 <= self.dropout < 1}
+                  "percentile": 0 < self.percentile < 100, "risk": 0 < self.risk < 0.1, "dropout": 0 <= self.dropout < 1,
+                  "batch_size": self.batch_size >= 1}
         check_options(self, checks)
 
 

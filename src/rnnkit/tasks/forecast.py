@@ -101,7 +101,8 @@ class ForecastOptions:
         checks = {"missing": self.missing in ("error", "interpolate", "mask"), "mode": self.mode in MODES,
                   "level": self.level in ("window", "scale", "none"),
                   "horizon": self.horizon >= 1, "season": self.season >= 0, "window": self.window >= 0,
-                  "origins": self.origins >= 1, "valid_origins": self.valid_origins >= 1, "paths": self.paths >= 0, "dropout": 0 <= self.dropout < 1}
+                  "origins": self.origins >= 1, "valid_origins": self.valid_origins >= 1, "paths": self.paths >= 0, "dropout": 0 <= self.dropout < 1,
+                  "batch_size": self.batch_size >= 1}
         check_options(self, checks)
 
 

@@ -84,7 +84,8 @@ class TagOptions:
     def __post_init__(self):
         checks = {"scheme": self.scheme.upper() in ("AUTO", "NONE", "BIO", "IOB2", "BIOES", "IOBES"),
                   "valid_fraction": 0 < self.valid_fraction < 1, "test_fraction": 0 <= self.test_fraction < 1,
-                  "dropout": 0 <= self.dropout < 1, "max_len": self.max_len >= 0, "min_count": self.min_count >= 1}
+                  "dropout": 0 <= self.dropout < 1, "max_len": self.max_len >= 0, "min_count": self.min_count >= 1,
+                  "batch_size": self.batch_size >= 1}
         check_options(self, checks)
 
 

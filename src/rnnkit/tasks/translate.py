@@ -98,7 +98,8 @@ class TranslateOptions:
         checks = {"tokenizer": self.tokenizer in ("word", "char"), "cell": self.cell in ("lstm", "gru"),
                   "attention": self.attention in ATTENTIONS, "sampling": 0 <= self.sampling <= 1,
                   "valid_fraction": 0 < self.valid_fraction < 1, "test_fraction": 0 <= self.test_fraction < 1,
-                  "beam": self.beam >= 1, "max_words": self.max_words >= 0, "dropout": 0 <= self.dropout < 1}
+                  "beam": self.beam >= 1, "max_words": self.max_words >= 0, "dropout": 0 <= self.dropout < 1,
+                  "batch_size": self.batch_size >= 1}
         check_options(self, checks)
 
 
