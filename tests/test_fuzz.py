@@ -228,6 +228,8 @@ def run_case(argv: list[str], tmp: Path) -> tuple[int, str, str]:
 def _verb_argv(task: str, verb: str, model_dir: Path, action_args: list[str]) -> list[str]:
     if verb == "resume":  # two steps more than the model's
         return ["train", "--resume", str(model_dir), "--steps", "4"]
+    if verb == "diagnose":  # a language model's; the others' is an error
+        return ["diagnose", str(model_dir), "--windows", "1"]
     action = rnnkit.tasks.base.TASKS[_task(task)].action
     if verb == "action":
         plot = ["--plot", str(model_dir / "plot.png")] if task in ("forecast", "detect") else []
@@ -314,7 +316,7 @@ def _mutate_file(path: Path, document, data) -> str:
 # ---- the properties ------------------------------------------------------------------------------
 
 TASK_NAMES = ["lm", "classify", "classify-values", "tag", "forecast", "detect", "translate"]
-VERBS = ["action", "evaluate", "info", "resume"]
+VERBS = ["action", "evaluate", "info", "resume", "diagnose"]
 
 
 @FUZZ
