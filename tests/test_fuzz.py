@@ -30,6 +30,7 @@ import site
 import struct
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -194,8 +195,9 @@ def run_case(argv: list[str], tmp: Path) -> tuple[int, str, str]:
         setattr(owner, name, patched)
     _opened = []
     signal.alarm(CASE_SECONDS)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    try:  # a warning is printed on stderr by the command: a line more than the one error line
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
             code = cli.main(["--quiet", *argv])
     finally:
         signal.alarm(0)
@@ -203,10 +205,11 @@ def run_case(argv: list[str], tmp: Path) -> tuple[int, str, str]:
         signal.signal(signal.SIGALRM, previous)
         for owner, name, original in originals:
             setattr(owner, name, original)
-    stderr = err.getvalue()
+    stderr = err.getvalue() + "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in warned)
     assert code in (0, 2), f"exit {code}: {stderr}"
     outside = _outside(opened, tmp)
     assert not outside, f"rnnkit {' '.join(argv)} opened files outside the test's directory: {outside}"
+    assert not warned, stderr
     if code == 2:
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("rnnkit: error: "), f"not one error line: {stderr!r}"
@@ -449,6 +452,12 @@ FOUND = [  # (task, file, mutation, verb, exit code): each was a traceback or a 
     ("tag", "config.json", _json_edit(("task_options", "batch_size"), 0), "action", 2),  # range() arg 3 must not be zero
     ("forecast", "config.json", _json_edit(("encoding", "std", 0), "NaN"), "action", 2),  # ufunc 'divide' not supported
     ("detect", "config.json", _json_edit(("encoding", "std", 0), 0), "info", 2),  # a division by zero
+    ("forecast", "config.json", _json_edit(("encoding", "std", 0), 1e-300), "action", 2),  # overflow: x contains inf
+    ("forecast", "config.json", _json_edit(("metrics", "widen"), 1e300), "action", 2),  # exit 0 with -inf and inf bounds
+    ("forecast", "config.json", _json_edit(("encoding", "mean"), [0.0, 1.0]), "action", 2),  # x: expected input_size=1
+    ("detect", "config.json", _json_edit(("encoding", "split"), 10**9), "info", 2),  # the loader's safety net
+    ("classify-values", "config.json", _json_edit(("encoding", "channels"), 3), "evaluate", 2),  # shapes of weights
+    ("tag", "config.json", _json_edit(("encoding", "tags", 3), "w"), "action", 2),  # tags: 'w' is not a BIO tag
     ("lm", "checkpoint/state.json", _json_edit(("state", "rng", "model", "state"), delete=True), "resume", 2),  # "('state')"
     ("lm", "checkpoint/state.json", _json_edit(("state", "run", "data.position"), None), "resume", 2),  # int() argument
     ("lm", "checkpoint/state.json", _json_edit(("state", "recent_losses", 0), 10**400), "resume", 2),  # ufunc 'isfinite'

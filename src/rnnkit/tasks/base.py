@@ -195,10 +195,12 @@ def load_model(directory, expect_task: str | None = None):
 _JSON_TYPES = {"int": "integer", "float": "finite", "str": "string", "bool": "boolean"}
 
 # pieces of the tasks' config_schema
-#: per-channel means of the training data
-MEANS_SCHEMA = {"type": "array", "minItems": 1, "items": {"type": "finite"}}
-#: per-channel standard deviations: values are divided by them
-SPREADS_SCHEMA = {"type": "array", "minItems": 1, "items": {"type": "finite", "exclusiveMinimum": 0}}
+#: a mean of data values, which the readers keep within float32's range
+MEAN_SCHEMA = {"type": "finite", "minimum": -float(np.finfo(np.float32).max), "maximum": float(np.finfo(np.float32).max)}
+#: a standard deviation, which values are divided by: training floors it at 1e-8
+SPREAD_SCHEMA = {"type": "finite", "minimum": 1e-8, "maximum": float(np.finfo(np.float32).max)}
+MEANS_SCHEMA = {"type": "array", "minItems": 1, "items": MEAN_SCHEMA}  # per channel
+SPREADS_SCHEMA = {"type": "array", "minItems": 1, "items": SPREAD_SCHEMA}
 #: names, each once (labels, tags, columns, classes)
 NAMES_SCHEMA = {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string"}}
 

@@ -31,7 +31,7 @@ from ..models.sequence_model import CELLS, INPUT_BOUND
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import plot_confusion
-from .base import (MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, BucketedRun, Task, data_schema, input_texts, register,
+from .base import (MEAN_SCHEMA, MEANS_SCHEMA, NAMES_SCHEMA, SPREAD_SCHEMA, SPREADS_SCHEMA, BucketedRun, Task, data_schema, input_texts, register,
                    validation_line)
 
 
@@ -368,7 +368,8 @@ class ClassifyTask(Task):
                      "properties": {"values": {"type": "boolean"}, "input": {"enum": ["text", "series"]},
                                     "vocabulary": VOCABULARY_SCHEMA, "channels": {"type": "integer", "minimum": 1},
                                     "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "labels": {**NAMES_SCHEMA, "minItems": 2},
-                                    "value_mean": {"type": "finite"}, "value_std": {"type": "finite", "exclusiveMinimum": 0}},
+                                    "value_mean": MEAN_SCHEMA, "value_std": SPREAD_SCHEMA},
+                     "sameCount": ["channels", "mean", "std"],
                      "allOf": [{"if": {"properties": {"input": {"const": "text"}}}, "then": {"required": ["vocabulary"]},
                                 "else": {"required": ["channels", "mean", "std"]}},
                                {"if": {"properties": {"values": {"const": True}}},

@@ -222,6 +222,9 @@ def prepare_series(opts: DetectOptions, stored: dict | None = None) -> tuple[Ser
     if not stored and (split - opts.window < 10 or len(series) - split < 10):
         raise DataError(f"data: {len(series)} points are too few for a window of {opts.window} with "
                         f"{opts.valid_fraction:.0%} held out; give more normal data or a shorter --window")
+    if stored and not opts.window < split < len(series):  # the data is the model's own: config.json was edited
+        raise DataError(f"config.json: encoding.split is {split}, but it must lie between the window ({opts.window}) and "
+                        f"the {len(series)} points of {opts.data}; retrain or restore config.json")
     train = fill_gaps(series.values)[:split]
     encoding = stored or {"columns": series.target, "split": split, "mean": train.mean(axis=0).tolist(),
                           "std": np.maximum(train.std(axis=0), 1e-8).tolist(),
@@ -332,7 +335,8 @@ class DetectTask(Task):
     config_schema = {"type": "object", "required": ["encoding", "data"], "properties": {
         "encoding": {"type": "object", "required": ["columns", "split", "mean", "std"],
                      "properties": {"columns": NAMES_SCHEMA, "split": {"type": "integer", "minimum": 1},
-                                    "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA}},
+                                    "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA},
+                     "sameCount": ["columns", "mean", "std"]},
         "data": data_schema("points")}}
 
     Trained = TrainedDetector

@@ -446,9 +446,11 @@ class ForecastTask(Task):
                      "properties": {"columns": NAMES_SCHEMA, "season": {"type": "integer", "minimum": 1},
                                     "window": {"type": "integer", "minimum": 1},
                                     "period": {"type": "finite", "exclusiveMinimum": 0},  # calendar features divide by it
-                                    "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "first_origin": {"type": "integer", "minimum": 1}}},
+                                    "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "first_origin": {"type": "integer", "minimum": 1}},
+                     "sameCount": ["columns", "mean", "std"]},
         "data": data_schema("points"),
-        "metrics": {"properties": {"widen": {"type": "finite", "exclusiveMinimum": 0}}}}}  # the intervals' calibration
+        # the intervals' calibration: it only widens them, and keeps them finite
+        "metrics": {"properties": {"widen": {"type": "finite", "minimum": 1, "maximum": 1e9}}}}}
 
     Trained = TrainedForecaster
 

@@ -307,7 +307,11 @@ class TagTask(Task):
         "encoding": {"type": "object", "required": ["tokens", "tags", "scheme", "unit", "lowercase"],
                      "properties": {"tokens": VOCABULARY_SCHEMA["properties"]["tokens"], "tags": NAMES_SCHEMA,
                                     "scheme": {"enum": [None, *M.SCHEMES]}, "unit": {"enum": ["char", "word"]},
-                                    "lowercase": {"type": "boolean"}}},
+                                    "lowercase": {"type": "boolean"}},
+                     # entities are read from the tags by the scheme's prefixes
+                     "allOf": [{"if": {"properties": {"scheme": {"const": scheme}}},
+                                "then": {"properties": {"tags": {"items": {"pattern": f"^(O|[{''.join(prefixes)}]-.+)$"}}}}}
+                               for scheme, prefixes in M.SCHEMES.items()]},
         "data": data_schema("train_sentences", "valid_sentences")}}
     monitors = ("loss", "accuracy", "f1", "precision", "recall")  # f1, precision, recall: entity tags
 

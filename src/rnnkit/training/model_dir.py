@@ -302,16 +302,32 @@ def _finite(checker, instance) -> bool:
         return False
 
 
+def _same_count(validator, names, instance, schema):
+    """The keyword ``sameCount: [name, ...]``: those entries of an object (those present) hold as
+    many items, an integer counting as itself (``channels`` and the per-channel ``mean``)."""
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "object"):
+        return
+    counts = {n: len(instance[n]) if validator.is_type(instance[n], "array") else instance[n] for n in names
+              if n in instance and (validator.is_type(instance[n], "array") or validator.is_type(instance[n], "integer"))}
+    if len(set(counts.values())) > 1:
+        first, *others = counts
+        yield ValidationError(f"expected {' and '.join(others)} to hold as many entries as {first}, got "
+                              + ", ".join(f"{n}: {c}" for n, c in counts.items()))
+
+
 def check_json(value, schema: dict, where: str, prefix: str = "") -> None:
     """Validate ``value`` against a JSON schema (draft 2020-12, with the extra type ``"finite"``:
-    a number that is neither NaN nor infinite); the first error is a ModelDirError naming
+    a number that is neither NaN nor infinite, and the keyword ``sameCount``, see
+    ``_same_count``); the first error is a ModelDirError naming
     ``where`` (the file) and the field, e.g. ``config.json in m: training.steps: expected …``;
     ``prefix``: the path of ``value`` inside its file, e.g. ``"state."``."""
     import jsonschema  # only when a model directory is read
 
     base = jsonschema.Draft202012Validator
     checker = base.TYPE_CHECKER.redefine("finite", _finite)
-    validator = jsonschema.validators.extend(base, type_checker=checker)(schema)
+    validator = jsonschema.validators.extend(base, {"sameCount": _same_count}, type_checker=checker)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     if error is not None:
         # a key with a line break or another control character is shown quoted: the error stays one line
