@@ -1,5 +1,6 @@
-"""rnnkit.memory: the allocator setting the command applies."""
+"""rnnkit.memory: the allocator setting the command applies, and whether a model fits."""
 
+import contextlib
 import ctypes
 import sys
 
@@ -27,3 +28,59 @@ def test_elsewhere_it_does_nothing(monkeypatch):
 def test_without_mallopt_it_does_nothing(monkeypatch):
     monkeypatch.setattr(ctypes, "CDLL", lambda name: object())  # a C library without mallopt
     assert memory.keep_freed_memory() is False
+
+
+# ---- whether a model fits ----------------------------------------------------------------------------
+
+
+def lstm_options(**kw):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{"hidden": 32, "embed": 8, "layers": 1, **kw})
+
+
+def test_a_memory_error_while_building_is_one_line_naming_the_size_options():
+    def build():
+        raise MemoryError("Unable to allocate 149. GiB for an array with shape (400000, 100000) and data type float32")
+
+    with pytest.raises(ValueError) as info:
+        memory.within_memory(build, lstm_options(hidden=100000))
+    message = str(info.value)
+    assert message.startswith("--hidden 100000, --embed 8, --layers 1: the model does not fit in memory (Unable to "
+                              "allocate 149. GiB") and message.endswith("lower --hidden, --embed, --layers")
+    assert "GiB of memory are available" in message and "\n" not in message
+
+
+def test_training_that_would_not_fit_is_refused_with_the_memory_needed_and_available(monkeypatch):
+    from rnnkit.nn import LSTM
+
+    build = lambda: LSTM(8, 32)  # noqa: E731  (5,376 parameters: 21 KB of weights)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10_000)
+    monkeypatch.setattr(memory, "_address_space_limit", lambda extra: contextlib.nullcontext())  # the build's own test below
+    assert memory.within_memory(build, lstm_options()).num_parameters() == 5376  # loading: no optimizer state
+    with pytest.raises(ValueError, match=r"^--hidden 32, --embed 8, --layers 1: training this model needs about 0.0 GiB "
+                                         r"\(5,376 parameters: weights, gradients, Adam's two moments, a checkpoint copy\), "
+                                         r"but 0.0 GiB of memory are available; lower --hidden, --embed, --layers$"):
+        memory.within_memory(build, lstm_options(), training=True)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**30)
+    assert memory.within_memory(build, lstm_options(), training=True).num_parameters() == 5376
+
+
+def test_available_bytes_reads_the_system():
+    available = memory.available_bytes()
+    assert available is None or available > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="an address-space limit on /proc/self/statm's size")
+def test_a_model_larger_than_the_memory_available_fails_while_building_not_when_touched(monkeypatch):
+    import resource
+
+    from rnnkit.nn import LSTM
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 50 * 2**20)
+    with pytest.raises(ValueError, match=r"^--hidden 2000, --embed 8, --layers 1: the model does not fit in memory "
+                                         r"\(Unable to allocate"):
+        memory.within_memory(lambda: LSTM(8, 2000), lstm_options(hidden=2000))  # 128 MB of weights and gradients
+    assert resource.getrlimit(resource.RLIMIT_AS) == before  # the limit holds for the build only
+    assert np.ones(2**25).sum() == 2**25  # 256 MB: allocations work again

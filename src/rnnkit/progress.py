@@ -140,7 +140,8 @@ class Progress:
 
     def validated(self, record: dict) -> None:
         """A validation record (``valid_*`` keys): its metrics, and a sample if it has one, under the line."""
-        shown = ", ".join(f"{k[6:].replace('_', ' ')} {v:.4f}" for k, v in record.items() if k.startswith("valid_") and isinstance(v, float))
+        shown = ", ".join(f"{k[6:].replace('_', ' ')} {v:.4f}" for k, v in record.items()
+                          if k.startswith("valid_") and isinstance(v, float))
         text = f"validation at step {record['step']}: {shown}"
         if isinstance(record.get("valid_sample"), str):
             text += "\n" + "\n".join("    " + line for line in record["valid_sample"].splitlines())

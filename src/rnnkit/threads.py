@@ -4,8 +4,8 @@ Python API (`rnnkit.train`, `rnnkit.load`).
 OpenBLAS starts a thread per core and spins while it waits for them. rnnkit's matrices are small
 (a 2-layer LSTM-256 on batches of 32), so a second thread gains little on an idle machine and costs
 ten times over on a busy one: 40 steps of `rnnkit train lm` took 138 s at OpenBLAS's default and
-14.4 s at one thread, at load 3–4 on 2 cores (measurements: README, "How long the first command
-takes"). One thread is the default.
+14.4 s at one thread, at load 3–4 on 2 cores (the measurements: README, "Threads and progress").
+One thread is the default.
 
 Order of precedence: ``--threads N`` (or ``threads=``), then $RNNKIT_THREADS; a user's own
 $OPENBLAS_NUM_THREADS, $OMP_NUM_THREADS or $MKL_NUM_THREADS is left as it is; otherwise one thread.
@@ -33,8 +33,9 @@ def parse_threads(text: str, name: str) -> int:
     return value
 
 
-def chosen_threads(threads: int | None = None) -> int | None:
-    """The BLAS thread count the policy picks, or None to leave the user's BLAS settings alone."""
+def chosen_threads(threads: int | str | None = None) -> int | None:
+    """The BLAS thread count the policy picks (``threads``: --threads as given), or None to leave
+    the user's BLAS settings alone."""
     if threads is not None:
         return parse_threads(str(threads), "--threads")
     if os.environ.get(THREADS_ENV, "").strip():

@@ -1,8 +1,12 @@
 import importlib.util
+import os
+import threading
+import time
 
 import numpy as np
 import pytest
 
+from rnnkit.data import corpora
 from rnnkit.data import (
     SHAKESPEARE_GENRES,
     DataError,
@@ -29,7 +33,7 @@ def test_read_text_file_reads_utf8_and_normalises_line_ends(tmp_path):
 
 
 def test_missing_file_is_an_error_with_the_path(tmp_path):
-    with pytest.raises(DataError, match=r"nope.txt: no such file; give the path of a UTF-8 text file"):
+    with pytest.raises(DataError, match=r"nope.txt: no such file"):
         read_text_file(tmp_path / "nope.txt")
     with pytest.raises(DataError, match="is a directory"):
         read_text_file(tmp_path)
@@ -55,6 +59,45 @@ def test_non_utf8_file_reports_the_byte_offset(tmp_path):
     path.write_bytes("café au lait".encode("latin-1"))
     with pytest.raises(DataError, match=r"latin1.txt: is not UTF-8 text \(byte 0xe9 at offset 3\).*iconv"):
         read_text_file(path)
+
+
+def test_a_fifo_or_a_device_is_refused_without_reading(tmp_path):
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)  # no writer: opening it to read would block for ever
+    zero = tmp_path / "zero.txt"
+    zero.symlink_to("/dev/zero")  # endless: reading it would fill the memory
+    outcome = {}
+
+    def read_both():
+        for path in (fifo, zero):
+            try:
+                read_text_file(path, corpus=True)
+            except DataError as exc:
+                outcome[path.name] = str(exc)
+
+    reader = threading.Thread(target=read_both, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert "FIFO" in outcome["pipe.txt"] and "character device" in outcome["zero.txt"]
+
+
+def test_a_file_over_its_format_limit_is_refused_from_its_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpora, "LINES_LIMIT", 1000)
+    path = tmp_path / "big.tsv"
+    path.write_text("pos\tgood\n" * 200)
+    with pytest.raises(DataError, match=r"big.tsv: is 1.8 KB, more than the 1000 bytes"):
+        read_text_file(path)
+    assert read_text_file(path, corpus=True).count("\n") == 200  # a corpus has its own, larger limit
+
+
+def test_a_line_too_long_names_the_file_and_line_quickly(tmp_path):
+    path = tmp_path / "one_line.tsv"
+    path.write_bytes(b"pos\tgood\nneg\tbad\n" + b"x" * 50_000_000)  # 50 MB without a newline
+    start = time.perf_counter()
+    with pytest.raises(DataError, match=r"one_line.tsv:3: the line is 47.7 MB long, more than the 1.0 MB"):
+        read_text_file(path)
+    assert time.perf_counter() - start < 5
+    assert len(read_text_file(path, corpus=True)) == 50_000_017  # running text: lines of any length
 
 
 # ---- read_class_dir ----------------------------------------------------------------------------

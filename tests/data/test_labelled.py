@@ -1,6 +1,9 @@
+import os
+
 import numpy as np
 import pytest
 
+from rnnkit.data import labelled
 from rnnkit.data import (
     DataError,
     check_tag_scheme,
@@ -148,10 +151,19 @@ def test_series_csv_reads_variable_lengths_as_t_by_1_float32(tmp_path):
     ("a,1\nb,1,nan\n", r"s.csv:2, column 3: 'nan' is not a finite number"),
     ("a,1\n\nb\n", r"s.csv:3: the series of label 'b' is empty"),
     ("a,1\n,2\n", r"s.csv:2: empty label"),
+    ("a,1,2\nb,3,1e300\n", r"s.csv:2, column 3: '1e300' is beyond the range of the 32-bit floats models compute in"),
 ])
 def test_series_csv_errors_name_file_and_line(tmp_path, text, message):
     with pytest.raises(DataError, match=message):
         read_series_csv(write(tmp_path, "s.csv", text))
+
+
+def test_a_series_a_line_may_be_longer_than_a_text_line(tmp_path):
+    row = "up," + ",".join(["0.5"] * 500_000)  # 2 MB: a series of 500,000 steps
+    series, _ = read_series_csv(write(tmp_path, "s.csv", row + "\n"))
+    assert series[0].shape == (500_000, 1)
+    with pytest.raises(DataError, match=r"t.tsv:1: the line is 1.9 MB long, more than the 1.0 MB"):
+        read_labelled_text(write(tmp_path, "t.tsv", row.replace(",", "\t", 1) + "\n"))
 
 
 # ---- numeric series: npz -----------------------------------------------------------------------
@@ -199,6 +211,28 @@ def test_npz_nan_names_series_step_and_channel(tmp_path):
     X[1, 2, 1] = np.nan
     np.savez(tmp_path / "s.npz", X=X, y=np.zeros(2))
     with pytest.raises(DataError, match=r"s.npz: X\[1\] has NaN or an infinite value at step 2, channel 1"):
+        read_series_npz(tmp_path / "s.npz")
+
+
+def test_npz_values_beyond_float32_name_series_step_and_channel(tmp_path):
+    X = np.zeros((2, 4, 2))
+    X[1, 3, 0] = -1e300
+    np.savez(tmp_path / "s.npz", X=X, y=np.zeros(2))
+    with pytest.raises(DataError, match=r"s.npz: X\[1\] at step 3, channel 0: -1e\+300 is beyond the range of the 32-bit"):
+        read_series_npz(tmp_path / "s.npz")
+
+
+def test_npz_arrays_that_unpack_past_the_limit_are_refused_before_loading(tmp_path, monkeypatch):
+    np.savez_compressed(tmp_path / "s.npz", X=np.zeros((100, 100, 1)), y=np.zeros(100))  # 80 KB of zeros
+    monkeypatch.setattr(labelled, "ARRAYS_LIMIT", 20_000)
+    assert (tmp_path / "s.npz").stat().st_size < 20_000
+    with pytest.raises(DataError, match=r"s.npz: its arrays unpack to 79.\d KB, more than the 19.5 KB"):
+        read_series_npz(tmp_path / "s.npz")
+
+
+def test_a_fifo_named_as_npz_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "s.npz")  # no writer: opening it to read would block for ever
+    with pytest.raises(DataError, match=r"s.npz: is a FIFO"):
         read_series_npz(tmp_path / "s.npz")
 
 

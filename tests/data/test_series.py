@@ -133,6 +133,13 @@ def test_a_column_without_values_is_an_error(table, missing):
         read_series_table(table("t,a,b\n1,1,\n2,2,NA\n"), missing=missing)
 
 
+def test_a_value_beyond_float32_names_line_and_column(table):
+    # 1e300 is a float64, but its square (the standard deviation) and float32 models overflow to inf
+    path = table("t,v\n1,2\n2,1e300\n3,4\n")
+    with pytest.raises(DataError, match=r"s.csv:3: column 'v': '1e300' is beyond the range of the 32-bit floats"):
+        read_series_table(path)
+
+
 def test_table_shape_errors(table):
     with pytest.raises(DataError, match=r"missing: expected one of 'error', 'interpolate', 'mask', got 'drop'"):
         read_series_table(table("t,y\n1,1\n2,2\n"), missing="drop")

@@ -1,6 +1,8 @@
 """Task `classify` through the command line and the Python API, on small files the tests write."""
 
+import contextlib
 import json
+import time
 
 import numpy as np
 import pytest
@@ -115,6 +117,7 @@ def test_stratified_split_keeps_the_class_balance():
 
 
 def run_error(args, capsys):
+    capsys.readouterr()  # what earlier steps of the test printed (training progress) is not this error
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
@@ -149,11 +152,16 @@ def test_classify_without_input_and_the_wrong_verb_are_named(tmp_path, reviews, 
     assert "diagnostics work on 'lm' models" in run_error(["diagnose", str(tmp_path / "m")], capsys)
 
 
-@pytest.mark.parametrize("args,match", [(["--pooling", "sum"], "--pooling: invalid value 'sum'"),
-                                        (["--folds", "3", "--fold", "3"], "--fold: invalid value 3"),
-                                        (["--target", "label"], "--target: invalid value")])
-def test_bad_options_are_named(tmp_path, reviews, capsys, args, match):
-    assert match in run_error(["train", "classify", "--data", str(reviews), "--out", str(tmp_path / "m"), *args, *TINY], capsys)
+def test_bad_options_are_named(tmp_path, reviews, capsys):
+    train = ["train", "classify", "--data", str(reviews), "--out", str(tmp_path / "m"), *TINY]
+    assert "--fold: invalid value 3" in run_error([*train, "--folds", "3", "--fold", "3"], capsys)
+    for option, value in (("--pooling", "sum"), ("--target", "label")):  # a fixed set of values: argparse's choices
+        with pytest.raises(SystemExit) as exit_:
+            main([*train, option, value])
+        assert exit_.value.code == 2
+        assert f"argument {option}: invalid choice: {value!r}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="pooling: invalid value 'sum'"):  # the Python API checks the same
+        rnnkit.train("classify", tmp_path / "m", data=str(reviews), pooling="sum", steps=2)
 
 
 def test_missing_data_names_the_built_in_sets(tmp_path, capsys):
@@ -185,3 +193,83 @@ def test_top_below_one_is_refused(tmp_path, reviews, capsys, top):
     rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=2, hidden=4, embed=4, valid_every=2)
     capsys.readouterr()  # the training's progress lines
     assert "--top: expected" in run_error(["classify", str(tmp_path / "m"), "--top", top, "good film"], capsys)
+
+
+def test_a_file_with_one_enormous_line_is_refused_at_once(tmp_path, reviews, capsys):
+    huge = tmp_path / "huge.tsv"
+    huge.write_bytes(b"pos\t" + b"good " * 10_000_000)  # 50 MB without a newline: 2.9 GB and 88 s before
+    rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=2, hidden=4, embed=4, valid_every=2)
+    capsys.readouterr()
+    start = time.perf_counter()
+    for args in (["train", "classify", "--data", str(huge), "--out", str(tmp_path / "m2"), *TINY],
+                 ["evaluate", str(tmp_path / "m"), "--data", str(huge)], ["classify", str(tmp_path / "m"), "--data", str(huge)]):
+        assert f"{huge}:1: the line is 47.7 MB long" in run_error(args, capsys)
+    assert time.perf_counter() - start < 10
+
+
+def point_config_at(model_dir, option, path):
+    config = json.loads((model_dir / "config.json").read_text())
+    config["task_options"][option] = str(path)
+    (model_dir / "config.json").write_text(json.dumps(config))
+
+
+def test_config_json_may_not_point_the_model_at_another_file(tmp_path, reviews, capsys):
+    test = write_reviews(tmp_path / "test.tsv", n=20, seed=1)
+    rnnkit.train("classify", tmp_path / "m", data=str(reviews), test=str(test), steps=2, hidden=4, embed=4, valid_every=2)
+    capsys.readouterr()
+    other = write_reviews(tmp_path / "other.tsv", n=20, seed=2)
+    point_config_at(tmp_path / "m", "test", other)
+    err = run_error(["evaluate", str(tmp_path / "m")], capsys)
+    assert f"config.json names {other} as its --test file, but that is not the file this model was trained on" in err
+    point_config_at(tmp_path / "m", "test", test)
+    point_config_at(tmp_path / "m", "data", "/etc/passwd")
+    assert "names /etc/passwd as its data" in run_error(["evaluate", str(tmp_path / "m")], capsys)
+
+
+def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, reviews, capsys):
+    rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=4, hidden=4, embed=4, valid_every=2)
+    capsys.readouterr()
+    write_reviews(reviews, seed=5)  # the same file name, other examples
+    err = run_error(["train", "--resume", str(tmp_path / "m"), "--steps", "8"], capsys)
+    assert f"config.json names {reviews} as its data, but that is not the file this model was trained on" in err
+    assert "restore the data the run started with" in err
+
+
+def test_a_model_too_large_for_memory_is_refused_before_training(tmp_path, reviews, capsys, monkeypatch):
+    from rnnkit import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10_000)
+    monkeypatch.setattr(memory, "_address_space_limit", lambda extra: contextlib.nullcontext())  # builds; cannot train
+    err = run_error(["train", "classify", "--data", str(reviews), "--out", str(tmp_path / "m"), *TINY], capsys)
+    assert err.startswith("rnnkit: error: --hidden 12, --embed 6, --layers 1: training this model needs about")
+    assert "GiB of memory are available; lower --hidden, --embed, --layers" in err
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.skipif(open("/proc/sys/vm/overcommit_memory").read().strip() != "0",
+                    reason="numpy refuses a 149 GiB array at once only under Linux's heuristic overcommit")
+def test_hidden_100000_is_an_error_naming_it_not_a_traceback(tmp_path, reviews, capsys):
+    err = run_error(["train", "classify", "--data", str(reviews), "--out", str(tmp_path / "m"), *TINY, "--hidden", "100000"],
+                    capsys)
+    assert err.startswith("rnnkit: error: --hidden 100000, --embed 6, --layers 1: the model does not fit in memory")
+
+
+def test_running_out_of_memory_in_a_step_is_one_line(tmp_path, reviews, capsys, monkeypatch):
+    from rnnkit.tasks.classify import ClassifyRun
+
+    def step(self):
+        raise MemoryError("Unable to allocate 12.0 GiB for an array with shape (32, 100, 1000000) and data type float32")
+
+    monkeypatch.setattr(ClassifyRun, "train_step", step)
+    err = run_error(["train", "classify", "--data", str(reviews), "--out", str(tmp_path / "m"), *TINY], capsys)
+    assert err.startswith("rnnkit: error: out of memory (Unable to allocate 12.0 GiB") and "--batch-size" in err
+
+
+def test_a_huge_value_within_float32_gives_finite_probabilities(tmp_path, capsys):
+    rnnkit.train("classify", tmp_path / "m", data=str(write_series(tmp_path / "s.csv")), steps=2, hidden=4, valid_every=2)
+    huge = tmp_path / "huge.csv"
+    huge.write_text("up,0.1,3e38,0.2\n")  # standardised by the training data's spread: beyond float32
+    capsys.readouterr()
+    assert main(["classify", str(tmp_path / "m"), "--data", str(huge)]) == 0
+    probabilities = [float(v) for v in capsys.readouterr().out.split("\t")[0].split()[1::2]]
+    assert np.all(np.isfinite(probabilities)) and sum(probabilities) == pytest.approx(1, abs=2e-3)

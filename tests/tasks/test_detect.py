@@ -1,5 +1,7 @@
 """Task `detect`: anomaly scores from prediction errors, streaming, thresholds, on series the tests write."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -75,6 +77,7 @@ def test_percentile_threshold_is_the_held_out_percentile(tmp_path):
 
 
 def run_error(args, capsys):
+    capsys.readouterr()  # what earlier steps of the test printed (training progress) is not this error
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
@@ -99,3 +102,38 @@ def test_a_plot_into_a_missing_directory_is_refused(tmp_path, capsys, trained):
                      "--plot", str(tmp_path / "nowhere" / "deeper" / "d.png")], capsys)
     assert err.startswith("rnnkit: error: --plot:") and "does not exist" in err
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_value_beyond_float32_is_an_error_naming_the_line(trained, tmp_path, capsys):
+    model, _ = trained
+    path = write(tmp_path / "t.csv", n=120)
+    lines = path.read_text().splitlines()
+    lines[101] = "100,1e300"  # its square overflowed the standard deviation: nothing was flagged
+    path.write_text("\n".join(lines) + "\n")
+    for verb in ("detect", "evaluate"):
+        err = run_error([verb, str(model.dir), "--data", str(path)], capsys)
+        assert f"{path}:102: column 'v': '1e300' is beyond the range" in err
+    err = run_error(["train", "detect", "--data", str(path), "--out", str(tmp_path / "m"), "--window", "16", "--quiet"], capsys)
+    assert f"{path}:102" in err
+
+
+def test_a_huge_spike_within_float32_gets_a_finite_score_and_is_flagged(trained, tmp_path):
+    model, _ = trained
+    path = write(tmp_path / "t.csv", n=120)
+    lines = path.read_text().splitlines()
+    lines[101] = "100,3e38"
+    path.write_text("\n".join(lines) + "\n")
+    result = model.detect(str(path))
+    assert np.all(np.isfinite(result["scores"])) and result["flags"][100]
+
+
+def test_config_json_may_not_point_the_model_at_another_file(tmp_path, capsys):
+    data = write(tmp_path / "normal.csv", n=200)
+    model = rnnkit.train("detect", tmp_path / "m", data=str(data), **{**OPTS, "steps": 2})
+    capsys.readouterr()
+    config = json.loads((model.dir / "config.json").read_text())
+    config["task_options"]["data"] = "/etc/passwd"
+    (model.dir / "config.json").write_text(json.dumps(config))
+    for args in (["detect", str(model.dir)], ["evaluate", str(model.dir), "--data", str(data)], ["info", str(model.dir)]):
+        err = run_error(args, capsys)
+        assert "config.json names /etc/passwd as its data, but that is not the file this model was trained on" in err

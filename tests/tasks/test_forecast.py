@@ -1,5 +1,6 @@
 """Task `forecast` through the command line and the Python API, on small CSV series the tests write."""
 
+import json
 from datetime import date, timedelta
 
 import numpy as np
@@ -99,6 +100,7 @@ def test_calendar_time_facts():
 
 
 def run_error(args, capsys):
+    capsys.readouterr()  # what earlier steps of the test printed (training progress) is not this error
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
@@ -178,3 +180,43 @@ def test_a_plot_into_a_missing_directory_is_refused(tmp_path, capsys):
     err = run_error(["forecast", str(tmp_path / "m"), "--plot", str(tmp_path / "nowhere" / "deeper" / "f.png")], capsys)
     assert err.startswith("rnnkit: error: --plot:") and "does not exist" in err
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_value_beyond_float32_is_an_error_naming_the_line(tmp_path, capsys):
+    path = write_monthly(tmp_path / "s.csv")
+    lines = path.read_text().splitlines()
+    lines[50] = lines[50].split(",")[0] + ",1e300"  # the forecasts were ±inf
+    path.write_text("\n".join(lines) + "\n")
+    err = run_error(train_args(path, tmp_path), capsys)
+    assert f"{path}:51: column 'sales': '1e300' is beyond the range" in err
+    model = rnnkit.train("forecast", tmp_path / "ok", data=str(write_monthly(tmp_path / "ok.csv")), horizon=6, season=12,
+                         window=24, origins=2, hidden=8, steps=2, valid_every=2)
+    capsys.readouterr()
+    for verb in ("forecast", "evaluate"):
+        assert f"{path}:51" in run_error([verb, str(model.dir), "--data", str(path)], capsys)
+
+
+def test_a_huge_value_within_float32_gives_finite_forecasts(tmp_path):
+    path = write_monthly(tmp_path / "s.csv")
+    model = rnnkit.train("forecast", tmp_path / "m", data=str(path), horizon=6, season=12, window=24, origins=2,
+                         hidden=8, steps=2, valid_every=2)
+    lines = path.read_text().splitlines()
+    lines[-3] = lines[-3].split(",")[0] + ",3e38"
+    path.write_text("\n".join(lines) + "\n")
+    result = model.forecast(str(path))
+    assert all(np.all(np.isfinite(result[k])) for k in ("mean", "lower", "upper"))
+
+
+def test_config_json_may_not_point_the_model_at_another_file(tmp_path, capsys):
+    data = write_monthly(tmp_path / "sales.csv")
+    model = rnnkit.train("forecast", tmp_path / "m", data=str(data), horizon=6, season=12, window=24, origins=2, hidden=8,
+                         steps=2, valid_every=2)
+    capsys.readouterr()
+    other = write_monthly(tmp_path / "other.csv", seed=1)
+    config = json.loads((model.dir / "config.json").read_text())
+    config["task_options"]["data"] = str(other)
+    (model.dir / "config.json").write_text(json.dumps(config))
+    for verb in ("forecast", "evaluate"):
+        err = run_error([verb, str(model.dir)], capsys)
+        assert f"config.json names {other} as its data, but that is not the file this model was trained on" in err
+    assert main(["forecast", str(model.dir), "--data", str(other)]) == 0  # a file the user names is read

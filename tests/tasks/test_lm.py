@@ -229,3 +229,24 @@ def test_every_registered_cell_kind_trains_generates_and_resumes(tmp_path, corpu
     model = rnnkit.load(out)
     assert model.config["task_options"]["cell"] == cell and model.model.rnn.kind.name == cell
     assert len(model.generate("to be", length=5, seed=0)) > len("to be")
+
+
+def test_config_json_may_not_point_the_model_at_another_file(trained, corpus, tmp_path):
+    config = json.loads((trained / "config.json").read_text())
+    config["task_options"]["data"] = "/etc/passwd"
+    (trained / "config.json").write_text(json.dumps(config))
+    for verb in ("evaluate", "diagnose"):
+        assert_one_line_error(*run_cli(verb, trained), "config.json names /etc/passwd as its data, but that is not the "
+                                                        "file this model was trained on")
+    del config["data_files"]  # an older model: no fingerprint, so its path is not followed
+    config["task_options"]["data"] = str(corpus)
+    (trained / "config.json").write_text(json.dumps(config))
+    assert_one_line_error(*run_cli("evaluate", trained), "records no fingerprint")
+    assert main(["evaluate", str(trained), "--data", str(corpus)]) == 0  # a file the user names is read
+
+
+@pytest.mark.skipif(open("/proc/sys/vm/overcommit_memory").read().strip() != "0",
+                    reason="numpy refuses a huge array at once only under Linux's heuristic overcommit")
+def test_an_embedding_too_large_for_memory_is_an_error_naming_it(corpus, tmp_path):
+    assert_one_line_error(*run_cli("train", "lm", "--data", corpus, "--out", tmp_path / "m", *TINY, "--embed", "1000000000"),
+                          "--embed 1000000000, --layers 1: the model does not fit in memory")

@@ -1,6 +1,7 @@
 """Task `tag` through the command line and the Python API, on small CoNLL files the tests write."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -81,6 +82,7 @@ def test_long_sentences_are_cut_after_a_sentence_end():
 
 
 def run_error(args, capsys):
+    capsys.readouterr()  # what earlier steps of the test printed (training progress) is not this error
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
@@ -106,3 +108,37 @@ def test_an_unknown_scheme_and_an_empty_text_are_named(tmp_path, capsys):
     assert "--scheme: invalid value 'IOX'" in err
     rnnkit.train("tag", tmp_path / "m", data=str(data), steps=2, hidden=4, embed=4, valid_every=2)
     assert "has no tokens" in run_error(["tag", str(tmp_path / "m"), "   "], capsys)
+
+
+def test_a_file_with_one_enormous_line_is_refused_at_once(tmp_path, capsys):
+    huge = tmp_path / "huge.txt"
+    huge.write_bytes(b"word " * 10_000_000)  # 50 MB without a newline: over 150 s before
+    model = rnnkit.train("tag", tmp_path / "m", data=str(write_conll(tmp_path / "ner.conll", n=40)), steps=2, hidden=4,
+                         embed=4, valid_every=2)
+    capsys.readouterr()
+    start = time.perf_counter()
+    for args in (["train", "tag", "--data", str(huge), "--out", str(tmp_path / "m2"), *TINY],
+                 ["evaluate", str(model.dir), "--data", str(huge)], ["tag", str(model.dir), "--data", str(huge)]):
+        assert f"{huge}:1: the line is 47.7 MB long, more than the 1.0 MB" in run_error(args, capsys)
+    assert time.perf_counter() - start < 10
+
+
+def test_config_json_may_not_point_the_model_at_another_file(tmp_path, capsys):
+    data = write_conll(tmp_path / "ner.conll", n=40)
+    model = rnnkit.train("tag", tmp_path / "m", data=str(data), steps=2, hidden=4, embed=4, valid_every=2)
+    capsys.readouterr()
+    config = json.loads((model.dir / "config.json").read_text())
+    config["task_options"]["data"] = "/etc/passwd"  # its first line was printed back
+    (model.dir / "config.json").write_text(json.dumps(config))
+    err = run_error(["evaluate", str(model.dir)], capsys)
+    assert "config.json names /etc/passwd as its data, but that is not the file this model was trained on" in err
+    assert "root" not in err
+    assert main(["evaluate", str(model.dir), "--data", str(data)]) == 0  # a file the user names is read
+
+
+def test_options_may_come_before_the_texts(tmp_path, capsys):
+    model = rnnkit.train("tag", tmp_path / "m", data=str(write_conll(tmp_path / "ner.conll", n=40)), steps=2, hidden=4,
+                         embed=4, valid_every=2)
+    capsys.readouterr()
+    assert main(["tag", str(model.dir), "--quiet", "alice smith went to paris", "bob saw rome"]) == 0
+    assert len([line for line in capsys.readouterr().out.splitlines() if "/" in line]) == 2

@@ -1,5 +1,7 @@
 """Task `translate` through the command line and the Python API, on a tiny word-reordering language."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -77,6 +79,7 @@ def test_an_output_unk_becomes_the_source_word_it_attends_to(tmp_path, capsys):
 
 
 def run_error(args, capsys):
+    capsys.readouterr()  # what earlier steps of the test printed (training progress) is not this error
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
@@ -103,3 +106,14 @@ def test_a_heatmap_into_a_missing_directory_is_refused(trained, tmp_path, capsys
     err = run_error(["translate", str(trained), "the dog", "--heatmap", str(target)], capsys)
     assert err.startswith("rnnkit: error: --heatmap:") and "does not exist" in err
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_config_json_may_not_point_the_model_at_another_file(tmp_path, capsys):
+    data = write_pairs(tmp_path / "pairs.tsv", n=60)
+    model = rnnkit.train("translate", tmp_path / "m", data=str(data), steps=2, hidden=4, embed=4, valid_every=2)
+    capsys.readouterr()
+    config = json.loads((model.dir / "config.json").read_text())
+    config["task_options"]["data"] = "/etc/passwd"
+    (model.dir / "config.json").write_text(json.dumps(config))
+    err = run_error(["evaluate", str(model.dir)], capsys)
+    assert "config.json names /etc/passwd as its data, but that is not the file this model was trained on" in err

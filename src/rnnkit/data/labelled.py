@@ -11,13 +11,22 @@ Text files are UTF-8 (a BOM is dropped; see ``read_text_file``) and blank lines 
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .corpora import read_text_file
+from ..files import human_size, read_regular
+from .corpora import ROW_LIMIT, read_text_file
 from .errors import DataError
+
+#: the largest value a series may hold: models compute in float32, so a larger one would be inf
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: what the error says of a larger value
+TOO_LARGE = f"beyond the range of the 32-bit floats models compute in (±{FLOAT32_MAX:.3g}); rescale the data"
+#: the largest .npz file, and the most its arrays may take once unpacked
+ARRAYS_LIMIT = 2**30
 
 # ---- texts with classes ---------------------------------------------------------------------
 
@@ -169,7 +178,7 @@ def read_series_csv(path) -> tuple[list[np.ndarray], list[str]]:
     """
     path = Path(path)
     series, labels = [], []
-    for lineno, line in enumerate(read_text_file(path).split("\n"), 1):
+    for lineno, line in enumerate(read_text_file(path, line_limit=ROW_LIMIT).split("\n"), 1):
         if not line.strip():
             continue
         label, *fields = (f.strip() for f in line.split(","))
@@ -189,7 +198,8 @@ def read_series_csv(path) -> tuple[list[np.ndarray], list[str]]:
 
 
 def _numbers(fields: list[str], where, hint: str = "") -> np.ndarray:
-    """``fields`` as float32; a field that is not a finite number is a DataError at ``where(j)``."""
+    """``fields`` as float32; a field that is not a finite number, or beyond float32's range, is a
+    DataError at ``where(j)``."""
     try:
         values = np.array(fields, dtype=np.float64)
     except ValueError:
@@ -199,6 +209,10 @@ def _numbers(fields: list[str], where, hint: str = "") -> np.ndarray:
     if bad.size:
         j = int(bad[0])
         raise DataError(f"{where(j)}: {fields[j]!r} is not a finite number; fill in or drop missing values first")
+    huge = np.flatnonzero(np.abs(values) > FLOAT32_MAX)
+    if huge.size:
+        j = int(huge[0])
+        raise DataError(f"{where(j)}: {fields[j]!r} is {TOO_LARGE}")
     return values.astype(np.float32)
 
 
@@ -223,12 +237,17 @@ def read_series_npz(path, allow_pickle: bool = False) -> tuple[list[np.ndarray],
     series, NaN or an infinite value is a DataError naming the series (and the step and channel).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file; give a .npz file with arrays X and y")
-    if not zipfile.is_zipfile(path):  # checked first: np.load would unpickle any other file
+    archive = io.BytesIO(read_regular(path, ARRAYS_LIMIT, "data file", DataError))
+    if not zipfile.is_zipfile(archive):  # checked first: np.load would unpickle any other file
         raise DataError(f"{path}: is not a .npz archive; save the arrays with numpy.savez(path, X=X, y=y)")
     try:
-        with np.load(path, allow_pickle=allow_pickle) as npz:
+        with zipfile.ZipFile(archive) as members:  # a zip member is never read past its stated size
+            unpacked = sum(member.file_size for member in members.infolist())
+        if unpacked > ARRAYS_LIMIT:
+            raise DataError(f"{path}: its arrays unpack to {human_size(unpacked)}, more than the "
+                            f"{human_size(ARRAYS_LIMIT)} a .npz file may hold")
+        archive.seek(0)
+        with np.load(archive, allow_pickle=allow_pickle) as npz:
             missing = [k for k in ("X", "y") if k not in npz.files]
             if missing:
                 raise DataError(f"{path}: has no array {' or '.join(missing)} (found {', '.join(npz.files) or 'none'}); "
@@ -280,6 +299,10 @@ def read_series_npz(path, allow_pickle: bool = False) -> tuple[list[np.ndarray],
             t, c = bad[0]
             raise DataError(f"{path}: X[{i}] has NaN or an infinite value at step {t}, channel {c}; "
                             "fill in or drop missing values first")
+        huge = np.argwhere(np.abs(x) > FLOAT32_MAX)
+        if len(huge):
+            t, c = huge[0]
+            raise DataError(f"{path}: X[{i}] at step {t}, channel {c}: {x[t, c]:g} is {TOO_LARGE}")
         series.append(x.astype(np.float32))
     return series, y.tolist()
 
@@ -303,7 +326,7 @@ def read_ts(path) -> tuple[list[np.ndarray], list[str]]:
     declared = None
     series, labels = [], []
     in_data = False
-    for lineno, line in enumerate(read_text_file(path).split("\n"), 1):
+    for lineno, line in enumerate(read_text_file(path, line_limit=ROW_LIMIT).split("\n"), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

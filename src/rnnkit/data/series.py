@@ -26,6 +26,7 @@ import numpy as np
 from . import catalog
 from .corpora import read_text_file
 from .errors import DataError
+from .labelled import FLOAT32_MAX, TOO_LARGE
 
 MISSING = ("error", "interpolate", "mask")
 MISSING_CELLS = ("", "na", "nan")  # compared without regard to case
@@ -220,6 +221,8 @@ def _value(text: str, where: str, name: str) -> float:
                         "decimals, and a missing value as an empty cell, NA or nan")
     if not np.isfinite(number):
         raise DataError(f"{where}: column {name!r}: {text!r} is not a finite number")
+    if abs(number) > FLOAT32_MAX:
+        raise DataError(f"{where}: column {name!r}: {text!r} is {TOO_LARGE}")
     return float(number)
 
 

@@ -14,11 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import datasets
-from .corpora import read_text_file
+from .corpora import ROW_LIMIT, read_text_file
 from .errors import DataError
 from .labelled import _is_number, read_labelled_text, read_series
 
 BUILT_IN = ("polarity", "ucr:NAME")
+
+
+def is_built_in(spec: str) -> bool:
+    """Whether ``spec`` names a built-in set rather than a file."""
+    return spec == "polarity" or spec.startswith("ucr:")
 
 
 @dataclass
@@ -34,7 +39,7 @@ class Source:
 
 
 def _csv_holds_series(path: Path) -> bool:
-    for line in read_text_file(path).split("\n"):
+    for line in read_text_file(path, line_limit=ROW_LIMIT).split("\n"):  # maybe a series a line
         if line.strip():
             fields = line.split(",")[1:]
             return len(fields) >= 1 and all(_is_number(f.strip()) for f in fields)

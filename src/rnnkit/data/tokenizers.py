@@ -244,6 +244,18 @@ class WordTokenizer(Tokenizer):
 
 TOKENIZERS: dict[str, type[Tokenizer]] = {"char": CharTokenizer, "word": WordTokenizer}
 
+#: the JSON schema of ``to_dict()`` as a model directory's config.json stores it: what
+#: ``from_dict`` accepts (``<unk>`` first, distinct non-empty tokens, single characters for "char")
+VOCABULARY_SCHEMA = {
+    "type": "object",
+    "required": ["kind", "tokens"],
+    "properties": {"kind": {"enum": sorted(TOKENIZERS)},
+                   "tokens": {"type": "array", "minItems": 1, "uniqueItems": True, "prefixItems": [{"const": UNK}],
+                              "items": {"type": "string", "minLength": 1}}},
+    "if": {"properties": {"kind": {"const": "char"}}},
+    "then": {"properties": {"tokens": {"prefixItems": [True], "items": {"maxLength": 1}}}},
+}
+
 
 def make_tokenizer(kind: str, text: str, min_count: int = 1, max_size: int | None = None) -> Tokenizer:
     """The tokenizer of ``kind`` ("char" or "word") fitted on ``text``."""

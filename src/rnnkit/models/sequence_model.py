@@ -27,6 +27,10 @@ def cell_help(step: bool = False) -> str:
 
 
 CELLS = cell_choices()
+# The largest numeric input a task's model reads, in standardised units: a value far outside what
+# it learnt from (1e38 after a model trained on values near 1) is read as this, since saturating
+# gates learn nothing more from a larger one and float32 products of larger ones overflow to inf.
+INPUT_BOUND = 1e4
 
 
 def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,

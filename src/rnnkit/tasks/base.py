@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..version import __version__
+from ..memory import within_memory
 from ..data import DataError
 from ..models.sequence_model import cell_choices
 from ..training import model_dir as md
@@ -53,10 +54,14 @@ class Task:
                                               "training": options_schema(TrainingOptions)}}, where)
         md.check_json(config, self.config_schema or {"type": "object", "required": [self.encoding_key],
                                                      "properties": {self.encoding_key: {"type": "object"}}}, where)
-        try:
-            return self.Options(**config["task_options"]), TrainingOptions(**config["training"])
-        except (ValueError, TypeError) as exc:
-            raise md.ModelDirError(f"{where}: {str(exc).lstrip('-')}") from None
+        stored = []
+        for key, options_class in (("task_options", self.Options), ("training", TrainingOptions)):
+            try:
+                stored.append(options_class(**config[key]))
+            except (ValueError, TypeError) as exc:  # "--valid-fraction: invalid value ..." names the field
+                flag, _, why = str(exc).partition(": ")
+                raise md.ModelDirError(f"{where}: {key}.{flag.lstrip('-').replace('-', '_')}: {why}") from None
+        return tuple(stored)
 
     def check_monitor(self, monitor: str) -> None:
         if monitor not in self.monitors:
@@ -88,19 +93,20 @@ class Task:
         if self.needs_data and not options.data:
             raise ValueError(f"--data: a {self.name} model needs data (see `rnnkit train {self.name} --help`)")
         data, encoding, description = self.prepare(options, training.seed)
-        model = self.make_model(options, encoding, training.seed)
+        model = within_memory(lambda: self.make_model(options, encoding, training.seed), options, training=True)
         return model, self.make_run(model, data, options, training.seed), {**self.config_entries(encoding), "data": description}
 
     def rebuild(self, config: dict, out_dir: Path, quiet: bool):
         """(model, run) for resuming the run that ``config`` describes."""
         options, seed = self.Options(**config["task_options"]), config["training"]["seed"]
         data, encoding, _ = self.prepare(options, seed, self.stored_encoding(config))
-        model = self.make_model(options, encoding, seed)
+        model = within_memory(lambda: self.make_model(options, encoding, seed), options, training=True)
         return model, self.make_run(model, data, options, seed)
 
     def load(self, out_dir: Path, config: dict):
         """The trained model with this task's action, from a model directory."""
-        model = self.make_model(self.Options(**config["task_options"]), self.stored_encoding(config), 0)
+        options = self.Options(**config["task_options"])
+        model = within_memory(lambda: self.make_model(options, self.stored_encoding(config), 0), options)
         model.load_state_dict(md.load_model_weights(out_dir))
         return self.Trained(out_dir, config, model)
 
@@ -185,7 +191,9 @@ def read_model(directory, expect_task: str | None = None) -> tuple[Task, dict]:
     if expect_task is not None and task.name != expect_task:
         raise md.ModelDirError(f"`rnnkit {TASKS[expect_task].action}` needs a model of task {expect_task!r}, "
                                f"but {d} holds a {task.name!r} model; use `rnnkit {task.action} {d}`")
-    task.check_config(config, f"{md.CONFIG} in {d}")
+    options, training = task.check_config(config, f"{md.CONFIG} in {d}")
+    # an option config.json leaves out takes its default: every reader of the stored options sees them all
+    config.update(task_options=asdict(options), training=asdict(training))
     return task, config
 
 
@@ -204,6 +212,23 @@ def load_model(directory, expect_task: str | None = None):
 
 
 _JSON_TYPES = {"int": "integer", "float": "finite", "str": "string", "bool": "boolean"}
+
+# pieces of the tasks' config_schema
+#: a mean of data values, which the readers keep within float32's range
+MEAN_SCHEMA = {"type": "finite", "minimum": -float(np.finfo(np.float32).max), "maximum": float(np.finfo(np.float32).max)}
+#: a standard deviation, which values are divided by: training floors it at 1e-8
+SPREAD_SCHEMA = {"type": "finite", "minimum": 1e-8, "maximum": float(np.finfo(np.float32).max)}
+MEANS_SCHEMA = {"type": "array", "minItems": 1, "items": MEAN_SCHEMA}  # per channel
+SPREADS_SCHEMA = {"type": "array", "minItems": 1, "items": SPREAD_SCHEMA}
+#: names, each once (labels, tags, columns, classes)
+NAMES_SCHEMA = {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string"}}
+
+
+def data_schema(*counts: str) -> dict:
+    """The JSON schema of the description of a model's data in config.json: its source and
+    counts (``required``; ``describe`` prints every count, so each is an integer)."""
+    return {"type": "object", "required": ["source", *counts], "properties": {"source": {"type": "string"}},
+            "additionalProperties": {"type": "integer", "minimum": 0}}
 
 
 def options_schema(options_class) -> dict:

@@ -23,14 +23,16 @@ import numpy as np
 from .. import metrics as M
 from ..data import DataError, Tokenizer, make_tokenizer
 from ..data.batching import BucketBatches, batches_in_order, pad
-from ..data.sources import load_classification
+from ..data.fingerprint import check_data, record_data
+from ..data.sources import is_built_in, load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
-from ..data.tokenizers import TOKENIZERS
-from ..models.sequence_model import cell_choices, cell_help
+from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
+from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import plot_confusion
-from .base import BucketedRun, Task, input_texts, network_checks, register, validation_line
+from .base import (MEAN_SCHEMA, MEANS_SCHEMA, NAMES_SCHEMA, SPREAD_SCHEMA, SPREADS_SCHEMA, BucketedRun, Task, data_schema, input_texts,
+                   network_checks, register, validation_line)
 
 
 @dataclass
@@ -123,6 +125,8 @@ class Splits:
     floats, ``targets[split]`` class indices or standardised values."""
 
     def __init__(self, opts: ClassifyOptions, seed: int, stored: dict | None = None):
+        if stored is not None:  # a loaded or resumed model: its config's paths, only if still its data
+            check_data(opts, stored.get("data_files"), is_built_in)
         source = load_classification(opts.data)
         items, labels = source.items, source.labels
         self.kind, self.description = source.kind, {"source": source.description}
@@ -149,7 +153,7 @@ class Splits:
         for name, (xs, _) in raw.items():
             if not xs:
                 raise DataError(f"data: the {name} split is empty; give more examples or change --valid-fraction")
-        self.config = stored or self._fit(opts, *raw["train"])
+        self.config = stored or dict(self._fit(opts, *raw["train"]), data_files=record_data(opts, is_built_in))
         self.inputs = {k: self._encode_inputs(opts, xs, k) for k, (xs, _) in raw.items()}
         self.targets = {k: self.encode_targets(ys, k) for k, (_, ys) in raw.items()}
         self.description.update({f"{k}_examples": len(xs) for k, (xs, _) in raw.items()})
@@ -171,7 +175,7 @@ class Splits:
             config["labels"] = sorted(set(labels))
             if len(config["labels"]) < 2:
                 raise DataError(f"data: every training example is labelled {config['labels'][0]!r}; a classifier needs "
-                                "at least two classes (for values, label each example with a number)")
+                                "at least two classes (for a regressor of numeric labels, pass --target value)")
         return config
 
     def _encode_inputs(self, opts, items, split: str):
@@ -197,7 +201,7 @@ def encode_inputs(config: dict, opts: ClassifyOptions, items, where: str) -> lis
         s = np.asarray(s, dtype=np.float64)
         if s.ndim != 2 or s.shape[1] != len(mean):
             raise DataError(f"{where}: example {i + 1} has shape {s.shape}; the model reads series of {len(mean)} channel(s)")
-        out.append(((s - mean) / std).astype(np.float32))
+        out.append(np.clip((s - mean) / std, -INPUT_BOUND, INPUT_BOUND).astype(np.float32))
     return out
 
 
@@ -359,6 +363,18 @@ class ClassifyTask(Task):
     description = "many-to-one: classify (or regress) texts and numeric series with a recurrent network"
     action_help = "Classify texts (or series) with a trained model: each label with its probability, or a value for a regressor."
     Options = ClassifyOptions
+    config_schema = {"type": "object", "required": ["encoding", "data"], "properties": {
+        "encoding": {"type": "object", "required": ["values", "input"],
+                     "properties": {"values": {"type": "boolean"}, "input": {"enum": ["text", "series"]},
+                                    "vocabulary": VOCABULARY_SCHEMA, "channels": {"type": "integer", "minimum": 1},
+                                    "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "labels": {**NAMES_SCHEMA, "minItems": 2},
+                                    "value_mean": MEAN_SCHEMA, "value_std": SPREAD_SCHEMA},
+                     "sameCount": ["channels", "mean", "std"],
+                     "allOf": [{"if": {"properties": {"input": {"const": "text"}}}, "then": {"required": ["vocabulary"]},
+                                "else": {"required": ["channels", "mean", "std"]}},
+                               {"if": {"properties": {"values": {"const": True}}},
+                                "then": {"required": ["value_mean", "value_std"]}, "else": {"required": ["labels"]}}]},
+        "data": data_schema("train_examples", "valid_examples")}}
     monitors = {"loss": "min", "accuracy": "max", "macro_f1": "max", "mse": "min", "mae": "min", "r2": "max"}  # mse, mae, r2: a regressor's
 
     Trained = TrainedClassifier

@@ -29,14 +29,15 @@ import numpy as np
 
 from .. import metrics as M
 from ..data import DataError
+from ..data.fingerprint import check_data, record_data
 from ..data.series import Series, anomaly_ranges, check_series, fill_gaps, read_series_table, ucr_anomaly_series
 from ..models.forecaster import Forecaster
 from ..data.series import MISSING
-from ..models.sequence_model import cell_choices, cell_help
+from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help
 from ..nn import GaussianNLLLoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import SeededRun, Task, network_checks, register, validation_line
+from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, SeededRun, Task, data_schema, network_checks, register, validation_line
 
 BUILT_IN = ("ucr-anomaly",)
 UCR_TOLERANCE = 100  # the UCR archive's criterion: the top score within 100 points of the labelled range
@@ -89,8 +90,13 @@ class DetectOptions:
         check_options(self, checks)
 
 
-def load(opts: DetectOptions, spec: str | None = None, part: str = "train") -> tuple[Series, np.ndarray | None]:
-    """A series and its 0/1 anomaly labels (None when it has none)."""
+def load(opts: DetectOptions, spec: str | None = None, part: str = "train",
+         stored: dict | None = None) -> tuple[Series, np.ndarray | None]:
+    """A series and its 0/1 anomaly labels (None when it has none): the one ``spec`` names (from
+    the command line), else ``opts.data``: for a loaded or resumed model (``stored``, its
+    encoding) only while that is the file it was trained on."""
+    if spec is None and stored is not None:
+        check_data(opts, stored.get("data_files"), BUILT_IN.__contains__)
     spec = spec or opts.data
     if spec in BUILT_IN:
         a = ucr_anomaly_series()
@@ -136,8 +142,10 @@ class Detector:
         self.threshold = threshold
 
     def scores(self, values: np.ndarray, batch: int = 512) -> np.ndarray:
-        """score_t for every point of ``values`` (N, C); 0 for the first W."""
-        x = ((values - self.mean) / self.std).astype(np.float32)
+        """score_t for every point of ``values`` (N, C); 0 for the first W. The errors are taken in
+        float64 from the values themselves, so a huge value gets a huge (finite) score."""
+        x = (values - self.mean) / self.std
+        inputs = np.clip(x, -INPUT_BOUND, INPUT_BOUND).astype(np.float32)
         N, W = len(x), self.window
         out = np.zeros(N)
         ends = np.arange(W, N)
@@ -145,7 +153,7 @@ class Detector:
             self.model.eval()
             for s in range(0, ends.size, batch):
                 t = ends[s : s + batch]
-                z = np.stack([x[e - W : e] for e in t], axis=1)  # (W, b, C)
+                z = np.stack([inputs[e - W : e] for e in t], axis=1)  # (W, b, C)
                 mu, var = self.model(z, np.zeros((len(t), 1, 0), np.float32))
                 err = (x[t] - mu[:, 0]) / np.sqrt(var[:, 0])
                 out[t] = np.sqrt(np.mean(err * err, axis=1))
@@ -208,15 +216,19 @@ class DetectRun(SeededRun):
 
 def prepare_series(opts: DetectOptions, stored: dict | None = None) -> tuple[Series, dict]:
     """The normal series and the encoding: the split point and the scaling of the training part."""
-    series, _ = load(opts)
+    series, _ = load(opts, stored=stored)
     check_series(series, opts.window + 10, window=opts.window, horizon=10)
     split = stored["split"] if stored else int(round(len(series) * (1 - opts.valid_fraction)))
     if not stored and (split - opts.window < 10 or len(series) - split < 10):
         raise DataError(f"data: {len(series)} points are too few for a window of {opts.window} with "
                         f"{opts.valid_fraction:.0%} held out; give more normal data or a shorter --window")
+    if stored and not opts.window < split < len(series):  # the data is the model's own: config.json was edited
+        raise DataError(f"config.json: encoding.split is {split}, but it must lie between the window ({opts.window}) and "
+                        f"the {len(series)} points of {opts.data}; retrain or restore config.json")
     train = fill_gaps(series.values)[:split]
     encoding = stored or {"columns": series.target, "split": split, "mean": train.mean(axis=0).tolist(),
-                          "std": np.maximum(train.std(axis=0), 1e-8).tolist()}
+                          "std": np.maximum(train.std(axis=0), 1e-8).tolist(),
+                          "data_files": record_data(opts, BUILT_IN.__contains__)}
     return series, encoding
 
 
@@ -239,7 +251,7 @@ class TrainedDetector:
         self.detector = Detector(model, opts.window, e["mean"], e["std"], threshold)
 
     def _scored(self, data: str | None):
-        series, labels = load(self.opts, data, part="test")
+        series, labels = load(self.opts, data, part="test", stored=self.encoding)
         if series.target != self.encoding["columns"]:
             raise DataError(f"--data: the model reads {', '.join(self.encoding['columns'])}, "
                             f"the file's value columns are {', '.join(series.target)}")
@@ -262,7 +274,8 @@ class TrainedDetector:
         anomaly (the UCR archive's criterion), and point-adjusted precision, recall and F1."""
         result = self.detect(data)
         if result["labels"] is None:
-            raise DataError(f"evaluate: {data} has no {self.opts.labels!r} column of anomaly labels")
+            raise DataError(f"evaluate: {data or self.opts.data} has no {self.opts.labels!r} column of anomaly labels"
+                            + ("" if data else "; give --data FILE, a series with labelled anomalies"))
         labels, scores = result["labels"], result["scores"]
         top = int(np.argmax(scores))
         true_ranges = anomaly_ranges(labels)
@@ -319,6 +332,12 @@ class DetectTask(Task):
     description = "time series: anomaly detection by prediction error, threshold by extreme-value theory or percentile"
     action_help = "Score every point of a series, flag those above the threshold and print the flagged ranges (and a PNG)."
     Options = DetectOptions
+    config_schema = {"type": "object", "required": ["encoding", "data"], "properties": {
+        "encoding": {"type": "object", "required": ["columns", "split", "mean", "std"],
+                     "properties": {"columns": NAMES_SCHEMA, "split": {"type": "integer", "minimum": 1},
+                                    "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA},
+                     "sameCount": ["columns", "mean", "std"]},
+        "data": data_schema("points")}}
 
     Trained = TrainedDetector
 

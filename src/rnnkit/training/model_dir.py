@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -101,6 +102,14 @@ WEIGHTS_LIMIT = 16 * 2**30
 SAFETENSORS_HEADER_LIMIT = 100 * 2**20  # safetensors' own limit
 METRICS_LIMIT = 2**30
 _RNG_KINDS = ("PCG64", "PCG64DXSM")  # their states are plain integers, so JSON holds them exactly
+#: the JSON schema of ``rng_state``: what ``restore_rng`` accepts (128-bit state and increment)
+_UINT128 = {"type": "integer", "minimum": 0, "maximum": 2**128 - 1}
+RNG_SCHEMA = {"type": "object", "required": ["bit_generator", "state", "has_uint32", "uinteger"],
+              "properties": {"bit_generator": {"enum": list(_RNG_KINDS)},
+                             "state": {"type": "object", "required": ["state", "inc"],
+                                       "properties": {"state": _UINT128, "inc": _UINT128}},
+                             "has_uint32": {"enum": [0, 1]}, "uinteger": {"type": "integer", "minimum": 0,
+                                                                         "maximum": 2**32 - 1}}}
 
 
 class ModelDirError(ValueError):
@@ -210,7 +219,7 @@ def _check_safetensors_header(header, size: int, where: str) -> None:
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        if not (isinstance(entry, dict) and entry.get("dtype") in _SAFETENSORS_DTYPES
+        if not (isinstance(entry, dict) and isinstance(entry.get("dtype"), str) and entry["dtype"] in _SAFETENSORS_DTYPES
                 and isinstance(entry.get("shape"), list) and isinstance(entry.get("data_offsets"), list)
                 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                         for n in entry["shape"] + entry["data_offsets"])
@@ -242,6 +251,8 @@ def _read_weights(path: Path, fix: str) -> dict[str, np.ndarray]:
             if size > WEIGHTS_LIMIT:
                 raise ModelDirError(f"{path}: {size} bytes, more than the {WEIGHTS_LIMIT} a model's weights may have")
             try:
+                if size < 8:
+                    raise ValueError(f"it holds {size} bytes, fewer than the 8 that give its header's length")
                 (n,) = struct.unpack("<Q", f.read(8))
                 if n > min(size - 8, SAFETENSORS_HEADER_LIMIT):
                     raise ValueError(f"its header claims {n} bytes, the file has {size}")
@@ -250,8 +261,10 @@ def _read_weights(path: Path, fix: str) -> dict[str, np.ndarray]:
                 f.seek(0)
                 data = f.read(size)
                 arrays = safetensors.numpy.load(data)
-            except (struct.error, ValueError, UnicodeDecodeError, RecursionError, KeyError,
-                    safetensors.SafetensorError) as exc:
+            except RecursionError:
+                raise ModelDirError(f"{path.name} in {path.parent} has a header nested too deeply to be a "
+                                    f"safetensors header; {fix}") from None
+            except (struct.error, ValueError, UnicodeDecodeError, KeyError, safetensors.SafetensorError) as exc:
                 raise ModelDirError(f"{path.name} in {path.parent} is truncated or corrupt: {exc}; {fix}") from None
     except OSError as exc:
         raise ModelDirError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -281,29 +294,55 @@ def read_json(path: Path, fix: str, limit: int = JSON_LIMIT):
 
 
 def _finite(checker, instance) -> bool:
-    return checker.is_type(instance, "number") and bool(np.isfinite(instance))
+    """A number whose float is neither NaN nor infinite (an integer beyond float's range is not)."""
+    if not checker.is_type(instance, "number"):
+        return False
+    try:
+        return math.isfinite(instance)
+    except OverflowError:
+        return False
+
+
+def _same_count(validator, names, instance, schema):
+    """The keyword ``sameCount: [name, ...]``: those entries of an object (those present) hold as
+    many items, an integer counting as itself (``channels`` and the per-channel ``mean``)."""
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "object"):
+        return
+    counts = {n: len(instance[n]) if validator.is_type(instance[n], "array") else instance[n] for n in names
+              if n in instance and (validator.is_type(instance[n], "array") or validator.is_type(instance[n], "integer"))}
+    if len(set(counts.values())) > 1:
+        first, *others = counts
+        yield ValidationError(f"expected {' and '.join(others)} to hold as many entries as {first}, got "
+                              + ", ".join(f"{n}: {c}" for n, c in counts.items()))
 
 
 def check_json(value, schema: dict, where: str, prefix: str = "") -> None:
     """Validate ``value`` against a JSON schema (draft 2020-12, with the extra type ``"finite"``:
-    a number that is neither NaN nor infinite); the first error is a ModelDirError naming
+    a number that is neither NaN nor infinite, and the keyword ``sameCount``, see
+    ``_same_count``); the first error is a ModelDirError naming
     ``where`` (the file) and the field, e.g. ``config.json in m: training.steps: expected …``;
     ``prefix``: the path of ``value`` inside its file, e.g. ``"state."``."""
     import jsonschema  # only when a model directory is read
 
     base = jsonschema.Draft202012Validator
     checker = base.TYPE_CHECKER.redefine("finite", _finite)
-    validator = jsonschema.validators.extend(base, type_checker=checker)(schema)
+    validator = jsonschema.validators.extend(base, {"sameCount": _same_count}, type_checker=checker)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     if error is not None:
-        field = prefix + ".".join(str(p) for p in error.absolute_path)
+        # a key with a line break or another control character is shown quoted: the error stays one line
+        field = prefix + ".".join(str(p) if str(p).isprintable() else repr(p) for p in error.absolute_path)
         field = field.rstrip(".") or "the top level"
         found = repr(error.instance)
-        found = found if len(found) <= 60 else found[:57] + "..."
+        text = error.message
+        if len(found) > 60:  # jsonschema's message quotes the value whole, however large
+            found = found[:57] + "..."
+            text = text.replace(repr(error.instance), found)
         expected = {"type": f"expected {error.validator_value}", "required": "missing an entry",
-                    "additionalProperties": "unexpected entry"}.get(error.validator, error.message)
-        message = f"{expected}: {error.message}" if error.validator in ("required", "additionalProperties") else \
-            f"{expected}, got {found}" if error.validator == "type" else error.message
+                    "additionalProperties": "unexpected entry"}.get(error.validator, text)
+        message = f"{expected}: {text}" if error.validator in ("required", "additionalProperties") else \
+            f"{expected}, got {found}" if error.validator == "type" else text
         raise ModelDirError(f"{where}: {field}: {message}")
 
 

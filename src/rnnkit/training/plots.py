@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 from . import model_dir as md
@@ -44,22 +45,34 @@ def save_figure(fig, path) -> Path:
 
 
 def plot_loss_curve(out_dir) -> Path:
-    """loss.png: training loss (per logged window) and validation loss against the step."""
+    """loss.png: training loss (per logged window) and validation loss against the step, in the
+    unit the command line reports (bits per character for a character language model)."""
     plt = pyplot()
     records = md.read_metrics(out_dir)
-    train = [(r["step"], r["train_loss"]) for r in records if "train_loss" in r]
-    valid = [(r["step"], r["valid_loss"]) for r in records if "valid_loss" in r]
+    config = md.load_config(out_dir)
+    scale, unit = loss_unit(records, config)
+    train = [(r["step"], r["train_loss"] * scale) for r in records if "train_loss" in r]
+    valid = [(r["step"], r["valid_loss"] * scale) for r in records if "valid_loss" in r]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if train:
         ax.plot(*zip(*train), lw=1, alpha=0.8, label="training")
     if valid:
         ax.plot(*zip(*valid), "o-", lw=2, label="validation")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats per token)")
-    ax.set_title("loss curve")
+    ax.set_ylabel(unit)
+    ax.set_title(f"{config.get('task', '?')} model {Path(out_dir).name}: training and validation loss")
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, Path(out_dir) / "loss.png")
+
+
+def loss_unit(records: list[dict], config: dict) -> tuple[float, str]:
+    """(factor, axis label) for a run's loss: a cross-entropy per token (its validation reports
+    bits_per_token) is drawn in bits per character or per token; any other loss as it is."""
+    if not any("valid_bits_per_token" in r for r in records):
+        return 1.0, "loss"
+    kind = (config.get("vocabulary") or {}).get("kind")
+    return 1 / math.log(2), f"bits per {'character' if kind == 'char' else 'token'}"
 
 
 def plot_confusion(matrix, labels, path, title: str = "") -> Path:

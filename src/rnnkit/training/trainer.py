@@ -52,8 +52,8 @@ STATE_SCHEMA = {
         "step": {"type": "integer", "minimum": 0},
         "best": {"type": "number"},
         "bad_validations": {"type": "integer", "minimum": 0},
-        "rng": {"type": "object", "additionalProperties": {"type": "object"}},
-        "run": {"type": "object"},
+        "rng": {"type": "object", "additionalProperties": md.RNG_SCHEMA},
+        "run": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},  # positions, counts, layout
         "schedule": {"type": ["object", "null"]},
         "window": {"type": "array", "prefixItems": [{"type": "finite"}, {"type": "integer", "minimum": 0},
                                                      {"type": "integer", "minimum": 0}], "minItems": 3, "maxItems": 3},

@@ -1,0 +1,64 @@
+"""The BLAS thread policy: one thread by default; --threads, $RNNKIT_THREADS and the user's own variables."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rnnkit.threads import BLAS_ENVS, THREADS_ENV, chosen_threads
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in (THREADS_ENV, *BLAS_ENVS):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_one_thread_unless_told_otherwise(clean_env):
+    assert chosen_threads() == 1
+    clean_env.setenv(THREADS_ENV, "2")
+    assert chosen_threads() == 2
+    assert chosen_threads("3") == 3  # --threads wins over the variable
+
+
+def test_the_users_blas_variables_are_respected(clean_env):
+    clean_env.setenv("OPENBLAS_NUM_THREADS", "2")
+    assert chosen_threads() is None
+    clean_env.setenv(THREADS_ENV, "1")
+    assert chosen_threads() == 1
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "two"])
+def test_a_bad_count_names_where_it_came_from(clean_env, text):
+    with pytest.raises(ValueError, match=r"^--threads: expected a number of threads >= 1"):
+        chosen_threads(text)
+    clean_env.setenv(THREADS_ENV, text)
+    with pytest.raises(ValueError, match=rf"^{THREADS_ENV}: expected a number of threads >= 1"):
+        chosen_threads()
+
+
+def blas_threads_after(code: str, *args: str, **env: str) -> list[int]:
+    """The BLAS thread counts a fresh process has after running ``code`` (the command's main with
+    ``args``, or the API)."""
+    script = (f"import sys\n{code}\nimport json\nfrom threadpoolctl import threadpool_info\n"
+              "print(json.dumps(sorted({i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'})))")
+    clean = {k: v for k, v in os.environ.items() if k not in (THREADS_ENV, *BLAS_ENVS)}
+    out = subprocess.run([sys.executable, "-c", script, *args], env=dict(clean, **env), capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+COMMAND = "from rnnkit.cli.main import main\nmain(sys.argv[1:])"
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS starts one thread on one core anyway")
+def test_the_command_and_the_api_apply_the_policy(tmp_path):
+    assert blas_threads_after(COMMAND, "data", "list") == [1]
+    assert blas_threads_after(COMMAND, "--threads", "2", "data", "list") == [2]
+    assert blas_threads_after(COMMAND, "data", "list", RNNKIT_THREADS="2") == [2]
+    assert blas_threads_after(COMMAND, "data", "list", OPENBLAS_NUM_THREADS="2") == [2]
+    api = f"import rnnkit\ntry:\n    rnnkit.load({str(tmp_path)!r})\nexcept Exception:\n    pass"
+    assert blas_threads_after(api) == [1]
