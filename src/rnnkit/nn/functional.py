@@ -200,11 +200,11 @@ def gru_step(gates, h_prev, W_hh, b_hn=None):
     return h, hn
 
 
-def gru_step_backward(dh, gates, hn, h_prev, W_hh, out=None, out_h=None):
-    """Backward of ``gru_step``.
+def gru_gate_gradients(dh, gates, hn, h_prev, out=None, out_h=None):
+    """The gate part of ``gru_step``'s backward, which the layer-normalised GRU shares.
 
-    Returns dgates (B, 3H), the gradient of the input-side pre-activations [r z n];
-    dgates_h (B, 3H), that of the hidden side (the same but for the n block, times r); dh_prev.
+    Returns dgates (B, 3H), the gradient of the input-side pre-activations [r z n], and
+    dgates_h (B, 3H), that of the hidden side (the same but for the n block, times r).
     """
     H = h_prev.shape[1]
     r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
@@ -220,8 +220,15 @@ def gru_step_backward(dh, gates, hn, h_prev, W_hh, out=None, out_h=None):
     dgates_h = out_h if out_h is not None else np.empty_like(gates)
     dgates_h[...] = dgates
     dgates_h[:, 2 * H :] *= r  # the hidden side of n sits behind the reset gate
+    return dgates, dgates_h
+
+
+def gru_step_backward(dh, gates, hn, h_prev, W_hh, out=None, out_h=None):
+    """Backward of ``gru_step``: (dgates, dgates_h) as ``gru_gate_gradients``, and dh_prev."""
+    H = h_prev.shape[1]
+    dgates, dgates_h = gru_gate_gradients(dh, gates, hn, h_prev, out, out_h)
     dh_prev = dgates_h @ W_hh
-    dh_prev += dh * z
+    dh_prev += dh * gates[:, H : 2 * H]  # h_t = … + z ⊙ h_{t−1}
     return dgates, dgates_h, dh_prev
 
 
@@ -234,6 +241,15 @@ def gru_step_backward(dh, gates, hn, h_prev, W_hh, out=None, out_h=None):
 # Each backward takes dY and the gradients of the final state and returns dX and those of the
 # initial state, adding the weight gradients into the Parameters' .grad. Given ``norms`` (T,),
 # it also records ‖∂L/∂h_t‖ at every step: the gradient flow over time that diagnostics plot.
+
+
+def step_gradient(dh, dY, t: int, b: int, norms=None):
+    """∂L/∂h_t of the active rows: what comes back from step t+1 plus what the output at t
+    receives, (b, P); with ``norms``, its norm is recorded at ``norms[t]``."""
+    dh_t = dh[:b] + dY[t, :b]
+    if norms is not None:
+        norms[t] = np.linalg.norm(dh_t.astype(np.float64))  # float32 squares underflow below ~1e-22
+    return dh_t
 
 
 def time_steps(T: int, reverse: bool) -> range:
@@ -308,9 +324,7 @@ def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, relu=Fa
     dh = dh.copy()
     for t in time_steps(T, not reverse):
         b = bs[t]
-        dh_t = dh[:b] + dY[t, :b]
-        if norms is not None:
-            norms[t] = np.linalg.norm(dh_t.astype(np.float64))  # float32 squares underflow below ~1e-22
+        dh_t = step_gradient(dh, dY, t, b, norms)
         _, dh[:b] = rnn_step_backward(dh_t, Hs[t, :b], w.W_hh.data, relu, out=dA[t, :b])
     return accumulate_weight_grads(w, X, H_prev, dA), (dh,)
 
@@ -349,9 +363,7 @@ def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None):
     dh, dc = (a.copy() for a in dstate)
     for t in time_steps(T, not reverse):
         b = bs[t]
-        dh_t = dh[:b] + dY[t, :b]
-        if norms is not None:
-            norms[t] = np.linalg.norm(dh_t.astype(np.float64))  # float32 squares underflow below ~1e-22
+        dh_t = step_gradient(dh, dY, t, b, norms)
         if dH is not None:
             dH[t, :b] = dh_t
         _, dh[:b], dc[:b] = lstm_step_backward(
@@ -395,8 +407,6 @@ def gru_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None):
     dh = dh.copy()
     for t in time_steps(T, not reverse):
         b = bs[t]
-        dh_t = dh[:b] + dY[t, :b]
-        if norms is not None:
-            norms[t] = np.linalg.norm(dh_t.astype(np.float64))  # float32 squares underflow below ~1e-22
+        dh_t = step_gradient(dh, dY, t, b, norms)
         _, _, dh[:b] = gru_step_backward(dh_t, G[t, :b], HN[t, :b], H_prev[t, :b], w.W_hh.data, out=dG[t, :b], out_h=dG_h[t, :b])
     return accumulate_weight_grads(w, X, H_prev, dG, dG_h), (dh,)

@@ -173,9 +173,7 @@ def layer_norm_lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=N
     dh, dc = (a.copy() for a in dstate)
     for t in time_steps(T, not reverse):
         b = bs[t]
-        dh_t = dh[:b] + dY[t, :b]
-        if norms is not None:
-            norms[t] = np.linalg.norm(dh_t.astype(np.float64))  # float32 squares underflow below ~1e-22
+        dh_t = F.step_gradient(dh, dY, t, b, norms)
         step = (Zh_hat[t, :b], inv_h[t, :b], N_hat[t, :b], inv_c[t, :b], TN[t, :b])
         *_, dh[:b], dc[:b] = ln_lstm_step_backward(dh_t, dc[:b], G[t, :b], C_prev[t, :b], step, w,
                                                    out=dG[t, :b], out_z=dZh[t, :b], out_n=dN[t, :b])
@@ -231,19 +229,8 @@ def ln_gru_step_backward(dh, gates, h_prev, cache, w, out=None, out_h=None, out_
     h_{t−1} W_hhᵀ; dh_prev."""
     zh_hat, inv_h, hn = cache
     H = h_prev.shape[1]
-    r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
-    da = out if out is not None else np.empty_like(gates)
-    dr, dz, dn = da[:, :H], da[:, H : 2 * H], da[:, 2 * H :]
-    np.multiply(dh, 1 - z, out=dn)
-    dn *= 1 - n * n
-    np.multiply(dn, hn, out=dr)
-    dr *= r * (1 - r)
-    np.subtract(h_prev, n, out=dz)
-    dz *= dh
-    dz *= z * (1 - z)
-    da_h = out_h if out_h is not None else np.empty_like(gates)
-    da_h[...] = da
-    da_h[:, 2 * H :] *= r
+    z = gates[:, H : 2 * H]
+    da, da_h = F.gru_gate_gradients(dh, gates, hn, h_prev, out, out_h)
     dzh = normalize_backward(da_h * w.extra["ln_hh_gain"].data, zh_hat, inv_h)
     if out_z is not None:
         out_z[...] = dzh
@@ -285,9 +272,7 @@ def layer_norm_gru_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=No
     dh = dstate[0].copy()
     for t in time_steps(T, not reverse):
         b = bs[t]
-        dh_t = dh[:b] + dY[t, :b]
-        if norms is not None:
-            norms[t] = np.linalg.norm(dh_t.astype(np.float64))  # float32 squares underflow below ~1e-22
+        dh_t = F.step_gradient(dh, dY, t, b, norms)
         *_, dh[:b] = ln_gru_step_backward(dh_t, G[t, :b], H_prev[t, :b], (Zh_hat[t, :b], inv_h[t, :b], HN[t, :b]), w,
                                           out=dG[t, :b], out_h=dA_h[t, :b], out_z=dZh[t, :b])
     hidden_grads(w, Zh_hat.reshape(T * B, -1), dA_h.reshape(T * B, -1))

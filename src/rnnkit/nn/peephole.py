@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import cells
-from .functional import accumulate_weight_grads, affine, buffers, lstm_gate_affine, sigmoid_, store_state, sum_rows, time_steps
+from .functional import accumulate_weight_grads, affine, buffers, lstm_gate_affine, sigmoid_, step_gradient, store_state, sum_rows, time_steps
 from .recurrent import LSTM, RNNBase, RNNCellBase
 
 
@@ -124,9 +124,7 @@ def peephole_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None):
     dh, dc = (a.copy() for a in dstate)
     for t in time_steps(T, not reverse):
         b = bs[t]
-        dh_t = dh[:b] + dY[t, :b]
-        if norms is not None:
-            norms[t] = np.linalg.norm(dh_t.astype(np.float64))  # float32 squares underflow below ~1e-22
+        dh_t = step_gradient(dh, dY, t, b, norms)
         _, dh[:b], dc[:b] = peephole_step_backward(dh_t, dc[:b], G[t, :b], C_prev[t, :b], C[t, :b], TC[t, :b], w.W_hh.data, *p,
                                                    out=dG[t, :b])
     flat = lambda a: a.reshape(T * B, -1)  # noqa: E731

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import cells
-from .functional import accumulate_weight_grads, affine, buffers, lstm_step, lstm_step_backward, store_state, time_steps
+from .functional import accumulate_weight_grads, affine, buffers, lstm_step, lstm_step_backward, step_gradient, store_state, time_steps
 from .module import Parameter
 from .recurrent import LSTM, RNNBase
 from .validation import probability
@@ -79,9 +79,7 @@ def variational_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None)
     dh, dc = (a.copy() for a in dstate)
     for t in time_steps(T, not reverse):
         b = bs[t]
-        dh_t = dh[:b] + dY[t, :b]
-        if norms is not None:
-            norms[t] = np.linalg.norm(dh_t.astype(np.float64))  # float32 squares underflow below ~1e-22
+        dh_t = step_gradient(dh, dY, t, b, norms)
         _, dh_seen, dc[:b] = lstm_step_backward(dh_t, dc[:b], G[t, :b], C_prev[t, :b], TC[t, :b], W_hh, out=dG[t, :b])
         dh[:b] = dh_seen if m_h is None else dh_seen * m_h[:b]
     # the steps used W̃_hh = W_hh ⊙ M: its gradient, masked, is W_hh's

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import cells
-from .functional import accumulate_weight_grads, affine, buffers, lstm_step, lstm_step_backward, store_state, time_steps
+from .functional import accumulate_weight_grads, affine, buffers, lstm_step, lstm_step_backward, step_gradient, store_state, time_steps
 from .module import as_rng
 from .recurrent import LSTM, RNNBase, RNNCellBase
 from .validation import probability
@@ -75,9 +75,7 @@ def zoneout_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None):
     dh, dc = (a.copy() for a in dstate)
     for t in time_steps(T, not reverse):
         b = bs[t]
-        dh_t = dh[:b] + dY[t, :b]
-        if norms is not None:
-            norms[t] = np.linalg.norm(dh_t.astype(np.float64))  # float32 squares underflow below ~1e-22
+        dh_t = step_gradient(dh, dY, t, b, norms)
         d_h, d_c = at(Dh, t, b), at(Dc, t, b)
         dc_t = dc[:b]
         # the kept part goes straight to the previous state, the rest through the LSTM step
