@@ -405,7 +405,7 @@ def test_random_bytes_as_data_are_one_clear_error(models, task, verb, raw):
     elif verb == "evaluate":
         argv = ["evaluate", str(model_dir), "--data", str(data_file)]
     elif task == "lm":  # generate reads no data: its prime is the random text
-        argv = ["generate", str(model_dir), "--length", "3", "--prime", raw.decode("utf-8", "replace") or "x"]
+        argv = ["generate", str(model_dir), "--length", "3", "--prime=" + (raw.decode("utf-8", "replace") or "x")]
     else:
         argv = [rnnkit.tasks.base.TASKS[_task(task)].action, str(model_dir), "--data", str(data_file)]
         argv += ["--plot", str(case / "plot.png")] if task in ("forecast", "detect") else []
