@@ -491,3 +491,11 @@ def test_evaluating_a_detector_on_its_unlabelled_data_names_that_data(models):
     built, tmp = models
     code, _, stderr = run_case(["evaluate", str(_fresh_copy(built["detect"][0], tmp))], tmp)
     assert code == 2 and "series.csv has no 'is_anomaly' column" in stderr and "--data" in stderr, stderr
+
+
+def test_a_regressor_label_beyond_float32_is_one_clear_error(models):
+    _, tmp = models  # training wrote a value_std of inf, after numpy's overflow warnings, and the model never loaded
+    case = Path(tempfile.mkdtemp(dir=tmp, prefix="case-"))
+    (case / "values.csv").write_text("".join(f"{1e300 if i == 3 else i / 7},{i % 3},{i % 5}\n" for i in range(40)))
+    code, _, stderr = run_case(["train", "classify", "--data", str(case / "values.csv"), "--out", str(case / "m"), *TINY], tmp)
+    assert code == 2 and "example 4 is labelled '1e+300'" in stderr, stderr
