@@ -71,11 +71,13 @@ def _write_data(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
                ["--length", "5", "--seed", "0"]),
         "classify": (["--data", str(tmp / "reviews.tsv"), "--embed", "4"], ["good film"]),
         "classify-values": (["--data", str(tmp / "values.csv")], ["--data", str(tmp / "values.csv")]),
-        "tag": (["--data", str(tmp / "names.conll"), "--embed", "4"], ["alice smith sees paris"]),
+        "tag": (["--data", str(tmp / "names.conll"), "--embed", "4", "--schedule", "cosine", "--warmup", "1", "--crf"],
+                ["alice smith sees paris"]),
         "forecast": ([*series, "--horizon", "2", "--window", "8", "--origins", "2", "--valid-origins", "1", "--paths", "4"],
                      []),
         "detect": ([*series, "--window", "8"], []),
-        "translate": (["--data", str(tmp / "pairs.tsv"), "--embed", "4"], ["the dog sees a cat"]),
+        "translate": (["--data", str(tmp / "pairs.tsv"), "--embed", "4", "--optimizer", "sgd", "--schedule", "step"],
+                      ["the dog sees a cat"]),
     }
 
 
