@@ -388,6 +388,36 @@ def test_a_damaged_safetensors_file_is_one_clear_error(models, task, verb, weigh
     run_case(_verb_argv(task, verb, model_dir, built[task][1]), tmp)
 
 
+@FUZZ
+@given(task=st.sampled_from(TASK_NAMES), data=st.data())
+def test_a_damaged_metrics_log_is_one_clear_error_on_resume(models, task, data):
+    """metrics.jsonl is read back on --resume (cut to the checkpoint's step) and drawn as loss.png."""
+    built, tmp = models
+    model_dir = _fresh_copy(built[task][0], tmp)
+    path = model_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines()
+    at = data.draw(st.integers(0, len(lines) - 1), label="line")
+    if data.draw(st.booleans(), label="as JSON"):
+        lines[at], _ = data.draw(json_mutations(json.loads(lines[at])), label="mutation")
+    else:
+        lines.insert(at, data.draw(st.binary(max_size=40), label="bytes").decode("utf-8", "replace"))
+    path.write_text("\n".join(lines) + "\n")
+    run_case(_verb_argv(task, "resume", model_dir, []), tmp)
+
+
+@pytest.mark.parametrize("line", ['{"step": [], "valid_loss": 1.0}',  # inhomogeneous shape, from NumPy
+                                  '{"valid_loss": 1.0}',  # KeyError: 'step'
+                                  '{"step": 1, "train_loss": "low"}',  # can't multiply sequence by non-int
+                                  "[" * 3000 + "]" * 3000])  # RecursionError
+def test_what_fuzzing_found_in_a_metrics_log(models, line):
+    built, tmp = models
+    model_dir = _fresh_copy(built["lm"][0], tmp)
+    with open(model_dir / "metrics.jsonl", "a") as log:
+        log.write(line + "\n")
+    code, _, stderr = run_case(_verb_argv("lm", "resume", model_dir, []), tmp)
+    assert code == 2 and "metrics.jsonl" in stderr and "delete that line" in stderr, stderr
+
+
 # text of the shapes the readers expect, and bytes of no shape at all
 data_texts = st.one_of(
     st.binary(max_size=200),
