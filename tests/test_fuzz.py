@@ -9,9 +9,12 @@ file, or the --data file) and runs one command in-process. The property of every
 - the error is one rnnkit raised on purpose (a ``raise`` statement in rnnkit's code), never a
   message of Python, NumPy or a library (``string indices must be integers``) passed through,
   and never the loader's safety net for a field no schema describes;
+- no warning (the command would print it on stderr), no nan or inf among forecasts and scores;
 - no hang (``signal.alarm`` ends a case after ``CASE_SECONDS``);
 - no file opened outside the test's directory and the installed software and data sets (an
   audit hook records every open), though config.json is made to name ``/etc/passwd``.
+
+What the fuzzing found is kept as explicit cases (``FOUND``) at the end.
 """
 
 from __future__ import annotations
@@ -33,10 +36,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 import safetensors
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rnnkit
@@ -71,11 +73,13 @@ def _write_data(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
                ["--length", "5", "--seed", "0"]),
         "classify": (["--data", str(tmp / "reviews.tsv"), "--embed", "4"], ["good film"]),
         "classify-values": (["--data", str(tmp / "values.csv")], ["--data", str(tmp / "values.csv")]),
-        "tag": (["--data", str(tmp / "names.conll"), "--embed", "4"], ["alice smith sees paris"]),
+        "tag": (["--data", str(tmp / "names.conll"), "--embed", "4", "--schedule", "cosine", "--warmup", "1", "--crf"],
+                ["alice smith sees paris"]),
         "forecast": ([*series, "--horizon", "2", "--window", "8", "--origins", "2", "--valid-origins", "1", "--paths", "4"],
                      []),
         "detect": ([*series, "--window", "8"], []),
-        "translate": (["--data", str(tmp / "pairs.tsv"), "--embed", "4"], ["the dog sees a cat"]),
+        "translate": (["--data", str(tmp / "pairs.tsv"), "--embed", "4", "--optimizer", "sgd", "--schedule", "step"],
+                      ["the dog sees a cat"]),
     }
 
 
@@ -384,6 +388,36 @@ def test_a_damaged_safetensors_file_is_one_clear_error(models, task, verb, weigh
     run_case(_verb_argv(task, verb, model_dir, built[task][1]), tmp)
 
 
+@FUZZ
+@given(task=st.sampled_from(TASK_NAMES), data=st.data())
+def test_a_damaged_metrics_log_is_one_clear_error_on_resume(models, task, data):
+    """metrics.jsonl is read back on --resume (cut to the checkpoint's step) and drawn as loss.png."""
+    built, tmp = models
+    model_dir = _fresh_copy(built[task][0], tmp)
+    path = model_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines()
+    at = data.draw(st.integers(0, len(lines) - 1), label="line")
+    if data.draw(st.booleans(), label="as JSON"):
+        lines[at], _ = data.draw(json_mutations(json.loads(lines[at])), label="mutation")
+    else:
+        lines.insert(at, data.draw(st.binary(max_size=40), label="bytes").decode("utf-8", "replace"))
+    path.write_text("\n".join(lines) + "\n")
+    run_case(_verb_argv(task, "resume", model_dir, []), tmp)
+
+
+@pytest.mark.parametrize("line", ['{"step": [], "valid_loss": 1.0}',  # inhomogeneous shape, from NumPy
+                                  '{"valid_loss": 1.0}',  # KeyError: 'step'
+                                  '{"step": 1, "train_loss": "low"}',  # can't multiply sequence by non-int
+                                  "[" * 3000 + "]" * 3000])  # RecursionError
+def test_what_fuzzing_found_in_a_metrics_log(models, line):
+    built, tmp = models
+    model_dir = _fresh_copy(built["lm"][0], tmp)
+    with open(model_dir / "metrics.jsonl", "a") as log:
+        log.write(line + "\n")
+    code, _, stderr = run_case(_verb_argv("lm", "resume", model_dir, []), tmp)
+    assert code == 2 and "metrics.jsonl" in stderr and "delete that line" in stderr, stderr
+
+
 # text of the shapes the readers expect, and bytes of no shape at all
 data_texts = st.one_of(
     st.binary(max_size=200),
@@ -405,7 +439,7 @@ def test_random_bytes_as_data_are_one_clear_error(models, task, verb, raw):
     elif verb == "evaluate":
         argv = ["evaluate", str(model_dir), "--data", str(data_file)]
     elif task == "lm":  # generate reads no data: its prime is the random text
-        argv = ["generate", str(model_dir), "--length", "3", "--prime", raw.decode("utf-8", "replace") or "x"]
+        argv = ["generate", str(model_dir), "--length", "3", "--prime=" + (raw.decode("utf-8", "replace") or "x")]
     else:
         argv = [rnnkit.tasks.base.TASKS[_task(task)].action, str(model_dir), "--data", str(data_file)]
         argv += ["--plot", str(case / "plot.png")] if task in ("forecast", "detect") else []
@@ -491,3 +525,11 @@ def test_evaluating_a_detector_on_its_unlabelled_data_names_that_data(models):
     built, tmp = models
     code, _, stderr = run_case(["evaluate", str(_fresh_copy(built["detect"][0], tmp))], tmp)
     assert code == 2 and "series.csv has no 'is_anomaly' column" in stderr and "--data" in stderr, stderr
+
+
+def test_a_regressor_label_beyond_float32_is_one_clear_error(models):
+    _, tmp = models  # training wrote a value_std of inf, after numpy's overflow warnings, and the model never loaded
+    case = Path(tempfile.mkdtemp(dir=tmp, prefix="case-"))
+    (case / "values.csv").write_text("".join(f"{1e300 if i == 3 else i / 7},{i % 3},{i % 5}\n" for i in range(40)))
+    code, _, stderr = run_case(["train", "classify", "--data", str(case / "values.csv"), "--out", str(case / "m"), *TINY], tmp)
+    assert code == 2 and "example 4 is labelled '1e+300'" in stderr, stderr

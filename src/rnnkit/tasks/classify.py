@@ -169,7 +169,7 @@ class Splits:
             config.update(channels=int(stacked.shape[1]), mean=stacked.mean(axis=0).tolist(),
                           std=np.maximum(stacked.std(axis=0), 1e-8).tolist())
         if self.values:
-            v = np.array(labels, dtype=np.float64)
+            v = label_values(labels, "the train data")
             config.update(value_mean=float(v.mean()), value_std=float(max(v.std(), 1e-8)))
         else:
             config["labels"] = sorted(set(labels))
@@ -205,12 +205,23 @@ def encode_inputs(config: dict, opts: ClassifyOptions, items, where: str) -> lis
     return out
 
 
+def label_values(labels, where: str) -> np.ndarray:
+    """A regressor's labels as numbers, each within float32's range as the data's values are (so
+    their mean and spread stay finite)."""
+    try:
+        v = np.array([float(x) for x in labels])
+    except ValueError as exc:
+        raise DataError(f"{where}: a regressor needs numeric labels ({exc})") from None
+    bad = np.flatnonzero(~(np.abs(v) <= np.finfo(np.float32).max))  # NaN too
+    if bad.size:
+        raise DataError(f"{where}: example {bad[0] + 1} is labelled {labels[bad[0]]!r}; a regressor's labels must be "
+                        f"numbers within ±{np.finfo(np.float32).max:.3g}")
+    return v
+
+
 def encode_targets(config: dict, labels, where: str) -> np.ndarray:
     if config["values"]:
-        try:
-            v = np.array([float(x) for x in labels])
-        except ValueError as exc:
-            raise DataError(f"{where}: a regressor needs numeric labels ({exc})") from None
+        v = label_values(labels, where)
         return ((v - config["value_mean"]) / config["value_std"]).astype(np.float32)
     index = {c: i for i, c in enumerate(config["labels"])}
     unknown = sorted(set(labels) - set(index))

@@ -50,6 +50,9 @@ from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, SeededRun, Task, d
 
 BUILT_IN = {"co2": co2_series, "sunspots": sunspots_series, "elnino": elnino_series}
 Z80 = 1.2815515655446004  # the 90% quantile of N(0, 1): μ ± Z80·σ is the central 80% interval
+#: the most the calibration widens the intervals (config.json's metrics.widen): intervals that miss
+#: by more say nothing, and a larger factor read from an edited config.json could make them infinite
+WIDEN_LIMIT = 1e6
 
 
 @dataclass
@@ -333,7 +336,7 @@ class ForecastRun(SeededRun):
         y, mu = np.concatenate(actual), np.concatenate(mean)
         return {"loss": float(np.concatenate(errors).mean()), "mae": M.mae(y, mu),
                 "coverage80": M.coverage(y, np.concatenate(lower), np.concatenate(upper)),
-                "widen": max(1.0, float(np.quantile(np.concatenate(ratios), 0.8)))}
+                "widen": min(WIDEN_LIMIT, max(1.0, float(np.quantile(np.concatenate(ratios), 0.8))))}
 
 
 # ---- the trained model ------------------------------------------------------------------------
@@ -449,8 +452,7 @@ class ForecastTask(Task):
                                     "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "first_origin": {"type": "integer", "minimum": 1}},
                      "sameCount": ["columns", "mean", "std"]},
         "data": data_schema("points"),
-        # the intervals' calibration: it only widens them, and keeps them finite
-        "metrics": {"properties": {"widen": {"type": "finite", "minimum": 1, "maximum": 1e9}}}}}
+        "metrics": {"properties": {"widen": {"type": "finite", "minimum": 1, "maximum": WIDEN_LIMIT}}}}}
 
     Trained = TrainedForecaster
     monitors = {"loss": "min", "mae": "min"}  # loss: the scaled absolute error of the backtest

@@ -708,8 +708,14 @@ def read_metrics(directory) -> list[dict]:
                 break
             raise ModelDirError(f"{METRICS} in {path.parent} is damaged at line {number} ({exc}); "
                                 f"delete that line") from None
-        if not isinstance(record, dict):
-            raise ModelDirError(f"{METRICS} in {path.parent}: line {number} is not a JSON object; delete that line")
+        except RecursionError:
+            raise ModelDirError(f"{METRICS} in {path.parent}: line {number} is nested too deeply to be rnnkit's; "
+                                f"delete that line") from None
+        # every record has its step; the losses are drawn in loss.png
+        if not (isinstance(record, dict) and type(record.get("step")) is int and record["step"] >= 0
+                and all(type(record.get(k, 0.0)) in (int, float) for k in ("train_loss", "valid_loss"))):
+            raise ModelDirError(f"{METRICS} in {path.parent}: line {number} is not a record rnnkit wrote (a JSON object "
+                                f"with a step count and numeric losses); delete that line")
         records.append(record)
     return records
 
@@ -717,10 +723,10 @@ def read_metrics(directory) -> list[dict]:
 def rewind_metrics(directory, step: int) -> None:
     """Drop the records logged after ``step``, for a run resumed from a checkpoint at ``step``.
 
-    Records without a ``"step"`` entry are kept. The file is rewritten atomically.
+    The file is rewritten atomically.
     """
     path = Path(directory) / METRICS
     if not path.exists():
         return
-    kept = [r for r in read_metrics(directory) if not isinstance(r.get("step"), (int, float)) or r["step"] <= step]
+    kept = [r for r in read_metrics(directory) if r["step"] <= step]
     atomic_write_bytes(path, "".join(_dumps(r, "record", indent=None) + "\n" for r in kept).encode("utf-8"))
