@@ -711,9 +711,10 @@ def read_metrics(directory) -> list[dict]:
         except RecursionError:
             raise ModelDirError(f"{METRICS} in {path.parent}: line {number} is nested too deeply to be rnnkit's; "
                                 f"delete that line") from None
-        # every record has its step; the losses are drawn in loss.png
-        if not (isinstance(record, dict) and type(record.get("step")) is int and record["step"] >= 0
-                and all(type(record.get(k, 0.0)) in (int, float) for k in ("train_loss", "valid_loss"))):
+        # a step is a count, and a record with a loss (drawn in loss.png against its step) has one
+        losses = [k for k in ("train_loss", "valid_loss") if isinstance(record, dict) and k in record]
+        if not (isinstance(record, dict) and type(record.get("step", 0)) is int and record.get("step", 0) >= 0
+                and all(type(record[k]) in (int, float) for k in losses) and (not losses or "step" in record)):
             raise ModelDirError(f"{METRICS} in {path.parent}: line {number} is not a record rnnkit wrote (a JSON object "
                                 f"with a step count and numeric losses); delete that line")
         records.append(record)
@@ -723,10 +724,10 @@ def read_metrics(directory) -> list[dict]:
 def rewind_metrics(directory, step: int) -> None:
     """Drop the records logged after ``step``, for a run resumed from a checkpoint at ``step``.
 
-    The file is rewritten atomically.
+    Records without a ``"step"`` entry are kept. The file is rewritten atomically.
     """
     path = Path(directory) / METRICS
     if not path.exists():
         return
-    kept = [r for r in read_metrics(directory) if r["step"] <= step]
+    kept = [r for r in read_metrics(directory) if r.get("step", 0) <= step]
     atomic_write_bytes(path, "".join(_dumps(r, "record", indent=None) + "\n" for r in kept).encode("utf-8"))
