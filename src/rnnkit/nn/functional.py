@@ -114,6 +114,20 @@ def rnn_step_backward(dh: np.ndarray, h: np.ndarray, W_hh: np.ndarray, relu: boo
     return da, da @ W_hh
 
 
+def lstm_cell_update(gates, c_prev):
+    """Activate an LSTM's gates in place, [i f g o] = σ, σ, tanh, σ of the pre-activations in
+    ``gates`` (B, 4H), and return c_t = f ⊙ c_{t−1} + i ⊙ g (B, H). Every LSTM kind's step."""
+    H = c_prev.shape[1]
+    scale, shift = lstm_gate_affine(H, gates.dtype.type)  # all four gates in one tanh pass
+    gates *= scale
+    np.tanh(gates, out=gates)
+    gates *= scale
+    gates += shift
+    c = gates[:, H : 2 * H] * c_prev
+    c += gates[:, :H] * gates[:, 2 * H : 3 * H]
+    return c
+
+
 def lstm_step(gates, h_prev, c_prev, W_hh, W_hr=None):
     """One LSTM step.
 
@@ -124,18 +138,10 @@ def lstm_step(gates, h_prev, c_prev, W_hh, W_hr=None):
     gates: (B, 4H), becomes [i f g o]; h_prev: (B, P); c_prev: (B, H).
     Returns h (B, P), c (B, H), tc = tanh(c) (B, H).
     """
-    H = c_prev.shape[1]
     gates += h_prev @ W_hh.T
-    scale, shift = lstm_gate_affine(H, gates.dtype.type)
-    gates *= scale
-    np.tanh(gates, out=gates)
-    gates *= scale
-    gates += shift
-    i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
-    c = f * c_prev
-    c += i * g
+    c = lstm_cell_update(gates, c_prev)
     tc = np.tanh(c)
-    h = o * tc
+    h = gates[:, 3 * c.shape[1] :] * tc  # o ⊙ tanh(c_t)
     if W_hr is not None:
         h = h @ W_hr.T
     return h, c, tc

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import cells
 from . import functional as F
-from .functional import accumulate_weight_grads, affine, buffers, lstm_gate_affine, sigmoid_, store_state, sum_rows, time_steps
+from .functional import accumulate_weight_grads, affine, buffers, sigmoid_, store_state, sum_rows, time_steps
 from .recurrent import GRU, LSTM, RNNBase, RNNCellBase
 
 EPS = 1e-5
@@ -99,17 +99,10 @@ def ln_lstm_step(gates, h_prev, c_prev, w):
     e, H = w.extra, c_prev.shape[1]
     zh_hat, inv_h = normalize(h_prev @ w.W_hh.data.T)
     gates += zh_hat * e["ln_hh_gain"].data
-    scale, shift = lstm_gate_affine(H, gates.dtype.type)  # i, f, g, o in one tanh pass, as lstm_step
-    gates *= scale
-    np.tanh(gates, out=gates)
-    gates *= scale
-    gates += shift
-    i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
-    c = f * c_prev
-    c += i * g
+    c = F.lstm_cell_update(gates, c_prev)
     n_hat, inv_c = normalize(c)
     tn = np.tanh(n_hat * e["ln_c_gain"].data + e["ln_c_bias"].data)
-    return o * tn, c, (zh_hat, inv_h, n_hat, inv_c, tn)
+    return gates[:, 3 * H :] * tn, c, (zh_hat, inv_h, n_hat, inv_c, tn)  # h = o ⊙ tanh(LN(c))
 
 
 def ln_lstm_step_backward(dh, dc, gates, c_prev, cache, w, out=None, out_z=None, out_n=None):
