@@ -154,28 +154,36 @@ def lstm_step_backward(dh, dc, gates, c_prev, tc, W_hh, W_hr=None, out=None):
     Returns dgates (B, 4H) (pre-activation gradients), dh_prev (B, P), dc_prev (B, H).
     """
     H = c_prev.shape[1]
-    i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
     if W_hr is not None:
         dh = dh @ W_hr
     # ∂L/∂c_t = dc + dh ⊙ o ⊙ (1 − tanh² c_t)
     dct = tc * tc
     np.subtract(1, dct, out=dct)
-    dct *= o
+    dct *= gates[:, 3 * H :]
     dct *= dh
     dct += dc
+    dgates = lstm_gate_gradients(dct, dh, gates, c_prev, tc, out)
+    return dgates, dgates @ W_hh, dct * gates[:, H : 2 * H]
+
+
+def lstm_gate_gradients(dct, dh, gates, c_prev, tanh_c, out=None):
+    """The backward of ``lstm_cell_update`` and of h_t = o ⊙ tanh_c: the gates' pre-activation
+    gradients (B, 4H) from dct = ∂L/∂c_t and dh = ∂L/∂h_t. Every LSTM kind's step backward."""
+    H = c_prev.shape[1]
+    i, g = gates[:, :H], gates[:, 2 * H : 3 * H]
     # ∂L/∂ of each activation: i ← dc·g, f ← dc·c_{t−1}, g ← dc·i, o ← dh·tanh c_t
     dgates = out if out is not None else np.empty_like(gates)
     np.multiply(dct, g, out=dgates[:, :H])
     np.multiply(dct, c_prev, out=dgates[:, H : 2 * H])
     np.multiply(dct, i, out=dgates[:, 2 * H : 3 * H])
-    np.multiply(dh, tc, out=dgates[:, 3 * H :])
+    np.multiply(dh, tanh_c, out=dgates[:, 3 * H :])
     # through the activations, all four blocks at once: σ' = σ(1 − σ), and tanh' = 1 − g² for g
     slope = 1 - gates
     slope *= gates
     np.multiply(g, g, out=slope[:, 2 * H : 3 * H])
     np.subtract(1, slope[:, 2 * H : 3 * H], out=slope[:, 2 * H : 3 * H])
     dgates *= slope
-    return dgates, dgates @ W_hh, dct * f
+    return dgates
 
 
 def gru_step(gates, h_prev, W_hh, b_hn=None):

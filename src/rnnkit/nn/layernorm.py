@@ -111,19 +111,11 @@ def ln_lstm_step_backward(dh, dc, gates, c_prev, cache, w, out=None, out_z=None,
     h_{t−1} W_hhᵀ; dn (B, H), that of γ_c n̂ + β_c; dh_prev; dc_prev."""
     zh_hat, inv_h, n_hat, inv_c, tn = cache
     e, H = w.extra, c_prev.shape[1]
-    i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
+    f, o = gates[:, H : 2 * H], gates[:, 3 * H :]
     dn = np.multiply(dh, o * (1 - tn * tn), out=out_n)
     dct = normalize_backward(dn * e["ln_c_gain"].data, n_hat, inv_c)
     dct += dc
-    da = out if out is not None else np.empty_like(gates)
-    np.multiply(dct, g, out=da[:, :H])
-    np.multiply(dct, c_prev, out=da[:, H : 2 * H])
-    np.multiply(dct, i, out=da[:, 2 * H : 3 * H])
-    np.multiply(dh, tn, out=da[:, 3 * H :])
-    slope = 1 - gates  # σ' = σ(1 − σ), and tanh' = 1 − g² for the g block
-    slope *= gates
-    slope[:, 2 * H : 3 * H] = 1 - g * g
-    da *= slope
+    da = F.lstm_gate_gradients(dct, dh, gates, c_prev, tn, out)
     dzh = normalize_backward(da * e["ln_hh_gain"].data, zh_hat, inv_h)
     if out_z is not None:
         out_z[...] = dzh
