@@ -12,11 +12,19 @@ import pytest
 
 from gradcheck import numerical_grad, rel_err
 from rnnkit import diagnostics
-from rnnkit.nn import cells, no_grad
+from rnnkit.nn import backend, cells, no_grad
 
 KINDS = cells.kinds()
 STEP_KINDS = cells.kinds(step=True)
 TORCH_KINDS = [k for k in KINDS if k.torch]
+
+
+@pytest.fixture(autouse=True, params=backend.available())
+def each_backend(request):
+    """Every test of the suite runs on each backend this installation has (numba's kernels and
+    the NumPy reference)."""
+    with backend.use_backend(request.param):
+        yield request.param
 
 
 def ids(kinds):

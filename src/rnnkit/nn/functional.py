@@ -298,6 +298,14 @@ def accumulate_weight_grads(w, X, H_prev, dG_x, dG_h=None):
     return (dG_x2 @ w.W_ih.data).reshape(T, B, I)
 
 
+def accumulate_projection_grad(w, dH, G, TC):
+    """W_hr's gradient: dH (T, B, P), ∂L/∂h_t, against the projection's input o ⊙ tanh c_t,
+    from the activated gates G (T, B, 4H) and TC (T, B, H)."""
+    T, B, H = TC.shape
+    h_full = G[:, :, 3 * H :] * TC
+    w.W_hr.grad += dH.reshape(T * B, -1).T @ h_full.reshape(T * B, H)
+
+
 def buffers(bs, B):
     """Allocator for per-step buffers: rows past a sequence's end must read as zeros (they are
     multiplied by zero gradients, and 0·garbage can be NaN); without such rows, skip the fill."""
@@ -384,9 +392,7 @@ def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None):
             dh_t, dc[:b], G[t, :b], C_prev[t, :b], TC[t, :b], w.W_hh.data, W_hr, out=dG[t, :b]
         )
     if dH is not None:
-        H = C_prev.shape[2]
-        h_full = G[:, :, 3 * H :] * TC  # o ⊙ tanh(c), the input of the projection
-        w.W_hr.grad += dH.reshape(T * B, -1).T @ h_full.reshape(T * B, H)
+        accumulate_projection_grad(w, dH, G, TC)
     return accumulate_weight_grads(w, X, H_prev, dG), (dh, dc)
 
 

@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from . import cells, init
+from . import backend, cells, init
 from . import functional as F
 from .cells import CellKind
 from .module import Module, Parameter, as_dtype, as_rng, is_grad_enabled
@@ -258,7 +258,7 @@ class RNNBase(RecurrentLayer):
             states0 = [s[:, order] for s in states0]
         keep = is_grad_enabled()
         P, D = self.output_size, self.num_directions
-        sequence = self.kind.sequence
+        sequence = backend.equations(self.kind).sequence
         layer_input, caches, masks = X, [], []
         finals = [np.empty_like(s) for s in states0]
         for k in range(self.num_layers):
@@ -308,7 +308,7 @@ class RNNBase(RecurrentLayer):
         d_finals = self._gather_d_state(d_state, B, unbatched, order)
         d_initial = [np.empty_like(s) for s in d_finals]
         norms = np.zeros((L * D, T)) if self.record_grad_norms else None
-        sequence_backward = self.kind.sequence_backward
+        sequence_backward = backend.equations(self.kind).sequence_backward
         for k in reversed(range(L)):
             d_input = None
             for d, sfx in enumerate(self._suffixes):

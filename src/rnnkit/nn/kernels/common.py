@@ -1,0 +1,44 @@
+"""What every kernel's time loop shares: the walk over time, ∂L/∂h_t, the absent arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(inline="always")
+def time_index(s, T, reverse):
+    """The s-th step walked: t = s forwards, T − 1 − s in reverse."""
+    return T - 1 - s if reverse else s
+
+
+@njit(inline="always", error_model="numpy")
+def gradient_in(dh, dY, t, b, norms):
+    """∂L/∂h_t of the b active rows: dh (from step t+1) + dY[t] (what the output at t receives),
+    (b, P); its norm is recorded at norms[t] when norms has an entry per step (as
+    ``functional.step_gradient``, summed in float64)."""
+    dh_t = dh[:b] + dY[t, :b]
+    if norms.shape[0] > 0:
+        total = 0.0
+        for r in range(b):
+            for j in range(dh_t.shape[1]):
+                total += float(dh_t[r, j]) ** 2
+        norms[t] = math.sqrt(total)
+    return dh_t
+
+
+def absent(dtype, ndim: int) -> np.ndarray:
+    """An empty array standing for one a kernel does not need (no projection, nothing kept),
+    so that every call has the same types and compiles once."""
+    return np.empty((0,) * ndim, dtype)
+
+
+def no_norms() -> np.ndarray:
+    return np.empty(0)
+
+
+def lengths(bs) -> np.ndarray:
+    """The active rows per step as the kernels take them."""
+    return np.asarray(bs, np.int64)

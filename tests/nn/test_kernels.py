@@ -1,0 +1,135 @@
+"""The compiled kernels (nn/kernels, numba) against the NumPy reference, and the backend switch.
+
+Equality: every accelerated kind, on random configurations (layers, directions, projection,
+lengths, initial state, the gradient through out and the final state), gives the reference's
+outputs, final states, input and initial-state gradients and every parameter gradient, within
+1e-12 norm-wise in float64 and 1e-5 in float32.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rnnkit.nn import backend, cells
+
+pytest.importorskip("numba")
+
+from rnnkit.nn.kernels.activations import sigmoid, tanh  # noqa: E402  (numba is there)
+
+ACCELERATED = [cells.get(name) for name in backend.accelerated()]
+BOUND = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def random_configuration(kind, seed: int, dtype):
+    rng = np.random.default_rng(seed)
+    I, H, B, T = (int(v) for v in rng.integers(1, 7, size=4))
+    H += 1
+    opts = dict(num_layers=int(rng.integers(1, 4)), bidirectional=bool(rng.integers(2)), bias=bool(rng.random() < 0.8))
+    if kind.projection and rng.random() < 0.5:
+        opts["proj_size"] = int(rng.integers(1, H))
+    layer = kind.layer(I, H, dtype=dtype, rng=seed, **kind.options, **opts).eval()
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    lengths = rng.integers(1, T + 1, size=B) if rng.random() < 0.5 else None
+    given = rng.random() < 0.5
+    return layer, x, lengths, given, rng
+
+
+def run(layer, x, lengths, given, seed):
+    """Forward and backward with gradients drawn from ``seed``; every result, flattened to a list."""
+    rng = np.random.default_rng(seed)
+    layer.zero_grad()
+    shapes = [(layer.num_layers * layer.num_directions, x.shape[1], layer.output_size if p == "h" else layer.hidden_size)
+              for p in layer.kind.states]
+    h0 = [rng.standard_normal(s).astype(x.dtype) for s in shapes] if given else None
+    pack = (lambda parts: tuple(parts) if len(parts) > 1 else parts[0])
+    out, state = layer(x, None if h0 is None else pack(h0), lengths=lengths)
+    d_out = rng.standard_normal(out.shape).astype(x.dtype)
+    d_state = pack([rng.standard_normal(s).astype(x.dtype) for s in shapes])
+    dx, d0 = layer.backward(d_out, d_state)
+    parts = lambda v: list(v) if isinstance(v, tuple) else [v]  # noqa: E731
+    return [out, *parts(state), dx, *parts(d0)] + [p.grad.copy() for _, p in layer.named_parameters()]
+
+
+def relative_error(a, b) -> float:
+    return float(np.linalg.norm((a - b).astype(np.float64)) / max(np.linalg.norm(b.astype(np.float64)), 1e-30))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("kind", ACCELERATED, ids=[k.name for k in ACCELERATED])
+def test_kernels_equal_the_reference(kind, seed, dtype):
+    layer, x, lengths, given, _ = random_configuration(kind, seed, dtype)
+    with backend.use_backend("numpy"):
+        expected = run(layer, x, lengths, given, seed)
+    with backend.use_backend("numba"):
+        got = run(layer, x, lengths, given, seed)
+    errors = [relative_error(g, e) for g, e in zip(got, expected)]
+    assert max(errors) <= BOUND[dtype], (layer, errors)
+
+
+@pytest.mark.parametrize("kind", ACCELERATED, ids=[k.name for k in ACCELERATED])
+def test_the_recorded_gradient_flow_is_the_references(kind):
+    layer, x, lengths, given, _ = random_configuration(kind, 3, np.float64)
+    layer.record_grad_norms = True
+    norms = {}
+    for name in backend.BACKENDS:
+        with backend.use_backend(name):
+            run(layer, x, lengths, given, 3)
+            norms[name] = layer.grad_norms.copy()
+    np.testing.assert_allclose(norms["numba"], norms["numpy"], rtol=1e-12)
+
+
+def test_every_kind_with_equations_has_a_kernel_or_runs_the_reference():
+    # the kernels' table names registered kinds only; the others fall back to their own equations
+    assert set(backend.accelerated()) <= set(cells.names())
+    for kind in cells.kinds():
+        if kind.sequence is not None:
+            with backend.use_backend("numba"):
+                eq = backend.equations(kind)
+            assert callable(eq.sequence) and callable(eq.sequence_backward)
+            assert (eq is kind) == (kind.name not in backend.accelerated())
+
+
+@pytest.mark.parametrize("dtype,ulps", [(np.float32, 6), (np.float64, 2)])
+def test_kernel_tanh_and_sigmoid_are_within_a_few_ulp(dtype, ulps):
+    from numba import njit
+
+    @njit
+    def apply(x, t, s):
+        for k in range(x.size):
+            t[k] = tanh(x[k])
+            s[k] = sigmoid(x[k])
+
+    x = np.concatenate([np.linspace(-30, 30, 200_001), np.logspace(-30, 1.3, 20_001), -np.logspace(-30, 1.3, 20_001), [0.0]]).astype(dtype)
+    t, s = np.empty_like(x), np.empty_like(x)
+    apply(x, t, s)
+    exact = np.tanh(x.astype(np.float64))
+    assert t.dtype == dtype and s.dtype == dtype
+    assert np.all(np.abs(t - exact) <= ulps * np.spacing(np.abs(exact).astype(dtype)) + np.finfo(dtype).tiny)
+    exact_s = 0.5 + 0.5 * np.tanh(0.5 * x.astype(np.float64))
+    assert np.abs(s - exact_s).max() <= 2 * ulps * np.finfo(dtype).eps
+
+
+def test_switching_backends():
+    before = backend.current()
+    with backend.use_backend("numpy"):
+        assert backend.current() == "numpy"
+        assert backend.equations(cells.get("lstm")) is cells.get("lstm")
+    assert backend.current() == before
+    with pytest.raises(ValueError, match=r"^backend: expected one of numpy, numba, got 'cuda'$"):
+        backend.set_backend("cuda")
+
+
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
+
+
+def test_the_environment_chooses_the_backend_and_a_bad_value_is_one_line():
+    code = "from rnnkit.nn import backend; print(backend.current())"
+    assert run_python(code, RNNKIT_BACKEND="numpy").stdout.strip() == "numpy"
+    assert run_python(code, RNNKIT_BACKEND="").stdout.strip() == "numba"  # the default where numba imports
+    bad = run_python(code, RNNKIT_BACKEND="fast")
+    assert "$RNNKIT_BACKEND: expected one of numpy, numba, got 'fast'" in bad.stderr
