@@ -286,3 +286,11 @@ def test_every_kind_with_a_cell_encodes_decodes_and_is_differentiated(cell):
     check_gradients(model, batch(), entries=6, eps=1e-5, tol=1e-4)
     hypotheses = model.greedy(*SOURCES, bos=BOS, eos=EOS, max_len=6)
     assert len(hypotheses) == len(SOURCES[1]) and all(len(h.tokens) <= 6 for h in hypotheses)
+
+
+def test_a_kinds_settings_reach_the_encoder_and_every_decoder_cell():
+    model = Seq2Seq(7, 9, 4, 5, "zoneout", num_layers=2, rng=0, cell_settings={"zoneout_h": 0.3})
+    assert model.encoder.zoneout_h == 0.3 and model.encoder.zoneout_c == 0.5
+    assert [(c.zoneout_h, c.zoneout_c) for c in model._cells] == [(0.3, 0.5)] * 2
+    with pytest.raises(ValueError, match="^p: lstm has no setting .p."):
+        Seq2Seq(7, 9, 4, 5, "lstm", rng=0, cell_settings={"p": 0.3})

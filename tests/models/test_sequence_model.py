@@ -1,9 +1,11 @@
-"""make_recurrent and the --cell choices: every registered kind, with the initialisation that suits it."""
+"""make_recurrent and the --cell choices: every registered kind, with the initialisation that suits it, and its
+settings as --cell-option reads them."""
 
 import numpy as np
 import pytest
 
-from rnnkit.models.sequence_model import SequenceModel, cell_choices, cell_help, make_recurrent
+from rnnkit.models.sequence_model import (SequenceModel, cell_choices, cell_help, cell_name, cell_option_help, cell_settings,
+                                          make_recurrent)
 from rnnkit.nn import cells
 
 
@@ -32,3 +34,21 @@ def test_the_cell_choices_and_help_come_from_the_registry():
     assert all(f"{k.name}: {k.about}" in cell_help() for k in cells.kinds())
     with pytest.raises(ValueError, match=r"cell: expected one of rnn, irnn, lstm, .*got 'rwkv'"):
         make_recurrent("rwkv", 3, 4)
+
+
+def test_cell_option_is_read_from_texts_a_comma_separated_text_or_a_dict_and_completed_with_the_defaults():
+    full = {"zoneout_h": 0.2, "zoneout_c": 0.5}
+    assert cell_settings("zoneout", ["zoneout_h=0.2"]) == cell_settings("zoneout", " zoneout_h = 0.2 ,") == full
+    assert cell_settings("zoneout", {"zoneout_h": 0.2}) == cell_settings("zoneout", full) == full
+    assert cell_settings("zoneout", []) == {"zoneout_h": 0.05, "zoneout_c": 0.5}
+    assert cell_settings("lstm", {}) == cell_settings("lstm", "") == {}
+    assert cell_name("zoneout", full) == "ZONEOUT (zoneout_h 0.2, zoneout_c 0.5)" and cell_name("lstm", {}) == "LSTM"
+    model = SequenceModel(3, 4, 2, cell="variational", rng=0, cell_settings=cell_settings("variational", "dropout_h=0.3"))
+    assert (model.rnn.dropout_h, model.rnn.weight_drop) == (0.3, 0.5)
+
+
+def test_the_cell_option_help_lists_every_kinds_settings_with_their_defaults():
+    shown = cell_option_help()
+    for kind in cells.kinds():
+        assert all(f"{name}={s.default} ({s.about})" in shown for name, s in kind.settings.items())
+    assert "variational" not in cell_option_help(step=True)  # no cell: translate does not offer it

@@ -13,6 +13,7 @@ import pytest
 from gradcheck import numerical_grad, rel_err
 from rnnkit import diagnostics
 from rnnkit.nn import backend, cells, no_grad
+from rnnkit.nn.validation import probability
 
 KINDS = cells.kinds()
 STEP_KINDS = cells.kinds(step=True)
@@ -74,6 +75,44 @@ def test_a_kind_knows_its_facts_and_is_found_by_name(kind):
     assert layer.kind is kind
     if kind.cell is not None:
         assert kind.make_cell(2, 3, rng=0).kind is kind
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=ids(KINDS))
+def test_a_kinds_settings_are_its_layers_and_cells_keyword_arguments_with_the_same_defaults(kind):
+    layer = kind.make_layer(2, 3, rng=0)
+    cell = kind.make_cell(2, 3, rng=0) if kind.cell is not None else None
+    for name, setting in kind.settings.items():
+        assert setting.about and setting.check(setting.default, name) == setting.default
+        assert getattr(layer, name) == setting.default
+        if cell is not None:
+            assert getattr(cell, name) == setting.default
+    assert kind.check_settings({}) == {name: s.default for name, s in kind.settings.items()}
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=ids(KINDS))
+def test_a_setting_the_kind_does_not_have_is_one_error_naming_it_and_listing_the_kinds_settings(kind):
+    listed = ", ".join(kind.settings) or "none"
+    with pytest.raises(ValueError, match=rf"^p: {kind.name} has no setting 'p' \(its settings: {listed}\)"):
+        kind.make_layer(2, 3, rng=0, p=0.1)
+    if kind.cell is not None:
+        with pytest.raises(ValueError, match=rf"^p: {kind.name} has no setting") as err:
+            kind.make_cell(2, 3, rng=0, p=0.1)
+        assert len(str(err.value).splitlines()) == 1
+
+
+RATE_KINDS = [k for k in KINDS if any(s.check is probability for s in k.settings.values())]
+
+
+@pytest.mark.parametrize("kind", RATE_KINDS, ids=ids(RATE_KINDS))
+def test_rates_given_to_make_layer_and_make_cell_reach_them_and_text_is_read_as_a_number(kind):
+    for name in (name for name, s in kind.settings.items() if s.check is probability):
+        layer = kind.make_layer(2, 3, rng=0, **{name: "0.25"})
+        assert getattr(layer, name) == 0.25
+        if kind.cell is not None:
+            assert getattr(kind.make_cell(2, 3, rng=0, **{name: 0.25}), name) == 0.25
+        for bad, shown in ((1.5, "1.5"), ("abc", "'abc'"), (True, "True")):
+            with pytest.raises(ValueError, match=rf"^{name}: expected .*, got {shown}$"):
+                kind.make_layer(2, 3, rng=0, **{name: bad})
 
 
 def test_an_unknown_kind_is_named_with_the_choices():

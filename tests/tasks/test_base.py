@@ -11,7 +11,9 @@ import time
 import numpy as np
 import pytest
 
+import rnnkit
 from rnnkit.cli.main import main
+from rnnkit.tasks.base import TASKS
 from rnnkit.training import model_dir as md
 
 TINY = ["--steps", "6", "--hidden", "8", "--embed", "4", "--layers", "1", "--batch-size", "2",
@@ -282,3 +284,93 @@ def test_a_signal_saves_a_checkpoint_and_the_resumed_run_ends_exactly_as_an_unin
         assert all(np.array_equal(a[k], b[k]) for k in a), name
     lines = lambda d: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in md.read_metrics(d)]  # noqa: E731
     assert lines(broken) == lines(whole)  # the window across the interruption is averaged as if there were none
+
+
+# ---- 15. --cell-option: a kind's settings, from the command line to the layer and back -------------
+
+
+def test_a_cell_option_reaches_the_layer_and_config_json_keeps_every_setting(tmp_path, corpus, capsys):
+    out = tmp_path / "zoneout"
+    assert main(["train", "lm", "--data", str(corpus), "--out", str(out), *TINY, "--cell", "zoneout",
+                 "--cell-option", "zoneout_h=0.2"]) == 0
+    stored = json.loads((out / "config.json").read_text())["task_options"]
+    assert stored["cell"] == "zoneout" and stored["cell_option"] == {"zoneout_h": 0.2, "zoneout_c": 0.5}
+    rnn = rnnkit.load(out).model.rnn
+    assert (rnn.zoneout_h, rnn.zoneout_c) == (0.2, 0.5)
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert "1-layer ZONEOUT (zoneout_h 0.2, zoneout_c 0.5)" in capsys.readouterr().out
+    # a resumed run rebuilds the same layer; the same option again is no contradiction, another one is
+    assert main(["train", "--resume", str(out), "--steps", "8", "--cell-option", "zoneout_h=0.2", "--quiet"]) == 0
+    assert rnnkit.load(out).model.rnn.zoneout_h == 0.2
+    assert main(["train", "--resume", str(out), "--steps", "9", "--cell-option", "zoneout_c=0.1", "--quiet"]) == 2
+    assert "--cell-option {'zoneout_h': 0.05, 'zoneout_c': 0.1} (stored:" in one_error_line(capsys)
+
+
+def test_the_python_api_takes_cell_option_as_a_dict_or_text(tmp_path, corpus):
+    small = dict(hidden=8, embed=4, layers=2, batch_size=2, seq_len=8, steps=2, valid_every=2, quiet=True)
+    model = rnnkit.train("lm", tmp_path / "a", data=str(corpus), cell="variational",
+                         cell_option="dropout_x=0.1,weight_drop=0.3", **small)
+    assert (model.model.rnn.dropout_x, model.model.rnn.dropout_y, model.model.rnn.weight_drop) == (0.1, 0.2, 0.3)
+    model = rnnkit.train("lm", tmp_path / "b", data=str(corpus), cell="zoneout", cell_option={"zoneout_c": 0.25}, **small)
+    assert model.model.rnn.zoneout_c == 0.25
+    with pytest.raises(ValueError, match=r"^cell_option: zoneout_c: expected a number in \[0, 1\), got 2.0$"):
+        rnnkit.train("lm", tmp_path / "c", data=str(corpus), cell="zoneout", cell_option={"zoneout_c": 2.0}, **small)
+    assert not (tmp_path / "c").exists()
+
+
+BAD_CELL_OPTIONS = [
+    ("zoneout", ["p=0.1"], "zoneout has no setting 'p'; expected one of zoneout_h, zoneout_c"),
+    ("zoneout", ["zoneout_h=1.5"], "zoneout_h: expected a number in [0, 1), got 1.5"),
+    ("zoneout", ["zoneout_h=abc"], "zoneout_h: expected a number in [0, 1), got 'abc'"),
+    ("zoneout", ["zoneout_h"], "expected NAME=VALUE, got 'zoneout_h'"),
+    ("zoneout", ["zoneout_h=0.1", "zoneout_h=0.2"], "zoneout_h is given twice ('0.1' and '0.2')"),
+    ("lstm", ["zoneout_h=0.1"], "lstm has no settings, got 'zoneout_h' (kinds with settings: zoneout, variational"),
+]
+
+
+@pytest.mark.parametrize("cell, options, message", BAD_CELL_OPTIONS, ids=[" ".join(c[1]) + f" ({c[0]})" for c in BAD_CELL_OPTIONS])
+def test_a_bad_cell_option_is_one_line_naming_it_before_the_data_is_read_or_a_file_written(tmp_path, capsys, cell, options,
+                                                                                         message):
+    out = tmp_path / "model"
+    given = [a for option in options for a in ("--cell-option", option)]
+    # --data names no file: the option is refused before the data is looked for
+    assert main(["train", "lm", "--data", str(tmp_path / "missing.txt"), "--out", str(out), "--cell", cell, *given]) == 2
+    assert one_error_line(capsys).startswith(f"rnnkit: error: --cell-option: {message}")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_every_task_takes_cell_option_and_lists_the_settings_in_its_help(task, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", task, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--cell-option NAME=VALUE" in shown and "zoneout: zoneout_h=0.05" in shown and "zoneout_c=0.5" in shown
+    out = tmp_path / "model"
+    assert main(["train", task, "--data", str(tmp_path / "missing"), "--out", str(out), "--cell", "zoneout",
+                 "--cell-option", "p=1"]) == 2
+    assert one_error_line(capsys).startswith("rnnkit: error: --cell-option: zoneout has no setting 'p'")
+    assert not out.exists()
+
+
+def test_stored_settings_are_checked_when_a_model_is_read(model, capsys):
+    config = model / "config.json"
+    stored = json.loads(config.read_text())
+    assert stored["task_options"]["cell_option"] == {}  # an LSTM has no settings
+    cases = [(lambda c: c["task_options"].update(cell_option={"p": 0.1}), "task_options.cell_option: lstm has no settings"),
+             (lambda c: c["task_options"].update(cell="zoneout", cell_option={"zoneout_h": 7}),
+              "task_options.cell_option: zoneout_h: expected a number in [0, 1), got 7"),
+             (lambda c: c["task_options"].update(cell_option="zoneout_h=0.1"), "task_options.cell_option: expected object")]
+    for change, message in cases:
+        config.write_text(json.dumps(stored))
+        edit_json(config, change)
+        assert main(["info", str(model)]) == 2, message
+        err = one_error_line(capsys)
+        assert "config.json in" in err and message in err, err
+    # a config.json without the entry (written before --cell-option existed): the kind's defaults
+    # (zoneout's weights have an LSTM's names, so the LSTM's weights load)
+    config.write_text(json.dumps(stored))
+    edit_json(config, lambda c: (c["task_options"].pop("cell_option"), c["task_options"].update(cell="zoneout")))
+    loaded = rnnkit.load(model)
+    assert loaded.config["task_options"]["cell_option"] == {"zoneout_h": 0.05, "zoneout_c": 0.5}
+    assert (loaded.model.rnn.zoneout_h, loaded.model.rnn.zoneout_c) == (0.05, 0.5)

@@ -7,7 +7,8 @@ import pytest
 
 import rnnkit
 from rnnkit.cli.main import main
-from rnnkit.tasks.detect import pot_threshold
+from rnnkit.nn import cells
+from rnnkit.tasks.detect import Detector, DetectOptions, build_model, pot_threshold
 
 OPTS = dict(window=16, hidden=8, steps=150, lr=0.01, valid_every=50, batch_size=16)
 
@@ -137,3 +138,16 @@ def test_config_json_may_not_point_the_model_at_another_file(tmp_path, capsys):
     for args in (["detect", str(model.dir)], ["evaluate", str(model.dir), "--data", str(data)], ["info", str(model.dir)]):
         err = run_error(args, capsys)
         assert "config.json names /etc/passwd as its data, but that is not the file this model was trained on" in err
+
+
+@pytest.mark.parametrize("cell", cells.names())
+def test_streaming_gives_the_batch_scores_for_every_kind(cell):
+    # the ring buffer re-scores its W points with the kind's layer (in eval: no dropout, zoneout's
+    # expectation), so each kind streams the numbers it scores in a batch; an untrained model will do
+    model = build_model(DetectOptions(window=8, hidden=6, cell=cell), {"columns": ["v"]}, seed=3)
+    detector = Detector(model, 8, [0.1], [0.9])
+    values = np.sin(np.arange(30) / 3.0)[:, None] + 0.05 * np.random.default_rng(4).standard_normal((30, 1))
+    batch = detector.scores(values)
+    stream = detector.stream()
+    np.testing.assert_allclose([stream.update(v) for v in values], batch, rtol=1e-4, atol=1e-5)
+    assert np.all(batch[8:] > 0) and len(stream.buffer) == 8

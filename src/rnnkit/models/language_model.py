@@ -32,6 +32,7 @@ class LanguageModel(Module):
         num_conditions: int = 0,
         dtype=np.float32,
         rng=None,
+        cell_settings=None,
     ):
         super().__init__()
         self.kind = cells.get(cell)
@@ -42,7 +43,8 @@ class LanguageModel(Module):
         self.rng = as_rng(rng)
         self.cell, self.num_conditions = cell, int(num_conditions)
         self.embedding = Embedding(vocab_size, embed_size, dtype=dtype, rng=self.rng)
-        self.rnn = make_recurrent(cell, embed_size, hidden_size, num_layers, dropout=dropout, dtype=dtype, rng=self.rng)
+        self.rnn = make_recurrent(cell, embed_size, hidden_size, num_layers, dropout=dropout, dtype=dtype, rng=self.rng,
+                                  **(cell_settings or {}))
         self.drop_in = Dropout(dropout, rng=self.rng)
         self.drop_out = Dropout(dropout, rng=self.rng)
         self.head = Linear(hidden_size, vocab_size, dtype=dtype, rng=self.rng)

@@ -208,9 +208,10 @@ class Seq2Seq(Module):
 
     def __init__(self, src_vocab: int, tgt_vocab: int, embed_size: int = 64, hidden_size: int = 128, cell: str = "lstm",
                  num_layers: int = 1, bidirectional_encoder: bool = True, attention: str = "bahdanau",
-                 dropout: float = 0.0, dtype=np.float32, rng=None):
+                 dropout: float = 0.0, dtype=np.float32, rng=None, cell_settings=None):
         super().__init__()
         self.kind = cells.get(cell, step=True)
+        settings = cell_settings or {}
         if len(self.kind.states) > 2:
             raise ValueError(f"cell: the decoder carries h or (h, c); {cell} has the state parts {self.kind.states}")
         self._has_c = len(self.kind.states) == 2  # the decoder's state: (hs, cs, feed), cs None without a c
@@ -237,7 +238,7 @@ class Seq2Seq(Module):
 
         self.src_embedding = Embedding(self.src_vocab, E, dtype=dtype, rng=self.rng)
         self.drop_src = Dropout(dropout, rng=self.rng)
-        self.encoder = make_recurrent(cell, E, H, L, self.bidirectional_encoder, dropout, dtype=dtype, rng=self.rng)
+        self.encoder = make_recurrent(cell, E, H, L, self.bidirectional_encoder, dropout, dtype=dtype, rng=self.rng, **settings)
         if D == 2:
             for k in range(L):
                 setattr(self, f"bridge_h_l{k}", Linear(2 * H, H, dtype=dtype, rng=self.rng))
@@ -248,7 +249,8 @@ class Seq2Seq(Module):
         self.drop_tgt = Dropout(dropout, rng=self.rng)
         extra = {"bahdanau": K, "luong-dot": H, "luong-general": H, "none": 0}[attention]
         for k in range(L):
-            setattr(self, f"decoder_l{k}", self.kind.make_cell(E + extra if k == 0 else H, H, dtype=dtype, rng=self.rng))
+            setattr(self, f"decoder_l{k}", self.kind.make_cell(E + extra if k == 0 else H, H, dtype=dtype, rng=self.rng,
+                                                                        **settings))
         self._cells = [getattr(self, f"decoder_l{k}") for k in range(L)]
         self.drop_between = Dropout(dropout, rng=self.rng)
         if attention != "none":

@@ -26,6 +26,44 @@ def cell_help(step: bool = False) -> str:
     return "; ".join(f"{k.name}: {k.about}" for k in cells.kinds(step))
 
 
+def cell_option_help(step: bool = False) -> str:
+    """The ``--cell-option`` help text, from the registry: each kind's settings and defaults."""
+    tunable = [f"{k.name}: " + ", ".join(f"{name}={s.default} ({s.about})" for name, s in k.settings.items())
+               for k in cells.kinds(step) if k.settings]
+    return ("a setting of the --cell kind (repeat the option, or separate settings by commas); those not given "
+            "take their defaults, and config.json keeps them all. " + "; ".join(tunable))
+
+
+def cell_settings(cell: str, given) -> dict:
+    """The settings of kind ``cell`` as ``--cell-option`` gives them: ``given`` is a dict (the
+    Python API, config.json), "NAME=VALUE" texts (the command line) or one text of them separated
+    by commas; every setting of the kind, checked, the defaults for those not given. A
+    ValueError naming --cell-option otherwise."""
+    if isinstance(given, str):
+        given = [given]
+    if not isinstance(given, dict):
+        pairs = {}
+        for text in (part for item in given for part in str(item).split(",") if part.strip()):
+            name, eq, value = text.partition("=")
+            name = name.strip()
+            if not eq or not name:
+                raise ValueError(f"--cell-option: expected NAME=VALUE, got {text!r}")
+            if name in pairs:
+                raise ValueError(f"--cell-option: {name} is given twice ({pairs[name]!r} and {value.strip()!r})")
+            pairs[name] = value.strip()
+        given = pairs
+    try:
+        return cells.get(cell).check_settings(given)
+    except ValueError as exc:
+        raise ValueError(f"--cell-option: {exc}") from None
+
+
+def cell_name(cell: str, settings: dict | None = None) -> str:
+    """The kind as ``describe`` shows it: ``ZONEOUT (zoneout_h 0.2, zoneout_c 0.5)``."""
+    shown = ", ".join(f"{name} {value}" for name, value in (settings or {}).items())
+    return cell.upper() + (f" ({shown})" if shown else "")
+
+
 CELLS = cell_choices()
 # The largest numeric input a task's model reads, in standardised units: a value far outside what
 # it learnt from (1e38 after a model trained on values near 1) is read as this, since saturating
@@ -34,27 +72,29 @@ INPUT_BOUND = 1e4
 
 
 def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
-                   dropout: float = 0.0, dtype=np.float32, rng=None):
+                   dropout: float = 0.0, dtype=np.float32, rng=None, **settings):
     """The recurrent layer a kind's name stands for, with the initialisation that suits it (the
     kind's ``init``: LSTM with forget-gate bias 1, Jozefowicz et al. 2015; IRNN a ReLU RNN
-    started at the identity, Le et al. 2015). dropout acts between stacked layers."""
-    return cells.get(cell).make_layer(input_size, hidden_size, num_layers, bidirectional, dropout, dtype, rng)
+    started at the identity, Le et al. 2015). dropout acts between stacked layers; settings:
+    the kind's own (``CellKind.settings``: zoneout's rates…)."""
+    return cells.get(cell).make_layer(input_size, hidden_size, num_layers, bidirectional, dropout, dtype, rng, **settings)
 
 
 class SequenceModel(Module):
     """x: (T, B, input_size) floats, or (T, B) token ids when ``vocab_size`` is given.
 
     Output: (B, output_size) with ``many_to_one`` (the last step's state), else (T, B, output_size).
+    cell_settings: the kind's settings (``CellKind.settings``), passed to its layer.
     """
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, cell: str = "lstm", num_layers: int = 1,
-                 many_to_one: bool = True, vocab_size: int = 0, dtype=np.float32, rng=None):
+                 many_to_one: bool = True, vocab_size: int = 0, dtype=np.float32, rng=None, cell_settings=None):
         super().__init__()
         rng = as_rng(rng)
         self.many_to_one, self.cell = many_to_one, cell
         if vocab_size:
             self.embedding = Embedding(vocab_size, input_size, dtype=dtype, rng=rng)
-        self.rnn = make_recurrent(cell, input_size, hidden_size, num_layers, dtype=dtype, rng=rng)
+        self.rnn = make_recurrent(cell, input_size, hidden_size, num_layers, dtype=dtype, rng=rng, **(cell_settings or {}))
         self.head = Linear(hidden_size, output_size, dtype=dtype, rng=rng)
 
     def forward(self, x):

@@ -28,6 +28,15 @@ from .recurrent import LSTM, RNNBase
 from .validation import probability
 
 
+#: the kind's settings (--cell-option), each a keyword argument of the layer
+SETTINGS = {
+    "dropout_x": cells.Setting(0.2, "locked dropout on the layer's input x_t", probability),
+    "dropout_h": cells.Setting(0.0, "locked dropout on the state h_{t-1} that W_hh sees", probability),
+    "dropout_y": cells.Setting(0.2, "locked dropout on the output y_t", probability),
+    "weight_drop": cells.Setting(0.5, "DropConnect on the entries of W_hh", probability),
+}
+
+
 def locked_mask(rng: np.random.Generator, p: float, shape: tuple[int, ...], dtype) -> np.ndarray | None:
     """Inverted dropout's mask, kept units scaled by 1/(1 − p); None when p = 0 (nothing dropped)."""
     if not p:
@@ -95,8 +104,9 @@ class VariationalLSTM(RNNBase):
     the module docstring); arguments as ``LSTM`` but for proj_size, and the probabilities
     dropout_x, dropout_h, dropout_y (inputs, state, outputs) and weight_drop (W_hh's entries)."""
 
-    def __init__(self, input_size, hidden_size, num_layers=1, dropout_x=0.2, dropout_h=0.0, dropout_y=0.2, weight_drop=0.5,
-                 **kwargs):
+    def __init__(self, input_size, hidden_size, num_layers=1, dropout_x=SETTINGS["dropout_x"].default,
+                 dropout_h=SETTINGS["dropout_h"].default, dropout_y=SETTINGS["dropout_y"].default,
+                 weight_drop=SETTINGS["weight_drop"].default, **kwargs):
         self.dropout_x, self.dropout_h = probability(dropout_x, "dropout_x"), probability(dropout_h, "dropout_h")
         self.dropout_y, self.weight_drop = probability(dropout_y, "dropout_y"), probability(weight_drop, "weight_drop")
         super().__init__(input_size, hidden_size, num_layers, **kwargs)
@@ -107,7 +117,8 @@ class VariationalLSTM(RNNBase):
 
 
 VariationalLSTM.kind = cells.register(cells.CellKind(
-    name="variational", about="LSTM with variational dropout on input, output (0.2) and state, and a weight-dropped W_hh (0.5) "
+    name="variational", about="LSTM with variational dropout on input, output and state, and a weight-dropped W_hh "
     "(Gal & Ghahramani 2016; Merity et al. 2018), forget-gate bias 1",
-    states=("h", "c"), gates=LSTM.kind.gates, layer=VariationalLSTM, init=LSTM.kind.init, blocks=4,
+    states=("h", "c"), gates=LSTM.kind.gates, layer=VariationalLSTM, init=LSTM.kind.init,
+    settings=SETTINGS, blocks=4,
     sequence=variational_sequence, sequence_backward=variational_sequence_backward))

@@ -24,6 +24,15 @@ from .recurrent import LSTM, RNNBase, RNNCellBase
 from .validation import probability
 
 
+#: the kind's settings (--cell-option), each a keyword argument of the layer and the cell; the
+#: defaults are the paper's rates for an LSTM
+SETTINGS = {
+    "zoneout_h": cells.Setting(0.05, "probability p_h that a unit of h keeps its previous value", probability),
+    "zoneout_c": cells.Setting(0.5, "probability p_c that a unit of c keeps its previous value", probability),
+}
+P_H, P_C = SETTINGS["zoneout_h"].default, SETTINGS["zoneout_c"].default
+
+
 def zoneout_masks(module, shape: tuple[int, ...], dtype) -> tuple[np.ndarray, np.ndarray]:
     """(d^h, d^c): 1 where a unit keeps its previous value, drawn for ``shape`` in training;
     in eval the expectations p_h, p_c (0-d arrays, broadcast)."""
@@ -106,7 +115,7 @@ class ZoneoutLSTM(RNNBase):
     """LSTM with zoneout on h and c (see the module docstring); arguments as ``LSTM`` but for
     proj_size, and zoneout_h, zoneout_c: the probabilities p_h, p_c that a unit keeps its value."""
 
-    def __init__(self, input_size, hidden_size, num_layers=1, zoneout_h=0.05, zoneout_c=0.5, **kwargs):
+    def __init__(self, input_size, hidden_size, num_layers=1, zoneout_h=P_H, zoneout_c=P_C, **kwargs):
         self.zoneout_h, self.zoneout_c = probability(zoneout_h, "zoneout_h"), probability(zoneout_c, "zoneout_c")
         super().__init__(input_size, hidden_size, num_layers, **kwargs)
 
@@ -117,13 +126,13 @@ class ZoneoutLSTM(RNNBase):
 class ZoneoutLSTMCell(RNNCellBase):
     """One zoneout-LSTM step, ``h', c' = cell(x, (h, c))``; the masks come from ``rng``."""
 
-    def __init__(self, input_size, hidden_size, bias=True, zoneout_h=0.05, zoneout_c=0.5, dtype=np.float32, rng=None):
+    def __init__(self, input_size, hidden_size, bias=True, zoneout_h=P_H, zoneout_c=P_C, dtype=np.float32, rng=None):
         self.zoneout_h, self.zoneout_c = probability(zoneout_h, "zoneout_h"), probability(zoneout_c, "zoneout_c")
         self.rng = as_rng(rng)
         super().__init__(input_size, hidden_size, bias, dtype, self.rng)
 
 
 ZoneoutLSTM.kind = ZoneoutLSTMCell.kind = cells.register(cells.CellKind(
-    name="zoneout", about="LSTM with zoneout on h and c (Krueger et al. 2017; p_h 0.05, p_c 0.5), forget-gate bias 1",
-    states=("h", "c"), gates=LSTM.kind.gates, layer=ZoneoutLSTM, cell=ZoneoutLSTMCell, init=LSTM.kind.init, blocks=4,
-    sequence=zoneout_sequence, sequence_backward=zoneout_sequence_backward, step=_step, step_backward=_step_backward))
+    name="zoneout", about="LSTM with zoneout on h and c (Krueger et al. 2017), forget-gate bias 1",
+    states=("h", "c"), gates=LSTM.kind.gates, layer=ZoneoutLSTM, cell=ZoneoutLSTMCell, init=LSTM.kind.init, settings=SETTINGS,
+    blocks=4, sequence=zoneout_sequence, sequence_backward=zoneout_sequence_backward, step=_step, step_backward=_step_backward))

@@ -15,15 +15,19 @@ import numpy as np
 from ..version import __version__
 from ..memory import within_memory
 from ..data import DataError
-from ..models.sequence_model import cell_choices
+from ..models.sequence_model import cell_choices, cell_settings
 from ..training import model_dir as md
 from ..training.trainer import Trainer, TrainingError, TrainingOptions
 
 
 def network_checks(options, step: bool = False) -> dict[str, bool]:
     """The checks of the options every task's network shares, for ``check_options``: a registered
-    --cell (with ``step``, one that has a cell for decoding), sizes of at least 1."""
+    --cell (with ``step``, one that has a cell for decoding), sizes of at least 1. The kind's
+    settings (``cell_option``) are checked here and completed with its defaults, so config.json
+    keeps every one (a bad one is an error naming --cell-option)."""
     checks = {"cell": options.cell in cell_choices(step)}
+    if checks["cell"]:
+        options.cell_option = cell_settings(options.cell, options.cell_option)
     checks.update({name: getattr(options, name) >= 1 for name in ("embed", "hidden", "layers", "batch_size") if hasattr(options, name)})
     return checks
 
@@ -211,7 +215,7 @@ def load_model(directory, expect_task: str | None = None):
                                "retrain or restore it") from None
 
 
-_JSON_TYPES = {"int": "integer", "float": "finite", "str": "string", "bool": "boolean"}
+_JSON_TYPES = {"int": "integer", "float": "finite", "str": "string", "bool": "boolean", "dict": "object"}
 
 # pieces of the tasks' config_schema
 #: a mean of data values, which the readers keep within float32's range
@@ -245,6 +249,8 @@ def options_schema(options_class) -> dict:
 def add_options(parser: argparse.ArgumentParser, options_class, title: str) -> None:
     """One flag per dataclass field, with its HELP text and default (unless the text says it), and
     its choices where the dataclass's CHOICES dict lists them (usage then shows ``{lstm,gru,…}``).
+    A dict field (``cell_option``) is a repeatable ``--flag NAME=VALUE``: a list of the texts,
+    which the dataclass reads.
     Defaults are SUPPRESSed, so the parsed namespace holds only what the user gave (which is what
     --resume must check)."""
     group = parser.add_argument_group(title)
@@ -255,6 +261,9 @@ def add_options(parser: argparse.ArgumentParser, options_class, title: str) -> N
         help_text = options_class.HELP.get(f.name, "")
         if f.type in ("bool", bool):
             group.add_argument(flag, dest=f.name, action="store_true", default=argparse.SUPPRESS, help=help_text)
+        elif f.type in ("dict", dict):
+            group.add_argument(flag, dest=f.name, action="append", default=argparse.SUPPRESS, help=help_text,
+                               metavar="NAME=VALUE")
         else:
             kind = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
             if "(default" not in help_text:
@@ -301,6 +310,9 @@ def _resume(task_name: str | None, out: Path, task_options: dict, training_optio
         task, config = read_model(out)
         if task_name and task_name != task.name:
             raise TrainingError(f"--resume: {out} holds a {task.name!r} run, not {task_name!r}")
+        # the options given as the stored ones read them (--cell-option's texts become its numbers)
+        read = asdict(task.Options(**{**config["task_options"], **task_options}))
+        task_options = {k: read[k] for k in task_options}
         changes = _resume_changes(config, task_options, training_options)
         config["training"].update({k: new for k, (old, new) in changes.items()})
         training = TrainingOptions.from_dict(config["training"])

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from ..data.fingerprint import check_data, record_data
 from ..data.series import Series, anomaly_ranges, check_series, fill_gaps, read_series_table, ucr_anomaly_series
 from ..models.forecaster import Forecaster
 from ..data.series import MISSING
-from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help
+from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help
 from ..nn import GaussianNLLLoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
@@ -52,6 +52,7 @@ class DetectOptions:
     missing: str = "error"
     window: int = 64
     cell: str = "lstm"
+    cell_option: dict = field(default_factory=dict)
     hidden: int = 64
     layers: int = 1
     dropout: float = 0.0
@@ -72,6 +73,7 @@ class DetectOptions:
         "missing": "missing values: error, interpolate, or mask (interpolated as inputs, no score, left out of the loss)",
         "window": "W, the points the model reads before each prediction",
         "cell": cell_help(),
+        "cell_option": cell_option_help(),
         "hidden": "hidden size of each recurrent layer",
         "layers": "number of stacked recurrent layers",
         "dropout": "dropout between layers and before the output layer",
@@ -234,7 +236,7 @@ def prepare_series(opts: DetectOptions, stored: dict | None = None) -> tuple[Ser
 
 def build_model(opts: DetectOptions, encoding: dict, seed: int) -> Forecaster:
     return Forecaster(len(encoding["columns"]), 0, 1, opts.hidden, opts.cell, opts.layers, "direct", opts.dropout,
-                      rng=np.random.default_rng(seed))
+                      rng=np.random.default_rng(seed), cell_settings=opts.cell_option)
 
 
 class TrainedDetector:
@@ -291,7 +293,7 @@ class TrainedDetector:
         m = c.get("metrics", {})
         lines = [
             f"model      {self.dir}: task detect ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
-            f"network    {o.layers}-layer {o.cell.upper()}, hidden {o.hidden}, window {o.window}, Gaussian one-step "
+            f"network    {o.layers}-layer {cell_name(o.cell, o.cell_option)}, hidden {o.hidden}, window {o.window}, Gaussian one-step "
             f"prediction; {self.model.num_parameters():,} parameters",
             f"data       {c['data']['source']}: {c['data']['points']:,} normal points of {', '.join(e['columns'])}",
             f"threshold  {self.detector.threshold:.3f} ({o.threshold}"

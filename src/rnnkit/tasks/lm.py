@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from ..data import (
     split_contiguous,
 )
 from ..models.language_model import LanguageModel
-from ..models.sequence_model import cell_choices, cell_help
+from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help
 from ..models.sampling import check_sampling, generate_ids, stream_text
 from ..data.fingerprint import check_data, record_data
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
@@ -51,6 +51,7 @@ class LMOptions:
     min_count: int = 1
     max_vocab: int = 0
     cell: str = "lstm"
+    cell_option: dict = field(default_factory=dict)
     embed: int = 64
     hidden: int = 256
     layers: int = 2
@@ -70,6 +71,7 @@ class LMOptions:
         "min_count": "word tokenizer: words seen fewer times become <unk>",
         "max_vocab": "word tokenizer: keep only the most frequent words (0: all)",
         "cell": cell_help(),
+        "cell_option": cell_option_help(),
         "embed": "embedding size",
         "hidden": "hidden size of each recurrent layer",
         "layers": "number of stacked recurrent layers",
@@ -296,7 +298,7 @@ class TrainedLanguageModel:
         m = c.get("metrics", {})
         lines = [
             f"model      {self.dir}: task lm ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
-            f"network    {o['layers']}-layer {o['cell'].upper()}, embedding {o['embed']}, hidden {o['hidden']}, "
+            f"network    {o['layers']}-layer {cell_name(o['cell'], o['cell_option'])}, embedding {o['embed']}, hidden {o['hidden']}, "
             f"dropout {o['dropout']}{', tied' if o['tie'] else ''}; {self.model.num_parameters():,} parameters",
             f"vocabulary {len(self.tokenizer)} {c['vocabulary']['kind']} tokens (with <unk>): {self._vocabulary_preview()}",
             f"data       {c['data']['source']}: {c['data']['train_tokens']:,} training, {c['data']['valid_tokens']:,} validation tokens",
@@ -383,7 +385,7 @@ class LanguageModelTask(Task):
     def make_model(self, options: LMOptions, encoding: dict, seed: int) -> LanguageModel:
         return LanguageModel(len(encoding["vocabulary"]["tokens"]), options.embed, options.hidden, options.layers, options.cell,
                              options.dropout, options.tie, num_conditions=len(encoding["conditions"]),
-                             rng=np.random.default_rng(seed))
+                             rng=np.random.default_rng(seed), cell_settings=options.cell_option)
 
     def make_run(self, model: LanguageModel, data, options: LMOptions, seed: int) -> LMRun:
         batches, valid, tokenizer = data
