@@ -57,11 +57,20 @@ def relative_error(a, b) -> float:
     return float(np.linalg.norm((a - b).astype(np.float64)) / max(np.linalg.norm(b.astype(np.float64)), 1e-30))
 
 
+@pytest.fixture
+def kernel_threads():
+    """Sets the kernels' threads for a test, then restores the automatic choice."""
+    yield backend.set_threads
+    backend.set_threads(None)
+
+
+@pytest.mark.parametrize("threads", [1, 3])  # 3 chunks of at most 7 units: uneven, some one unit wide
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("kind", ACCELERATED, ids=[k.name for k in ACCELERATED])
-def test_kernels_equal_the_reference(kind, seed, dtype):
+def test_kernels_equal_the_reference(kind, seed, dtype, threads, kernel_threads):
     layer, x, lengths, given, _ = random_configuration(kind, seed, dtype)
+    kernel_threads(threads)
     with backend.use_backend("numpy"):
         expected = run(layer, x, lengths, given, seed)
     with backend.use_backend("numba"):
@@ -111,6 +120,38 @@ def test_kernel_tanh_and_sigmoid_are_within_a_few_ulp(dtype, ulps):
     assert np.all(np.abs(t - exact) <= ulps * np.spacing(np.abs(exact).astype(dtype)) + np.finfo(dtype).tiny)
     exact_s = 0.5 + 0.5 * np.tanh(0.5 * x.astype(np.float64))
     assert np.abs(s - exact_s).max() <= 2 * ulps * np.finfo(dtype).eps
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", [k for k in ACCELERATED if k.cell], ids=[k.name for k in ACCELERATED if k.cell])
+def test_a_cells_compiled_step_equals_the_reference(kind, dtype):
+    rng = np.random.default_rng(7)
+    cell = kind.make_cell(5, 6, dtype=dtype, rng=7)
+    assert backend.cell_step(kind) is None or backend.current() == "numba"
+    x = rng.standard_normal((3, 5)).astype(dtype)
+    state = tuple(rng.standard_normal((3, 6)).astype(dtype) for _ in kind.states)
+    state = state if len(state) > 1 else state[0]
+    d = tuple(rng.standard_normal((3, 6)).astype(dtype) for _ in kind.states)
+    results = {}
+    for name in backend.BACKENDS:
+        with backend.use_backend(name):
+            cell.zero_grad()
+            new = cell(x, state)
+            dx, d_prev = cell.backward(*d)
+            parts = lambda v: list(v) if isinstance(v, tuple) else [v]  # noqa: E731
+            results[name] = parts(new) + [dx] + parts(d_prev) + [p.grad.copy() for _, p in cell.named_parameters()]
+    with backend.use_backend("numba"):
+        assert backend.cell_step(kind) is not None
+    errors = [relative_error(g, e) for g, e in zip(results["numba"], results["numpy"])]
+    assert max(errors) <= BOUND[dtype], errors
+
+
+def test_the_automatic_thread_count_is_within_the_cores(kernel_threads):
+    assert 1 <= backend.threads() <= backend.cores()
+    kernel_threads(3)
+    assert backend.threads() == 3
+    with pytest.raises(ValueError, match="threads: expected a number of threads >= 1 or None, got 0"):
+        backend.set_threads(0)
 
 
 def test_switching_backends():

@@ -4,13 +4,23 @@
 The default is ``numba`` where numba imports, else ``numpy``; ``$RNNKIT_BACKEND`` overrides it
 at start, ``set_backend`` and ``use_backend`` in a program. A kind without a kernel runs its
 reference equations on either backend (``accelerated`` lists the kinds that have one).
+
+Threads. A kernel splits each step's hidden units between its threads (numba's OpenMP layer);
+BLAS, outside the kernels, keeps the count ``rnnkit.threads`` gave it (one by default). The
+kernels' count is ``set_threads(n)`` where the user chose one (``--threads``, $RNNKIT_THREADS),
+else automatic: the cores that the rest of the machine leaves free — the load average less
+what this process itself used lately, looked at every few seconds — so that an idle machine's
+cores are all used and a busy one's threads do not wait for each other (a step's threads meet
+at its end: one of them descheduled stalls the others).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
+import time
 from types import SimpleNamespace
 
 BACKENDS = ("numpy", "numba")
@@ -18,6 +28,8 @@ ENV = "RNNKIT_BACKEND"
 
 _chosen: str | None = None  # None until first asked: the environment decides then
 _fast: dict = {}  # kind name → its compiled equations, once loaded
+_threads: int | None = None  # the kernels' threads, None: automatic
+LOOK_EVERY_S = 5.0  # how often the automatic count looks at the load again
 
 
 def available() -> tuple[str, ...]:
@@ -59,6 +71,39 @@ def use_backend(name: str):
         set_backend(previous)
 
 
+def set_threads(count: int | None) -> None:
+    """The kernels' threads: a count >= 1, or None for the automatic choice."""
+    global _threads
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise ValueError(f"threads: expected a number of threads >= 1 or None, got {count!r}")
+    _threads = count
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+_look = {"at": -LOOK_EVERY_S, "cpu": 0.0, "count": 1}
+
+
+def free_cores() -> int:
+    """The cores the rest of the machine leaves free (at least 1): the 1-minute load average
+    less this process's own recent use of the CPU; looked at every LOOK_EVERY_S seconds."""
+    now, cpu = time.monotonic(), time.process_time()
+    elapsed = now - _look["at"]
+    if elapsed >= LOOK_EVERY_S:
+        own = (cpu - _look["cpu"]) / elapsed if elapsed < 10 * LOOK_EVERY_S else 0.0
+        others = max(0.0, os.getloadavg()[0] - own) if hasattr(os, "getloadavg") else 0.0
+        _look.update(at=now, cpu=cpu, count=max(1, min(cores(), round(cores() - others))))
+    return _look["count"]
+
+
+def threads() -> int:
+    """The kernels' threads now: the user's count, or ``free_cores()``."""
+    return _threads if _threads is not None else free_cores()
+
+
 def _kernels() -> dict:
     if not _fast:
         from .kernels import KERNELS
@@ -67,9 +112,26 @@ def _kernels() -> dict:
     return _fast
 
 
+def _with_threads(kernels, count: int):
+    """The kernels' sequence functions split over ``count`` threads."""
+    import numba
+
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    return SimpleNamespace(sequence=functools.partial(kernels.sequence, chunks=count),
+                           sequence_backward=functools.partial(kernels.sequence_backward, chunks=count))
+
+
 def accelerated() -> tuple[str, ...]:
     """The kinds with compiled kernels (loads them: numba's import and cache)."""
     return tuple(_kernels()) if "numba" in available() else ()
+
+
+def cell_step(kind):
+    """The compiled whole step of ``kind``'s cell on the current backend, or None (see
+    ``kernels.KERNELS``)."""
+    if current() == "numpy":
+        return None
+    return getattr(_kernels().get(kind.name), "cell_step", None)
 
 
 def equations(kind):
@@ -77,5 +139,8 @@ def equations(kind):
     ``sequence`` and ``sequence_backward`` (the kind itself on the reference path)."""
     if current() == "numpy":
         return kind
-    return _kernels().get(kind.name, kind)
+    kernels = _kernels().get(kind.name)
+    if kernels is None or not hasattr(kernels, "sequence"):
+        return kind
+    return _with_threads(kernels, threads())
 

@@ -2,8 +2,11 @@
 
 Each module compiles the time loop of one cell kind, with the reference's equations, shapes and
 cache, so that a layer can run either and the two are tested equal. ``KERNELS`` maps a kind's
-registered name to its compiled equations (a subset of ``CellKind``'s: ``sequence`` and
-``sequence_backward``); a kind without an entry runs its reference equations on every backend.
+registered name to its compiled equations: ``sequence`` and ``sequence_backward`` (as
+``CellKind``'s), and ``cell_step(X, states, cell) → (new states, activated gates, cache)``, a
+cell's whole step (products, biases, gates) in one call, returning what the kind's reference
+``step`` does so that its ``step_backward`` serves. A kind without an entry runs its reference
+equations on every backend.
 Adding a kernel: a module here, and its line in the table.
 
 Importing this package imports numba (about 0.4 s) and loads compiled code from numba's cache
@@ -13,11 +16,13 @@ the numba backend is chosen.
 
 from __future__ import annotations
 
-from . import gru, lstm, rnn
+import functools
+
+from . import gru, lstm, rnn, steps
 
 KERNELS = {
-    "rnn": rnn.equations(relu=False),
-    "irnn": rnn.equations(relu=True),
-    "lstm": dict(sequence=lstm.lstm_sequence, sequence_backward=lstm.lstm_sequence_backward),
-    "gru": dict(sequence=gru.gru_sequence, sequence_backward=gru.gru_sequence_backward),
+    "rnn": dict(rnn.equations(relu=False), cell_step=steps.rnn_cell_step),
+    "irnn": dict(rnn.equations(relu=True), cell_step=functools.partial(steps.rnn_cell_step, relu=True)),
+    "lstm": dict(sequence=lstm.lstm_sequence, sequence_backward=lstm.lstm_sequence_backward, cell_step=steps.lstm_cell_step),
+    "gru": dict(sequence=gru.gru_sequence, sequence_backward=gru.gru_sequence_backward, cell_step=steps.gru_cell_step),
 }

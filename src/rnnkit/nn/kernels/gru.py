@@ -1,92 +1,132 @@
 """The GRU's time loop compiled (PyTorch's form: the reset gate multiplies W_hn h + b_hn).
 
 Equations, shapes and cache are those of ``functional.gru_sequence`` (the reference), tested
-equal: per step one BLAS call for h_{t−1} W_hhᵀ, then one compiled pass for r, z, n and h_t.
-The backward mirrors ``functional.gru_step_backward``.
+equal. As the LSTM's kernel: a parallel region per step, a chunk of hidden units per thread,
+each computing its units' rows of h_{t−1} W_hhᵀ and then r, z, n and h_t; the backward mirrors
+``functional.gru_step_backward``, each chunk adding its share of dG_h W_hh.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ..functional import accumulate_weight_grads, affine, buffers
+from .. import functional as F
+from ..functional import buffers
 from .activations import sigmoid, tanh
 from .common import absent, gradient_in, lengths, no_norms, time_index
+from .matmul import FASTMATH, gate_columns, gate_rows, matmul_into
 
 
-@njit(cache=True, error_model="numpy")
-def gru_loop(G, h, W_hh, b_hn, bs, reverse, keep, Y, H_prev, HN):
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def gru_chunk(G, h, W, b_hn, acc, h_new, HN, keep, t, b, u0, u1):
+    """One chunk's units [u0, u1) at step t: acc = h W (its packed columns), the gates made
+    activations in G, h_t into h_new, and with keep h W_hnᵀ + b_hn into HN."""
+    matmul_into(h, W, acc, b)
+    H, Hk, n = h.shape[1], acc.shape[1] // 3, u1 - u0
+    for r in range(b):
+        gr, gz, gn = G[t, r, u0:u1], G[t, r, H + u0 : H + u1], G[t, r, 2 * H + u0 : 2 * H + u1]
+        ar, az, an = acc[r, :n], acc[r, Hk : Hk + n], acc[r, 2 * Hk : 2 * Hk + n]
+        hr, hnew = h[r, u0:u1], h_new[r, u0:u1]
+        for j in range(n):
+            hn = an[j] + b_hn[u0 + j] if b_hn.shape[0] > 0 else an[j]
+            reset = sigmoid(gr[j] + ar[j])
+            z = sigmoid(gz[j] + az[j])
+            g = tanh(gn[j] + reset * hn)
+            gr[j], gz[j], gn[j] = reset, z, g
+            if keep:
+                HN[t, r, u0 + j] = hn
+            hnew[j] = (hr[j] - g) * z + g
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
+def gru_loop(G, h, W_packed, b_hn, bs, reverse, keep, Y, H_prev, HN):
     """G (T, B, 3H): the input projections (with b_hr, b_hz), made the activated gates [r z n]
-    in place; h (B, H): the initial state, made the final one; b_hn (H,), or empty without biases.
-    Fills Y (T, B, H) and, with keep, H_prev and HN = h_{t−1} W_hnᵀ + b_hn."""
+    in place; h (B, H): the initial state, made the final one; W_packed: ``gate_columns(W_hh)``;
+    b_hn (H,), or empty without biases. Fills Y (T, B, H) and, with keep, H_prev and
+    HN = h_{t−1} W_hnᵀ + b_hn."""
     T, B, H = G.shape[0], G.shape[1], h.shape[1]
-    biased = b_hn.shape[0] > 0
-    gh = np.empty((B, 3 * H), G.dtype)
+    chunks, Hk = W_packed.shape[0], W_packed.shape[2] // 3
+    acc = np.empty((chunks, B, 3 * Hk), G.dtype)
+    h_new = np.empty((B, H), G.dtype)
     for s in range(T):
         t = time_index(s, T, reverse)
         b = bs[t]
         if keep:
             H_prev[t, :b] = h[:b]
-        np.dot(h[:b], W_hh.T, gh[:b])
-        for r in range(b):
-            for j in range(H):
-                hn = gh[r, 2 * H + j] + b_hn[j] if biased else gh[r, 2 * H + j]
-                reset = sigmoid(G[t, r, j] + gh[r, j])
-                z = sigmoid(G[t, r, H + j] + gh[r, H + j])
-                n = tanh(G[t, r, 2 * H + j] + reset * hn)
-                G[t, r, j], G[t, r, H + j], G[t, r, 2 * H + j] = reset, z, n
-                if keep:
-                    HN[t, r, j] = hn
-                h[r, j] = (h[r, j] - n) * z + n
+        for k in prange(chunks):
+            gru_chunk(G, h, W_packed[k], b_hn, acc[k], h_new, HN, keep, t, b, k * Hk, min(H, (k + 1) * Hk))
+        h[:b] = h_new[:b]
         Y[t, :b] = h[:b]
 
 
-@njit(cache=True, error_model="numpy")
-def gru_loop_backward(dY, dh, G, H_prev, HN, W_hh, bs, reverse, dG, dG_h, norms):
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def gru_chunk_backward(dh_t, G, H_prev, HN, W, dG, dG_h, dG_chunk, d_partial, t, b, u0, u1):
+    """One chunk's units at step t: the gates' pre-activation gradients into dG and dG_h (packed
+    into dG_chunk too); d_partial = the chunk's share of dG_h W_hh plus its units' dh ⊙ z."""
+    H, Hk, n = H_prev.shape[2], dG_chunk.shape[1] // 3, u1 - u0
+    for r in range(b):
+        gr, gz, gn = G[t, r, u0:u1], G[t, r, H + u0 : H + u1], G[t, r, 2 * H + u0 : 2 * H + u1]
+        dr, dz, dn = dG[t, r, u0:u1], dG[t, r, H + u0 : H + u1], dG[t, r, 2 * H + u0 : 2 * H + u1]
+        hr, hz, hn_ = dG_h[t, r, u0:u1], dG_h[t, r, H + u0 : H + u1], dG_h[t, r, 2 * H + u0 : 2 * H + u1]
+        pr, pz, pn = dG_chunk[r, :n], dG_chunk[r, Hk : Hk + n], dG_chunk[r, 2 * Hk : 2 * Hk + n]
+        d_r, hp, hnr = dh_t[r, u0:u1], H_prev[t, r, u0:u1], HN[t, r, u0:u1]
+        for j in range(n):
+            reset, z, g, d = gr[j], gz[j], gn[j], d_r[j]
+            d_n = d * (1 - z) * (1 - g * g)
+            d_reset = d_n * hnr[j] * (reset * (1 - reset))
+            d_z = (hp[j] - g) * d * (z * (1 - z))
+            dr[j], dz[j], dn[j] = d_reset, d_z, d_n
+            hr[j] = pr[j] = d_reset
+            hz[j] = pz[j] = d_z
+            hn_[j] = pn[j] = d_n * reset  # the hidden side of n sits behind the reset gate
+    matmul_into(dG_chunk, W, d_partial, b)
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
+def gru_loop_backward(dY, dh, G, H_prev, HN, W_rows, bs, reverse, dG, dG_h, norms):
     """The backward of ``gru_loop``: dh (B, H) holds the final state's gradient and becomes the
-    initial state's; fills dG (T, B, 3H), the input side's pre-activation gradients, and dG_h, the
-    hidden side's (the n block times r); records ‖∂L/∂h_t‖ in norms when it has an entry per step."""
+    initial state's; W_rows: ``gate_rows(W_hh)``; fills dG (T, B, 3H), the input side's
+    pre-activation gradients, and dG_h, the hidden side's; records ‖∂L/∂h_t‖ in norms."""
     T, B, H = G.shape[0], G.shape[1], H_prev.shape[2]
+    chunks, Hk = W_rows.shape[0], W_rows.shape[1] // 3
+    dG_chunks = np.zeros((chunks, B, 3 * Hk), G.dtype)
+    partial = np.zeros((chunks, B, H), G.dtype)
+    carried = dh.copy()
     for s in range(T):
         t = time_index(s, T, not reverse)
         b = bs[t]
-        dh_t = gradient_in(dh, dY, t, b, norms)
+        dh_t = gradient_in(carried, dY, t, b, norms)
+        for k in prange(chunks):
+            gru_chunk_backward(dh_t, G, H_prev, HN, W_rows[k], dG, dG_h, dG_chunks[k], partial[k], t, b, k * Hk, min(H, (k + 1) * Hk))
+        carried[:b] = partial[0, :b]
+        for k in range(1, chunks):
+            carried[:b] += partial[k, :b]
         for r in range(b):
             for j in range(H):
-                reset, z, n = G[t, r, j], G[t, r, H + j], G[t, r, 2 * H + j]
-                d = dh_t[r, j]
-                dn = d * (1 - z) * (1 - n * n)
-                dr = dn * HN[t, r, j] * (reset * (1 - reset))
-                dz = (H_prev[t, r, j] - n) * d * (z * (1 - z))
-                dG[t, r, j], dG[t, r, H + j], dG[t, r, 2 * H + j] = dr, dz, dn
-                dG_h[t, r, j], dG_h[t, r, H + j], dG_h[t, r, 2 * H + j] = dr, dz, dn * reset
-        np.dot(dG_h[t, :b], W_hh, dh[:b])
-        for r in range(b):
-            for j in range(H):
-                dh[r, j] += dh_t[r, j] * G[t, r, H + j]  # h_t = … + z ⊙ h_{t−1}
+                carried[r, j] += dh_t[r, j] * G[t, r, H + j]  # h_t = … + z ⊙ h_{t−1}
+    dh[:] = carried
 
 
-def gru_sequence(X, states, w, reverse, bs, keep):
+def gru_sequence(X, states, w, reverse, bs, keep, chunks=1):
     """``functional.gru_sequence``, compiled."""
     T, B, _ = X.shape
     h = states[0].copy()
-    G = affine(X, w.W_ih.data, w.bias_x)
+    G = F.affine(X, w.W_ih.data, w.bias_x)
     b_hn = absent(X.dtype, 1) if w.b_hh is None else w.b_hh.data[2 * h.shape[1] :]
     alloc = buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
-    kept = [alloc(Y.shape, X.dtype) if keep else absent(X.dtype, 3) for _ in range(2)]
-    gru_loop(G, h, w.W_hh.data, b_hn, lengths(bs), reverse, keep, Y, *kept)
-    return Y, (h,), ((X, G, *kept) if keep else None)
+    H_prev, HN = (alloc(Y.shape, X.dtype) if keep else absent(X.dtype, 3) for _ in range(2))
+    gru_loop(G, h, gate_columns(w.W_hh.data, 3, chunks), b_hn, lengths(bs), reverse, keep, Y, H_prev, HN)
+    return Y, (h,), ((X, G, H_prev, HN) if keep else None)
 
 
-def gru_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None):
+def gru_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, chunks=1):
     """``functional.gru_sequence_backward``, compiled."""
     X, G, H_prev, HN = cache
-    T, B, _ = X.shape
-    alloc = buffers(bs, B)
+    alloc = buffers(bs, X.shape[1])
     dG, dG_h = alloc(G.shape, G.dtype), alloc(G.shape, G.dtype)
     dh = np.ascontiguousarray(dstate[0], G.dtype).copy()
-    gru_loop_backward(np.ascontiguousarray(dY), dh, G, H_prev, HN, w.W_hh.data, lengths(bs), reverse, dG, dG_h,
+    gru_loop_backward(np.ascontiguousarray(dY), dh, G, H_prev, HN, gate_rows(w.W_hh.data, 3, chunks), lengths(bs), reverse, dG, dG_h,
                       no_norms() if norms is None else norms)
-    return accumulate_weight_grads(w, X, H_prev, dG, dG_h), (dh,)
+    return F.accumulate_weight_grads(w, X, H_prev, dG, dG_h), (dh,)

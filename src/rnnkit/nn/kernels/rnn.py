@@ -1,7 +1,7 @@
 """The Elman RNN's time loop compiled, tanh or ReLU (the kinds rnn and irnn).
 
 Equations, shapes and cache are those of ``functional.rnn_sequence`` (the reference), tested
-equal: per step one BLAS call for h_{t−1} W_hhᵀ and one compiled pass for the activation.
+equal. As the LSTM's kernel: a parallel region per step, a chunk of hidden units per thread.
 """
 
 from __future__ import annotations
@@ -9,73 +9,104 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ..functional import accumulate_weight_grads, affine, buffers
+from .. import functional as F
+from ..functional import buffers
 from .activations import tanh
 from .common import absent, gradient_in, lengths, no_norms, time_index
+from .matmul import FASTMATH, gate_columns, gate_rows, matmul_into
 
 
-@njit(cache=True, error_model="numpy")
-def rnn_loop(A, h, W_hh, relu, bs, reverse, keep, Y, H_prev):
-    """A (T, B, H): the input projections with both biases, made h_t in place (the cache); h (B, H):
-    the initial state, made the final one. Fills Y (T, B, H) and, with keep, H_prev."""
-    T, B, H = A.shape[0], A.shape[1], h.shape[1]
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def rnn_chunk(A, h, W, relu, acc, h_new, t, b, u0, u1):
+    """One chunk's units [u0, u1) at step t: h_t = f(A_t + h W) into h_new and into A (the cache)."""
+    matmul_into(h, W, acc, b)
+    n = u1 - u0
     zero = A.dtype.type(0)
-    acc = np.empty((B, H), A.dtype)
+    for r in range(b):
+        a, ar, hnew = A[t, r, u0:u1], acc[r, :n], h_new[r, u0:u1]
+        for j in range(n):
+            s = a[j] + ar[j]
+            a[j] = hnew[j] = max(s, zero) if relu else tanh(s)
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
+def rnn_loop(A, h, W_packed, relu, bs, reverse, keep, Y, H_prev):
+    """A (T, B, H): the input projections with both biases, made h_t in place (the cache); h (B, H):
+    the initial state, made the final one; W_packed: ``gate_columns(W_hh)``. Fills Y (T, B, H)
+    and, with keep, H_prev."""
+    T, B, H = A.shape[0], A.shape[1], h.shape[1]
+    chunks, Hk = W_packed.shape[0], W_packed.shape[2]
+    acc = np.empty((chunks, B, Hk), A.dtype)
+    h_new = np.empty((B, H), A.dtype)
     for s in range(T):
         t = time_index(s, T, reverse)
         b = bs[t]
         if keep:
             H_prev[t, :b] = h[:b]
-        np.dot(h[:b], W_hh.T, acc[:b])
-        for r in range(b):
-            for j in range(H):
-                a = A[t, r, j] + acc[r, j]
-                h[r, j] = max(a, zero) if relu else tanh(a)
-                A[t, r, j] = h[r, j]
+        for k in prange(chunks):
+            rnn_chunk(A, h, W_packed[k], relu, acc[k], h_new, t, b, k * Hk, min(H, (k + 1) * Hk))
+        h[:b] = h_new[:b]
         Y[t, :b] = h[:b]
 
 
-@njit(cache=True, error_model="numpy")
-def rnn_loop_backward(dY, dh, Hs, W_hh, relu, bs, reverse, dA, norms):
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def rnn_chunk_backward(dh_t, Hs, W, relu, dA, dA_chunk, d_partial, t, b, u0, u1):
+    """One chunk's units at step t: the pre-activation gradients into dA (and dA_chunk), and the
+    chunk's share of dA W_hh into d_partial."""
+    n = u1 - u0
+    for r in range(b):
+        y, d, da, p = Hs[t, r, u0:u1], dh_t[r, u0:u1], dA[t, r, u0:u1], dA_chunk[r, :n]
+        for j in range(n):
+            if relu:
+                da[j] = p[j] = d[j] if y[j] > 0 else 0
+            else:
+                da[j] = p[j] = (1 - y[j] * y[j]) * d[j]
+    matmul_into(dA_chunk, W, d_partial, b)
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
+def rnn_loop_backward(dY, dh, Hs, W_rows, relu, bs, reverse, dA, norms):
     """The backward of ``rnn_loop``: dh (B, H) holds the final state's gradient and becomes the
-    initial state's; fills dA (T, B, H), the pre-activation gradients; records ‖∂L/∂h_t‖."""
+    initial state's; W_rows: ``gate_rows(W_hh)``; fills dA (T, B, H); records ‖∂L/∂h_t‖."""
     T, B, H = Hs.shape[0], Hs.shape[1], Hs.shape[2]
+    chunks, Hk = W_rows.shape[0], W_rows.shape[1]
+    dA_chunks = np.zeros((chunks, B, Hk), Hs.dtype)
+    partial = np.zeros((chunks, B, H), Hs.dtype)
+    carried = dh.copy()
     for s in range(T):
         t = time_index(s, T, not reverse)
         b = bs[t]
-        dh_t = gradient_in(dh, dY, t, b, norms)
-        for r in range(b):
-            for j in range(H):
-                y = Hs[t, r, j]
-                if relu:
-                    dA[t, r, j] = dh_t[r, j] if y > 0 else 0
-                else:
-                    dA[t, r, j] = (1 - y * y) * dh_t[r, j]
-        np.dot(dA[t, :b], W_hh, dh[:b])
+        dh_t = gradient_in(carried, dY, t, b, norms)
+        for k in prange(chunks):
+            rnn_chunk_backward(dh_t, Hs, W_rows[k], relu, dA, dA_chunks[k], partial[k], t, b, k * Hk, min(H, (k + 1) * Hk))
+        carried[:b] = partial[0, :b]
+        for k in range(1, chunks):
+            carried[:b] += partial[k, :b]
+    dh[:] = carried
 
 
-def rnn_sequence(X, states, w, reverse, bs, keep, relu=False):
+def rnn_sequence(X, states, w, reverse, bs, keep, chunks=1, relu=False):
     """``functional.rnn_sequence``, compiled."""
     T, B, _ = X.shape
     h = states[0].copy()
-    A = affine(X, w.W_ih.data, w.bias_x)
+    A = F.affine(X, w.W_ih.data, w.bias_x)
     alloc = buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
     H_prev = alloc(Y.shape, X.dtype) if keep else absent(X.dtype, 3)
-    rnn_loop(A, h, w.W_hh.data, relu, lengths(bs), reverse, keep, Y, H_prev)
+    rnn_loop(A, h, gate_columns(w.W_hh.data, 1, chunks), relu, lengths(bs), reverse, keep, Y, H_prev)
     return Y, (h,), ((X, A, H_prev) if keep else None)
 
 
-def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, relu=False):
+def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, chunks=1, relu=False):
     """``functional.rnn_sequence_backward``, compiled."""
     X, Hs, H_prev = cache
     dA = buffers(bs, X.shape[1])(Hs.shape, Hs.dtype)
     dh = np.ascontiguousarray(dstate[0], Hs.dtype).copy()
-    rnn_loop_backward(np.ascontiguousarray(dY), dh, Hs, w.W_hh.data, relu, lengths(bs), reverse, dA,
+    rnn_loop_backward(np.ascontiguousarray(dY), dh, Hs, gate_rows(w.W_hh.data, 1, chunks), relu, lengths(bs), reverse, dA,
                       no_norms() if norms is None else norms)
-    return accumulate_weight_grads(w, X, H_prev, dA), (dh,)
+    return F.accumulate_weight_grads(w, X, H_prev, dA), (dh,)
 
 
 def equations(relu: bool) -> dict:
