@@ -9,13 +9,17 @@ Cases:
 * streaming: one step at batch 1 of RNNCell, LSTMCell and GRUCell with the state carried
   from step to step, as a real-time decoder would run them (input size = hidden size).
 
-Both libraries see the same float32 inputs and the same weights (torch's ``state_dict``
-loaded into rnnkit's module); each case first checks that their outputs agree. Timing: the
-median of ``time.perf_counter`` measurements of single calls, the libraries taking turns
-(ours, torch, torch, ours: 4 turns a case) so that drifts of the machine hit both alike.
+rnnkit runs on both backends (``rnnkit.nn.backend``): ``numba``, the compiled kernels (the
+default, its column "rnnkit"), and ``numpy``, the reference. Both libraries see the same
+float32 inputs and the same weights (torch's ``state_dict`` loaded into rnnkit's module); each
+case first checks that their outputs agree. Timing: the median of ``time.perf_counter``
+measurements of single calls, the three taking turns (numba, numpy, torch, then the reverse:
+4 turns a case) so that drifts of the machine hit them alike.
 Each turn first runs its library untimed for 0.2 s: on 2 cores the other library's idle
 threads (OpenBLAS's spin for up to ~0.1 s) would otherwise slow the first calls by up to 2×.
-Thread counts are left at their defaults and printed in the header.
+Threads: rnnkit's policy as the command applies it (``rnnkit.threads``: one BLAS thread, the
+kernels on the cores the load leaves free), or ``--threads N`` for both; torch's default. The
+header prints them.
 
 ``--profile`` (with ``--only``) shows instead where rnnkit's training step spends its time.
 
@@ -45,6 +49,9 @@ import torch
 
 import rnnkit
 import rnnkit.nn as rk
+from rnnkit.nn import backend
+from rnnkit.threads import apply_thread_policy
+from rnnkit.threads import describe as describe_threads
 
 RESULTS = Path(__file__).resolve().parent / "results" / "core.json"
 LAYER_SHAPES = [(32, 100, 64, 128), (64, 100, 128, 256), (32, 200, 256, 512)]
@@ -120,6 +127,7 @@ class Pair:
     run_torch: Callable[[], object]
     diff: float  # the largest |difference| of their outputs
     loss: Callable[[], float] | None = None  # the loss Σ out ⊙ W alone, on rnnkit's out
+    check: Callable[[], float] | None = None  # the largest |difference| again, on the current backend
 
 
 def layer_pair(case: LayerCase, seed: int = 0) -> Pair:
@@ -137,8 +145,10 @@ def layer_pair(case: LayerCase, seed: int = 0) -> Pair:
     x_t_grad = torch.from_numpy(x.copy()).requires_grad_(True)
 
     with rk.no_grad(), torch.no_grad():
-        out = ours(x)[0]
-        diff = float(np.max(np.abs(out - ref(x_t)[0].numpy())))
+        expected = ref(x_t)[0].numpy()
+        with backend.use_backend("numpy"):
+            out = ours(x)[0]
+        diff = float(np.max(np.abs(out - expected)))
 
     if case.task == "infer":
 
@@ -164,7 +174,8 @@ def layer_pair(case: LayerCase, seed: int = 0) -> Pair:
             out, _ = ref(x_t_grad)
             (out * w_out_t).sum().backward()
 
-    return Pair(ours, run_ours, run_torch, diff, loss=lambda: float((out * w_out).sum()))
+    return Pair(ours, run_ours, run_torch, diff, loss=lambda: float((out * w_out).sum()),
+                check=lambda: float(np.max(np.abs(ours(x)[0] - expected))))
 
 
 def stream_pair(case: StreamCase, seed: int = 0):
@@ -234,27 +245,43 @@ def settle(fn) -> float:
     return statistics.median(calls)
 
 
-def measure_pair(run_ours, run_torch, budget: Budget) -> tuple[float, float, int]:
-    """Median seconds per call of each; returns (ours, torch, calls timed per library).
+def on_backend(name: str, fn):
+    """fn, run on rnnkit's backend ``name``."""
 
-    The libraries take turns (ours, torch, torch, ours, ...), several turns per case, so that
-    slow drifts of the machine hit both alike; each turn settles, then times `per_turn` calls.
+    def run():
+        with backend.use_backend(name):
+            return fn()
+
+    return run
+
+
+def measure_turns(fns: list, budget: Budget) -> tuple[list[float], int]:
+    """Median seconds per call of each of fns; returns (medians, calls timed per callable).
+
+    They take turns (a, b, c, then c, b, a, ...), several turns per case, so that slow drifts of
+    the machine hit all alike; each turn settles, then times `per_turn` calls.
     """
-    n = budget.repeats(settle(run_ours) + settle(run_torch))
+    n = budget.repeats(sum(settle(fn) for fn in fns))
     turns = min(n, budget.turns)
     per_turn = -(-n // turns)
-    ours, theirs = [], []
+    samples: list[list[float]] = [[] for _ in fns]
     gc.collect()
     gc.disable()  # as timeit does: a collection inside one sample would be noise
     try:
         for i in range(turns):
-            order = [(run_ours, ours), (run_torch, theirs)]
-            for fn, samples in order if i % 2 == 0 else order[::-1]:
+            order = list(zip(fns, samples))
+            for fn, own in order if i % 2 == 0 else order[::-1]:
                 settle(fn)
-                samples.extend(once(fn) for _ in range(per_turn))
+                own.extend(once(fn) for _ in range(per_turn))
     finally:
         gc.enable()
-    return statistics.median(ours), statistics.median(theirs), len(ours)
+    return [statistics.median(own) for own in samples], len(samples[0])
+
+
+def measure_pair(run_ours, run_torch, budget: Budget) -> tuple[float, float, int]:
+    """Median seconds per call of each; returns (ours, torch, calls timed per library)."""
+    (ours, theirs), n = measure_turns([run_ours, run_torch], budget)
+    return ours, theirs, n
 
 
 def measure_one(fn, budget: Budget) -> float:
@@ -328,6 +355,7 @@ def machine_info() -> dict:
         # torch runs LSTM (not RNN or GRU) through oneDNN's fused kernels when it can
         "torch_onednn": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
         "rnnkit": rnnkit.__version__,
+        "rnnkit_threads": describe_threads(),
         "library_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(LIBRARY_ENV)},
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
@@ -339,6 +367,7 @@ def print_header(info: dict) -> None:
           f"{info['numpy_blas_threads']} threads | "
           f"torch threads {info['torch_threads']} (interop {info['torch_interop_threads']}), oneDNN {'on' if info['torch_onednn'] else 'off'}"
           + (f" | env {info['library_env']}" if info["library_env"] else ""))
+    print(f"rnnkit {info['rnnkit_threads']}")
 
 
 # ---- the benchmark --------------------------------------------------------------------------
@@ -349,26 +378,33 @@ def run_benchmark(cases: list, budget: Budget) -> list[dict]:
     layer_cases = [c for c in cases if isinstance(c, LayerCase)]
     stream_cases = [c for c in cases if isinstance(c, StreamCase)]
     if layer_cases:
-        print(f"\n{'case (BxTxIxH)':<34}{'rnnkit ms':>11}{'torch ms':>11}{'ratio':>8}{'n':>5}{'max|diff|':>11}")
+        print(f"\n{'case (BxTxIxH)':<34}{'rnnkit ms':>11}{'numpy ms':>11}{'torch ms':>11}{'ratio':>8}{'numpy':>8}{'n':>5}{'max|diff|':>11}")
         for case in layer_cases:
             pair = layer_pair(case)
-            ours_s, torch_s, n = measure_pair(pair.run_ours, pair.run_torch, budget)
-            diff = pair.diff
-            r = dict(case=case.name, kind="layer", **asdict(case), rnnkit_ms=ours_s * 1e3, torch_ms=torch_s * 1e3,
-                     ratio=ours_s / torch_s, calls_timed=n, max_abs_diff=diff)
+            with backend.use_backend("numba"), rk.no_grad():
+                diff = max(pair.diff, pair.check())
+            (ours_s, numpy_s, torch_s), n = measure_turns(
+                [on_backend("numba", pair.run_ours), on_backend("numpy", pair.run_ours), pair.run_torch], budget)
+            r = dict(case=case.name, kind="layer", **asdict(case), rnnkit_ms=ours_s * 1e3, rnnkit_numpy_ms=numpy_s * 1e3,
+                     torch_ms=torch_s * 1e3, ratio=ours_s / torch_s, ratio_numpy=numpy_s / torch_s, calls_timed=n, max_abs_diff=diff)
             results.append(r)
-            print(f"{case.name:<34}{r['rnnkit_ms']:>11.2f}{r['torch_ms']:>11.2f}{r['ratio']:>8.2f}{n:>5}{diff:>11.1e}", flush=True)
+            print(f"{case.name:<34}{r['rnnkit_ms']:>11.2f}{numpy_s * 1e3:>11.2f}{r['torch_ms']:>11.2f}{r['ratio']:>8.2f}"
+                  f"{r['ratio_numpy']:>8.2f}{n:>5}{diff:>11.1e}", flush=True)
     if stream_cases:
-        print(f"\n{'case (batch 1, state carried)':<34}{'rnnkit µs':>11}{'torch µs':>11}{'ratio':>8}{'n':>5}{'max|diff|':>11}  (per step)")
+        print(f"\n{'case (batch 1, state carried)':<34}{'rnnkit µs':>11}{'numpy µs':>11}{'torch µs':>11}{'ratio':>8}{'numpy':>8}{'n':>5}"
+              f"{'max|diff|':>11}  (per step)")
         for case in stream_cases:
             run_ours, run_torch, diff = stream_pair(case)
-            ours_s, torch_s, n = measure_pair(run_ours, run_torch, budget)
-            ours_s, torch_s = ours_s / case.steps, torch_s / case.steps
+            with backend.use_backend("numba"):
+                diff = max(diff, float(np.max(np.abs(run_ours() - run_torch().numpy()))))
+            (ours_s, numpy_s, torch_s), n = measure_turns([on_backend("numba", run_ours), on_backend("numpy", run_ours), run_torch], budget)
+            ours_s, numpy_s, torch_s = ours_s / case.steps, numpy_s / case.steps, torch_s / case.steps
             r = dict(case=case.name, kind="stream", **asdict(case), rnnkit_ms=ours_s * 1e3, torch_ms=torch_s * 1e3,
-                     rnnkit_us_per_step=ours_s * 1e6, torch_us_per_step=torch_s * 1e6, ratio=ours_s / torch_s,
-                     calls_timed=n, max_abs_diff=diff)
+                     rnnkit_us_per_step=ours_s * 1e6, rnnkit_numpy_us_per_step=numpy_s * 1e6, torch_us_per_step=torch_s * 1e6,
+                     ratio=ours_s / torch_s, ratio_numpy=numpy_s / torch_s, calls_timed=n, max_abs_diff=diff)
             results.append(r)
-            print(f"{case.name:<34}{r['rnnkit_us_per_step']:>11.1f}{r['torch_us_per_step']:>11.1f}{r['ratio']:>8.2f}{n:>5}{diff:>11.1e}", flush=True)
+            print(f"{case.name:<34}{r['rnnkit_us_per_step']:>11.1f}{numpy_s * 1e6:>11.1f}{r['torch_us_per_step']:>11.1f}{r['ratio']:>8.2f}"
+                  f"{r['ratio_numpy']:>8.2f}{n:>5}{diff:>11.1e}", flush=True)
     return results
 
 
@@ -501,6 +537,7 @@ def main(argv=None) -> int:
                         help="instead of the table: for each selected training case (use --only), where rnnkit's step spends "
                         "its time: the matrix products timed alone, the fixed per-call cost, and cProfile of functional.py")
     parser.add_argument("--top", type=int, default=15, help="with --profile: how many functions to list (default 15)")
+    parser.add_argument("--threads", metavar="N", help="threads for rnnkit's BLAS and kernels (default: rnnkit's policy)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"where to write the JSON results (default {RESULTS})")
     args = parser.parse_args(argv)
 
@@ -511,6 +548,8 @@ def main(argv=None) -> int:
     if not cases:
         parser.error(f"--only {args.only}: no case matches; --list shows the names")
     budget = Budget(0.3, 3, 30, 2) if args.quick else Budget(2.0, 3, 200, 4)
+    apply_thread_policy(args.threads)
+    backend.accelerated()  # numba's import and its cached kernels, before anything is timed
     info = machine_info()
     print_header(info)
 

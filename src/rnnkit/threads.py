@@ -1,13 +1,16 @@
-"""The BLAS thread policy, applied once where a process starts: the `rnnkit` command and the
-Python API (`rnnkit.train`, `rnnkit.load`).
+"""The thread policy, applied once where a process starts: the `rnnkit` command and the
+Python API (`rnnkit.train`, `rnnkit.load`). Two pools: BLAS's (the NumPy path's products and the
+products outside the compiled kernels) and the kernels' own (``nn.backend``).
 
 OpenBLAS starts a thread per core and spins while it waits for them. rnnkit's matrices are small
 (a 2-layer LSTM-256 on batches of 32), so a second thread gains little on an idle machine and costs
 ten times over on a busy one: 40 steps of `rnnkit train lm` took 138 s at OpenBLAS's default and
 14.4 s at one thread, at load 3–4 on 2 cores (the measurements: README, "Threads and progress").
-One thread is the default.
+One BLAS thread is the default. The kernels' threads meet once a step, where one thread
+descheduled stalls the other: by default they use the cores the load leaves free
+(``nn.backend.free_cores``), and never run while BLAS's threads do.
 
-Order of precedence: ``--threads N`` (or ``threads=``), then $RNNKIT_THREADS; a user's own
+Order of precedence (BLAS): ``--threads N`` (or ``threads=``), then $RNNKIT_THREADS; a user's own
 $OPENBLAS_NUM_THREADS, $OMP_NUM_THREADS or $MKL_NUM_THREADS is left as it is; otherwise one thread.
 """
 
@@ -56,9 +59,31 @@ def apply_thread_policy(threads: int | None = None, once: bool = False) -> int |
         return None
     _applied = True
     count = chosen_threads(threads)
+    from .nn import backend
+
+    # the kernels: the count the user chose (--threads, $RNNKIT_THREADS), else automatic
+    backend.set_threads(parse_threads(str(threads), "--threads") if threads is not None
+                        else parse_threads(os.environ[THREADS_ENV].strip(), THREADS_ENV) if os.environ.get(THREADS_ENV, "").strip()
+                        else None)
     if count is not None:
         import numpy  # noqa: F401  (threadpoolctl limits the BLAS libraries already loaded)
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=count, user_api="blas")
     return count
+
+
+def describe() -> str:
+    """One line on the backend and the threads in use, for `rnnkit info`."""
+    from threadpoolctl import threadpool_info
+
+    from .nn import backend
+
+    # NumPy's BLAS: the one rnnkit calls (numba may load SciPy's, which no rnnkit code uses)
+    blas = sorted({str(lib.get("num_threads")) for lib in threadpool_info() if lib.get("user_api") == "blas" and "numpy" in lib.get("filepath", "")})
+    line = f"backend: {backend.current()}"
+    if backend.current() == "numba":
+        automatic = "" if backend.explicit_threads() else f", automatic: {backend.cores()} cores, load {os.getloadavg()[0]:.1f}"
+        count = backend.threads()
+        line += f" (compiled kernels for {', '.join(backend.accelerated())}; {count} thread{'s' if count > 1 else ''}{automatic})"
+    return line + f"; BLAS threads: {'/'.join(blas) or 'unknown'}"

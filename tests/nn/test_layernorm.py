@@ -17,6 +17,7 @@ def layer_norm(z, gain, shift=0.0, eps=1e-5):
     return gain * (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + eps) + shift
 
 
+@pytest.mark.usefixtures("reference_backend")
 @pytest.mark.parametrize("cls,plain_cls,cell_cls,plain_cell_cls", [(LayerNormLSTM, LSTM, LayerNormLSTMCell, LSTMCell),
                                                                      (LayerNormGRU, GRU, LayerNormGRUCell, GRUCell)])
 def test_without_normalisation_it_is_the_plain_layer_and_cell_exactly(cls, plain_cls, cell_cls, plain_cell_cls):

@@ -2,6 +2,7 @@
 peepholes are LSTM exactly, and the peephole vector is ONNX's P, ordered i, o, f."""
 
 import numpy as np
+import pytest
 
 from gradcheck import rel_err
 from rnnkit.nn import LSTM, LSTMCell, PeepholeLSTM, PeepholeLSTMCell
@@ -11,6 +12,7 @@ def sigmoid(a):
     return 1 / (1 + np.exp(-a))
 
 
+@pytest.mark.usefixtures("reference_backend")
 def test_zero_peepholes_are_lstm_exactly():
     peephole = PeepholeLSTM(3, 4, num_layers=2, bidirectional=True, dtype=np.float64, rng=0)
     lstm = LSTM(3, 4, num_layers=2, bidirectional=True, dtype=np.float64)

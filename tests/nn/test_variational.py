@@ -3,6 +3,7 @@ default rates): p = 0 and eval are LSTM exactly; one mask per sequence, locked a
 state's mask differentiated too."""
 
 import numpy as np
+import pytest
 
 from gradcheck import numerical_grad, rel_err
 from rnnkit.nn import LSTM, VariationalLSTM, no_grad
@@ -17,6 +18,7 @@ def pair(**rates):
     return layer, lstm
 
 
+@pytest.mark.usefixtures("reference_backend")
 def test_zero_rates_in_training_and_any_rates_in_eval_are_lstm_exactly():
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((5, 3, 3)), rng.standard_normal((5, 3, 8))

@@ -9,6 +9,7 @@ from gradcheck import rel_err
 from rnnkit.nn import LSTM, LSTMCell, ZoneoutLSTM, ZoneoutLSTMCell, no_grad
 
 
+@pytest.mark.usefixtures("reference_backend")
 def test_zero_rates_are_lstm_exactly_in_training():
     zoneout = ZoneoutLSTM(3, 4, num_layers=2, bidirectional=True, zoneout_h=0.0, zoneout_c=0.0, dtype=np.float64, rng=0)
     lstm = LSTM(3, 4, num_layers=2, bidirectional=True, dtype=np.float64)
@@ -27,6 +28,7 @@ def test_zero_rates_are_lstm_exactly_in_training():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.usefixtures("reference_backend")
 def test_training_keeps_each_unit_with_probability_p_and_eval_takes_the_expectation():
     layer = ZoneoutLSTM(2, 50, zoneout_h=0.3, zoneout_c=0.6, dtype=np.float64, rng=0)
     lstm = LSTM(2, 50, dtype=np.float64)

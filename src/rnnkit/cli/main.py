@@ -31,6 +31,7 @@ from ..progress import Progress, reporting
 from ..tasks.base import TASKS, add_options, get_task, given, load_model, read_model
 from ..training import model_dir as md
 from ..threads import THREADS_ENV, apply_thread_policy
+from ..threads import describe as describe_threads
 from ..training.trainer import TrainingError, TrainingInterrupted, TrainingOptions
 
 EXIT_USAGE = 2
@@ -44,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n", 2)[2],
     )
     parser.add_argument("--threads", metavar="N",
-                        help=f"BLAS threads (default: ${THREADS_ENV}, else your OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, "
-                             "else 1: more threads gain little on rnnkit's small matrices and spin on a busy machine)")
+                        help=f"threads for BLAS and for the compiled kernels (default: ${THREADS_ENV}; else BLAS takes your "
+                             "OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, else 1, and the kernels the cores the load leaves free)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
@@ -212,6 +213,7 @@ def run(args) -> int:
             print(json.dumps(md.load_config(args.model_dir), indent=2))
         else:
             print(load_model(args.model_dir).describe())
+            print(describe_threads())
         return 0
     if args.verb == "data":
         return _data(args)

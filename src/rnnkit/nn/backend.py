@@ -99,6 +99,11 @@ def free_cores() -> int:
     return _look["count"]
 
 
+def explicit_threads() -> int | None:
+    """The count the user set, or None where it is automatic."""
+    return _threads
+
+
 def threads() -> int:
     """The kernels' threads now: the user's count, or ``free_cores()``."""
     return _threads if _threads is not None else free_cores()
