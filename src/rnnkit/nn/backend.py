@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import math
 import os
 import time
 from types import SimpleNamespace
@@ -95,7 +96,8 @@ def free_cores() -> int:
     if elapsed >= LOOK_EVERY_S:
         own = (cpu - _look["cpu"]) / elapsed if elapsed < 10 * LOOK_EVERY_S else 0.0
         others = max(0.0, os.getloadavg()[0] - own) if hasattr(os, "getloadavg") else 0.0
-        _look.update(at=now, cpu=cpu, count=max(1, min(cores(), round(cores() - others))))
+        # a core counts as taken when a whole process's worth of load sits on it
+        _look.update(at=now, cpu=cpu, count=max(1, min(cores(), cores() - math.floor(others))))
     return _look["count"]
 
 
