@@ -62,3 +62,34 @@ def test_the_command_and_the_api_apply_the_policy(tmp_path):
     assert blas_threads_after(COMMAND, "data", "list", OPENBLAS_NUM_THREADS="2") == [2]
     api = f"import rnnkit\ntry:\n    rnnkit.load({str(tmp_path)!r})\nexcept Exception:\n    pass"
     assert blas_threads_after(api) == [1]
+
+
+def kernel_threads_after(*argv, **env) -> str:
+    """What ``nn.backend`` was told about the kernels' threads after the command ran (as the
+    command does, in a fresh process)."""
+    code = ("import sys; from rnnkit.cli.main import main\n"
+            "from rnnkit.nn import backend\n"
+            f"main({list(argv)!r})\n"
+            "print(backend.explicit_threads())")
+    environment = {k: v for k, v in os.environ.items() if k not in (THREADS_ENV, *BLAS_ENVS)} | env
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=120)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_threads_chosen_by_the_user_set_the_kernels_too_else_they_are_automatic():
+    assert kernel_threads_after("data", "list") == "None"  # automatic: the cores the load leaves free
+    assert kernel_threads_after("--threads", "2", "data", "list") == "2"
+    assert kernel_threads_after("data", "list", RNNKIT_THREADS="3") == "3"
+    assert kernel_threads_after("data", "list", OPENBLAS_NUM_THREADS="2") == "None"  # BLAS's alone
+
+
+def test_describe_names_the_backend_and_the_threads():
+    from rnnkit.nn import backend
+    from rnnkit.threads import describe
+
+    with backend.use_backend("numpy"):
+        assert describe().startswith("backend: numpy; BLAS threads: ")
+    with backend.use_backend("numba"):
+        line = describe()
+    assert line.startswith("backend: numba (compiled kernels for rnn, irnn, lstm, gru; ")
+    assert "thread" in line and "BLAS threads: " in line

@@ -29,6 +29,14 @@ def gradient_in(dh, dY, t, b, norms):
     return dh_t
 
 
+@njit(inline="always")
+def sum_chunks(out, partial, b):
+    """out[:b] = Σ_k partial[k, :b]: the chunks' shares of dG W_hh, each thread's own."""
+    out[:b] = partial[0, :b]
+    for k in range(1, partial.shape[0]):
+        out[:b] += partial[k, :b]
+
+
 def absent(dtype, ndim: int) -> np.ndarray:
     """An empty array standing for one a kernel does not need (no projection, nothing kept),
     so that every call has the same types and compiles once."""

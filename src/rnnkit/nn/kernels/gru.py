@@ -14,7 +14,7 @@ from numba import njit, prange
 from .. import functional as F
 from ..functional import buffers
 from .activations import sigmoid, tanh
-from .common import absent, gradient_in, lengths, no_norms, time_index
+from .common import absent, gradient_in, lengths, no_norms, sum_chunks, time_index
 from .matmul import FASTMATH, gate_columns, gate_rows, matmul_into
 
 
@@ -99,9 +99,7 @@ def gru_loop_backward(dY, dh, G, H_prev, HN, W_rows, bs, reverse, dG, dG_h, norm
         dh_t = gradient_in(carried, dY, t, b, norms)
         for k in prange(chunks):
             gru_chunk_backward(dh_t, G, H_prev, HN, W_rows[k], dG, dG_h, dG_chunks[k], partial[k], t, b, k * Hk, min(H, (k + 1) * Hk))
-        carried[:b] = partial[0, :b]
-        for k in range(1, chunks):
-            carried[:b] += partial[k, :b]
+        sum_chunks(carried, partial, b)
         for r in range(b):
             for j in range(H):
                 carried[r, j] += dh_t[r, j] * G[t, r, H + j]  # h_t = … + z ⊙ h_{t−1}

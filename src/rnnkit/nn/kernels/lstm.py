@@ -17,7 +17,7 @@ from numba import njit, prange
 from .. import functional as F
 from ..functional import accumulate_projection_grad, buffers
 from .activations import sigmoid, tanh
-from .common import absent, gradient_in, lengths, no_norms, time_index
+from .common import absent, gradient_in, lengths, no_norms, sum_chunks, time_index
 from .matmul import FASTMATH, gate_columns, gate_rows, matmul_into
 
 
@@ -112,9 +112,7 @@ def lstm_loop_backward(dY, dh, dc, G, C_prev, TC, W_rows, W_hr, bs, reverse, dG,
             dh_full[:b] = dh_t
         for k in prange(chunks):
             lstm_chunk_backward(dh_full, dc, G, C_prev, TC, W_rows[k], dG, dG_chunks[k], partial[k], t, b, k * Hk, min(H, (k + 1) * Hk))
-        carried[:b] = partial[0, :b]
-        for k in range(1, chunks):
-            carried[:b] += partial[k, :b]
+        sum_chunks(carried, partial, b)
     dh[:] = carried
 
 

@@ -14,7 +14,7 @@ from numba import njit, prange
 from .. import functional as F
 from ..functional import buffers
 from .activations import tanh
-from .common import absent, gradient_in, lengths, no_norms, time_index
+from .common import absent, gradient_in, lengths, no_norms, sum_chunks, time_index
 from .matmul import FASTMATH, gate_columns, gate_rows, matmul_into
 
 
@@ -81,9 +81,7 @@ def rnn_loop_backward(dY, dh, Hs, W_rows, relu, bs, reverse, dA, norms):
         dh_t = gradient_in(carried, dY, t, b, norms)
         for k in prange(chunks):
             rnn_chunk_backward(dh_t, Hs, W_rows[k], relu, dA, dA_chunks[k], partial[k], t, b, k * Hk, min(H, (k + 1) * Hk))
-        carried[:b] = partial[0, :b]
-        for k in range(1, chunks):
-            carried[:b] += partial[k, :b]
+        sum_chunks(carried, partial, b)
     dh[:] = carried
 
 
