@@ -18,7 +18,9 @@ streams and windows under ``torch.no_grad()``.
 Each library trains for a wall-clock budget (``--minutes``), one after the other in one
 process. Every ``--eval-every-seconds`` of training the clock stops, the validation bits per
 character are measured, and the point (training seconds, tokens seen, valid bpc) is recorded;
-evaluation time never counts as training time. Thread counts are left at their defaults.
+evaluation time never counts as training time. rnnkit runs under its thread policy, as the
+command does (``rnnkit.threads``: one BLAS thread, the compiled kernels on the cores the load
+leaves free), on its default backend; torch at its default threads. The header prints them.
 
 The table reports valid bpc at each quarter of the budget, tokens/s, bpc at equal tokens
 (both curves interpolated, in log tokens, at the token count the slower library reached) and at equal time
@@ -47,6 +49,7 @@ from torch import nn
 
 from bench_core import machine_info, print_header  # this folder is on sys.path when run as a script
 from common import git_commit
+from rnnkit.threads import apply_thread_policy
 from rnnkit.data import StreamBatches, make_tokenizer, shakespeare_corpus, split_contiguous
 from rnnkit.models.language_model import LanguageModel
 from rnnkit.nn import Adam, clip_grad_norm_, no_grad
@@ -126,7 +129,7 @@ class RnnkitTrainer:
 
     def __init__(self, model: LanguageModel, batches: StreamBatches, valid: np.ndarray, cfg: Config):
         self.model, self.valid, self.cfg = model, valid, cfg
-        self.run = LMRun(model, batches, {None: valid}, cfg.batch_size, cfg.seq_len)
+        self.run = LMRun(model, batches, {None: valid}, cfg.batch_size, cfg.seq_len, tokenizer=None)  # no samples here
         self.params = model.parameters()
         self.optimizer = Adam(self.params, lr=cfg.lr)
 
@@ -332,6 +335,7 @@ def main(argv=None) -> int:
     cfg = Config(minutes=args.minutes, tokens=args.tokens, eval_every_seconds=args.eval_every_seconds, seed=args.seed)
     libraries = [lib for lib in LIBRARIES if lib in (args.only or LIBRARIES)]
 
+    apply_thread_policy()
     info = machine_info()
     print_header(info)
     vocab, train_ids, valid_ids = load_data(cfg)
