@@ -281,3 +281,72 @@ def test_point_adjustment_credits_a_whole_range_for_one_hit():
     s = M.point_adjusted_scores(labels, flags)
     assert s["recall"] == pytest.approx(3 / 5) and s["precision"] == pytest.approx(3 / 4)
     assert s["f1"] == pytest.approx(2 * 0.75 * 0.6 / 1.35)
+
+
+def test_roc_auc_and_average_precision_hand_checked():
+    from rnnkit import metrics as M
+
+    # anomalies score 0.9 and 0.5; normal points 0.5, 0.3, 0.1. Pairs (anomaly above normal):
+    # 0.9 beats all 3, 0.5 beats 2 and ties 1 → (3 + 2.5) / 6
+    labels, scores = [1, 1, 0, 0, 0], [0.9, 0.5, 0.5, 0.3, 0.1]
+    assert M.roc_auc(labels, scores) == pytest.approx(5.5 / 6)
+    # thresholds 0.9: P 1, R ½; 0.5 (the tie, two points): P 2/3, R 1 → ½·1 + ½·⅔
+    assert M.average_precision(labels, scores) == pytest.approx(0.5 + 1 / 3)
+    assert M.roc_auc([0, 1], [0.2, 0.8]) == 1.0 and M.roc_auc([1, 0], [0.2, 0.8]) == 0.0
+    assert M.roc_auc([0, 1, 0, 1], [3, 3, 3, 3]) == 0.5  # one big tie: chance
+    assert M.average_precision([0, 1, 0, 1], [3, 3, 3, 3]) == 0.5  # the share of anomalies
+
+
+def test_pointwise_scores_hand_checked():
+    from rnnkit import metrics as M
+
+    labels = np.array([0, 1, 1, 1, 0, 0, 1, 1, 0, 0])
+    flags = np.array([0, 0, 1, 0, 0, 0, 0, 0, 0, 1], bool)  # one of 5 anomalous points, one false alarm
+    s = M.pointwise_scores(labels, flags)
+    assert s["precision"] == pytest.approx(1 / 2) and s["recall"] == pytest.approx(1 / 5)
+    assert s["f1"] == pytest.approx(2 * 0.5 * 0.2 / 0.7)
+    assert M.pointwise_scores(labels, np.zeros(10, bool)) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
+def _random_anomalies(seed: int, n: int = 300):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n) < rng.uniform(0.02, 0.5)).astype(int)
+    labels[rng.integers(n)], labels[rng.integers(n)] = 0, 1  # both classes, whatever the draw
+    labels[0], labels[1] = 0, 1
+    # coarse scores: many ties, within and across the classes; anomalies a little higher
+    scores = np.round(rng.normal(size=n) + labels * rng.uniform(0, 2), int(rng.integers(0, 2)))
+    return labels, scores
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_anomaly_scores_match_scikit_learn(seed):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    from rnnkit import metrics as M
+
+    labels, scores = _random_anomalies(seed)
+    assert len(np.unique(scores)) < len(scores)  # the ties are there
+    assert M.roc_auc(labels, scores) == pytest.approx(sklearn_metrics.roc_auc_score(labels, scores), abs=1e-12)
+    assert M.average_precision(labels, scores) == pytest.approx(
+        sklearn_metrics.average_precision_score(labels, scores), abs=1e-12)
+    flags = scores > np.quantile(scores, 0.8)
+    p, r, f, _ = sklearn_metrics.precision_recall_fscore_support(labels, flags, average="binary", zero_division=0)
+    ours = M.pointwise_scores(labels, flags)
+    assert (ours["precision"], ours["recall"], ours["f1"]) == pytest.approx((p, r, f), abs=1e-12)
+
+
+def test_anomaly_score_errors():
+    from rnnkit import metrics as M
+
+    for metric in (M.roc_auc, M.average_precision):
+        with pytest.raises(ValueError, match=r"^labels: .* needs both normal \(0\) and anomalous \(1\) points, got only 0s"):
+            metric([0, 0, 0], [0.1, 0.2, 0.3])
+        with pytest.raises(ValueError, match="got only 1s"):
+            metric([1, 1], [0.1, 0.2])
+        with pytest.raises(ValueError, match="^scores: expected one value per label, 3 in all, got 2"):
+            metric([0, 1, 0], [0.1, 0.2])
+        with pytest.raises(ValueError, match="^scores: expected finite numbers"):
+            metric([0, 1], [0.1, np.nan])
+        with pytest.raises(ValueError, match=r"^labels: expected 0 \(normal\) or 1 \(anomaly\), got \[0, 2\]"):
+            metric([0, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="^flags: expected one value per label"):
+        M.pointwise_scores([0, 1], [True])

@@ -1,4 +1,5 @@
-"""Evaluation metrics: labels (accuracy, macro-F1, confusion matrix) and entities in tag sequences.
+"""Evaluation metrics: labels (accuracy, macro-F1, confusion matrix), entities in tag sequences,
+forecast errors, and anomaly scores (ROC-AUC, average precision, point-wise and point-adjusted F1).
 
 Labels are 1-D array-likes of numbers or of strings, one label per example (for tagging,
 flatten the tags of every sequence, leaving out the padding). Entities follow CoNLL's
@@ -274,3 +275,75 @@ def point_adjusted_scores(labels, flags) -> dict:
     recall = tp / max(int(labels.sum()), 1)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def _anomaly_pair(labels, values, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 labels (n,) as bool, and ``values`` (n,) as float64, checked: 1-D, equal lengths, not empty, finite."""
+    y = _label_array(labels, "labels")
+    if y.size == 0:
+        raise ValueError("labels: expected at least one label, got none")
+    if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+        raise ValueError(f"labels: expected 0 (normal) or 1 (anomaly), got {np.unique(y)[:5].tolist()}")
+    v = _label_array(values, name)
+    if v.size != y.size:
+        raise ValueError(f"{name}: expected one value per label, {y.size} in all, got {v.size}")
+    if v.dtype.kind not in "biuf" or not np.isfinite(v).all():
+        raise ValueError(f"{name}: expected finite numbers, got dtype {v.dtype}" + (
+            "" if v.dtype.kind not in "biuf" else f" with {int(np.sum(~np.isfinite(v)))} non-finite value(s)"))
+    return y.astype(bool), v.astype(np.float64)
+
+
+def _both_classes(y: np.ndarray, what: str) -> None:
+    positives = int(y.sum())
+    if positives in (0, y.size):
+        raise ValueError(f"labels: {what} needs both normal (0) and anomalous (1) points, got only "
+                         f"{'1s' if positives else '0s'} ({y.size} point(s))")
+
+
+def roc_auc(labels, scores) -> float:
+    """The area under the ROC curve: the probability that a random anomaly scores above a random
+    normal point, a tie counting ½. labels: (n,) 0/1; scores: (n,), higher = more anomalous.
+
+    Computed by the rank statistic (Mann–Whitney U): AUC = (R₁ − n₁(n₁+1)/2) / (n₁ n₀), R₁ the sum
+    of the anomalies' ranks, tied scores taking their average rank; equals scikit-learn's
+    ``roc_auc_score``. Labels of one class only: a ValueError (the AUC is 0/0).
+    """
+    y, s = _anomaly_pair(labels, scores, "scores")
+    _both_classes(y, "ROC-AUC")
+    order = np.argsort(s, kind="mergesort")
+    sorted_s = s[order]
+    # each run of equal scores gets the mean of the ranks it spans (1-based): (first + last) / 2
+    starts = np.flatnonzero(np.r_[True, sorted_s[1:] != sorted_s[:-1]])
+    ends = np.r_[starts[1:], s.size]
+    ranks = np.empty(s.size)
+    ranks[order] = np.repeat((starts + 1 + ends) / 2, ends - starts)
+    n1 = int(y.sum())
+    n0 = y.size - n1
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def average_precision(labels, scores) -> float:
+    """The area under the precision-recall curve as scikit-learn's ``average_precision_score``
+    defines it: AP = Σₖ (Rₖ − Rₖ₋₁) Pₖ over the distinct scores, highest first, where Pₖ and Rₖ
+    are the precision and recall of flagging every point scoring at least the k-th (no
+    interpolation; R₀ = 0). labels: (n,) 0/1; scores: (n,). Labels of one class only: a ValueError
+    (scikit-learn warns and returns 0 for no anomaly, 1 for no normal point; neither ranks anything).
+    """
+    y, s = _anomaly_pair(labels, scores, "scores")
+    _both_classes(y, "average precision")
+    order = np.argsort(-s, kind="mergesort")
+    sorted_s, hits = s[order], y[order]
+    last = np.r_[np.flatnonzero(sorted_s[1:] != sorted_s[:-1]), s.size - 1]  # the end of each run of a score
+    tp = np.cumsum(hits)[last]
+    precision = tp / (last + 1)
+    recall = tp / tp[-1]
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+
+def pointwise_scores(labels, flags) -> dict:
+    """Precision, recall and F1 of anomaly flags point by point: TP counts flagged anomalous
+    points. A ratio whose denominator is zero (nothing flagged, nothing labelled) is 0, as
+    scikit-learn's ``precision_recall_fscore_support(average="binary", zero_division=0)``."""
+    y, f = _anomaly_pair(labels, flags, "flags")
+    f = f.astype(bool)
+    return _ratios(int(np.sum(f & y)), int(f.sum()), int(y.sum()))
