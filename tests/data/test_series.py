@@ -140,6 +140,46 @@ def test_a_value_beyond_float32_names_line_and_column(table):
         read_series_table(path)
 
 
+@pytest.mark.parametrize("header", ["", "level\n"])
+def test_one_column_of_values_is_timed_by_its_row_index(table, header):
+    # values that decrease, and the first one negative: read as times they were refused ("comes before")
+    values = np.round(np.random.default_rng(5).normal(size=30), 3)
+    values[0] = -0.21
+    s = read_series_table(table(header + "\n".join(map(str, values)) + "\n"))
+    assert s.time == list(range(30)) and s.columns == [header.strip() or "value"]
+    np.testing.assert_array_equal(s.values[:, 0], values)
+
+
+def test_one_column_of_values_with_its_labels_column(table):
+    s = read_series_table(table("v,is_anomaly\n0.5,0\n-0.21,1\n0.3,0\n"), labels="is_anomaly")
+    assert s.time == [0, 1, 2] and s.columns == ["v", "is_anomaly"]
+    np.testing.assert_array_equal(s.values, [[0.5, 0], [-0.21, 1], [0.3, 0]])
+    # without naming it as labels, the first column is still the time, and must still increase
+    with pytest.raises(DataError, match=r"s.csv:3: time '-0.21' comes before line 2's '0.5'"):
+        read_series_table(table("v,is_anomaly\n0.5,0\n-0.21,1\n0.3,0\n"))
+
+
+def test_a_blank_line_among_values_is_a_missing_value_not_skipped(table):
+    path = table("1.5\n2.5\n\n4.5\n\n\n")  # the trailing blank lines end the file
+    with pytest.raises(DataError, match=rf"^{path}:3: column 'value' has no value"):
+        read_series_table(path)
+    s = read_series_table(path, missing="interpolate")
+    assert s.time == [0, 1, 2, 3]
+    np.testing.assert_array_equal(s.values[:, 0], [1.5, 2.5, 3.5, 4.5])
+    np.testing.assert_array_equal(s.mask[:, 0], [True, True, False, True])
+
+
+def test_a_table_with_a_time_column_keeps_its_checks(table):
+    with pytest.raises(DataError, match=r"s.csv:1: only a time column; add a column of values"):
+        read_series_table(table("t\n1\n2\n"), time="t")
+    with pytest.raises(DataError, match=r"s.csv:1: looks like data, not a header"):
+        read_series_table(table("1\n2\n3\n"), time="t")  # a named time column needs a header
+    with pytest.raises(DataError, match=r"s.csv:4: time '2' repeats line 3's '2'"):
+        read_series_table(table("t,y\n1,1\n2,2\n2,3\n"))
+    with pytest.raises(DataError, match=r"s.csv:2: column 'value': 'x' is not a number"):
+        read_series_table(table("1\nx\n3\n"))
+
+
 def test_table_shape_errors(table):
     with pytest.raises(DataError, match=r"missing: expected one of 'error', 'interpolate', 'mask', got 'drop'"):
         read_series_table(table("t,y\n1,1\n2,2\n"), missing="drop")

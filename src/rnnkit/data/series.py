@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -66,16 +67,26 @@ class Series:
 
 
 def read_series_table(path, time: str | None = None, target: str | list[str] | None = None,
-                      columns: str | list[str] | None = None, missing: str = "error") -> Series:
-    """The series of a CSV file with a header row, a time column and value columns.
+                      columns: str | list[str] | None = None, missing: str = "error",
+                      labels: str | None = None) -> Series:
+    """The series of a CSV file with a header row, a time column and value columns; or of a
+    CSV file of one column of values, with or without a header (``value``, or ``-0.21``), whose
+    times are the row indices 0, 1, 2, …
 
-    time:    the time column's name (default: the first column). Its values are numbers (years,
+    time:    the time column's name (default: the first column, unless the table is one column
+             of values). Its values are numbers (years,
              indices: ``1700``, ``3.5``) or ISO dates and datetimes (``2020-01-31``,
              ``2020-01-31T12:00``, read with ``datetime.fromisoformat``); a value that is a number
              is read as one, so ``20200131`` is a number, not a date. Times must strictly increase.
+             A table of one column of values has no time column: without a header its column is
+             named ``value``; a blank line between its values is a missing value, not skipped
+             (it would shift every later time).
     target:  the column to forecast, or a list of them (multivariate); default: every column
              but the time.
     columns: further columns read as inputs only (covariates), after the target in ``values``.
+    labels:  a column of labels read as a value column (``detect``'s ``--labels``) that does not
+             count as one when telling a table of values from one with a time column:
+             ``value,is_anomaly`` is one column of values and its labels.
     missing: what to do with missing values (empty cells, ``NA``, ``nan``):
              ``"error"``        a DataError naming the first one's line and column;
              ``"interpolate"``  linear in the row index, leading and trailing gaps take the
@@ -87,7 +98,7 @@ def read_series_table(path, time: str | None = None, target: str | list[str] | N
     row with the wrong number of fields or an unknown column name is a DataError naming
     ``file:line``.
     """
-    series = _read_table(path, time, target, columns, missing)
+    series = _read_table(path, time, target, columns, missing, labels)
     check_series(series)
     return series
 
@@ -115,7 +126,7 @@ def check_series(series: Series, min_length: int | None = None, *, window: int |
                             "or scale; drop the column")
 
 
-def _read_table(path, time, target, columns, missing) -> Series:
+def _read_table(path, time, target, columns, missing, labels=None) -> Series:
     """``read_series_table`` without ``check_series``."""
     path = Path(path)
     if missing not in MISSING:
@@ -124,38 +135,50 @@ def _read_table(path, time, target, columns, missing) -> Series:
     try:
         header = next((row for row in reader if any(f.strip() for f in row)), None)
         if header is None:
-            raise DataError(f"{path}: has no header row; the first line names the columns (time,value)")
+            raise DataError(f"{path}: has no header row; the first line names the columns (time,value), "
+                            "or give one column of values")
         header, top = [name.strip() for name in header], f"{path}:{reader.line_num}"
+        first = []  # the first data row, when the file has no header
         if all(_number(name) is not None for name in header):
-            raise DataError(f"{top}: looks like data, not a header; add a first line naming the columns (time,value)")
+            if len(header) > 1 or time is not None:
+                raise DataError(f"{top}: looks like data, not a header; add a first line naming the columns "
+                                "(time,value), or give one column of values only")
+            first, header = [(header, reader.line_num)], ["value"]
         for name in header:
             if header.count(name) > 1:
                 raise DataError(f"{top}: column {name!r} appears twice; give every column its own name")
-        time = header[0] if time is None else time
+        # one column of values (and maybe its labels): the row index is the time
+        by_index = time is None and len([n for n in header if n != labels]) == 1
+        time = None if by_index else header[0] if time is None else time
         target = [target] if isinstance(target, str) else list(target or [n for n in header if n != time])
         inputs = [columns] if isinstance(columns, str) else list(columns or [])
         names = target + [n for n in inputs if n not in target]
-        for name in [time] + names:
+        for name in ([] if by_index else [time]) + names:
             if name not in header:
                 raise DataError(f"{top}: no column {name!r}; the columns are {', '.join(header)}")
         if time in names:
             raise DataError(f"{top}: column {time!r} is the time; it cannot also be a value column")
         if not names:
             raise DataError(f"{top}: only a time column; add a column of values")
-        t_col, v_cols = header.index(time), [header.index(n) for n in names]
+        t_col, v_cols = (None if by_index else header.index(time)), [header.index(n) for n in names]
 
         times, texts, rows, lines = [], [], [], []
-        for fields in reader:
-            where = f"{path}:{reader.line_num}"
+        blank = []  # blank lines since the last row: missing values in a table of values
+        for fields, line in itertools.chain(first, ((f, reader.line_num) for f in reader)):
+            where = f"{path}:{line}"
             if not any(f.strip() for f in fields):
+                blank.append(line)
                 continue
             if len(fields) != len(header):
                 raise DataError(f"{where}: {len(fields)} fields, but the header has {len(header)}; "
                                 "give every row one value per column (quote values that hold commas)")
-            texts.append(fields[t_col].strip())
-            times.append(_time(texts[-1], where, time))
-            rows.append([_value(fields[j].strip(), where, header[j]) for j in v_cols])
-            lines.append(reader.line_num)
+            for line_ in (blank if by_index and rows else []) + [line]:
+                data = fields if line_ == line else [""] * len(header)
+                texts.append(str(len(times)) if by_index else data[t_col].strip())
+                times.append(len(times) if by_index else _time(texts[-1], where, time))
+                rows.append([_value(data[j].strip(), f"{path}:{line_}", header[j]) for j in v_cols])
+                lines.append(line_)
+            blank = []
     except csv.Error as exc:
         raise DataError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
     _check_increasing(times, texts, lines, path)

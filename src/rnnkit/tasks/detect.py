@@ -105,7 +105,7 @@ def load(opts: DetectOptions, spec: str | None = None, part: str = "train",
         return (a.train, None) if part == "train" else (a.test, a.labels)
     if not Path(spec).is_file():
         raise DataError(f"--data: {spec} is not a file nor a built-in series ({', '.join(BUILT_IN)})")
-    series = read_series_table(spec, time=opts.time or None, missing=opts.missing,
+    series = read_series_table(spec, time=opts.time or None, missing=opts.missing, labels=opts.labels,
                                target=[t.strip() for t in opts.target.split(",") if t.strip()] or None)
     if opts.labels in series.columns:
         c = series.columns.index(opts.labels)
