@@ -287,3 +287,13 @@ def test_ucr_anomaly_counts():
     assert a.ranges == [(4_187, 4_199)] and int(a.labels.sum()) == 12
     np.testing.assert_array_equal(a.test.values[:1_200], a.train.values)  # the test file repeats the training part
     assert "aeon" not in sys.modules
+
+
+def test_a_labels_column_may_hold_one_value_but_a_value_column_may_not(table):
+    path = table("t,v,is_anomaly\n1,0.5,0\n2,0.7,0\n3,0.2,0\n")
+    s = read_series_table(path, labels="is_anomaly")
+    np.testing.assert_array_equal(s.values[:, 1], [0, 0, 0])
+    with pytest.raises(DataError, match=r"column 'is_anomaly': all values equal 0"):
+        read_series_table(path)
+    with pytest.raises(DataError, match=r"column 'v': all values equal 1"):
+        read_series_table(table("t,v,is_anomaly\n1,1,0\n2,1,1\n"), labels="is_anomaly")

@@ -273,3 +273,12 @@ def test_a_huge_value_within_float32_gives_finite_probabilities(tmp_path, capsys
     assert main(["classify", str(tmp_path / "m"), "--data", str(huge)]) == 0
     probabilities = [float(v) for v in capsys.readouterr().out.split("\t")[0].split()[1::2]]
     assert np.all(np.isfinite(probabilities)) and sum(probabilities) == pytest.approx(1, abs=2e-3)
+
+
+def test_data_help_lists_every_file_format(capsys):
+    # the formats load_classification reads: text lines, and series as .csv, .npz and .ts
+    with pytest.raises(SystemExit):
+        main(["train", "classify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("`label<TAB>text`", "`label,text`", "`label,v1,v2,…`", ".npz file with X and y", ".ts file"):
+        assert shown in text, shown

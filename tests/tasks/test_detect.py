@@ -151,3 +151,118 @@ def test_streaming_gives_the_batch_scores_for_every_kind(cell):
     stream = detector.stream()
     np.testing.assert_allclose([stream.update(v) for v in values], batch, rtol=1e-4, atol=1e-5)
     assert np.all(batch[8:] > 0) and len(stream.buffer) == 8
+
+
+def read_scores(path):
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def test_evaluate_ranks_the_scored_points_as_scikit_learn_does(trained, capsys):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    model, tmp = trained
+    test = write(tmp / "ranked.csv", n=300, seed=3, spike=150, labels=True)
+    out = tmp / "ranked-scores.csv"
+    assert main(["detect", str(model.dir), "--data", str(test), "--scores", str(out)]) == 0
+    header, rows = read_scores(out)
+    scored = [r for r in rows if r[3]]
+    labels = [int(r[5]) for r in scored]
+    scores = [float(r[3]) for r in scored]
+    flags = [int(r[4]) for r in scored]
+    metrics = model.evaluate(str(test))
+    assert metrics["scored_points"] == len(scored) == 300 - model.opts.window
+    assert metrics["roc_auc"] == pytest.approx(sklearn_metrics.roc_auc_score(labels, scores), abs=1e-9)
+    assert metrics["avg_precision"] == pytest.approx(sklearn_metrics.average_precision_score(labels, scores), abs=1e-9)
+    p, r, f, _ = sklearn_metrics.precision_recall_fscore_support(labels, flags, average="binary", zero_division=0)
+    assert (metrics["point_precision"], metrics["point_recall"], metrics["point_f1"]) == pytest.approx((p, r, f))
+    assert metrics["roc_auc"] > 0.9  # the burst outscores the normal points
+    capsys.readouterr()
+    assert main(["evaluate", str(model.dir), "--data", str(test)]) == 0
+    printed = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
+    for key in ("roc_auc", "avg_precision", "point_precision", "point_recall", "point_f1", "pa_f1"):
+        assert float(printed[f"{key:>16}"]) == pytest.approx(metrics[key], abs=5e-5)
+
+
+def test_evaluate_on_labels_of_one_class_is_one_line(trained, tmp_path, capsys):
+    model, _ = trained
+    path = write(tmp_path / "calm.csv", n=120, labels=True)  # no spike: every label is 0
+    err = run_error(["evaluate", str(model.dir), "--data", str(path)], capsys)
+    assert f"the {120 - model.opts.window} scored points of {path} are all labelled 0 in 'is_anomaly'" in err
+
+
+def test_detect_writes_every_points_score_as_csv_and_keeps_an_existing_file(trained, tmp_path, capsys):
+    model, _ = trained
+    test = write(tmp_path / "t.csv", n=200, seed=4, spike=120)
+    out = tmp_path / "scores.csv"
+    capsys.readouterr()
+    assert main(["detect", str(model.dir), "--data", str(test), "--scores", str(out)]) == 0
+    assert f"scores: {out} (200 points, {200 - model.opts.window} scored)" in capsys.readouterr().out
+    header, rows = read_scores(out)
+    assert header == ["index", "time", "v", "score", "above_threshold"]
+    result = model.detect(str(test))
+    assert [int(r[0]) for r in rows] == list(range(200)) and [int(r[1]) for r in rows] == list(range(200))
+    np.testing.assert_array_equal([float(r[2]) for r in rows], result["series"].values[:, 0])
+    assert all(r[3] == "" for r in rows[: model.opts.window])
+    scores = np.array([float(r[3]) for r in rows[model.opts.window :]])
+    np.testing.assert_array_equal(scores, result["scores"][model.opts.window :])
+    assert [r[4] == "1" for r in rows] == list(result["flags"]) and result["flags"][120]
+    before = out.read_bytes()
+    err = run_error(["detect", str(model.dir), "--data", str(test), "--scores", str(out)], capsys)
+    assert err == f"rnnkit: error: --scores: {out} exists; replace it with --overwrite, or choose another path"
+    assert out.read_bytes() == before
+    out.write_text("old\n")
+    assert main(["detect", str(model.dir), "--data", str(test), "--scores", str(out), "--overwrite"]) == 0
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv", "t.csv"]  # no temporary file left
+
+
+def test_a_bad_scores_path_is_one_line_before_any_work(trained, tmp_path, capsys):
+    model, _ = trained
+    test = write(tmp_path / "t.csv", n=100)
+    err = run_error(["detect", str(model.dir), "--data", str(test), "--scores", str(tmp_path / "no" / "s.csv")], capsys)
+    assert err.startswith("rnnkit: error: --scores:") and "does not exist" in err
+    err = run_error(["detect", str(model.dir), "--data", str(test), "--scores", str(tmp_path)], capsys)
+    assert err.startswith("rnnkit: error: --scores:") and "is a directory" in err
+    # a --data error still comes first from the data, and writes nothing
+    err = run_error(["detect", str(model.dir), "--data", str(tmp_path / "absent.csv"), "--scores", str(tmp_path / "s.csv")], capsys)
+    assert "absent.csv" in err and not (tmp_path / "s.csv").exists()
+
+
+def test_a_csv_of_values_only_is_timed_by_its_row_index(trained, tmp_path, capsys):
+    model, _ = trained
+    rng = np.random.default_rng(6)
+    y = np.sin(2 * np.pi * np.arange(300) / 25) + 0.05 * rng.standard_normal(300)
+    y[0] = -0.21  # starts below the next value: read as times, the rows were refused
+    y[150:155] += 2.5
+    with_header = tmp_path / "values.csv"
+    with_header.write_text("v\n" + "\n".join(f"{v:.5f}" for v in y) + "\n")
+    labelled = tmp_path / "labelled.csv"
+    labelled.write_text("v,is_anomaly\n" + "\n".join(f"{v:.5f},{int(150 <= i < 155)}" for i, v in enumerate(y)) + "\n")
+    result = model.detect(str(with_header))
+    assert result["series"].time == list(range(300)) and result["flags"][150:155].any()
+    assert model.evaluate(str(labelled))["top_in_anomaly"]
+    # without a header, the column is 'value': a model trained on such a file reads it
+    bare = tmp_path / "bare.csv"
+    bare.write_text("\n".join(f"{v:.5f}" for v in y) + "\n")
+    tiny = rnnkit.train("detect", tmp_path / "m", data=str(bare), quiet=True, **{**OPTS, "steps": 2})
+    out = tmp_path / "s.csv"
+    assert main(["detect", str(tiny.dir), "--data", str(bare), "--scores", str(out)]) == 0
+    header, rows = read_scores(out)
+    assert header[:3] == ["index", "time", "value"] and [r[1] for r in rows] == [str(i) for i in range(300)]
+    err = run_error(["detect", str(model.dir), "--data", str(bare)], capsys)
+    assert "the model reads v, the file's value columns are value" in err
+
+
+def test_help_lists_every_accepted_format(capsys):
+    for args in (["detect", "--help"], ["train", "detect", "--help"]):
+        with pytest.raises(SystemExit):
+            main(args)
+        text = " ".join(capsys.readouterr().out.split())
+        assert "a CSV file with a header row, a time column" in text
+        assert "a CSV file of one column of values, with or without a header (the row number is the time)" in text
+    with pytest.raises(SystemExit):
+        main(["detect", "--help"])
+    assert "--scores CSV" in capsys.readouterr().out

@@ -31,6 +31,9 @@ from .labelled import FLOAT32_MAX, TOO_LARGE
 
 MISSING = ("error", "interpolate", "mask")
 MISSING_CELLS = ("", "na", "nan")  # compared without regard to case
+#: what ``read_series_table`` reads, for the help of the options that take such a file
+TABLE_FORMATS = ("a CSV file with a header row, a time column (numbers or ISO dates, increasing) and value columns; "
+                 "or a CSV file of one column of values, with or without a header (the row number is the time)")
 
 
 @dataclass
@@ -86,7 +89,8 @@ def read_series_table(path, time: str | None = None, target: str | list[str] | N
     columns: further columns read as inputs only (covariates), after the target in ``values``.
     labels:  a column of labels read as a value column (``detect``'s ``--labels``) that does not
              count as one when telling a table of values from one with a time column:
-             ``value,is_anomaly`` is one column of values and its labels.
+             ``value,is_anomaly`` is one column of values and its labels; nor is it checked
+             for equal values (a stretch without anomalies is labelled 0 throughout).
     missing: what to do with missing values (empty cells, ``NA``, ``nan``):
              ``"error"``        a DataError naming the first one's line and column;
              ``"interpolate"``  linear in the row index, leading and trailing gaps take the
@@ -99,7 +103,9 @@ def read_series_table(path, time: str | None = None, target: str | list[str] | N
     ``file:line``.
     """
     series = _read_table(path, time, target, columns, missing, labels)
-    check_series(series)
+    kept = [c for c, name in enumerate(series.columns) if name != labels]  # labels may all be 0: a calm stretch
+    check_series(Series(series.time, series.values[:, kept], [series.columns[c] for c in kept], series.mask[:, kept],
+                        series.source))
     return series
 
 
@@ -390,5 +396,5 @@ def _ucr_anomaly_part(split: str) -> tuple[Series, np.ndarray]:
     return series, labels.astype(np.int8)
 
 
-__all__ = ["MISSING", "AnomalySeries", "Series", "anomaly_ranges", "check_series", "co2_series", "elnino_series", "fill_gaps",
+__all__ = ["MISSING", "TABLE_FORMATS", "AnomalySeries", "Series", "anomaly_ranges", "check_series", "co2_series", "elnino_series", "fill_gaps",
            "read_series_table", "sunspots_series", "ucr_anomaly_series"]

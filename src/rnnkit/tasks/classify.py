@@ -60,8 +60,9 @@ class ClassifyOptions:
     # the values an option takes (the command line lists them in its usage)
     CHOICES = {"target": ("auto", "class", "value"), "tokenizer": tuple(TOKENIZERS), "cell": cell_choices(), "pooling": POOLINGS}
     HELP = {
-        "data": "labelled sequences: a TSV/CSV file of `label<TAB>text` lines, numeric series (CSV rows "
-                "`label,v1,v2,…` or .npz with X and y), or a built-in set: polarity, ucr:NAME "
+        "data": "labelled sequences: a text file of `label<TAB>text` lines (a .csv file: `label,text`), numeric "
+                "series (a .csv file of rows `label,v1,v2,…`, an .npz file with X and y, or a .ts file of the UCR/UEA "
+                "archive), or a built-in set: polarity, ucr:NAME "
                 "(GunPoint, ItalyPowerDemand, JapaneseVowels, BasicMotions)",
         "test": "a test file in the same format (default: the set's official test split, or --folds)",
         "target": "class, value (a regressor), or auto: values when every label is a number and some are not integers",

@@ -20,6 +20,8 @@ fitted by the method of moments, and the threshold is the score exceeded with pr
 
 from __future__ import annotations
 
+import csv
+import io
 import sys
 from collections import deque
 from dataclasses import dataclass, field
@@ -32,9 +34,10 @@ from ..data import DataError
 from ..data.fingerprint import check_data, record_data
 from ..data.series import Series, anomaly_ranges, check_series, fill_gaps, read_series_table, ucr_anomaly_series
 from ..models.forecaster import Forecaster
-from ..data.series import MISSING
+from ..data.series import MISSING, TABLE_FORMATS
 from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help
 from ..nn import GaussianNLLLoss, no_grad
+from ..training import model_dir as md
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
 from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, SeededRun, Task, data_schema, network_checks, register, validation_line
@@ -65,9 +68,9 @@ class DetectOptions:
     # the values an option takes (the command line lists them in its usage)
     CHOICES = {"missing": MISSING, "cell": cell_choices()}
     HELP = {
-        "data": "normal data to learn from: a CSV file (header, time column, value columns) or a built-in series: "
+        "data": "normal data to learn from: " + TABLE_FORMATS + "; or a built-in series: "
                 + ", ".join(BUILT_IN) + " (its training part; its test part is what `evaluate` scores)",
-        "time": "the time column (default: the first column)",
+        "time": "the time column (default: the first column; none in a file of one column of values)",
         "target": "the value column(s), comma-separated (default: every column but the time and --labels)",
         "labels": "the name of a 0/1 column marking anomalies, read by `evaluate --data` (left out of the values)",
         "missing": "missing values: error, interpolate, or mask (interpolated as inputs, no score, left out of the loss)",
@@ -260,32 +263,49 @@ class TrainedDetector:
         check_series(series, self.opts.window + 1)
         values = fill_gaps(series.values)
         scores = self.detector.scores(values)
-        scores[~series.mask.all(axis=1)] = 0  # no score for a point that was not observed
-        return series, labels, scores
+        scored = series.mask.all(axis=1)  # no score for a point that was not observed
+        scored[: self.opts.window] = False  # nor for the first W: nothing before them to read
+        scores[~scored] = 0
+        return series, labels, scores, scored
 
     def detect(self, data: str | None = None) -> dict:
-        """Scores, flags (score above the threshold) and the flagged ranges of a series."""
-        series, labels, scores = self._scored(data)
+        """Scores, flags (score above the threshold) and the flagged ranges of a series; ``scored``
+        is False where a point has no score (the first W, a missing value; its score is 0)."""
+        series, labels, scores, scored = self._scored(data)
         if self.opts.data in BUILT_IN and data is None:
-            scores[: len(ucr_anomaly_series().train)] = 0  # the test file repeats the training points first
+            train = len(ucr_anomaly_series().train)
+            scores[:train], scored[:train] = 0, False  # the test file repeats the training points first
         flags = scores > self.detector.threshold
-        return {"series": series, "labels": labels, "scores": scores, "flags": flags, "ranges": anomaly_ranges(flags)}
+        return {"series": series, "labels": labels, "scores": scores, "scored": scored, "flags": flags,
+                "ranges": anomaly_ranges(flags)}
 
     def evaluate(self, data: str | None = None) -> dict:
         """On labelled data: whether the top score falls in (or within 100 points of) a labelled
-        anomaly (the UCR archive's criterion), and point-adjusted precision, recall and F1."""
+        anomaly (the UCR archive's criterion); the ranking of the scored points (ROC-AUC, average
+        precision), point-wise precision, recall and F1 of their flags, and point-adjusted ones."""
         result = self.detect(data)
+        source = data or self.opts.data
         if result["labels"] is None:
-            raise DataError(f"evaluate: {data or self.opts.data} has no {self.opts.labels!r} column of anomaly labels"
+            raise DataError(f"evaluate: {source} has no {self.opts.labels!r} column of anomaly labels"
                             + ("" if data else "; give --data FILE, a series with labelled anomalies"))
-        labels, scores = result["labels"], result["scores"]
+        labels, scores, scored = result["labels"], result["scores"], result["scored"]
+        anomalous = int(labels[scored].sum())
+        if anomalous in (0, int(scored.sum())):  # a ranking needs both kinds of point
+            raise DataError(f"evaluate: the {int(scored.sum())} scored points of {source} are all labelled "
+                            f"{int(anomalous > 0)} in {self.opts.labels!r} (the first {self.opts.window} points have no "
+                            "score); ROC-AUC and precision need normal and anomalous points: give a series with both")
         top = int(np.argmax(scores))
         true_ranges = anomaly_ranges(labels)
         hit = any(a - UCR_TOLERANCE <= top < b + UCR_TOLERANCE for a, b in true_ranges)
+        pointwise = M.pointwise_scores(labels[scored], result["flags"][scored])
         pa = M.point_adjusted_scores(labels, result["flags"])
         plot = plot_scores(result, self.detector.threshold, self.dir / "detection.png")
         return {"top_score_at": top, "top_score": float(scores[top]), "labelled": str(true_ranges), "top_in_anomaly": hit,
-                "threshold": float(self.detector.threshold), "flagged_points": int(result["flags"].sum()),
+                "threshold": float(self.detector.threshold), "scored_points": int(scored.sum()),
+                "flagged_points": int(result["flags"].sum()),
+                "roc_auc": M.roc_auc(labels[scored], scores[scored]),
+                "avg_precision": M.average_precision(labels[scored], scores[scored]),
+                **{f"point_{k}": v for k, v in pointwise.items()},
                 **{f"pa_{k}": v for k, v in pa.items()}, "plot": str(plot)}
 
     def describe(self, short: bool = False) -> str:
@@ -302,6 +322,37 @@ class TrainedDetector:
         if m:
             lines.append(validation_line(m))
         return "\n".join(lines if not short else [lines[0], lines[-2], lines[-1]])
+
+
+def scores_output(path, overwrite: bool) -> Path:
+    """The --scores path, checked before any work: its directory exists, it is not a directory,
+    and it is a new file unless ``overwrite``. Errors are ValueErrors that start with --scores."""
+    path = output_path(path, "--scores")
+    if path.exists() and not overwrite:
+        raise ValueError(f"--scores: {path} exists; replace it with --overwrite, or choose another path")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"--scores: {path} exists and is not a regular file; choose another path")
+    return path
+
+
+def write_scores(path: Path, result: dict, labels_name: str) -> None:
+    """Every point of ``result`` (``TrainedDetector.detect``) as a CSV row, written atomically:
+    its index, time, values (empty where missing), score (empty where it has none), whether the
+    score is above the threshold (1/0) and its label, when the data has labels."""
+    series, scores, scored, flags = result["series"], result["scores"], result["scored"], result["flags"]
+    labels = result["labels"]
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(["index", "time", *series.columns, "score", "above_threshold"] + ([labels_name] if labels is not None else []))
+    for i, t in enumerate(series.time):
+        values = [repr(float(v)) if seen else "" for v, seen in zip(series.values[i], series.mask[i])]
+        row = [i, t.isoformat() if hasattr(t, "isoformat") else t, *values,
+               repr(float(scores[i])) if scored[i] else "", int(flags[i])]
+        out.writerow(row + ([int(labels[i])] if labels is not None else []))
+    try:
+        md.atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+    except OSError as exc:
+        raise ValueError(f"--scores: {path}: cannot be written ({exc.strerror or exc})") from None
 
 
 def plot_scores(result: dict, threshold: float, path: Path) -> Path:
@@ -356,11 +407,16 @@ class DetectTask(Task):
 
     def add_action_arguments(self, p) -> None:
         p.add_argument("--data", metavar="FILE", help="the series to score (default: the built-in test series, "
-                       "or the training data)")
+                       "or the training data): " + TABLE_FORMATS + "; its value columns are the model's")
         p.add_argument("--plot", metavar="PNG", help="where to draw scores and flags (default: DIR/detection.png)")
+        p.add_argument("--scores", metavar="CSV", help="write every point's score to this new CSV file: "
+                       "index,time,<value columns>,score,above_threshold (and the labels column, when the data has one); "
+                       "an empty score where a point has none (the first --window points, a missing value)")
+        p.add_argument("--overwrite", action="store_true", help="replace the --scores file if it exists (default: refuse)")
 
     def act(self, model: TrainedDetector, args) -> int:
         plot_path = output_path(args.plot, "--plot") if args.plot else model.dir / "detection.png"
+        scores_path = scores_output(args.scores, args.overwrite) if args.scores else None
         result = model.detect(args.data)
         times, scores = result["series"].time, result["scores"]
         sys.stdout.write(f"threshold {model.detector.threshold:.3f}: {int(result['flags'].sum())} points flagged "
@@ -369,4 +425,7 @@ class DetectTask(Task):
             sys.stdout.write(f"{times[a]} … {times[b - 1]}\t{b - a} point(s)\tmax score {scores[a:b].max():.2f}\n")
         plot = plot_scores(result, model.detector.threshold, plot_path)
         sys.stdout.write(f"plot: {plot}\n")
+        if scores_path:
+            write_scores(scores_path, result, model.opts.labels)
+            sys.stdout.write(f"scores: {scores_path} ({len(scores)} points, {int(result['scored'].sum())} scored)\n")
         return 0

@@ -38,7 +38,7 @@ import numpy as np
 from .. import metrics as M
 from ..data import DataError
 from ..data.fingerprint import check_data, record_data
-from ..data.series import Series, check_series, co2_series, elnino_series, fill_gaps, read_series_table, sunspots_series
+from ..data.series import TABLE_FORMATS, Series, check_series, co2_series, elnino_series, fill_gaps, read_series_table, sunspots_series
 from ..models.forecaster import MODES, Forecaster
 from ..data.series import MISSING
 from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help
@@ -79,8 +79,8 @@ class ForecastOptions:
     # the values an option takes (the command line lists them in its usage)
     CHOICES = {"missing": MISSING, "mode": MODES, "level": ("window", "scale", "none"), "cell": cell_choices()}
     HELP = {
-        "data": "a CSV file with a header, a time column and value columns, or a built-in series: " + ", ".join(BUILT_IN),
-        "time": "the time column (default: the first column)",
+        "data": TABLE_FORMATS + "; or a built-in series: " + ", ".join(BUILT_IN),
+        "time": "the time column (default: the first column; none in a file of one column of values)",
         "target": "the column(s) to forecast, comma-separated (default: every other column)",
         "missing": "missing values: error, interpolate, or mask (interpolated as inputs, left out of the loss and the scores)",
         "horizon": "H, the number of steps to forecast",
