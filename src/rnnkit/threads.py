@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 
+from .nn import backend
+
 THREADS_ENV = "RNNKIT_THREADS"
 BLAS_ENVS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 DEFAULT_THREADS = 1
@@ -36,13 +38,21 @@ def parse_threads(text: str, name: str) -> int:
     return value
 
 
-def chosen_threads(threads: int | str | None = None) -> int | None:
-    """The BLAS thread count the policy picks (``threads``: --threads as given), or None to leave
-    the user's BLAS settings alone."""
+def user_threads(threads: int | str | None = None) -> int | None:
+    """The count the user gave (``threads``: --threads as given, else $RNNKIT_THREADS), or None."""
     if threads is not None:
         return parse_threads(str(threads), "--threads")
     if os.environ.get(THREADS_ENV, "").strip():
         return parse_threads(os.environ[THREADS_ENV].strip(), THREADS_ENV)
+    return None
+
+
+def chosen_threads(threads: int | str | None = None) -> int | None:
+    """The BLAS thread count the policy picks (``threads``: --threads as given), or None to leave
+    the user's BLAS settings alone."""
+    count = user_threads(threads)
+    if count is not None:
+        return count
     if any(os.environ.get(name, "").strip() for name in BLAS_ENVS):
         return None
     return DEFAULT_THREADS
@@ -59,12 +69,7 @@ def apply_thread_policy(threads: int | None = None, once: bool = False) -> int |
         return None
     _applied = True
     count = chosen_threads(threads)
-    from .nn import backend
-
-    # the kernels: the count the user chose (--threads, $RNNKIT_THREADS), else automatic
-    backend.set_threads(parse_threads(str(threads), "--threads") if threads is not None
-                        else parse_threads(os.environ[THREADS_ENV].strip(), THREADS_ENV) if os.environ.get(THREADS_ENV, "").strip()
-                        else None)
+    backend.set_threads(user_threads(threads))  # the kernels: the user's count, else automatic
     if count is not None:
         import numpy  # noqa: F401  (threadpoolctl limits the BLAS libraries already loaded)
         from threadpoolctl import threadpool_limits
@@ -76,8 +81,6 @@ def apply_thread_policy(threads: int | None = None, once: bool = False) -> int |
 def describe() -> str:
     """One line on the backend and the threads in use, for `rnnkit info`."""
     from threadpoolctl import threadpool_info
-
-    from .nn import backend
 
     # NumPy's BLAS: the one rnnkit calls (numba may load SciPy's, which no rnnkit code uses)
     blas = sorted({str(lib.get("num_threads")) for lib in threadpool_info() if lib.get("user_api") == "blas" and "numpy" in lib.get("filepath", "")})
