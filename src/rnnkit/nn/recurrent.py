@@ -516,11 +516,11 @@ class RNNCellBase(Module):
         dX = self._input_backward(w, X, prev[0], dgates, dgates_h, input_cache)
         return (dX[0] if unbatched else dX), self._present(d_prev, unbatched)
 
-    @property
+    @functools.cached_property
     def _fused_step_fits(self) -> bool:
         """Whether a compiled whole step may serve: the input side is the plain ``x W_ihᵀ + b``
         (a kind that transforms it, as layer normalisation does, overrides ``_input_gates``)
-        and the weights are within FUSED_MAX_WEIGHTS."""
+        and the weights are within FUSED_MAX_WEIGHTS (their shapes never change)."""
         weights = self.weight_ih.data.size + self.weight_hh.data.size
         return type(self)._input_gates is RNNCellBase._input_gates and weights <= FUSED_MAX_WEIGHTS
 

@@ -37,10 +37,13 @@ def _pre_activations(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h):
 
 
 @njit(cache=True, error_model="numpy", fastmath=STEP_FASTMATH)
-def lstm_step(X, h, c, W_ih, W_hh, b_ih, b_hh, gates, scratch, h_new, c_new, tc):
+def lstm_step(X, h, c, W_ih, W_hh, b_ih, b_hh):
+    """Returns h', c', the activated gates [i f g o] (B, 4H) and tanh c'."""
+    B, H = c.shape
+    gates, scratch = np.empty((B, 4 * H), X.dtype), np.empty((B, 4 * H), X.dtype)
+    h_new, c_new, tc = np.empty_like(c), np.empty_like(c), np.empty_like(c)
     _pre_activations(X, h, W_ih, W_hh, b_ih, b_hh, gates, scratch)
-    H = c.shape[1]
-    for r in range(X.shape[0]):
+    for r in range(B):
         for j in range(H):
             i = sigmoid(gates[r, j] + scratch[r, j])
             f = sigmoid(gates[r, H + j] + scratch[r, H + j])
@@ -50,60 +53,61 @@ def lstm_step(X, h, c, W_ih, W_hh, b_ih, b_hh, gates, scratch, h_new, c_new, tc)
             c_new[r, j] = f * c[r, j] + i * g
             tc[r, j] = tanh(c_new[r, j])
             h_new[r, j] = o * tc[r, j]
+    return h_new, c_new, gates, tc
 
 
 @njit(cache=True, error_model="numpy", fastmath=STEP_FASTMATH)
-def gru_step(X, h, W_ih, W_hh, b_ih, b_hh, gates, gh, h_new):
+def gru_step(X, h, W_ih, W_hh, b_ih, b_hh):
+    """Returns h', the activated gates [r z n] (B, 3H) and h W_hnᵀ + b_hn (B, H)."""
+    B, H = h.shape
+    gates, gh, h_new = np.empty((B, 3 * H), X.dtype), np.empty((B, 3 * H), X.dtype), np.empty_like(h)
     _pre_activations(X, h, W_ih, W_hh, b_ih, b_hh, gates, gh)
-    H = h.shape[1]
-    for r in range(X.shape[0]):
+    for r in range(B):
         for j in range(H):
             reset = sigmoid(gates[r, j] + gh[r, j])
             z = sigmoid(gates[r, H + j] + gh[r, H + j])
             n = tanh(gates[r, 2 * H + j] + reset * gh[r, 2 * H + j])  # gh's n block: h W_hnᵀ + b_hn
             gates[r, j], gates[r, H + j], gates[r, 2 * H + j] = reset, z, n
             h_new[r, j] = (h[r, j] - n) * z + n
+    return h_new, gates, gh[:, 2 * H :]
 
 
 @njit(cache=True, error_model="numpy", fastmath=STEP_FASTMATH)
-def rnn_step(X, h, W_ih, W_hh, b_ih, b_hh, relu, a, scratch):
+def rnn_step(X, h, W_ih, W_hh, b_ih, b_hh, relu):
+    """Returns h' (B, H)."""
+    a, scratch = np.empty_like(h), np.empty_like(h)
     _pre_activations(X, h, W_ih, W_hh, b_ih, b_hh, a, scratch)
     zero = a.dtype.type(0)
     for r in range(X.shape[0]):
         for j in range(h.shape[1]):
             s = a[r, j] + scratch[r, j]
             a[r, j] = max(s, zero) if relu else tanh(s)
+    return a
 
 
 def _parameters(cell, dtype):
-    none = np.empty(0, dtype)
     b_ih = getattr(cell, "bias_ih", None)
     b_hh = getattr(cell, "bias_hh", None)
+    none = _NONE[np.dtype(dtype)] if b_ih is None else None
     return cell.weight_ih.data, cell.weight_hh.data, none if b_ih is None else b_ih.data, none if b_hh is None else b_hh.data
+
+
+_NONE = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}  # a cell without biases
 
 
 def lstm_cell_step(X, states, cell):
     """(h', c'), the activated gates (B, 4H) and tanh c' (the cache), as ``LSTM_KIND.step``."""
-    h, c = states
-    B, H = c.shape
-    gates, scratch = np.empty((B, 4 * H), X.dtype), np.empty((B, 4 * H), X.dtype)
-    h_new, c_new, tc = np.empty_like(c), np.empty_like(c), np.empty_like(c)
-    lstm_step(X, h, c, *_parameters(cell, X.dtype), gates, scratch, h_new, c_new, tc)
+    h_new, c_new, gates, tc = lstm_step(X, *states, *_parameters(cell, X.dtype))
     return (h_new, c_new), gates, tc
 
 
 def gru_cell_step(X, states, cell):
     """(h',), the activated gates (B, 3H) and h W_hnᵀ + b_hn (the cache), as ``GRU_KIND.step``."""
-    (h,) = states
-    B, H = h.shape
-    gates, gh, h_new = np.empty((B, 3 * H), X.dtype), np.empty((B, 3 * H), X.dtype), np.empty_like(h)
-    gru_step(X, h, *_parameters(cell, X.dtype), gates, gh, h_new)
-    return (h_new,), gates, gh[:, 2 * H :]
+    h_new, gates, hn = gru_step(X, states[0], *_parameters(cell, X.dtype))
+    return (h_new,), gates, hn
 
 
 def rnn_cell_step(X, states, cell, relu=False):
     """(h',), h' again as the gates (the reference's cache is the activation itself), None."""
-    (h,) = states
-    a, scratch = np.empty_like(h), np.empty_like(h)
-    rnn_step(X, h, *_parameters(cell, X.dtype), relu, a, scratch)
+    a = rnn_step(X, states[0], *_parameters(cell, X.dtype), relu)
     return (a,), a, None
