@@ -103,3 +103,128 @@ def test_generation_is_reproducible_and_streams_step_by_step():
         whole, _ = model(np.array([1, 2] + first[:-1])[:, None])
     greedy = list(generate_ids(model, [1, 2], 5, np.random.default_rng(0), temperature=0))
     assert greedy[0] == int(np.argmax(whole[1, 0]))
+
+
+# ---- init="torch": PyTorch's defaults, in law ----------------------------------------------------
+# Each check's tolerance is 6 standard errors of the statistic for the sample's size n, so a
+# correct draw fails about once in 10⁸ checks, while a wrong law (another bound, a constant
+# block, a uniform for a normal) moves the statistic by many standard errors at these sizes.
+SIGMAS = 6.0
+
+
+def assert_uniform(x, a, name):
+    """x ~ U(−a, a): mean 0 (s.e. a/√(3n)), std a/√3 (s.e. a/√(15n)), every value within ±a, the
+    largest |x| near a (P(max |x| < a(1 − 40/n)) = (1 − 40/n)ⁿ ≈ e⁻⁴⁰), half of them within ±a/2."""
+    x, n = np.asarray(x, np.float64).ravel(), x.size
+    assert abs(x.mean()) < SIGMAS * a / np.sqrt(3 * n), f"{name}: mean {x.mean()} for U(±{a})"
+    assert abs(x.std() - a / np.sqrt(3)) < SIGMAS * a / np.sqrt(15 * n), f"{name}: std {x.std()}, U(±{a}) has {a / np.sqrt(3)}"
+    assert np.abs(x).max() <= a * (1 + 1e-6), f"{name}: {np.abs(x).max()} outside ±{a}"
+    assert np.abs(x).max() > a * (1 - 40 / n), f"{name}: max |x| {np.abs(x).max()} far below the bound {a}"
+    inner = np.mean(np.abs(x) < a / 2)
+    assert abs(inner - 0.5) < SIGMAS * np.sqrt(0.25 / n), f"{name}: {inner:.3f} of the values within ±a/2, not 1/2"
+
+
+def assert_standard_normal(x, name):
+    """x ~ N(0, 1): mean 0 (s.e. 1/√n), std 1 (s.e. 1/√(2n)), P(|x| > 2) = 0.0455 (a uniform of std 1 has none)."""
+    x, n = np.asarray(x, np.float64).ravel(), x.size
+    assert abs(x.mean()) < SIGMAS / np.sqrt(n), f"{name}: mean {x.mean()} for N(0, 1)"
+    assert abs(x.std() - 1) < SIGMAS / np.sqrt(2 * n), f"{name}: std {x.std()} for N(0, 1)"
+    p = 0.04550026
+    tail = np.mean(np.abs(x) > 2)
+    assert abs(tail - p) < SIGMAS * np.sqrt(p * (1 - p) / n), f"{name}: {tail:.4f} of the values beyond ±2, N(0, 1) has {p:.4f}"
+
+
+def torch_laws(torch_model):
+    """{parameter name: ("normal",) or ("uniform", a)} as torch 2.x's reset_parameters draws them:
+    Embedding normal_; Linear kaiming_uniform_(a=√5) = U(±1/√in_features), its bias likewise;
+    RNNBase every parameter U(±1/√hidden_size)."""
+    nn = __import__("torch").nn
+    laws = {}
+    for prefix, module in torch_model.named_modules():
+        own = {f"{prefix}.{k}" if prefix else k: p for k, p in module.named_parameters(recurse=False)}
+        if isinstance(module, nn.Embedding):
+            laws.update({k: ("normal",) for k in own})
+        elif isinstance(module, nn.Linear):
+            laws.update({k: ("uniform", 1 / np.sqrt(module.in_features)) for k in own})
+        elif isinstance(module, nn.RNNBase):
+            laws.update({k: ("uniform", 1 / np.sqrt(module.hidden_size)) for k in own})
+    return laws
+
+
+def assert_law(x, law, name):
+    if law[0] == "normal":
+        assert_standard_normal(x, name)
+    else:
+        assert_uniform(x, law[1], name)
+
+
+# big enough for every statistic above to be sharp (the smallest tensor, a bias of 4·H, has 512 values), small enough to build in ~50 ms
+V, E, H = 97, 64, 128
+
+
+def torch_lm(torch, kind, tie=False):
+    """The twin of LanguageModel in torch, as benchmarks/bench_lm.py's TorchLM (same names)."""
+
+    class TorchLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(V, E if not tie else H)
+            self.rnn = getattr(torch.nn, kind)(E if not tie else H, H, 2)
+            self.head = torch.nn.Linear(H, V)
+            if tie:
+                self.head.weight = self.embedding.weight
+
+    torch.manual_seed(0)
+    return TorchLM()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_torch_init_has_torchs_names_shapes_and_laws(cell):
+    torch = pytest.importorskip("torch")
+    ref = torch_lm(torch, cell.upper())
+    ours = LanguageModel(V, E, H, 2, cell, rng=0, init="torch")
+    theirs = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+    mine = ours.state_dict()
+    assert {k: v.shape for k, v in mine.items()} == {k: v.shape for k, v in theirs.items()}
+    laws = torch_laws(ref)
+    assert set(laws) == set(theirs)
+    for name, law in laws.items():
+        assert_law(theirs[name], law, f"torch {name}")  # the checks hold torch's own draw
+        assert_law(mine[name], law, name)
+
+
+def test_torch_init_with_tied_weights_keeps_the_embeddings_normal_draw():
+    torch = pytest.importorskip("torch")
+    ref = torch_lm(torch, "LSTM", tie=True)
+    ours = LanguageModel(V, H, H, 2, "lstm", tie_weights=True, rng=0, init="torch")
+    assert ours.head.weight is ours.embedding.weight
+    assert set(ours.state_dict()) <= set(ref.state_dict()) | {"head.weight"}
+    assert_standard_normal(ours.head.weight.data, "tied head.weight")
+    assert_uniform(ours.head.bias.data, 1 / np.sqrt(H), "head.bias")
+    tied = LanguageModel(V, H, H, 2, "lstm", tie_weights=True, rng=0)  # rnnkit's: U(±0.1), as AWD-LSTM
+    assert tied.head.weight is tied.embedding.weight
+    assert_uniform(tied.embedding.weight.data, 0.1, "rnnkit's tied embedding")
+
+
+def test_forget_gate_bias_is_one_under_rnnkit_init_and_torchs_draw_under_torch_init():
+    forget = slice(H, 2 * H)  # gate order i, f, g, o
+    rnnkit_lm = LanguageModel(V, E, H, 2, "lstm", rng=0)
+    torch_lm_ = LanguageModel(V, E, H, 2, "lstm", rng=0, init="torch")
+    for k in range(2):
+        b_ih, b_hh = (getattr(rnnkit_lm.rnn, f"bias_{s}_l{k}").data[forget] for s in ("ih", "hh"))
+        assert np.all(b_ih == 1) and np.all(b_hh == 0)
+        both = np.concatenate([getattr(torch_lm_.rnn, f"bias_{s}_l{k}").data[forget] for s in ("ih", "hh")])
+        assert_uniform(both, 1 / np.sqrt(H), f"forget-gate biases of layer {k}")
+
+
+def test_torch_init_skips_every_kinds_own_initialisation():
+    irnn = LanguageModel(V, E, H, 1, "irnn", rng=0, init="torch")  # rnnkit's IRNN: W_hh = I, W_ih ~ N(0, 0.001²)
+    for name, p in irnn.rnn.named_parameters():
+        assert_uniform(p.data, 1 / np.sqrt(H), name)
+    conditional = LanguageModel(V, E, H, 1, "lstm", num_conditions=3, rng=0, init="torch")
+    assert_standard_normal(conditional.condition.weight.data, "condition.weight")  # rnnkit's: ×0.1
+
+
+def test_an_unknown_init_is_named():
+    with pytest.raises(ValueError, match="init: expected one of rnnkit, torch, got 'foo'"):
+        LanguageModel(V, E, H, 1, "lstm", init="foo")

@@ -211,7 +211,7 @@ def test_diagnose_needs_at_least_one_window(trained, windows):
 
 @pytest.mark.parametrize("flag,value", [("--hidden", "0"), ("--layers", "0"), ("--embed", "-1"), ("--seq-len", "0"),
                                         ("--batch-size", "0"), ("--dropout", "1"), ("--valid-fraction", "0"),
-                                        ("--tie", None)])
+                                        ("--tie", None), ("--init", "foo")])
 def test_bad_model_options_are_named_before_any_data_is_read(tmp_path, flag, value, capsys):
     missing = tmp_path / "no such corpus.txt"  # an option error must come first: the data is never opened
     args = [flag] if value is None else [flag, value]
@@ -250,3 +250,38 @@ def test_config_json_may_not_point_the_model_at_another_file(trained, corpus, tm
 def test_an_embedding_too_large_for_memory_is_an_error_naming_it(corpus, tmp_path):
     assert_one_line_error(*run_cli("train", "lm", "--data", corpus, "--out", tmp_path / "m", *TINY, "--embed", "1000000000"),
                           "--embed 1000000000, --layers 1: the model does not fit in memory")
+
+
+def test_init_torch_is_kept_in_config_json_and_rebuilt_on_load_and_resume(tmp_path, corpus):
+    out = tmp_path / "torch-init"
+    assert main(["train", "lm", "--data", str(corpus), "--out", str(out), "--init", "torch", *TINY]) == 0
+    assert json.loads((out / "config.json").read_text())["task_options"]["init"] == "torch"
+    model = rnnkit.load(out)
+    assert model.config["task_options"]["init"] == "torch" and "torch initialisation" in model.describe()
+    assert_one_line_error(*run_cli("train", "--resume", out, "--init", "rnnkit"), "--init 'rnnkit' (stored: 'torch')")
+    assert main(["train", "--resume", str(out), "--steps", "18", "--quiet"]) == 0
+    assert json.loads((out / "config.json").read_text())["task_options"]["init"] == "torch"
+
+
+def test_a_config_json_without_init_is_rnnkits_initialisation(trained):
+    config = json.loads((trained / "config.json").read_text())
+    del config["task_options"]["init"]  # written before --init existed
+    (trained / "config.json").write_text(json.dumps(config))
+    assert rnnkit.load(trained).config["task_options"]["init"] == "rnnkit"
+
+
+@pytest.mark.parametrize("init,forget_bias_is_one", [("rnnkit", True), ("torch", False)])
+def test_the_task_builds_its_model_with_the_chosen_init(init, forget_bias_is_one):
+    task = rnnkit.tasks.get_task("lm")
+    options = task.Options(init=init, hidden=16, embed=4, layers=1)
+    model = task.make_model(options, {"vocabulary": {"tokens": list("<abc")}, "conditions": []}, seed=0)
+    assert np.all(model.rnn.bias_ih_l0.data[16:32] == 1) == forget_bias_is_one
+
+
+def test_the_api_takes_init_and_names_a_bad_one(tmp_path, corpus):
+    model = rnnkit.train("lm", tmp_path / "m", data=str(corpus), init="torch", steps=2, hidden=8, embed=4, layers=1,
+                         batch_size=2, seq_len=8, quiet=True)
+    assert model.config["task_options"]["init"] == "torch"
+    with pytest.raises(ValueError, match=r"^init: invalid value 'foo'"):
+        rnnkit.train("lm", tmp_path / "bad", data=str(tmp_path / "missing.txt"), init="foo", quiet=True)
+    assert not (tmp_path / "bad").exists()

@@ -8,6 +8,10 @@ One input, many outputs: with ``num_conditions > 0`` a class label c chooses the
 ``h_0 = tanh(C[c])`` (and every other state part, ``c_0`` of an LSTM, likewise), so generation from a label alone writes
 in that class's style. Weight tying (Press & Wolf 2017) shares the embedding with the output
 layer; it needs ``hidden_size == embed_size``.
+
+init (``sequence_model.INITS``): "rnnkit" draws the tied matrix U(±0.1), as AWD-LSTM, and the
+condition embedding ×0.1; "torch" leaves every parameter as torch.nn's modules draw it (a tied
+matrix is the embedding's N(0, 1), as ``head.weight = embedding.weight`` leaves it in torch).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import numpy as np
 
 from ..nn import Dropout, Embedding, Linear, Module, cells
 from ..nn.module import as_rng
-from .sequence_model import make_recurrent
+from .sequence_model import get_init, make_recurrent
 
 
 class LanguageModel(Module):
@@ -33,9 +37,11 @@ class LanguageModel(Module):
         dtype=np.float32,
         rng=None,
         cell_settings=None,
+        init: str = "rnnkit",
     ):
         super().__init__()
         self.kind = cells.get(cell)
+        own = get_init(init).own
         if tie_weights and hidden_size != embed_size:
             raise ValueError(f"tie_weights: needs hidden_size == embed_size, got {hidden_size} and {embed_size}")
         # One generator for every random draw of the model (init, dropout masks), so a checkpoint
@@ -44,17 +50,19 @@ class LanguageModel(Module):
         self.cell, self.num_conditions = cell, int(num_conditions)
         self.embedding = Embedding(vocab_size, embed_size, dtype=dtype, rng=self.rng)
         self.rnn = make_recurrent(cell, embed_size, hidden_size, num_layers, dropout=dropout, dtype=dtype, rng=self.rng,
-                                  **(cell_settings or {}))
+                                  init=init, **(cell_settings or {}))
         self.drop_in = Dropout(dropout, rng=self.rng)
         self.drop_out = Dropout(dropout, rng=self.rng)
         self.head = Linear(hidden_size, vocab_size, dtype=dtype, rng=self.rng)
-        if tie_weights:  # small, as AWD-LSTM: the shared matrix now also scales the logits
-            self.embedding.weight.data[...] = self.rng.uniform(-0.1, 0.1, self.embedding.weight.shape)
+        if tie_weights:
+            if own:  # small, as AWD-LSTM: the shared matrix now also scales the logits
+                self.embedding.weight.data[...] = self.rng.uniform(-0.1, 0.1, self.embedding.weight.shape)
             self.head.weight = self.embedding.weight
         if self.num_conditions:
             parts = len(self.kind.states)
             self.condition = Embedding(self.num_conditions, parts * num_layers * hidden_size, dtype=dtype, rng=self.rng)
-            self.condition.weight.data *= 0.1  # start near the zero state
+            if own:
+                self.condition.weight.data *= 0.1  # start near the zero state
 
     def _condition_state(self, condition):
         """The state class labels give, and tanh(C[c]) for backward. condition: (B,) ints."""

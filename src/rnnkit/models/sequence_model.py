@@ -9,6 +9,8 @@ and taggers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..nn import Embedding, Linear, Module, cells
@@ -58,6 +60,40 @@ def cell_settings(cell: str, given) -> dict:
         raise ValueError(f"--cell-option: {exc}") from None
 
 
+@dataclass(frozen=True)
+class Initialisation:
+    """How a model's parameters start (``--init``). Every layer first draws PyTorch's default
+    (Embedding N(0, 1); Linear weight and bias, and every recurrent parameter, U(−1/√fan_in,
+    1/√fan_in), fan_in = H for a recurrent layer); ``own``: rnnkit's choices follow, each
+    kind's own initialisation (LSTM forget-gate bias 1, IRNN the identity), a tied embedding
+    U(±0.1) and a condition embedding ×0.1 (models/language_model.py)."""
+
+    name: str
+    about: str
+    own: bool
+
+
+#: the initialisations, the default first
+INITS = {i.name: i for i in (
+    Initialisation("rnnkit", "PyTorch's defaults, then rnnkit's: LSTM forget-gate bias 1, IRNN identity, "
+                             "a tied embedding U(±0.1)", own=True),
+    Initialisation("torch", "PyTorch's defaults alone, as torch.nn builds the same model: Embedding N(0, 1), "
+                            "LSTM/GRU/RNN and Linear parameters U(±1/√fan_in), no forget-gate bias", own=False),
+)}
+
+
+def init_help() -> str:
+    """The ``--init`` help text: each initialisation's name and what it does."""
+    return "; ".join(f"{i.name}: {i.about}" for i in INITS.values())
+
+
+def get_init(name) -> Initialisation:
+    """The initialisation called ``name``; a ValueError naming ``init`` otherwise."""
+    if name not in INITS:
+        raise ValueError(f"init: expected one of {', '.join(INITS)}, got {name!r}")
+    return INITS[name]
+
+
 def cell_name(cell: str, settings: dict | None = None) -> str:
     """The kind as ``describe`` shows it: ``ZONEOUT (zoneout_h 0.2, zoneout_c 0.5)``."""
     shown = ", ".join(f"{name} {value}" for name, value in (settings or {}).items())
@@ -72,12 +108,14 @@ INPUT_BOUND = 1e4
 
 
 def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
-                   dropout: float = 0.0, dtype=np.float32, rng=None, **settings):
+                   dropout: float = 0.0, dtype=np.float32, rng=None, init: str = "rnnkit", **settings):
     """The recurrent layer a kind's name stands for, with the initialisation that suits it (the
     kind's ``init``: LSTM with forget-gate bias 1, Jozefowicz et al. 2015; IRNN a ReLU RNN
-    started at the identity, Le et al. 2015). dropout acts between stacked layers; settings:
-    the kind's own (``CellKind.settings``: zoneout's rates…)."""
-    return cells.get(cell).make_layer(input_size, hidden_size, num_layers, bidirectional, dropout, dtype, rng, **settings)
+    started at the identity, Le et al. 2015), or with ``init="torch"`` PyTorch's default alone
+    (``INITS``). dropout acts between stacked layers; settings: the kind's own
+    (``CellKind.settings``: zoneout's rates…)."""
+    return cells.get(cell).make_layer(input_size, hidden_size, num_layers, bidirectional, dropout, dtype, rng,
+                                      kind_init=get_init(init).own, **settings)
 
 
 class SequenceModel(Module):

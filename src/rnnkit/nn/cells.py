@@ -158,8 +158,9 @@ class CellKind:
         return {name: s.parse(given[name], name) if name in given else s.default for name, s in self.settings.items()}
 
     def make_layer(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
-                   dropout: float = 0.0, dtype=np.float32, rng=None, **kwargs):
-        """The layer of this kind, with the initialisation that suits it; dropout acts between
+                   dropout: float = 0.0, dtype=np.float32, rng=None, kind_init: bool = True, **kwargs):
+        """The layer of this kind, with the initialisation that suits it (``kind_init=False``:
+        PyTorch's default alone, every parameter U(−1/√H, 1/√H)); dropout acts between
         stacked layers (and is ignored for one layer). kwargs: the kind's settings and the
         layer's own keyword arguments (``bias``, ``batch_first``, ``mode``…); anything else is a
         ValueError naming it."""
@@ -178,7 +179,7 @@ class CellKind:
                 raise ValueError(f"dropout: {self.name} layers have no dropout between layers, got dropout={dropout}")
             kw["dropout"] = dropout
         layer = self.layer(input_size, hidden_size, **kw)
-        return self.init(layer, rng) if self.init else layer
+        return self.init(layer, rng) if self.init and kind_init else layer
 
     def make_cell(self, input_size: int, hidden_size: int, dtype=np.float32, rng=None, **settings):
         """One step of this kind (for a decoder loop), with the initialisation that suits it;

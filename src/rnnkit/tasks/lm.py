@@ -31,7 +31,7 @@ from ..data import (
     split_contiguous,
 )
 from ..models.language_model import LanguageModel
-from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help
+from ..models.sequence_model import INITS, cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..models.sampling import check_sampling, generate_ids, stream_text
 from ..data.fingerprint import check_data, record_data
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
@@ -57,6 +57,7 @@ class LMOptions:
     layers: int = 2
     dropout: float = 0.0
     tie: bool = False
+    init: str = "rnnkit"
     seq_len: int = 100
     batch_size: int = 32
     valid_fraction: float = 0.05
@@ -77,6 +78,7 @@ class LMOptions:
         "layers": "number of stacked recurrent layers",
         "dropout": "dropout on embeddings, between layers and before the output layer",
         "tie": "share the embedding with the output layer (needs --hidden equal to --embed)",
+        "init": "how the parameters start: " + init_help(),
         "seq_len": "window length of truncated BPTT, in tokens",
         "batch_size": "number of contiguous streams read in parallel",
         "valid_fraction": "the last fraction of the text (of each class) held out for validation",
@@ -85,7 +87,7 @@ class LMOptions:
     def __post_init__(self):  # before any data is read
         checks = {"tokenizer": self.tokenizer in TOKENIZERS, "min_count": self.min_count >= 1, "max_vocab": self.max_vocab >= 0,
                   **network_checks(self), "dropout": 0 <= self.dropout < 1, "tie": not self.tie or self.hidden == self.embed,
-                  "seq_len": self.seq_len >= 1, "valid_fraction": 0 < self.valid_fraction < 1}
+                  "init": self.init in INITS, "seq_len": self.seq_len >= 1, "valid_fraction": 0 < self.valid_fraction < 1}
         check_options(self, checks)
 
 
@@ -299,7 +301,8 @@ class TrainedLanguageModel:
         lines = [
             f"model      {self.dir}: task lm ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
             f"network    {o['layers']}-layer {cell_name(o['cell'], o['cell_option'])}, embedding {o['embed']}, hidden {o['hidden']}, "
-            f"dropout {o['dropout']}{', tied' if o['tie'] else ''}; {self.model.num_parameters():,} parameters",
+            f"dropout {o['dropout']}{', tied' if o['tie'] else ''}, {o['init']} initialisation; "
+            f"{self.model.num_parameters():,} parameters",
             f"vocabulary {len(self.tokenizer)} {c['vocabulary']['kind']} tokens (with <unk>): {self._vocabulary_preview()}",
             f"data       {c['data']['source']}: {c['data']['train_tokens']:,} training, {c['data']['valid_tokens']:,} validation tokens",
         ]
@@ -385,7 +388,7 @@ class LanguageModelTask(Task):
     def make_model(self, options: LMOptions, encoding: dict, seed: int) -> LanguageModel:
         return LanguageModel(len(encoding["vocabulary"]["tokens"]), options.embed, options.hidden, options.layers, options.cell,
                              options.dropout, options.tie, num_conditions=len(encoding["conditions"]),
-                             rng=np.random.default_rng(seed), cell_settings=options.cell_option)
+                             rng=np.random.default_rng(seed), cell_settings=options.cell_option, init=options.init)
 
     def make_run(self, model: LanguageModel, data, options: LMOptions, seed: int) -> LMRun:
         batches, valid, tokenizer = data
