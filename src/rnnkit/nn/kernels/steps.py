@@ -85,14 +85,15 @@ def rnn_step(X, h, W_ih, W_hh, b_ih, b_hh, relu):
     return a
 
 
+_NONE = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}  # the biases of a cell without them
+
+
 def _parameters(cell, dtype):
-    b_ih = getattr(cell, "bias_ih", None)
-    b_hh = getattr(cell, "bias_hh", None)
-    none = _NONE[np.dtype(dtype)] if b_ih is None else None
-    return cell.weight_ih.data, cell.weight_hh.data, none if b_ih is None else b_ih.data, none if b_hh is None else b_hh.data
-
-
-_NONE = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}  # a cell without biases
+    """W_ih, W_hh, b_ih, b_hh as the step kernels take them (empty biases for a cell without)."""
+    if getattr(cell, "bias_ih", None) is None:
+        none = _NONE[np.dtype(dtype)]
+        return cell.weight_ih.data, cell.weight_hh.data, none, none
+    return cell.weight_ih.data, cell.weight_hh.data, cell.bias_ih.data, cell.bias_hh.data
 
 
 def lstm_cell_step(X, states, cell):
