@@ -146,6 +146,25 @@ def test_a_cells_compiled_step_equals_the_reference(kind, dtype):
     assert max(errors) <= BOUND[dtype], errors
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ["mingru", "minlstm"])
+def test_the_compiled_minimal_loop_equals_the_parallel_scan_over_many_pieces(name, dtype):
+    """T·B·H = 600·4·64: three pieces of the scan, half the gates saturated (a_t ≈ 0 or 1), ragged
+    lengths, both directions; the reference runs its parallel scan, the compiled path its loop."""
+    rng = np.random.default_rng(11)
+    layer = cells.get(name).layer(3, 64, bidirectional=True, dtype=dtype, rng=11)
+    for _, p in layer.named_parameters():
+        p.data[::2] *= 40  # saturates half the units' gates
+    x = rng.standard_normal((600, 4, 3)).astype(dtype)
+    lengths = np.array([600, 599, 333, 1])
+    results = {}
+    for backend_name in backend.BACKENDS:
+        with backend.use_backend(backend_name):
+            results[backend_name] = run(layer, x, lengths, True, 11)
+    errors = [relative_error(g, e) for g, e in zip(results["numba"], results["numpy"])]
+    assert max(errors) <= BOUND[dtype], errors
+
+
 def test_the_automatic_thread_count_is_within_the_cores(kernel_threads):
     assert 1 <= backend.threads() <= backend.cores()
     kernel_threads(3)

@@ -1,15 +1,24 @@
 """minGRU / minLSTM: the log-space scan equals the step-by-step recurrence and a plain Python
 reference, in both modes, at extreme scales and lengths; step-by-step inference. What every
-layer must do (gradients, lengths, layouts, bad input) is the shared suite's, test_layers.py."""
+layer must do (gradients, lengths, layouts, bad input) is the shared suite's, test_layers.py.
+
+Every test runs on both backends: on the compiled one both modes run the compiled loop
+(nn/kernels/minimal.py), which must then meet the same bounds against the references."""
 
 import numpy as np
 import pytest
 
 from gradcheck import numerical_grad, rel_err
-from rnnkit.nn import minimal, no_grad
+from rnnkit.nn import backend, minimal, no_grad
 from rnnkit.nn.minimal import MinGRU, MinLSTM, linear_scan, reverse_linear_scan
 
 CLASSES = {"minGRU": MinGRU, "minLSTM": MinLSTM}
+
+
+@pytest.fixture(autouse=True, params=backend.available())
+def on_each_backend(request):
+    with backend.use_backend(request.param):
+        yield
 
 
 def sigmoid(k):

@@ -141,6 +141,16 @@ def cell_step(kind):
     return getattr(_kernels().get(kind.name), "cell_step", None)
 
 
+def scans(kind):
+    """The compiled step-by-step scans of a minimal layer's ``kind`` on the current backend (an
+    object with ``sequential_scan`` and ``sequential_reverse_scan``, see ``kernels.minimal``), or
+    None: the layer then runs its NumPy scans."""
+    if current() == "numpy":
+        return None
+    kernels = _kernels().get(kind.name)
+    return kernels if hasattr(kernels, "sequential_scan") else None
+
+
 def equations(kind):
     """What runs ``kind``'s sequence and its backward on the current backend: an object with
     ``sequence`` and ``sequence_backward`` (the kind itself on the reference path)."""

@@ -80,7 +80,7 @@ import math
 
 import numpy as np
 
-from . import cells
+from . import backend, cells
 from .functional import filled_like, sum_rows
 from .module import Parameter, as_dtype, as_rng, is_grad_enabled
 from .recurrent import RecurrentLayer, _init_uniform
@@ -302,14 +302,19 @@ def sequential_scan(a: np.ndarray, b: np.ndarray, h0: np.ndarray, out: np.ndarra
     return h
 
 
-def sequential_reverse_scan(a: np.ndarray, v: np.ndarray, init: np.ndarray) -> np.ndarray:
-    """``reverse_linear_scan`` one step at a time."""
-    G = np.empty(v.shape, v.dtype)
-    np.add(v[-1], init, out=G[-1])
-    for t in range(v.shape[0] - 2, -1, -1):
-        np.multiply(a[t + 1], G[t + 1], out=G[t])
-        G[t] += v[t]
-    return G
+def sequential_reverse_scan(a: np.ndarray, v: np.ndarray, carry: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``reverse_linear_scan`` one step at a time into ``out``, where ``carry`` = a_T G_T is what
+    the last step receives from after the segment; returns a_0 G_0, what the step before receives."""
+    g = carry
+    for t in range(v.shape[0] - 1, -1, -1):
+        np.add(v[t], g, out=out[t])
+        g = a[t] * out[t]
+    return g
+
+
+def _lanes(*arrays: np.ndarray) -> list[np.ndarray]:
+    """(T, ...) arrays as (T, lanes), the compiled scans' shape (views where contiguous)."""
+    return [x.reshape(len(x), -1) for x in arrays]
 
 
 def _check_mode(mode: str) -> str:
@@ -446,18 +451,22 @@ class _MinimalRNN(RecurrentLayer):
         states[0] = h0
         Hs = states[1:]
         piece, decays = segment_steps(B * self.hidden_size), []
+        compiled = backend.scans(self.kind)  # None on the reference path
         for s in range(0, T, piece):  # a piece's activations and scan run back to back, in cache
             e = slice(s, s + piece)
             b = self._coefficients(K[:, e], log_a[e])  # K becomes the activations backward reads
             if mask is not None:  # past a sequence's end: a = 1, b = 0, the state passes through
                 np.copyto(log_a[e], 0, where=~mask[e])
                 np.copyto(b, 0, where=~mask[e])
-            if mode == "parallel":  # a piece is one segment of the scan
+            if mode == "parallel" and compiled is None:  # a piece is one segment of the scan
                 exponentials = _scan_segment(log_a[e], b, states[s], out=Hs[e])
                 if keep:  # for the backward scan
                     decays.append(exponentials)
-            else:
-                sequential_scan(np.exp(log_a[e]), b, states[s], out=Hs[e])
+            else:  # step by step: the sequential mode, and the compiled path in either mode (on a
+                # CPU the loop is the faster, with the scan's numbers: see nn/kernels/minimal.py)
+                loop = sequential_scan if compiled is None else compiled.sequential_scan
+                a, b, out = _lanes(np.exp(log_a[e]), b, Hs[e])
+                loop(a, b, states[s].reshape(-1), out)
         Y = Hs.copy() if mask is None else Hs * mask  # the cache keeps Hs whatever the caller does to out
         cache = (X, K, log_a, states, mask, mode, decays) if keep else None
         return (Y[::-1] if reverse else Y), Hs[-1], cache
@@ -513,16 +522,19 @@ class _MinimalRNN(RecurrentLayer):
         T, B, I = X.shape
         G, dK = np.empty(log_a.shape, np.result_type(dY, states)), np.empty_like(K)
         carry, piece = dh_n, segment_steps(B * self.hidden_size)
+        compiled = backend.scans(self.kind)
         for s in reversed(range(0, T, piece)):  # the forward's pieces, last first
             end = min(s + piece, T)
             e = slice(s, end)
             # ∂L/∂h_t at every step, by the scan the forward used; carry = a_s ∂L/∂h_s, what
             # h_{s−1} receives through h_s
-            if mode == "parallel":
-                carry = _reverse_scan_segment(*decays[s // piece], dY[e], carry, out=G[e])
+            if mode == "parallel" and compiled is None:
+                exponentials = decays[s // piece] if decays else _block_decay(log_a[e])  # none kept by a compiled forward
+                carry = _reverse_scan_segment(*exponentials, dY[e], carry, out=G[e])
             else:
-                G[e] = sequential_reverse_scan(np.exp(log_a[e]), dY[e], carry)
-                carry = np.exp(log_a[s]) * G[s]
+                loop = sequential_reverse_scan if compiled is None else compiled.sequential_reverse_scan
+                a, v, out = _lanes(np.exp(log_a[e]), dY[e], G[e])
+                carry = loop(a, v, carry.reshape(-1), out).reshape(carry.shape)
             self._coefficients_backward(G[e], states[e], K[:, e], log_a[e], out=dK[:, e])  # states[e]: h_{t−1}
         dh0 = carry
         if norms is not None:

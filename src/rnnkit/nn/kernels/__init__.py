@@ -5,8 +5,9 @@ cache, so that a layer can run either and the two are tested equal. ``KERNELS`` 
 registered name to its compiled equations: ``sequence`` and ``sequence_backward`` (as
 ``CellKind``'s), and ``cell_step(X, states, cell) → (new states, activated gates, cache)``, a
 cell's whole step (products, biases, gates) in one call, returning what the kind's reference
-``step`` does so that its ``step_backward`` serves. A kind without an entry runs its reference
-equations on every backend.
+``step`` does so that its ``step_backward`` serves; for the minimal layers (minGRU, minLSTM),
+``sequential_scan`` and ``sequential_reverse_scan`` (``nn.minimal``'s). A kind without an entry
+runs its reference equations on every backend.
 Adding a kernel: a module here, and its line in the table.
 
 Importing this package imports numba (about 0.4 s) and loads compiled code from numba's cache
@@ -26,11 +27,13 @@ import numba
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
-from . import gru, lstm, rnn, steps  # noqa: E402  (after the threading layer is chosen)
+from . import gru, lstm, minimal, rnn, steps  # noqa: E402  (after the threading layer is chosen)
 
 KERNELS = {
     "rnn": dict(rnn.equations(relu=False), cell_step=steps.rnn_cell_step),
     "irnn": dict(rnn.equations(relu=True), cell_step=functools.partial(steps.rnn_cell_step, relu=True)),
     "lstm": dict(sequence=lstm.lstm_sequence, sequence_backward=lstm.lstm_sequence_backward, cell_step=steps.lstm_cell_step),
     "gru": dict(sequence=gru.gru_sequence, sequence_backward=gru.gru_sequence_backward, cell_step=steps.gru_cell_step),
+    "mingru": minimal.KERNELS,
+    "minlstm": minimal.KERNELS,
 }
