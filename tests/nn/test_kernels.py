@@ -165,6 +165,39 @@ def test_the_compiled_minimal_loop_equals_the_parallel_scan_over_many_pieces(nam
     assert max(errors) <= BOUND[dtype], errors
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("shape", [(7, 3, 5, 4), (20, 8, 16, 12), (1, 9, 2, 3)], ids=["ragged", "even", "one step"])
+def test_the_products_split_between_threads_equal_one_call(shape, threads, dtype):
+    """The input projection and the weight gradients cut into row blocks on the products' threads
+    (nn/kernels/products.py) give one BLAS call's numbers, GRU's two gate gradients included."""
+    from threadpoolctl import threadpool_limits
+
+    from rnnkit.nn import functional as F
+    from rnnkit.nn.kernels import products
+    from rnnkit.nn.module import Parameter
+    from rnnkit.nn.recurrent import _DirectionWeights
+
+    T, B, I, H = shape
+    rng = np.random.default_rng(sum(shape) + threads)
+    draw = lambda *s: rng.standard_normal(s).astype(dtype)  # noqa: E731
+    X, H_prev, dG, dG_h = draw(T, B, I), draw(T, B, H), draw(T, B, 3 * H), draw(T, B, 3 * H)
+    params = [Parameter(draw(3 * H, I)), Parameter(draw(3 * H, H)), Parameter(draw(3 * H)), Parameter(draw(3 * H))]
+    w = _DirectionWeights(*params, None, cells.get("gru"))
+    with threadpool_limits(1, user_api="blas"):
+        assert products._parts(threads, T * B) == (threads if T * B >= 2 * threads else 1)
+        results = {}
+        for count in (1, threads):
+            for p in params:
+                p.grad = np.ones_like(p.data)  # accumulates into what is there
+            Y = products.affine(X, w.W_ih.data, w.bias_x, count)
+            dX = products.accumulate_weight_grads(w, X, H_prev, dG, dG_h, threads=count)
+            results[count] = [Y, dX] + [p.grad.copy() for p in params]
+    np.testing.assert_array_equal(results[1][0], F.affine(X, w.W_ih.data, w.bias_x))  # one thread is the reference
+    errors = [relative_error(g, e) for g, e in zip(results[threads], results[1])]
+    assert max(errors) <= BOUND[dtype] / 10, errors
+
+
 def test_the_automatic_thread_count_is_within_the_cores(kernel_threads):
     assert 1 <= backend.threads() <= backend.cores()
     kernel_threads(3)

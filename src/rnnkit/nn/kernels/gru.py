@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .. import functional as F
 from ..functional import buffers
+from . import products
 from .activations import sigmoid, tanh
 from .common import absent, gradient_in, lengths, no_norms, sum_chunks, time_index
 from .matmul import FASTMATH, gate_columns, gate_rows, matmul_into
@@ -110,7 +110,7 @@ def gru_sequence(X, states, w, reverse, bs, keep, chunks=1):
     """``functional.gru_sequence``, compiled."""
     T, B, _ = X.shape
     h = states[0].copy()
-    G = F.affine(X, w.W_ih.data, w.bias_x)
+    G = products.affine(X, w.W_ih.data, w.bias_x, chunks)
     b_hn = absent(X.dtype, 1) if w.b_hh is None else w.b_hh.data[2 * h.shape[1] :]
     alloc = buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
@@ -127,4 +127,4 @@ def gru_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, chunks=
     dh = np.ascontiguousarray(dstate[0], G.dtype).copy()
     gru_loop_backward(np.ascontiguousarray(dY), dh, G, H_prev, HN, gate_rows(w.W_hh.data, 3, chunks), lengths(bs), reverse, dG, dG_h,
                       no_norms() if norms is None else norms)
-    return F.accumulate_weight_grads(w, X, H_prev, dG, dG_h), (dh,)
+    return products.accumulate_weight_grads(w, X, H_prev, dG, dG_h, threads=chunks), (dh,)

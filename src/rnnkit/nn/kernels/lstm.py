@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .. import functional as F
 from ..functional import accumulate_projection_grad, buffers
+from . import products
 from .activations import sigmoid, tanh
 from .common import absent, gradient_in, lengths, no_norms, sum_chunks, time_index
 from .matmul import FASTMATH, gate_columns, gate_rows, matmul_into
@@ -120,7 +120,7 @@ def lstm_sequence(X, states, w, reverse, bs, keep, chunks=1):
     """``functional.lstm_sequence``, compiled."""
     T, B, _ = X.shape
     h, c = (s.copy() for s in states)
-    G = F.affine(X, w.W_ih.data, w.bias_x)
+    G = products.affine(X, w.W_ih.data, w.bias_x, chunks)
     alloc = buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
     H = c.shape[1]
@@ -144,4 +144,4 @@ def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, chunks
                        dG, dH, no_norms() if norms is None else norms)
     if w.W_hr is not None:
         accumulate_projection_grad(w, dH, G, TC)
-    return F.accumulate_weight_grads(w, X, H_prev, dG), (dh, dc)
+    return products.accumulate_weight_grads(w, X, H_prev, dG, threads=chunks), (dh, dc)

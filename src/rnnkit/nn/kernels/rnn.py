@@ -11,8 +11,8 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from .. import functional as F
 from ..functional import buffers
+from . import products
 from .activations import tanh
 from .common import absent, gradient_in, lengths, no_norms, sum_chunks, time_index
 from .matmul import FASTMATH, gate_columns, gate_rows, matmul_into
@@ -89,7 +89,7 @@ def rnn_sequence(X, states, w, reverse, bs, keep, chunks=1, relu=False):
     """``functional.rnn_sequence``, compiled."""
     T, B, _ = X.shape
     h = states[0].copy()
-    A = F.affine(X, w.W_ih.data, w.bias_x)
+    A = products.affine(X, w.W_ih.data, w.bias_x, chunks)
     alloc = buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
     H_prev = alloc(Y.shape, X.dtype) if keep else absent(X.dtype, 3)
@@ -104,7 +104,7 @@ def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, chunks=
     dh = np.ascontiguousarray(dstate[0], Hs.dtype).copy()
     rnn_loop_backward(np.ascontiguousarray(dY), dh, Hs, gate_rows(w.W_hh.data, 1, chunks), relu, lengths(bs), reverse, dA,
                       no_norms() if norms is None else norms)
-    return F.accumulate_weight_grads(w, X, H_prev, dA), (dh,)
+    return products.accumulate_weight_grads(w, X, H_prev, dA, threads=chunks), (dh,)
 
 
 def equations(relu: bool) -> dict:
