@@ -4,6 +4,7 @@ from . import cells, init
 from .cells import CellKind
 from .attention import MultiheadSelfAttention
 from .crf import CRF
+from .ctc import CTCLoss
 from .linear import Dropout, Embedding, Linear
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, MSELoss
 from .minimal import MinGRU, MinLSTM
@@ -35,7 +36,7 @@ __all__ = [
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MinGRU", "MinLSTM", "PeepholeLSTM", "PeepholeLSTMCell", "ZoneoutLSTM", "ZoneoutLSTMCell", "VariationalLSTM", "LayerNormLSTM", "LayerNormLSTMCell", "LayerNormGRU", "LayerNormGRUCell",
     "RecurrentLayer",
     "Linear", "Embedding", "Dropout", "MultiheadSelfAttention", "CRF",
-    "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "GaussianNLLLoss",
+    "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "GaussianNLLLoss", "CTCLoss",
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_", "grad_norm",
     "LRSchedule", "StepLR", "CosineAnnealingLR", "LinearWarmup",
 ]

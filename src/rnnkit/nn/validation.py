@@ -61,12 +61,12 @@ def probability(value, name: str) -> float:
     return float(value)
 
 
-def native_float_array(value, name: str, ndims: tuple[int, ...] | None = None) -> np.ndarray:
+def native_float_array(value, name: str, ndims: tuple[int, ...] | None = None, finite: bool = True) -> np.ndarray:
     """Like ``float_array``, keeping float32 and float64 as they come (other numbers become float64).
 
     For layers without parameters (dropout, losses) whose precision is the caller's.
     """
-    arr = float_array(value, name, None, ndims)
+    arr = float_array(value, name, None, ndims, finite)
     return arr if arr.dtype.type in (np.float32, np.float64) else arr.astype(np.float64)
 
 
