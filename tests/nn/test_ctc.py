@@ -8,7 +8,7 @@ import pytest
 
 from gradcheck import numerical_grad, rel_err
 from rnnkit.nn import CTCLoss
-from rnnkit.nn.ctc import ctc_nll
+from rnnkit.nn.ctc import ctc_nll, greedy_decode, prefix_beam_search
 
 torch = pytest.importorskip("torch")
 
@@ -136,3 +136,42 @@ def test_bad_input_is_a_one_line_error_naming_the_argument(args, match):
         loss(**given)
     with pytest.raises(ValueError, match="reduction"):
         CTCLoss(reduction="none")
+
+
+# ---- decoding ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_wide_prefix_beam_finds_the_most_probable_labels_and_their_probability(seed):
+    """Every path of 6 frames over 3 classes summed by its collapsed labels: the beam's best is
+    the argmax, scored log p(labels | x), and the beam's scores are the sums it keeps."""
+    rng = np.random.default_rng(seed)
+    T, C = 6, 3
+    lp = log_softmax(rng.standard_normal((T, C)) * 2)
+    totals = {}
+    for path in itertools.product(range(C), repeat=T):
+        key = tuple(collapse(path, 0))
+        totals[key] = totals.get(key, 0.0) + np.exp(sum(lp[t, c] for t, c in enumerate(path)))
+    found = prefix_beam_search(lp, beam=200)
+    best = max(totals, key=totals.get)
+    assert tuple(found[0][0]) == best
+    for labels, score in found[:5]:
+        assert score == pytest.approx(np.log(totals[tuple(labels)]), rel=1e-10)
+    assert score == pytest.approx(-ctc_nll(lp[:, None], [labels or [1]], [T], [len(labels)])[0], rel=1e-10)
+
+
+def test_greedy_decoding_merges_repeats_drops_blanks_and_stops_at_each_length():
+    classes = np.array([[1, 1, 0, 1, 2, 2, 0], [2, 0, 2, 2, 1, 1, 1]]).T  # (T, N)
+    lp = np.log(np.full((7, 2, 3), 0.1))
+    np.put_along_axis(lp, classes[:, :, None], np.log(0.8), axis=2)
+    assert greedy_decode(lp) == [[1, 1, 2], [2, 2, 1]]
+    assert greedy_decode(lp, [3, 4]) == [[1], [2, 2]]
+
+
+def test_a_language_model_in_the_beam_changes_the_choice_between_close_labels():
+    lp = np.log(np.array([[0.1, 0.46, 0.44], [0.9, 0.05, 0.05]]))  # label 1 slightly ahead of 2
+    assert prefix_beam_search(lp, beam=4)[0][0] == [1]
+    prefers_2 = lambda prefix: np.log(np.array([0.1, 0.1, 0.8]))  # noqa: E731
+    assert prefix_beam_search(lp, beam=4, lm=prefers_2, lm_weight=1.0)[0][0] == [2]
+    with pytest.raises(ValueError, match="beam: expected an integer >= 1"):
+        prefix_beam_search(lp, beam=0)

@@ -202,3 +202,70 @@ class CTCLoss(Module):
 
     def extra_repr(self) -> str:
         return f"blank={self.blank}, reduction={self.reduction!r}, zero_infinity={self.zero_infinity}"
+
+
+# ---- decoding ---------------------------------------------------------------------------------
+
+
+def greedy_decode(log_probs, input_lengths=None, blank: int = 0) -> list[list[int]]:
+    """The best path's labels: each frame's most likely class, repeats merged, blanks dropped.
+
+    log_probs: (T, N, C); input_lengths: (N,) or None for T each. Returns N label lists."""
+    lp = native_float_array(log_probs, "log_probs", ndims=(3,), finite=False)
+    T, N, _ = lp.shape
+    lengths = np.full(N, T) if input_lengths is None else int_array(input_lengths, "input_lengths", ndims=(1,))
+    best = lp.argmax(axis=2)
+    out = []
+    for n in range(N):
+        path = best[: lengths[n], n]
+        keep = np.ones(len(path), bool)
+        keep[1:] = path[1:] != path[:-1]
+        out.append([int(c) for c in path[keep] if c != blank])
+    return out
+
+
+def prefix_beam_search(log_probs, beam: int = 8, blank: int = 0, lm=None, lm_weight: float = 0.0,
+                       length_bonus: float = 0.0) -> list[tuple[list[int], float]]:
+    """CTC prefix beam search (Hannun et al. 2014) over one sequence's frames, log_probs (T, C).
+
+    Each prefix keeps the log-probability of the paths that produce it ending in a blank and
+    ending in its last label (a repeat of that label extends the prefix only after a blank).
+    ``lm(prefix) → log-probabilities of the next label, (C,)``, optional, scores each extension
+    with ``lm_weight``; ``length_bonus`` is added per label (the usual β, balancing the LM's
+    cost per word). Returns the ``beam`` best (labels, score), best first; the score is
+    log p(labels | x) plus the LM's and the bonus's terms."""
+    lp = native_float_array(log_probs, "log_probs", ndims=(2,), finite=False)
+    if isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) or beam < 1:
+        raise ValueError(f"beam: expected an integer >= 1, got {beam!r}")
+    T, C = lp.shape
+    # prefix → [log p(ending in blank), log p(ending in its last label), the LM's and bonus's sum]
+    beams: dict[tuple, list] = {(): [0.0, -np.inf, 0.0]}
+
+    def total(entry):
+        return np.logaddexp(entry[0], entry[1]) + entry[2]
+
+    for t in range(T):
+        y = lp[t]
+        grown: dict[tuple, list] = {}
+
+        def add(prefix, blank_part, label_part, extra):
+            entry = grown.setdefault(prefix, [-np.inf, -np.inf, extra])
+            entry[0] = np.logaddexp(entry[0], blank_part)
+            entry[1] = np.logaddexp(entry[1], label_part)
+
+        for prefix, (p_b, p_l, extra) in beams.items():
+            p = np.logaddexp(p_b, p_l)
+            add(prefix, p + y[blank], -np.inf, extra)  # a blank: the prefix stays
+            if prefix:
+                add(prefix, -np.inf, p_l + y[prefix[-1]], extra)  # the last label again, merged
+            next_lm = lm(prefix) if lm is not None and lm_weight else None
+            for c in range(C):
+                if c == blank:
+                    continue
+                # after a label c, another c starts a new label only through a blank
+                came = p_b if prefix and c == prefix[-1] else p
+                bonus = extra + length_bonus + (lm_weight * next_lm[c] if next_lm is not None else 0.0)
+                add(prefix + (c,), -np.inf, came + y[c], bonus)
+        beams = dict(sorted(grown.items(), key=lambda item: -total(item[1]))[:beam])
+    ranked = sorted(beams.items(), key=lambda item: -total(item[1]))
+    return [(list(prefix), float(total(entry))) for prefix, entry in ranked]
