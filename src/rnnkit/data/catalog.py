@@ -161,6 +161,16 @@ CATALOG: dict[str, Dataset] = {
             files=("mods.d/engWEB2015eb.conf", "modules/texts/ztext/engWEB2015eb/*.bzz",
                    "mods.d/spaRV1909eb.conf", "modules/texts/ztext/spaRV1909eb/*.bzz"),
         ),
+        Dataset(
+            name="fillets-speech",
+            description="speech: Fish Fillets' recorded dialogue with transcripts, Czech (1.74 h, 26 speakers) "
+                        "and Dutch (1.60 h, 2 speakers), about 1,850 and 1,615 utterances",
+            licence="GPL-2 (fillets-ng-data)",
+            package="fillets-ng-data fillets-ng-data-cs fillets-ng-data-nl",
+            kind="debian",
+            root="/usr/share/games/fillets-ng",
+            files=("script/*/dialogs_cs.lua", "sound/*/cs/*.ogg", "script/*/dialogs_nl.lua", "sound/*/nl/*.ogg"),
+        ),
     ]
 }
 
