@@ -347,3 +347,33 @@ def pointwise_scores(labels, flags) -> dict:
     y, f = _anomaly_pair(labels, flags, "flags")
     f = f.astype(bool)
     return _ratios(int(np.sum(f & y)), int(f.sum()), int(y.sum()))
+
+
+# ---- transcription ------------------------------------------------------------------------------
+
+
+def edit_distance(reference: Sequence, hypothesis: Sequence) -> int:
+    """Levenshtein distance: the fewest substitutions, insertions and deletions that turn the
+    hypothesis into the reference (one row of the table at a time)."""
+    previous = list(range(len(hypothesis) + 1))
+    for i, r in enumerate(reference, 1):
+        current = [i]
+        for j, h in enumerate(hypothesis, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
+        previous = current
+    return previous[-1]
+
+
+def error_rate(references: Sequence[str], hypotheses: Sequence[str], unit: str = "char") -> float:
+    """Character (unit "char") or word ("word") error rate: the edit distances summed over the
+    pairs, divided by the references' total length (1.0 for empty hypotheses)."""
+    if unit not in ("char", "word"):
+        raise ValueError(f"unit: expected 'char' or 'word', got {unit!r}")
+    if len(references) != len(hypotheses):
+        raise ValueError(f"hypotheses: expected one per reference ({len(references)}), got {len(hypotheses)}")
+    split = (lambda s: s.split()) if unit == "word" else list
+    pairs = [(split(r), split(h)) for r, h in zip(references, hypotheses)]
+    total = sum(len(r) for r, _ in pairs)
+    if total == 0:
+        raise ValueError("references: all empty, so no error rate is defined")
+    return sum(edit_distance(r, h) for r, h in pairs) / total
