@@ -40,7 +40,7 @@ from ..nn import GaussianNLLLoss, no_grad
 from ..training import model_dir as md
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, SeededRun, Task, data_schema, network_checks, register, validation_line
+from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, Exportable, SeededRun, Task, data_schema, network_checks, register, validation_line
 
 BUILT_IN = ("ucr-anomaly",)
 UCR_TOLERANCE = 100  # the UCR archive's criterion: the top score within 100 points of the labelled range
@@ -242,7 +242,7 @@ def build_model(opts: DetectOptions, encoding: dict, seed: int) -> Forecaster:
                       rng=np.random.default_rng(seed), cell_settings=opts.cell_option)
 
 
-class TrainedDetector:
+class TrainedDetector(Exportable):
     """A trained detector loaded from its directory: detect, evaluate, describe."""
 
     def __init__(self, out_dir: Path, config: dict, model: Forecaster):

