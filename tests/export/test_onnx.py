@@ -14,8 +14,12 @@ from rnnkit.cli.main import main
 from rnnkit.data.batching import pad
 from rnnkit.export import onnx as onnx_export
 from rnnkit.models.classifier import POOLINGS, SequenceClassifier
+from rnnkit.models.forecaster import Forecaster
+from rnnkit.models.tagger import SequenceTagger
 from rnnkit.nn import LSTM, backend, cells, no_grad
 from rnnkit.tasks.classify import encode_inputs, predict, softmax
+from rnnkit.tasks.detect import load as load_detect_series
+from rnnkit.tasks.forecast import forecast_at
 
 EXPORTABLE = [k.name for k in cells.kinds() if k.onnx is not None]
 TOLERANCE = 1e-5
@@ -70,6 +74,7 @@ def test_every_exportable_kind_equals_rnnkit_on_random_configurations(kind, conf
         assert_close(g, e, f"{kind} {name}")
 
 
+@pytest.mark.usefixtures("reference_backend")
 def test_plain_kinds_are_onnx_operators_and_a_projected_lstm_a_scan():
     rng = np.random.default_rng(0)
     for kind, op in (("rnn", "RNN"), ("irnn", "RNN"), ("lstm", "LSTM"), ("gru", "GRU"), ("peephole", "LSTM"), ("variational", "LSTM")):
@@ -133,6 +138,81 @@ def test_a_series_regressor_standardises_inside_and_returns_values():
         raw[i, : len(s)] = s
     got = session(onnx_export.classifier_graph(model, encoding, {})).run(None, {"x": raw, "lengths": np.array([5, 9, 2])})[0]
     assert_close(got, expected, "values")
+
+
+# ---- the tagger: emissions, and the CRF's Viterbi path inside the graph ----------------------------------
+
+
+@pytest.mark.usefixtures("reference_backend")
+@pytest.mark.parametrize("crf", [False, True])
+@pytest.mark.parametrize("T", [1, 9])
+def test_tagger_emissions_and_tags_equal_rnnkit(crf, T):
+    rng = np.random.default_rng([T, crf])
+    model = SequenceTagger(5, 9, 4, 6, "lstm", 2, bidirectional=True, crf=crf, rng=rng)
+    if crf:  # transitions far from zero, so that the path differs from the per-token argmax
+        for p in (model.crf.start, model.crf.end, model.crf.transitions):
+            p.data[...] = 2 * rng.standard_normal(p.shape)
+    model.eval()
+    ids, lengths = rng.integers(0, 9, (T, 4)), np.minimum([T, 3, 1, 6], T)
+    with no_grad():
+        emissions = model.scores(ids, lengths)
+    got = session(onnx_export.tagger_graph(model, {})).run(None, {"ids": ids.T.copy(), "lengths": lengths})
+    assert_close(got[0], emissions.transpose(1, 0, 2), "emissions")
+    np.testing.assert_array_equal(got[1], model.decode(ids, lengths).T)
+
+
+# ---- forecast (direct) and detect: data units in and out ---------------------------------------------
+
+
+def write_monthly(path, n=100, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = ["month,a,b"] + [f"{2000 + i // 12}-{i % 12 + 1:02d}-01," + ",".join(
+        f"{10 + 0.05 * i + (2 + c) * np.sin(2 * np.pi * i / 12) + 0.2 * rng.standard_normal():.4f}" for c in range(2))
+        for i in range(n)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def monthly(tmp_path_factory):
+    return write_monthly(tmp_path_factory.mktemp("series") / "monthly.csv")
+
+
+@pytest.mark.usefixtures("reference_backend")
+@pytest.mark.parametrize("level", ["scale", "none"])
+def test_direct_forecast_equals_rnnkit_in_data_units(tmp_path, monthly, level):
+    trained = rnnkit.train("forecast", tmp_path / "m", data=str(monthly), horizon=6, season=12, window=24, origins=2,
+                           hidden=8, steps=2, valid_every=2, level=level, quiet=True)
+    model = onnx.load(str(trained.export(tmp_path / "m.onnx")))
+    prepared = trained._prepared(None)
+    W, H, origins = prepared.window, 6, [40, 88]
+    feeds = {"values": np.stack([prepared.filled[o - W : o] for o in origins]).astype(np.float32),
+             "window_covariates": np.stack([prepared.calendar[o - W + 1 : o + 1] for o in origins]),
+             "future_covariates": np.stack([prepared.calendar[o : o + H] for o in origins])}
+    got = dict(zip(("mean", "sigma", "lower", "upper"), session(model).run(None, feeds)))
+    expected = [forecast_at(trained.model, prepared, o, trained.opts, widen=trained.widen) for o in origins]
+    for name in ("mean", "lower", "upper"):
+        assert_close(got[name], np.stack([e[name] for e in expected]), name)
+
+
+def test_a_recursive_forecaster_is_not_exportable():
+    with pytest.raises(onnx_export.NotExportable, match="not exportable: a recursive forecaster .* --mode direct"):
+        onnx_export.forecaster_graph(Forecaster(1, 0, 3, 4, mode="recursive", rng=0), {}, "scale", 1.28, 1.0, {})
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_detector_scores_and_flags_equal_rnnkit(tmp_path, monthly):
+    trained = rnnkit.train("detect", tmp_path / "m", data=str(monthly), window=12, hidden=8, steps=2, valid_every=2,
+                           batch_size=8, quiet=True)
+    model = onnx.load(str(trained.export(tmp_path / "m.onnx")))
+    assert float({p.key: p.value for p in model.metadata_props}["threshold"]) == trained.detector.threshold
+    series, _ = load_detect_series(trained.opts, stored=trained.encoding)  # the task's own data
+    values, ends = series.values, np.arange(12, len(series.values))
+    score, anomaly = session(model).run(["score", "anomaly"], {"window": np.stack([values[e - 12 : e] for e in ends]).astype(np.float32),
+                                                               "value": values[ends].astype(np.float32)})
+    expected = trained.detector.scores(values)[ends]
+    assert_close(score, expected, "scores")
+    np.testing.assert_array_equal(anomaly, expected > trained.detector.threshold)
 
 
 # ---- trained models through `rnnkit export` ---------------------------------------------------------

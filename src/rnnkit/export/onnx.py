@@ -28,8 +28,10 @@ import json
 import numpy as np
 
 from ..models.classifier import SequenceClassifier
+from ..models.forecaster import SIGMA_MIN, Forecaster
 from ..models.language_model import LanguageModel
 from ..models.sequence_model import INPUT_BOUND
+from ..models.tagger import SequenceTagger
 from ..nn import cells
 
 OPSET, IR_VERSION = 21, 10
@@ -85,19 +87,26 @@ class Graph:
         """x as "float", "int32" or "int64"."""
         return self.op("Cast", x, to={"float": 1, "int32": 6, "int64": 7}[to])  # TensorProto's numbers
 
-    def scan(self, body, states: list[str], scans: list[str], reverse: bool, scan_types: tuple[str, ...]) -> list[str]:
+    def steps_inside(self, x: str, lens: str) -> str:
+        """(T, B) bool: whether step t is inside row b, for a time-major x and lengths (B,) of any integer type."""
+        steps = self.op("Range", self.ints(0), self.op("Squeeze", self.op("Shape", x, start=0, end=1), self.ints([0])), self.ints(1))
+        return self.op("Less", self.op("Unsqueeze", steps, self.ints([1])), self.op("Unsqueeze", self.cast(lens, "int64"), self.ints([0])))
+
+    def scan(self, body, states: list[str], scans: list[str], reverse: bool = False, types: dict | None = None) -> list[str]:
         """A Scan over axis 0 of ``scans`` (from the end with ``reverse``), carrying ``states``.
         body(sub, states, scan slices) → (new states, per-step outputs); returns the final
-        states, then the stacked outputs (in time order either way)."""
+        states, then the stacked outputs (in time order either way). types: "states", "scans",
+        "outputs", each a tuple of "float" | "int64" | "bool" (float where not given)."""
         sub, T = Graph(self), self.onnx.TensorProto
-        elem = {"float": T.FLOAT, "bool": T.BOOL}
+        elem = {"float": T.FLOAT, "int64": T.INT64, "bool": T.BOOL}
         carried = [sub.fresh("carried") for _ in states]
         slices = [sub.fresh("slice") for _ in scans]
         new, outs = body(sub, carried, slices)
-        info = lambda name, kind: self.onnx.helper.make_tensor_value_info(name, elem[kind], None)  # noqa: E731
-        graph = self.onnx.helper.make_graph(
-            sub.nodes, self.fresh("step"), [info(n, "float") for n in carried] + [info(n, t) for n, t in zip(slices, scan_types)],
-            [info(n, "float") for n in (*new, *outs)])
+        types = types or {}
+        info = lambda names, which: [self.onnx.helper.make_tensor_value_info(  # noqa: E731
+            name, elem[kind], None) for name, kind in zip(names, types.get(which, ("float",) * len(names)))]
+        graph = self.onnx.helper.make_graph(sub.nodes, self.fresh("step"), info(carried, "states") + info(slices, "scans"),
+                                            info(new, "states") + info(outs, "outputs"))
         return self.op("Scan", *states, *scans, n=len(states) + len(outs), body=graph, num_scan_inputs=len(scans),
                        scan_input_directions=[int(reverse)] * len(scans), scan_output_directions=[int(reverse)] * len(outs))
 
@@ -105,7 +114,7 @@ class Graph:
         """The checked ModelProto. inputs, outputs: (name, "float" | "int64", shape with names for
         the free dimensions); metadata: the ``metadata_props`` a consumer reads."""
         onnx, T = self.onnx, self.onnx.TensorProto
-        elem = {"float": T.FLOAT, "int64": T.INT64}
+        elem = {"float": T.FLOAT, "int64": T.INT64, "bool": T.BOOL}
         info = lambda n, kind, shape: onnx.helper.make_tensor_value_info(n, elem[kind], shape)  # noqa: E731
         graph = onnx.helper.make_graph(self.nodes, name, [info(*i) for i in inputs], [info(*o) for o in outputs],
                                        self.initializers)
@@ -233,9 +242,7 @@ def language_model_graph(model: LanguageModel, metadata: dict):
 
 def _pool(g: Graph, pooling, y: str, lens64: str) -> str:
     """classifier.Pooling in ONNX: y (T, B, F) zero past each length → (B, F)."""
-    T = _dim(g, y, 0)
-    steps = g.op("Unsqueeze", g.op("Range", g.ints(0), g.op("Squeeze", T, g.ints([0])), g.ints(1)), g.ints([1]))  # (T, 1)
-    inside = g.op("Less", steps, g.op("Unsqueeze", lens64, g.ints([0])))  # (T, B)
+    inside = g.steps_inside(y, lens64)  # (T, B)
     inside3 = g.op("Unsqueeze", inside, g.ints([2]))
     if pooling.kind == "last":
         index = g.op("Expand", g.op("Reshape", g.op("Sub", lens64, g.ints([1])), g.ints([1, -1, 1])), g.op("Shape", y))
@@ -282,3 +289,138 @@ def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict):
         g.output(g.op("Softmax", out, axis=1), "probabilities")
         outputs = [("probabilities", "float", ["batch", len(encoding["labels"])])]
     return g.model([x_info, ("lengths", "int64", ["batch"])], outputs, metadata, "classifier")
+
+
+def _viterbi(g: Graph, crf, e: str, inside: str) -> str:
+    """crf.CRF.decode in ONNX: emissions e (T, B, K), inside (T, B) → the best paths (T, B) int64,
+    −1 past each length. Two Scans over all T steps (onnxruntime refuses a Scan of 0 steps, so
+    step 0 is a step of the scan, told apart by a flag): forward, the best score of each tag and
+    its backpointer; backward from each row's best final tag, following the backpointers."""
+    trans, start = g.const(crf.transitions.data, "transitions"), g.const(crf.start.data, "start")
+    mask = g.op("Unsqueeze", inside, g.ints([2]))  # (T, B, 1)
+    first = g.op("Unsqueeze", g.op("Equal", g.op("Range", g.ints(0), g.op("Squeeze", _dim(g, e, 0), g.ints([0])), g.ints(1)),
+                                   g.ints(0)), g.ints([1, 2]))  # (T, 1, 1)
+
+    def forward(sub, delta, scans):
+        e_t, keep, is_first = scans
+        s = sub.op("Add", sub.op("Unsqueeze", delta[0], sub.ints([2])), trans)  # (B, i, j): tag i then tag j
+        d = sub.op("Add", sub.op("Where", is_first, start, sub.op("ReduceMax", s, sub.ints([1]), keepdims=0)), e_t)
+        return [sub.op("Where", keep, d, delta[0])], [sub.op("ArgMax", s, axis=1, keepdims=0)]
+
+    zeros = g.op("Mul", g.op("Gather", e, g.ints(0), axis=0), g.const(np.float32(0), "zero"))  # (B, K)
+    delta, backpointers = g.scan(forward, [zeros], [e, mask, first],
+                                 types={"scans": ("float", "bool", "bool"), "outputs": ("int64",)})
+    last = g.op("ArgMax", g.op("Add", delta, g.const(crf.end.data, "end")), axis=1, keepdims=0)  # (B,)
+
+    def backward(sub, cur, scans):
+        bp, keep = scans
+        keep = sub.op("Squeeze", keep, sub.ints([1]))
+        previous = sub.op("Squeeze", sub.op("GatherElements", bp, sub.op("Unsqueeze", cur[0], sub.ints([1])), axis=1), sub.ints([1]))
+        return [sub.op("Where", keep, previous, cur[0])], [sub.op("Where", keep, cur[0], sub.ints(-1))]
+
+    _, path = g.scan(backward, [last], [backpointers, mask], reverse=True,
+                     types={"states": ("int64",), "scans": ("int64", "bool"), "outputs": ("int64",)})
+    return path
+
+
+def tagger_graph(model: SequenceTagger, metadata: dict):
+    """The tagger: ids (B, T) int64, lengths (B,) int64 → emissions (B, T, K), the per-token tag
+    scores, and tags (B, T) int64, −1 past each length: the argmax, or the CRF's Viterbi path."""
+    rnn = model.rnn
+    g = Graph()
+    x = g.op("Gather", g.const(model.embedding.weight.data, "embedding"), g.op("Transpose", "ids", perm=[1, 0]))
+    y, _ = recurrent(g, rnn, x, initial_states(g, rnn, _dim(g, x, 1)), g.cast("lengths", "int32"))
+    e = _linear(g, y, model.head)  # (T, B, K)
+    inside = g.steps_inside(e, "lengths")
+    tags = _viterbi(g, model.crf, e, inside) if model.uses_crf else g.op("Where", inside, g.op("ArgMax", e, axis=2, keepdims=0),
+                                                                        g.ints(-1))
+    g.output(g.op("Transpose", e, perm=[1, 0, 2]), "emissions")
+    g.output(g.op("Transpose", tags, perm=[1, 0]), "tags")
+    K = model.head.weight.shape[0]
+    return g.model([("ids", "int64", ["batch", "time"]), ("lengths", "int64", ["batch"])],
+                   [("emissions", "float", ["batch", "time", K]), ("tags", "int64", ["batch", "time"])], metadata, "tagger")
+
+
+def _direct_forecast(g: Graph, model: Forecaster, z: str, future: str | None) -> tuple[str, str]:
+    """Forecaster's direct mode: z (W, B, C + F) time-major, future (B, H·F) or None → μ, σ
+    (B, H, C) in the model's units, σ = softplus(s) + σ_min."""
+    rnn, C = model.rnn, model.channels
+    y, _ = recurrent(g, rnn, z, initial_states(g, rnn, _dim(g, z, 1)), _full_lengths(g, z))
+    last = g.op("Gather", y, g.ints(-1), axis=0)  # (B, hidden): every window has all W steps
+    p = _linear(g, last if future is None else g.op("Concat", last, future, axis=1), model.head)
+    p = g.op("Reshape", p, g.ints([0, model.horizon, 2 * C]))
+    mu, s = (g.op("Slice", p, g.ints([a]), g.ints([b]), g.ints([2])) for a, b in ((0, C), (C, 2 * C)))
+    return mu, g.op("Add", g.op("Softplus", s), g.const(np.float32(SIGMA_MIN), "sigma_min"))
+
+
+def _standardise(g: Graph, values: str, encoding: dict) -> str:
+    """(values − the training part's mean) / its standard deviation, per channel."""
+    return g.op("Div", g.op("Sub", values, g.const(encoding["mean"], "mean")), g.const(encoding["std"], "std"))
+
+
+def _bounded(g: Graph, x: str) -> str:
+    return g.op("Clip", x, g.const(np.float32(-INPUT_BOUND), "low"), g.const(np.float32(INPUT_BOUND), "high"))
+
+
+def forecaster_graph(model: Forecaster, encoding: dict, level: str, z80: float, widen: float, metadata: dict):
+    """A direct forecaster, as ``rnnkit forecast`` computes a forecast from a window:
+
+    values (B, W, C) float32, the window in data units (gaps filled); with calendar covariates
+    (F > 0) also window_covariates (B, W, F), those of the step after each window step, and
+    future_covariates (B, H, F), those of the H forecast steps
+    → mean, sigma, lower, upper (B, H, C) in data units (the 80% interval, widened by ``widen``)."""
+    if model.mode != "direct":
+        raise NotExportable("not exportable: a recursive forecaster (each sampled value is fed back into the network "
+                            "between calls); export a model trained with --mode direct")
+    g = Graph()
+    C, F, H = model.channels, model.covariates, model.horizon
+    scaled = _standardise(g, "values", encoding)  # (B, W, C)
+    z, level_value, spread = scaled, None, None  # level "none": the values as they are
+    if level in ("window", "scale"):  # relative to the window's own mean, and spread (Prepared.read_window)
+        level_value = g.op("ReduceMean", scaled, g.ints([1]), keepdims=1)  # (B, 1, C)
+        z = g.op("Sub", scaled, level_value)
+    if level == "scale":
+        spread = g.op("Max", g.op("Sqrt", g.op("ReduceMean", g.op("Mul", z, z), g.ints([1]), keepdims=1)),
+                      g.const(np.float32(1e-3), "floor"))
+        z = g.op("Div", z, spread)
+    z = _bounded(g, z)
+    inputs = [("values", "float", ["batch", encoding["window"], C])]
+    future = None
+    if F:
+        z = g.op("Concat", z, "window_covariates", axis=2)
+        future = g.op("Reshape", "future_covariates", g.ints([0, -1]))
+        inputs += [("window_covariates", "float", ["batch", encoding["window"], F]), ("future_covariates", "float", ["batch", H, F])]
+    mu, sigma = _direct_forecast(g, model, g.op("Transpose", z, perm=[1, 0, 2]), future)
+    if spread is not None:  # back to the data's units: × spread + level, then × std + mean
+        mu, sigma = g.op("Mul", mu, spread), g.op("Mul", sigma, spread)
+    if level_value is not None:
+        mu = g.op("Add", mu, level_value)
+    std = g.const(encoding["std"], "std")
+    mean = g.op("Add", g.op("Mul", mu, std), g.const(encoding["mean"], "mean"))
+    sd = g.op("Mul", sigma, std)
+    half = g.op("Mul", sd, g.const(np.float32(z80 * widen), "half_width"))
+    for value, name in ((mean, "mean"), (sd, "sigma"), (g.op("Sub", mean, half), "lower"), (g.op("Add", mean, half), "upper")):
+        g.output(value, name)
+    return g.model(inputs, [(name, "float", ["batch", H, C]) for name in ("mean", "sigma", "lower", "upper")], metadata, "forecaster")
+
+
+def detector_graph(model: Forecaster, encoding: dict, window: int, threshold: float, metadata: dict):
+    """An anomaly detector, as ``rnnkit detect`` scores a point from the W before it:
+
+    window (B, W, C) float32 in data units, value (B, C) the point after it
+    → score (B,) = √(mean_c ((x − μ) / σ)²) in standardised units, anomaly (B,) bool (score
+    above the model's threshold), mean and sigma (B, C) of the one-step prediction in data units."""
+    g = Graph()
+    C = model.channels
+    mu, sigma = (g.op("Squeeze", v, g.ints([1])) for v in
+                 _direct_forecast(g, model, g.op("Transpose", _bounded(g, _standardise(g, "window", encoding)), perm=[1, 0, 2]), None))
+    err = g.op("Div", g.op("Sub", _standardise(g, "value", encoding), mu), sigma)
+    score = g.op("Sqrt", g.op("ReduceMean", g.op("Mul", err, err), g.ints([1]), keepdims=0))
+    std = g.const(encoding["std"], "std")
+    g.output(score, "score")
+    g.output(g.op("Greater", score, g.const(np.float32(threshold), "threshold")), "anomaly")
+    g.output(g.op("Add", g.op("Mul", mu, std), g.const(encoding["mean"], "mean")), "mean")
+    g.output(g.op("Mul", sigma, std), "sigma")
+    return g.model([("window", "float", ["batch", window, C]), ("value", "float", ["batch", C])],
+                   [("score", "float", ["batch"]), ("anomaly", "bool", ["batch"]), ("mean", "float", ["batch", C]),
+                    ("sigma", "float", ["batch", C])], metadata, "detector")

@@ -2,7 +2,7 @@
 
 A form is ``(g, layer, k, x, states, lens) → (y, finals)``: layer k of ``layer`` in eval mode.
 Every tensor is a name in the graph ``g`` (``rnnkit.export.onnx.Graph``: ``g.op``,
-``g.const``, ``g.ints``, ``g.cast``, ``g.scan``); this module only reorders NumPy parameters and names operators, so
+``g.const``, ``g.ints``, ``g.cast``, ``g.steps_inside``, ``g.scan``); this module only reorders NumPy parameters and names operators, so
 ``rnnkit.nn`` still imports nothing but NumPy.
 
     x       (T, B, I)           time-major, float32
@@ -92,9 +92,7 @@ def scanned(step, input_side=None):
     every step at once (T, B, G·H), by default x W_ihᵀ + b_ih + b_hh (the kind's ``input_bias``)."""
 
     def form(g, layer, k, x, states, lens):
-        mask = g.op("Unsqueeze", g.op("Less", g.op("Unsqueeze", g.op("Range", g.ints(0), g.op("Shape", x, start=0, end=1),
-                                                                     g.ints(1)), g.ints([1])),
-                                      g.op("Unsqueeze", g.cast(lens, "int64"), g.ints([0]))), g.ints([2]))  # (T, B, 1)
+        mask = g.op("Unsqueeze", g.steps_inside(x, lens), g.ints([2]))  # (T, B, 1)
         ys, finals = [], [[] for _ in states]
         for d, params in enumerate(direction_parameters(layer, k)):
             a = (input_side or _input_projection)(g, params, layer, x)
@@ -106,7 +104,7 @@ def scanned(step, input_side=None):
                 return ([sub.op("Where", keep, n, c) for n, c in zip(new, carried)],
                         [sub.op("Where", keep, y, sub.const(np.zeros(1, np.float32), "zero"))])
 
-            outs = g.scan(body, initial, [a, mask], reverse=d == 1, scan_types=("float", "bool"))
+            outs = g.scan(body, initial, [a, mask], reverse=d == 1, types={"scans": ("float", "bool")})
             for part, final in zip(finals, outs[: len(states)]):
                 part.append(g.op("Unsqueeze", final, g.ints([0])))
             ys.append(outs[-1])
