@@ -15,6 +15,7 @@ from rnnkit.data.batching import pad
 from rnnkit.export import onnx as onnx_export
 from rnnkit.models.classifier import POOLINGS, SequenceClassifier
 from rnnkit.models.forecaster import Forecaster
+from rnnkit.models.seq2seq import Seq2Seq
 from rnnkit.models.tagger import SequenceTagger
 from rnnkit.nn import LSTM, backend, cells, no_grad
 from rnnkit.tasks.classify import encode_inputs, predict, softmax
@@ -183,7 +184,7 @@ def monthly(tmp_path_factory):
 def test_direct_forecast_equals_rnnkit_in_data_units(tmp_path, monthly, level):
     trained = rnnkit.train("forecast", tmp_path / "m", data=str(monthly), horizon=6, season=12, window=24, origins=2,
                            hidden=8, steps=2, valid_every=2, level=level, quiet=True)
-    model = onnx.load(str(trained.export(tmp_path / "m.onnx")))
+    model = onnx.load(str(trained.export(tmp_path / "m.onnx")[0]))
     prepared = trained._prepared(None)
     W, H, origins = prepared.window, 6, [40, 88]
     feeds = {"values": np.stack([prepared.filled[o - W : o] for o in origins]).astype(np.float32),
@@ -204,7 +205,7 @@ def test_a_recursive_forecaster_is_not_exportable():
 def test_detector_scores_and_flags_equal_rnnkit(tmp_path, monthly):
     trained = rnnkit.train("detect", tmp_path / "m", data=str(monthly), window=12, hidden=8, steps=2, valid_every=2,
                            batch_size=8, quiet=True)
-    model = onnx.load(str(trained.export(tmp_path / "m.onnx")))
+    model = onnx.load(str(trained.export(tmp_path / "m.onnx")[0]))
     assert float({p.key: p.value for p in model.metadata_props}["threshold"]) == trained.detector.threshold
     series, _ = load_detect_series(trained.opts, stored=trained.encoding)  # the task's own data
     values, ends = series.values, np.arange(12, len(series.values))
@@ -213,6 +214,76 @@ def test_detector_scores_and_flags_equal_rnnkit(tmp_path, monthly):
     expected = trained.detector.scores(values)[ends]
     assert_close(score, expected, "scores")
     np.testing.assert_array_equal(anomaly, expected > trained.detector.threshold)
+
+
+# ---- translate: the encoder and the decoder's step --------------------------------------------------
+
+
+def run_decoder(encoder, decoder, src, lengths, feed_tokens=None, bos=None, eos=None, max_len=0):
+    """The decoder's step called once per token: the given tokens (teacher forcing) → their logits
+    (T, B, V); or greedy from ``bos`` → each row's tokens up to ``eos``."""
+    first = dict(zip([o.name for o in encoder.get_outputs()], encoder.run(None, {"src": src.T.copy(), "src_lengths": lengths})))
+    state_names = [i.name for i in decoder.get_inputs() if i.name in ("h", "c", "feed")]
+    state = {name: first[name] for name in state_names}
+    memory = {name: first[name] for name in ("keys", "proj") if name in first}
+    memory.update({"src_lengths": lengths} if memory else {})
+    outputs = [o.name for o in decoder.get_outputs()]
+    y = feed_tokens[0] if feed_tokens is not None else np.full(len(lengths), bos)
+    steps, tokens, done = [], [[] for _ in lengths], np.zeros(len(lengths), bool)
+    for t in range(len(feed_tokens) if feed_tokens is not None else max_len):
+        result = dict(zip(outputs, decoder.run(None, {"y": y, **state, **memory})))
+        state = {name: result[f"{name}_next"] for name in state_names}
+        steps.append(result["logits"])
+        if feed_tokens is not None:
+            y = feed_tokens[min(t + 1, len(feed_tokens) - 1)]
+            continue
+        y = result["logits"].argmax(axis=1)
+        for b in np.flatnonzero(~done):
+            done[b] |= y[b] == eos
+            if not done[b]:
+                tokens[b].append(int(y[b]))
+        if done.all():
+            break
+    return np.stack(steps) if feed_tokens is not None else tokens
+
+
+@pytest.mark.usefixtures("reference_backend")
+@pytest.mark.parametrize("cell, attention, bidirectional", [("lstm", "bahdanau", True), ("gru", "luong-general", True),
+                                                            ("lnlstm", "luong-dot", False), ("rnn", "none", True)])
+def test_decoder_steps_equal_rnnkit_teacher_forced(cell, attention, bidirectional):
+    rng = np.random.default_rng(len(cell))
+    model = Seq2Seq(11, 13, 5, 6, cell, 2, bidirectional, attention, rng=rng)
+    src, lengths, tgt = rng.integers(0, 11, (6, 3)), np.array([6, 2, 4]), rng.integers(0, 13, (5, 3))
+    expected, _ = model.scores(src, lengths, tgt)
+    got = run_decoder(session(onnx_export.encoder_graph(model, {})), session(onnx_export.decoder_graph(model, {})), src, lengths,
+                      feed_tokens=tgt)
+    assert_close(got, expected, f"{cell} {attention}")
+
+
+def write_pairs(path, n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    words = {"dog": "perro", "cat": "gato", "red": "rojo", "big": "grande", "sees": "ve"}
+    lines = [f"the {s} sees a {a} {o}\tel {words[s]} ve un {words[o]} {words[a]}" for s, a, o in
+             zip(rng.choice(["dog", "cat"], n), rng.choice(["red", "big"], n), rng.choice(["dog", "cat"], n))]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_translation_exports_two_files_whose_greedy_decoding_equals_rnnkit(tmp_path, capsys):
+    trained = rnnkit.train("translate", out=tmp_path / "m", data=str(write_pairs(tmp_path / "pairs.tsv")), steps=30, lr=0.01,
+                           hidden=12, embed=6, valid_every=30, quiet=True)
+    assert main(["export", str(tmp_path / "m"), "--out", str(tmp_path / "t.onnx")]) == 0
+    assert not (tmp_path / "t.onnx").exists()
+    encoder, decoder = (onnx.load(str(tmp_path / f"t.{part}.onnx")) for part in ("encoder", "decoder"))
+    meta = {p.key: p.value for p in decoder.metadata_props}
+    bos, eos = int(meta["bos"]), int(meta["eos"])
+    assert meta["task"] == "translate" and json.loads(meta["vocabulary"]) == trained.vocab.config
+    sources = [trained.vocab.encode_source(line.split("\t")[0]) for line in (tmp_path / "pairs.tsv").read_text().splitlines()[:12]]
+    x, lengths = pad(sources)
+    expected = [t.tokens for t in trained.model.greedy(x, lengths, bos=bos, eos=eos, max_len=15)]
+    assert sum(map(len, expected)) > 12  # words, not only the end token
+    assert run_decoder(session(encoder), session(decoder), x, np.asarray(lengths), bos=bos, eos=eos, max_len=15) == expected
 
 
 # ---- trained models through `rnnkit export` ---------------------------------------------------------
@@ -290,7 +361,7 @@ def test_trained_classifier_exports_through_the_api_and_equals_classify(tmp_path
     rnnkit.train("classify", out=tmp_path / "m", data=str(data), steps=3, hidden=8, embed=4, batch_size=8, valid_every=3,
                  bidirectional=True, pooling="last", quiet=True)
     trained = rnnkit.load(tmp_path / "m")
-    path = trained.export(tmp_path / "m.onnx")
+    [path] = trained.export(tmp_path / "m.onnx")
     model = onnx.load(str(path))
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["task"] == "classify" and json.loads(meta["labels"]) == ["neg", "pos"]

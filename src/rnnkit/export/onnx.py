@@ -30,6 +30,7 @@ import numpy as np
 from ..models.classifier import SequenceClassifier
 from ..models.forecaster import SIGMA_MIN, Forecaster
 from ..models.language_model import LanguageModel
+from ..models.seq2seq import Seq2Seq
 from ..models.sequence_model import INPUT_BOUND
 from ..models.tagger import SequenceTagger
 from ..nn import cells
@@ -87,9 +88,11 @@ class Graph:
         """x as "float", "int32" or "int64"."""
         return self.op("Cast", x, to={"float": 1, "int32": 6, "int64": 7}[to])  # TensorProto's numbers
 
-    def steps_inside(self, x: str, lens: str) -> str:
-        """(T, B) bool: whether step t is inside row b, for a time-major x and lengths (B,) of any integer type."""
-        steps = self.op("Range", self.ints(0), self.op("Squeeze", self.op("Shape", x, start=0, end=1), self.ints([0])), self.ints(1))
+    def steps_inside(self, x: str, lens: str, time_axis: int = 0) -> str:
+        """(T, B) bool: whether step t is inside row b, for x with its T steps on ``time_axis`` and
+        lengths (B,) of any integer type."""
+        T = self.op("Shape", x, start=time_axis, end=time_axis + 1)
+        steps = self.op("Range", self.ints(0), self.op("Squeeze", T, self.ints([0])), self.ints(1))
         return self.op("Less", self.op("Unsqueeze", steps, self.ints([1])), self.op("Unsqueeze", self.cast(lens, "int64"), self.ints([0])))
 
     def scan(self, body, states: list[str], scans: list[str], reverse: bool = False, types: dict | None = None) -> list[str]:
@@ -424,3 +427,125 @@ def detector_graph(model: Forecaster, encoding: dict, window: int, threshold: fl
     return g.model([("window", "float", ["batch", window, C]), ("value", "float", ["batch", C])],
                    [("score", "float", ["batch"]), ("anomaly", "bool", ["batch"]), ("mean", "float", ["batch", C]),
                     ("sigma", "float", ["batch", C])], metadata, "detector")
+
+
+# ---- translation: the encoder, and the decoder's step ---------------------------------------------
+
+
+class _CellAsLayer:
+    """A decoder's cell seen as a one-layer, one-direction layer, which is what a kind's ONNX form
+    reads: its parameters under the layer's names (``weight_ih_l0`` is the cell's ``weight_ih``),
+    its other attributes (``kind``, ``hidden_size``, a kind's settings) as they are."""
+
+    num_layers = num_directions = 1
+    proj_size = 0
+
+    def __init__(self, cell):
+        self.cell = cell
+        self.output_size = cell.hidden_size
+
+    def __getattr__(self, name: str):
+        base, suffix, layer = name.rpartition("_l")
+        return getattr(self.cell, base if suffix and layer == "0" else name)
+
+
+def decoder_state(model: Seq2Seq) -> tuple[str, ...]:
+    """The decoder's state as the two graphs pass it: h, c where the kind has it, feed for Luong."""
+    return ("h", "c")[: len(model.kind.states)] + (("feed",) if model.attention.startswith("luong") else ())
+
+
+def encoder_graph(model: Seq2Seq, metadata: dict):
+    """The encoder: src (B, S) int64, src_lengths (B,) int64 → the decoder's first state h, [c]
+    (L, B, H), [feed (B, H), zeros, for Luong's input feeding], and with attention the memory
+    keys (B, S, D·H) and proj (B, S, ·), the keys as the score reads them."""
+    g = Graph()
+    enc, L, H = model.encoder, model.num_layers, model.hidden_size
+    x = g.op("Gather", g.const(model.src_embedding.weight.data, "src_embedding"), g.op("Transpose", "src", perm=[1, 0]))
+    y, finals = recurrent(g, enc, x, initial_states(g, enc, _dim(g, x, 1)), g.cast("src_lengths", "int32"))
+    outputs = []
+    for name, final in zip(("h", "c"), finals):  # the bridge (Seq2Seq._encode)
+        if model.bidirectional_encoder:
+            layers = []
+            for k in range(L):
+                both = g.op("Concat", *(g.op("Gather", final, g.ints(j), axis=0) for j in (2 * k, 2 * k + 1)), axis=1)
+                layers.append(g.op("Unsqueeze", g.op("Tanh", _linear(g, both, getattr(model, f"bridge_{name}_l{k}"))), g.ints([0])))
+            final = layers[0] if L == 1 else g.op("Concat", *layers, axis=0)
+        g.output(final, name)
+        outputs.append((name, "float", [L, "batch", H]))
+    if model.attention.startswith("luong"):
+        zeros = g.onnx.numpy_helper.from_array(np.zeros(1, np.float32))  # h̃_0 = 0 (B, H)
+        g.output(g.op("ConstantOfShape", g.op("Concat", _dim(g, x, 1), g.ints([H]), axis=0), value=zeros), "feed")
+        outputs.append(("feed", "float", ["batch", H]))
+    if model.attention != "none":
+        keys = g.op("Transpose", y, perm=[1, 0, 2])
+        g.output(keys, "keys")
+        key = model.attn._modules.get("key")
+        g.output(_linear(g, keys, key) if key is not None else g.op("Identity", keys), "proj")
+        K = enc.num_directions * H
+        proj_size = key.weight.shape[0] if key is not None else K
+        outputs += [("keys", "float", ["batch", "source", K]), ("proj", "float", ["batch", "source", proj_size])]
+    return g.model([("src", "int64", ["batch", "source"]), ("src_lengths", "int64", ["batch"])], outputs, metadata, "encoder")
+
+
+def decoder_graph(model: Seq2Seq, metadata: dict):
+    """One decoder step (Seq2Seq._step): y (B,) int64, the previous token; the state h, [c],
+    [feed] as the encoder or the last step gave it; with attention keys, proj and src_lengths
+    → logits (B, V), the next state h_next, [c_next], [feed_next], and alpha (B, S)."""
+    g = Graph()
+    L, H, attention = model.num_layers, model.hidden_size, model.attention
+    parts = decoder_state(model)
+    e = g.op("Gather", g.const(model.tgt_embedding.weight.data, "tgt_embedding"), "y")  # (B, E)
+    attn = model._modules.get("attn")
+
+    def attend(q):
+        """(context (B, K), α (B, S)) for the query q (B, H)."""
+        if attention == "bahdanau":
+            z = g.op("Tanh", g.op("Add", "proj", g.op("Unsqueeze", _linear(g, q, attn.query), g.ints([1]))))  # (B, S, A)
+            scores = g.op("Squeeze", g.op("MatMul", z, g.const(attn.v.data[:, None], "v")), g.ints([2]))
+        else:
+            scores = g.op("Squeeze", g.op("MatMul", "proj", g.op("Unsqueeze", q, g.ints([2]))), g.ints([2]))
+        inside = g.op("Transpose", g.steps_inside("keys", "src_lengths", time_axis=1), perm=[1, 0])  # (B, S)
+        alpha = g.op("Softmax", g.op("Where", inside, scores, g.const(np.full(1, -np.inf), "minus_inf")), axis=1)
+        context = g.op("Squeeze", g.op("MatMul", g.op("Unsqueeze", alpha, g.ints([1])), "keys"), g.ints([1]))
+        return context, alpha
+
+    layer_state = lambda part, k: g.op("Slice", part, g.ints([k]), g.ints([k + 1]), g.ints([0]))  # noqa: E731  (1, B, H)
+    alpha = None
+    if attention == "bahdanau":
+        context, alpha = attend(g.op("Gather", "h", g.ints(L - 1), axis=0))
+        x = g.op("Concat", e, context, axis=1)
+    else:
+        x = g.op("Concat", e, "feed", axis=1) if "feed" in parts else e
+    finals = {part: [] for part in parts if part != "feed"}
+    for k, cell in enumerate(model._cells):
+        step = g.op("Unsqueeze", x, g.ints([0]))  # a sequence of one step
+        y, new = recurrent(g, _CellAsLayer(cell), step, [layer_state(part, k) for part in finals], _full_lengths(g, step))
+        for part, value in zip(finals, new):
+            finals[part].append(value)
+        x = g.op("Squeeze", y, g.ints([0]))
+    h = x
+    if "feed" in parts:
+        context, alpha = attend(h)
+        o = g.op("Tanh", _linear(g, g.op("Concat", context, h, axis=1), model.combine))
+        g.output(o, "feed_next")
+    elif attention == "bahdanau":
+        o = g.op("Concat", h, context, axis=1)
+    else:
+        o = h
+    g.output(_linear(g, o, model.head), "logits")
+    for part, values in finals.items():
+        g.output(values[0] if L == 1 else g.op("Concat", *values, axis=0), f"{part}_next")
+    inputs = [("y", "int64", ["batch"])] + [(part, "float", [L, "batch", H] if part != "feed" else ["batch", H]) for part in parts]
+    outputs = [("logits", "float", ["batch", model.tgt_vocab])] + [
+        (f"{part}_next", "float", [L, "batch", H]) for part in finals]
+    if "feed" in parts:
+        outputs.append(("feed_next", "float", ["batch", H]))
+    if attention != "none":
+        g.output(alpha, "alpha")
+        K = model.encoder.num_directions * H
+        proj = attn._modules.get("key")
+        inputs += [("keys", "float", ["batch", "source", K]),
+                   ("proj", "float", ["batch", "source", proj.weight.shape[0] if proj is not None else K]),
+                   ("src_lengths", "int64", ["batch"])]
+        outputs.append(("alpha", "float", ["batch", "source"]))
+    return g.model(inputs, outputs, metadata, "decoder_step")

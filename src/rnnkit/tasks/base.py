@@ -119,27 +119,35 @@ class Task:
 
 class Exportable:
     """What every loaded model's ``export`` shares (``rnnkit export DIR``). A task whose model
-    ONNX can express gives its Trained class ``onnx_model()``, the checked ModelProto
-    (``export/onnx.py`` builds it, with ``export_metadata`` and the task's own entries)."""
+    ONNX can express gives its Trained class ``onnx_model()``: the checked ModelProto, or
+    ``{part: ModelProto}`` for a model deployed as several (translate: encoder and decoder step),
+    which ``export/onnx.py`` builds with ``export_metadata`` and the task's own entries."""
 
-    def export(self, out, format: str = "onnx", overwrite: bool = False) -> Path:
-        """Write the model for another runtime to the file ``out``, atomically; an existing file
-        is replaced only with ``overwrite``. Returns the path written."""
+    def export(self, out, format: str = "onnx", overwrite: bool = False) -> list[Path]:
+        """Write the model for another runtime to the file ``out`` (a model of several parts: one
+        file per part, ``model.encoder.onnx`` beside ``model.onnx``), each atomically; an existing
+        file is replaced only with ``overwrite``, and nothing is written while any is refused.
+        Returns the paths written."""
         get_format(format)
         out = Path(out)
         if out.is_dir():
             raise ValueError(f"--out: {out} is a directory; name the file to write (model.onnx)")
-        if out.exists() and not overwrite:
-            raise ValueError(f"--out: {out} exists; pass --overwrite to replace it")
         if not out.parent.is_dir():
             raise ValueError(f"--out: the directory {out.parent} does not exist")
         build = getattr(self, "onnx_model", None)
         if build is None:
-            task = self.config["task"]
             exportable = ", ".join(name for name, t in TASKS.items() if hasattr(t.Trained, "onnx_model"))
-            raise ValueError(f"not exportable: {task} models have no ONNX export yet (tasks that export: {exportable})")
-        md.atomic_write_bytes(out, build().SerializeToString())
-        return out
+            raise ValueError(f"not exportable: {self.config['task']} models have no ONNX export yet (tasks that export: "
+                             f"{exportable})")
+        models = build()
+        files = ({out.with_name(f"{out.stem}.{part}{out.suffix}"): m for part, m in models.items()}
+                 if isinstance(models, dict) else {out: models})
+        for path in files:
+            if path.exists() and not overwrite:
+                raise ValueError(f"--out: {path} exists; pass --overwrite to replace it")
+        for path, model in files.items():
+            md.atomic_write_bytes(path, model.SerializeToString())
+        return list(files)
 
 
 def export_metadata(trained) -> dict[str, str]:
