@@ -20,7 +20,8 @@ Two ways to build a layer:
   own last step). The operator is time-major: ``layout = 1`` is refused by onnxruntime's CPU
   kernels, so a batch-first graph transposes around it.
 - ``scanned``: a ``Scan`` over time of the kind's step written in ONNX operators, for the kinds
-  that no operator computes (an LSTM with ``proj_size``, zoneout, layer normalisation). A Scan,
+  that no operator computes (an LSTM with ``proj_size``, zoneout, layer normalisation, minGRU and
+  minLSTM, whose coefficients a_t, b_t are computed for all steps before the Scan). A Scan,
   not the step unrolled: the graph stays the same size for any T and T is chosen at run time.
   Lengths act through a mask: past a row's end the state is carried unchanged and the output is
   zero, so a reverse scan over all T starts each row at its own last step, as ``sequence_lens`` does.
@@ -30,20 +31,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from .module import Parameter
+
 #: rnnkit's (PyTorch's) gate blocks in ONNX's order: LSTM i f g o → i o f c; GRU r z n → z r h
 LSTM_ORDER, GRU_ORDER = (0, 3, 1, 2), (1, 0, 2)
 
 
 def direction_parameters(layer, k: int) -> list[dict[str, np.ndarray]]:
     """Layer k's parameters by PyTorch's names without the ``_l{k}`` suffix (``weight_ih``,
-    ``bias_hh``, ``weight_hr``, the kind's own), one dict per direction, forward first."""
+    ``bias_hh``, ``weight_hr``, the kind's own; a minimal RNN's ``weight``, ``bias``), one dict per
+    direction, forward first."""
     own = list(layer.kind.extra_parameters(layer))
     result = []
     for sfx in ("", "_reverse")[: layer.num_directions]:
         params = {}
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", *own):
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight", "bias", *own):
             p = getattr(layer, f"{name}_l{k}{sfx}", None)
-            if p is not None:
+            if isinstance(p, Parameter):  # a cell read as a layer (export's _CellAsLayer) has bias, a flag
                 params[name] = np.asarray(p.data, np.float32)
         result.append(params)
     return result
@@ -185,6 +189,42 @@ def layer_norm_gru_step(g, params, layer, a, states):
     r, z = g.op("Sigmoid", g.op("Add", ax_r, ah_r)), g.op("Sigmoid", g.op("Add", ax_z, ah_z))
     n = g.op("Tanh", g.op("Add", ax_n, g.op("Mul", r, ah_n)))
     h = g.op("Add", n, g.op("Mul", z, g.op("Sub", h_prev, n)))  # (1 − z) ⊙ n + z ⊙ h
+    return (h,), h
+
+
+def _candidate(g, k):
+    """minimal.py's g(k): k + ½ for k ≥ 0, σ(k) below, as σ(min(k, 0)) + max(k, 0)."""
+    return g.op("Add", g.op("Sigmoid", g.op("Min", k, g.const(np.float32(0), "zero"))), g.op("Relu", k))
+
+
+def _minimal_gates(g, params, x, blocks: int):
+    """x W_ᵀ + b of a minimal RNN for every step, split into its ``blocks`` gate blocks (T, B, H)."""
+    k = g.op("MatMul", x, g.const(params["weight"].T, "W_t"))
+    if "bias" in params:
+        k = g.op("Add", k, g.const(params["bias"], "b"))
+    return g.op("Split", k, axis=2, num_outputs=blocks, n=blocks)
+
+
+def min_gru_coefficients(g, params, layer, x):
+    """minGRU's a = 1 − z = σ(−k_z) and b = z ⊙ g(k_h), every step at once: [a; b] (T, B, 2H)."""
+    kz, kh = _minimal_gates(g, params, x, 2)
+    a = g.op("Sigmoid", g.op("Neg", kz))
+    return g.op("Concat", a, g.op("Mul", g.op("Sigmoid", kz), _candidate(g, kh)), axis=2)
+
+
+def min_lstm_coefficients(g, params, layer, x):
+    """minLSTM's a = f' = f / (f + i) = σ(log σ(k_f) − log σ(k_i)), as the layer's log space
+    computes it (log σ(k) = −softplus(−k)), and b = (1 − a) ⊙ g(k_h): [a; b] (T, B, 2H)."""
+    kf, ki, kh = _minimal_gates(g, params, x, 3)
+    a = g.op("Sigmoid", g.op("Sub", g.op("Softplus", g.op("Neg", ki)), g.op("Softplus", g.op("Neg", kf))))
+    return g.op("Concat", a, g.op("Mul", g.op("Sub", g.const(np.float32(1), "one"), a), _candidate(g, kh)), axis=2)
+
+
+def linear_recurrence_step(g, params, layer, ab, states):
+    """A minimal RNN's step h_t = a_t ⊙ h_{t−1} + b_t, its a and b known in advance: a Scan of the
+    step, where the layer itself scans in log space (the same numbers to float32's rounding)."""
+    a, b = g.op("Split", ab, axis=1, num_outputs=2, n=2)
+    h = g.op("Add", g.op("Mul", a, states[0]), b)
     return (h,), h
 
 
