@@ -16,6 +16,7 @@ from rnnkit.data.batching import pad
 from rnnkit.export import onnx as onnx_export
 from rnnkit.models.classifier import POOLINGS, SequenceClassifier
 from rnnkit.models.forecaster import Forecaster
+from rnnkit.models.sampling import generate_ids
 from rnnkit.models.seq2seq import Seq2Seq
 from rnnkit.models.tagger import SequenceTagger
 from rnnkit.nn import LSTM, backend, cells, no_grad
@@ -337,6 +338,36 @@ def test_language_model_exports_a_window_and_a_stream_that_equal_rnnkit(language
         steps.append(step_logits)
     assert_close(np.concatenate(steps, axis=1), window[0], "streamed logits")
     assert_close(state[1], window[2], "streamed c_n")
+
+
+class ExportedLanguageModel:
+    """The exported model behind the call ``sampling.generate_ids`` makes of a language model:
+    ids (T, 1), state or None → logits (T, 1, V), state; sampling stays outside the graph."""
+
+    def __init__(self, run: ort.InferenceSession):
+        self.run = run
+        self.zeros = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
+                      for i in run.get_inputs() if i.name != "ids"}
+
+    def eval(self):
+        return self
+
+    def __call__(self, ids, state, condition=None):
+        logits, *new = self.run.run(None, {"ids": np.asarray(ids).T.astype(np.int64), **(state or self.zeros)})
+        return logits.transpose(1, 0, 2), dict(zip(self.zeros, new))
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_text_sampled_from_the_export_equals_rnnkit_for_the_same_seed(language_model, tmp_path):
+    trained = rnnkit.load(language_model)
+    [path] = trained.export(tmp_path / "lm.onnx")
+    exported = ExportedLanguageModel(session(onnx.load(str(path))))
+    prime = trained.check_prime("to be ")
+    for temperature, top_k in ((1.0, 0), (0.8, 5), (0.0, 0)):
+        ours = list(generate_ids(trained.model, prime, 40, np.random.default_rng(7), temperature, top_k))
+        theirs = list(generate_ids(exported, prime, 40, np.random.default_rng(7), temperature, top_k))
+        assert theirs == ours
+        assert temperature == 0 or len(set(ours)) > 3  # a sample, not one token again and again
 
 
 def test_export_refuses_to_replace_a_file_without_overwrite(language_model, tmp_path, capsys):
