@@ -23,6 +23,7 @@ from rnnkit.nn import LSTM, backend, cells, no_grad
 from rnnkit.tasks.classify import encode_inputs, predict, softmax
 from rnnkit.tasks.detect import load as load_detect_series
 from rnnkit.tasks.forecast import forecast_at
+from rnnkit.tasks.tag import encode_tokens, split_text
 
 EXPORTABLE = [k.name for k in cells.kinds() if k.onnx is not None]
 TOLERANCE = 1e-5
@@ -163,6 +164,24 @@ def test_tagger_emissions_and_tags_equal_rnnkit(crf, T):
     got = session(onnx_export.tagger_graph(model, {})).run(None, {"ids": ids.T.copy(), "lengths": lengths})
     assert_close(got[0], emissions.transpose(1, 0, 2), "emissions")
     np.testing.assert_array_equal(got[1], model.decode(ids, lengths).T)
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_trained_crf_tagger_exports_its_encoding_and_tags_as_rnnkit(tmp_path):
+    rng = np.random.default_rng(0)
+    units = ["alice B-PER\nsmith I-PER", "paris B-LOC", "went O", "to O", "saw O"]  # a name, a place, fillers
+    sentences = ["\n".join(rng.choice(units, size=rng.integers(2, 7))) for _ in range(60)]
+    (tmp_path / "ner.conll").write_text("\n\n".join(sentences) + "\n", encoding="utf-8")
+    trained = rnnkit.train("tag", out=tmp_path / "m", data=str(tmp_path / "ner.conll"), crf=True, steps=3, hidden=8, embed=4,
+                           batch_size=8, valid_every=3, quiet=True)
+    model = onnx.load(str(trained.export(tmp_path / "m.onnx")[0]))
+    encoding = json.loads({p.key: p.value for p in model.metadata_props}["encoding"])
+    assert encoding == trained.encoding
+    texts = ["alice smith went to paris", "saw", "paris alice smith saw alice"]
+    x, lengths = pad([encode_tokens(encoding, split_text(encoding, t)) for t in texts])
+    tags = session(model).run(["tags"], {"ids": x.T.astype(np.int64), "lengths": np.asarray(lengths, np.int64)})[0]
+    got = [[encoding["tags"][t] for t in row[row >= 0]] for row in tags]
+    assert got == [r["tags"] for r in trained.tag(texts)]
 
 
 # ---- forecast (direct) and detect: data units in and out ---------------------------------------------
@@ -405,14 +424,31 @@ def test_trained_classifier_exports_through_the_api_and_equals_classify(tmp_path
     assert_close(got, expected, "probabilities")
 
 
-def test_a_model_onnx_cannot_express_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+@pytest.mark.usefixtures("reference_backend")
+def test_a_conditional_language_model_exports_its_classes_first_states(tmp_path, capsys):
     classes = tmp_path / "classes"
     classes.mkdir()
     for name, seed in (("comedy", 0), ("tragedy", 1)):
         write_text(classes / f"{name}.txt", seed)
     with backend.use_backend("numpy"):
-        rnnkit.train("lm", out=tmp_path / "m", data=str(classes), **{**TINY_LM, "steps": 1, "valid_every": 1, "layers": 1})
+        trained = rnnkit.train("lm", out=tmp_path / "m", data=str(classes), **{**TINY_LM, "steps": 1, "valid_every": 1})
+    assert main(["export", str(tmp_path / "m"), "--out", str(tmp_path / "m.onnx")]) == 0
+    condition, step = (session(onnx.load(str(tmp_path / f"m.{part}.onnx"))) for part in ("condition", "step"))
+    assert json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "m.step.onnx")).metadata_props}["conditions"]) == [
+        "comedy", "tragedy"]
+    ids = np.stack([trained.check_prime("to be or")] * 2)
+    with no_grad():
+        expected, _ = trained.model.eval()(ids.T, condition=np.array([1, 0]))
+    h0, c0 = condition.run(None, {"condition": np.array([1, 0])})
+    logits = step.run(["logits"], {"ids": ids, "h0": h0, "c0": c0})[0]
+    assert_close(logits, expected.transpose(1, 0, 2), "logits from a class's state")
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_a_model_onnx_cannot_express_is_a_clear_error_and_writes_nothing(tmp_path, monthly, capsys):
+    rnnkit.train("forecast", tmp_path / "m", data=str(monthly), mode="recursive", horizon=6, season=12, window=24, origins=2,
+                 hidden=8, steps=1, valid_every=1, quiet=True)
     assert main(["export", str(tmp_path / "m"), "--out", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("rnnkit: error: not exportable: a conditional language model's class-conditioned initial state")
-    assert err.count("\n") == 1 and not (tmp_path / "m.onnx").exists()
+    assert err.startswith("rnnkit: error: not exportable: a recursive forecaster") and err.count("\n") == 1
+    assert not (tmp_path / "m.onnx").exists()

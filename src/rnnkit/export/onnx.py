@@ -1,8 +1,8 @@
 """ONNX graphs of rnnkit's layers and task models, for onnxruntime.
 
 Opset 21 and IR version 10: every operator used here (the RNN/GRU/LSTM operators, Scan,
-LayerNormalization, ReduceMax with axes as an input) has its current form there, and
-onnxruntime runs them from 1.17 on (the ``[export]`` extra pins 1.31, with which the tests run).
+LayerNormalization, ReduceMax with axes as an input) has its current form there, and the newer
+opsets add nothing used here; onnxruntime 1.31, the ``[export]`` extra's pin, runs them (the tests do).
 
 A recurrent layer is its cell kind's ONNX form (``CellKind.onnx``, ``nn/onnx_forms.py``), layer
 after layer; the rest of a task model (embedding, pooling, heads) is written here. Graphs are
@@ -13,9 +13,16 @@ The task models' graphs are batch-first (B rows, T steps):
     language model   ids (B, T) int64, h0 (L, B, P) [, c0 (L, B, H)]
                        → logits (B, T, V), h_n [, c_n]
                      the state goes in and comes out, so one graph serves a window (zeros in)
-                     and a stream: T = 1 per call, the state fed back, equals the whole sequence
+                     and a stream: T = 1 per call, the state fed back, equals the whole sequence;
+                     a conditional model's class state: condition (B,) int64 → h0 [, c0]
     classifier       x: ids (B, T) int64, or raw values (B, T, C) float32 (standardised inside),
                      lengths (B,) int64  → probabilities (B, K), or value (B,) for a regressor
+    tagger           ids (B, T), lengths (B,) → emissions (B, T, K), tags (B, T) (Viterbi for a CRF)
+    forecaster       values (B, W, C) [, window_covariates, future_covariates] → mean, sigma,
+                     lower, upper (B, H, C), direct mode
+    detector         window (B, W, C), value (B, C) → score (B,), anomaly (B,), mean, sigma
+    translation      encoder: src (B, S), src_lengths → the decoder's first state, keys, proj;
+                     decoder step: y (B,), the state, keys, proj, src_lengths → logits, the next state, alpha
 
 ``onnx`` is imported when a graph is built, not before.
 """
@@ -224,9 +231,6 @@ def layer_graph(layer, metadata: dict | None = None):
 def language_model_graph(model: LanguageModel, metadata: dict):
     """The language model with its state in and out (see the module docstring): logits for a
     window, or one step of a stream."""
-    if model.num_conditions:
-        raise NotExportable("not exportable: a conditional language model's class-conditioned initial state "
-                            "(tanh of the condition embedding); export a model trained without classes")
     rnn = model.rnn
     g = Graph()
     x = g.op("Gather", g.const(model.embedding.weight.data, "embedding"), g.op("Transpose", "ids", perm=[1, 0]))  # (T, B, E)
@@ -241,6 +245,22 @@ def language_model_graph(model: LanguageModel, metadata: dict):
                                              zip(_state_names(rnn, "0"), state_parts(rnn))})}
     return g.model([("ids", "int64", ["batch", "time"]), *states("0")], [("logits", "float", ["batch", "time", V]), *states("_n")],
                    meta, "language_model")
+
+
+def condition_graph(model: LanguageModel, metadata: dict):
+    """A conditional language model's first state: condition (B,) int64, the class's index →
+    h0 [, c0] (L, B, H), tanh of its row of the condition embedding (LanguageModel._condition_state),
+    which the language model's graph then takes."""
+    rnn = model.rnn
+    g = Graph()
+    L, H, parts = rnn.num_layers, rnn.hidden_size, state_parts(rnn)
+    emb = g.op("Tanh", g.op("Gather", g.const(model.condition.weight.data, "condition_embedding"), "condition"))  # (B, parts·L·H)
+    states = g.op("Transpose", g.op("Reshape", emb, g.ints([0, len(parts), L, H])), perm=[1, 2, 0, 3])  # (parts, L, B, H)
+    names = _state_names(rnn, "0")
+    for i, name in enumerate(names):
+        g.output(g.op("Gather", states, g.ints(i), axis=0), name)
+    return g.model([("condition", "int64", ["batch"])], [(name, "float", [L, "batch", H]) for name in names], metadata,
+                   "condition_state")
 
 
 def _pool(g: Graph, pooling, y: str, lens64: str) -> str:

@@ -230,9 +230,14 @@ class TrainedLanguageModel(Exportable):
 
     def onnx_model(self):
         """The ONNX model (``export/onnx.py``'s ``language_model_graph``): logits of a window with
-        the state in and out, so that T = 1 per call streams; its metadata holds the vocabulary."""
-        return onnx_export.language_model_graph(self.model, {**export_metadata(self),
-                                                             "vocabulary": json.dumps(self.config["vocabulary"])})
+        the state in and out, so that T = 1 per call streams; its metadata holds the vocabulary.
+        A conditional model is two: "step", that one, and "condition", a class's first state."""
+        meta = {**export_metadata(self), "vocabulary": json.dumps(self.config["vocabulary"]),
+                "conditions": json.dumps(self.conditions)}
+        step = onnx_export.language_model_graph(self.model, meta)
+        if not self.conditions:
+            return step
+        return {"step": step, "condition": onnx_export.condition_graph(self.model, meta)}
 
     def check_prime(self, prime: str) -> np.ndarray:
         """The prime's token ids; an error names the tokens the model has never seen."""
