@@ -67,9 +67,10 @@ def run_layer(layer, rng, B=4, T=6, lengths=None):
 @pytest.mark.parametrize("config", range(2))
 def test_every_exportable_kind_equals_rnnkit_on_random_configurations(kind, config):
     rng = np.random.default_rng([config, EXPORTABLE.index(kind)])
-    stacked = config == 0  # two layers, bidirectional, batch-first, unequal lengths; else one plain layer
+    stacked = config == 0  # two layers, bidirectional, batch-first, unequal lengths; else one layer without biases
     layer = cells.get(kind).make_layer(int(rng.integers(2, 6)), int(rng.integers(3, 9)), num_layers=2 if stacked else 1,
-                                       bidirectional=stacked, batch_first=stacked, rng=rng)
+                                       bidirectional=stacked, batch_first=stacked, bias=stacked, kind_init=stacked,
+                                       rng=rng)  # kind_init: a forget-gate bias needs biases
     layer.eval()
     B, T = 5, int(rng.integers(3, 8))
     lengths = np.r_[T, rng.integers(1, T + 1, B - 1)] if stacked else None

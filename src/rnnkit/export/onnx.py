@@ -268,9 +268,9 @@ def _pool(g: Graph, pooling, y: str, lens64: str) -> str:
     inside = g.steps_inside(y, lens64)  # (T, B)
     inside3 = g.op("Unsqueeze", inside, g.ints([2]))
     if pooling.kind == "last":
-        index = g.op("Expand", g.op("Reshape", g.op("Sub", lens64, g.ints([1])), g.ints([1, -1, 1])), g.op("Shape", y))
-        last = g.op("Squeeze", g.op("GatherElements", y, g.op("Slice", index, g.ints([0]), g.ints([1]), g.ints([0])), axis=0),
-                    g.ints([0]))
+        one_step = g.op("Concat", g.ints([1]), g.op("Shape", y, start=1), axis=0)  # (1, B, F)
+        index = g.op("Expand", g.op("Reshape", g.op("Sub", lens64, g.ints([1])), g.ints([1, -1, 1])), one_step)
+        last = g.op("Squeeze", g.op("GatherElements", y, index, axis=0), g.ints([0]))  # each row's step len − 1
         if pooling.directions == 1:
             return last
         H = pooling.features // 2  # the reverse direction read step 0 last
