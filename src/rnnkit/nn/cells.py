@@ -107,7 +107,10 @@ class CellKind:
     projection: whether ``proj_size`` is supported; layer_dropout: whether the layer takes
     ``dropout`` between stacked layers; modes: the ways the layer can compute the same numbers
     (``mode=``), the first the default; settings: ``{name: Setting}``, the keyword arguments of
-    both the layer and the cell that a user may tune (``--cell-option``), none for most kinds.
+    both the layer and the cell that a user may tune (``--cell-option``), none for most kinds;
+    onnx: the kind's ONNX form (``nn/onnx_forms.py``), ``(g, layer, k, x, states, lens) → (y,
+    final states)``: layer k of an evaluating layer as ONNX nodes built through the graph ``g``
+    (``export/onnx.py``'s ``Graph``), or None when ONNX cannot express it (the export then says so).
 
     For layers on ``RNNBase``: blocks, the number of H-sized blocks in ``weight_ih`` and
     ``weight_hh``; extra_parameters, ``layer or cell → {name: shape}`` (from its hidden_size and
@@ -137,6 +140,7 @@ class CellKind:
     sequence_backward: Callable | None = None
     step: Callable | None = None
     step_backward: Callable | None = None
+    onnx: Callable | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))

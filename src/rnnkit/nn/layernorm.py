@@ -29,7 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import cells
+from . import cells, onnx_forms
 from . import functional as F
 from .functional import accumulate_weight_grads, affine, buffers, sigmoid_, store_state, sum_rows, time_steps
 from .recurrent import GRU, LSTM, RNNBase, RNNCellBase
@@ -352,8 +352,12 @@ LayerNormLSTM.kind = LayerNormLSTMCell.kind = cells.register(cells.CellKind(
     name="lnlstm", about="layer-normalised LSTM (Ba et al. 2016) as haste's LayerNormLSTM, forget-gate bias 1",
     states=("h", "c"), gates=LSTM.kind.gates, layer=LayerNormLSTM, cell=LayerNormLSTMCell, init=LSTM.kind.init, blocks=4,
     extra_parameters=_lstm_ln_parameters, sequence=layer_norm_lstm_sequence, sequence_backward=layer_norm_lstm_sequence_backward,
-    step=_lstm_step, step_backward=_lstm_step_backward))
+    step=_lstm_step, step_backward=_lstm_step_backward,
+    onnx=onnx_forms.when(lambda layer: int(layer.layer_norm), onnx_forms.LSTM,
+                         onnx_forms.scanned(onnx_forms.layer_norm_lstm_step, onnx_forms.layer_norm_input))))
 LayerNormGRU.kind = LayerNormGRUCell.kind = cells.register(cells.CellKind(
     name="lngru", about="layer-normalised GRU (Ba et al. 2016) as haste's LayerNormGRU", states=("h",), gates=GRU.kind.gates,
     layer=LayerNormGRU, cell=LayerNormGRUCell, blocks=3, extra_parameters=_gru_ln_parameters, input_bias=GRU.kind.input_bias,
-    sequence=layer_norm_gru_sequence, sequence_backward=layer_norm_gru_sequence_backward, step=_gru_step, step_backward=_gru_step_backward))
+    sequence=layer_norm_gru_sequence, sequence_backward=layer_norm_gru_sequence_backward, step=_gru_step, step_backward=_gru_step_backward,
+    onnx=onnx_forms.when(lambda layer: int(layer.layer_norm), onnx_forms.GRU,
+                         onnx_forms.scanned(onnx_forms.layer_norm_gru_step, onnx_forms.layer_norm_input))))

@@ -80,7 +80,7 @@ import math
 
 import numpy as np
 
-from . import backend, cells
+from . import backend, cells, onnx_forms
 from .functional import filled_like, sum_rows
 from .module import Parameter, as_dtype, as_rng, is_grad_enabled
 from .recurrent import RecurrentLayer, _init_uniform
@@ -681,7 +681,9 @@ class MinLSTM(_MinimalRNN):
 
 MinGRU.kind = cells.register(cells.CellKind(
     name="mingru", about="minGRU (Feng et al. 2024), a parallel scan", states=("h",),
-    gates=(("update", "sigmoid"), ("candidate", "positive")), layer=MinGRU, layer_dropout=False, modes=MODES))
+    gates=(("update", "sigmoid"), ("candidate", "positive")), layer=MinGRU, layer_dropout=False, modes=MODES,
+    onnx=onnx_forms.scanned(onnx_forms.linear_recurrence_step, onnx_forms.min_gru_coefficients)))
 MinLSTM.kind = cells.register(cells.CellKind(
     name="minlstm", about="minLSTM (Feng et al. 2024), a parallel scan", states=("h",),
-    gates=(("forget", "sigmoid"), ("input", "sigmoid"), ("candidate", "positive")), layer=MinLSTM, layer_dropout=False, modes=MODES))
+    gates=(("forget", "sigmoid"), ("input", "sigmoid"), ("candidate", "positive")), layer=MinLSTM, layer_dropout=False, modes=MODES,
+    onnx=onnx_forms.scanned(onnx_forms.linear_recurrence_step, onnx_forms.min_lstm_coefficients)))

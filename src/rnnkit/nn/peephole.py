@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import cells
+from . import cells, onnx_forms
 from .functional import accumulate_weight_grads, affine, buffers, lstm_gate_affine, sigmoid_, step_gradient, store_state, sum_rows, time_steps
 from .recurrent import LSTM, RNNBase, RNNCellBase
 
@@ -158,4 +158,5 @@ PeepholeLSTM.kind = PeepholeLSTMCell.kind = cells.register(cells.CellKind(
     name="peephole", about="LSTM with peepholes from the cell state to the gates (Gers et al. 2002), forget-gate bias 1",
     states=("h", "c"), gates=LSTM.kind.gates, layer=PeepholeLSTM, cell=PeepholeLSTMCell, init=LSTM.kind.init,
     blocks=4, extra_parameters=lambda module: {"weight_peephole": (3 * module.hidden_size,)},
-    sequence=peephole_sequence, sequence_backward=peephole_sequence_backward, step=_step, step_backward=_step_backward))
+    sequence=peephole_sequence, sequence_backward=peephole_sequence_backward, step=_step, step_backward=_step_backward,
+    onnx=onnx_forms.LSTM))  # ONNX's LSTM with its P input

@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from . import backend, cells, init
+from . import backend, cells, init, onnx_forms
 from . import functional as F
 from .cells import CellKind
 from .module import Module, Parameter, as_dtype, as_rng, is_grad_enabled
@@ -568,7 +568,7 @@ def _rnn_equations(relu: bool) -> dict:
 
 RNN_KIND = cells.register(cells.CellKind(
     name="rnn", about="tanh RNN (Elman 1990)", states=("h",), gates=(("hidden", "tanh"),),
-    layer=RNN, cell=RNNCell, torch="RNN", **_rnn_equations(relu=False)))
+    layer=RNN, cell=RNNCell, torch="RNN", onnx=onnx_forms.RNN_TANH, **_rnn_equations(relu=False)))
 
 
 def _irnn_init(module, rng):
@@ -582,7 +582,8 @@ def _irnn_init(module, rng):
 
 IRNN_KIND = cells.register(cells.CellKind(
     name="irnn", about="ReLU RNN started at the identity (Le et al. 2015)", states=("h",), gates=(("hidden", "relu"),),
-    layer=RNN, cell=RNNCell, options={"nonlinearity": "relu"}, init=_irnn_init, torch="RNN", **_rnn_equations(relu=True)))
+    layer=RNN, cell=RNNCell, options={"nonlinearity": "relu"}, init=_irnn_init, torch="RNN", onnx=onnx_forms.RNN_RELU,
+    **_rnn_equations(relu=True)))
 
 
 def _lstm_step(gates, states, w):
@@ -599,7 +600,8 @@ LSTM.kind = LSTMCell.kind = cells.register(cells.CellKind(
     name="lstm", about="LSTM (Hochreiter & Schmidhuber 1997), forget-gate bias 1", states=("h", "c"),
     gates=(("input", "sigmoid"), ("forget", "sigmoid"), ("cell", "tanh"), ("output", "sigmoid")),
     layer=LSTM, cell=LSTMCell, init=lambda module, rng: init.forget_gate_bias_(module, 1.0), torch="LSTM", projection=True,
-    blocks=4, sequence=F.lstm_sequence, sequence_backward=F.lstm_sequence_backward, step=_lstm_step, step_backward=_lstm_step_backward))
+    blocks=4, sequence=F.lstm_sequence, sequence_backward=F.lstm_sequence_backward, step=_lstm_step, step_backward=_lstm_step_backward,
+    onnx=onnx_forms.PROJECTABLE_LSTM))
 
 
 def _gru_input_bias(b_ih, b_hh):
@@ -627,4 +629,5 @@ def _gru_step_backward(d, gates, states, hn, w):
 GRU.kind = GRUCell.kind = cells.register(cells.CellKind(
     name="gru", about="GRU (Cho et al. 2014)", states=("h",), gates=(("reset", "sigmoid"), ("update", "sigmoid"), ("new", "tanh")),
     layer=GRU, cell=GRUCell, torch="GRU", blocks=3, input_bias=_gru_input_bias,
-    sequence=F.gru_sequence, sequence_backward=F.gru_sequence_backward, step=_gru_step, step_backward=_gru_step_backward))
+    sequence=F.gru_sequence, sequence_backward=F.gru_sequence_backward, step=_gru_step, step_backward=_gru_step_backward,
+    onnx=onnx_forms.GRU))

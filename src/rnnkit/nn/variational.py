@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import cells
+from . import cells, onnx_forms
 from .functional import accumulate_weight_grads, affine, buffers, lstm_step, lstm_step_backward, step_gradient, store_state, time_steps
 from .module import Parameter
 from .recurrent import LSTM, RNNBase
@@ -121,4 +121,5 @@ VariationalLSTM.kind = cells.register(cells.CellKind(
     "(Gal & Ghahramani 2016; Merity et al. 2018), forget-gate bias 1",
     states=("h", "c"), gates=LSTM.kind.gates, layer=VariationalLSTM, init=LSTM.kind.init,
     settings=SETTINGS, blocks=4,
-    sequence=variational_sequence, sequence_backward=variational_sequence_backward))
+    sequence=variational_sequence, sequence_backward=variational_sequence_backward,
+    onnx=onnx_forms.LSTM))  # in eval nothing is dropped: an LSTM

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import cells
+from . import cells, onnx_forms
 from .functional import accumulate_weight_grads, affine, buffers, lstm_step, lstm_step_backward, step_gradient, store_state, time_steps
 from .module import as_rng
 from .recurrent import LSTM, RNNBase, RNNCellBase
@@ -135,4 +135,5 @@ class ZoneoutLSTMCell(RNNCellBase):
 ZoneoutLSTM.kind = ZoneoutLSTMCell.kind = cells.register(cells.CellKind(
     name="zoneout", about="LSTM with zoneout on h and c (Krueger et al. 2017), forget-gate bias 1",
     states=("h", "c"), gates=LSTM.kind.gates, layer=ZoneoutLSTM, cell=ZoneoutLSTMCell, init=LSTM.kind.init, settings=SETTINGS,
-    blocks=4, sequence=zoneout_sequence, sequence_backward=zoneout_sequence_backward, step=_step, step_backward=_step_backward))
+    blocks=4, sequence=zoneout_sequence, sequence_backward=zoneout_sequence_backward, step=_step, step_backward=_step_backward,
+    onnx=onnx_forms.scanned(onnx_forms.zoneout_lstm_step)))

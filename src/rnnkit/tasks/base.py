@@ -7,6 +7,7 @@ task names to tasks.
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 from ..version import __version__
 from ..memory import within_memory
 from ..data import DataError
+from ..export import get_format
 from ..models.sequence_model import cell_choices, cell_settings
 from ..training import model_dir as md
 from ..training.trainer import Trainer, TrainingError, TrainingOptions
@@ -113,6 +115,45 @@ class Task:
         model = within_memory(lambda: self.make_model(options, self.stored_encoding(config), 0), options)
         model.load_state_dict(md.load_model_weights(out_dir))
         return self.Trained(out_dir, config, model)
+
+
+class Exportable:
+    """What every loaded model's ``export`` shares (``rnnkit export DIR``). A task whose model
+    ONNX can express gives its Trained class ``onnx_model()``: the checked ModelProto, or
+    ``{part: ModelProto}`` for a model deployed as several (translate: encoder and decoder step),
+    which ``export/onnx.py`` builds with ``export_metadata`` and the task's own entries."""
+
+    def export(self, out, format: str = "onnx", overwrite: bool = False) -> list[Path]:
+        """Write the model for another runtime to the file ``out`` (a model of several parts: one
+        file per part, ``model.encoder.onnx`` beside ``model.onnx``), each atomically; an existing
+        file is replaced only with ``overwrite``, and nothing is written while any is refused.
+        Returns the paths written."""
+        get_format(format)
+        out = Path(out)
+        if out.is_dir():
+            raise ValueError(f"--out: {out} is a directory; name the file to write (model.onnx)")
+        if not out.parent.is_dir():
+            raise ValueError(f"--out: the directory {out.parent} does not exist")
+        build = getattr(self, "onnx_model", None)
+        if build is None:
+            exportable = ", ".join(name for name, t in TASKS.items() if hasattr(t.Trained, "onnx_model"))
+            raise ValueError(f"not exportable: {self.config['task']} models have no ONNX export yet (tasks that export: "
+                             f"{exportable})")
+        models = build()
+        files = ({out.with_name(f"{out.stem}.{part}{out.suffix}"): m for part, m in models.items()}
+                 if isinstance(models, dict) else {out: models})
+        for path in files:
+            if path.exists() and not overwrite:
+                raise ValueError(f"--out: {path} exists; pass --overwrite to replace it")
+        for path, model in files.items():
+            md.atomic_write_bytes(path, model.SerializeToString())
+        return list(files)
+
+
+def export_metadata(trained) -> dict[str, str]:
+    """The metadata every exported model carries: its task, the rnnkit that wrote it, its options."""
+    return {"task": trained.config["task"], "rnnkit_version": __version__,
+            "options": json.dumps(trained.config["task_options"], sort_keys=True)}
 
 
 class BucketedRun:

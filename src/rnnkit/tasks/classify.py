@@ -13,6 +13,7 @@ function of the data and ``--seed``, so a loaded model recomputes them exactly.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from .. import metrics as M
 from ..data import DataError, Tokenizer, make_tokenizer
 from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.fingerprint import check_data, record_data
+from ..export import onnx as onnx_export
 from ..data.sources import is_built_in, load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
@@ -31,7 +33,7 @@ from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_n
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import plot_confusion
-from .base import (MEAN_SCHEMA, MEANS_SCHEMA, NAMES_SCHEMA, SPREAD_SCHEMA, SPREADS_SCHEMA, BucketedRun, Task, data_schema, input_texts,
+from .base import (Exportable, export_metadata, MEAN_SCHEMA, MEANS_SCHEMA, NAMES_SCHEMA, SPREAD_SCHEMA, SPREADS_SCHEMA, BucketedRun, Task, data_schema, input_texts,
                    network_checks, register, validation_line)
 
 
@@ -304,7 +306,7 @@ class ClassifyRun(BucketedRun):
         return score(self.splits.config, outputs, self.splits.targets["valid"])
 
 
-class TrainedClassifier:
+class TrainedClassifier(Exportable):
     """A trained classifier (or regressor) loaded from its directory: classify, evaluate, describe."""
 
     def __init__(self, out_dir: Path, config: dict, model: SequenceClassifier):
@@ -325,6 +327,13 @@ class TrainedClassifier:
             return [{"value": float(v)} for v in values]
         p = softmax(outputs)
         return [{"label": self.labels[int(row.argmax())], "probabilities": dict(zip(self.labels, map(float, row)))} for row in p]
+
+    def onnx_model(self):
+        """The ONNX model (``export/onnx.py``'s ``classifier_graph``): probabilities, or a
+        regressor's values, from token ids or raw series and lengths; its metadata holds the
+        encoding (vocabulary or channel statistics, labels)."""
+        meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "labels": json.dumps(self.labels)}
+        return onnx_export.classifier_graph(self.model, self.encoding, meta)
 
     def evaluate(self, data: str | None = None) -> dict:
         """Metrics on the validation split and the test split (or on ``data``), with a confusion

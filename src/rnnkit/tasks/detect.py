@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import sys
 from collections import deque
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ import numpy as np
 from .. import metrics as M
 from ..data import DataError
 from ..data.fingerprint import check_data, record_data
+from ..export import onnx as onnx_export
 from ..data.series import Series, anomaly_ranges, check_series, fill_gaps, read_series_table, ucr_anomaly_series
 from ..models.forecaster import Forecaster
 from ..data.series import MISSING, TABLE_FORMATS
@@ -40,7 +42,7 @@ from ..nn import GaussianNLLLoss, no_grad
 from ..training import model_dir as md
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, SeededRun, Task, data_schema, network_checks, register, validation_line
+from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, Exportable, SeededRun, Task, export_metadata, data_schema, network_checks, register, validation_line
 
 BUILT_IN = ("ucr-anomaly",)
 UCR_TOLERANCE = 100  # the UCR archive's criterion: the top score within 100 points of the labelled range
@@ -242,7 +244,7 @@ def build_model(opts: DetectOptions, encoding: dict, seed: int) -> Forecaster:
                       rng=np.random.default_rng(seed), cell_settings=opts.cell_option)
 
 
-class TrainedDetector:
+class TrainedDetector(Exportable):
     """A trained detector loaded from its directory: detect, evaluate, describe."""
 
     def __init__(self, out_dir: Path, config: dict, model: Forecaster):
@@ -267,6 +269,12 @@ class TrainedDetector:
         scored[: self.opts.window] = False  # nor for the first W: nothing before them to read
         scores[~scored] = 0
         return series, labels, scores, scored
+
+    def onnx_model(self):
+        """The ONNX model (``export/onnx.py``'s ``detector_graph``): the score of a point from the W
+        before it, and whether it passes the threshold; its metadata holds the encoding and threshold."""
+        meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "threshold": str(self.detector.threshold)}
+        return onnx_export.detector_graph(self.model, self.encoding, self.opts.window, self.detector.threshold, meta)
 
     def detect(self, data: str | None = None) -> dict:
         """Scores, flags (score above the threshold) and the flagged ranges of a series; ``scored``

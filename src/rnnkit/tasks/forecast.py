@@ -28,6 +28,7 @@ validation metrics, measured with the best weights).
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,6 +39,7 @@ import numpy as np
 from .. import metrics as M
 from ..data import DataError
 from ..data.fingerprint import check_data, record_data
+from ..export import onnx as onnx_export
 from ..data.series import TABLE_FORMATS, Series, check_series, co2_series, elnino_series, fill_gaps, read_series_table, sunspots_series
 from ..models.forecaster import MODES, Forecaster
 from ..data.series import MISSING
@@ -46,7 +48,7 @@ from ..nn import GaussianNLLLoss
 from ..progress import Progress
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, SeededRun, Task, data_schema, network_checks, register, validation_line
+from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, Exportable, SeededRun, Task, export_metadata, data_schema, network_checks, register, validation_line
 
 BUILT_IN = {"co2": co2_series, "sunspots": sunspots_series, "elnino": elnino_series}
 Z80 = 1.2815515655446004  # the 90% quantile of N(0, 1): μ ± Z80·σ is the central 80% interval
@@ -345,7 +347,7 @@ class ForecastRun(SeededRun):
 # ---- the trained model ------------------------------------------------------------------------
 
 
-class TrainedForecaster:
+class TrainedForecaster(Exportable):
     """A trained forecaster loaded from its directory: forecast, evaluate (backtest), describe."""
 
     def __init__(self, out_dir: Path, config: dict, model: Forecaster):
@@ -370,6 +372,16 @@ class TrainedForecaster:
         f = forecast_at(self.model, prepared, n, self.opts, widen=self.widen)
         times = future_times(prepared.series.time, self.opts.horizon)
         return {"time": times, **f, "history": prepared}
+
+    def onnx_model(self):
+        """The ONNX model (``export/onnx.py``'s ``forecaster_graph``, direct mode): mean, sigma and
+        the 80% interval of the H steps after a window; its metadata holds the encoding and how
+        the calendar covariates are made."""
+        meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "widen": str(self.widen),
+                "covariates": "row t: sin(2πk·t/period), then cos(2πk·t/period), k = 1, 2 (k = 1 alone when period < 4), "
+                              "t the step's index in the series; none when period < 2. window_covariates: the rows of the "
+                              "steps after each window step; future_covariates: the rows of the H forecast steps"}
+        return onnx_export.forecaster_graph(self.model, self.encoding, self.opts.level, Z80, self.widen, meta)
 
     def evaluate(self, data: str | None = None) -> dict:
         """The rolling-origin backtest (see the module docstring); writes backtest.png."""

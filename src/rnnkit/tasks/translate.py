@@ -19,6 +19,7 @@ chrF, computed on detokenised text against the raw references; with attention, a
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 from ..data import DataError, Tokenizer, make_tokenizer
 from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.fingerprint import check_data, record_data
+from ..export import onnx as onnx_export
 from ..data.parallel import bible_pairs, read_pairs
 from ..models.seq2seq import Seq2Seq
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA, UNK
@@ -36,7 +38,7 @@ from ..nn import no_grad
 from ..progress import Progress
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
-from .base import BucketedRun, Task, data_schema, input_texts, network_checks, register
+from .base import BucketedRun, Exportable, Task, data_schema, export_metadata, input_texts, network_checks, register
 
 # The start and end tokens: the control characters STX and ETX, which texts do not hold and which
 # a character vocabulary can keep like any other character.
@@ -268,7 +270,7 @@ class TranslateRun(BucketedRun):
         return {"loss": validation_loss(self.model, self.data, "valid", self.opts.batch_size)}
 
 
-class TrainedTranslator:
+class TrainedTranslator(Exportable):
     """A trained translation model loaded from its directory: translate, evaluate, describe."""
 
     def __init__(self, out_dir: Path, config: dict, model: Seq2Seq):
@@ -294,6 +296,14 @@ class TrainedTranslator:
                  "source_tokens": [self.vocab.src.tokens[t] for t in s], "score": r.score, "log_prob": r.log_prob,
                  "finished": r.finished, "attention": r.attention, "unknown": self.vocab.unknown_source_tokens(text)}
                 for text, s, r in zip(texts, sources, results)]
+
+    def onnx_model(self) -> dict:
+        """Two ONNX models (``export/onnx.py``): the encoder, and the decoder's step, so that greedy
+        and beam search run outside on ONNX calls; their metadata holds the vocabularies and the
+        start and end tokens' ids."""
+        meta = {**export_metadata(self), "vocabulary": json.dumps(self.vocab.config), "bos": str(self.vocab.bos),
+                "eos": str(self.vocab.eos), "state": json.dumps(list(onnx_export.decoder_state(self.model)))}
+        return {"encoder": onnx_export.encoder_graph(self.model, meta), "decoder": onnx_export.decoder_graph(self.model, meta)}
 
     def evaluate(self, data: str | None = None, beams: tuple[int, ...] | None = None) -> dict:
         """BLEU and chrF of greedy and beam-search decoding on the test split (or ``data``), and the validation loss."""

@@ -1,0 +1,571 @@
+"""ONNX graphs of rnnkit's layers and task models, for onnxruntime.
+
+Opset 21 and IR version 10: every operator used here (the RNN/GRU/LSTM operators, Scan,
+LayerNormalization, ReduceMax with axes as an input) has its current form there, and the newer
+opsets add nothing used here; onnxruntime 1.31, the ``[export]`` extra's pin, runs them (the tests do).
+
+A recurrent layer is its cell kind's ONNX form (``CellKind.onnx``, ``nn/onnx_forms.py``), layer
+after layer; the rest of a task model (embedding, pooling, heads) is written here. Graphs are
+what an evaluating model computes: dropout is the identity, zoneout its expectation.
+
+The task models' graphs are batch-first (B rows, T steps):
+
+    language model   ids (B, T) int64, h0 (L, B, P) [, c0 (L, B, H)]
+                       → logits (B, T, V), h_n [, c_n]
+                     the state goes in and comes out, so one graph serves a window (zeros in)
+                     and a stream: T = 1 per call, the state fed back, equals the whole sequence;
+                     a conditional model's class state: condition (B,) int64 → h0 [, c0]
+    classifier       x: ids (B, T) int64, or raw values (B, T, C) float32 (standardised inside),
+                     lengths (B,) int64  → probabilities (B, K), or value (B,) for a regressor
+    tagger           ids (B, T), lengths (B,) → emissions (B, T, K), tags (B, T) (Viterbi for a CRF)
+    forecaster       values (B, W, C) [, window_covariates, future_covariates] → mean, sigma,
+                     lower, upper (B, H, C), direct mode
+    detector         window (B, W, C), value (B, C) → score (B,), anomaly (B,), mean, sigma
+    translation      encoder: src (B, S), src_lengths → the decoder's first state, keys, proj;
+                     decoder step: y (B,), the state, keys, proj, src_lengths → logits, the next state, alpha
+
+``onnx`` is imported when a graph is built, not before.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+
+from ..models.classifier import SequenceClassifier
+from ..models.forecaster import SIGMA_MIN, Forecaster
+from ..models.language_model import LanguageModel
+from ..models.seq2seq import Seq2Seq
+from ..models.sequence_model import INPUT_BOUND
+from ..models.tagger import SequenceTagger
+from ..nn import cells
+
+OPSET, IR_VERSION = 21, 10
+
+
+class NotExportable(ValueError):
+    """A model, or a part of it, that ONNX cannot express; the message names the part."""
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:  # an optional dependency: say how to get it
+        raise NotExportable("export: the onnx package is not installed; pip install 'rnnkit[export]'") from None
+    return onnx
+
+
+class Graph:
+    """An ONNX graph being built: ``op`` adds a node and returns its output names, ``const`` a
+    weight (an initializer of the outermost graph, which a Scan's body reads from outside), and
+    ``scan`` a Scan over time whose body another ``Graph`` builds."""
+
+    def __init__(self, parent: Graph | None = None):
+        self.onnx = _onnx()
+        self.root = parent.root if parent else self
+        self.nodes = []
+        if parent is None:
+            self.initializers, self._count = [], itertools.count()
+
+    def fresh(self, hint: str) -> str:
+        """A name not used anywhere in the model."""
+        return f"{hint}_{next(self.root._count)}"
+
+    def op(self, op_type: str, *inputs: str, n: int = 1, **attributes):
+        """A node; its output name, or a list of ``n`` of them."""
+        outputs = [self.fresh(op_type) for _ in range(n)]
+        self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), outputs, name=self.fresh(op_type + "_node"),
+                                                     **attributes))
+        return outputs[0] if n == 1 else outputs
+
+    def const(self, array, hint: str = "const") -> str:
+        """A constant: floats as float32, integers as int64."""
+        array = np.asarray(array)
+        array = array.astype(np.int64 if array.dtype.kind in "iub" else np.float32)
+        name = self.fresh(hint)
+        self.root.initializers.append(self.onnx.numpy_helper.from_array(np.array(array, order="C"), name))  # 0-d stays 0-d
+        return name
+
+    def ints(self, values) -> str:
+        return self.const(np.asarray(values, np.int64), "ints")
+
+    def cast(self, x: str, to: str) -> str:
+        """x as "float", "int32" or "int64"."""
+        return self.op("Cast", x, to={"float": 1, "int32": 6, "int64": 7}[to])  # TensorProto's numbers
+
+    def steps_inside(self, x: str, lens: str, time_axis: int = 0) -> str:
+        """(T, B) bool: whether step t is inside row b, for x with its T steps on ``time_axis`` and
+        lengths (B,) of any integer type."""
+        T = self.op("Shape", x, start=time_axis, end=time_axis + 1)
+        steps = self.op("Range", self.ints(0), self.op("Squeeze", T, self.ints([0])), self.ints(1))
+        return self.op("Less", self.op("Unsqueeze", steps, self.ints([1])), self.op("Unsqueeze", self.cast(lens, "int64"), self.ints([0])))
+
+    def scan(self, body, states: list[str], scans: list[str], reverse: bool = False, types: dict | None = None) -> list[str]:
+        """A Scan over axis 0 of ``scans`` (from the end with ``reverse``), carrying ``states``.
+        body(sub, states, scan slices) → (new states, per-step outputs); returns the final
+        states, then the stacked outputs (in time order either way). types: "states", "scans",
+        "outputs", each a tuple of "float" | "int64" | "bool" (float where not given)."""
+        sub, T = Graph(self), self.onnx.TensorProto
+        elem = {"float": T.FLOAT, "int64": T.INT64, "bool": T.BOOL}
+        carried = [sub.fresh("carried") for _ in states]
+        slices = [sub.fresh("slice") for _ in scans]
+        new, outs = body(sub, carried, slices)
+        types = types or {}
+        info = lambda names, which: [self.onnx.helper.make_tensor_value_info(  # noqa: E731
+            name, elem[kind], None) for name, kind in zip(names, types.get(which, ("float",) * len(names)))]
+        graph = self.onnx.helper.make_graph(sub.nodes, self.fresh("step"), info(carried, "states") + info(slices, "scans"),
+                                            info(new, "states") + info(outs, "outputs"))
+        return self.op("Scan", *states, *scans, n=len(states) + len(outs), body=graph, num_scan_inputs=len(scans),
+                       scan_input_directions=[int(reverse)] * len(scans), scan_output_directions=[int(reverse)] * len(outs))
+
+    def model(self, inputs: list[tuple], outputs: list[tuple], metadata: dict[str, str], name: str):
+        """The checked ModelProto. inputs, outputs: (name, "float" | "int64", shape with names for
+        the free dimensions); metadata: the ``metadata_props`` a consumer reads."""
+        onnx, T = self.onnx, self.onnx.TensorProto
+        elem = {"float": T.FLOAT, "int64": T.INT64, "bool": T.BOOL}
+        info = lambda n, kind, shape: onnx.helper.make_tensor_value_info(n, elem[kind], shape)  # noqa: E731
+        graph = onnx.helper.make_graph(self.nodes, name, [info(*i) for i in inputs], [info(*o) for o in outputs],
+                                       self.initializers)
+        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="rnnkit",
+                                       ir_version=IR_VERSION)
+        onnx.helper.set_model_props(model, {k: str(v) for k, v in metadata.items()})
+        onnx.checker.check_model(model, full_check=True)
+        return model
+
+    def output(self, value: str, name: str) -> None:
+        """Give the graph output ``name`` the value ``value``."""
+        self.nodes.append(self.onnx.helper.make_node("Identity", [value], [name], name=self.fresh("output")))
+
+
+# ---- the recurrent stack ---------------------------------------------------------------------------
+
+
+def check_exportable(layer) -> None:
+    """A layer whose kind ONNX can express; the error names the kind and those that export."""
+    kind = getattr(layer, "kind", None)
+    if kind is None or kind.onnx is None:
+        name = kind.name if kind is not None else type(layer).__name__
+        exportable = ", ".join(k.name for k in cells.kinds() if k.onnx is not None)
+        raise NotExportable(f"not exportable: {name} layers have no ONNX form (no ONNX operator or Scan step computes "
+                            f"them yet); the kinds that export: {exportable}")
+
+
+def state_parts(layer) -> list[tuple[str, int]]:
+    """(part, size) of each state part: h has the layer's output size, the others hidden_size."""
+    return [(part, layer.output_size if part == "h" else layer.hidden_size) for part in layer.kind.states]
+
+
+def recurrent(g: Graph, layer, x: str, states: list[str], lens: str) -> tuple[str, list[str]]:
+    """The stack: x (T, B, I) time-major, states [(L·D, B, size)…], lens (B,) int32 →
+    y (T, B, D·P), the final states [(L·D, B, size)…]."""
+    check_exportable(layer)
+    D = layer.num_directions
+    finals = [[] for _ in states]
+    for k in range(layer.num_layers):
+        mine = [g.op("Slice", s, g.ints([k * D]), g.ints([(k + 1) * D]), g.ints([0])) for s in states]
+        x, last = layer.kind.onnx(g, layer, k, x, mine, lens)
+        for part, value in zip(finals, last):
+            part.append(value)
+    return x, [part[0] if len(part) == 1 else g.op("Concat", *part, axis=0) for part in finals]
+
+
+def initial_states(g: Graph, layer, batch: str) -> list[str]:
+    """The state a layer starts from without one given: zeros, or its learnt h0, c0 (``learn_init``)."""
+    LD = layer.num_layers * layer.num_directions
+    result = []
+    for part, size in state_parts(layer):
+        shape = g.op("Concat", g.ints([LD]), batch, g.ints([size]), axis=0)
+        if getattr(layer, "learn_init", False):
+            result.append(g.op("Expand", g.op("Unsqueeze", g.const(getattr(layer, f"{part}0").data, f"{part}0"), g.ints([1])), shape))
+        else:
+            result.append(g.op("ConstantOfShape", shape, value=g.onnx.numpy_helper.from_array(np.zeros(1, np.float32))))
+    return result
+
+
+def _dim(g: Graph, x: str, axis: int) -> str:
+    """x.shape[axis] as a (1,) int64 tensor."""
+    return g.op("Shape", x, start=axis, end=axis + 1)
+
+
+def _full_lengths(g: Graph, x: str) -> str:
+    """(B,) int32 lengths T for a time-major x with no padding."""
+    return g.cast(g.op("Expand", _dim(g, x, 0), _dim(g, x, 1)), "int32")
+
+
+def _linear(g: Graph, x: str, linear) -> str:
+    y = g.op("MatMul", x, g.const(np.asarray(linear.weight.data).T, "weight_t"))
+    bias = getattr(linear, "bias", None)
+    return y if bias is None else g.op("Add", y, g.const(bias.data, "bias"))
+
+
+def _state_names(layer, suffix: str) -> list[str]:
+    return [f"{part}{suffix}" for part, _ in state_parts(layer)]
+
+
+# ---- graphs -----------------------------------------------------------------------------------------
+
+
+def layer_graph(layer, metadata: dict | None = None):
+    """A recurrent layer alone: x in the layer's layout ((B, T, I) with batch_first, else (T, B, I)),
+    lengths (B,) int64, h0 [, c0] (L·D, B, size) → out (as x's layout, D·P features), h_n [, c_n]."""
+    check_exportable(layer)
+    g = Graph()
+    x = g.op("Transpose", "x", perm=[1, 0, 2]) if layer.batch_first else "x"
+    lens = g.cast("lengths", "int32")
+    y, finals = recurrent(g, layer, x, _state_names(layer, "0"), lens)
+    g.output(g.op("Transpose", y, perm=[1, 0, 2]) if layer.batch_first else y, "out")
+    for final, name in zip(finals, _state_names(layer, "_n")):
+        g.output(final, name)
+    LD, D = layer.num_layers * layer.num_directions, layer.num_directions
+    xs = ["batch", "time", layer.input_size] if layer.batch_first else ["time", "batch", layer.input_size]
+    ys = [*xs[:2], D * layer.output_size]
+    states = [(name, "float", [LD, "batch", size]) for name, (_, size) in zip(_state_names(layer, "0"), state_parts(layer))]
+    outs = [(name, "float", [LD, "batch", size]) for name, (_, size) in zip(_state_names(layer, "_n"), state_parts(layer))]
+    meta = {"kind": layer.kind.name, "batch_first": json.dumps(layer.batch_first), **(metadata or {})}
+    return g.model([("x", "float", xs), ("lengths", "int64", ["batch"]), *states], [("out", "float", ys), *outs], meta,
+                   f"{layer.kind.name}_layer")
+
+
+def language_model_graph(model: LanguageModel, metadata: dict):
+    """The language model with its state in and out (see the module docstring): logits for a
+    window, or one step of a stream."""
+    rnn = model.rnn
+    g = Graph()
+    x = g.op("Gather", g.const(model.embedding.weight.data, "embedding"), g.op("Transpose", "ids", perm=[1, 0]))  # (T, B, E)
+    y, finals = recurrent(g, rnn, x, _state_names(rnn, "0"), _full_lengths(g, x))
+    g.output(g.op("Transpose", _linear(g, y, model.head), perm=[1, 0, 2]), "logits")
+    for final, name in zip(finals, _state_names(rnn, "_n")):
+        g.output(final, name)
+    LD, V = rnn.num_layers * rnn.num_directions, model.head.weight.shape[0]
+    states = lambda suffix: [(name, "float", [LD, "batch", size])  # noqa: E731
+                             for name, (_, size) in zip(_state_names(rnn, suffix), state_parts(rnn))]
+    meta = {**metadata, "state": json.dumps({name: [LD, "batch", size] for name, (_, size) in
+                                             zip(_state_names(rnn, "0"), state_parts(rnn))})}
+    return g.model([("ids", "int64", ["batch", "time"]), *states("0")], [("logits", "float", ["batch", "time", V]), *states("_n")],
+                   meta, "language_model")
+
+
+def condition_graph(model: LanguageModel, metadata: dict):
+    """A conditional language model's first state: condition (B,) int64, the class's index →
+    h0 [, c0] (L, B, H), tanh of its row of the condition embedding (LanguageModel._condition_state),
+    which the language model's graph then takes."""
+    rnn = model.rnn
+    g = Graph()
+    L, H, parts = rnn.num_layers, rnn.hidden_size, state_parts(rnn)
+    emb = g.op("Tanh", g.op("Gather", g.const(model.condition.weight.data, "condition_embedding"), "condition"))  # (B, parts·L·H)
+    states = g.op("Transpose", g.op("Reshape", emb, g.ints([0, len(parts), L, H])), perm=[1, 2, 0, 3])  # (parts, L, B, H)
+    names = _state_names(rnn, "0")
+    for i, name in enumerate(names):
+        g.output(g.op("Gather", states, g.ints(i), axis=0), name)
+    return g.model([("condition", "int64", ["batch"])], [(name, "float", [L, "batch", H]) for name in names], metadata,
+                   "condition_state")
+
+
+def _pool(g: Graph, pooling, y: str, lens64: str) -> str:
+    """classifier.Pooling in ONNX: y (T, B, F) zero past each length → (B, F)."""
+    inside = g.steps_inside(y, lens64)  # (T, B)
+    inside3 = g.op("Unsqueeze", inside, g.ints([2]))
+    if pooling.kind == "last":
+        one_step = g.op("Concat", g.ints([1]), g.op("Shape", y, start=1), axis=0)  # (1, B, F)
+        index = g.op("Expand", g.op("Reshape", g.op("Sub", lens64, g.ints([1])), g.ints([1, -1, 1])), one_step)
+        last = g.op("Squeeze", g.op("GatherElements", y, index, axis=0), g.ints([0]))  # each row's step len − 1
+        if pooling.directions == 1:
+            return last
+        H = pooling.features // 2  # the reverse direction read step 0 last
+        first = g.op("Gather", y, g.ints(0), axis=0)
+        return g.op("Concat", g.op("Slice", last, g.ints([0]), g.ints([H]), g.ints([1])),
+                    g.op("Slice", first, g.ints([H]), g.ints([2 * H]), g.ints([1])), axis=1)
+    if pooling.kind == "mean":
+        total = g.op("ReduceSum", g.op("Where", inside3, y, g.const(np.zeros(1), "zero")), g.ints([0]), keepdims=0)
+        return g.op("Div", total, g.op("Unsqueeze", g.cast(lens64, "float"), g.ints([1])))
+    if pooling.kind == "max":
+        return g.op("ReduceMax", g.op("Where", inside3, y, g.const(np.full(1, -np.inf), "minus_inf")), g.ints([0]), keepdims=0)
+    a = g.op("Tanh", _linear(g, y, pooling.score))  # attention: (T, B, A)
+    s = g.op("Squeeze", g.op("MatMul", a, g.const(pooling.u.data[:, None], "u")), g.ints([2]))  # (T, B)
+    alpha = g.op("Softmax", g.op("Where", inside, s, g.const(np.full(1, -np.inf), "minus_inf")), axis=0)
+    return g.op("ReduceSum", g.op("Mul", g.op("Unsqueeze", alpha, g.ints([2])), y), g.ints([0]), keepdims=0)
+
+
+def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict):
+    """The classifier (or regressor) with its input's encoding: probabilities (B, K) or values (B,)."""
+    rnn = model.rnn
+    g = Graph()
+    tokens = "embedding" in model._modules
+    if tokens:
+        x = g.op("Gather", g.const(model.embedding.weight.data, "embedding"), g.op("Transpose", "x", perm=[1, 0]))
+        x_info = ("x", "int64", ["batch", "time"])
+    else:  # standardised and bounded as classify.encode_inputs does
+        z = g.op("Div", g.op("Sub", "x", g.const(encoding["mean"], "mean")), g.const(encoding["std"], "std"))
+        x = g.op("Transpose", g.op("Clip", z, g.const(np.float32(-INPUT_BOUND)), g.const(np.float32(INPUT_BOUND))), perm=[1, 0, 2])
+        x_info = ("x", "float", ["batch", "time", len(encoding["mean"])])
+    lens = g.cast("lengths", "int32")
+    y, _ = recurrent(g, rnn, x, initial_states(g, rnn, _dim(g, x, 1)), lens)
+    out = _linear(g, _pool(g, model.pool, y, "lengths"), model.head)
+    if encoding["values"]:
+        value = g.op("Add", g.op("Mul", g.op("Squeeze", out, g.ints([1])), g.const(np.float32(encoding["value_std"]))),
+                     g.const(np.float32(encoding["value_mean"])))
+        g.output(value, "value")
+        outputs = [("value", "float", ["batch"])]
+    else:
+        g.output(g.op("Softmax", out, axis=1), "probabilities")
+        outputs = [("probabilities", "float", ["batch", len(encoding["labels"])])]
+    return g.model([x_info, ("lengths", "int64", ["batch"])], outputs, metadata, "classifier")
+
+
+def _viterbi(g: Graph, crf, e: str, inside: str) -> str:
+    """crf.CRF.decode in ONNX: emissions e (T, B, K), inside (T, B) → the best paths (T, B) int64,
+    −1 past each length. Two Scans over all T steps (onnxruntime refuses a Scan of 0 steps, so
+    step 0 is a step of the scan, told apart by a flag): forward, the best score of each tag and
+    its backpointer; backward from each row's best final tag, following the backpointers."""
+    trans, start = g.const(crf.transitions.data, "transitions"), g.const(crf.start.data, "start")
+    mask = g.op("Unsqueeze", inside, g.ints([2]))  # (T, B, 1)
+    first = g.op("Unsqueeze", g.op("Equal", g.op("Range", g.ints(0), g.op("Squeeze", _dim(g, e, 0), g.ints([0])), g.ints(1)),
+                                   g.ints(0)), g.ints([1, 2]))  # (T, 1, 1)
+
+    def forward(sub, delta, scans):
+        e_t, keep, is_first = scans
+        s = sub.op("Add", sub.op("Unsqueeze", delta[0], sub.ints([2])), trans)  # (B, i, j): tag i then tag j
+        d = sub.op("Add", sub.op("Where", is_first, start, sub.op("ReduceMax", s, sub.ints([1]), keepdims=0)), e_t)
+        return [sub.op("Where", keep, d, delta[0])], [sub.op("ArgMax", s, axis=1, keepdims=0)]
+
+    zeros = g.op("Mul", g.op("Gather", e, g.ints(0), axis=0), g.const(np.float32(0), "zero"))  # (B, K)
+    delta, backpointers = g.scan(forward, [zeros], [e, mask, first],
+                                 types={"scans": ("float", "bool", "bool"), "outputs": ("int64",)})
+    last = g.op("ArgMax", g.op("Add", delta, g.const(crf.end.data, "end")), axis=1, keepdims=0)  # (B,)
+
+    def backward(sub, cur, scans):
+        bp, keep = scans
+        keep = sub.op("Squeeze", keep, sub.ints([1]))
+        previous = sub.op("Squeeze", sub.op("GatherElements", bp, sub.op("Unsqueeze", cur[0], sub.ints([1])), axis=1), sub.ints([1]))
+        return [sub.op("Where", keep, previous, cur[0])], [sub.op("Where", keep, cur[0], sub.ints(-1))]
+
+    _, path = g.scan(backward, [last], [backpointers, mask], reverse=True,
+                     types={"states": ("int64",), "scans": ("int64", "bool"), "outputs": ("int64",)})
+    return path
+
+
+def tagger_graph(model: SequenceTagger, metadata: dict):
+    """The tagger: ids (B, T) int64, lengths (B,) int64 → emissions (B, T, K), the per-token tag
+    scores, and tags (B, T) int64, −1 past each length: the argmax, or the CRF's Viterbi path."""
+    rnn = model.rnn
+    g = Graph()
+    x = g.op("Gather", g.const(model.embedding.weight.data, "embedding"), g.op("Transpose", "ids", perm=[1, 0]))
+    y, _ = recurrent(g, rnn, x, initial_states(g, rnn, _dim(g, x, 1)), g.cast("lengths", "int32"))
+    e = _linear(g, y, model.head)  # (T, B, K)
+    inside = g.steps_inside(e, "lengths")
+    tags = _viterbi(g, model.crf, e, inside) if model.uses_crf else g.op("Where", inside, g.op("ArgMax", e, axis=2, keepdims=0),
+                                                                        g.ints(-1))
+    g.output(g.op("Transpose", e, perm=[1, 0, 2]), "emissions")
+    g.output(g.op("Transpose", tags, perm=[1, 0]), "tags")
+    K = model.head.weight.shape[0]
+    return g.model([("ids", "int64", ["batch", "time"]), ("lengths", "int64", ["batch"])],
+                   [("emissions", "float", ["batch", "time", K]), ("tags", "int64", ["batch", "time"])], metadata, "tagger")
+
+
+def _direct_forecast(g: Graph, model: Forecaster, z: str, future: str | None) -> tuple[str, str]:
+    """Forecaster's direct mode: z (W, B, C + F) time-major, future (B, H·F) or None → μ, σ
+    (B, H, C) in the model's units, σ = softplus(s) + σ_min."""
+    rnn, C = model.rnn, model.channels
+    y, _ = recurrent(g, rnn, z, initial_states(g, rnn, _dim(g, z, 1)), _full_lengths(g, z))
+    last = g.op("Gather", y, g.ints(-1), axis=0)  # (B, hidden): every window has all W steps
+    p = _linear(g, last if future is None else g.op("Concat", last, future, axis=1), model.head)
+    p = g.op("Reshape", p, g.ints([0, model.horizon, 2 * C]))
+    mu, s = (g.op("Slice", p, g.ints([a]), g.ints([b]), g.ints([2])) for a, b in ((0, C), (C, 2 * C)))
+    return mu, g.op("Add", g.op("Softplus", s), g.const(np.float32(SIGMA_MIN), "sigma_min"))
+
+
+def _standardise(g: Graph, values: str, encoding: dict) -> str:
+    """(values − the training part's mean) / its standard deviation, per channel."""
+    return g.op("Div", g.op("Sub", values, g.const(encoding["mean"], "mean")), g.const(encoding["std"], "std"))
+
+
+def _bounded(g: Graph, x: str) -> str:
+    return g.op("Clip", x, g.const(np.float32(-INPUT_BOUND), "low"), g.const(np.float32(INPUT_BOUND), "high"))
+
+
+def forecaster_graph(model: Forecaster, encoding: dict, level: str, z80: float, widen: float, metadata: dict):
+    """A direct forecaster, as ``rnnkit forecast`` computes a forecast from a window:
+
+    values (B, W, C) float32, the window in data units (gaps filled); with calendar covariates
+    (F > 0) also window_covariates (B, W, F), those of the step after each window step, and
+    future_covariates (B, H, F), those of the H forecast steps
+    → mean, sigma, lower, upper (B, H, C) in data units (the 80% interval, widened by ``widen``)."""
+    if model.mode != "direct":
+        raise NotExportable("not exportable: a recursive forecaster (each sampled value is fed back into the network "
+                            "between calls); export a model trained with --mode direct")
+    g = Graph()
+    C, F, H = model.channels, model.covariates, model.horizon
+    scaled = _standardise(g, "values", encoding)  # (B, W, C)
+    z, level_value, spread = scaled, None, None  # level "none": the values as they are
+    if level in ("window", "scale"):  # relative to the window's own mean, and spread (Prepared.read_window)
+        level_value = g.op("ReduceMean", scaled, g.ints([1]), keepdims=1)  # (B, 1, C)
+        z = g.op("Sub", scaled, level_value)
+    if level == "scale":
+        spread = g.op("Max", g.op("Sqrt", g.op("ReduceMean", g.op("Mul", z, z), g.ints([1]), keepdims=1)),
+                      g.const(np.float32(1e-3), "floor"))
+        z = g.op("Div", z, spread)
+    z = _bounded(g, z)
+    inputs = [("values", "float", ["batch", encoding["window"], C])]
+    future = None
+    if F:
+        z = g.op("Concat", z, "window_covariates", axis=2)
+        future = g.op("Reshape", "future_covariates", g.ints([0, -1]))
+        inputs += [("window_covariates", "float", ["batch", encoding["window"], F]), ("future_covariates", "float", ["batch", H, F])]
+    mu, sigma = _direct_forecast(g, model, g.op("Transpose", z, perm=[1, 0, 2]), future)
+    if spread is not None:  # back to the data's units: × spread + level, then × std + mean
+        mu, sigma = g.op("Mul", mu, spread), g.op("Mul", sigma, spread)
+    if level_value is not None:
+        mu = g.op("Add", mu, level_value)
+    std = g.const(encoding["std"], "std")
+    mean = g.op("Add", g.op("Mul", mu, std), g.const(encoding["mean"], "mean"))
+    sd = g.op("Mul", sigma, std)
+    half = g.op("Mul", sd, g.const(np.float32(z80 * widen), "half_width"))
+    for value, name in ((mean, "mean"), (sd, "sigma"), (g.op("Sub", mean, half), "lower"), (g.op("Add", mean, half), "upper")):
+        g.output(value, name)
+    return g.model(inputs, [(name, "float", ["batch", H, C]) for name in ("mean", "sigma", "lower", "upper")], metadata, "forecaster")
+
+
+def detector_graph(model: Forecaster, encoding: dict, window: int, threshold: float, metadata: dict):
+    """An anomaly detector, as ``rnnkit detect`` scores a point from the W before it:
+
+    window (B, W, C) float32 in data units, value (B, C) the point after it
+    → score (B,) = √(mean_c ((x − μ) / σ)²) in standardised units, anomaly (B,) bool (score
+    above the model's threshold), mean and sigma (B, C) of the one-step prediction in data units."""
+    g = Graph()
+    C = model.channels
+    mu, sigma = (g.op("Squeeze", v, g.ints([1])) for v in
+                 _direct_forecast(g, model, g.op("Transpose", _bounded(g, _standardise(g, "window", encoding)), perm=[1, 0, 2]), None))
+    err = g.op("Div", g.op("Sub", _standardise(g, "value", encoding), mu), sigma)
+    score = g.op("Sqrt", g.op("ReduceMean", g.op("Mul", err, err), g.ints([1]), keepdims=0))
+    std = g.const(encoding["std"], "std")
+    g.output(score, "score")
+    g.output(g.op("Greater", score, g.const(np.float32(threshold), "threshold")), "anomaly")
+    g.output(g.op("Add", g.op("Mul", mu, std), g.const(encoding["mean"], "mean")), "mean")
+    g.output(g.op("Mul", sigma, std), "sigma")
+    return g.model([("window", "float", ["batch", window, C]), ("value", "float", ["batch", C])],
+                   [("score", "float", ["batch"]), ("anomaly", "bool", ["batch"]), ("mean", "float", ["batch", C]),
+                    ("sigma", "float", ["batch", C])], metadata, "detector")
+
+
+# ---- translation: the encoder, and the decoder's step ---------------------------------------------
+
+
+class _CellAsLayer:
+    """A decoder's cell seen as a one-layer, one-direction layer, which is what a kind's ONNX form
+    reads: its parameters under the layer's names (``weight_ih_l0`` is the cell's ``weight_ih``),
+    its other attributes (``kind``, ``hidden_size``, a kind's settings) as they are."""
+
+    num_layers = num_directions = 1
+    proj_size = 0
+
+    def __init__(self, cell):
+        self.cell = cell
+        self.output_size = cell.hidden_size
+
+    def __getattr__(self, name: str):
+        base, suffix, layer = name.rpartition("_l")
+        return getattr(self.cell, base if suffix and layer == "0" else name)
+
+
+def decoder_state(model: Seq2Seq) -> tuple[str, ...]:
+    """The decoder's state as the two graphs pass it: h, c where the kind has it, feed for Luong."""
+    return ("h", "c")[: len(model.kind.states)] + (("feed",) if model.attention.startswith("luong") else ())
+
+
+def encoder_graph(model: Seq2Seq, metadata: dict):
+    """The encoder: src (B, S) int64, src_lengths (B,) int64 → the decoder's first state h, [c]
+    (L, B, H), [feed (B, H), zeros, for Luong's input feeding], and with attention the memory
+    keys (B, S, D·H) and proj (B, S, ·), the keys as the score reads them."""
+    g = Graph()
+    enc, L, H = model.encoder, model.num_layers, model.hidden_size
+    x = g.op("Gather", g.const(model.src_embedding.weight.data, "src_embedding"), g.op("Transpose", "src", perm=[1, 0]))
+    y, finals = recurrent(g, enc, x, initial_states(g, enc, _dim(g, x, 1)), g.cast("src_lengths", "int32"))
+    outputs = []
+    for name, final in zip(("h", "c"), finals):  # the bridge (Seq2Seq._encode)
+        if model.bidirectional_encoder:
+            layers = []
+            for k in range(L):
+                both = g.op("Concat", *(g.op("Gather", final, g.ints(j), axis=0) for j in (2 * k, 2 * k + 1)), axis=1)
+                layers.append(g.op("Unsqueeze", g.op("Tanh", _linear(g, both, getattr(model, f"bridge_{name}_l{k}"))), g.ints([0])))
+            final = layers[0] if L == 1 else g.op("Concat", *layers, axis=0)
+        g.output(final, name)
+        outputs.append((name, "float", [L, "batch", H]))
+    if model.attention.startswith("luong"):
+        zeros = g.onnx.numpy_helper.from_array(np.zeros(1, np.float32))  # h̃_0 = 0 (B, H)
+        g.output(g.op("ConstantOfShape", g.op("Concat", _dim(g, x, 1), g.ints([H]), axis=0), value=zeros), "feed")
+        outputs.append(("feed", "float", ["batch", H]))
+    if model.attention != "none":
+        keys = g.op("Transpose", y, perm=[1, 0, 2])
+        g.output(keys, "keys")
+        key = model.attn._modules.get("key")
+        g.output(_linear(g, keys, key) if key is not None else g.op("Identity", keys), "proj")
+        K = enc.num_directions * H
+        proj_size = key.weight.shape[0] if key is not None else K
+        outputs += [("keys", "float", ["batch", "source", K]), ("proj", "float", ["batch", "source", proj_size])]
+    return g.model([("src", "int64", ["batch", "source"]), ("src_lengths", "int64", ["batch"])], outputs, metadata, "encoder")
+
+
+def decoder_graph(model: Seq2Seq, metadata: dict):
+    """One decoder step (Seq2Seq._step): y (B,) int64, the previous token; the state h, [c],
+    [feed] as the encoder or the last step gave it; with attention keys, proj and src_lengths
+    → logits (B, V), the next state h_next, [c_next], [feed_next], and alpha (B, S)."""
+    g = Graph()
+    L, H, attention = model.num_layers, model.hidden_size, model.attention
+    parts = decoder_state(model)
+    e = g.op("Gather", g.const(model.tgt_embedding.weight.data, "tgt_embedding"), "y")  # (B, E)
+    attn = model._modules.get("attn")
+
+    def attend(q):
+        """(context (B, K), α (B, S)) for the query q (B, H)."""
+        if attention == "bahdanau":
+            z = g.op("Tanh", g.op("Add", "proj", g.op("Unsqueeze", _linear(g, q, attn.query), g.ints([1]))))  # (B, S, A)
+            scores = g.op("Squeeze", g.op("MatMul", z, g.const(attn.v.data[:, None], "v")), g.ints([2]))
+        else:
+            scores = g.op("Squeeze", g.op("MatMul", "proj", g.op("Unsqueeze", q, g.ints([2]))), g.ints([2]))
+        inside = g.op("Transpose", g.steps_inside("keys", "src_lengths", time_axis=1), perm=[1, 0])  # (B, S)
+        alpha = g.op("Softmax", g.op("Where", inside, scores, g.const(np.full(1, -np.inf), "minus_inf")), axis=1)
+        context = g.op("Squeeze", g.op("MatMul", g.op("Unsqueeze", alpha, g.ints([1])), "keys"), g.ints([1]))
+        return context, alpha
+
+    layer_state = lambda part, k: g.op("Slice", part, g.ints([k]), g.ints([k + 1]), g.ints([0]))  # noqa: E731  (1, B, H)
+    alpha = None
+    if attention == "bahdanau":
+        context, alpha = attend(g.op("Gather", "h", g.ints(L - 1), axis=0))
+        x = g.op("Concat", e, context, axis=1)
+    else:
+        x = g.op("Concat", e, "feed", axis=1) if "feed" in parts else e
+    finals = {part: [] for part in parts if part != "feed"}
+    for k, cell in enumerate(model._cells):
+        step = g.op("Unsqueeze", x, g.ints([0]))  # a sequence of one step
+        y, new = recurrent(g, _CellAsLayer(cell), step, [layer_state(part, k) for part in finals], _full_lengths(g, step))
+        for part, value in zip(finals, new):
+            finals[part].append(value)
+        x = g.op("Squeeze", y, g.ints([0]))
+    h = x
+    if "feed" in parts:
+        context, alpha = attend(h)
+        o = g.op("Tanh", _linear(g, g.op("Concat", context, h, axis=1), model.combine))
+        g.output(o, "feed_next")
+    elif attention == "bahdanau":
+        o = g.op("Concat", h, context, axis=1)
+    else:
+        o = h
+    g.output(_linear(g, o, model.head), "logits")
+    for part, values in finals.items():
+        g.output(values[0] if L == 1 else g.op("Concat", *values, axis=0), f"{part}_next")
+    inputs = [("y", "int64", ["batch"])] + [(part, "float", [L, "batch", H] if part != "feed" else ["batch", H]) for part in parts]
+    outputs = [("logits", "float", ["batch", model.tgt_vocab])] + [
+        (f"{part}_next", "float", [L, "batch", H]) for part in finals]
+    if "feed" in parts:
+        outputs.append(("feed_next", "float", ["batch", H]))
+    if attention != "none":
+        g.output(alpha, "alpha")
+        K = model.encoder.num_directions * H
+        proj = attn._modules.get("key")
+        inputs += [("keys", "float", ["batch", "source", K]),
+                   ("proj", "float", ["batch", "source", proj.weight.shape[0] if proj is not None else K]),
+                   ("src_lengths", "int64", ["batch"])]
+        outputs.append(("alpha", "float", ["batch", "source"]))
+    return g.model(inputs, outputs, metadata, "decoder_step")
