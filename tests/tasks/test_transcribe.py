@@ -116,3 +116,43 @@ def test_text_is_normalised_and_ctc_needs_a_step_between_repeats():
     assert normalise("  Ahoj, Karle!  To je—\n\"dobré\" ") == "ahoj karle to je dobré"
     assert normalise("it's 2_000") == "it's 2 000"
     assert ctc_steps_needed([1, 1, 2, 2, 2, 3]) == 9
+
+
+@pytest.fixture(scope="module")
+def char_lm(corpus, tmp_path_factory):
+    """A character LM of the transcripts' text, as a user would train one for the beam."""
+    texts = [line.split("\t")[1].lower().rstrip("!") for line in (corpus / "transcripts.tsv").read_text().splitlines()]
+    text_file = tmp_path_factory.mktemp("lm") / "text.txt"
+    text_file.write_text("\n".join(texts * 20) + "\n", encoding="utf-8")
+    out = text_file.parent / "lm"
+    rnnkit.train("lm", out=out, data=str(text_file), tokenizer="char", steps=30, hidden=16, layers=1, embed=8, seq_len=20,
+                 batch_size=4, valid_every=30, quiet=True)
+    return out
+
+
+def test_the_language_model_scorer_gives_the_lms_next_character_distribution(trained, char_lm):
+    from rnnkit.tasks.transcribe import LanguageModelScorer
+
+    lm, asr = rnnkit.load(char_lm), rnnkit.load(trained)
+    scorer = LanguageModelScorer(lm, asr.encoding["chars"])
+    chars = asr.encoding["chars"]
+    prefix = tuple(chars.index(c) + 1 for c in "ab c")
+    got = scorer(prefix)
+    with rnnkit.nn.no_grad():
+        logits, _ = lm.model(lm.tokenizer.encode("\nab c").reshape(-1, 1))
+    last = logits[-1, 0].astype(np.float64)
+    expected = last - np.logaddexp.reduce(last)
+    for k, c in enumerate(chars, 1):
+        assert got[k] == pytest.approx(expected[lm.tokenizer.encode(c)[0]], abs=1e-6)
+    assert len(scorer.cache) == 5  # the empty prefix and one entry per character read
+
+
+def test_transcribe_with_a_language_model_in_the_beam(trained, char_lm, corpus, capsys):
+    clip = str(corpus / "clip05.wav")
+    assert main(["transcribe", str(trained), clip, "--beam", "4", "--lm", str(char_lm), "--lm-weight", "0.3"]) == 0
+    text, path = capsys.readouterr().out.strip().split("\t")
+    assert path == clip and set(text) <= set("abcd ")
+    assert main(["transcribe", str(trained), clip, "--lm", str(char_lm)]) == 2
+    assert "--lm: a language model joins the beam search; give --beam N too" in capsys.readouterr().err
+    assert main(["transcribe", str(trained), clip, "--beam", "2", "--lm", str(trained)]) == 2
+    assert "needs a model of task 'lm'" in capsys.readouterr().err

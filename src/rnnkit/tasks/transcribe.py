@@ -39,7 +39,9 @@ from ..models.transcriber import BLANK, Transcriber
 from ..nn.ctc import ctc_nll, greedy_decode, prefix_beam_search
 from ..progress import Progress
 from ..training.trainer import check_options
-from .base import MEANS_SCHEMA, SPREADS_SCHEMA, BucketedRun, Task, data_schema, network_checks, register, validation_line
+from ..nn import no_grad
+from .base import (MEANS_SCHEMA, SPREADS_SCHEMA, BucketedRun, Task, data_schema, load_model, network_checks, register,
+                   validation_line)
 
 BUILT_IN = tuple(f"fillets-speech:{lang}" for lang in LANGUAGES)
 TRANSCRIPTS = "transcripts.tsv"
@@ -194,11 +196,17 @@ def clip_log_probs(model: Transcriber, encoding: dict, features: list, batch_siz
             yield i, lp[: steps[b], b]
 
 
-def transcribe_features(model: Transcriber, encoding: dict, features: list, batch_size: int, beam: int = 0) -> list[str]:
-    """The text of each clip: greedy decoding, or a prefix beam search of width ``beam``."""
+def transcribe_features(model: Transcriber, encoding: dict, features: list, batch_size: int, beam: int = 0, lm=None,
+                        lm_weight: float = 0.0, length_bonus: float = 0.0) -> list[str]:
+    """The text of each clip: greedy decoding, or a prefix beam search of width ``beam``,
+    optionally with a language model (a ``LanguageModelScorer``, new for each clip's cache)."""
     texts = [""] * len(features)
     for i, lp in clip_log_probs(model, encoding, features, batch_size):
-        ids = prefix_beam_search(lp, beam, BLANK)[0][0] if beam else greedy_decode(lp[:, None], blank=BLANK)[0]
+        if beam:
+            scorer = lm() if lm is not None else None
+            ids = prefix_beam_search(lp, beam, BLANK, scorer, lm_weight, length_bonus)[0][0]
+        else:
+            ids = greedy_decode(lp[:, None], blank=BLANK)[0]
         texts[i] = decode_ids(encoding, ids)
     return texts
 
@@ -217,6 +225,36 @@ def score(model: Transcriber, encoding: dict, part: list, batch_size: int) -> di
     texts = [decode_ids(encoding, ids) for ids in refs]
     return {"loss": float(np.mean(losses)) if losses else float("nan"),
             "cer": M.error_rate(texts, hyps, "char"), "wer": M.error_rate(texts, hyps, "word")}
+
+
+class LanguageModelScorer:
+    """A character language model (an ``lm`` model directory) as the beam search's ``lm``: the
+    log-probabilities of each transcriber character after a prefix of transcriber ids, read from
+    a newline (where the LM's lines start). States are cached per prefix, so each prefix the beam
+    keeps costs one step of the LM. A character the LM does not know gets its ``<unk>``'s."""
+
+    def __init__(self, trained_lm, chars: list[str]):
+        tokenizer = trained_lm.tokenizer
+        if tokenizer.kind != "char":
+            raise ValueError(f"--lm: {trained_lm.dir} is a {tokenizer.kind}-level language model; the beam needs a character one")
+        self.model = trained_lm.model
+        self.lm_ids = np.array([0] + [int(tokenizer.encode(c)[0]) for c in chars])  # transcriber id → LM id (<unk> is 0)
+        start = tokenizer.encode("\n") if tokenizer.contains("\n") else np.array([0])
+        self.cache = {(): self._step(start, None)}
+
+    def _step(self, lm_ids, state):
+        with no_grad():
+            self.model.eval()
+            logits, state = self.model(np.asarray(lm_ids).reshape(-1, 1), state)
+        last = logits[-1, 0].astype(np.float64)
+        return state, last - np.logaddexp.reduce(last)
+
+    def __call__(self, prefix: tuple) -> np.ndarray:
+        if prefix not in self.cache:
+            self(prefix[:-1])
+            state, _ = self.cache[prefix[:-1]]
+            self.cache[prefix] = self._step([self.lm_ids[prefix[-1]]], state)
+        return self.cache[prefix][1][self.lm_ids]
 
 
 class TranscribeRun(BucketedRun):
@@ -258,13 +296,19 @@ class TrainedTranscriber:
         self.opts = TranscribeOptions(**config["task_options"])
         self.encoding = config["encoding"]
 
-    def transcribe(self, paths, beam: int = 0) -> list[str]:
-        """The text of each audio file (a file that cannot be read is a DataError naming it)."""
+    def transcribe(self, paths, beam: int = 0, lm=None, lm_weight: float = 0.5, length_bonus: float = 1.0) -> list[str]:
+        """The text of each audio file (a file that cannot be read is a DataError naming it);
+        ``lm``: a loaded character language model (``rnnkit.load``) for the beam."""
         features = [log_mel(*read_audio(p), self.encoding["n_mels"]) for p in paths]
         for path, f in zip(paths, features):
             if not len(f):
                 raise DataError(f"{path}: shorter than one 25 ms frame")
-        return transcribe_features(self.model, self.encoding, features, self.opts.batch_size, beam)
+        scorer = None if lm is None else (lambda: LanguageModelScorer(lm, self.encoding["chars"]))
+        if scorer is None:
+            lm_weight = length_bonus = 0.0  # the bonus balances the LM's cost; alone it would only lengthen
+        else:
+            scorer()  # a model of the wrong kind is refused before any decoding
+        return transcribe_features(self.model, self.encoding, features, self.opts.batch_size, beam, scorer, lm_weight, length_bonus)
 
     def evaluate(self, data: str | None = None) -> dict:
         """CER and WER on the validation and test parts, and on the training groups (over-fitting)."""
@@ -330,10 +374,20 @@ class TranscribeTask(Task):
     def add_action_arguments(self, p) -> None:
         p.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files to transcribe (WAV, FLAC, OGG)")
         p.add_argument("--beam", type=int, default=0, help="prefix beam search of this width (default: 0, greedy)")
+        p.add_argument("--lm", metavar="DIR", help="with --beam: a character language model (rnnkit train lm) of the "
+                       "transcripts' language, whose log-probabilities join the beam's scores")
+        p.add_argument("--lm-weight", type=float, default=0.5, help="the language model's weight (default: 0.5)")
+        p.add_argument("--length-bonus", type=float, default=1.0,
+                       help="added per character with --lm, against the language model's cost per character (default: 1.0)")
 
     def act(self, model: TrainedTranscriber, args) -> int:
         if args.beam < 0:
             raise ValueError(f"--beam: expected a width >= 1, or 0 for greedy decoding, got {args.beam}")
-        for path, text in zip(args.audio, model.transcribe(args.audio, args.beam)):
+        lm = None
+        if args.lm:
+            if not args.beam:
+                raise ValueError("--lm: a language model joins the beam search; give --beam N too")
+            lm = load_model(args.lm, expect_task="lm")
+        for path, text in zip(args.audio, model.transcribe(args.audio, args.beam, lm, args.lm_weight, args.length_bonus)):
             sys.stdout.write(f"{text}\t{path}\n")
         return 0
