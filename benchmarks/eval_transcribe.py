@@ -10,11 +10,16 @@ a seeded share of the other levels (the model's own). Text normalised as the tas
   is nearest (the issue measured 88.5% for cs, 83.2% for nl on its split).
 
 The model: greedy decoding and a prefix beam search (``--beam``), CER and WER on the training,
-validation and test levels. Results: ``benchmarks/results/transcribe_<lang>.json`` and a few
+validation and test levels; with ``--lm DIR``, the beam again with that character language
+model, trained on the TRAINING levels' transcripts only (``--lm-text FILE`` writes them, one
+normalised line per utterance, for ``rnnkit train lm``); its weight and length bonus are chosen
+on the validation levels from a small grid. Results: ``benchmarks/results/transcribe_<lang>.json`` and a few
 test utterances with reference and hypothesis. Run from the repository root after training:
 
     rnnkit train transcribe --data fillets-speech:cs --out models/asr-cs --steps 3000
-    python benchmarks/eval_transcribe.py models/asr-cs [--beam 8]
+    python benchmarks/eval_transcribe.py models/asr-cs --lm-text cs.txt      # the LM's corpus
+    rnnkit train lm --data cs.txt --out models/lm-cs --hidden 256 --layers 1 --steps 1500
+    python benchmarks/eval_transcribe.py models/asr-cs --beam 8 --lm models/lm-cs
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import numpy as np
 from common import ROOT, git_commit, machine_info, write
 import rnnkit
 from rnnkit import metrics as M
-from rnnkit.tasks.transcribe import SpeechData, TranscribeOptions, encode_text, decode_ids, score, transcribe_features
+from rnnkit.tasks.transcribe import (LanguageModelScorer, SpeechData, TranscribeOptions, decode_ids, encode_text, score,
+                                     transcribe_features)
 
 
 def closest_duration_cer(data: SpeechData, encoding: dict) -> float:
@@ -49,11 +55,17 @@ def main(argv=None) -> int:
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--beam", type=int, default=8, help="width of the prefix beam search (default 8)")
     parser.add_argument("--examples", type=int, default=8, help="test utterances shown with reference and hypothesis")
+    parser.add_argument("--lm", type=Path, help="a character language model for the beam (trained on --lm-text)")
+    parser.add_argument("--lm-text", type=Path, help="write the training levels' transcripts to this file and stop")
     args = parser.parse_args(argv)
     model = rnnkit.load(args.model_dir)
     opts = TranscribeOptions(**model.config["task_options"])
     data = SpeechData(opts, model.config["training"]["seed"], model.encoding)
     enc, batch = model.encoding, opts.batch_size
+    if args.lm_text:
+        args.lm_text.write_text("\n".join(text for _, text, *_ in data.parts["train"]) + "\n", encoding="utf-8")
+        print(f"wrote {args.lm_text}: {len(data.parts['train'])} training utterances")
+        return 0
     result = {"model": str(args.model_dir), "data": model.config["data"], "options": model.config["task_options"],
               "steps": model.config.get("metrics", {}).get("step"), "baselines": {"test_cer_empty": 1.0,
                                                                                    "test_cer_closest_duration": closest_duration_cer(data, enc)}}
@@ -64,6 +76,21 @@ def main(argv=None) -> int:
     refs = [decode_ids(enc, encode_text(enc, text)) for _, text, *_ in data.parts["test"]]
     beamed = transcribe_features(model.model, enc, test_features, batch, beam=args.beam)
     result[f"test_beam{args.beam}"] = {"cer": M.error_rate(refs, beamed, "char"), "wer": M.error_rate(refs, beamed, "word")}
+    if args.lm:
+        lm = rnnkit.load(args.lm)
+        scorer = lambda: LanguageModelScorer(lm, enc["chars"])  # noqa: E731
+        valid_features = [f for f, *_ in data.parts["valid"]]
+        valid_refs = [decode_ids(enc, encode_text(enc, text)) for _, text, *_ in data.parts["valid"]]
+        grid = {}
+        for weight in (0.2, 0.4, 0.6):
+            for bonus in (0.0, 0.5, 1.0, 2.0):
+                hyps = transcribe_features(model.model, enc, valid_features, batch, args.beam, scorer, weight, bonus)
+                grid[f"{weight},{bonus}"] = M.error_rate(valid_refs, hyps, "char")
+        weight, bonus = map(float, min(grid, key=grid.get).split(","))
+        with_lm = transcribe_features(model.model, enc, test_features, batch, args.beam, scorer, weight, bonus)
+        result[f"test_beam{args.beam}_lm"] = {"cer": M.error_rate(refs, with_lm, "char"), "wer": M.error_rate(refs, with_lm, "word"),
+                                              "lm": str(args.lm), "lm_weight": weight, "length_bonus": bonus,
+                                              "valid_cer_grid": grid}
     rng = np.random.default_rng(0)
     shown = rng.choice(len(refs), size=min(args.examples, len(refs)), replace=False)
     result["examples"] = [{"reference": refs[i], "greedy": transcribe_features(model.model, enc, [test_features[i]], 1)[0],
@@ -72,8 +99,9 @@ def main(argv=None) -> int:
     lang = opts.data.split(":")[-1] if opts.data.startswith("fillets-speech:") else "data"
     out = ROOT / "benchmarks" / "results" / f"transcribe_{lang}.json"
     write(out, result)
-    for key in ("baselines", "train_greedy", "valid_greedy", "test_greedy", f"test_beam{args.beam}"):
-        print(f"{key:>22}: {result[key]}")
+    for key in ("baselines", "train_greedy", "valid_greedy", "test_greedy", f"test_beam{args.beam}", f"test_beam{args.beam}_lm"):
+        if key in result:
+            print(f"{key:>22}: {result[key]}")
     for ex in result["examples"]:
         print(f"  ref: {ex['reference']}\n  hyp: {ex['beam']}\n")
     print(f"wrote {out}")
