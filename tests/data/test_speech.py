@@ -3,6 +3,7 @@ level and by share group, placeholders and empty lines left out and counted, the
 
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from rnnkit.data import speech
@@ -70,3 +71,17 @@ def test_the_test_split_holds_out_whole_levels_by_their_name(tmp_path):
 def test_an_unknown_language_is_named():
     with pytest.raises(DataError, match="language: expected one of cs, nl, got 'en'"):
         speech.read_manifest(".", "en")
+
+
+def test_the_speaker_set_holds_the_two_fish_as_pooled_log_mel_series(tmp_path):
+    soundfile = pytest.importorskip("soundfile")
+    write_game(tmp_path)
+    for audio in tmp_path.glob("sound/**/cs/*.ogg"):
+        t = np.arange(4410) / 22050
+        soundfile.write(str(audio), (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), 22050, format="OGG", subtype="VORBIS")
+    (tmp_path / "sound/barrel/cs/bar-v-videt0.ogg").write_bytes(b"broken")  # left out, not a crash
+    (train, train_labels), (test, test_labels) = speech.speaker_dataset("cs", tmp_path)
+    labels = train_labels + test_labels
+    assert sorted(labels) == ["small fish", "small fish"]  # bar-m-no and smrt-m-0; ali-x-hlas is not a fish
+    frames = 1 + (4410 - 551) // 220  # 25 ms frames every 10 ms at 22.05 kHz
+    assert all(x.shape == (frames // speech.SPEAKER_POOL, 40) for x in train + test)

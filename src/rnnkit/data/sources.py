@@ -2,6 +2,8 @@
 
     polarity           sentence polarity (texts; see ``datasets.polarity_dataset``)
     ucr:NAME           a UCR/UEA time-series set with its official test split
+    fillets-speaker:cs which fish speaks (or :nl): log-mel series of Fish Fillets' dialogue, test =
+                       the held-out levels
     FILE.tsv / .txt    ``label<TAB>text`` lines
     FILE.csv           ``label,text`` lines, or numeric series ``label,v1,v2,…`` when every field
                        after the label of the first line is a number
@@ -13,17 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import datasets
+from . import datasets, speech
 from .corpora import ROW_LIMIT, read_text_file
 from .errors import DataError
 from .labelled import _is_number, read_labelled_text, read_series
 
-BUILT_IN = ("polarity", "ucr:NAME")
+BUILT_IN = ("polarity", "ucr:NAME", "fillets-speaker:cs", "fillets-speaker:nl")
 
 
 def is_built_in(spec: str) -> bool:
     """Whether ``spec`` names a built-in set rather than a file."""
-    return spec == "polarity" or spec.startswith("ucr:")
+    return spec == "polarity" or spec.startswith("ucr:") or spec in BUILT_IN
 
 
 @dataclass
@@ -59,6 +61,10 @@ def load_classification(spec: str, labelled: bool = True) -> Source:
     if spec.startswith("ucr:"):
         train, test = datasets.ucr_dataset(spec[4:])
         return Source("series", train[0], train[1], f"UCR/UEA {spec[4:]} (sktime 1.2.0), official split", test=test)
+    if spec.startswith("fillets-speaker:"):
+        train, test = speech.speaker_dataset(spec.split(":", 1)[1])
+        return Source("series", train[0], train[1], f"{spec}: which fish speaks, Fish Fillets' {spec[-2:]} dialogue "
+                      f"(log-mel, {speech.SPEAKER_POOL} frames a step), test = held-out levels", test=test)
     path = Path(spec)
     if not path.is_file():
         raise DataError(f"--data: {spec} is not a file nor a built-in set ({', '.join(BUILT_IN)})")

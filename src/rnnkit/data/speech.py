@@ -12,6 +12,7 @@ small fish, ``-v-`` the big one, others the characters of a level).
 
     manifest, report = fillets_manifest("cs")   # [Utterance], what was left out and why
     train, test = split_by_level(manifest)      # whole levels held out: md5(level) % 5 == 0
+    (X, y), (X_test, y_test) = speaker_dataset("cs")   # which fish speaks: log-mel series, labels
 
 Left out, and counted: lines with a ``%1``-style placeholder (filled in by the game at run
 time, so the recording says something else), lines with no text, and audio files with no line.
@@ -25,7 +26,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import catalog
+from .audio import log_mel, read_audio
 from .errors import DataError
 
 LANGUAGES = ("cs", "nl")
@@ -109,3 +113,30 @@ def held_out(level: str) -> bool:
 def split_by_level(utterances: list[Utterance]) -> tuple[list[Utterance], list[Utterance]]:
     """(train, test): whole levels, so that no scene's lines are in both."""
     return [u for u in utterances if not held_out(u.level)], [u for u in utterances if held_out(u.level)]
+
+
+SPEAKERS = {"m": "small fish", "v": "big fish"}  # the two heroes: 83% of the Czech lines
+SPEAKER_POOL = 3  # log-mel frames averaged into one step: 30 ms steps, enough to tell voices apart
+
+
+def speaker_dataset(lang: str, root=None) -> tuple[tuple[list, list], tuple[list, list]]:
+    """Which fish is speaking, as series classification: ((series, labels), (test series, labels)),
+    each series (T, 40) log-mel features averaged over SPEAKER_POOL frames, the test part the
+    held-out levels. Clips that cannot be read or are shorter than a step are left out.
+    root: the game's data directory (default: the installed data set)."""
+    utterances, _ = read_manifest(root, lang) if root is not None else fillets_manifest(lang)
+    parts: dict[bool, tuple[list, list]] = {False: ([], []), True: ([], [])}
+    for u in utterances:
+        if u.speaker not in SPEAKERS:
+            continue
+        try:
+            features = log_mel(*read_audio(u.audio))
+        except DataError:
+            continue
+        steps = len(features) // SPEAKER_POOL
+        if steps:
+            pooled = features[: steps * SPEAKER_POOL].reshape(steps, SPEAKER_POOL, -1).mean(axis=1)
+            items, labels = parts[held_out(u.level)]
+            items.append(pooled.astype(np.float64))
+            labels.append(SPEAKERS[u.speaker])
+    return parts[False], parts[True]
