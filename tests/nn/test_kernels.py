@@ -59,8 +59,13 @@ def relative_error(a, b) -> float:
 
 @pytest.fixture
 def kernel_threads():
-    """Sets the kernels' threads for a test, then restores the automatic choice."""
-    yield backend.set_threads
+    """Sets the kernels' threads for a test, then restores the automatic choice; BLAS at one
+    thread, as the thread policy holds it, so that the products outside the loops are split
+    between the kernels' threads too (nn/kernels/products.py)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        yield backend.set_threads
     backend.set_threads(None)
 
 
