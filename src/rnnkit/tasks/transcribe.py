@@ -313,7 +313,8 @@ class TrainedTranscriber:
     def evaluate(self, data: str | None = None) -> dict:
         """CER and WER on the validation and test parts, and on the training groups (over-fitting)."""
         if data is not None:
-            raise ValueError("--data: a transcriber is evaluated on its own data's parts; train on the other data")
+            raise ValueError("--data: a transcriber is evaluated on the parts (training, validation and test levels) of "
+                             "the data it was trained on; leave --data out")
         speech = SpeechData(self.opts, self.config["training"]["seed"], self.encoding)
         result = {}
         for name in ("train", "valid", "test"):
