@@ -1,0 +1,127 @@
+"""The page in a real browser: Debian's chromium, headless, driven by Selenium through Debian's
+chromium-driver (both installed by .ci/run). Each task's page is loaded from a running server
+and used as a person would; what they would see is checked, and a screenshot of each is saved
+in the test's tmp directory (and, with $RNNKIT_SCREENSHOTS=DIR, copied there: the README's come
+from `RNNKIT_SCREENSHOTS=docs/serve pytest tests/serve/test_page.py`)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import running  # tests/serve/conftest.py
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="the browser tests need selenium (the [test] extra)")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver: "
+                                "apt-get install -y chromium chromium-driver (.ci/run installs them)")
+WAIT = 120  # seconds a page may take to show a result: a bound on a wait, not a timing
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,1000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(DRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def open_page(browser, client):
+    browser.get(client.url + "/")
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true"
+                                       or d.find_element(By.ID, "error").is_displayed())
+    assert not browser.find_element(By.ID, "error").is_displayed(), browser.find_element(By.ID, "error").text
+
+
+def screenshot(browser, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    assert browser.save_screenshot(str(path)) and path.read_bytes()[:4] == b"\x89PNG"
+    if os.environ.get("RNNKIT_SCREENSHOTS"):
+        target = Path(os.environ["RNNKIT_SCREENSHOTS"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / f"{name}.png")
+
+
+def test_lm_page_streams_coloured_characters(browser, servers, tmp_path):
+    open_page(browser, servers["lm"])
+    prime = browser.find_element(By.ID, "prime")
+    prime.clear()
+    prime.send_keys('the king said "')
+    length = browser.find_element(By.ID, "length")
+    length.clear()
+    length.send_keys("150")
+    browser.find_element(By.ID, "generate").click()
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_element(By.ID, "output").get_attribute("data-done") == "true")
+    spans = browser.find_elements(By.CSS_SELECTOR, "#output span.ch")
+    assert len(spans) == len('the king said "') + 150
+    assert "".join(s.get_attribute("textContent") for s in spans).startswith('the king said "')
+    colours = {s.value_of_css_property("background-color") for s in spans}
+    assert len(colours) > 20  # each character its own shade of the unit's activation
+    assert all(s.get_attribute("title").startswith("h unit 0: ") for s in spans)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#gates div")) == 4  # an LSTM's gates of the last step
+    # the units panel: a unit per feature, and a click colours by it
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#units a"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#units tr")) == 5
+    screenshot(browser, tmp_path, "lm")
+
+
+def test_translate_page_draws_the_attention_heatmap(browser, servers, tmp_path):
+    open_page(browser, servers["translate"])
+    browser.find_element(By.ID, "source").send_keys("the dog sees a red cat")
+    browser.find_element(By.ID, "translate-button").click()
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#heatmap rect.attention"))
+    served = servers["translate"].post("/api/translate", {"texts": ["the dog sees a red cat"], "beam": 1})[1]["results"][0]
+    assert browser.find_element(By.ID, "translation").text == served["text"]
+    cells = browser.find_elements(By.CSS_SELECTOR, "#heatmap rect.attention")
+    assert len(cells) == len(served["tokens"]) * len(served["source_tokens"])  # a row per output token, a column per source one
+    shades = [float(c.get_attribute("fill").split(",")[-1].rstrip(")")) for c in cells]
+    assert shades == pytest.approx([w for row in served["attention"] for w in row])
+    screenshot(browser, tmp_path, "translate")
+
+
+def test_classify_and_tag_pages_show_probabilities_and_tags(browser, servers, tmp_path):
+    open_page(browser, servers["classify"])
+    browser.find_element(By.ID, "classify-input").send_keys("the film was great\nawful plot")
+    browser.find_element(By.ID, "classify-button").click()
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#classify-results .bar"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#classify-results table")) == 2
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#classify-results .bar")) == 4  # two labels each
+    screenshot(browser, tmp_path, "classify")
+
+    open_page(browser, servers["tag"])
+    browser.find_element(By.ID, "tag-input").send_keys("alice smith went to paris")
+    browser.find_element(By.ID, "tag-button").click()
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#tag-results .token"))
+    tokens = browser.find_elements(By.CSS_SELECTOR, "#tag-results .token")
+    assert [t.text.split("\n")[0] for t in tokens] == ["alice", "smith", "went", "to", "paris"]
+    screenshot(browser, tmp_path, "tag")
+
+
+def test_forecast_and_detect_pages_draw_their_charts(browser, servers, tmp_path):
+    open_page(browser, servers["forecast"])
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#forecast-charts polygon.band")) == 1
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#forecast-charts polyline.history")) == 1
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#forecast-charts polyline.forecast")) == 1
+    screenshot(browser, tmp_path, "forecast")
+
+    open_page(browser, servers["detect"])
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#detect-charts line.threshold")) == 1
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#detect-charts polyline.scores")) == 1
+    screenshot(browser, tmp_path, "detect")
+
+
+def test_an_error_shows_on_the_page(browser, servers):
+    open_page(browser, servers["lm"])
+    prime = browser.find_element(By.ID, "prime")
+    prime.clear()
+    prime.send_keys("Zebra")
+    browser.find_element(By.ID, "generate").click()
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert browser.find_element(By.ID, "error").text.startswith("prime: characters not in the model's vocabulary")
