@@ -44,7 +44,7 @@ def models(tmp_path_factory):
         "lm": _train(tmp, "lm", write_text(tmp / "text.txt"), steps=10, hidden=16, embed=8, layers=2, seq_len=32,
                      batch_size=8, valid_every=10),
         "classify": _train(tmp, "classify", write_reviews(tmp / "reviews.tsv"), steps=4, hidden=8, embed=4, batch_size=8,
-                           valid_every=4),
+                           valid_every=4, pooling="attention"),
         "tag": _train(tmp, "tag", write_conll(tmp / "ner.conll", n=60), steps=4, hidden=8, embed=4, valid_every=4),
         "translate": _train(tmp, "translate", write_pairs(tmp / "pairs.tsv", n=120), steps=4, hidden=8, embed=4,
                             valid_every=4),

@@ -107,7 +107,11 @@ def test_classify_tag_and_translate_answer_with_their_pictures(servers, models):
     assert status == 200 and len(out["results"]) == 2
     for r in out["results"]:
         assert set(r["probabilities"]) == set(out["labels"]) and sum(r["probabilities"].values()) == pytest.approx(1)
-    assert out["results"] == models["classify"][0].classify(["the film was great", "awful plot"])
+    expected = models["classify"][0].classify(["the film was great", "awful plot"])
+    assert [{"label": r["label"], "probabilities": r["probabilities"]} for r in out["results"]] == expected
+    for r in out["results"]:  # attention pooling: a weight per token
+        assert len(r["weights"]) == len(r["tokens"]) and sum(r["weights"]) == pytest.approx(1, abs=1e-3)
+    assert out["results"][0]["tokens"] == ["the", "film", "was", "great"]
 
     status, out, _ = servers["tag"].post("/api/tag", {"texts": ["alice smith went to paris"]})
     r = out["results"][0]

@@ -93,6 +93,8 @@ def test_classify_and_tag_pages_show_probabilities_and_tags(browser, servers, tm
     WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#classify-results .bar"))
     assert len(browser.find_elements(By.CSS_SELECTOR, "#classify-results table")) == 2
     assert len(browser.find_elements(By.CSS_SELECTOR, "#classify-results .bar")) == 4  # two labels each
+    shaded = browser.find_elements(By.CSS_SELECTOR, "#classify-results .weighted")
+    assert [t.text for t in shaded] == ["the", "film", "was", "great", "awful", "plot"]
     screenshot(browser, tmp_path, "classify")
 
     open_page(browser, servers["tag"])

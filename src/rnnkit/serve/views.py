@@ -12,6 +12,10 @@ from datetime import datetime
 
 import numpy as np
 
+from ..data import Tokenizer
+from ..nn import no_grad
+from ..tasks.classify import encode_inputs
+
 #: bounds on what one request may ask
 MAX_TEXTS = 32
 MAX_TEXT_CHARS = 2000
@@ -67,7 +71,22 @@ def classify(trained, texts=None, series=None) -> dict:
             if not 1 <= len(a) <= MAX_SERIES_POINTS or not np.isfinite(a).all():
                 raise ValueError(f"series: series {i + 1} needs 1 to {MAX_SERIES_POINTS} finite points")
             items.append(a)
-    return {"results": trained.classify(items), "labels": trained.labels}
+    results = trained.classify(items)
+    if text_model and trained.opts.pooling == "attention":
+        for result, text in zip(results, items):
+            result["tokens"], result["weights"] = attention_weights(trained, text)
+    return {"results": results, "labels": trained.labels}
+
+
+def attention_weights(trained, text: str) -> tuple[list[str], list[float]]:
+    """The tokens of ``text`` as a text classifier with attention pooling reads them, and the weight
+    α_t its pooling gives each (they sum to 1)."""
+    ids = encode_inputs(trained.encoding, trained.opts, [text], "texts")[0]
+    with no_grad():
+        trained.model.eval()
+        trained.model(ids[:, None], np.array([len(ids)]))
+    tokenizer = Tokenizer.from_dict(trained.encoding["vocabulary"])
+    return [tokenizer.decode([int(i)]) for i in ids], _floats(trained.model.pool.weights[:, 0])
 
 
 def tag(trained, texts) -> dict:

@@ -238,6 +238,20 @@ async function classify() {
         cell.appendChild(document.createTextNode(` ${(100 * p).toFixed(1)}%`));
       }
       box.appendChild(table);
+      if (r.tokens) {  // attention pooling: each token shaded by its weight, the heaviest darkest
+        const line = document.createElement("p");
+        line.className = "text-output weights";
+        const top = Math.max(...r.weights);
+        r.tokens.forEach((token, j) => {
+          const span = document.createElement("span");
+          span.className = "token weighted";
+          span.style.background = `rgba(230,90,80,${(r.weights[j] / top).toFixed(3)})`;
+          span.title = `attention ${r.weights[j].toFixed(3)}`;
+          span.textContent = token;
+          line.appendChild(span);
+        });
+        box.appendChild(line);
+      }
     });
   } catch (e) { showError(e.message); }
 }
