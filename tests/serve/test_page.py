@@ -40,6 +40,18 @@ def open_page(browser, client):
     assert not browser.find_element(By.ID, "error").is_displayed(), browser.find_element(By.ID, "error").text
 
 
+def use(browser, client, inputs: dict, button: str, result: str):
+    """Open the page, type ``inputs`` {element id: text} (replacing what is there), press ``button``
+    and wait until elements matching the CSS selector ``result`` show; returns them."""
+    open_page(browser, client)
+    for element, text in inputs.items():
+        box = browser.find_element(By.ID, element)
+        box.clear()
+        box.send_keys(text)
+    browser.find_element(By.ID, button).click()
+    return WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, result))
+
+
 def screenshot(browser, tmp_path: Path, name: str) -> None:
     path = tmp_path / f"{name}.png"
     assert browser.save_screenshot(str(path)) and path.read_bytes()[:4] == b"\x89PNG"
@@ -50,15 +62,7 @@ def screenshot(browser, tmp_path: Path, name: str) -> None:
 
 
 def test_lm_page_streams_coloured_characters(browser, servers, tmp_path):
-    open_page(browser, servers["lm"])
-    prime = browser.find_element(By.ID, "prime")
-    prime.clear()
-    prime.send_keys('the king said "')
-    length = browser.find_element(By.ID, "length")
-    length.clear()
-    length.send_keys("150")
-    browser.find_element(By.ID, "generate").click()
-    WebDriverWait(browser, WAIT).until(lambda d: d.find_element(By.ID, "output").get_attribute("data-done") == "true")
+    use(browser, servers["lm"], {"prime": 'the king said "', "length": "150"}, "generate", '#output[data-done="true"]')
     spans = browser.find_elements(By.CSS_SELECTOR, "#output span.ch")
     assert len(spans) == len('the king said "') + 150
     assert "".join(s.get_attribute("textContent") for s in spans).startswith('the king said "')
@@ -66,20 +70,22 @@ def test_lm_page_streams_coloured_characters(browser, servers, tmp_path):
     assert len(colours) > 20  # each character its own shade of the unit's activation
     assert all(s.get_attribute("title").startswith("h unit 0: ") for s in spans)
     assert len(browser.find_elements(By.CSS_SELECTOR, "#gates div")) == 4  # an LSTM's gates of the last step
-    # the units panel: a unit per feature, and a click colours by it
-    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#units a"))
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#units tr")) == 5
+    # the units panel: units for each feature; a click colours the text by one
+    links = WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#units a"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#units tr")) == 5  # a header and four features
     screenshot(browser, tmp_path, "lm")
+    layer, signal, unit = (part.strip() for part in links[0].text.split(":")[0].split("·"))
+    links[0].click()
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_element(By.ID, "output").get_attribute("data-done") == "true"
+                                       and d.find_elements(By.CSS_SELECTOR, "#output span.ch")[-1].get_attribute("title")
+                                       .startswith(f"{signal} unit {unit}: "))
+    assert browser.find_element(By.ID, "layer").get_attribute("value") == layer
 
 
 def test_translate_page_draws_the_attention_heatmap(browser, servers, tmp_path):
-    open_page(browser, servers["translate"])
-    browser.find_element(By.ID, "source").send_keys("the dog sees a red cat")
-    browser.find_element(By.ID, "translate-button").click()
-    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#heatmap rect.attention"))
+    cells = use(browser, servers["translate"], {"source": "the dog sees a red cat"}, "translate-button", "#heatmap rect.attention")
     served = servers["translate"].post("/api/translate", {"texts": ["the dog sees a red cat"], "beam": 1})[1]["results"][0]
     assert browser.find_element(By.ID, "translation").text == served["text"]
-    cells = browser.find_elements(By.CSS_SELECTOR, "#heatmap rect.attention")
     assert len(cells) == len(served["tokens"]) * len(served["source_tokens"])  # a row per output token, a column per source one
     shades = [float(c.get_attribute("fill").split(",")[-1].rstrip(")")) for c in cells]
     assert shades == pytest.approx([w for row in served["attention"] for w in row])
@@ -87,21 +93,15 @@ def test_translate_page_draws_the_attention_heatmap(browser, servers, tmp_path):
 
 
 def test_classify_and_tag_pages_show_probabilities_and_tags(browser, servers, tmp_path):
-    open_page(browser, servers["classify"])
-    browser.find_element(By.ID, "classify-input").send_keys("the film was great\nawful plot")
-    browser.find_element(By.ID, "classify-button").click()
-    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#classify-results .bar"))
+    bars = use(browser, servers["classify"], {"classify-input": "the film was great\nawful plot"}, "classify-button",
+               "#classify-results .bar")
+    assert len(bars) == 4  # two labels for each text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#classify-results table")) == 2
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#classify-results .bar")) == 4  # two labels each
     shaded = browser.find_elements(By.CSS_SELECTOR, "#classify-results .weighted")
     assert [t.text for t in shaded] == ["the", "film", "was", "great", "awful", "plot"]
     screenshot(browser, tmp_path, "classify")
 
-    open_page(browser, servers["tag"])
-    browser.find_element(By.ID, "tag-input").send_keys("alice smith went to paris")
-    browser.find_element(By.ID, "tag-button").click()
-    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#tag-results .token"))
-    tokens = browser.find_elements(By.CSS_SELECTOR, "#tag-results .token")
+    tokens = use(browser, servers["tag"], {"tag-input": "alice smith went to paris"}, "tag-button", "#tag-results .token")
     assert [t.text.split("\n")[0] for t in tokens] == ["alice", "smith", "went", "to", "paris"]
     screenshot(browser, tmp_path, "tag")
 
@@ -120,10 +120,6 @@ def test_forecast_and_detect_pages_draw_their_charts(browser, servers, tmp_path)
 
 
 def test_an_error_shows_on_the_page(browser, servers):
-    open_page(browser, servers["lm"])
-    prime = browser.find_element(By.ID, "prime")
-    prime.clear()
-    prime.send_keys("Zebra")
-    browser.find_element(By.ID, "generate").click()
+    use(browser, servers["lm"], {"prime": "Zebra"}, "generate", "#error")
     WebDriverWait(browser, WAIT).until(lambda d: d.find_element(By.ID, "error").is_displayed())
     assert browser.find_element(By.ID, "error").text.startswith("prime: characters not in the model's vocabulary")

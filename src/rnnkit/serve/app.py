@@ -164,35 +164,25 @@ def create_app(trained) -> Starlette:
 
     async def units(request: Request) -> Response:
         needs("lm")
-        if "result" not in units_cache:
-            units_cache["result"] = await model_lock.run(lm.feature_units, trained)
-        return JSONResponse(units_cache["result"])
 
-    async def classify(request: Request) -> Response:
-        needs("classify")
-        body = await read_json(request)
-        only(body, {"texts", "series"})
-        return JSONResponse(await model_lock.run(views.classify, trained, body.get("texts"), body.get("series")))
+        def found() -> dict:  # under the lock: a second request waits for the first one's answer
+            if "result" not in units_cache:
+                units_cache["result"] = lm.feature_units(trained)
+            return units_cache["result"]
 
-    async def tag(request: Request) -> Response:
-        needs("tag")
-        body = await read_json(request)
-        only(body, {"texts"})
-        return JSONResponse(await model_lock.run(views.tag, trained, body.get("texts")))
+        return JSONResponse(await model_lock.run(found))
 
-    async def translate(request: Request) -> Response:
-        needs("translate")
-        body = await read_json(request)
-        only(body, {"texts", "beam"})
-        return JSONResponse(await model_lock.run(views.translate, trained, body.get("texts"), body.get("beam")))
+    def action(name: str, view, takes: tuple[str, ...] = ()):
+        """The endpoint of a task's view: a POST of a body with the fields ``takes`` (each
+        optional, passed in that order), or a GET where it takes none."""
 
-    async def forecast(request: Request) -> Response:
-        needs("forecast")
-        return JSONResponse(await model_lock.run(views.forecast, trained))
+        async def endpoint(request: Request) -> Response:
+            needs(name)
+            body = await read_json(request) if takes else {}
+            only(body, set(takes))
+            return JSONResponse(await model_lock.run(view, trained, *(body.get(field) for field in takes)))
 
-    async def detect(request: Request) -> Response:
-        needs("detect")
-        return JSONResponse(await model_lock.run(views.detect, trained))
+        return Route(f"/api/{name}", endpoint, methods=["POST" if takes else "GET"])
 
     async def refused(request: Request, exc: Exception) -> Response:
         if isinstance(exc, RequestError):
@@ -206,9 +196,9 @@ def create_app(trained) -> Starlette:
     routes = [Route(path, page, methods=["GET"]) for path in STATIC]
     routes += [Route("/api/model", model_info, methods=["GET"]), Route("/api/status", status, methods=["GET"]),
                Route("/api/lm/generate", generate, methods=["POST"]), Route("/api/lm/units", units, methods=["GET"]),
-               Route("/api/classify", classify, methods=["POST"]), Route("/api/tag", tag, methods=["POST"]),
-               Route("/api/translate", translate, methods=["POST"]), Route("/api/forecast", forecast, methods=["GET"]),
-               Route("/api/detect", detect, methods=["GET"])]
+               action("classify", views.classify, ("texts", "series")), action("tag", views.tag, ("texts",)),
+               action("translate", views.translate, ("texts", "beam")), action("forecast", views.forecast),
+               action("detect", views.detect)]
     handlers = {RequestError: refused, HTTPException: refused, ValueError: refused, DataError: refused,
                 ModelDirError: refused}
     return Starlette(routes=routes, exception_handlers=handlers)

@@ -172,8 +172,9 @@ SAMPLE_CHARS = 3000  # of the validation text: enough for every feature to chang
 TOP_UNITS = 5
 
 
-def text_features(text: str) -> dict[str, np.ndarray]:
-    """Each feature of ``FEATURES`` after reading each character of ``text``: (len(text),) floats."""
+def text_features(text) -> dict[str, np.ndarray]:
+    """Each feature of ``FEATURES`` after reading each character of ``text`` (a str, or a list of
+    tokens' texts, where an unknown one is ``<unk>``): (len(text),) floats."""
     quotes = depth = column = 0
     rows = []
     for ch in text:
@@ -203,7 +204,7 @@ def feature_units(trained: TrainedLanguageModel, max_chars: int = SAMPLE_CHARS, 
         raise ValueError("units: the text features are of characters; this is a word-level model")
     condition, ids = next(iter(trained.validation_ids().items()))
     ids = np.asarray(ids)[:max_chars]
-    text = "".join(trained.tokenizer.decode([int(t)]) for t in ids)
+    text = [trained.tokenizer.decode([int(t)]) for t in ids]  # one entry a token, <unk> too
     recorded: dict[str, list] = {}
     state = None
     for token in ids:

@@ -83,6 +83,7 @@ async function generate() {
                 layer: Number($("layer").value), signal: $("signal").value, unit: Number($("unit").value)};
   if (!$("condition-label").hidden) body.condition = $("condition").value;
   $("output").textContent = "";
+  $("output").dataset.done = "";
   lmState.chars = [];
   $("signal").dataset.sent = body.signal;
   lmState.controller = new AbortController();
