@@ -1,8 +1,9 @@
 """The page in a real browser: Debian's chromium, headless, driven by Selenium through Debian's
 chromium-driver (both installed by .ci/run). Each task's page is loaded from a running server
 and used as a person would; what they would see is checked, and a screenshot of each is saved
-in the test's tmp directory (and, with $RNNKIT_SCREENSHOTS=DIR, copied there: the README's come
-from `RNNKIT_SCREENSHOTS=docs/serve pytest tests/serve/test_page.py`)."""
+in the test's tmp directory (and, with $RNNKIT_SCREENSHOTS=DIR, copied there). The README's come
+from `RNNKIT_SCREENSHOTS=docs/serve RNNKIT_SERVE_LM=DIR pytest tests/serve/test_page.py`, where
+$RNNKIT_SERVE_LM names a trained character LSTM to show on the lm page in place of the tiny one."""
 
 import os
 import shutil
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import rnnkit
 from conftest import running  # tests/serve/conftest.py
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="the browser tests need selenium (the [test] extra)")
@@ -31,6 +33,16 @@ def browser():
     driver = webdriver.Chrome(service=webdriver.ChromeService(DRIVER), options=options)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="module")
+def lm_client(servers):
+    """The server of the lm page's model: the tiny one, or the one $RNNKIT_SERVE_LM names."""
+    if not os.environ.get("RNNKIT_SERVE_LM"):
+        yield servers["lm"]
+        return
+    with running(rnnkit.load(os.environ["RNNKIT_SERVE_LM"])) as client:
+        yield client
 
 
 def open_page(browser, client):
@@ -61,8 +73,8 @@ def screenshot(browser, tmp_path: Path, name: str) -> None:
         shutil.copy(path, target / f"{name}.png")
 
 
-def test_lm_page_streams_coloured_characters(browser, servers, tmp_path):
-    use(browser, servers["lm"], {"prime": 'the king said "', "length": "150"}, "generate", '#output[data-done="true"]')
+def test_lm_page_streams_coloured_characters(browser, lm_client, tmp_path):
+    use(browser, lm_client, {"prime": 'the king said "', "length": "150"}, "generate", '#output[data-done="true"]')
     spans = browser.find_elements(By.CSS_SELECTOR, "#output span.ch")
     assert len(spans) == len('the king said "') + 150
     assert "".join(s.get_attribute("textContent") for s in spans).startswith('the king said "')
@@ -73,13 +85,13 @@ def test_lm_page_streams_coloured_characters(browser, servers, tmp_path):
     # the units panel: units for each feature; a click colours the text by one
     links = WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#units a"))
     assert len(browser.find_elements(By.CSS_SELECTOR, "#units tr")) == 5  # a header and four features
-    screenshot(browser, tmp_path, "lm")
     layer, signal, unit = (part.strip() for part in links[0].text.split(":")[0].split("·"))
     links[0].click()
     WebDriverWait(browser, WAIT).until(lambda d: d.find_element(By.ID, "output").get_attribute("data-done") == "true"
                                        and d.find_elements(By.CSS_SELECTOR, "#output span.ch")[-1].get_attribute("title")
                                        .startswith(f"{signal} unit {unit}: "))
     assert browser.find_element(By.ID, "layer").get_attribute("value") == layer
+    screenshot(browser, tmp_path, "lm")
 
 
 def test_translate_page_draws_the_attention_heatmap(browser, servers, tmp_path):
@@ -119,7 +131,7 @@ def test_forecast_and_detect_pages_draw_their_charts(browser, servers, tmp_path)
     screenshot(browser, tmp_path, "detect")
 
 
-def test_an_error_shows_on_the_page(browser, servers):
-    use(browser, servers["lm"], {"prime": "Zebra"}, "generate", "#error")
+def test_an_error_shows_on_the_page(browser, lm_client):
+    use(browser, lm_client, {"prime": "the ☃"}, "generate", "#error")
     WebDriverWait(browser, WAIT).until(lambda d: d.find_element(By.ID, "error").is_displayed())
     assert browser.find_element(By.ID, "error").text.startswith("prime: characters not in the model's vocabulary")
