@@ -146,21 +146,20 @@ def create_app(trained) -> Starlette:
         generations["active"] += 1
 
         async def events():
-            try:
-                started = time.monotonic()
-                for event in await model_lock.run(generation.start):
-                    yield sse(event)
-                for _ in range(generation.request.length):
-                    if time.monotonic() - started > MAX_GENERATION_SECONDS:
-                        yield sse({"error": f"generation: stopped after {MAX_GENERATION_SECONDS} s, the most one may take"})
-                        return
-                    yield sse(await model_lock.run(generation.next))
-                yield sse({"done": True, "text": generation.text, "tokens": generation.done})
-            finally:  # also when the client went away and the stream was cancelled
-                generations["active"] -= 1
+            started = time.monotonic()
+            for event in await model_lock.run(generation.start):
+                yield sse(event)
+            for _ in range(generation.request.length):
+                if time.monotonic() - started > MAX_GENERATION_SECONDS:
+                    yield sse({"error": f"generation: stopped after {MAX_GENERATION_SECONDS} s, the most one may take"})
+                    return
+                yield sse(await model_lock.run(generation.next))
+            yield sse({"done": True, "text": generation.text, "tokens": generation.done})
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        def release() -> None:
+            generations["active"] -= 1
+
+        return EventStream(events(), release)
 
     async def units(request: Request) -> Response:
         needs("lm")
@@ -202,6 +201,22 @@ def create_app(trained) -> Starlette:
     handlers = {RequestError: refused, HTTPException: refused, ValueError: refused, DataError: refused,
                 ModelDirError: refused}
     return Starlette(routes=routes, exception_handlers=handlers)
+
+
+class EventStream(StreamingResponse):
+    """Server-sent events; ``release`` is called once the response ends, however it ends: done,
+    the client gone mid-stream (the stream is cancelled at its next token), or gone before the
+    first event (when the events' own code never ran)."""
+
+    def __init__(self, events, release):
+        super().__init__(events, media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        self.release = release
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
 
 
 def sse(event: dict) -> str:
