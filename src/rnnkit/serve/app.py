@@ -37,6 +37,7 @@ from . import lm, views
 MAX_BODY = 256 * 1024  # bytes of a request body: room for 32 texts of 2000 characters, escaped
 MAX_GENERATIONS = 4  # streams at once; another is refused (429) rather than queued
 MAX_GENERATION_SECONDS = 600  # a generation still running after this ends with an error event
+MAX_SEND_SECONDS = 60  # a stream whose client reads nothing for this long is ended (its buffers full)
 
 #: the page and its files: fixed names, read from the package (never a path a client names)
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -213,8 +214,14 @@ class EventStream(StreamingResponse):
         self.release = release
 
     async def __call__(self, scope, receive, send):
+        async def send_in_time(message):  # a client that stops reading gives its slot back
+            with anyio.fail_after(MAX_SEND_SECONDS):
+                await send(message)
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send_in_time)
+        except TimeoutError:  # the connection is closed with the response unfinished
+            pass
         finally:
             self.release()
 
