@@ -2,9 +2,11 @@
 chromium-driver (both installed by .ci/run). Each task's page is loaded from a running server
 and used as a person would; what they would see is checked, and a screenshot of each is saved
 in the test's tmp directory (and, with $RNNKIT_SCREENSHOTS=DIR, copied there). The README's come
-from `RNNKIT_SCREENSHOTS=docs/serve RNNKIT_SERVE_LM=DIR pytest tests/serve/test_page.py`, where
-$RNNKIT_SERVE_LM names a trained character LSTM to show on the lm page in place of the tiny one."""
+from `RNNKIT_SCREENSHOTS=docs/serve RNNKIT_SERVE_LM=DIR RNNKIT_SERVE_TRANSLATE=DIR pytest
+tests/serve/test_page.py`, where the two name trained models (a character LSTM, a translator of
+English words) to show on those pages in place of the tiny ones."""
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -12,6 +14,8 @@ from pathlib import Path
 import pytest
 
 import rnnkit
+from rnnkit.serve.lm import FEATURES
+
 from conftest import running  # tests/serve/conftest.py
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="the browser tests need selenium (the [test] extra)")
@@ -38,10 +42,24 @@ def browser():
 @pytest.fixture(scope="module")
 def lm_client(servers):
     """The server of the lm page's model: the tiny one, or the one $RNNKIT_SERVE_LM names."""
-    if not os.environ.get("RNNKIT_SERVE_LM"):
-        yield servers["lm"]
+    with client_for("lm", servers) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def translate_client(servers):
+    """The server of the translate page's model: the tiny one, or the one $RNNKIT_SERVE_TRANSLATE names."""
+    with client_for("translate", servers) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def client_for(task: str, servers):
+    directory = os.environ.get(f"RNNKIT_SERVE_{task.upper()}")
+    if not directory:
+        yield servers[task]
         return
-    with running(rnnkit.load(os.environ["RNNKIT_SERVE_LM"])) as client:
+    with running(rnnkit.load(directory)) as client:
         yield client
 
 
@@ -85,8 +103,10 @@ def test_lm_page_streams_coloured_characters(browser, lm_client, tmp_path):
     # the units panel: units for each feature; a click colours the text by one
     links = WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#units a"))
     assert len(browser.find_elements(By.CSS_SELECTOR, "#units tr")) == 5  # a header and four features
-    layer, signal, unit = (part.strip() for part in links[0].text.split(":")[0].split("·"))
-    links[0].click()
+    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#units tr") if r.text.startswith(FEATURES["line_position"]))
+    first = row.find_elements(By.TAG_NAME, "a")[0]  # the unit that best tracks the position in the line
+    layer, signal, unit = (part.strip() for part in first.text.rsplit(":", 1)[0].split("·"))  # "layer · signal · unit: r"
+    first.click()
     WebDriverWait(browser, WAIT).until(lambda d: d.find_element(By.ID, "output").get_attribute("data-done") == "true"
                                        and d.find_elements(By.CSS_SELECTOR, "#output span.ch")[-1].get_attribute("title")
                                        .startswith(f"{signal} unit {unit}: "))
@@ -94,9 +114,9 @@ def test_lm_page_streams_coloured_characters(browser, lm_client, tmp_path):
     screenshot(browser, tmp_path, "lm")
 
 
-def test_translate_page_draws_the_attention_heatmap(browser, servers, tmp_path):
-    cells = use(browser, servers["translate"], {"source": "the dog sees a red cat"}, "translate-button", "#heatmap rect.attention")
-    served = servers["translate"].post("/api/translate", {"texts": ["the dog sees a red cat"], "beam": 1})[1]["results"][0]
+def test_translate_page_draws_the_attention_heatmap(browser, translate_client, tmp_path):
+    cells = use(browser, translate_client, {"source": "the dog sees a red cat"}, "translate-button", "#heatmap rect.attention")
+    served = translate_client.post("/api/translate", {"texts": ["the dog sees a red cat"], "beam": 1})[1]["results"][0]
     assert browser.find_element(By.ID, "translation").text == served["text"]
     assert len(cells) == len(served["tokens"]) * len(served["source_tokens"])  # a row per output token, a column per source one
     shades = [float(c.get_attribute("fill").split(",")[-1].rstrip(")")) for c in cells]

@@ -36,18 +36,31 @@ function svgElement(name, attributes, parent) {
 
 // ---- lm: generate, coloured by a unit ----------------------------------------------------------
 
-const lmState = {info: null, controller: null, chars: []};
+const lmState = {info: null, controller: null, chars: [], scale: 1};
 
-function signalValue(signal, v) { return signal.startsWith("gate:") ? 2 * v - 1 : v; }  // gates live in [0, 1]
+// a signal's value on the colour scale [-1, 1]: gates live in [0, 1]; a signal that leaves [-1, 1] (an
+// LSTM's cell state, a ReLU unit) is divided by its largest |value| in the text shown, so that a cell
+// counting along the line shows as a gradient rather than one saturated colour
+function signalValue(signal, v, scale) {
+  return signal.startsWith("gate:") ? 2 * v - 1 : v / scale;
+}
+
+function unitScale(unit) {
+  let largest = 1;
+  for (const c of lmState.chars) largest = Math.max(largest, Math.abs(c.values[unit]));
+  return largest;
+}
+
+function paint(c, unit, scale) {
+  const v = c.values[unit];
+  c.span.style.background = v === undefined ? "" : colour(signalValue(c.signal, v, scale));
+  c.span.title = v === undefined ? "" : `${c.signal} unit ${unit}: ${v}`;
+}
 
 function recolour() {
   const unit = Number($("unit").value);
-  const signal = lmState.chars.length ? lmState.chars[0].signal : $("signal").value;
-  for (const c of lmState.chars) {
-    const v = c.values[unit];
-    c.span.style.background = v === undefined ? "" : colour(signalValue(signal, v));
-    c.span.title = v === undefined ? "" : `${signal} unit ${unit}: ${v}`;
-  }
+  lmState.scale = unitScale(unit);
+  for (const c of lmState.chars) paint(c, unit, lmState.scale);
 }
 
 function showGates(gates) {
@@ -69,9 +82,9 @@ function addPiece(event) {
   const c = {span, values: event.values, gates: event.gates, signal: $("signal").dataset.sent};
   span.addEventListener("mouseenter", () => showGates(c.gates));
   lmState.chars.push(c);
-  const v = event.values[Number($("unit").value)];
-  span.style.background = colour(signalValue(c.signal, v));
-  span.title = `${c.signal} unit ${$("unit").value}: ${v}`;
+  const unit = Number($("unit").value);
+  if (Math.abs(c.values[unit]) > lmState.scale) recolour();  // a new largest value: every shade changes
+  else paint(c, unit, lmState.scale);
   if (event.gates.length) showGates(event.gates);
 }
 
@@ -85,6 +98,7 @@ async function generate() {
   $("output").textContent = "";
   $("output").dataset.done = "";
   lmState.chars = [];
+  lmState.scale = 1;
   $("signal").dataset.sent = body.signal;
   lmState.controller = new AbortController();
   $("generate").disabled = true;
@@ -241,7 +255,7 @@ async function classify() {
       box.appendChild(table);
       if (r.tokens) {  // attention pooling: each token shaded by its weight, the heaviest darkest
         const line = document.createElement("p");
-        line.className = "text-output weights";
+        line.className = "weights";
         const top = Math.max(...r.weights);
         r.tokens.forEach((token, j) => {
           const span = document.createElement("span");
