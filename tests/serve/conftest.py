@@ -14,13 +14,11 @@ import pytest
 
 import rnnkit
 
-pytest.importorskip("starlette", reason="rnnkit serve needs the [serve] extra")
-from rnnkit.serve.app import make_server  # noqa: E402
-from tasks.test_classify import write_reviews  # noqa: E402  (tests/ is on sys.path: tests/conftest.py)
-from tasks.test_detect import write as write_sine  # noqa: E402
-from tasks.test_forecast import write_monthly  # noqa: E402
-from tasks.test_tag import write_conll  # noqa: E402
-from tasks.test_translate import write_pairs  # noqa: E402
+from tasks.test_classify import write_reviews  # (tests/ is on sys.path: tests/conftest.py)
+from tasks.test_detect import write as write_sine
+from tasks.test_forecast import write_monthly
+from tasks.test_tag import write_conll
+from tasks.test_translate import write_pairs
 
 
 def write_text(path: Path, n: int = 400, seed: int = 0) -> Path:
@@ -106,6 +104,8 @@ class Client:
 @contextlib.contextmanager
 def running(trained):
     """A server of ``trained`` on a free port, stopped on exit."""
+    from rnnkit.serve.app import make_server  # the [serve] extra: the tests that serve skip without it
+
     sock = socket.create_server(("127.0.0.1", 0))
     server = make_server(trained)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -11,10 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from rnnkit.cli.main import main
-from rnnkit.serve import app, lm, views
+pytest.importorskip("starlette", reason="rnnkit serve needs the [serve] extra: pip install -e '.[serve]'")
 
-from conftest import running  # tests/serve/conftest.py
+from rnnkit.cli.main import main  # noqa: E402
+from rnnkit.serve import app, lm, views  # noqa: E402
+
+from conftest import running  # noqa: E402  (tests/serve/conftest.py)
 
 
 def test_the_page_and_its_files_are_served_from_the_package(servers):
@@ -88,18 +90,6 @@ def test_the_units_panel_finds_units_for_each_text_feature(servers):
         rs = [abs(u["r"]) for u in f["units"]]
         assert rs == sorted(rs, reverse=True) and all(0 < r <= 1 for r in rs)
         assert all(u["signal"] in ("h", "c") or u["signal"].startswith("gate:") for u in f["units"])
-
-
-def test_text_features_and_correlations():
-    features = lm.text_features('a"b"(c)\nd')
-    assert features["in_quotes"].tolist() == [0, 1, 1, 0, 0, 0, 0, 0, 0]
-    assert features["in_brackets"].tolist() == [0, 0, 0, 0, 1, 1, 0, 0, 0]
-    assert features["line_position"].tolist() == [1, 2, 3, 4, 5, 6, 7, 0, 1]
-    assert features["after_newline"].tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 0]
-    import numpy as np
-
-    values = np.stack([features["in_quotes"], -features["in_quotes"], np.ones(9)], axis=1)
-    assert lm.correlations(values, features["in_quotes"]).tolist() == pytest.approx([1, -1, 0])
 
 
 def test_classify_tag_and_translate_answer_with_their_pictures(servers, models):

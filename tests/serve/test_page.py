@@ -18,6 +18,7 @@ from rnnkit.serve.lm import FEATURES
 
 from conftest import running  # tests/serve/conftest.py
 
+pytest.importorskip("starlette", reason="rnnkit serve needs the [serve] extra: pip install -e '.[serve]'")
 webdriver = pytest.importorskip("selenium.webdriver", reason="the browser tests need selenium (the [test] extra)")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402

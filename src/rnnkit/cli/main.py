@@ -315,7 +315,7 @@ def _serve(args) -> int:
     try:
         from ..serve.app import is_loopback, make_server
     except ImportError as exc:  # starlette or uvicorn missing
-        raise ValueError(f"serve: needs the web server packages ({exc.name} is missing): pip install 'rnnkit[serve]'") from None
+        raise ValueError(f"serve: needs the web server packages ({exc.name or exc} is missing): pip install 'rnnkit[serve]'") from None
     server = make_server(load_model(args.model_dir), args.host, args.port)
     try:  # bound here, so that a port in use is one line naming it
         sock = socket.create_server((args.host, args.port), family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
