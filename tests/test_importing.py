@@ -34,11 +34,13 @@ def assert_close(got, expected, what=""):
 class TorchLM(nn.Module):
     """rnnkit's LanguageModel in torch: Embedding → LSTM → Linear, under the same names."""
 
-    def __init__(self, vocab):
+    def __init__(self, vocab, embed=LM["embed"], hidden=LM["hidden"], layers=LM["layers"], tie=False):
         super().__init__()
-        self.embedding = nn.Embedding(vocab, LM["embed"])
-        self.rnn = nn.LSTM(LM["embed"], LM["hidden"], LM["layers"])
-        self.head = nn.Linear(LM["hidden"], vocab)
+        self.embedding = nn.Embedding(vocab, embed)
+        self.rnn = nn.LSTM(embed, hidden, layers)
+        self.head = nn.Linear(hidden, vocab)
+        if tie:
+            self.head.weight = self.embedding.weight
 
     def forward(self, ids):
         return self.head(self.rnn(self.embedding(ids))[0])
@@ -137,6 +139,28 @@ def test_a_torch_pt_state_dict_imports_through_the_api_and_its_weights_decide_th
     result = imported.classify(["the film was good", "a plot"])
     assert [r["label"] for r in result] == [trained.labels[0]] * 2
     assert 0 <= imported.evaluate()["valid_accuracy"] <= 1  # evaluate works on the imported model
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_a_tied_torch_model_whose_state_dict_holds_the_weight_twice_imports_with_tie(torch_lm, corpus, tmp_path, capsys):
+    vocab = torch_lm[0].embedding.num_embeddings  # the corpus's characters, as rnnkit fits them
+    module = train_in_torch(TorchLM(vocab, embed=6, hidden=6, layers=1, tie=True), vocab, steps=3)
+    torch.save(module.state_dict(), tmp_path / "tied.pt")  # embedding.weight and head.weight, the same tensor
+    flags = ["--data", str(corpus), "--tie", "--hidden", "6", "--embed", "6", "--layers", "1", "--batch-size", "4",
+             "--seq-len", "10"]
+    assert main(["--quiet", "import", "lm", "--weights", str(tmp_path / "tied.pt"), "--out", str(tmp_path / "m"), *flags]) == 0
+    imported = rnnkit.load(tmp_path / "m")
+    ids = np.random.default_rng(3).integers(0, vocab, (7, 2))
+    imported.model.eval()
+    with no_grad():
+        logits, _ = imported.model(ids)
+    with torch.no_grad():
+        assert_close(logits, module(torch.from_numpy(ids)), "tied logits")
+    state = module.state_dict()
+    state["head.weight"] = state["head.weight"] + 1
+    torch.save(state, tmp_path / "untied.pt")
+    err = refused(capsys, ["import", "lm", "--weights", str(tmp_path / "untied.pt"), "--out", str(tmp_path / "m2"), *flags])
+    assert "tensors 'embedding.weight' and 'head.weight'" in err and "differ" in err and not (tmp_path / "m2").exists()
 
 
 # ---- refusals: one line naming what does not fit, nothing written -------------------------------------

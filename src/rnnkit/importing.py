@@ -116,6 +116,25 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def untie(arrays: dict[str, np.ndarray], model, path) -> dict[str, np.ndarray]:
+    """The state dict with each tied weight under its first name alone: torch's state_dict holds a
+    tied weight under every name (``embedding.weight`` and ``head.weight`` of an lm with --tie),
+    rnnkit's once; the copies must be equal."""
+    first = {id(p): name for name, p in model.named_parameters()}
+    arrays = dict(arrays)
+    for name, p in model.named_parameters(remove_duplicate=False):
+        kept = first[id(p)]
+        if name == kept or name not in arrays:
+            continue
+        copy = arrays.pop(name)
+        if kept not in arrays:
+            arrays[kept] = copy
+        elif arrays[kept].shape != copy.shape or not np.array_equal(arrays[kept], copy):
+            raise WeightsError(f"--weights: tensors {kept!r} and {name!r} in {path} differ, but they are one tied "
+                               f"weight in this model (--tie): give equal tensors, or train without --tie")
+    return arrays
+
+
 def check_fits(arrays: dict[str, np.ndarray], model, what: str) -> None:
     """Refuse a state dict whose names and shapes are not the model's: one line naming each
     missing, extra and misshapen tensor (name, expected shape, got shape)."""
@@ -147,6 +166,7 @@ def import_weights(task_name: str, weights, out, task_options: dict, seed: int =
     options = task.Options(**task_options)
     arrays = read_state_dict(weights)
     model, run, config = task.build(options, training, out, quiet)
+    arrays = untie(arrays, model, weights)
     check_fits(arrays, model, f"a {task.name} model of these options")
     model.load_state_dict(arrays)
     source = Path(weights)
