@@ -102,7 +102,8 @@ def test_round_trip_rnnkit_torch_rnnkit_gives_torchs_outputs_and_every_verb_work
     with torch.no_grad():
         assert_close(logits, module(torch.from_numpy(ids)), "logits")
     capsys.readouterr()
-    for verb in (["generate", "--length", "20", "--seed", "0"], ["evaluate"], ["info"]):
+    for verb in (["generate", "--length", "20", "--seed", "0"], ["evaluate"], ["info"],
+                 ["export", "--out", str(tmp_path / "m.onnx")]):
         assert main([verb[0], str(tmp_path / "m"), *verb[1:]]) == 0, verb
     out = capsys.readouterr().out
     assert "task lm (imported)" in out and "perplexity" in out

