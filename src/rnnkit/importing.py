@@ -47,6 +47,7 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
     """``{name: array}`` of a .safetensors or (with torch) .pt/.pth state dict; every tensor
     floating point and finite, else a one-line error naming the tensor."""
     path = Path(path)
+    os.close(open_regular(path, "--weights", WeightsError))  # a missing file or a directory, named as such
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
         arrays = _read_safetensors(path)
