@@ -40,7 +40,8 @@ STATUS = "imported"
 
 
 class WeightsError(ValueError):
-    """--weights does not fit the task and options it is imported into; the message says what."""
+    """--weights cannot be read as a state dict, or does not fit the task and options it is imported
+    into; the message names the file and the tensor."""
 
 
 def read_state_dict(path) -> dict[str, np.ndarray]:
@@ -173,13 +174,13 @@ def import_weights(task_name: str, weights, out, task_options: dict, seed: int =
     source = Path(weights)
     config.update(task=task.name, rnnkit_version=__version__, task_options=asdict(options), training=asdict(training),
                   imported={"weights": source.name, "size": source.stat().st_size})
+    with no_grad():  # before the directory is touched: a model that --overwrite replaces stays until this works
+        model.eval()
+        metrics = run.evaluate()
     with md.writing(out):
         md.check_out_dir(out, overwrite, locked=True)
         if overwrite:
             md.clear_model_dir(out)
-        with no_grad():
-            model.eval()
-            metrics = run.evaluate()
         trainer = Trainer(model, run, out, config, training, quiet, task.monitors[training.monitor])
         # the imported weights are the best so far: a fine-tuning run (--resume) keeps them until it does better
         trainer.best = metrics[training.monitor] * (-1 if trainer.direction == "max" else 1)
