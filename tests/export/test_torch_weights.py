@@ -1,7 +1,8 @@
 """model.safetensors is a PyTorch state dict: torch.nn.RNN/LSTM/GRU and each task model's torch
 twin, built here, load a trained rnnkit model's weights with ``strict=True`` and give its outputs
 (float32, within 1e-5 of the outputs' norm) on random inputs of unequal lengths (torch's packed
-sequences)."""
+sequences); and back: weights trained on in torch, brought in by ``rnnkit.import_weights``, give
+torch's outputs in rnnkit."""
 
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import pytest
 import rnnkit
 from rnnkit.data.batching import pad
 from rnnkit.nn import backend, cells, no_grad
+from rnnkit.tasks.classify import encode_inputs
 from rnnkit.training import model_dir as md
 
 torch = pytest.importorskip("torch")
-from safetensors.torch import load_file  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
@@ -303,3 +305,38 @@ def test_a_trained_translator_with_attention_is_its_torch_twin(tmp_path):
     with torch.no_grad():
         expected = twin(torch.from_numpy(src), src_lengths, torch.from_numpy(tgt_in))
     assert_close(logits, expected, "teacher-forced logits")
+
+
+# ---- and back: weights trained on in torch, imported, give torch's outputs in rnnkit -----------------
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_a_classifier_trained_on_in_torch_imports_back_and_classifies_as_torch(tmp_path):
+    rng = np.random.default_rng(6)
+    texts = labelled_texts(rng)
+    options = dict(data=write_lines(tmp_path / "labelled.tsv", texts), cell="gru", hidden=6, embed=4, layers=2,
+                   bidirectional=True, pooling="last")
+    trained = train("classify", tmp_path / "rnnkit", **options)
+    encoding, labels = trained.encoding, trained.labels
+    inputs = encode_inputs(encoding, trained.opts, [t.split("\t")[1] for t in texts], "input")
+    x, lengths = pad(inputs)
+    y = torch.as_tensor([labels.index(t.split("\t")[0]) for t in texts])
+    twin = TorchClassifier("gru", trained.model.embedding.weight.shape[0], 4, 6, 2, True, "last", len(labels))
+    twin.load_state_dict(weights(tmp_path / "rnnkit"), strict=True)
+    optimizer = torch.optim.Adam(twin.parameters(), lr=0.05)
+    for _ in range(5):  # a few steps in torch, on the same ids
+        loss = nn.functional.cross_entropy(twin(torch.from_numpy(x), lengths), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    save_file(twin.state_dict(), str(tmp_path / "torch.safetensors"))
+    imported = rnnkit.import_weights("classify", tmp_path / "torch.safetensors", tmp_path / "imported", quiet=True,
+                                     **{**options, "batch_size": 8})
+    sample = [t.split("\t")[1] for t in texts[:7]]
+    got = np.array([[r["probabilities"][label] for label in labels] for r in imported.classify(sample)])
+    sample_x, sample_lengths = pad(encode_inputs(encoding, trained.opts, sample, "input"))
+    with torch.no_grad():
+        expected = torch.softmax(twin(torch.from_numpy(sample_x), sample_lengths), -1)
+    assert_close(got, expected, "probabilities")
+    assert not np.allclose(got, [[r["probabilities"][label] for label in labels] for r in trained.classify(sample)],
+                           atol=1e-3)  # torch's training changed them: the import is not the rnnkit model again
