@@ -19,6 +19,12 @@ def load(model_dir):
     return _load(model_dir)
 
 
+def import_weights(task, weights, out, overwrite=False, quiet=False, seed=0, **options):
+    from .api import import_weights as _import
+
+    return _import(task, weights, out, overwrite=overwrite, quiet=quiet, seed=seed, **options)
+
+
 def keep_freed_memory():
     """Let glibc reuse freed arrays instead of returning them to the OS (see rnnkit.memory)."""
     from .memory import keep_freed_memory as _keep

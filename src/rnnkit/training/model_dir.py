@@ -271,9 +271,10 @@ def _read_weights(path: Path, fix: str) -> dict[str, np.ndarray]:
     return {k: v if v.flags.writeable else v.copy() for k, v in arrays.items()}
 
 
-def load_weights(path) -> dict[str, np.ndarray]:
-    """Read a safetensors file into ``{name: array}``; a missing or damaged file is a ModelDirError."""
-    return _read_weights(Path(path), "retrain or restore it")
+def load_weights(path, fix: str = "retrain or restore it") -> dict[str, np.ndarray]:
+    """Read a safetensors file into ``{name: array}``; a missing or damaged file is a ModelDirError
+    whose message ends with ``fix``."""
+    return _read_weights(Path(path), fix)
 
 
 # ---- JSON files, read and validated -----------------------------------------------------
