@@ -8,6 +8,10 @@ covariates (calendar features) of the next step.
     direct:     μ_{W+1…W+H}, s = Linear([h_W ; c_{W+1} … c_{W+H}])  the whole horizon from the last state
     σ = softplus(s) + σ_min,   trained by the Gaussian negative log-likelihood
 
+With ``base`` (covariate columns, one per channel), μ is a residual over those covariates:
+μ_{t+1} = c_{t+1}[base] + Linear(h)…, the forecast a known-in-advance base (the seasonal-naive
+value) plus what the network adds to it.
+
 A recursive forecast feeds values back step by step with the carried state: sampled paths give
 the predictive distribution (error accumulation included), or the means for a point forecast.
 """
@@ -40,10 +44,13 @@ class Forecaster(Module):
 
     def __init__(self, channels: int, covariates: int, horizon: int, hidden_size: int = 64, cell: str = "lstm",
                  num_layers: int = 1, mode: str = "direct", dropout: float = 0.0, dtype=np.float32, rng=None,
-                 cell_settings=None):
+                 cell_settings=None, base=None):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode: expected direct or recursive, got {mode!r}")
+        if base is not None and (len(base) != channels or not all(0 <= b < covariates for b in base)):
+            raise ValueError(f"base: expected {channels} covariate column(s) in 0…{covariates - 1}, got {list(base)}")
+        self.base = None if base is None else list(base)
         self.channels, self.covariates, self.horizon, self.mode = channels, covariates, horizon, mode
         self.hidden_size = hidden_size
         self.rng = as_rng(rng)
@@ -66,6 +73,9 @@ class Forecaster(Module):
             p = self.head(self.drop(out))
         C = self.channels
         mu, s = p[..., :C], p[..., C:]
+        if self.base is not None:  # a constant offset: backward passes d_mu through unchanged
+            known = np.asarray(future, out.dtype) if self.mode == "direct" else z[..., C:]
+            mu = mu + known[..., self.base]
         sigma = softplus(s) + SIGMA_MIN
         self._push_cache((out.shape, s, sigma))
         self.state = state
