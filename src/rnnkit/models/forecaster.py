@@ -10,7 +10,9 @@ covariates (calendar features) of the next step.
 
 With ``base`` (covariate columns, one per channel), μ is a residual over those covariates:
 μ_{t+1} = c_{t+1}[base] + Linear(h)…, the forecast a known-in-advance base (the seasonal-naive
-value) plus what the network adds to it.
+value) plus what the network adds to it; the μ rows of the head start at 0. Such a model reads
+its values as residuals too, y_t − base_t (the task prepares its windows so; a recursive forecast
+feeds back each value less its base).
 
 A recursive forecast feeds values back step by step with the carried state: sampled paths give
 the predictive distribution (error accumulation included), or the means for a point forecast.
@@ -61,6 +63,12 @@ class Forecaster(Module):
             self.head = Linear(hidden_size + horizon * covariates, horizon * 2 * channels, dtype=dtype, rng=self.rng)
         else:
             self.head = Linear(hidden_size, 2 * channels, dtype=dtype, rng=self.rng)
+        if self.base is not None:
+            # the residual starts at 0: an untrained network forecasts the base itself (seasonal
+            # naive), not the base plus the noise of random weights
+            mu_rows = (np.arange(self.head.out_features) % (2 * channels)) < channels
+            self.head.weight.data[mu_rows] = 0
+            self.head.bias.data[mu_rows] = 0
 
     def forward(self, z, future=None, state=None):
         """Returns (μ, var) and keeps what backward needs; ``state`` starts the recurrence."""
@@ -121,7 +129,9 @@ class Forecaster(Module):
                 sigmas.append(sd[0].copy())
                 values[:, h] = m + sd * rng.standard_normal(m.shape) if paths else m
                 if h + 1 < H:
-                    zt = np.concatenate([values[:, h], np.repeat(future[h + 1 : h + 2], n, axis=0)], axis=1)[None]
+                    # a residual model reads its values as residuals over the base, as it was trained
+                    fed = values[:, h] - (future[h, self.base] if self.base is not None else 0)
+                    zt = np.concatenate([fed, np.repeat(future[h + 1 : h + 2], n, axis=0)], axis=1)[None]
                     mu, var = self(zt, state=state)
                     state, m, sd = self.state, mu[0], np.sqrt(var[0])
             if paths:

@@ -36,10 +36,15 @@ and the forecast is made in those units too (as DeepAR scales each series): a tr
 the series past the training range (co2) does not put the model's inputs where it has never been,
 and the intervals widen where the series swings widely (sunspots' large cycles).
 
-Intervals: a network trained by likelihood tends to be overconfident out of sample, so the
-loaded model widens its 80% intervals by the factor that makes them hold 80% of the actual
-values over the validation origins (a split-conformal correction, ``widen`` in the
-validation metrics, measured with the best weights).
+Calibration on the validation origins, measured with the best weights and applied by the loaded
+model (config.json's ``metrics``): ``blend``, the weight α in [0, 1] of the network's mean
+against the seasonal-naive forecast, μ = sn + α·(μ_net − sn), the α of the lowest validation MAE
+(0: the network adds nothing seasonal naive does not, so it forecasts seasonal naive; with m = 1
+seasonal naive is the last value); and ``widen``: a network trained by likelihood tends to be
+overconfident out of sample, and a blended mean is closer to the actual values than the
+network's own, so the 80% intervals (about the blended mean) are scaled by the factor that makes
+them hold 80% of the actual values there (split conformal: the ⌈0.8·(n + 1)⌉-th smallest of the n
+ratios |y − μ| / half-width; above 1 it widens, below 1 it narrows).
 """
 
 from __future__ import annotations
@@ -69,8 +74,9 @@ from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, SeededRun, Task, d
 BUILT_IN = {"co2": co2_series, "sunspots": sunspots_series, "elnino": elnino_series, "taylor": taylor_series,
             "seattle-temps": seattle_temps_series}
 Z80 = 1.2815515655446004  # the 90% quantile of N(0, 1): μ ± Z80·σ is the central 80% interval
-#: the most the calibration widens the intervals (config.json's metrics.widen): intervals that miss
-#: by more say nothing, and a larger factor read from an edited config.json could make them infinite
+#: the most the calibration widens the intervals (config.json's metrics.widen), and 1/WIDEN_LIMIT the
+#: most it narrows them: intervals that miss by more say nothing, and a larger factor read from an
+#: edited config.json could make them infinite
 WIDEN_LIMIT = 1e6
 
 
@@ -303,11 +309,14 @@ class Prepared:
         (value − level) / spread, with the next step's covariates. level (C,): the window's mean
         ("window", "scale") or 0; spread (C,): the window's standard deviation ("scale") or 1.
         Level and spread are taken in float64 (float32 sums of values near 1e38 overflow), and z
-        is bounded by ``INPUT_BOUND``."""
+        is bounded by ``INPUT_BOUND``. A residual model reads each value as its residual over
+        the first lag, (y_t − y_{t−m}) / spread: what it forecasts, in the units it forecasts it."""
         values = self.scaled[start:end].astype(np.float64)
         C = values.shape[1]
         mean = values.mean(axis=0) if level in ("window", "scale") else np.zeros(C)
         spread = np.maximum(values.std(axis=0), 1e-3) if level == "scale" else np.ones(C)
+        if self.encoding.get("residual"):
+            values = values - self.scaled[np.arange(start, end) - self.lags[0]] + mean  # the level cancels
         z = np.clip((values - mean) / spread, -INPUT_BOUND, INPUT_BOUND).astype(np.float32)
         return (np.concatenate([z, self.covariates(start + 1, end + 1, end, mean, spread)], axis=1),
                 mean.astype(np.float32), spread.astype(np.float32))
@@ -327,10 +336,10 @@ def build_model(opts: ForecastOptions, encoding: dict, seed: int) -> Forecaster:
 
 
 def forecast_at(model: Forecaster, data: Prepared, origin: int, opts: ForecastOptions, seed: int = 0,
-                widen: float = 1.0) -> dict:
+                widen: float = 1.0, blend: float = 1.0) -> dict:
     """The forecast of the H steps from ``origin`` (index of the first forecast point), in data units:
-    mean, lower and upper 80% bounds, (H, C) each; ``widen`` scales the intervals about the mean
-    (the calibration of ``TrainedForecaster``)."""
+    mean, lower and upper 80% bounds, (H, C) each; ``blend`` shrinks the mean towards seasonal
+    naive and ``widen`` scales the intervals about it (the calibration of ``TrainedForecaster``)."""
     H, W = opts.horizon, data.window
     if origin < W:
         raise DataError(f"data: a forecast needs the {W} points before it, and only {origin} come before this one")
@@ -343,7 +352,11 @@ def forecast_at(model: Forecaster, data: Prepared, origin: int, opts: ForecastOp
         lo, hi = mean - Z80 * sigma, mean + Z80 * sigma
     lo, hi = mean + widen * (lo - mean), mean + widen * (hi - mean)
     back = lambda x: data.unscale(x * spread + level)  # noqa: E731  (the window's units → the data's)
-    return {"mean": back(mean), "lower": back(lo), "upper": back(hi)}
+    mean, lo, hi = back(mean), back(lo), back(hi)
+    if blend != 1.0:
+        shift = (1 - blend) * (baselines(data, origin, H)["seasonal_naive"] - mean)
+        mean, lo, hi = mean + shift, lo + shift, hi + shift
+    return {"mean": mean, "lower": lo, "upper": hi}
 
 
 def baselines(data: Prepared, origin: int, H: int) -> dict:
@@ -355,7 +368,8 @@ def baselines(data: Prepared, origin: int, H: int) -> dict:
     return {"naive": naive, "seasonal_naive": seasonal}
 
 
-def backtest(model: Forecaster, data: Prepared, origins: list[int], opts: ForecastOptions, widen: float = 1.0) -> dict:
+def backtest(model: Forecaster, data: Prepared, origins: list[int], opts: ForecastOptions, widen: float = 1.0,
+             blend: float = 1.0) -> dict:
     """Scores of the model and the baselines over the forecasts from every origin, pooled over
     every observed point (MASE scales each column by its own in-sample seasonal-naive error);
     ``forecasts`` keeps each origin's numbers for plots."""
@@ -365,7 +379,7 @@ def backtest(model: Forecaster, data: Prepared, origins: list[int], opts: Foreca
     actual, seen, lower, upper, forecasts = [], [], [], [], []
     pooled = {"rnnkit": [], "naive": [], "seasonal_naive": []}
     for k, origin in enumerate(Progress.over(origins, "backtest", unit="origin")):
-        f = forecast_at(model, data, origin, opts, seed=k, widen=widen)
+        f = forecast_at(model, data, origin, opts, seed=k, widen=widen, blend=blend)
         actual.append(data.raw[origin : origin + H])
         seen.append(data.observed[origin : origin + H])
         lower.append(f["lower"])
@@ -430,28 +444,33 @@ class ForecastRun(SeededRun):
         return loss, n
 
     def evaluate(self) -> dict:
-        """Over the validation origins: the scaled MAE ("loss"), the MAE of the model and of the
-        seasonal-naive forecast on the same points (the guard), the raw coverage of the 80%
-        intervals, and ``widen``, the factor that makes the intervals hold 80% of the actual
-        values there (the 80% quantile of |y − μ| over each interval's half-width: a
-        split-conformal correction, which the loaded model applies). It only widens: a few
-        validation points that happen to fall near the mean are no reason to trust the model more."""
+        """Over the validation origins: the scaled MAE of the network ("loss"), the MAE of the
+        network and of the seasonal-naive forecast on the same points (the guard), the raw
+        coverage of the 80% intervals, and the calibration the loaded model applies: ``blend``,
+        the weight of the network's mean against seasonal naive with the lowest MAE (on a grid of
+        0.05; a tie keeps the larger weight), that MAE (``blended_mae``), and ``widen``, the factor
+        that makes the intervals about the blended mean hold 80% of the actual values (split
+        conformal: the ⌈0.8·(n + 1)⌉-th smallest of the n ratios |y − μ| / half-width)."""
         H, d = self.opts.horizon, self.data
-        errors, ratios, actual, mean, lower, upper, naive = [], [], [], [], [], [], []
+        errors, actual, mean, half, lower, upper, naive = [], [], [], [], [], [], []
         for origin in self.valid_origins:
             f = forecast_at(self.model, d, origin, self.opts)
             seen = d.observed[origin : origin + H]
             y = d.raw[origin : origin + H]
             errors.append((np.abs(f["mean"] - y) / np.array(d.encoding["std"]))[seen])
-            ratios.append((np.abs(y - f["mean"]) / np.maximum((f["upper"] - f["lower"]) / 2, 1e-12))[seen])
-            for part, values in ((actual, y), (mean, f["mean"]), (lower, f["lower"]), (upper, f["upper"]),
+            for part, values in ((actual, y), (mean, f["mean"]), (half, (f["upper"] - f["lower"]) / 2),
+                                 (lower, f["lower"]), (upper, f["upper"]),
                                  (naive, baselines(d, origin, H)["seasonal_naive"])):
                 part.append(values[seen])
-        y, mu = np.concatenate(actual), np.concatenate(mean)
-        return {"loss": float(np.concatenate(errors).mean()), "mae": M.mae(y, mu),
-                "seasonal_naive_mae": M.mae(y, np.concatenate(naive)),
+        y, mu, sn = np.concatenate(actual), np.concatenate(mean), np.concatenate(naive)
+        blends = {round(float(a), 2): M.mae(y, sn + a * (mu - sn)) for a in np.linspace(1, 0, 21)}
+        blend = min(blends, key=blends.get)  # the first of equal ones: the larger weight
+        ratios = np.sort(np.abs(y - (sn + blend * (mu - sn))) / np.maximum(np.concatenate(half), 1e-12))
+        widen = float(ratios[min(len(ratios), int(np.ceil(0.8 * (len(ratios) + 1)))) - 1])
+        return {"loss": float(np.concatenate(errors).mean()), "mae": M.mae(y, mu), "seasonal_naive_mae": M.mae(y, sn),
+                "blend": blend, "blended_mae": blends[blend],
                 "coverage80": M.coverage(y, np.concatenate(lower), np.concatenate(upper)),
-                "widen": min(WIDEN_LIMIT, max(1.0, float(np.quantile(np.concatenate(ratios), 0.8))))}
+                "widen": min(WIDEN_LIMIT, max(1 / WIDEN_LIMIT, widen))}
 
 
 def seasonal_naive_check(metrics: dict, season: int) -> str | None:
@@ -459,13 +478,15 @@ def seasonal_naive_check(metrics: dict, season: int) -> str | None:
     forecast's on the same points; None for a model trained before the guard."""
     if "mae" not in metrics or "seasonal_naive_mae" not in metrics:
         return None
-    model, naive = metrics["mae"], metrics["seasonal_naive_mae"]
+    model, naive, blend = metrics["mae"], metrics["seasonal_naive_mae"], metrics.get("blend", 1.0)
     name = f"seasonal naive (m = {season})" if season > 1 else "naive (the last value; no season)"
     if model <= naive:
-        return f"beats {name} on validation: MAE {model:.4g} against {naive:.4g}"
-    return (f"WARNING: the model LOSES to {name} on validation: MAE {model:.4g} against {naive:.4g} "
-            f"(MASE {model / max(naive, 1e-12):.2f} relative to it); forecast with {name}, or try --season, "
-            "--seasonal residual, more --steps or another --window")
+        return (f"the network beats {name} on validation: MAE {model:.4g} against {naive:.4g}"
+                + (f"; forecasts blend them at weight {blend:g} (MAE {metrics['blended_mae']:.4g})" if blend < 1 else ""))
+    kept = (f"the forecasts ARE {name}'s (blend weight 0)" if blend == 0 else
+            f"the forecasts are shrunk towards {name} (blend weight {blend:g}, MAE {metrics['blended_mae']:.4g})")
+    return (f"WARNING: the network LOSES to {name} on validation: MAE {model:.4g} against {naive:.4g}; {kept}; "
+            "try --season, more --steps or another --window")
 
 
 # ---- the trained model ------------------------------------------------------------------------
@@ -478,8 +499,9 @@ class TrainedForecaster:
         self.dir, self.config, self.model = Path(out_dir), config, model
         self.opts = ForecastOptions(**config["task_options"])
         self.encoding = config["encoding"]
-        # the intervals' calibration at the validation origin, measured with the best weights
+        # the calibration at the validation origins, measured with the best weights
         self.widen = float(config.get("metrics", {}).get("widen", 1.0))
+        self.blend = float(config.get("metrics", {}).get("blend", 1.0))
 
     def _prepared(self, data: str | None) -> Prepared:
         series = load_series(self.opts, data, self.encoding)
@@ -493,7 +515,7 @@ class TrainedForecaster:
         """The H steps after the end of the series (the model's own, or ``data``): times, mean and 80% bounds."""
         prepared = self._prepared(data)
         n = len(prepared.series)
-        f = forecast_at(self.model, prepared, n, self.opts, widen=self.widen)
+        f = forecast_at(self.model, prepared, n, self.opts, widen=self.widen, blend=self.blend)
         times = future_times(prepared.series.time, self.opts.horizon)
         return {"time": times, **f, "history": prepared}
 
@@ -502,7 +524,7 @@ class TrainedForecaster:
         prepared = self._prepared(data)
         H, K = self.opts.horizon, self.opts.origins
         origins = [len(prepared.series) - (K - k) * H for k in range(K)]
-        report = backtest(self.model, prepared, origins, self.opts, self.widen)
+        report = backtest(self.model, prepared, origins, self.opts, self.widen, self.blend)
         plot = plot_backtest(prepared, report["forecasts"], self.dir / "backtest.png", self.opts.horizon)
         result = {f"{name}_{metric}": value for name, scores in report["scores"].items() for metric, value in scores.items()}
         result.update(points=report["points"], origins=K, plot=str(plot))
@@ -599,7 +621,8 @@ class ForecastTask(Task):
                                     "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "first_origin": {"type": "integer", "minimum": 1}},
                      "sameCount": ["columns", "mean", "std"]},
         "data": data_schema("points"),
-        "metrics": {"properties": {"widen": {"type": "finite", "minimum": 1, "maximum": WIDEN_LIMIT}}},
+        "metrics": {"properties": {"widen": {"type": "finite", "minimum": 1 / WIDEN_LIMIT, "maximum": WIDEN_LIMIT},
+                                   "blend": {"type": "finite", "minimum": 0, "maximum": 1}}},
         "refit": {"type": "object", "required": ["steps", "until"],
                   "properties": {"steps": {"type": "integer", "minimum": 1}, "until": {"type": "integer", "minimum": 1}}}}}
 
