@@ -8,11 +8,8 @@ covariates (calendar features) of the next step.
     direct:     μ_{W+1…W+H}, s = Linear([h_W ; c_{W+1} … c_{W+H}])  the whole horizon from the last state
     σ = softplus(s) + σ_min,   trained by the Gaussian negative log-likelihood
 
-With ``base`` (covariate columns, one per channel), μ is a residual over those covariates:
-μ_{t+1} = c_{t+1}[base] + Linear(h)…, the forecast a known-in-advance base (the seasonal-naive
-value) plus what the network adds to it; the μ rows of the head start at 0. Such a model reads
-its values as residuals too, y_t − base_t (the task prepares its windows so; a recursive forecast
-feeds back each value less its base).
+``zero_mean``: the μ rows of the head start at 0, so an untrained network forecasts μ = 0 (for a
+task that models residuals, its base itself) rather than the noise of random weights.
 
 A recursive forecast feeds values back step by step with the carried state: sampled paths give
 the predictive distribution (error accumulation included), or the means for a point forecast.
@@ -46,13 +43,10 @@ class Forecaster(Module):
 
     def __init__(self, channels: int, covariates: int, horizon: int, hidden_size: int = 64, cell: str = "lstm",
                  num_layers: int = 1, mode: str = "direct", dropout: float = 0.0, dtype=np.float32, rng=None,
-                 cell_settings=None, base=None):
+                 cell_settings=None, zero_mean: bool = False):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode: expected direct or recursive, got {mode!r}")
-        if base is not None and (len(base) != channels or not all(0 <= b < covariates for b in base)):
-            raise ValueError(f"base: expected {channels} covariate column(s) in 0…{covariates - 1}, got {list(base)}")
-        self.base = None if base is None else list(base)
         self.channels, self.covariates, self.horizon, self.mode = channels, covariates, horizon, mode
         self.hidden_size = hidden_size
         self.rng = as_rng(rng)
@@ -63,9 +57,7 @@ class Forecaster(Module):
             self.head = Linear(hidden_size + horizon * covariates, horizon * 2 * channels, dtype=dtype, rng=self.rng)
         else:
             self.head = Linear(hidden_size, 2 * channels, dtype=dtype, rng=self.rng)
-        if self.base is not None:
-            # the residual starts at 0: an untrained network forecasts the base itself (seasonal
-            # naive), not the base plus the noise of random weights
+        if zero_mean:
             mu_rows = (np.arange(self.head.out_features) % (2 * channels)) < channels
             self.head.weight.data[mu_rows] = 0
             self.head.bias.data[mu_rows] = 0
@@ -81,9 +73,6 @@ class Forecaster(Module):
             p = self.head(self.drop(out))
         C = self.channels
         mu, s = p[..., :C], p[..., C:]
-        if self.base is not None:  # a constant offset: backward passes d_mu through unchanged
-            known = np.asarray(future, out.dtype) if self.mode == "direct" else z[..., C:]
-            mu = mu + known[..., self.base]
         sigma = softplus(s) + SIGMA_MIN
         self._push_cache((out.shape, s, sigma))
         self.state = state
@@ -129,9 +118,7 @@ class Forecaster(Module):
                 sigmas.append(sd[0].copy())
                 values[:, h] = m + sd * rng.standard_normal(m.shape) if paths else m
                 if h + 1 < H:
-                    # a residual model reads its values as residuals over the base, as it was trained
-                    fed = values[:, h] - (future[h, self.base] if self.base is not None else 0)
-                    zt = np.concatenate([fed, np.repeat(future[h + 1 : h + 2], n, axis=0)], axis=1)[None]
+                    zt = np.concatenate([values[:, h], np.repeat(future[h + 1 : h + 2], n, axis=0)], axis=1)[None]
                     mu, var = self(zt, state=state)
                     state, m, sd = self.state, mu[0], np.sqrt(var[0])
             if paths:

@@ -19,9 +19,11 @@ seasonal lags: the values one and two seasons earlier, y_{t−m} and y_{t−2m} 
 future step t the latest value at the same phase before the origin, so the first lag of the
 longest season is the seasonal-naive forecast). The lags bring the last seasons into each window,
 so a window need not span several of them: by default it is 2·H (at least 24) where the old rule,
-without lags, was 2·max(H, m). ``--seasonal residual`` (the default; chosen on validation, see
-benchmarks/README.md) also makes the network forecast the residual over seasonal naive: μ = the
-first lag + the network's output; ``lags`` gives the lags as inputs only; ``none`` neither.
+without lags, was 2·max(H, m). ``--seasonal residual`` makes the network read and forecast the
+residual over seasonal naive, r_t = y_t − y_{t−m} (y_t − y_{t−k·m} after the origin), in units of
+the window's spread of r: the forecast is seasonal naive plus the network's, and its lags are
+residuals too (y_{t−2m} − y_{t−m} …); ``lags`` gives the network the lagged values as inputs,
+``none`` neither (the default is chosen on validation: benchmarks/README.md).
 
 Refit (``--refit``): once training has chosen its best step s* on the validation origins, a fresh
 network with the same seed is trained for s* steps on windows whose targets reach the first
@@ -78,6 +80,9 @@ Z80 = 1.2815515655446004  # the 90% quantile of N(0, 1): μ ± Z80·σ is the ce
 #: most it narrows them: intervals that miss by more say nothing, and a larger factor read from an
 #: edited config.json could make them infinite
 WIDEN_LIMIT = 1e6
+#: whether the calibration may narrow the intervals (a factor below 1) or only widen them: chosen
+#: by leave-one-origin-out coverage on the validation origins (benchmarks/README.md)
+NARROW = True
 
 
 SEASONAL = ("residual", "lags", "none")
@@ -280,27 +285,50 @@ class Prepared:
             first_origin = len(series) - opts.origins * H
             train = self.filled[: first_origin]
             periods = [season_period(series.time, m) for m in seasons if m > 1]
+            std = np.maximum(train.std(axis=0), 1e-8)
+            # a residual model's unit: the spread of the residuals over seasonal naive in the training part
+            # (a window's own residuals can be far calmer than the steps after it)
+            residual_std = np.maximum((train[season:] - train[:-season]).std(axis=0) / std, 1e-3) if lags else None
             self.encoding = {"columns": series.target, "season": int(season), "seasons": [int(m) for m in seasons],
                              "window": int(window), "period": periods[-1] if periods else float(season), "periods": periods,
                              "lags": lags, "residual": bool(lags) and opts.seasonal == "residual",
-                             "mean": train.mean(axis=0).tolist(), "std": np.maximum(train.std(axis=0), 1e-8).tolist(),
+                             "mean": train.mean(axis=0).tolist(), "std": std.tolist(),
                              "first_origin": int(first_origin)}
+            if self.encoding["residual"]:
+                self.encoding["residual_std"] = residual_std.tolist()
         e = self.encoding
         self.window, self.season = e["window"], e["season"]
         self.lags = e.get("lags", [])  # a model from before the lags has none
+        self.residual = bool(e.get("residual"))
+        #: the lags the network reads: a residual model's first lag is its base, zero as a residual
+        self.input_lags = self.lags[1:] if self.residual else self.lags
         self.scaled = ((self.filled - np.array(e["mean"])) / np.array(e["std"])).astype(np.float32)
         self.calendar = calendar_features(len(series) + H + 1, e.get("periods", e["period"]))
-        #: the first step a window may start at: its lags lie in the series
-        self.first_start = max(self.lags, default=1) - 1
+        #: the first step a window may start at: its residuals and lags lie in the series
+        self.first_start = max(self.lags, default=0)
+
+    def base(self, start: int, end: int, origin: int) -> np.ndarray:
+        """(end − start, C) what the network's values are relative to for the steps start … end−1
+        of a forecast from ``origin``, in scaled units: a residual model's seasonal naive (the
+        first lag's value), else 0."""
+        if not self.residual:
+            return np.zeros((end - start, self.scaled.shape[1]))
+        return self.scaled[seasonal_reference(np.arange(start, end), origin, self.lags[0])].astype(np.float64)
+
+    def modelled(self, start: int, end: int, origin: int) -> np.ndarray:
+        """(end − start, C) the values of steps start … end−1 as the network sees them for a
+        forecast from ``origin``, before the window's level and spread: scaled values less ``base``."""
+        return self.scaled[start:end].astype(np.float64) - self.base(start, end, origin)
 
     def covariates(self, start: int, end: int, origin: int, level: np.ndarray, spread: np.ndarray) -> np.ndarray:
         """(end − start, F) known-in-advance covariates of the steps start … end−1 for a forecast
-        from ``origin``: the calendar features, then each lag's value for each column (F_cal + L·C),
-        in the window's units (value − level) / spread."""
+        from ``origin``: the calendar features, then each input lag's value for each column
+        (F_cal + L·C), less ``base``, in the window's units (value − level) / spread."""
         t = np.arange(start, end)
         parts = [self.calendar[start:end]]
-        for lag in self.lags:
-            values = self.scaled[seasonal_reference(t, origin, lag)].astype(np.float64)
+        base = self.base(start, end, origin)
+        for lag in self.input_lags:
+            values = self.scaled[seasonal_reference(t, origin, lag)].astype(np.float64) - base
             parts.append(np.clip((values - level) / spread, -INPUT_BOUND, INPUT_BOUND).astype(np.float32))
         return np.concatenate(parts, axis=1)
 
@@ -309,14 +337,16 @@ class Prepared:
         (value − level) / spread, with the next step's covariates. level (C,): the window's mean
         ("window", "scale") or 0; spread (C,): the window's standard deviation ("scale") or 1.
         Level and spread are taken in float64 (float32 sums of values near 1e38 overflow), and z
-        is bounded by ``INPUT_BOUND``. A residual model reads each value as its residual over
-        the first lag, (y_t − y_{t−m}) / spread: what it forecasts, in the units it forecasts it."""
-        values = self.scaled[start:end].astype(np.float64)
+        is bounded by ``INPUT_BOUND``. The values are those of ``modelled``: a residual model's
+        level is its window's mean residual, and its spread (``scale``) the residuals' standard
+        deviation in the training part, ``residual_std``: the units it forecasts in."""
+        values = self.modelled(start, end, end)
         C = values.shape[1]
         mean = values.mean(axis=0) if level in ("window", "scale") else np.zeros(C)
-        spread = np.maximum(values.std(axis=0), 1e-3) if level == "scale" else np.ones(C)
-        if self.encoding.get("residual"):
-            values = values - self.scaled[np.arange(start, end) - self.lags[0]] + mean  # the level cancels
+        if level == "scale":
+            spread = np.array(self.encoding["residual_std"]) if self.residual else np.maximum(values.std(axis=0), 1e-3)
+        else:
+            spread = np.ones(C)
         z = np.clip((values - mean) / spread, -INPUT_BOUND, INPUT_BOUND).astype(np.float32)
         return (np.concatenate([z, self.covariates(start + 1, end + 1, end, mean, spread)], axis=1),
                 mean.astype(np.float32), spread.astype(np.float32))
@@ -328,11 +358,11 @@ class Prepared:
 def build_model(opts: ForecastOptions, encoding: dict, seed: int) -> Forecaster:
     C = len(encoding["columns"])
     calendar = calendar_features(1, encoding.get("periods", encoding["period"])).shape[1]
-    lags = encoding.get("lags", [])
-    # the residual's base: the first lag's columns, right after the calendar features
-    base = list(range(calendar, calendar + C)) if encoding.get("residual") else None
+    residual = bool(encoding.get("residual"))
+    lags = encoding.get("lags", [])[1 if residual else 0 :]  # Prepared.input_lags
+    # a residual model starts at its base: seasonal naive (plus the window's mean residual)
     return Forecaster(C, calendar + len(lags) * C, opts.horizon, opts.hidden, opts.cell, opts.layers, opts.mode,
-                      opts.dropout, rng=np.random.default_rng(seed), cell_settings=opts.cell_option, base=base)
+                      opts.dropout, rng=np.random.default_rng(seed), cell_settings=opts.cell_option, zero_mean=residual)
 
 
 def forecast_at(model: Forecaster, data: Prepared, origin: int, opts: ForecastOptions, seed: int = 0,
@@ -351,7 +381,8 @@ def forecast_at(model: Forecaster, data: Prepared, origin: int, opts: ForecastOp
     else:
         lo, hi = mean - Z80 * sigma, mean + Z80 * sigma
     lo, hi = mean + widen * (lo - mean), mean + widen * (hi - mean)
-    back = lambda x: data.unscale(x * spread + level)  # noqa: E731  (the window's units → the data's)
+    base = data.base(origin, origin + H, origin)
+    back = lambda x: data.unscale(x * spread + level + base)  # noqa: E731  (the window's units → the data's)
     mean, lo, hi = back(mean), back(lo), back(hi)
     if blend != 1.0:
         shift = (1 - blend) * (baselines(data, origin, H)["seasonal_naive"] - mean)
@@ -429,11 +460,11 @@ class ForecastRun(SeededRun):
         spread = np.stack([r for _, _, r in windows])
         if self.opts.mode == "direct":
             future = np.stack([d.covariates(s + W, s + W + H, s + W, m, r) for s, (_, m, r) in zip(starts, windows)])
-            target = (np.stack([d.scaled[s + W : s + W + H] for s in starts]) - level[:, None]) / spread[:, None]
+            target = (np.stack([d.modelled(s + W, s + W + H, s + W) for s in starts]) - level[:, None]) / spread[:, None]
             seen = np.stack([d.observed[s + W : s + W + H] for s in starts])
         else:
             future = None
-            target = (np.stack([d.scaled[s + 1 : s + W + 1] for s in starts], axis=1) - level[None]) / spread[None]
+            target = (np.stack([d.modelled(s + 1, s + W + 1, s + W) for s in starts], axis=1) - level[None]) / spread[None]
             seen = np.stack([d.observed[s + 1 : s + W + 1] for s in starts], axis=1)
         mu, var = self.model(z, future)
         n = max(int(seen.sum()), 1)
@@ -446,31 +477,48 @@ class ForecastRun(SeededRun):
     def evaluate(self) -> dict:
         """Over the validation origins: the scaled MAE of the network ("loss"), the MAE of the
         network and of the seasonal-naive forecast on the same points (the guard), the raw
-        coverage of the 80% intervals, and the calibration the loaded model applies: ``blend``,
-        the weight of the network's mean against seasonal naive with the lowest MAE (on a grid of
-        0.05; a tie keeps the larger weight), that MAE (``blended_mae``), and ``widen``, the factor
-        that makes the intervals about the blended mean hold 80% of the actual values (split
-        conformal: the ⌈0.8·(n + 1)⌉-th smallest of the n ratios |y − μ| / half-width)."""
-        H, d = self.opts.horizon, self.data
-        errors, actual, mean, half, lower, upper, naive = [], [], [], [], [], [], []
-        for origin in self.valid_origins:
-            f = forecast_at(self.model, d, origin, self.opts)
-            seen = d.observed[origin : origin + H]
-            y = d.raw[origin : origin + H]
-            errors.append((np.abs(f["mean"] - y) / np.array(d.encoding["std"]))[seen])
-            for part, values in ((actual, y), (mean, f["mean"]), (half, (f["upper"] - f["lower"]) / 2),
-                                 (lower, f["lower"]), (upper, f["upper"]),
-                                 (naive, baselines(d, origin, H)["seasonal_naive"])):
-                part.append(values[seen])
-        y, mu, sn = np.concatenate(actual), np.concatenate(mean), np.concatenate(naive)
-        blends = {round(float(a), 2): M.mae(y, sn + a * (mu - sn)) for a in np.linspace(1, 0, 21)}
-        blend = min(blends, key=blends.get)  # the first of equal ones: the larger weight
-        ratios = np.sort(np.abs(y - (sn + blend * (mu - sn))) / np.maximum(np.concatenate(half), 1e-12))
-        widen = float(ratios[min(len(ratios), int(np.ceil(0.8 * (len(ratios) + 1)))) - 1])
-        return {"loss": float(np.concatenate(errors).mean()), "mae": M.mae(y, mu), "seasonal_naive_mae": M.mae(y, sn),
-                "blend": blend, "blended_mae": blends[blend],
-                "coverage80": M.coverage(y, np.concatenate(lower), np.concatenate(upper)),
-                "widen": min(WIDEN_LIMIT, max(1 / WIDEN_LIMIT, widen))}
+        coverage of the 80% intervals, and the calibration the loaded model applies: ``blend``
+        (``best_blend``), the MAE with it (``blended_mae``), and ``widen`` (``interval_factor``)."""
+        points = validation_points(self.model, self.data, self.valid_origins, self.opts)
+        y, mu, sn, lower, upper = (np.concatenate(points[k]) for k in ("y", "mean", "seasonal_naive", "lower", "upper"))
+        blend, blended_mae = best_blend(y, mu, sn)
+        std = np.broadcast_to(np.array(self.data.encoding["std"]), points["std_shape"])
+        return {"loss": float(np.mean(np.abs(mu - y) / std[points["seen"]])), "mae": M.mae(y, mu),
+                "seasonal_naive_mae": M.mae(y, sn), "blend": blend, "blended_mae": blended_mae,
+                "coverage80": M.coverage(y, lower, upper),
+                "widen": interval_factor(y, sn + blend * (mu - sn), (upper - lower) / 2)}
+
+
+def validation_points(model: Forecaster, data: Prepared, origins: list[int], opts: ForecastOptions) -> dict:
+    """The network's forecasts from each origin, uncalibrated, at its observed points: lists (one
+    array per origin) of ``y``, ``mean``, ``lower``, ``upper`` and ``seasonal_naive``; ``seen`` (the
+    mask of the points, all origins stacked) and ``std_shape``, its shape."""
+    H = opts.horizon
+    points = {k: [] for k in ("y", "mean", "lower", "upper", "seasonal_naive")}
+    seen = np.stack([data.observed[origin : origin + H] for origin in origins])
+    for origin, mask in zip(origins, seen):
+        f = forecast_at(model, data, origin, opts)
+        values = {"y": data.raw[origin : origin + H], "seasonal_naive": baselines(data, origin, H)["seasonal_naive"], **f}
+        for k in points:
+            points[k].append(values[k][mask])
+    return dict(points, seen=seen, std_shape=seen.shape)
+
+
+def best_blend(y: np.ndarray, mean: np.ndarray, naive: np.ndarray) -> tuple[float, float]:
+    """(α, MAE): the weight α in 0, 0.05 … 1 of ``mean`` against ``naive`` (μ = naive + α·(mean −
+    naive)) with the lowest MAE on y; of equal ones the larger weight."""
+    blends = {round(float(a), 2): M.mae(y, naive + a * (mean - naive)) for a in np.linspace(1, 0, 21)}
+    blend = min(blends, key=blends.get)  # the first of equal ones: the larger weight
+    return blend, blends[blend]
+
+
+def interval_factor(y: np.ndarray, mean: np.ndarray, half: np.ndarray, narrow: bool | None = None) -> float:
+    """The factor that scales the 80% intervals (half-widths ``half`` about ``mean``) so that they
+    hold 80% of y: split conformal, the ⌈0.8·(n + 1)⌉-th smallest of the n ratios |y − μ| / half.
+    ``narrow`` (default ``NARROW``): whether a factor below 1 may narrow them, or only widen."""
+    ratios = np.sort(np.abs(y - mean) / np.maximum(half, 1e-12))
+    factor = float(ratios[min(len(ratios), int(np.ceil(0.8 * (len(ratios) + 1)))) - 1])
+    return min(WIDEN_LIMIT, max(1 / WIDEN_LIMIT if (NARROW if narrow is None else narrow) else 1.0, factor))
 
 
 def seasonal_naive_check(metrics: dict, season: int) -> str | None:
@@ -508,7 +556,7 @@ class TrainedForecaster:
         if data is not None and series.target != self.encoding["columns"]:
             raise DataError(f"--data: the model forecasts {', '.join(self.encoding['columns'])}, "
                             f"the file's target columns are {', '.join(series.target)}")
-        check_series(series, self.encoding["window"])
+        check_series(series, self.encoding["window"] + max(self.encoding.get("lags", []), default=0))  # the lags' history too
         return Prepared(series, self.opts, stored=self.encoding)
 
     def forecast(self, data: str | None = None) -> dict:
@@ -617,9 +665,11 @@ class ForecastTask(Task):
                                     "periods": {"type": "array", "items": {"type": "finite", "minimum": 2}},
                                     # a lag reads the value that many steps back: at least one, and a bounded count
                                     "lags": {"type": "array", "maxItems": 64, "items": {"type": "integer", "minimum": 1}},
-                                    "residual": {"type": "boolean"},
+                                    "residual": {"type": "boolean"}, "residual_std": SPREADS_SCHEMA,
                                     "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "first_origin": {"type": "integer", "minimum": 1}},
-                     "sameCount": ["columns", "mean", "std"]},
+                     "sameCount": ["columns", "mean", "std", "residual_std"],
+                     "if": {"properties": {"residual": {"const": True}}, "required": ["residual"]},
+                     "then": {"required": ["residual_std"]}},
         "data": data_schema("points"),
         "metrics": {"properties": {"widen": {"type": "finite", "minimum": 1 / WIDEN_LIMIT, "maximum": WIDEN_LIMIT},
                                    "blend": {"type": "finite", "minimum": 0, "maximum": 1}}},
