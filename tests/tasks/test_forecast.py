@@ -162,13 +162,13 @@ def test_scale_level_reads_each_window_in_its_own_units(tmp_path):
     from rnnkit.tasks.forecast import ForecastOptions, Prepared, load_series
 
     path = write_monthly(tmp_path / "s.csv")
-    opts = ForecastOptions(data=str(path), horizon=6, season=12, window=24, origins=2)
+    opts = ForecastOptions(data=str(path), horizon=6, season=12, window=24, origins=2, seasonal="lags")
     data = Prepared(load_series(opts), opts)
-    z, level, spread = data.read_window(10, 34, "scale")
+    z, level, spread = data.read_window(30, 54, "scale")
     values = z[:, :1]
     assert abs(values.mean()) < 1e-6 and abs(values.std() - 1) < 1e-5  # standardised within the window
-    np.testing.assert_allclose(values * spread + level, data.scaled[10:34], rtol=1e-5, atol=1e-6)
-    z, level, spread = data.read_window(10, 34, "none")
+    np.testing.assert_allclose(values * spread + level, data.scaled[30:54], rtol=1e-5, atol=1e-6)
+    z, level, spread = data.read_window(30, 54, "none")
     assert np.all(level == 0) and np.all(spread == 1)
 
 
@@ -308,7 +308,7 @@ def test_a_residual_model_reads_and_forecasts_the_residual_over_seasonal_naive(t
     from rnnkit.tasks.forecast import baselines, build_model, forecast_at
 
     opts, data = prepared(write_monthly(tmp_path / "s.csv"), horizon=6, season=12, window=24, origins=2, mode=mode,
-                          paths=0)
+                          paths=0, seasonal="residual")
     assert data.residual and data.input_lags == [24]  # the first lag is the base: zero as a residual
     z, level, spread = data.read_window(30, 54, "scale")
     residual = data.scaled[30:54, 0] - data.scaled[18:42, 0]  # each value less the one a season back

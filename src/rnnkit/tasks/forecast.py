@@ -371,8 +371,9 @@ def forecast_at(model: Forecaster, data: Prepared, origin: int, opts: ForecastOp
     mean, lower and upper 80% bounds, (H, C) each; ``blend`` shrinks the mean towards seasonal
     naive and ``widen`` scales the intervals about it (the calibration of ``TrainedForecaster``)."""
     H, W = opts.horizon, data.window
-    if origin < W:
-        raise DataError(f"data: a forecast needs the {W} points before it, and only {origin} come before this one")
+    if origin < W + data.first_start:  # the window, and the seasonal lags of its first step
+        raise DataError(f"data: a forecast needs the {W + data.first_start} points before it, and only {origin} come "
+                        "before this one")
     z, level, spread = data.read_window(origin - W, origin, opts.level)
     future = data.covariates(origin, origin + H, origin, level, spread)
     mean, sigma, samples = model.forecast(z[:, None], future, paths=opts.paths if opts.mode == "recursive" else 0, rng=seed)
