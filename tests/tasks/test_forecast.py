@@ -407,3 +407,21 @@ def test_forecasting_a_series_too_short_for_the_lags_says_what_it_needs(tmp_path
     capsys.readouterr()
     err = run_error(["forecast", str(model.dir), "--data", str(short)], capsys)
     assert "needs at least 48 points, got 40" in err
+
+
+def test_seasons_are_detected_from_the_dates_when_none_is_given(tmp_path):
+    from datetime import datetime
+
+    from rnnkit.tasks.forecast import detect_seasons
+
+    half_hours = [datetime(2000, 6, 5) + timedelta(minutes=30 * i) for i in range(1400)]
+    assert detect_seasons(half_hours) == (48, 336)
+    assert detect_seasons(half_hours[:1000]) == (48,)  # fewer than four weeks: no weekly season
+    hours = [datetime(2010, 1, 1) + timedelta(hours=i) for i in range(200)]
+    assert detect_seasons(hours) == (24,)
+    assert detect_seasons([datetime(2000 + i // 12, i % 12 + 1, 1) for i in range(60)]) == (12,)
+    assert detect_seasons([datetime(2000, 1, 1) + timedelta(days=i) for i in range(60)]) == (7,)
+    assert detect_seasons([1700, 1701, 1702]) == () and detect_seasons([datetime(2000, 1, 1) + timedelta(days=3 * i)
+                                                                         for i in range(60)]) == ()
+    _, data = prepared(write_half_hourly(tmp_path / "load.csv", n=1400), horizon=6, origins=2)
+    assert data.encoding["seasons"] == [48, 336] and data.season == 336

@@ -141,7 +141,8 @@ class ForecastOptions:
         "horizon": "H, the number of steps to forecast",
         "season": "the seasonal period m in steps (a whole number), or several separated by commas (48,336: a day "
                   "and a week of half-hours), for the seasonal lags, the calendar features, and (the longest) the "
-                  "seasonal-naive baseline and MASE (0: the built-in series' own, else 1)",
+                  "seasonal-naive baseline and MASE (0: the built-in series' own, else the dates': a day and a week "
+                  "for hourly data, 12 for monthly … , else 1)",
         "seasonal": "with a season m > 1: residual (the network forecasts the residual over seasonal naive, with the "
                     "values m and 2m steps earlier as inputs), lags (those inputs only) or none",
         "window": "W, the steps the model reads before each forecast (0: 2·H, at least 24; with --seasonal none "
@@ -215,6 +216,24 @@ def season_period(times: list, season: int) -> float:
     return float(season)
 
 
+def detect_seasons(times: list) -> tuple[int, ...]:
+    """The seasons the dates imply, in steps, for a series of these times: a day and a week for
+    steps of an hour or less that divide a day (48 and 336 for half-hours), a week for days, a year
+    for weeks (52), months (12) and quarters (4); only those the series holds at least four of.
+    () without dates or for other spacings."""
+    days = _days(times)
+    if days is None or len(days) < 2:
+        return ()
+    step = float(np.median(np.diff(days)))
+    per_day = 1 / step if step > 0 else 0
+    if step < 1 and abs(per_day - round(per_day)) < 1e-6:
+        seasons = (round(per_day), 7 * round(per_day))
+    else:
+        seasons = next(((m,) for low, high, m in ((0.99, 1.01, 7), (6.9, 7.1, 52), (28, 31, 12), (89, 92, 4))
+                        if low <= step <= high), ())
+    return tuple(m for m in seasons if m > 1 and 4 * m <= len(times))
+
+
 def calendar_features(n: int, periods) -> np.ndarray:
     """(n, F): sin and cos of 2πk·t/period for k = 1, 2 (k = 1 only when the period is short)
     for each period (a number or a list); periods below 2 give none, so F = 0 without a season."""
@@ -276,7 +295,8 @@ class Prepared:
         if stored:
             self.encoding = stored
         else:
-            seasons = opts.seasons or series.seasons or (series.season or 1,)
+            seasons = opts.seasons or series.seasons or ((series.season,) if series.season else None) \
+                or detect_seasons(series.time) or (1,)
             season = max(seasons)
             lags = seasonal_lags(seasons, opts.seasonal)
             window = opts.window or max(2 * max(H, season if season > 1 and not lags else 0), 24)
