@@ -397,6 +397,8 @@ def test_refit_trains_again_for_the_best_step_count_on_the_validation_part_too(t
     capsys.readouterr()
     assert main(["info", str(refitted.dir)]) == 0
     assert f"refitted for {best} steps on the {prep.encoding['first_origin']:,} points before the backtest" in capsys.readouterr().out
+    resumed = rnnkit.train("forecast", tmp_path / "refit", resume=True, steps=40, patience=0)  # refits again, at the end
+    assert resumed.config["refit"]["steps"] == resumed.config["metrics"]["step"]
 
 
 def test_forecasting_a_series_too_short_for_the_lags_says_what_it_needs(tmp_path, capsys):

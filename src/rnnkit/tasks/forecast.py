@@ -712,6 +712,11 @@ class ForecastTask(Task):
     def make_run(self, model, data: Prepared, options: ForecastOptions, seed: int) -> ForecastRun:
         return ForecastRun(model, data, options, seed)
 
+    def rebuild(self, config: dict, out_dir: Path, quiet: bool):
+        # a resumed run saves the first run's weights until it has refitted again
+        config.pop("refit", None)
+        return super().rebuild(config, out_dir, quiet)
+
     def after_training(self, out_dir: Path, quiet: bool) -> None:
         """``--refit``: a fresh network (the run's seed and options) trained for the best step
         count on the windows that reach the first backtest origin, in a temporary directory; its
