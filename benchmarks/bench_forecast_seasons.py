@@ -113,21 +113,28 @@ def interval_rules(model, name: str) -> dict:
     origins = ForecastRun(model.model, data, model.opts, 0).valid_origins
     points = validation_points(model.model, data, origins, model.opts)
     out = {}
+    def held_out(v: int, fitted_on: list[int]) -> list[bool]:
+        """Blend and factor fitted on the origins ``fitted_on``; which points of origin v they cover."""
+        fit = {k: np.concatenate([points[k][i] for i in fitted_on]) for k in ("y", "mean", "lower", "upper", "seasonal_naive")}
+        blend, _ = best_blend(fit["y"], fit["mean"], fit["seasonal_naive"])
+        factor = interval_factor(fit["y"], fit["seasonal_naive"] + blend * (fit["mean"] - fit["seasonal_naive"]),
+                                 (fit["upper"] - fit["lower"]) / 2, narrow)
+        y, mean, sn = points["y"][v], points["mean"][v], points["seasonal_naive"][v]
+        half = (points["upper"][v] - points["lower"][v]) / 2
+        return (np.abs(y - (sn + blend * (mean - sn))) <= factor * half).ravel().tolist()
+
     for rule, narrow in (("narrow", True), ("widen-only", False)):
-        inside = []
+        inside, forward = [], []
         for v in range(len(origins)):
-            fit = {k: np.concatenate([a for i, a in enumerate(points[k]) if i != v]) for k in ("y", "mean", "lower", "upper", "seasonal_naive")}
-            blend, _ = best_blend(fit["y"], fit["mean"], fit["seasonal_naive"])
-            factor = interval_factor(fit["y"], fit["seasonal_naive"] + blend * (fit["mean"] - fit["seasonal_naive"]),
-                                     (fit["upper"] - fit["lower"]) / 2, narrow)
-            y, mean, sn = points["y"][v], points["mean"][v], points["seasonal_naive"][v]
-            half = (points["upper"][v] - points["lower"][v]) / 2
-            inside += (np.abs(y - (sn + blend * (mean - sn))) <= factor * half).ravel().tolist()
+            inside += held_out(v, [i for i in range(len(origins)) if i != v])
+            if v:  # calibrated on the earlier origins only, as a model is used: on the past, for the future
+                forward += held_out(v, list(range(v)))
         y, mean, sn, lo, hi = (np.concatenate(points[k]) for k in ("y", "mean", "seasonal_naive", "lower", "upper"))
         kept = model.widen
         model.widen = interval_factor(y, sn + model.blend * (mean - sn), (hi - lo) / 2, narrow)
         backtest = full_backtest(model, name, with_ets=False)["pooled"]["rnnkit"]["coverage80"]
         out[rule] = {"loo_valid_coverage80": float(np.mean(inside)), "valid_points": len(inside), "factor": model.widen,
+                     "forward_valid_coverage80": float(np.mean(forward)), "forward_points": len(forward),
                      "backtest_coverage80": backtest}
         model.widen = kept
     return out
@@ -197,6 +204,9 @@ def summarise(series: dict) -> dict:
     loo = {rule: float(sum(s["intervals"][rule]["loo_valid_coverage80"] * s["intervals"][rule]["valid_points"]
                            for s in series.values()) / sum(s["intervals"][rule]["valid_points"] for s in series.values()))
            for rule in ("narrow", "widen-only")}
+    forward = {rule: float(sum(s["intervals"][rule]["forward_valid_coverage80"] * s["intervals"][rule]["forward_points"]
+                               for s in series.values()) / sum(s["intervals"][rule]["forward_points"] for s in series.values()))
+               for rule in ("narrow", "widen-only")}
     seasonal = [r for r in rows if len(r["variants"]) > 1]
     relative = {v: float(np.mean([r["variants"][v]["valid_mae_over_seasonal_naive"] for r in seasonal]))
                 for v in VARIANTS} if seasonal else {}
@@ -204,6 +214,8 @@ def summarise(series: dict) -> dict:
             "pooled_coverage80_refit": covered_refit / points, "pooled_coverage80_ets": covered_ets / points,
             "pooled_coverage80_widen_only": covered_widen_only / points,
             "pooled_loo_valid_coverage80": loo, "interval_rule_by_validation": min(loo, key=lambda r: abs(loo[r] - 0.8)),
+            "pooled_forward_valid_coverage80": forward,
+            "interval_rule_by_forward_validation": min(forward, key=lambda r: abs(forward[r] - 0.8)),
             "coverage_goal": COVERAGE_GOAL, "mean_valid_mae_over_seasonal_naive": relative,
             "default_by_validation": min(relative, key=relative.get) if relative else None}
 
@@ -278,7 +290,8 @@ def recompute_intervals(path: Path, models: Path) -> int:
     write(path, payload)
     print(table(payload["summary"]))
     print(f"interval rule by validation: {payload['summary']['interval_rule_by_validation']} "
-          f"({payload['summary']['pooled_loo_valid_coverage80']})")
+          f"({payload['summary']['pooled_loo_valid_coverage80']}); by forward validation: "
+          f"{payload['summary']['interval_rule_by_forward_validation']} ({payload['summary']['pooled_forward_valid_coverage80']})")
     return 0
 
 
