@@ -132,8 +132,10 @@ def ets_family(season: int) -> list[tuple]:
     return [(t, d, s) for t, d in trends for s in seasonals]
 
 
-def ets_fit(history: np.ndarray, spec: tuple, season: int, H: int) -> dict:
-    """ETSModel with additive errors fitted on ``history``; the H-step mean and 80% interval."""
+def ets_fit(history: np.ndarray, spec: tuple, season: int, H: int, initialization: str = "estimated") -> dict:
+    """ETSModel with additive errors fitted on ``history``; the H-step mean and 80% interval.
+    ``initialization``: statsmodels' ``initialization_method`` ("heuristic" for long seasons, whose
+    m initial states maximum likelihood cannot estimate in reasonable time)."""
     import pandas as pd
     from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
@@ -143,7 +145,7 @@ def ets_fit(history: np.ndarray, spec: tuple, season: int, H: int) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = ETSModel(y, error="add", trend=trend, damped_trend=damped, seasonal=seasonal,
-                         seasonal_periods=season if seasonal else None)
+                         seasonal_periods=season if seasonal else None, initialization_method=initialization)
         fit = model.fit(disp=False, maxiter=2000)
         frame = fit.get_prediction(len(y), len(y) + H - 1).summary_frame(alpha=0.2)
     retvals = getattr(fit, "mle_retvals", None) or {}
@@ -196,7 +198,7 @@ def full_backtest(model, name: str, with_ets: bool = True) -> dict:
     opts = model.opts
     H, K, m = opts.horizon, opts.origins, data.season
     origins = [len(data.series) - (K - k) * H for k in range(K)]  # as TrainedForecaster.evaluate
-    report = backtest(model.model, data, origins, opts, model.widen)  # the task's numbers, pooled (calibrated intervals)
+    report = backtest(model.model, data, origins, opts, model.widen, model.blend)  # the task's numbers, pooled (calibrated)
     train = data.filled[: data.encoding["first_origin"]]
     scale = np.array([M.seasonal_naive_scale(train[:, c], m) for c in range(train.shape[1])])
     pooled = {k: [] for k in ("y", "seen", "scale", "rnnkit", "rnnkit_lo", "rnnkit_hi", "seasonal_naive", "naive",

@@ -18,7 +18,8 @@ from rnnkit.data import (
     sunspots_series,
     ucr_anomaly_series,
 )
-from rnnkit.data.series import CO2_FILE, ELNINO_FILE, SUNSPOTS_FILE, UCR_ANOMALY_FILE
+from rnnkit.data.series import (CO2_FILE, ELNINO_FILE, SEATTLE_FILE, SUNSPOTS_FILE, TAYLOR_FILE, UCR_ANOMALY_FILE,
+                                seattle_temps_series, taylor_series)
 
 
 @pytest.fixture
@@ -266,6 +267,41 @@ def test_a_damaged_installed_file_says_how_to_reinstall(fake_pypi):
         sunspots_series()
 
 
+def taylor_source(values) -> str:
+    """A module laid out as pmdarima 2.1.1's datasets/taylor.py: the values in an np.array literal."""
+    rows = ",\n        ".join(", ".join(str(v) for v in values[i : i + 6]) for i in range(0, len(values), 6))
+    return ("import numpy as np\n\n\ndef load_taylor(as_series=False, dtype=float):\n"
+            f'    """Half-hourly electricity demand"""\n    rslt = np.array([\n        {rows}]).astype(dtype)\n'
+            "    return rslt\n")
+
+
+def test_taylor_reads_the_array_literal_as_text_with_half_hourly_times(fake_pypi):
+    values = list(range(20_000, 20_000 + 4032))
+    fake_pypi("taylor", TAYLOR_FILE, taylor_source(values))
+    s = taylor_series()
+    np.testing.assert_array_equal(s.values[:, 0], values)
+    assert s.time[0] == datetime(2000, 6, 5) and s.time[1] == datetime(2000, 6, 5, 0, 30)
+    assert s.time[-1] == datetime(2000, 8, 27, 23, 30)  # twelve weeks, Monday to Sunday
+    assert (s.season, s.seasons, s.columns) == (336, (48, 336), ["demand"])
+
+
+def test_a_taylor_file_without_its_4032_values_says_how_to_reinstall(fake_pypi):
+    fake_pypi("taylor", TAYLOR_FILE, taylor_source(range(100)))
+    with pytest.raises(DataError, match=r"expected 4,032 numbers .* read 100; the installed data set 'taylor' looks "
+                                        r"damaged: .*--force-reinstall --no-deps pmdarima==2.1.1"):
+        taylor_series()
+
+
+def test_seattle_temps_reads_slashed_dates(fake_pypi):
+    fake_pypi("seattle-temps", SEATTLE_FILE, "date,temp\n2010/01/01 00:00,39.4\n2010/01/01 01:00,39.2\n")
+    s = seattle_temps_series()
+    assert s.time == [datetime(2010, 1, 1, 0), datetime(2010, 1, 1, 1)] and s.season == 24
+    np.testing.assert_allclose(s.values[:, 0], [39.4, 39.2])
+    fake_pypi("seattle-temps", SEATTLE_FILE, "date,temp\n2010-01-01 00:00,39.4\n")
+    with pytest.raises(DataError, match=r"seattle-temps.csv: .*2010-01-01 00:00.*looks damaged"):
+        seattle_temps_series()
+
+
 # ---- counts on the installed sets --------------------------------------------------------------
 @needs("forecasting")
 def test_forecasting_counts():
@@ -297,3 +333,17 @@ def test_a_labels_column_may_hold_one_value_but_a_value_column_may_not(table):
         read_series_table(path)
     with pytest.raises(DataError, match=r"column 'v': all values equal 1"):
         read_series_table(table("t,v,is_anomaly\n1,1,0\n2,1,1\n"), labels="is_anomaly")
+
+
+@needs("taylor")
+def test_taylor_counts():
+    s = taylor_series()
+    assert s.values.shape == (4_032, 1) and s.values[0, 0] == 22_262 and s.values[-1, 0] == 23_132
+    assert "pmdarima" not in sys.modules
+
+
+@needs("seattle-temps")
+def test_seattle_temps_counts():
+    s = seattle_temps_series()
+    assert s.values.shape == (8_759, 1) and s.time[-1] == datetime(2010, 12, 31, 23)
+    assert "vega_datasets" not in sys.modules

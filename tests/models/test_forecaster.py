@@ -73,3 +73,15 @@ def test_direct_forecast_shapes_and_positive_variances():
 def test_unknown_mode_is_named():
     with pytest.raises(ValueError, match="mode: expected direct or recursive, got 'iterated'"):
         Forecaster(1, 0, 3, mode="iterated")
+
+
+@pytest.mark.parametrize("mode", ["direct", "recursive"])
+def test_zero_mean_starts_every_mean_at_zero_but_not_the_spread(mode):
+    model = Forecaster(2, 3, horizon=4, hidden_size=4, cell="gru", mode=mode, dtype=np.float64, rng=0, zero_mean=True)
+    rng = np.random.default_rng(5)
+    mu, var = model(rng.standard_normal((6, 3, 5)), rng.standard_normal((3, 4, 3)))
+    assert np.all(mu == 0) and np.ptp(var) > 0
+    mean, sigma, _ = model.forecast(rng.standard_normal((6, 1, 5)), rng.standard_normal((4, 3)))
+    assert np.all(mean == 0) and np.all(sigma > 0)
+    plain = make(mode)
+    assert np.any(plain(rng.standard_normal((6, 3, 5)), rng.standard_normal((3, 4, 3)))[0] != 0)

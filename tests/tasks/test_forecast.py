@@ -162,13 +162,13 @@ def test_scale_level_reads_each_window_in_its_own_units(tmp_path):
     from rnnkit.tasks.forecast import ForecastOptions, Prepared, load_series
 
     path = write_monthly(tmp_path / "s.csv")
-    opts = ForecastOptions(data=str(path), horizon=6, season=12, window=24, origins=2)
+    opts = ForecastOptions(data=str(path), horizon=6, season=12, window=24, origins=2, seasonal="lags")
     data = Prepared(load_series(opts), opts)
-    z, level, spread = data.read_window(10, 34, "scale")
+    z, level, spread = data.read_window(30, 54, "scale")
     values = z[:, :1]
     assert abs(values.mean()) < 1e-6 and abs(values.std() - 1) < 1e-5  # standardised within the window
-    np.testing.assert_allclose(values * spread + level, data.scaled[10:34], rtol=1e-5, atol=1e-6)
-    z, level, spread = data.read_window(10, 34, "none")
+    np.testing.assert_allclose(values * spread + level, data.scaled[30:54], rtol=1e-5, atol=1e-6)
+    z, level, spread = data.read_window(30, 54, "none")
     assert np.all(level == 0) and np.all(spread == 1)
 
 
@@ -220,3 +220,210 @@ def test_config_json_may_not_point_the_model_at_another_file(tmp_path, capsys):
         err = run_error([verb, str(model.dir)], capsys)
         assert f"config.json names {other} as its data, but that is not the file this model was trained on" in err
     assert main(["forecast", str(model.dir), "--data", str(other)]) == 0  # a file the user names is read
+
+
+# ---- long seasons: --season with dates, seasonal lags, the residual, the guard, --refit ----------------
+
+
+def write_half_hourly(path, n=1200, seed=0):
+    """Half-hourly ISO datetimes from Monday 2000-06-05 00:00 with a daily and a weekly cycle."""
+    from datetime import datetime
+
+    rng = np.random.default_rng(seed)
+    start = datetime(2000, 6, 5)
+    rows = ["time,load"]
+    for i in range(n):
+        value = 30 + 5 * np.sin(2 * np.pi * i / 48) + 3 * (i % 336 >= 240) + 0.3 * rng.standard_normal()
+        rows.append(f"{(start + timedelta(minutes=30 * i)).isoformat()},{value:.4f}")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_season_is_honoured_with_timestamps_and_several_seasons_are_read(tmp_path, capsys):
+    data = write_half_hourly(tmp_path / "load.csv")
+    out = tmp_path / "m"
+    assert main(["train", "forecast", "--data", str(data), "--out", str(out), "--horizon", "6", "--season", "48,336",
+                 "--origins", "2", "--hidden", "8", "--steps", "2", "--valid-every", "2", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    info = capsys.readouterr().out
+    # a week of half-hours is 336 steps, not the year (17531.64) that the dates alone would give
+    assert "seasons 48, 336; calendar periods 48, 336; seasonal lags 336, 672, 48, 96" in info and "17531" not in info
+    config = json.loads((out / "config.json").read_text())
+    assert config["task_options"]["season"] == "48,336" and config["encoding"]["season"] == 336
+    assert config["encoding"]["window"] == 24  # 2·H, at least 24: the lags bring the seasons in
+
+
+def test_a_season_near_a_year_of_dated_steps_is_the_year():
+    from datetime import datetime
+
+    half_hours = [datetime(2000, 6, 5) + timedelta(minutes=30 * i) for i in range(100)]
+    assert season_period(half_hours, 336) == 336.0 and season_period(half_hours, 48) == 48.0
+    months = [datetime(2000 + i // 12, i % 12 + 1, 1) for i in range(36)]
+    assert season_period(months, 12) == pytest.approx(12.0, abs=0.01)  # month lengths differ: the mean spacing
+    assert calendar_features(10, [48, 336]).shape == (10, 8) and calendar_features(10, [1]).shape == (10, 0)
+
+
+@pytest.mark.parametrize("season", ["48,x", "-1", "48,48", "1,48", "2.5", "48,"])
+def test_bad_season_values_are_one_line_errors(tmp_path, capsys, season):
+    data = write_monthly(tmp_path / "s.csv")
+    err = run_error(["train", "forecast", "--data", str(data), "--out", str(tmp_path / "m"), "--season", season,
+                     "--horizon", "6", "--quiet"], capsys)
+    assert err.startswith(f"rnnkit: error: --season: invalid value {season!r}") and "commas" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_season_longer_than_the_series_allows_says_what_it_needs(tmp_path, capsys):
+    data = write_monthly(tmp_path / "s.csv", n=120)
+    err = run_error(["train", "forecast", "--data", str(data), "--out", str(tmp_path / "m"), "--season", "60",
+                     "--horizon", "6", "--origins", "2", "--quiet"], capsys)
+    assert "needs at least" in err and "got 120" in err
+
+
+def prepared(path, **options):
+    from rnnkit.tasks.forecast import ForecastOptions, Prepared, load_series
+
+    opts = ForecastOptions(data=str(path), **options)
+    return opts, Prepared(load_series(opts), opts)
+
+
+def test_seasonal_lag_inputs_are_the_values_one_and_two_seasons_back(tmp_path):
+    _, data = prepared(write_monthly(tmp_path / "s.csv"), horizon=6, season=12, window=24, origins=2, seasonal="lags")
+    assert data.lags == data.input_lags == [12, 24] and data.first_start == 24
+    z, level, spread = data.read_window(30, 54, "scale")
+    F = calendar_features(1, data.encoding["periods"]).shape[1]
+    in_units = lambda v: (v - level) / spread  # noqa: E731
+    # the input at step t carries the covariates of step t + 1: its values 12 and 24 steps back
+    np.testing.assert_allclose(z[:, 1 + F], in_units(data.scaled[31 - 12 : 55 - 12, 0]), atol=1e-5)
+    np.testing.assert_allclose(z[:, 2 + F], in_units(data.scaled[31 - 24 : 55 - 24, 0]), atol=1e-5)
+    # after the origin, the latest value at the same phase before it: seasonal naive for every horizon
+    future = data.covariates(54, 54 + 18, 54, level, spread)
+    steps = np.arange(18)
+    np.testing.assert_allclose(future[:, F], in_units(data.scaled[54 - 12 + steps % 12, 0]), atol=1e-5)
+    np.testing.assert_allclose(future[:, F + 1], in_units(data.scaled[54 - 24 + steps % 24, 0]), atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["direct", "recursive"])
+def test_a_residual_model_reads_and_forecasts_the_residual_over_seasonal_naive(tmp_path, mode):
+    from rnnkit.tasks.forecast import baselines, build_model, forecast_at
+
+    opts, data = prepared(write_monthly(tmp_path / "s.csv"), horizon=6, season=12, window=24, origins=2, mode=mode,
+                          paths=0, seasonal="residual")
+    assert data.residual and data.input_lags == [24]  # the first lag is the base: zero as a residual
+    z, level, spread = data.read_window(30, 54, "scale")
+    residual = data.scaled[30:54, 0] - data.scaled[18:42, 0]  # each value less the one a season back
+    first = data.encoding["first_origin"]  # the unit: the residuals' spread over the training part
+    training = data.scaled[12:first, 0].astype(np.float64) - data.scaled[: first - 12, 0]
+    assert level[0] == pytest.approx(residual.mean(), abs=1e-6) and spread[0] == pytest.approx(training.std(), rel=1e-4)
+    np.testing.assert_allclose(z[:, 0], (residual - level[0]) / spread[0], atol=1e-4)
+    F = calendar_features(1, data.encoding["periods"]).shape[1]
+    # the second lag as a residual: two seasons back less one season back, for the next step
+    np.testing.assert_allclose(z[:, 1 + F], (data.scaled[7:31, 0] - data.scaled[19:43, 0] - level[0]) / spread[0], atol=1e-4)
+    # an untrained network forecasts 0 in its units: seasonal naive plus the window's mean residual
+    model = build_model(opts, data.encoding, seed=0)
+    f = forecast_at(model, data, 100, opts)
+    y = data.raw[:, 0]
+    expected = baselines(data, 100, 6)["seasonal_naive"][:, 0] + np.mean(y[76:100] - y[64:88])
+    np.testing.assert_allclose(f["mean"][:, 0], expected, rtol=1e-5)
+    assert np.all(f["lower"] < f["mean"]) and np.all(f["mean"] < f["upper"])
+
+
+def test_the_guard_says_when_the_network_loses_to_seasonal_naive_and_falls_back_to_it(tmp_path, capsys):
+    path = tmp_path / "periodic.csv"  # periodic after its first 30 steps: seasonal naive makes no error there
+    path.write_text("t,v\n" + "\n".join(f"{i},{np.sin(2 * np.pi * (i % 12) / 12) + 0.1 * (i % 12) + 0.5 * (i < 30):.6f}"
+                                        for i in range(120)) + "\n")
+    out = tmp_path / "m"
+    assert main(["train", "forecast", "--data", str(path), "--out", str(out), "--seasonal", "none", *TINY]) == 0
+    summary = capsys.readouterr().out
+    assert "WARNING: the network LOSES to seasonal naive (m = 12) on validation" in summary
+    assert "the forecasts ARE seasonal naive (m = 12)'s (blend weight 0)" in summary
+    assert main(["evaluate", str(out)]) == 0
+    evaluated = capsys.readouterr().out
+    assert "validation: WARNING: the network LOSES to seasonal naive" in evaluated
+    model = rnnkit.load(out)
+    assert model.blend == 0.0
+    future = model.forecast()["mean"][:, 0]
+    np.testing.assert_allclose(future, np.loadtxt(path, delimiter=",", skiprows=1)[108:114, 1], atol=1e-6)
+
+
+def test_the_guard_line_says_when_the_network_wins():
+    from rnnkit.tasks.forecast import seasonal_naive_check
+
+    won = seasonal_naive_check({"mae": 1.0, "seasonal_naive_mae": 2.0, "blend": 1.0, "blended_mae": 1.0}, 12)
+    assert won == "the network beats seasonal naive (m = 12) on validation: MAE 1 against 2"
+    lost = seasonal_naive_check({"mae": 3.0, "seasonal_naive_mae": 2.0, "blend": 0.4, "blended_mae": 1.9}, 1)
+    assert lost.startswith("WARNING: the network LOSES to naive (the last value; no season)") and "blend weight 0.4" in lost
+    assert seasonal_naive_check({"loss": 0.1}, 12) is None  # a model from before the guard
+
+
+def test_the_calibrated_intervals_hold_80_percent_of_the_validation_values(tmp_path):
+    from rnnkit.tasks.forecast import forecast_at
+
+    model = rnnkit.train("forecast", tmp_path / "m", data=str(write_monthly(tmp_path / "s.csv")), horizon=6, season=12,
+                         window=24, origins=2, valid_origins=3, hidden=8, steps=40, valid_every=20, lr=0.01)
+    data = model._prepared(None)
+    inside = []
+    for origin in (data.encoding["first_origin"] - k * 6 for k in (3, 2, 1)):
+        f = forecast_at(model.model, data, origin, model.opts, widen=model.widen, blend=model.blend)
+        y = data.raw[origin : origin + 6]
+        inside += ((f["lower"] <= y + 1e-9) & (y <= f["upper"] + 1e-9)).ravel().tolist()
+    assert np.mean(inside) >= 0.8  # split conformal: at least the ⌈0.8·(n + 1)⌉-th ratio is inside
+    assert np.mean(inside) <= 0.9  # and no wider than that needs (a factor below 1 may narrow them)
+
+
+def test_refit_trains_again_for_the_best_step_count_on_the_validation_part_too(tmp_path, capsys):
+    from rnnkit.tasks.forecast import ForecastRun, build_model
+
+    data = write_monthly(tmp_path / "s.csv")
+    opts = dict(data=str(data), horizon=6, season=12, window=24, origins=2, hidden=8, steps=30, valid_every=10,
+                patience=1, lr=0.01, seed=3)
+    plain = rnnkit.train("forecast", tmp_path / "plain", **opts)
+    refitted = rnnkit.train("forecast", tmp_path / "refit", refit=True, **opts)
+    best = plain.config["metrics"]["step"]
+    assert refitted.config["refit"] == {"steps": best, "until": plain.encoding["first_origin"]}
+    assert refitted.config["metrics"] == plain.config["metrics"]  # the validation that chose the step count
+    a = md.load_weights(tmp_path / "plain" / "model.safetensors")
+    b = md.load_weights(tmp_path / "refit" / "model.safetensors")
+    assert any(not np.array_equal(a[k], b[k]) for k in a)
+    again = rnnkit.train("forecast", tmp_path / "again", refit=True, **opts)  # the same seed: the same refit
+    c = md.load_weights(again.dir / "model.safetensors")
+    for k in b:
+        np.testing.assert_array_equal(b[k], c[k], err_msg=k)
+    # the refit's windows reach the first backtest origin; the first run's stop before validation
+    prep = refitted._prepared(None)
+    first = ForecastRun(build_model(refitted.opts, prep.encoding, 0), prep, refitted.opts, 0)
+    whole = ForecastRun(build_model(refitted.opts, prep.encoding, 0), prep, refitted.opts, 0, refit=True)
+    assert whole.last_start + 24 + 6 == prep.encoding["first_origin"] == first.last_start + 24 + 6 + 3 * 6
+    capsys.readouterr()
+    assert main(["info", str(refitted.dir)]) == 0
+    assert f"refitted for {best} steps on the {prep.encoding['first_origin']:,} points before the backtest" in capsys.readouterr().out
+    resumed = rnnkit.train("forecast", tmp_path / "refit", resume=True, steps=40, patience=0)  # refits again, at the end
+    assert resumed.config["refit"]["steps"] == resumed.config["metrics"]["step"]
+
+
+def test_forecasting_a_series_too_short_for_the_lags_says_what_it_needs(tmp_path, capsys):
+    model = rnnkit.train("forecast", tmp_path / "m", data=str(write_monthly(tmp_path / "s.csv")), horizon=6, season=12,
+                         window=24, origins=2, hidden=8, steps=2, valid_every=2)
+    assert model.encoding["lags"] == [12, 24]
+    short = write_monthly(tmp_path / "short.csv", n=40)  # the window (24) alone fits; its lags (24 more) do not
+    capsys.readouterr()
+    err = run_error(["forecast", str(model.dir), "--data", str(short)], capsys)
+    assert "needs at least 48 points, got 40" in err
+
+
+def test_seasons_are_detected_from_the_dates_when_none_is_given(tmp_path):
+    from datetime import datetime
+
+    from rnnkit.tasks.forecast import detect_seasons
+
+    half_hours = [datetime(2000, 6, 5) + timedelta(minutes=30 * i) for i in range(1400)]
+    assert detect_seasons(half_hours) == (48, 336)
+    assert detect_seasons(half_hours[:1000]) == (48,)  # fewer than four weeks: no weekly season
+    hours = [datetime(2010, 1, 1) + timedelta(hours=i) for i in range(200)]
+    assert detect_seasons(hours) == (24,)
+    assert detect_seasons([datetime(2000 + i // 12, i % 12 + 1, 1) for i in range(60)]) == (12,)
+    assert detect_seasons([datetime(2000, 1, 1) + timedelta(days=i) for i in range(60)]) == (7,)
+    assert detect_seasons([1700, 1701, 1702]) == () and detect_seasons([datetime(2000, 1, 1) + timedelta(days=3 * i)
+                                                                         for i in range(60)]) == ()
+    _, data = prepared(write_half_hourly(tmp_path / "load.csv", n=1400), horizon=6, origins=2)
+    assert data.encoding["seasons"] == [48, 336] and data.season == 336

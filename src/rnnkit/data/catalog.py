@@ -140,6 +140,28 @@ CATALOG: dict[str, Dataset] = {
             files=("datasets/co2/co2.csv", "datasets/sunspots/sunspots.csv", "datasets/elnino/elnino.csv"),
         ),
         Dataset(
+            name="taylor",
+            description="forecasting with long seasons: half-hourly electricity demand in England and Wales, "
+                        "5 June - 27 August 2000 (4,032 half-hours, daily and weekly cycles; Taylor 2003)",
+            licence="MIT (pmdarima); data as published in R's forecast package (GPL-3)",
+            package="pmdarima",
+            version="2.1.1",
+            kind="pypi",
+            module="pmdarima",
+            files=("datasets/taylor.py",),  # the values are a literal in the module's source, read as text
+        ),
+        Dataset(
+            name="seattle-temps",
+            description="forecasting with long seasons: hourly temperatures in Seattle through 2010 (8,759 hours, "
+                        "a daily cycle), from the Vega data sets",
+            licence="BSD-3 (vega_datasets); data NOAA, public domain",
+            package="vega_datasets",
+            version="0.9.0",
+            kind="pypi",
+            module="vega_datasets",
+            files=("_data/seattle-temps.csv",),
+        ),
+        Dataset(
             name="ucr-anomaly",
             description="anomaly detection: UCR anomaly archive series 135 (InternalBleeding16), 1,200 normal "
                         "training points and 7,501 test points with one labelled anomaly",

@@ -6,6 +6,8 @@
     s = co2_series()                          # weekly, m = 52   `rnnkit data install forecasting`
     s = sunspots_series()                     # yearly, m = 1
     s = elnino_series()                       # monthly, m = 12
+    s = taylor_series()                       # half-hourly, m = 48 and 336   `rnnkit data install taylor`
+    s = seattle_temps_series()                # hourly, m = 24         `rnnkit data install seattle-temps`
     a = ucr_anomaly_series()                  # a.train, a.test, a.labels, a.ranges
                                               #                   `rnnkit data install ucr-anomaly`
 
@@ -19,7 +21,7 @@ import csv
 import io
 import itertools
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +49,10 @@ class Series:
              when it has since been interpolated).
     source:  where the series comes from, for people (a path, or a data set's description).
     target:  the names of the columns to forecast (default: all columns).
-    season:  the seasonal period m in points (52 weekly, 12 monthly, 1 none), when known.
+    season:  the seasonal period m in points (52 weekly, 12 monthly, 1 none), when known: the
+             seasonal-naive baseline's and MASE's.
+    seasons: every seasonal period the series has, when it has several (48 and 336 for
+             half-hourly data with daily and weekly cycles); ``season`` is the longest.
     """
 
     time: list
@@ -57,6 +62,7 @@ class Series:
     source: str
     target: list[str] | None = None
     season: int | None = None
+    seasons: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if self.target is None:
@@ -335,6 +341,59 @@ def elnino_series() -> Series:
                   "0.15.0", season=12)
 
 
+# ---- real series with long seasons (pmdarima 2.1.1, vega_datasets 0.9.0) ----------------------
+
+TAYLOR_FILE = "datasets/taylor.py"
+SEATTLE_FILE = "_data/seattle-temps.csv"
+TAYLOR_POINTS = 4032
+
+
+def taylor_series() -> Series:
+    """Half-hourly electricity demand in England and Wales in megawatts, Monday 5 June 2000 00:00
+    to Sunday 27 August 2000 23:30 (Taylor 2003; R's ``forecast::taylor``): 4,032 half-hours,
+    12 weeks. pmdarima 2.1.1 keeps the values as a literal ``np.array([...])`` in the source of
+    ``datasets/taylor.py``; the numbers are read from its text, the module is never imported.
+    Times are the half-hours from 2000-06-05T00:00. seasons = (48, 336): a day and a week.
+    """
+    path = catalog.locate("taylor") / TAYLOR_FILE
+    text = read_text_file(path)
+    start = text.find("np.array([")
+    end = text.find("])", start)
+    try:
+        values = np.array([float(v) for v in text[start + len("np.array([") : end].replace("\n", " ").split(",")
+                           if v.strip()]) if start >= 0 and end > start else np.zeros(0)
+    except ValueError:
+        values = np.zeros(0)
+    if values.shape != (TAYLOR_POINTS,):
+        raise _damaged("taylor", f"{path}: expected {TAYLOR_POINTS:,} numbers in its np.array([...]) literal, "
+                                 f"read {len(values):,}")
+    time = [datetime(2000, 6, 5) + timedelta(minutes=30 * i) for i in range(TAYLOR_POINTS)]
+    return Series(time, values[:, None], ["demand"], np.ones((TAYLOR_POINTS, 1), bool),
+                  "taylor: half-hourly electricity demand (MW), England and Wales, 5 June - 27 August 2000, "
+                  "Taylor (2003) via pmdarima 2.1.1", season=336, seasons=(48, 336))
+
+
+def seattle_temps_series() -> Series:
+    """Hourly temperature in Seattle (degrees F) through 2010, from the Vega data sets
+    (vega_datasets 0.9.0, ``_data/seattle-temps.csv``: ``date,temp`` with dates written
+    ``2010/01/01 00:00``): 8,759 hours, local time (the hour skipped by daylight saving on
+    14 March is absent, so one step there is two hours). season = 24.
+    """
+    path = catalog.locate("seattle-temps") / SEATTLE_FILE
+    rows = list(csv.reader(io.StringIO(read_text_file(path))))
+    try:  # the dates are not ISO (slashes), so the table reader would refuse them
+        if rows[0] != ["date", "temp"]:
+            raise ValueError(f"header {rows[0]}, expected ['date', 'temp']")
+        time = [datetime.strptime(date, "%Y/%m/%d %H:%M") for date, _ in rows[1:]]
+        values = np.array([[float(temp)] for _, temp in rows[1:]])
+    except (ValueError, IndexError) as exc:
+        raise _damaged("seattle-temps", f"{path}: {exc}") from None
+    series = Series(time, values, ["temp"], np.ones(values.shape, bool),
+                    "seattle-temps: hourly temperature (F) in Seattle, 2010, via vega_datasets 0.9.0", season=24)
+    check_series(series)
+    return series
+
+
 # ---- real series: anomaly detection (aeon 1.6.0) -----------------------------------------------
 
 UCR_ANOMALY_FILE = "datasets/data/KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16_{}.csv"
@@ -397,4 +456,4 @@ def _ucr_anomaly_part(split: str) -> tuple[Series, np.ndarray]:
 
 
 __all__ = ["MISSING", "TABLE_FORMATS", "AnomalySeries", "Series", "anomaly_ranges", "check_series", "co2_series", "elnino_series", "fill_gaps",
-           "read_series_table", "sunspots_series", "ucr_anomaly_series"]
+           "read_series_table", "seattle_temps_series", "sunspots_series", "taylor_series", "ucr_anomaly_series"]

@@ -8,6 +8,9 @@ covariates (calendar features) of the next step.
     direct:     μ_{W+1…W+H}, s = Linear([h_W ; c_{W+1} … c_{W+H}])  the whole horizon from the last state
     σ = softplus(s) + σ_min,   trained by the Gaussian negative log-likelihood
 
+``zero_mean``: the μ rows of the head start at 0, so an untrained network forecasts μ = 0 (for a
+task that models residuals, its base itself) rather than the noise of random weights.
+
 A recursive forecast feeds values back step by step with the carried state: sampled paths give
 the predictive distribution (error accumulation included), or the means for a point forecast.
 """
@@ -40,7 +43,7 @@ class Forecaster(Module):
 
     def __init__(self, channels: int, covariates: int, horizon: int, hidden_size: int = 64, cell: str = "lstm",
                  num_layers: int = 1, mode: str = "direct", dropout: float = 0.0, dtype=np.float32, rng=None,
-                 cell_settings=None):
+                 cell_settings=None, zero_mean: bool = False):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode: expected direct or recursive, got {mode!r}")
@@ -54,6 +57,10 @@ class Forecaster(Module):
             self.head = Linear(hidden_size + horizon * covariates, horizon * 2 * channels, dtype=dtype, rng=self.rng)
         else:
             self.head = Linear(hidden_size, 2 * channels, dtype=dtype, rng=self.rng)
+        if zero_mean:
+            mu_rows = (np.arange(self.head.out_features) % (2 * channels)) < channels
+            self.head.weight.data[mu_rows] = 0
+            self.head.bias.data[mu_rows] = 0
 
     def forward(self, z, future=None, state=None):
         """Returns (μ, var) and keeps what backward needs; ``state`` starts the recurrence."""

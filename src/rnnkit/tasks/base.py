@@ -109,6 +109,10 @@ class Task:
         model = within_memory(lambda: self.make_model(options, encoding, seed), options, training=True)
         return model, self.make_run(model, data, options, seed)
 
+    def after_training(self, out_dir: Path, quiet: bool) -> None:
+        """What the task does once a run has ended well, still under the directory's lock (by
+        default nothing; ``forecast --refit`` trains its final network here)."""
+
     def load(self, out_dir: Path, config: dict):
         """The trained model with this task's action, from a model directory."""
         options = self.Options(**config["task_options"])
@@ -256,7 +260,8 @@ def load_model(directory, expect_task: str | None = None):
                                "retrain or restore it") from None
 
 
-_JSON_TYPES = {"int": "integer", "float": "finite", "str": "string", "bool": "boolean", "dict": "object"}
+_JSON_TYPES = {"int": "integer", "float": "finite", "str": "string", "bool": "boolean", "dict": "object",
+               "int | str": ["integer", "string"]}  # a number, or several as text (forecast's --season 48,336)
 
 # pieces of the tasks' config_schema
 #: a mean of data values, which the readers keep within float32's range
@@ -343,7 +348,9 @@ def train(task_name: str | None, out_dir, task_options: dict, training_options: 
         md.check_out_dir(out, overwrite, locked=True)  # again, now that no other run can write it
         if overwrite:
             md.clear_model_dir(out)
-        return Trainer(model, run, out, config, training, quiet, task.monitors[training.monitor]).fit()
+        metrics = Trainer(model, run, out, config, training, quiet, task.monitors[training.monitor]).fit()
+        task.after_training(out, quiet)
+        return metrics
 
 
 def _resume(task_name: str | None, out: Path, task_options: dict, training_options: dict, quiet: bool) -> dict:
@@ -367,7 +374,9 @@ def _resume(task_name: str | None, out: Path, task_options: dict, training_optio
         if changes:  # the model's history says which options changed where
             config.setdefault("history", []).append({"step": trainer.step, "changed": changes})
             md.atomic_write_json(out / md.CONFIG, config)
-        return trainer.fit()
+        metrics = trainer.fit()
+        task.after_training(out, quiet)
+        return metrics
 
 
 def _resume_changes(config: dict, task_options: dict, training_options: dict) -> dict:

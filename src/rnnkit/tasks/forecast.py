@@ -12,25 +12,53 @@ the 80% intervals). The model is not refitted between origins: each forecast rea
 before its origin. Scaling (per-column mean and standard deviation) is fitted on the data
 before the backtest (training and validation parts).
 
-Known-in-advance covariates: calendar features, sin/cos of the phase in the seasonal cycle
-(its period taken from the dates when there are dates: 52.18 weeks a year, not 52).
+Known-in-advance covariates: calendar features, sin/cos of the phase in each seasonal cycle
+(``--season 48,336``: a day and a week of half-hours; a season within 1% of a year in steps is
+the year itself when there are dates: 52.18 weeks, not 52), and with a season m > 1 the
+seasonal lags: the values one and two seasons earlier, y_{t−m} and y_{t−2m} of every season (for a
+future step t the latest value at the same phase before the origin, so the first lag of the
+longest season is the seasonal-naive forecast). The lags bring the last seasons into each window,
+so a window need not span several of them: by default it is 2·H (at least 24) where the old rule,
+without lags, was 2·max(H, m). ``--seasonal residual`` makes the network read and forecast the
+residual over seasonal naive, r_t = y_t − y_{t−m} (y_t − y_{t−k·m} after the origin), each window
+relative to its mean residual and in units of the residuals' spread over the training part (a
+window's own can be far calmer than the steps after it): the forecast is seasonal naive plus the
+network's, and its lags are residuals too (y_{t−2m} − y_{t−m} …); ``lags`` gives the network the
+lagged values as inputs, ``none`` neither (the default is chosen on validation:
+benchmarks/README.md). Without ``--season`` the seasons are the built-in series' own, else those
+the dates imply (``detect_seasons``).
+
+Refit (``--refit``): once training has chosen its best step s* on the validation origins, a fresh
+network with the same seed is trained for s* steps on windows whose targets reach the first
+backtest origin (training and validation parts), and its weights are the model's; the intervals
+keep the calibration measured before the refit.
+
+Guard: the validation metrics hold the seasonal-naive forecast's MAE on the same points; ``train``'s
+summary, ``info`` and ``evaluate`` say plainly when the model loses to it.
 
 Level: by default each window is read relative to its own mean and in units of its own spread,
 and the forecast is made in those units too (as DeepAR scales each series): a trend that carries
 the series past the training range (co2) does not put the model's inputs where it has never been,
 and the intervals widen where the series swings widely (sunspots' large cycles).
 
-Intervals: a network trained by likelihood tends to be overconfident out of sample, so the
-loaded model widens its 80% intervals by the factor that makes them hold 80% of the actual
-values over the validation origins (a split-conformal correction, ``widen`` in the
-validation metrics, measured with the best weights).
+Calibration on the validation origins, measured with the best weights and applied by the loaded
+model (config.json's ``metrics``): ``blend``, the weight α in [0, 1] of the network's mean
+against the seasonal-naive forecast, μ = sn + α·(μ_net − sn), the α of the lowest validation MAE
+(0: the network adds nothing seasonal naive does not, so it forecasts seasonal naive; with m = 1
+seasonal naive is the last value); and ``widen``: a network trained by likelihood tends to be
+overconfident out of sample, and a blended mean is closer to the actual values than the
+network's own, so the 80% intervals (about the blended mean) are scaled by the factor that makes
+them hold 80% of the actual values there (split conformal: the ⌈0.8·(n + 1)⌉-th smallest of the n
+ratios |y − μ| / half-width; above 1 it widens, below 1 it narrows: ``NARROW``, chosen on
+validation; on five series' backtests it held 58% where widen-only held 80%, benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -40,21 +68,49 @@ from .. import metrics as M
 from ..data import DataError
 from ..data.fingerprint import check_data, record_data
 from ..export import onnx as onnx_export
-from ..data.series import TABLE_FORMATS, Series, check_series, co2_series, elnino_series, fill_gaps, read_series_table, sunspots_series
+from ..data.series import (MISSING, TABLE_FORMATS, Series, check_series, co2_series, elnino_series, fill_gaps,
+                           read_series_table, seattle_temps_series, sunspots_series, taylor_series)
 from ..models.forecaster import MODES, Forecaster
-from ..data.series import MISSING
 from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help
 from ..nn import GaussianNLLLoss
 from ..progress import Progress
-from ..training.trainer import check_options
+from ..training import model_dir as md
+from ..training.trainer import Trainer, TrainingOptions, check_options
 from ..training.plots import output_path, pyplot, save_figure
 from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, Exportable, SeededRun, Task, export_metadata, data_schema, network_checks, register, validation_line
 
-BUILT_IN = {"co2": co2_series, "sunspots": sunspots_series, "elnino": elnino_series}
+BUILT_IN = {"co2": co2_series, "sunspots": sunspots_series, "elnino": elnino_series, "taylor": taylor_series,
+            "seattle-temps": seattle_temps_series}
 Z80 = 1.2815515655446004  # the 90% quantile of N(0, 1): μ ± Z80·σ is the central 80% interval
-#: the most the calibration widens the intervals (config.json's metrics.widen): intervals that miss
-#: by more say nothing, and a larger factor read from an edited config.json could make them infinite
+#: the most the calibration widens the intervals (config.json's metrics.widen), and 1/WIDEN_LIMIT the
+#: most it narrows them: intervals that miss by more say nothing, and a larger factor read from an
+#: edited config.json could make them infinite
 WIDEN_LIMIT = 1e6
+#: whether the calibration may narrow the intervals (a factor below 1) or only widen them: chosen
+#: by leave-one-origin-out coverage on the validation origins (benchmarks/README.md)
+NARROW = True
+
+
+SEASONAL = ("residual", "lags", "none")
+
+
+def parse_seasons(season) -> tuple[int, ...] | None:
+    """``--season``'s value as a tuple of periods: 336 → (336,), "48,336" → (48, 336); 0 is
+    (0,), "use the series' own". None when it is not valid: a negative or non-integer period, or
+    among several periods one below 2 or one given twice."""
+    if isinstance(season, bool):
+        return None
+    if isinstance(season, int):
+        return (season,) if season >= 0 else None
+    if not isinstance(season, str):
+        return None
+    try:
+        periods = tuple(int(part) for part in season.split(","))
+    except ValueError:
+        return None
+    if any(m < 0 for m in periods) or (len(periods) > 1 and (min(periods) < 2 or len(set(periods)) < len(periods))):
+        return None
+    return periods
 
 
 @dataclass
@@ -64,7 +120,8 @@ class ForecastOptions:
     target: str = ""
     missing: str = "error"
     horizon: int = 12
-    season: int = 0
+    season: int | str = 0  # one period (int) or several ("48,336"); config.json keeps it so
+    seasonal: str = "residual"
     window: int = 0
     mode: str = "direct"
     level: str = "scale"
@@ -77,18 +134,25 @@ class ForecastOptions:
     origins: int = 5
     valid_origins: int = 3
     paths: int = 200
+    refit: bool = False
 
     # the values an option takes (the command line lists them in its usage)
-    CHOICES = {"missing": MISSING, "mode": MODES, "level": ("window", "scale", "none"), "cell": cell_choices()}
+    CHOICES = {"missing": MISSING, "mode": MODES, "level": ("window", "scale", "none"), "cell": cell_choices(),
+               "seasonal": SEASONAL}
     HELP = {
         "data": TABLE_FORMATS + "; or a built-in series: " + ", ".join(BUILT_IN),
         "time": "the time column (default: the first column; none in a file of one column of values)",
         "target": "the column(s) to forecast, comma-separated (default: every other column)",
         "missing": "missing values: error, interpolate, or mask (interpolated as inputs, left out of the loss and the scores)",
         "horizon": "H, the number of steps to forecast",
-        "season": "the seasonal period m in steps, for the seasonal-naive baseline, MASE and the calendar features "
-                  "(0: the built-in series' own, else 1)",
-        "window": "W, the steps the model reads before each forecast (0: 2·max(H, m), at least 24)",
+        "season": "the seasonal period m in steps (a whole number), or several separated by commas (48,336: a day "
+                  "and a week of half-hours), for the seasonal lags, the calendar features, and (the longest) the "
+                  "seasonal-naive baseline and MASE (0: the built-in series' own, else the dates': a day and a week "
+                  "for hourly data, 12 for monthly … , else 1)",
+        "seasonal": "with a season m > 1: residual (the network forecasts the residual over seasonal naive, with the "
+                    "values m and 2m steps earlier as inputs), lags (those inputs only) or none",
+        "window": "W, the steps the model reads before each forecast (0: 2·H, at least 24; with --seasonal none "
+                  "2·max(H, m))",
         "mode": "direct (one head for all H steps) or recursive (one step at a time, values fed back)",
         "level": "window: the model sees and predicts values relative to each window's mean (a trend that leaves "
                  "the training range stays learnable); scale: also in units of the window's spread (intervals grow "
@@ -102,15 +166,25 @@ class ForecastOptions:
         "origins": "K, the forecast origins of the backtest (the last K·H points are held out)",
         "valid_origins": "V, the forecast origins before the backtest that validate (early stopping, interval calibration)",
         "paths": "recursive mode: sampled paths for the intervals (0: feed the means back; one-step intervals)",
+        "refit": "after training, train a fresh network for the best step count on every point before the first "
+                 "backtest origin (training and validation), and keep it",
     }
 
     def __post_init__(self):
+        seasons = parse_seasons(self.season)
+        if seasons is not None:  # one period is kept as a number, several as their text
+            self.season = seasons[0] if len(seasons) == 1 else ",".join(map(str, seasons))
         checks = {"missing": self.missing in ("error", "interpolate", "mask"), "mode": self.mode in MODES,
-                  "level": self.level in ("window", "scale", "none"),
-                  "horizon": self.horizon >= 1, "season": self.season >= 0, "window": self.window >= 0,
+                  "level": self.level in ("window", "scale", "none"), "seasonal": self.seasonal in SEASONAL,
+                  "horizon": self.horizon >= 1, "season": seasons is not None, "window": self.window >= 0,
                   "origins": self.origins >= 1, "valid_origins": self.valid_origins >= 1, "paths": self.paths >= 0, "dropout": 0 <= self.dropout < 1,
                   **network_checks(self)}
         check_options(self, checks)
+
+    @property
+    def seasons(self) -> tuple[int, ...]:
+        """The periods --season gives, () for 0 (the series' own)."""
+        return tuple(m for m in parse_seasons(self.season) if m)
 
 
 def load_series(opts: ForecastOptions, data: str | None = None, stored: dict | None = None) -> Series:
@@ -137,21 +211,63 @@ def _days(times: list) -> np.ndarray | None:
 
 
 def season_period(times: list, season: int) -> float:
-    """The seasonal cycle in steps: from the dates when there are dates (a year over the median
-    spacing), else the given season."""
+    """The calendar period of a season of ``season`` steps: with dates, a season within 1% of a
+    year in steps (a year over the mean spacing) is the year itself (52 weekly steps → 52.18,
+    12 monthly → 12.0); any other season is taken as given (336 half-hours: a week, not a year)."""
     days = _days(times)
-    if days is not None and season > 1 and len(days) > 1:
-        return 365.2425 / float(np.median(np.diff(days)))
+    if days is not None and season > 1 and len(days) > 1 and days[-1] > 0:
+        year = 365.2425 / (days[-1] / (len(days) - 1))
+        if abs(season - year) <= 0.01 * year:
+            return year
     return float(season)
 
 
-def calendar_features(n: int, period: float) -> np.ndarray:
-    """(n, F): sin and cos of 2πk·t/period for k = 1, 2 (k = 1 only when the period is short);
-    F = 0 without a season."""
-    if period < 2:
-        return np.zeros((n, 0), np.float32)
-    t = np.arange(n)[:, None] * (np.arange(1, 3 if period >= 4 else 2)[None, :] * 2 * np.pi / period)
-    return np.concatenate([np.sin(t), np.cos(t)], axis=1).astype(np.float32)
+def detect_seasons(times: list) -> tuple[int, ...]:
+    """The seasons the dates imply, in steps, for a series of these times: a day and a week for
+    steps of an hour or less that divide a day (48 and 336 for half-hours), a week for days, a year
+    for weeks (52), months (12) and quarters (4); only those the series holds at least four of.
+    () without dates or for other spacings."""
+    days = _days(times)
+    if days is None or len(days) < 2:
+        return ()
+    step = float(np.median(np.diff(days)))
+    per_day = 1 / step if step > 0 else 0
+    if step < 1 and abs(per_day - round(per_day)) < 1e-6:
+        seasons = (round(per_day), 7 * round(per_day))
+    else:
+        seasons = next(((m,) for low, high, m in ((0.99, 1.01, 7), (6.9, 7.1, 52), (28, 31, 12), (89, 92, 4))
+                        if low <= step <= high), ())
+    return tuple(m for m in seasons if m > 1 and 4 * m <= len(times))
+
+
+def calendar_features(n: int, periods) -> np.ndarray:
+    """(n, F): sin and cos of 2πk·t/period for k = 1, 2 (k = 1 only when the period is short)
+    for each period (a number or a list); periods below 2 give none, so F = 0 without a season."""
+    parts = [np.zeros((n, 0), np.float32)]
+    for period in np.atleast_1d(np.asarray(periods, np.float64)):
+        if period >= 2:
+            t = np.arange(n)[:, None] * (np.arange(1, 3 if period >= 4 else 2)[None, :] * 2 * np.pi / period)
+            parts += [np.sin(t), np.cos(t)]
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def seasonal_lags(seasons, seasonal: str) -> list[int]:
+    """The lags the model reads: m and 2m of each season m > 1, the longest season's first (its
+    first lag is the seasonal-naive forecast, the residual's base); none with ``seasonal`` none."""
+    if seasonal == "none":
+        return []
+    lags = []
+    for m in sorted((m for m in seasons if m > 1), reverse=True):
+        lags += [lag for lag in (m, 2 * m) if lag not in lags]
+    return lags
+
+
+def seasonal_reference(t: np.ndarray, origin: int, lag: int) -> np.ndarray:
+    """For steps t (as seen from a forecast at ``origin``) the index of the latest step before
+    the origin at the same phase of the period ``lag``: t − lag before the origin, t − k·lag after
+    it (so the first lag of the season is the seasonal-naive forecast)."""
+    k = np.maximum(1, (t - origin) // lag + 1)
+    return t - k * lag
 
 
 def future_times(times: list, steps: int) -> list:
@@ -185,61 +301,120 @@ class Prepared:
         if stored:
             self.encoding = stored
         else:
-            season = opts.season or series.season or 1
-            window = opts.window or max(2 * max(H, season if season > 1 else 0), 24)
-            check_series(series, window + H * (opts.origins + opts.valid_origins + 1))  # training, validation, backtest
+            seasons = opts.seasons or series.seasons or ((series.season,) if series.season else None) \
+                or detect_seasons(series.time) or (1,)
+            season = max(seasons)
+            lags = seasonal_lags(seasons, opts.seasonal)
+            window = opts.window or max(2 * max(H, season if season > 1 and not lags else 0), 24)
+            # the lags of the first window's steps, training, validation, backtest
+            check_series(series, max(lags, default=1) + window + H * (opts.origins + opts.valid_origins + 1))
             first_origin = len(series) - opts.origins * H
             train = self.filled[: first_origin]
-            self.encoding = {"columns": series.target, "season": int(season), "window": int(window),
-                             "period": season_period(series.time, season), "mean": train.mean(axis=0).tolist(),
-                             "std": np.maximum(train.std(axis=0), 1e-8).tolist(), "first_origin": int(first_origin)}
+            periods = [season_period(series.time, m) for m in seasons if m > 1]
+            std = np.maximum(train.std(axis=0), 1e-8)
+            # a residual model's unit: the spread of the residuals over seasonal naive in the training part
+            # (a window's own residuals can be far calmer than the steps after it)
+            residual_std = np.maximum((train[season:] - train[:-season]).std(axis=0) / std, 1e-3) if lags else None
+            self.encoding = {"columns": series.target, "season": int(season), "seasons": [int(m) for m in seasons],
+                             "window": int(window), "period": periods[-1] if periods else float(season), "periods": periods,
+                             "lags": lags, "residual": bool(lags) and opts.seasonal == "residual",
+                             "mean": train.mean(axis=0).tolist(), "std": std.tolist(),
+                             "first_origin": int(first_origin)}
+            if self.encoding["residual"]:
+                self.encoding["residual_std"] = residual_std.tolist()
         e = self.encoding
         self.window, self.season = e["window"], e["season"]
+        self.lags = e.get("lags", [])  # a model from before the lags has none
+        self.residual = bool(e.get("residual"))
+        #: the lags the network reads: a residual model's first lag is its base, zero as a residual
+        self.input_lags = self.lags[1:] if self.residual else self.lags
         self.scaled = ((self.filled - np.array(e["mean"])) / np.array(e["std"])).astype(np.float32)
-        self.calendar = calendar_features(len(series) + H + 1, e["period"])
+        self.calendar = calendar_features(len(series) + H + 1, e.get("periods", e["period"]))
+        #: the first step a window may start at: its residuals and lags lie in the series
+        self.first_start = max(self.lags, default=0)
+
+    def base(self, start: int, end: int, origin: int) -> np.ndarray:
+        """(end − start, C) what the network's values are relative to for the steps start … end−1
+        of a forecast from ``origin``, in scaled units: a residual model's seasonal naive (the
+        first lag's value), else 0."""
+        if not self.residual:
+            return np.zeros((end - start, self.scaled.shape[1]))
+        return self.scaled[seasonal_reference(np.arange(start, end), origin, self.lags[0])].astype(np.float64)
+
+    def modelled(self, start: int, end: int, origin: int) -> np.ndarray:
+        """(end − start, C) the values of steps start … end−1 as the network sees them for a
+        forecast from ``origin``, before the window's level and spread: scaled values less ``base``."""
+        return self.scaled[start:end].astype(np.float64) - self.base(start, end, origin)
+
+    def covariates(self, start: int, end: int, origin: int, level: np.ndarray, spread: np.ndarray) -> np.ndarray:
+        """(end − start, F) known-in-advance covariates of the steps start … end−1 for a forecast
+        from ``origin``: the calendar features, then each input lag's value for each column
+        (F_cal + L·C), less ``base``, in the window's units (value − level) / spread."""
+        t = np.arange(start, end)
+        parts = [self.calendar[start:end]]
+        base = self.base(start, end, origin)
+        for lag in self.input_lags:
+            values = self.scaled[seasonal_reference(t, origin, lag)].astype(np.float64) - base
+            parts.append(np.clip((values - level) / spread, -INPUT_BOUND, INPUT_BOUND).astype(np.float32))
+        return np.concatenate(parts, axis=1)
 
     def read_window(self, start: int, end: int, level: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(z, level, spread) for the steps start … end−1: z (end − start, C + F), each value as
         (value − level) / spread, with the next step's covariates. level (C,): the window's mean
         ("window", "scale") or 0; spread (C,): the window's standard deviation ("scale") or 1.
         Level and spread are taken in float64 (float32 sums of values near 1e38 overflow), and z
-        is bounded by ``INPUT_BOUND``."""
-        values = self.scaled[start:end].astype(np.float64)
+        is bounded by ``INPUT_BOUND``. The values are those of ``modelled``: a residual model's
+        level is its window's mean residual, and its spread (``scale``) the residuals' standard
+        deviation in the training part, ``residual_std``: the units it forecasts in."""
+        values = self.modelled(start, end, end)
         C = values.shape[1]
         mean = values.mean(axis=0) if level in ("window", "scale") else np.zeros(C)
-        spread = np.maximum(values.std(axis=0), 1e-3) if level == "scale" else np.ones(C)
+        if level == "scale":
+            spread = np.array(self.encoding["residual_std"]) if self.residual else np.maximum(values.std(axis=0), 1e-3)
+        else:
+            spread = np.ones(C)
         z = np.clip((values - mean) / spread, -INPUT_BOUND, INPUT_BOUND).astype(np.float32)
-        return (np.concatenate([z, self.calendar[start + 1 : end + 1]], axis=1), mean.astype(np.float32),
-                spread.astype(np.float32))
+        return (np.concatenate([z, self.covariates(start + 1, end + 1, end, mean, spread)], axis=1),
+                mean.astype(np.float32), spread.astype(np.float32))
 
     def unscale(self, x: np.ndarray) -> np.ndarray:
         return x * np.array(self.encoding["std"]) + np.array(self.encoding["mean"])
 
 
 def build_model(opts: ForecastOptions, encoding: dict, seed: int) -> Forecaster:
-    return Forecaster(len(encoding["columns"]), calendar_features(1, encoding["period"]).shape[1], opts.horizon,
-                      opts.hidden, opts.cell, opts.layers, opts.mode, opts.dropout, rng=np.random.default_rng(seed),
-                      cell_settings=opts.cell_option)
+    C = len(encoding["columns"])
+    calendar = calendar_features(1, encoding.get("periods", encoding["period"])).shape[1]
+    residual = bool(encoding.get("residual"))
+    lags = encoding.get("lags", [])[1 if residual else 0 :]  # Prepared.input_lags
+    # a residual model starts at its base: seasonal naive (plus the window's mean residual)
+    return Forecaster(C, calendar + len(lags) * C, opts.horizon, opts.hidden, opts.cell, opts.layers, opts.mode,
+                      opts.dropout, rng=np.random.default_rng(seed), cell_settings=opts.cell_option, zero_mean=residual)
 
 
 def forecast_at(model: Forecaster, data: Prepared, origin: int, opts: ForecastOptions, seed: int = 0,
-                widen: float = 1.0) -> dict:
+                widen: float = 1.0, blend: float = 1.0) -> dict:
     """The forecast of the H steps from ``origin`` (index of the first forecast point), in data units:
-    mean, lower and upper 80% bounds, (H, C) each; ``widen`` scales the intervals about the mean
-    (the calibration of ``TrainedForecaster``)."""
+    mean, lower and upper 80% bounds, (H, C) each; ``blend`` shrinks the mean towards seasonal
+    naive and ``widen`` scales the intervals about it (the calibration of ``TrainedForecaster``)."""
     H, W = opts.horizon, data.window
-    if origin < W:
-        raise DataError(f"data: a forecast needs the {W} points before it, and only {origin} come before this one")
+    if origin < W + data.first_start:  # the window, and the seasonal lags of its first step
+        raise DataError(f"data: a forecast needs the {W + data.first_start} points before it, and only {origin} come "
+                        "before this one")
     z, level, spread = data.read_window(origin - W, origin, opts.level)
-    future = data.calendar[origin : origin + H]
+    future = data.covariates(origin, origin + H, origin, level, spread)
     mean, sigma, samples = model.forecast(z[:, None], future, paths=opts.paths if opts.mode == "recursive" else 0, rng=seed)
     if samples is not None:
         lo, hi = np.quantile(samples, [0.1, 0.9], axis=0)
     else:
         lo, hi = mean - Z80 * sigma, mean + Z80 * sigma
     lo, hi = mean + widen * (lo - mean), mean + widen * (hi - mean)
-    back = lambda x: data.unscale(x * spread + level)  # noqa: E731  (the window's units → the data's)
-    return {"mean": back(mean), "lower": back(lo), "upper": back(hi)}
+    base = data.base(origin, origin + H, origin)
+    back = lambda x: data.unscale(x * spread + level + base)  # noqa: E731  (the window's units → the data's)
+    mean, lo, hi = back(mean), back(lo), back(hi)
+    if blend != 1.0:
+        shift = (1 - blend) * (baselines(data, origin, H)["seasonal_naive"] - mean)
+        mean, lo, hi = mean + shift, lo + shift, hi + shift
+    return {"mean": mean, "lower": lo, "upper": hi}
 
 
 def baselines(data: Prepared, origin: int, H: int) -> dict:
@@ -251,7 +426,8 @@ def baselines(data: Prepared, origin: int, H: int) -> dict:
     return {"naive": naive, "seasonal_naive": seasonal}
 
 
-def backtest(model: Forecaster, data: Prepared, origins: list[int], opts: ForecastOptions, widen: float = 1.0) -> dict:
+def backtest(model: Forecaster, data: Prepared, origins: list[int], opts: ForecastOptions, widen: float = 1.0,
+             blend: float = 1.0) -> dict:
     """Scores of the model and the baselines over the forecasts from every origin, pooled over
     every observed point (MASE scales each column by its own in-sample seasonal-naive error);
     ``forecasts`` keeps each origin's numbers for plots."""
@@ -261,7 +437,7 @@ def backtest(model: Forecaster, data: Prepared, origins: list[int], opts: Foreca
     actual, seen, lower, upper, forecasts = [], [], [], [], []
     pooled = {"rnnkit": [], "naive": [], "seasonal_naive": []}
     for k, origin in enumerate(Progress.over(origins, "backtest", unit="origin")):
-        f = forecast_at(model, data, origin, opts, seed=k, widen=widen)
+        f = forecast_at(model, data, origin, opts, seed=k, widen=widen, blend=blend)
         actual.append(data.raw[origin : origin + H])
         seen.append(data.observed[origin : origin + H])
         lower.append(f["lower"])
@@ -284,35 +460,38 @@ def backtest(model: Forecaster, data: Prepared, origins: list[int], opts: Foreca
 
 
 class ForecastRun(SeededRun):
-    """Training on random windows of the training part; validation from the origin before the backtest."""
+    """Training on random windows of the training part; validation from the origins before the
+    backtest. ``refit``: the windows' targets reach the first backtest origin (validation included)."""
 
-    def __init__(self, model: Forecaster, data: Prepared, opts: ForecastOptions, seed: int):
+    def __init__(self, model: Forecaster, data: Prepared, opts: ForecastOptions, seed: int, refit: bool = False):
         self.model, self.data, self.opts, self.seed = model, data, opts, seed
         self.loss_fn = GaussianNLLLoss(reduction="sum")
         H, W = opts.horizon, data.window
         self.valid_origins = [data.encoding["first_origin"] - v * H for v in range(opts.valid_origins, 0, -1)]
-        # every target of a training window lies before the first validation origin
-        self.last_start = self.valid_origins[0] - W - (H if opts.mode == "direct" else 1)
-        if self.last_start < 0:
-            raise DataError(f"data: too few points to train: a window of {W} and a horizon of {H} need more than the "
+        train_end = data.encoding["first_origin"] if refit else self.valid_origins[0]
+        # every target of a training window lies before train_end
+        self.last_start = train_end - W - (H if opts.mode == "direct" else 1)
+        if self.last_start < data.first_start:
+            lags = f" and seasonal lags of up to {max(data.lags)} steps" if data.lags else ""
+            raise DataError(f"data: too few points to train: a window of {W}, a horizon of {H}{lags} need more than the "
                             f"{self.valid_origins[0]} points before the validation origins; lower --window, --origins "
-                            "or --valid-origins")
+                            "or --valid-origins" + (", or use --seasonal none" if data.lags else ""))
 
     def train_step(self) -> tuple[float, int]:
         rng = self.batch_rng()
-        starts = rng.integers(0, self.last_start + 1, self.opts.batch_size)
+        starts = rng.integers(self.data.first_start, self.last_start + 1, self.opts.batch_size)
         H, W, d = self.opts.horizon, self.data.window, self.data
         windows = [d.read_window(s, s + W, self.opts.level) for s in starts]
         z = np.stack([w for w, _, _ in windows], axis=1)
         level = np.stack([m for _, m, _ in windows])  # (B, C)
         spread = np.stack([r for _, _, r in windows])
         if self.opts.mode == "direct":
-            future = np.stack([d.calendar[s + W : s + W + H] for s in starts])
-            target = (np.stack([d.scaled[s + W : s + W + H] for s in starts]) - level[:, None]) / spread[:, None]
+            future = np.stack([d.covariates(s + W, s + W + H, s + W, m, r) for s, (_, m, r) in zip(starts, windows)])
+            target = (np.stack([d.modelled(s + W, s + W + H, s + W) for s in starts]) - level[:, None]) / spread[:, None]
             seen = np.stack([d.observed[s + W : s + W + H] for s in starts])
         else:
             future = None
-            target = (np.stack([d.scaled[s + 1 : s + W + 1] for s in starts], axis=1) - level[None]) / spread[None]
+            target = (np.stack([d.modelled(s + 1, s + W + 1, s + W) for s in starts], axis=1) - level[None]) / spread[None]
             seen = np.stack([d.observed[s + 1 : s + W + 1] for s in starts], axis=1)
         mu, var = self.model(z, future)
         n = max(int(seen.sum()), 1)
@@ -323,25 +502,66 @@ class ForecastRun(SeededRun):
         return loss, n
 
     def evaluate(self) -> dict:
-        """Over the validation origins: the scaled MAE ("loss"), the raw coverage of the 80%
-        intervals, and ``widen``, the factor that makes the intervals hold 80% of the actual
-        values there (the 80% quantile of |y − μ| over each interval's half-width: a
-        split-conformal correction, which the loaded model applies). It only widens: a few
-        validation points that happen to fall near the mean are no reason to trust the model more."""
-        H, d = self.opts.horizon, self.data
-        errors, ratios, actual, mean, lower, upper = [], [], [], [], [], []
-        for origin in self.valid_origins:
-            f = forecast_at(self.model, d, origin, self.opts)
-            seen = d.observed[origin : origin + H]
-            y = d.raw[origin : origin + H]
-            errors.append((np.abs(f["mean"] - y) / np.array(d.encoding["std"]))[seen])
-            ratios.append((np.abs(y - f["mean"]) / np.maximum((f["upper"] - f["lower"]) / 2, 1e-12))[seen])
-            for part, values in ((actual, y), (mean, f["mean"]), (lower, f["lower"]), (upper, f["upper"])):
-                part.append(values[seen])
-        y, mu = np.concatenate(actual), np.concatenate(mean)
-        return {"loss": float(np.concatenate(errors).mean()), "mae": M.mae(y, mu),
-                "coverage80": M.coverage(y, np.concatenate(lower), np.concatenate(upper)),
-                "widen": min(WIDEN_LIMIT, max(1.0, float(np.quantile(np.concatenate(ratios), 0.8))))}
+        """Over the validation origins: the scaled MAE of the network ("loss"), the MAE of the
+        network and of the seasonal-naive forecast on the same points (the guard), the raw
+        coverage of the 80% intervals, and the calibration the loaded model applies: ``blend``
+        (``best_blend``), the MAE with it (``blended_mae``), and ``widen`` (``interval_factor``)."""
+        points = validation_points(self.model, self.data, self.valid_origins, self.opts)
+        y, mu, sn, lower, upper = (np.concatenate(points[k]) for k in ("y", "mean", "seasonal_naive", "lower", "upper"))
+        blend, blended_mae = best_blend(y, mu, sn)
+        std = np.broadcast_to(np.array(self.data.encoding["std"]), points["std_shape"])
+        return {"loss": float(np.mean(np.abs(mu - y) / std[points["seen"]])), "mae": M.mae(y, mu),
+                "seasonal_naive_mae": M.mae(y, sn), "blend": blend, "blended_mae": blended_mae,
+                "coverage80": M.coverage(y, lower, upper),
+                "widen": interval_factor(y, sn + blend * (mu - sn), (upper - lower) / 2)}
+
+
+def validation_points(model: Forecaster, data: Prepared, origins: list[int], opts: ForecastOptions) -> dict:
+    """The network's forecasts from each origin, uncalibrated, at its observed points: lists (one
+    array per origin) of ``y``, ``mean``, ``lower``, ``upper`` and ``seasonal_naive``; ``seen`` (the
+    mask of the points, all origins stacked) and ``std_shape``, its shape."""
+    H = opts.horizon
+    points = {k: [] for k in ("y", "mean", "lower", "upper", "seasonal_naive")}
+    seen = np.stack([data.observed[origin : origin + H] for origin in origins])
+    for origin, mask in zip(origins, seen):
+        f = forecast_at(model, data, origin, opts)
+        values = {"y": data.raw[origin : origin + H], "seasonal_naive": baselines(data, origin, H)["seasonal_naive"], **f}
+        for k in points:
+            points[k].append(values[k][mask])
+    return dict(points, seen=seen, std_shape=seen.shape)
+
+
+def best_blend(y: np.ndarray, mean: np.ndarray, naive: np.ndarray) -> tuple[float, float]:
+    """(α, MAE): the weight α in 0, 0.05 … 1 of ``mean`` against ``naive`` (μ = naive + α·(mean −
+    naive)) with the lowest MAE on y; of equal ones the larger weight."""
+    blends = {round(float(a), 2): M.mae(y, naive + a * (mean - naive)) for a in np.linspace(1, 0, 21)}
+    blend = min(blends, key=blends.get)  # the first of equal ones: the larger weight
+    return blend, blends[blend]
+
+
+def interval_factor(y: np.ndarray, mean: np.ndarray, half: np.ndarray, narrow: bool | None = None) -> float:
+    """The factor that scales the 80% intervals (half-widths ``half`` about ``mean``) so that they
+    hold 80% of y: split conformal, the ⌈0.8·(n + 1)⌉-th smallest of the n ratios |y − μ| / half.
+    ``narrow`` (default ``NARROW``): whether a factor below 1 may narrow them, or only widen."""
+    ratios = np.sort(np.abs(y - mean) / np.maximum(half, 1e-12))
+    factor = float(ratios[min(len(ratios), int(np.ceil(0.8 * (len(ratios) + 1)))) - 1])
+    return min(WIDEN_LIMIT, max(1 / WIDEN_LIMIT if (NARROW if narrow is None else narrow) else 1.0, factor))
+
+
+def seasonal_naive_check(metrics: dict, season: int) -> str | None:
+    """The guard: one line on how the model's validation MAE compares with the seasonal-naive
+    forecast's on the same points; None for a model trained before the guard."""
+    if "mae" not in metrics or "seasonal_naive_mae" not in metrics:
+        return None
+    model, naive, blend = metrics["mae"], metrics["seasonal_naive_mae"], metrics.get("blend", 1.0)
+    name = f"seasonal naive (m = {season})" if season > 1 else "naive (the last value; no season)"
+    if model <= naive:
+        return (f"the network beats {name} on validation: MAE {model:.4g} against {naive:.4g}"
+                + (f"; forecasts blend them at weight {blend:g} (MAE {metrics['blended_mae']:.4g})" if blend < 1 else ""))
+    kept = (f"the forecasts ARE {name}'s (blend weight 0)" if blend == 0 else
+            f"the forecasts are shrunk towards {name} (blend weight {blend:g}, MAE {metrics['blended_mae']:.4g})")
+    return (f"WARNING: the network LOSES to {name} on validation: MAE {model:.4g} against {naive:.4g}; {kept}; "
+            "try --season, more --steps or another --window")
 
 
 # ---- the trained model ------------------------------------------------------------------------
@@ -354,22 +574,23 @@ class TrainedForecaster(Exportable):
         self.dir, self.config, self.model = Path(out_dir), config, model
         self.opts = ForecastOptions(**config["task_options"])
         self.encoding = config["encoding"]
-        # the intervals' calibration at the validation origin, measured with the best weights
+        # the calibration at the validation origins, measured with the best weights
         self.widen = float(config.get("metrics", {}).get("widen", 1.0))
+        self.blend = float(config.get("metrics", {}).get("blend", 1.0))
 
     def _prepared(self, data: str | None) -> Prepared:
         series = load_series(self.opts, data, self.encoding)
         if data is not None and series.target != self.encoding["columns"]:
             raise DataError(f"--data: the model forecasts {', '.join(self.encoding['columns'])}, "
                             f"the file's target columns are {', '.join(series.target)}")
-        check_series(series, self.encoding["window"])
+        check_series(series, self.encoding["window"] + max(self.encoding.get("lags", []), default=0))  # the lags' history too
         return Prepared(series, self.opts, stored=self.encoding)
 
     def forecast(self, data: str | None = None) -> dict:
         """The H steps after the end of the series (the model's own, or ``data``): times, mean and 80% bounds."""
         prepared = self._prepared(data)
         n = len(prepared.series)
-        f = forecast_at(self.model, prepared, n, self.opts, widen=self.widen)
+        f = forecast_at(self.model, prepared, n, self.opts, widen=self.widen, blend=self.blend)
         times = future_times(prepared.series.time, self.opts.horizon)
         return {"time": times, **f, "history": prepared}
 
@@ -388,25 +609,38 @@ class TrainedForecaster(Exportable):
         prepared = self._prepared(data)
         H, K = self.opts.horizon, self.opts.origins
         origins = [len(prepared.series) - (K - k) * H for k in range(K)]
-        report = backtest(self.model, prepared, origins, self.opts, self.widen)
+        report = backtest(self.model, prepared, origins, self.opts, self.widen, self.blend)
         plot = plot_backtest(prepared, report["forecasts"], self.dir / "backtest.png", self.opts.horizon)
         result = {f"{name}_{metric}": value for name, scores in report["scores"].items() for metric, value in scores.items()}
         result.update(points=report["points"], origins=K, plot=str(plot))
+        check = seasonal_naive_check(self.config.get("metrics", {}), self.encoding["season"])
+        if check:
+            result["validation"] = check
         return result
 
     def describe(self, short: bool = False) -> str:
         c, o, e = self.config, self.opts, self.encoding
         m = c.get("metrics", {})
+        periods = e.get("periods", [e["period"]] if e["period"] >= 2 else [])
+        lags = e.get("lags", [])
+        refitted = c.get("refit")
         lines = [
-            f"model      {self.dir}: task forecast, {o.mode} H={o.horizon} ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
-            f"network    {o.layers}-layer {cell_name(o.cell, o.cell_option)}, hidden {o.hidden}, window {e['window']}, Gaussian outputs; "
-            f"{self.model.num_parameters():,} parameters",
-            f"series     {c['data']['source']}: {c['data']['points']:,} points of {', '.join(e['columns'])}; season {e['season']}"
-            + (f", calendar period {e['period']:.2f}" if e["period"] >= 2 else ""),
+            f"model      {self.dir}: task forecast, {o.mode} H={o.horizon} ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}"
+            + (f"; refitted for {refitted['steps']} steps on the {refitted['until']:,} points before the backtest"
+               if refitted else ""),
+            f"network    {o.layers}-layer {cell_name(o.cell, o.cell_option)}, hidden {o.hidden}, window {e['window']}, Gaussian outputs"
+            + (f", the residual over seasonal naive" if e.get("residual") else "") + f"; {self.model.num_parameters():,} parameters",
+            f"series     {c['data']['source']}: {c['data']['points']:,} points of {', '.join(e['columns'])}; "
+            + ("seasons " + ", ".join(map(str, e["seasons"])) if len(e.get("seasons", [])) > 1 else f"season {e['season']}")
+            + (f"; calendar period{'s' if len(periods) > 1 else ''} " + ", ".join(f"{p:g}" for p in periods) if periods else "")
+            + (f"; seasonal lags {', '.join(map(str, lags))}" if lags else ""),
         ]
         if m:
             lines.append(validation_line(m))
-        return "\n".join(lines if not short else [lines[0], lines[-1]])
+        check = seasonal_naive_check(m, e["season"])
+        if check:
+            lines.append(f"guard      {check}")
+        return "\n".join(lines if not short else [lines[0], *lines[3:]])
 
 
 def _plot_times(times: list) -> list:
@@ -462,12 +696,22 @@ class ForecastTask(Task):
     config_schema = {"type": "object", "required": ["encoding", "data"], "properties": {
         "encoding": {"type": "object", "required": ["columns", "season", "window", "period", "mean", "std", "first_origin"],
                      "properties": {"columns": NAMES_SCHEMA, "season": {"type": "integer", "minimum": 1},
+                                    "seasons": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
                                     "window": {"type": "integer", "minimum": 1},
                                     "period": {"type": "finite", "exclusiveMinimum": 0},  # calendar features divide by it
+                                    "periods": {"type": "array", "items": {"type": "finite", "minimum": 2}},
+                                    # a lag reads the value that many steps back: at least one, and a bounded count
+                                    "lags": {"type": "array", "maxItems": 64, "items": {"type": "integer", "minimum": 1}},
+                                    "residual": {"type": "boolean"}, "residual_std": SPREADS_SCHEMA,
                                     "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "first_origin": {"type": "integer", "minimum": 1}},
-                     "sameCount": ["columns", "mean", "std"]},
+                     "sameCount": ["columns", "mean", "std", "residual_std"],
+                     "if": {"properties": {"residual": {"const": True}}, "required": ["residual"]},
+                     "then": {"required": ["residual_std"]}},
         "data": data_schema("points"),
-        "metrics": {"properties": {"widen": {"type": "finite", "minimum": 1, "maximum": WIDEN_LIMIT}}}}}
+        "metrics": {"properties": {"widen": {"type": "finite", "minimum": 1 / WIDEN_LIMIT, "maximum": WIDEN_LIMIT},
+                                   "blend": {"type": "finite", "minimum": 0, "maximum": 1}}},
+        "refit": {"type": "object", "required": ["steps", "until"],
+                  "properties": {"steps": {"type": "integer", "minimum": 1}, "until": {"type": "integer", "minimum": 1}}}}}
 
     Trained = TrainedForecaster
     monitors = {"loss": "min", "mae": "min"}  # loss: the scaled absolute error of the backtest
@@ -483,6 +727,32 @@ class ForecastTask(Task):
 
     def make_run(self, model, data: Prepared, options: ForecastOptions, seed: int) -> ForecastRun:
         return ForecastRun(model, data, options, seed)
+
+    def rebuild(self, config: dict, out_dir: Path, quiet: bool):
+        # a resumed run saves the first run's weights until it has refitted again
+        config.pop("refit", None)
+        return super().rebuild(config, out_dir, quiet)
+
+    def after_training(self, out_dir: Path, quiet: bool) -> None:
+        """``--refit``: a fresh network (the run's seed and options) trained for the best step
+        count on the windows that reach the first backtest origin, in a temporary directory; its
+        weights become the model's. config.json keeps the validation metrics (and ``widen``) of
+        the run that chose the step count, and records the refit."""
+        config = md.load_config(out_dir)
+        options, training = self.check_config(config, f"{md.CONFIG} in {out_dir}")
+        if not options.refit:
+            return
+        steps = int(config.get("metrics", {}).get("step") or training.steps)
+        data, encoding, _ = self.prepare(options, training.seed, config["encoding"])
+        model = build_model(options, encoding, training.seed)
+        run = ForecastRun(model, data, options, training.seed, refit=True)
+        once = TrainingOptions.from_dict(dict(asdict(training), steps=steps, valid_every=steps, patience=0,
+                                              time_limit=0.0, diagnose_every=0))
+        with tempfile.TemporaryDirectory(prefix="rnnkit-refit-") as tmp:
+            Trainer(model, run, tmp, dict(config, status="training"), once, quiet).fit()
+            weights = md.load_model_weights(tmp)
+        config["refit"] = {"steps": steps, "until": int(encoding["first_origin"])}
+        md.save_model(out_dir, config, weights)
 
     def add_action_arguments(self, p) -> None:
         p.add_argument("--data", metavar="FILE", help="forecast after the end of this series (default: the training series)")
