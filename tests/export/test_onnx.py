@@ -206,7 +206,11 @@ def monthly(tmp_path_factory):
 @pytest.mark.parametrize("level", ["scale", "none"])
 def test_direct_forecast_equals_rnnkit_in_data_units(tmp_path, monthly, level):
     trained = rnnkit.train("forecast", tmp_path / "m", data=str(monthly), horizon=6, season=12, window=24, origins=2,
-                           hidden=8, steps=2, valid_every=2, level=level, quiet=True)
+                           hidden=8, steps=2, valid_every=2, level=level, seasonal="none", quiet=True)
+    if trained.blend != 1.0:  # the graph is the network's forecast; a blend is refused (the test below)
+        with pytest.raises(onnx_export.NotExportable, match="blended with seasonal naive"):
+            trained.export(tmp_path / "m.onnx")
+        trained.blend = 1.0
     model = onnx.load(str(trained.export(tmp_path / "m.onnx")[0]))
     prepared = trained._prepared(None)
     W, H, origins = prepared.window, 6, [40, 88]
@@ -217,6 +221,14 @@ def test_direct_forecast_equals_rnnkit_in_data_units(tmp_path, monthly, level):
     expected = [forecast_at(trained.model, prepared, o, trained.opts, widen=trained.widen) for o in origins]
     for name in ("mean", "lower", "upper"):
         assert_close(got[name], np.stack([e[name] for e in expected]), name)
+
+
+def test_a_forecaster_with_seasonal_inputs_is_refused_naming_them(tmp_path, monthly):
+    trained = rnnkit.train("forecast", tmp_path / "m", data=str(monthly), horizon=6, season=12, window=24, origins=2,
+                           hidden=8, steps=2, valid_every=2, quiet=True)  # --seasonal residual, the default
+    with pytest.raises(onnx_export.NotExportable, match=r"not exportable: .*--seasonal residual \(its inputs reach back"):
+        trained.export(tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_a_recursive_forecaster_is_not_exportable():

@@ -598,6 +598,18 @@ class TrainedForecaster(Exportable):
         """The ONNX model (``export/onnx.py``'s ``forecaster_graph``, direct mode): mean, sigma and
         the 80% interval of the H steps after a window; its metadata holds the encoding and how
         the calendar covariates are made."""
+        refused = []
+        if self.encoding.get("lags"):
+            refused.append(f"--seasonal {self.opts.seasonal} (its inputs reach back seasons before the window)")
+        if len(self.opts.seasons) > 1:
+            refused.append(f"several seasons ({self.opts.season})")
+        if self.blend != 1.0:
+            refused.append(f"forecasts blended with seasonal naive (weight {self.blend:g}, chosen on validation)")
+        if refused:
+            raise onnx_export.NotExportable(
+                "not exportable: the forecaster's graph holds the network alone so far, and this model has "
+                + "; ".join(refused) + "; export one trained with --seasonal none and one season, whose validation "
+                "kept the network (blend 1, `rnnkit info` shows it)")
         meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "widen": str(self.widen),
                 "covariates": "row t: sin(2πk·t/period), then cos(2πk·t/period), k = 1, 2 (k = 1 alone when period < 4), "
                               "t the step's index in the series; none when period < 2. window_covariates: the rows of the "
