@@ -41,7 +41,7 @@ from ..data.fingerprint import check_data, record_data
 from ..data.series import TABLE_FORMATS, Series, check_series, co2_series, elnino_series, fill_gaps, read_series_table, sunspots_series
 from ..models.forecaster import MODES, Forecaster
 from ..data.series import MISSING
-from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help
+from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..nn import GaussianNLLLoss
 from ..progress import Progress
 from ..training.trainer import check_options
@@ -68,6 +68,7 @@ class ForecastOptions:
     level: str = "scale"
     cell: str = "lstm"
     cell_option: dict = field(default_factory=dict)
+    init: str = "rnnkit"
     hidden: int = 64
     layers: int = 1
     dropout: float = 0.0
@@ -93,6 +94,7 @@ class ForecastOptions:
                  "with the local amplitude); none: the scaled values as they are",
         "cell": cell_help(),
         "cell_option": cell_option_help(),
+        "init": "how the parameters start: " + init_help(),
         "hidden": "hidden size of each recurrent layer",
         "layers": "number of stacked recurrent layers",
         "dropout": "dropout between layers and before the output layer",
@@ -217,7 +219,7 @@ class Prepared:
 def build_model(opts: ForecastOptions, encoding: dict, seed: int) -> Forecaster:
     return Forecaster(len(encoding["columns"]), calendar_features(1, encoding["period"]).shape[1], opts.horizon,
                       opts.hidden, opts.cell, opts.layers, opts.mode, opts.dropout, rng=np.random.default_rng(seed),
-                      cell_settings=opts.cell_option)
+                      cell_settings=opts.cell_option, init=opts.init)
 
 
 def forecast_at(model: Forecaster, data: Prepared, origin: int, opts: ForecastOptions, seed: int = 0,
@@ -387,7 +389,7 @@ class TrainedForecaster:
         m = c.get("metrics", {})
         lines = [
             f"model      {self.dir}: task forecast, {o.mode} H={o.horizon} ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
-            f"network    {o.layers}-layer {cell_name(o.cell, o.cell_option)}, hidden {o.hidden}, window {e['window']}, Gaussian outputs; "
+            f"network    {o.layers}-layer {cell_name(o.cell, o.cell_option, o.init)}, hidden {o.hidden}, window {e['window']}, Gaussian outputs; "
             f"{self.model.num_parameters():,} parameters",
             f"series     {c['data']['source']}: {c['data']['points']:,} points of {', '.join(e['columns'])}; season {e['season']}"
             + (f", calendar period {e['period']:.2f}" if e["period"] >= 2 else ""),

@@ -31,7 +31,7 @@ from ..data import (
     split_contiguous,
 )
 from ..models.language_model import LanguageModel
-from ..models.sequence_model import INITS, cell_choices, cell_help, cell_name, cell_option_help, init_help
+from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..models.sampling import check_sampling, generate_ids, stream_text
 from ..data.fingerprint import check_data, record_data
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
@@ -87,7 +87,7 @@ class LMOptions:
     def __post_init__(self):  # before any data is read
         checks = {"tokenizer": self.tokenizer in TOKENIZERS, "min_count": self.min_count >= 1, "max_vocab": self.max_vocab >= 0,
                   **network_checks(self), "dropout": 0 <= self.dropout < 1, "tie": not self.tie or self.hidden == self.embed,
-                  "init": self.init in INITS, "seq_len": self.seq_len >= 1, "valid_fraction": 0 < self.valid_fraction < 1}
+                  "seq_len": self.seq_len >= 1, "valid_fraction": 0 < self.valid_fraction < 1}
         check_options(self, checks)
 
 
