@@ -11,9 +11,7 @@ from rnnkit.cli.main import main
 from rnnkit.nn import cells, no_grad
 from rnnkit.tasks.detect import Detector, DetectOptions, build_model, point_errors, pot_threshold, smooth_scores
 
-# one-step forecasts and unsmoothed scores (the defaults before --horizon and --smooth): the tests
-# below locate a 5-point burst to the point; test_the_default_scores_... tests today's defaults
-OPTS = dict(window=16, hidden=8, steps=150, lr=0.01, valid_every=50, batch_size=16, horizon=1, smooth=1)
+OPTS = dict(window=16, hidden=8, steps=150, lr=0.01, valid_every=50, batch_size=16)
 
 
 def write(path, n=400, seed=0, spike=None, labels=False):
@@ -331,24 +329,24 @@ def test_the_scoring_options_are_kept_in_config_json_and_rebuild_the_same_scores
     assert "score      error error, mean of the last 5 points, over 3 forecasts" in loaded.describe()
 
 
-def test_the_default_scores_smooth_eight_step_errors_and_still_find_the_burst(tmp_path):
-    options = {k: v for k, v in OPTS.items() if k not in ("horizon", "smooth")}
+def test_smoothed_multi_step_scores_still_find_the_burst_within_s_points(tmp_path):
+    options = dict(OPTS, horizon=8, smooth=32)
     model = rnnkit.train("detect", tmp_path / "m", data=str(write(tmp_path / "normal.csv", n=1000)), **options)
-    assert (model.opts.horizon, model.opts.score, model.opts.smooth) == (8, "scaled", 32) and model.model.horizon == 8
+    assert model.model.horizon == 8
     metrics = model.evaluate(str(write(tmp_path / "test.csv", n=300, seed=1, spike=200, labels=True)))
     # a trailing mean of 32 errors peaks at or after the burst's end, within S points of it
     assert 200 <= metrics["top_score_at"] < 205 + 32 and metrics["top_in_anomaly"] and metrics["pa_recall"] == 1.0
 
 
 def test_a_model_directory_from_before_the_scoring_options_scores_as_it_did(trained, tmp_path):
-    model, _ = trained  # trained with horizon 1 and smooth 1: the weights of a one-step model
+    model, _ = trained  # the weights of a one-step model
     old = tmp_path / "old"
     shutil.copytree(model.dir, old)
     config = json.loads((old / "config.json").read_text())
     for key in ("horizon", "score", "smooth"):
         del config["task_options"][key]
     (old / "config.json").write_text(json.dumps(config))
-    loaded = rnnkit.load(old)  # today's default horizon would not even fit the stored weights
+    loaded = rnnkit.load(old)  # a horizon other than 1 would not even fit the stored weights
     assert (loaded.opts.horizon, loaded.opts.score, loaded.opts.smooth) == (1, "scaled", 1)
     assert (loaded.detector.score, loaded.detector.smooth) == ("scaled", 1)
     test = write(tmp_path / "test.csv", n=120, seed=1, spike=80, labels=True)
