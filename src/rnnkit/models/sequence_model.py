@@ -73,7 +73,7 @@ class Initialisation:
     own: bool
 
 
-#: the initialisations, the default first
+#: the initialisations; rnnkit's first: the default of every task but lm (whose default is torch's)
 INITS = {i.name: i for i in (
     Initialisation("rnnkit", "PyTorch's defaults, then rnnkit's: LSTM forget-gate bias 1, IRNN identity, "
                              "a tied embedding U(±0.1)", own=True),
