@@ -82,8 +82,8 @@ def main(argv=None) -> int:
         valid_features = [f for f, *_ in data.parts["valid"]]
         valid_refs = [decode_ids(enc, encode_text(enc, text)) for _, text, *_ in data.parts["valid"]]
         grid = {}
-        for weight in (0.2, 0.4, 0.6):
-            for bonus in (0.0, 0.5, 1.0, 2.0):
+        for weight in (0.3, 0.6):
+            for bonus in (0.5, 1.5):
                 hyps = transcribe_features(model.model, enc, valid_features, batch, args.beam, scorer, weight, bonus)
                 grid[f"{weight},{bonus}"] = M.error_rate(valid_refs, hyps, "char")
         weight, bonus = map(float, min(grid, key=grid.get).split(","))

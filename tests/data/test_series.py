@@ -18,8 +18,8 @@ from rnnkit.data import (
     sunspots_series,
     ucr_anomaly_series,
 )
-from rnnkit.data.series import (CO2_FILE, ELNINO_FILE, SEATTLE_FILE, SUNSPOTS_FILE, TAYLOR_FILE, UCR_ANOMALY_FILE,
-                                seattle_temps_series, taylor_series)
+from rnnkit.data.series import (ANOMALY_SERIES, CO2_FILE, ELNINO_FILE, SEATTLE_FILE, SUNSPOTS_FILE, TAYLOR_FILE,
+                                TSB_UAD_FILES, UCR_ANOMALY_FILE, seattle_temps_series, taylor_series, tsb_uad_series)
 
 
 @pytest.fixture
@@ -260,6 +260,24 @@ def test_ucr_anomaly_labels_come_from_the_is_anomaly_column(fake_pypi):
     assert a.labels.tolist() == [0, 0, 0, 1, 1, 0] and a.ranges == [(3, 5)]
 
 
+def test_a_tsb_uad_series_trains_on_its_first_30_percent_and_tests_on_all_of_it(fake_pypi):
+    values = [0.1, 0.4, 0.2, 0.5, 0.3, 0.6, 0.2, 9.0, 0.4, 0.1]
+    labels = [0, 0, 0, 0, 0, 0, 0, 1, 0, 0]
+    fake_pypi("tsb-uad", TSB_UAD_FILES["mitdb"], "data,label\n" + "".join(f"{v},{a}\n" for v, a in zip(values, labels)))
+    a = tsb_uad_series("mitdb")
+    assert a.train.values.shape == (3, 1) and a.test.values.shape == (10, 1) and a.test.columns == ["value"]
+    np.testing.assert_array_equal(a.train.values[:, 0], values[:3])
+    assert a.labels.tolist() == labels and a.ranges == [(7, 8)] and a.test.time == list(range(10))
+    assert "first 3 points" in a.source and ANOMALY_SERIES["mitdb"]().ranges == [(7, 8)]
+
+
+def test_a_tsb_uad_series_with_an_anomaly_in_its_training_part_is_damaged(fake_pypi):
+    fake_pypi("tsb-uad", TSB_UAD_FILES["yahoo"], "data,label\n" + "".join(f"{i % 3},{int(i == 1)}\n" for i in range(10)))
+    with pytest.raises(DataError, match=r"the first 3 points, the training part, have anomalies; the installed data "
+                                        r"set 'tsb-uad' looks damaged: .*sktime==1.2.0"):
+        tsb_uad_series("yahoo")
+
+
 def test_a_damaged_installed_file_says_how_to_reinstall(fake_pypi):
     path = fake_pypi("forecasting", SUNSPOTS_FILE, '"YEAR","SUNACTIVITY"\n1700,5\n1701,x\n')
     with pytest.raises(DataError, match=rf"^{path}:3: column 'SUNACTIVITY': 'x' is not a number; .*the installed data "
@@ -347,3 +365,14 @@ def test_seattle_temps_counts():
     s = seattle_temps_series()
     assert s.values.shape == (8_759, 1) and s.time[-1] == datetime(2010, 12, 31, 23)
     assert "vega_datasets" not in sys.modules
+
+
+@needs("tsb-uad")
+def test_tsb_uad_counts():
+    mitdb, yahoo = tsb_uad_series("mitdb"), tsb_uad_series("yahoo")
+    assert mitdb.test.values.shape == (7_500, 1) and mitdb.train.values.shape == (2_250, 1)
+    assert mitdb.ranges == [(6_936, 7_288)]
+    assert yahoo.test.values.shape == (1_000, 1) and yahoo.train.values.shape == (300, 1)
+    assert [a for a, _ in yahoo.ranges] == [431, 478, 610, 681, 718, 732, 846] and int(yahoo.labels.sum()) == 7
+    np.testing.assert_array_equal(mitdb.test.values[:2_250], mitdb.train.values)
+    assert "sktime" not in sys.modules

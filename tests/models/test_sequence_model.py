@@ -52,3 +52,62 @@ def test_the_cell_option_help_lists_every_kinds_settings_with_their_defaults():
     for kind in cells.kinds():
         assert all(f"{name}={s.default} ({s.about})" in shown for name, s in kind.settings.items())
     assert "variational" not in cell_option_help(step=True)  # no cell: translate does not offer it
+
+
+# ---- init="torch" in every task model: the recurrent parts as torch.nn builds them ----------------
+E, H = 64, 128  # every tensor has ≥ 384 values: the laws' statistics are sharp (tests/init_laws.py)
+
+
+def task_models(cell, init):
+    """{model name: (model, {prefix: torch twin factory})}: each task model with its recurrent parts'
+    torch.nn twins (the same sizes), built lazily so the test can skip without torch."""
+    from rnnkit.models.classifier import SequenceClassifier
+    from rnnkit.models.forecaster import Forecaster
+    from rnnkit.models.seq2seq import Seq2Seq
+    from rnnkit.models.tagger import SequenceTagger
+
+    layer = lambda nn, i, bi=False: getattr(nn, cell.upper())(i, H, 1, bidirectional=bi)
+    step = lambda nn, i: getattr(nn, cell.upper() + "Cell")(i, H)
+    return {
+        "classifier": (SequenceClassifier(3, H, cell, 1, True, "mean", vocab_size=97, embed_size=E, rng=0, init=init),
+                       {"rnn": lambda nn: layer(nn, E, True)}),
+        "tagger": (SequenceTagger(5, 97, E, H, cell, 1, True, rng=0, init=init), {"rnn": lambda nn: layer(nn, E, True)}),
+        "forecaster": (Forecaster(2, 0, 1, H, cell, 1, rng=0, init=init), {"rnn": lambda nn: layer(nn, 2)}),
+        "seq2seq": (Seq2Seq(97, 89, E, H, cell, 2, True, "bahdanau", rng=0, init=init),
+                    {"encoder": lambda nn: getattr(nn, cell.upper())(E, H, 2, bidirectional=True),
+                     "decoder_l0": lambda nn: step(nn, E + 2 * H), "decoder_l1": lambda nn: step(nn, H)}),
+    }
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("name", ["classifier", "tagger", "forecaster", "seq2seq"])
+def test_torch_init_gives_every_recurrent_part_torchs_names_shapes_and_laws(name, cell):
+    torch = pytest.importorskip("torch")
+    from init_laws import assert_law, assert_standard_normal, assert_uniform, torch_laws
+
+    model, twins = task_models(cell, "torch")[name]
+    mine = model.state_dict()
+    for prefix, make in twins.items():
+        torch.manual_seed(0)
+        twin = make(torch.nn)
+        theirs = {f"{prefix}.{k}": v.detach().numpy() for k, v in twin.state_dict().items()}
+        assert {k: v.shape for k, v in mine.items() if k.startswith(prefix + ".")} == {k: v.shape for k, v in theirs.items()}
+        for k, law in torch_laws(twin).items():
+            assert_law(theirs[f"{prefix}.{k}"], law, f"torch {k}")  # the checks hold torch's own draw
+            assert_law(mine[f"{prefix}.{k}"], law, f"{name} {prefix}.{k}")
+    for k, v in mine.items():  # the embeddings and the output layer: torch.nn's Embedding and Linear
+        if k.endswith("embedding.weight"):
+            assert_standard_normal(v, k)
+        elif k in ("head.weight", "head.bias"):
+            assert_uniform(v, 1 / np.sqrt(model.head.in_features), k)
+
+
+@pytest.mark.parametrize("name", ["classifier", "tagger", "forecaster", "seq2seq"])
+def test_every_task_model_sets_the_forget_gate_bias_under_rnnkit_init_only(name):
+    forget = slice(H, 2 * H)  # gate order i, f, g, o
+    for init, is_one in (("rnnkit", True), ("torch", False)):
+        model, twins = task_models("lstm", init)[name]
+        state = model.state_dict()
+        for prefix in twins:
+            biases = [v[forget] for k, v in state.items() if k.startswith(prefix + ".bias_ih")]
+            assert biases and all(np.all(b == 1) == is_one for b in biases), (name, prefix, init)

@@ -374,3 +374,35 @@ def test_stored_settings_are_checked_when_a_model_is_read(model, capsys):
     loaded = rnnkit.load(model)
     assert loaded.config["task_options"]["cell_option"] == {"zoneout_h": 0.05, "zoneout_c": 0.5}
     assert (loaded.model.rnn.zoneout_h, loaded.model.rnn.zoneout_c) == (0.05, 0.5)
+
+
+# ---- --init: every task that builds a recurrent layer --------------------------------------------
+# the smallest encoding each task's make_model reads
+INIT_ENCODINGS = {
+    "lm": {"vocabulary": {"tokens": list("<abc")}, "conditions": []},
+    "classify": {"values": False, "labels": ["a", "b"], "input": "series", "channels": 2},
+    "tag": {"tags": ["O", "B-PER", "I-PER"], "tokens": ["<pad>", "<unk>", "a", "b"]},
+    "forecast": {"columns": ["v"], "period": 1},
+    "detect": {"columns": ["v"]},
+    "translate": {"source": {"tokens": ["<pad>", "<unk>", "<s>", "</s>", "a"]},
+                  "target": {"tokens": ["<pad>", "<unk>", "<s>", "</s>", "b"]}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(INIT_ENCODINGS))
+@pytest.mark.parametrize("init,forget_bias_is_one", [("rnnkit", True), ("torch", False)])
+def test_every_task_builds_its_recurrent_layers_with_the_chosen_init(name, init, forget_bias_is_one):
+    task = rnnkit.tasks.get_task(name)
+    options = task.Options(init=init, hidden=8, layers=1, cell="lstm")
+    model = task.make_model(options, INIT_ENCODINGS[name], seed=0)
+    biases = {k: v for k, v in model.state_dict().items() if ".bias_ih" in k}  # decoder cells too
+    assert biases and all(np.all(b[8:16] == 1) == forget_bias_is_one for b in biases.values()), biases.keys()
+
+
+@pytest.mark.parametrize("name", sorted(INIT_ENCODINGS))
+def test_every_task_offers_init_and_names_a_bad_one(name, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", name, "--help"])
+    assert "--init INIT" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"^--init: invalid value 'foo' \(how the parameters start: rnnkit: .*; torch: "):
+        rnnkit.tasks.get_task(name).Options(init="foo")

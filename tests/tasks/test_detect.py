@@ -1,14 +1,15 @@
 """Task `detect`: anomaly scores from prediction errors, streaming, thresholds, on series the tests write."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 import rnnkit
 from rnnkit.cli.main import main
-from rnnkit.nn import cells
-from rnnkit.tasks.detect import Detector, DetectOptions, build_model, pot_threshold
+from rnnkit.nn import cells, no_grad
+from rnnkit.tasks.detect import Detector, DetectOptions, build_model, point_errors, pot_threshold, smooth_scores
 
 OPTS = dict(window=16, hidden=8, steps=150, lr=0.01, valid_every=50, batch_size=16)
 
@@ -150,7 +151,7 @@ def test_streaming_gives_the_batch_scores_for_every_kind(cell):
     batch = detector.scores(values)
     stream = detector.stream()
     np.testing.assert_allclose([stream.update(v) for v in values], batch, rtol=1e-4, atol=1e-5)
-    assert np.all(batch[8:] > 0) and len(stream.buffer) == 8
+    assert np.all(batch[8:] > 0) and len(stream.buffer) == detector.memory - 1 == 8 + model.horizon - 1
 
 
 def read_scores(path):
@@ -266,3 +267,100 @@ def test_help_lists_every_accepted_format(capsys):
     with pytest.raises(SystemExit):
         main(["detect", "--help"])
     assert "--scores CSV" in capsys.readouterr().out
+
+
+# ---- the scoring options: --horizon K, --score, --smooth S -------------------------------------
+def test_smoothed_scores_are_trailing_means_of_the_observed_errors():
+    errors = np.array([9.0, 9.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    np.testing.assert_allclose(smooth_scores(errors, 2, 1), [0, 0, 1, 2, 3, 4, 5])
+    np.testing.assert_allclose(smooth_scores(errors, 2, 2), [0, 0, 1, 1.5, 2.5, 3.5, 4.5])  # the first W are never read
+    np.testing.assert_allclose(smooth_scores(errors, 2, 3), [0, 0, 1, 1.5, 2, 3, 4])
+    observed = np.array([1, 1, 1, 1, 0, 1, 1], bool)  # a missing point's error counts for no neighbour
+    np.testing.assert_allclose(smooth_scores(errors, 2, 3, observed), [0, 0, 1, 1.5, 1.5, 3, 4.5])
+
+
+def test_point_errors_are_scaled_by_the_spread_and_taken_over_every_forecast_of_the_point():
+    x = np.array([[0.0], [1.0], [2.0]])
+    nan = np.nan
+    mu = np.array([[[nan], [nan]], [[0.0], [nan]], [[1.0], [-1.0]]])  # (N, K, C): point 2 forecast twice
+    var = np.array([[[nan], [nan]], [[4.0], [nan]], [[1.0], [9.0]]])
+    np.testing.assert_allclose(point_errors(x, mu, var), [0, 0.5, np.sqrt((1 + 1) / 2)])  # (1/1)², (3/3)²
+    np.testing.assert_allclose(point_errors(x, mu, var, scaled=False), [0, 1, np.sqrt((1 + 9) / 2)])
+
+
+@pytest.mark.parametrize("horizon,smooth,score", [(3, 1, "scaled"), (1, 4, "error"), (3, 4, "scaled")])
+def test_streaming_gives_the_batch_scores_for_every_horizon_and_smoothing(horizon, smooth, score):
+    model = build_model(DetectOptions(window=8, hidden=6, horizon=horizon), {"columns": ["v"]}, seed=3)
+    detector = Detector(model, 8, [0.1], [0.9], score=score, smooth=smooth)
+    values = np.sin(np.arange(40) / 3.0)[:, None] + 0.05 * np.random.default_rng(4).standard_normal((40, 1))
+    batch = detector.scores(values)
+    stream = detector.stream()
+    np.testing.assert_allclose([stream.update(v) for v in values], batch, rtol=1e-4, atol=1e-5)
+    assert np.all(batch[:8] == 0) and np.all(batch[8:] > 0)
+    assert len(stream.buffer) == 8 + horizon + smooth - 2  # constant memory: W + K + S − 2 points
+
+
+def test_a_multi_step_point_error_averages_the_forecasts_from_its_k_origins():
+    model = build_model(DetectOptions(window=8, hidden=6, horizon=3), {"columns": ["v"]}, seed=3)
+    detector = Detector(model, 8, [0.0], [1.0])
+    values = np.cos(np.arange(20) / 2.0)[:, None]
+    x, mu, var = detector.forecasts(values)
+    assert mu.shape == (20, 3, 1) and np.isnan(mu[:8]).all() and np.isnan(mu[8, 1:]).all() and not np.isnan(mu[10:]).any()
+    with no_grad():  # the forecast of point 12 from origin 10 (its third step) reads points 2..9
+        m, v = model(values[2:10, None].astype(np.float32), np.zeros((1, 3, 0), np.float32))
+    np.testing.assert_allclose(mu[12, 2], m[0, 2], rtol=1e-6) and np.testing.assert_allclose(var[12, 2], v[0, 2], rtol=1e-6)
+    expected = np.sqrt(np.mean([(values[12, 0] - mu[12, k, 0]) ** 2 / var[12, k, 0] for k in range(3)]))
+    assert detector.errors(values)[12] == pytest.approx(expected)
+
+
+def test_the_scoring_options_are_kept_in_config_json_and_rebuild_the_same_scores(tmp_path):
+    data = write(tmp_path / "normal.csv", n=400)
+    model = rnnkit.train("detect", tmp_path / "m", data=str(data), **dict(OPTS, steps=20, valid_every=10, horizon=3,
+                                                                          score="error", smooth=5, init="torch"))
+    stored = json.loads((tmp_path / "m" / "config.json").read_text())["task_options"]
+    assert (stored["horizon"], stored["score"], stored["smooth"], stored["init"]) == (3, "error", 5, "torch")
+    assert model.model.horizon == 3 and "LSTM (torch initialisation)" in model.describe()
+    loaded = rnnkit.load(tmp_path / "m")
+    test = write(tmp_path / "test.csv", n=120, seed=1, spike=80, labels=True)
+    np.testing.assert_array_equal(loaded.detect(str(test))["scores"], model.detect(str(test))["scores"])
+    raw = Detector(loaded.model, 16, loaded.encoding["mean"], loaded.encoding["std"], score="error", smooth=1)
+    values = loaded.detect(str(test))["series"].values
+    np.testing.assert_allclose(loaded.detector.scores(values), smooth_scores(raw.scores(values), 16, 5))
+    assert "score      error error, mean of the last 5 points, over 3 forecasts" in loaded.describe()
+
+
+def test_smoothed_multi_step_scores_still_find_the_burst_within_s_points(tmp_path):
+    options = dict(OPTS, horizon=8, smooth=32)
+    model = rnnkit.train("detect", tmp_path / "m", data=str(write(tmp_path / "normal.csv", n=1000)), **options)
+    assert model.model.horizon == 8
+    metrics = model.evaluate(str(write(tmp_path / "test.csv", n=300, seed=1, spike=200, labels=True)))
+    # a trailing mean of 32 errors peaks at or after the burst's end, within S points of it
+    assert 200 <= metrics["top_score_at"] < 205 + 32 and metrics["top_in_anomaly"] and metrics["pa_recall"] == 1.0
+
+
+def test_a_model_directory_from_before_the_scoring_options_scores_as_it_did(trained, tmp_path):
+    model, _ = trained  # the weights of a one-step model
+    old = tmp_path / "old"
+    shutil.copytree(model.dir, old)
+    config = json.loads((old / "config.json").read_text())
+    for key in ("horizon", "score", "smooth"):
+        del config["task_options"][key]
+    (old / "config.json").write_text(json.dumps(config))
+    loaded = rnnkit.load(old)  # a horizon other than 1 would not even fit the stored weights
+    assert (loaded.opts.horizon, loaded.opts.score, loaded.opts.smooth) == (1, "scaled", 1)
+    assert (loaded.detector.score, loaded.detector.smooth) == ("scaled", 1)
+    test = write(tmp_path / "test.csv", n=120, seed=1, spike=80, labels=True)
+    np.testing.assert_array_equal(loaded.detect(str(test))["scores"], model.detect(str(test))["scores"])
+
+
+@pytest.mark.parametrize("flag,value", [("--smooth", "0"), ("--horizon", "0")])
+def test_a_bad_scoring_option_is_one_line(tmp_path, capsys, flag, value):
+    data = write(tmp_path / "normal.csv", n=200)
+    err = run_error(["train", "detect", "--data", str(data), "--out", str(tmp_path / "m"), flag, value, "--quiet"], capsys)
+    assert flag in err and not (tmp_path / "m").exists()
+
+
+def test_an_unknown_score_is_refused_naming_it(tmp_path):
+    with pytest.raises(ValueError) as caught:
+        rnnkit.train("detect", tmp_path / "m", data=str(write(tmp_path / "n.csv", n=200)), score="z", quiet=True)
+    assert "score" in str(caught.value) and "'z'" in str(caught.value) and len(str(caught.value).splitlines()) == 1

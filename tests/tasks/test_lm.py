@@ -265,9 +265,18 @@ def test_init_torch_is_kept_in_config_json_and_rebuilt_on_load_and_resume(tmp_pa
 
 def test_a_config_json_without_init_is_rnnkits_initialisation(trained):
     config = json.loads((trained / "config.json").read_text())
-    del config["task_options"]["init"]  # written before --init existed
+    del config["task_options"]["init"]  # written before --init existed, when every model started as rnnkit's
     (trained / "config.json").write_text(json.dumps(config))
     assert rnnkit.load(trained).config["task_options"]["init"] == "rnnkit"
+
+
+def test_the_default_init_is_torchs_and_rnnkits_stays_one_option_away():
+    task = rnnkit.tasks.get_task("lm")
+    encoding = {"vocabulary": {"tokens": list("<abc")}, "conditions": []}
+    default = task.make_model(task.Options(hidden=16, embed=4, layers=1), encoding, seed=0)
+    torch_init = task.make_model(task.Options(hidden=16, embed=4, layers=1, init="torch"), encoding, seed=0)
+    assert task.Options().init == "torch"
+    assert all(np.array_equal(a, b) for a, b in zip(default.state_dict().values(), torch_init.state_dict().values()))
 
 
 @pytest.mark.parametrize("init,forget_bias_is_one", [("rnnkit", True), ("torch", False)])

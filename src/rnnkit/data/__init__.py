@@ -57,6 +57,7 @@ from .series import (
     fill_gaps,
     read_series_table,
     sunspots_series,
+    tsb_uad_series,
     ucr_anomaly_series,
 )
 from .streams import Batch, ConditionedStreams, StreamBatches, allocate_streams
@@ -71,5 +72,5 @@ __all__ = [
     "peoples_daily_ner", "peoples_daily_pos", "polarity_dataset", "read_class_dir", "read_conll",
     "read_labelled_text", "read_pairs", "read_series", "read_series_csv", "read_series_npz", "read_series_table",
     "read_text_file", "read_ts", "shakespeare_by_genre", "shakespeare_corpus", "shakespeare_genres",
-    "shakespeare_texts", "split_contiguous", "strip_gutenberg", "sunspots_series", "ucr_anomaly_series", "ucr_dataset",
+    "shakespeare_texts", "split_contiguous", "strip_gutenberg", "sunspots_series", "tsb_uad_series", "ucr_anomaly_series", "ucr_dataset",
 ]

@@ -170,7 +170,21 @@ CATALOG: dict[str, Dataset] = {
             version="1.6.0",
             kind="pypi",
             module="aeon",
-            files=tuple(f"datasets/data/KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16_{s}.csv" for s in ("TRAIN", "TEST")),
+            files=tuple(f"datasets/data/KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16_{s}.csv" for s in ("TRAIN", "TEST"))
+            # GutenTAG's synthetic ECG (normal training part, labelled test part): the validation series on which
+            # benchmarks/bench_detect_ranking.py chose detect's scoring, so that no real series' labels choose it
+            + tuple(f"datasets/data/UnitTest/ecg-diff-count-3_{s}.csv" for s in ("TRAIN_NA", "TEST")),
+        ),
+        Dataset(
+            name="tsb-uad",
+            description="anomaly detection: two labelled series of the TSB-UAD benchmark, an MIT-BIH ECG (mitdb, "
+                        "7,500 points, one anomalous segment) and Yahoo S5 (yahoo, 1,000 points, 7 point anomalies)",
+            licence="BSD-3 (sktime); MIT-BIH: ODC-By (PhysioNet); Yahoo S5: Yahoo Webscope terms (research use)",
+            package="sktime",
+            version="1.2.0",
+            kind="pypi",
+            module="sktime",
+            files=("datasets/data/mitdb/mitdb.csv", "datasets/data/yahoo/yahoo.csv"),
         ),
         Dataset(
             name="bible",

@@ -10,6 +10,7 @@
     s = seattle_temps_series()                # hourly, m = 24         `rnnkit data install seattle-temps`
     a = ucr_anomaly_series()                  # a.train, a.test, a.labels, a.ranges
                                               #                   `rnnkit data install ucr-anomaly`
+    a = tsb_uad_series("mitdb")               # or "yahoo"        `rnnkit data install tsb-uad`
 
 Tables are read with the standard library's ``csv`` module. Every problem is a DataError naming
 ``file:line`` (the line in the file; the header is line 1) where a line applies.
@@ -455,5 +456,53 @@ def _ucr_anomaly_part(split: str) -> tuple[Series, np.ndarray]:
     return series, labels.astype(np.int8)
 
 
-__all__ = ["MISSING", "TABLE_FORMATS", "AnomalySeries", "Series", "anomaly_ranges", "check_series", "co2_series", "elnino_series", "fill_gaps",
-           "read_series_table", "seattle_temps_series", "sunspots_series", "taylor_series", "ucr_anomaly_series"]
+TSB_UAD_FILES = {"mitdb": "datasets/data/mitdb/mitdb.csv", "yahoo": "datasets/data/yahoo/yahoo.csv"}
+TSB_UAD_ABOUT = {"mitdb": "MIT-BIH Arrhythmia Database ECG (Moody & Mark 1992)",
+                 "yahoo": "Yahoo Webscope S5 (Laptev et al. 2015)"}
+#: the share of a TSB-UAD series that is its normal training part: a round number fixed before any
+#: score was looked at (TSB-UAD defines no training part); the loader checks it holds no anomaly
+TSB_UAD_TRAIN_FRACTION = 0.3
+
+
+def tsb_uad_series(name: str) -> AnomalySeries:
+    """One of the two labelled series of the TSB-UAD benchmark (Paparrizos et al., VLDB 2022)
+    that sktime 1.2.0 ships, each a CSV ``data,label`` (read as values with a labels column):
+
+    mitdb: 7,500 points of an ECG from the MIT-BIH Arrhythmia Database, one labelled segment,
+           points 6936-7287 (``ranges == [(6936, 7288)]``, 352 points);
+    yahoo: 1,000 points of a Yahoo S5 series, 7 anomalies of one point each (431 to 846).
+
+    The series has no training part of its own: ``train`` is its first 30%
+    (``TSB_UAD_TRAIN_FRACTION``; mitdb 2,250 points, yahoo 300), and ``test`` is the whole series,
+    so it repeats ``train`` at its start, as UCR's test files do. train: (0.3 N, 1), test: (N, 1),
+    labels: (N,).
+    """
+    if name not in TSB_UAD_FILES:
+        raise DataError(f"tsb-uad: expected one of {', '.join(TSB_UAD_FILES)}, got {name!r}")
+    try:
+        table = read_series_table(catalog.locate("tsb-uad") / TSB_UAD_FILES[name], target=["data", "label"],
+                                  labels="label")
+    except DataError as exc:
+        raise _damaged("tsb-uad", exc) from None
+    values, labels = table.values[:, :1], table.values[:, 1]
+    if not np.isin(labels, (0, 1)).all():
+        raise _damaged("tsb-uad", f"{table.source}: label holds values other than 0 and 1")
+    n_train = int(round(len(values) * TSB_UAD_TRAIN_FRACTION))
+    if labels[:n_train].any():
+        raise _damaged("tsb-uad", f"{table.source}: the first {n_train} points, the training part, have anomalies")
+    test = Series(table.time, values, ["value"], table.mask[:, :1], table.source)
+    train = Series(table.time[:n_train], values[:n_train], ["value"], table.mask[:n_train, :1], table.source)
+    labels = labels.astype(np.int8)
+    source = (f"{name}: {TSB_UAD_ABOUT[name]}, from TSB-UAD via sktime 1.2.0; trained on its first {n_train:,} points "
+              f"({TSB_UAD_TRAIN_FRACTION:.0%}), which the test series repeats at its start")
+    return AnomalySeries(train, test, labels, anomaly_ranges(labels), source)
+
+
+#: the built-in series with labelled anomalies, by name (``detect --data NAME``)
+ANOMALY_SERIES = {"ucr-anomaly": ucr_anomaly_series, "mitdb": lambda: tsb_uad_series("mitdb"),
+                  "yahoo": lambda: tsb_uad_series("yahoo")}
+
+
+__all__ = ["ANOMALY_SERIES", "MISSING", "TABLE_FORMATS", "AnomalySeries", "Series", "anomaly_ranges", "check_series", "co2_series",
+           "elnino_series", "fill_gaps", "read_series_table", "seattle_temps_series", "sunspots_series", "taylor_series",
+           "tsb_uad_series", "ucr_anomaly_series"]

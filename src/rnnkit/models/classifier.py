@@ -108,7 +108,7 @@ class SequenceClassifier(Module):
     def __init__(self, num_outputs: int, hidden_size: int = 128, cell: str = "lstm", num_layers: int = 1,
                  bidirectional: bool = False, pooling: str = "last", vocab_size: int = 0, embed_size: int = 64,
                  input_size: int = 0, dropout: float = 0.0, attention_size: int = 64, dtype=np.float32, rng=None,
-                 cell_settings=None):
+                 cell_settings=None, init: str = "rnnkit"):
         super().__init__()
         if bool(vocab_size) == bool(input_size):
             raise ValueError(f"give vocab_size (token input) or input_size (numeric input), got {vocab_size} and {input_size}")
@@ -118,7 +118,7 @@ class SequenceClassifier(Module):
             self.drop_in = Dropout(dropout, rng=self.rng)
         D = 2 if bidirectional else 1
         self.rnn = make_recurrent(cell, embed_size if vocab_size else input_size, hidden_size, num_layers, bidirectional,
-                                  dropout, dtype=dtype, rng=self.rng, **(cell_settings or {}))
+                                  dropout, dtype=dtype, rng=self.rng, init=init, **(cell_settings or {}))
         self.pool = Pooling(pooling, D * hidden_size, D, attention_size, dtype=dtype, rng=self.rng)
         self.drop = Dropout(dropout, rng=self.rng)
         self.head = Linear(D * hidden_size, num_outputs, dtype=dtype, rng=self.rng)

@@ -43,7 +43,7 @@ class Forecaster(Module):
 
     def __init__(self, channels: int, covariates: int, horizon: int, hidden_size: int = 64, cell: str = "lstm",
                  num_layers: int = 1, mode: str = "direct", dropout: float = 0.0, dtype=np.float32, rng=None,
-                 cell_settings=None, zero_mean: bool = False):
+                 cell_settings=None, zero_mean: bool = False, init: str = "rnnkit"):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode: expected direct or recursive, got {mode!r}")
@@ -51,7 +51,7 @@ class Forecaster(Module):
         self.hidden_size = hidden_size
         self.rng = as_rng(rng)
         self.rnn = make_recurrent(cell, channels + covariates, hidden_size, num_layers, dropout=dropout, dtype=dtype, rng=self.rng,
-                                  **(cell_settings or {}))
+                                  init=init, **(cell_settings or {}))
         self.drop = Dropout(dropout, rng=self.rng)
         if mode == "direct":
             self.head = Linear(hidden_size + horizon * covariates, horizon * 2 * channels, dtype=dtype, rng=self.rng)

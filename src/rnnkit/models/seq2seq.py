@@ -50,7 +50,7 @@ import numpy as np
 from ..nn import CrossEntropyLoss, Dropout, Embedding, Linear, Module, Parameter, cells, no_grad
 from ..nn.module import as_dtype, as_rng, is_grad_enabled
 from ..nn.validation import int_array, positive_int, probability
-from .sequence_model import cell_choices, make_recurrent
+from .sequence_model import cell_choices, get_init, make_recurrent
 
 CELLS = cell_choices(step=True)  # the decoder runs a cell step by step
 ATTENTIONS = ("bahdanau", "luong-dot", "luong-general", "none")
@@ -208,7 +208,7 @@ class Seq2Seq(Module):
 
     def __init__(self, src_vocab: int, tgt_vocab: int, embed_size: int = 64, hidden_size: int = 128, cell: str = "lstm",
                  num_layers: int = 1, bidirectional_encoder: bool = True, attention: str = "bahdanau",
-                 dropout: float = 0.0, dtype=np.float32, rng=None, cell_settings=None):
+                 dropout: float = 0.0, dtype=np.float32, rng=None, cell_settings=None, init: str = "rnnkit"):
         super().__init__()
         self.kind = cells.get(cell, step=True)
         settings = cell_settings or {}
@@ -238,7 +238,8 @@ class Seq2Seq(Module):
 
         self.src_embedding = Embedding(self.src_vocab, E, dtype=dtype, rng=self.rng)
         self.drop_src = Dropout(dropout, rng=self.rng)
-        self.encoder = make_recurrent(cell, E, H, L, self.bidirectional_encoder, dropout, dtype=dtype, rng=self.rng, **settings)
+        self.encoder = make_recurrent(cell, E, H, L, self.bidirectional_encoder, dropout, dtype=dtype, rng=self.rng, init=init,
+                                      **settings)
         if D == 2:
             for k in range(L):
                 setattr(self, f"bridge_h_l{k}", Linear(2 * H, H, dtype=dtype, rng=self.rng))
@@ -250,7 +251,7 @@ class Seq2Seq(Module):
         extra = {"bahdanau": K, "luong-dot": H, "luong-general": H, "none": 0}[attention]
         for k in range(L):
             setattr(self, f"decoder_l{k}", self.kind.make_cell(E + extra if k == 0 else H, H, dtype=dtype, rng=self.rng,
-                                                                        **settings))
+                                                                        kind_init=get_init(init).own, **settings))
         self._cells = [getattr(self, f"decoder_l{k}") for k in range(L)]
         self.drop_between = Dropout(dropout, rng=self.rng)
         if attention != "none":

@@ -73,7 +73,7 @@ class Initialisation:
     own: bool
 
 
-#: the initialisations, the default first
+#: the initialisations; rnnkit's first: the default of every task but lm (whose default is torch's)
 INITS = {i.name: i for i in (
     Initialisation("rnnkit", "PyTorch's defaults, then rnnkit's: LSTM forget-gate bias 1, IRNN identity, "
                              "a tied embedding U(±0.1)", own=True),
@@ -94,10 +94,12 @@ def get_init(name) -> Initialisation:
     return INITS[name]
 
 
-def cell_name(cell: str, settings: dict | None = None) -> str:
-    """The kind as ``describe`` shows it: ``ZONEOUT (zoneout_h 0.2, zoneout_c 0.5)``."""
-    shown = ", ".join(f"{name} {value}" for name, value in (settings or {}).items())
-    return cell.upper() + (f" ({shown})" if shown else "")
+def cell_name(cell: str, settings: dict | None = None, init: str = "rnnkit") -> str:
+    """The kind as ``describe`` shows it: ``ZONEOUT (zoneout_h 0.2, zoneout_c 0.5)``, and
+    ``LSTM (torch initialisation)`` when ``--init`` is not the default."""
+    shown = [f"{name} {value}" for name, value in (settings or {}).items()]
+    shown += [f"{init} initialisation"] if init != next(iter(INITS)) else []
+    return cell.upper() + (f" ({', '.join(shown)})" if shown else "")
 
 
 CELLS = cell_choices()

@@ -28,14 +28,14 @@ class SequenceTagger(Module):
 
     def __init__(self, num_tags: int, vocab_size: int, embed_size: int = 64, hidden_size: int = 128, cell: str = "lstm",
                  num_layers: int = 1, bidirectional: bool = True, dropout: float = 0.0, crf: bool = False,
-                 dtype=np.float32, rng=None, cell_settings=None):
+                 dtype=np.float32, rng=None, cell_settings=None, init: str = "rnnkit"):
         super().__init__()
         self.rng = as_rng(rng)  # one generator for init and dropout, so a checkpoint resumes the same stream
         D = 2 if bidirectional else 1
         self.embedding = Embedding(vocab_size, embed_size, dtype=dtype, rng=self.rng)
         self.drop_in = Dropout(dropout, rng=self.rng)
         self.rnn = make_recurrent(cell, embed_size, hidden_size, num_layers, bidirectional, dropout, dtype=dtype, rng=self.rng,
-                                  **(cell_settings or {}))
+                                  init=init, **(cell_settings or {}))
         self.drop_out = Dropout(dropout, rng=self.rng)
         self.head = Linear(D * hidden_size, num_tags, dtype=dtype, rng=self.rng)
         if crf:

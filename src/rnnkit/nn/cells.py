@@ -185,9 +185,11 @@ class CellKind:
         layer = self.layer(input_size, hidden_size, **kw)
         return self.init(layer, rng) if self.init and kind_init else layer
 
-    def make_cell(self, input_size: int, hidden_size: int, dtype=np.float32, rng=None, **settings):
-        """One step of this kind (for a decoder loop), with the initialisation that suits it;
-        settings: the kind's (``settings``), any other name a ValueError naming it."""
+    def make_cell(self, input_size: int, hidden_size: int, dtype=np.float32, rng=None, kind_init: bool = True,
+                  **settings):
+        """One step of this kind (for a decoder loop), with the initialisation that suits it
+        (``kind_init=False``: PyTorch's default alone); settings: the kind's (``settings``), any
+        other name a ValueError naming it."""
         if self.cell is None:
             raise ValueError(f"cell: {self.name} has no step-by-step cell; choose one of {', '.join(names(step=True))}")
         try:
@@ -197,7 +199,7 @@ class CellKind:
             raise ValueError(f"{unknown}: {exc}" if unknown else str(exc)) from None
         rng = as_rng(rng)
         cell = self.cell(input_size, hidden_size, dtype=dtype, rng=rng, **self.options, **settings)
-        return self.init(cell, rng) if self.init else cell
+        return self.init(cell, rng) if self.init and kind_init else cell
 
 
 _REGISTRY: dict[str, CellKind] = {}

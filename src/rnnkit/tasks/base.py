@@ -17,19 +17,21 @@ from ..version import __version__
 from ..memory import within_memory
 from ..data import DataError
 from ..export import get_format
-from ..models.sequence_model import cell_choices, cell_settings
+from ..models.sequence_model import INITS, cell_choices, cell_settings
 from ..training import model_dir as md
 from ..training.trainer import Trainer, TrainingError, TrainingOptions
 
 
 def network_checks(options, step: bool = False) -> dict[str, bool]:
     """The checks of the options every task's network shares, for ``check_options``: a registered
-    --cell (with ``step``, one that has a cell for decoding), sizes of at least 1. The kind's
+    --cell (with ``step``, one that has a cell for decoding), a known --init, sizes of at least 1. The kind's
     settings (``cell_option``) are checked here and completed with its defaults, so config.json
     keeps every one (a bad one is an error naming --cell-option)."""
     checks = {"cell": options.cell in cell_choices(step)}
     if checks["cell"]:
         options.cell_option = cell_settings(options.cell, options.cell_option)
+    if hasattr(options, "init"):
+        checks["init"] = options.init in INITS
     checks.update({name: getattr(options, name) >= 1 for name in ("embed", "hidden", "layers", "batch_size") if hasattr(options, name)})
     return checks
 

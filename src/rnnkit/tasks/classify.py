@@ -29,7 +29,7 @@ from ..export import onnx as onnx_export
 from ..data.sources import is_built_in, load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
-from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help
+from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import plot_confusion
@@ -48,6 +48,7 @@ class ClassifyOptions:
     max_vocab: int = 0
     cell: str = "lstm"
     cell_option: dict = field(default_factory=dict)
+    init: str = "rnnkit"
     embed: int = 64
     hidden: int = 128
     layers: int = 1
@@ -74,6 +75,7 @@ class ClassifyOptions:
         "max_vocab": "text input: keep only the most frequent tokens (0: all)",
         "cell": cell_help(),
         "cell_option": cell_option_help(),
+        "init": "how the parameters start: " + init_help(),
         "embed": "text input: embedding size",
         "hidden": "hidden size of each recurrent layer (per direction)",
         "layers": "number of stacked recurrent layers",
@@ -244,7 +246,7 @@ def build_model(opts: ClassifyOptions, config: dict, seed: int) -> SequenceClass
     kw = (dict(vocab_size=len(config["vocabulary"]["tokens"]), embed_size=opts.embed) if config["input"] == "text"
           else dict(input_size=config["channels"]))
     return SequenceClassifier(outputs, opts.hidden, opts.cell, opts.layers, opts.bidirectional, opts.pooling,
-                              dropout=opts.dropout, rng=np.random.default_rng(seed), cell_settings=opts.cell_option, **kw)
+                              dropout=opts.dropout, rng=np.random.default_rng(seed), cell_settings=opts.cell_option, init=opts.init, **kw)
 
 
 def predict(model: SequenceClassifier, inputs: list[np.ndarray], batch_size: int) -> np.ndarray:
@@ -367,7 +369,7 @@ class TrainedClassifier(Exportable):
                   else f"series of {e['channels']} channel(s)")
         lines = [
             f"model      {self.dir}: task classify, {what} ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
-            f"network    {o.layers}-layer {'bidirectional ' if o.bidirectional else ''}{cell_name(o.cell, o.cell_option)}, hidden {o.hidden}, "
+            f"network    {o.layers}-layer {'bidirectional ' if o.bidirectional else ''}{cell_name(o.cell, o.cell_option, o.init)}, hidden {o.hidden}, "
             f"{o.pooling} pooling, dropout {o.dropout}; {self.model.num_parameters():,} parameters",
             f"input      {inputs}",
             f"data       {c['data']['source']}: " + ", ".join(f"{v:,} {k.split('_')[0]}" for k, v in c["data"].items() if k.endswith("_examples")),

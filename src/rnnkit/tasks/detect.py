@@ -1,15 +1,19 @@
 """Task `detect`: anomaly detection by prediction error, learnt from normal data.
 
-A forecaster (``models.forecaster``, direct mode, one step ahead) reads the W points before t and
-predicts a Gaussian N(μ_t, σ_t²) for y_t. The anomaly score of a point is its prediction error
-in the model's own units of surprise:
+A forecaster (``models.forecaster``, direct mode) reads the W points before an origin o and
+predicts a Gaussian N(μ, σ²) for each of the next K points (``--horizon K``, default 1), so a
+point t is forecast K times, from the origins t−K+1 … t. Its error is taken in the model's own
+units of surprise (``--score scaled``) or in the training data's standard deviations
+(``--score error``), over the channels c and the forecasts k that exist:
 
-    score_t = sqrt(mean_c ((y_t,c − μ_t,c) / σ_t,c)²)
+    e_t = sqrt(mean_k,c ((y_t,c − μ_t,c|k) / σ_t,c|k)²)      (--score error: without / σ)
 
-so a point the model expected to be hard (large σ) needs a larger error to stand out. Every score
-reads only the W points before it, so scoring a whole series (all windows as one batch) and
-streaming one point at a time (a ring buffer of W points: constant memory) give the same numbers.
-The first W points of a series have no score (0).
+so with ``scaled`` a point the model expected to be hard (large σ) needs a larger error to stand
+out. The anomaly score is the mean of the last S errors (``--smooth S``, default 1: e_t itself):
+an anomaly that lasts lifts a whole stretch of scores, not a few isolated points. Every score
+reads only points before and at t, so scoring a whole series (all windows as one batch) and
+streaming one point at a time (a ring buffer of W + K + S − 2 points: constant memory) give the
+same numbers. The first W points of a series have no score (0).
 
 The threshold comes from the scores of held-out normal data (the last ``--valid-fraction`` of
 the training series): a percentile, or extreme-value theory's peaks-over-threshold (POT, Siffer
@@ -34,17 +38,18 @@ from .. import metrics as M
 from ..data import DataError
 from ..data.fingerprint import check_data, record_data
 from ..export import onnx as onnx_export
-from ..data.series import Series, anomaly_ranges, check_series, fill_gaps, read_series_table, ucr_anomaly_series
+from ..data.series import ANOMALY_SERIES, Series, anomaly_ranges, check_series, fill_gaps, read_series_table
 from ..models.forecaster import Forecaster
 from ..data.series import MISSING, TABLE_FORMATS
-from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help
+from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..nn import GaussianNLLLoss, no_grad
 from ..training import model_dir as md
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
 from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, Exportable, SeededRun, Task, export_metadata, data_schema, network_checks, register, validation_line
 
-BUILT_IN = ("ucr-anomaly",)
+BUILT_IN = tuple(ANOMALY_SERIES)
+SCORES = ("scaled", "error")
 UCR_TOLERANCE = 100  # the UCR archive's criterion: the top score within 100 points of the labelled range
 
 
@@ -56,8 +61,14 @@ class DetectOptions:
     labels: str = "is_anomaly"
     missing: str = "error"
     window: int = 64
+    # one-step, unsmoothed: the setting a synthetic validation series chose (K = 8, S = 32) ranked
+    # worse on every real series (benchmarks/README.md, "Anomaly ranking"), so the default stays
+    horizon: int = 1
+    score: str = "scaled"
+    smooth: int = 1
     cell: str = "lstm"
     cell_option: dict = field(default_factory=dict)
+    init: str = "rnnkit"
     hidden: int = 64
     layers: int = 1
     dropout: float = 0.0
@@ -68,7 +79,7 @@ class DetectOptions:
     risk: float = 1e-3
 
     # the values an option takes (the command line lists them in its usage)
-    CHOICES = {"missing": MISSING, "cell": cell_choices()}
+    CHOICES = {"missing": MISSING, "score": SCORES, "cell": cell_choices()}
     HELP = {
         "data": "normal data to learn from: " + TABLE_FORMATS + "; or a built-in series: "
                 + ", ".join(BUILT_IN) + " (its training part; its test part is what `evaluate` scores)",
@@ -77,8 +88,13 @@ class DetectOptions:
         "labels": "the name of a 0/1 column marking anomalies, read by `evaluate --data` (left out of the values)",
         "missing": "missing values: error, interpolate, or mask (interpolated as inputs, no score, left out of the loss)",
         "window": "W, the points the model reads before each prediction",
+        "horizon": "K, the points the model forecasts from each window; a point's error is taken over its K forecasts",
+        "score": "a point's error: scaled (by the model's predicted spread σ) or error (in the training data's "
+                 "standard deviations)",
+        "smooth": "S: a point's score is the mean of the last S points' errors (1: its own error)",
         "cell": cell_help(),
         "cell_option": cell_option_help(),
+        "init": "how the parameters start: " + init_help(),
         "hidden": "hidden size of each recurrent layer",
         "layers": "number of stacked recurrent layers",
         "dropout": "dropout between layers and before the output layer",
@@ -91,6 +107,7 @@ class DetectOptions:
 
     def __post_init__(self):
         checks = {"missing": self.missing in ("error", "interpolate", "mask"), "window": self.window >= 1,
+                  "horizon": self.horizon >= 1, "score": self.score in SCORES, "smooth": self.smooth >= 1,
                   "valid_fraction": 0 < self.valid_fraction < 1, "threshold": self.threshold in ("pot", "percentile"),
                   "percentile": 0 < self.percentile < 100, "risk": 0 < self.risk < 0.1, "dropout": 0 <= self.dropout < 1,
                   **network_checks(self)}
@@ -106,7 +123,7 @@ def load(opts: DetectOptions, spec: str | None = None, part: str = "train",
         check_data(opts, stored.get("data_files"), BUILT_IN.__contains__)
     spec = spec or opts.data
     if spec in BUILT_IN:
-        a = ucr_anomaly_series()
+        a = ANOMALY_SERIES[spec]()
         return (a.train, None) if part == "train" else (a.test, a.labels)
     if not Path(spec).is_file():
         raise DataError(f"--data: {spec} is not a file nor a built-in series ({', '.join(BUILT_IN)})")
@@ -140,49 +157,95 @@ def pot_threshold(scores: np.ndarray, risk: float, level: float = 0.98) -> float
     return t + sigma / gamma * (r ** (-gamma) - 1)
 
 
-class Detector:
-    """Scores and threshold of a trained model; ``scale`` is the training data's (mean, std)."""
+def point_errors(x: np.ndarray, mu: np.ndarray, var: np.ndarray, scaled: bool = True) -> np.ndarray:
+    """e_t of every point: x (N, C) scaled values; mu, var (N, K, C) the forecasts of each point,
+    k = 0 the one from the nearest origin, NaN where there is none. → (N,), 0 where no forecast."""
+    d = (x[:, None, :] - mu) / (np.sqrt(var) if scaled else 1.0)
+    have = ~np.isnan(mu)
+    sq = np.where(have, d * d, 0.0).sum(axis=(1, 2))
+    n = have.sum(axis=(1, 2))
+    return np.sqrt(np.divide(sq, n, out=np.zeros(len(x)), where=n > 0))
 
-    def __init__(self, model: Forecaster, window: int, mean, std, threshold: float | None = None):
+
+def smooth_scores(errors: np.ndarray, first: int, smooth: int, observed: np.ndarray | None = None) -> np.ndarray:
+    """score_t = the mean of the errors (N,) of the observed points among t−S+1 … t from ``first``
+    on (the points before it have none); 0 before ``first``. → (N,)."""
+    N = len(errors)
+    weight = np.ones(N) if observed is None else observed.astype(np.float64)
+    weight[:first] = 0
+    total = np.concatenate([[0.0], np.cumsum(errors * weight)])
+    count = np.concatenate([[0.0], np.cumsum(weight)])
+    t = np.arange(N)
+    lo = np.maximum(t - smooth + 1, 0)
+    n = count[t + 1] - count[lo]
+    out = np.divide(total[t + 1] - total[lo], n, out=np.zeros(N), where=n > 0)
+    out[:first] = 0
+    return out
+
+
+class Detector:
+    """Scores and threshold of a trained model; ``mean``, ``std`` are the training data's scaling;
+    ``score`` and ``smooth`` as ``--score`` and ``--smooth``; K is the model's horizon."""
+
+    def __init__(self, model: Forecaster, window: int, mean, std, threshold: float | None = None,
+                 score: str = "scaled", smooth: int = 1):
         self.model, self.window = model, window
         self.mean, self.std = np.asarray(mean), np.asarray(std)
-        self.threshold = threshold
+        self.threshold, self.score, self.smooth = threshold, score, smooth
 
-    def scores(self, values: np.ndarray, batch: int = 512) -> np.ndarray:
-        """score_t for every point of ``values`` (N, C); 0 for the first W. The errors are taken in
-        float64 from the values themselves, so a huge value gets a huge (finite) score."""
+    @property
+    def memory(self) -> int:
+        """The points a score reads: W + K + S − 2 before it and itself."""
+        return self.window + self.model.horizon + self.smooth - 1
+
+    def forecasts(self, values: np.ndarray, batch: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The scaled values x (N, C) and every point's forecasts μ, σ² (N, K, C): [t, k] is the
+        forecast of y_t from origin t − k (reading the W points before it); NaN where none."""
         x = (values - self.mean) / self.std
         inputs = np.clip(x, -INPUT_BOUND, INPUT_BOUND).astype(np.float32)
-        N, W = len(x), self.window
-        out = np.zeros(N)
-        ends = np.arange(W, N)
+        (N, C), W, K = x.shape, self.window, self.model.horizon
+        mu, var = np.full((N, K, C), np.nan), np.full((N, K, C), np.nan)
+        origins = np.arange(W, N)
         with no_grad():
             self.model.eval()
-            for s in range(0, ends.size, batch):
-                t = ends[s : s + batch]
-                z = np.stack([inputs[e - W : e] for e in t], axis=1)  # (W, b, C)
-                mu, var = self.model(z, np.zeros((len(t), 1, 0), np.float32))
-                err = (x[t] - mu[:, 0]) / np.sqrt(var[:, 0])
-                out[t] = np.sqrt(np.mean(err * err, axis=1))
-        return out
+            for s in range(0, origins.size, batch):
+                o = origins[s : s + batch]
+                z = np.stack([inputs[e - W : e] for e in o], axis=1)  # (W, b, C)
+                m, v = self.model(z, np.zeros((len(o), K, 0), np.float32))  # (b, K, C)
+                for k in range(K):
+                    keep = o + k < N
+                    mu[o[keep] + k, k], var[o[keep] + k, k] = m[keep, k], v[keep, k]
+        return x, mu, var
+
+    def errors(self, values: np.ndarray, scaled: bool = True) -> np.ndarray:
+        """e_t for every point of ``values`` (N, C): (N,), 0 for the first W. Taken in float64 from
+        the values themselves, so a huge value gets a huge (finite) error."""
+        return point_errors(*self.forecasts(values), scaled=scaled)
+
+    def scores(self, values: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
+        """score_t for every point of ``values`` (N, C): (N,), 0 for the first W; the errors of
+        points not ``observed`` (N,) bool are left out of their neighbours' means."""
+        e = self.errors(values, scaled=self.score == "scaled")
+        return smooth_scores(e, self.window, self.smooth, observed)
 
     def stream(self) -> "Stream":
         return Stream(self)
 
 
 class Stream:
-    """Streaming scores: ``update(value)`` → the score of that point, from a ring buffer of the W
-    points before it (constant memory); the same numbers as ``Detector.scores``."""
+    """Streaming scores: ``update(value)`` → the score of that point, from a ring buffer of the
+    ``detector.memory − 1`` points before it (constant memory); the same numbers as
+    ``Detector.scores``."""
 
     def __init__(self, detector: Detector):
         self.detector = detector
-        self.buffer: deque = deque(maxlen=detector.window)
+        self.buffer: deque = deque(maxlen=detector.memory - 1)
 
     def update(self, value) -> float:
         value = np.atleast_1d(np.asarray(value, np.float64))
         d = self.detector
         score = 0.0
-        if len(self.buffer) == d.window:
+        if len(self.buffer) >= d.window:
             window = np.array(self.buffer)
             score = float(d.scores(np.concatenate([window, value[None]]))[-1])
         self.buffer.append(value)
@@ -199,34 +262,48 @@ class DetectRun(SeededRun):
         self.split = encoding["split"]
         self.scaled = ((self.values - np.array(encoding["mean"])) / np.array(encoding["std"])).astype(np.float32)
         self.loss_fn = GaussianNLLLoss()
-        self.detector = Detector(model, opts.window, encoding["mean"], encoding["std"])
+        self.detector = Detector(model, opts.window, encoding["mean"], encoding["std"], score=opts.score,
+                                 smooth=opts.smooth)
 
     def train_step(self) -> tuple[float, int]:
         rng = self.batch_rng()
-        W = self.opts.window
-        ends = rng.integers(W, self.split, self.opts.batch_size)
-        ends = ends[self.observed[ends]] if self.observed[ends].any() else ends  # no loss on missing targets
+        W, K = self.opts.window, self.opts.horizon
+        ends = rng.integers(W, self.split - K + 1, self.opts.batch_size)
+        seen = np.array([self.observed[e : e + K].all() for e in ends])
+        ends = ends[seen] if seen.any() else ends  # no loss on missing targets
         z = np.stack([self.scaled[e - W : e] for e in ends], axis=1)
-        mu, var = self.model(z, np.zeros((len(ends), 1, 0), np.float32))
-        loss = self.loss_fn(mu, self.scaled[ends][:, None], var)
+        mu, var = self.model(z, np.zeros((len(ends), K, 0), np.float32))
+        loss = self.loss_fn(mu, np.stack([self.scaled[e : e + K] for e in ends]), var)
         self.model.backward(*self.loss_fn.backward())
         return loss, len(ends)
 
+    def _held_out(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """The values (n, C) a held-out score reads, whether each was observed (n,), and where
+        the held-out part starts in them."""
+        start = max(0, self.split - self.detector.memory + 1)
+        return self.values[start:], self.observed[start:], self.split - start
+
     def held_out_scores(self) -> np.ndarray:
-        s = self.detector.scores(self.values[self.split - self.opts.window :])[self.opts.window :]
-        return s[self.observed[self.split :]]
+        """The scores of the observed held-out points: what the threshold is drawn from."""
+        values, observed, first = self._held_out()
+        s = self.detector.scores(values, observed)[first:]
+        return s[observed[first:]]
 
     def evaluate(self) -> dict:
+        """The held-out mean squared scaled error (one-step: the mean Gaussian surprise), whatever
+        --score and --smooth say, so that early stopping keeps the same weights for every scoring."""
+        values, observed, first = self._held_out()
+        e = self.detector.errors(values, scaled=True)[first:][observed[first:]]
         s = self.held_out_scores()
-        return {"loss": float(np.mean(s * s)), "median_score": float(np.median(s)), "max_score": float(s.max())}
+        return {"loss": float(np.mean(e * e)), "median_score": float(np.median(s)), "max_score": float(s.max())}
 
 
 def prepare_series(opts: DetectOptions, stored: dict | None = None) -> tuple[Series, dict]:
     """The normal series and the encoding: the split point and the scaling of the training part."""
     series, _ = load(opts, stored=stored)
-    check_series(series, opts.window + 10, window=opts.window, horizon=10)
+    check_series(series, opts.window + opts.horizon + 10, window=opts.window, horizon=opts.horizon + 10)
     split = stored["split"] if stored else int(round(len(series) * (1 - opts.valid_fraction)))
-    if not stored and (split - opts.window < 10 or len(series) - split < 10):
+    if not stored and (split - opts.window - opts.horizon < 10 or len(series) - split < 10):
         raise DataError(f"data: {len(series)} points are too few for a window of {opts.window} with "
                         f"{opts.valid_fraction:.0%} held out; give more normal data or a shorter --window")
     if stored and not opts.window < split < len(series):  # the data is the model's own: config.json was edited
@@ -240,8 +317,8 @@ def prepare_series(opts: DetectOptions, stored: dict | None = None) -> tuple[Ser
 
 
 def build_model(opts: DetectOptions, encoding: dict, seed: int) -> Forecaster:
-    return Forecaster(len(encoding["columns"]), 0, 1, opts.hidden, opts.cell, opts.layers, "direct", opts.dropout,
-                      rng=np.random.default_rng(seed), cell_settings=opts.cell_option)
+    return Forecaster(len(encoding["columns"]), 0, opts.horizon, opts.hidden, opts.cell, opts.layers, "direct", opts.dropout,
+                      rng=np.random.default_rng(seed), cell_settings=opts.cell_option, init=opts.init)
 
 
 class TrainedDetector(Exportable):
@@ -255,7 +332,7 @@ class TrainedDetector(Exportable):
         series, _ = prepare_series(opts, e)
         scores = DetectRun(model, series, e, opts, 0).held_out_scores()
         threshold = pot_threshold(scores, opts.risk) if opts.threshold == "pot" else float(np.percentile(scores, opts.percentile))
-        self.detector = Detector(model, opts.window, e["mean"], e["std"], threshold)
+        self.detector = Detector(model, opts.window, e["mean"], e["std"], threshold, opts.score, opts.smooth)
 
     def _scored(self, data: str | None):
         series, labels = load(self.opts, data, part="test", stored=self.encoding)
@@ -264,8 +341,8 @@ class TrainedDetector(Exportable):
                             f"the file's value columns are {', '.join(series.target)}")
         check_series(series, self.opts.window + 1)
         values = fill_gaps(series.values)
-        scores = self.detector.scores(values)
         scored = series.mask.all(axis=1)  # no score for a point that was not observed
+        scores = self.detector.scores(values, scored)
         scored[: self.opts.window] = False  # nor for the first W: nothing before them to read
         scores[~scored] = 0
         return series, labels, scores, scored
@@ -273,6 +350,12 @@ class TrainedDetector(Exportable):
     def onnx_model(self):
         """The ONNX model (``export/onnx.py``'s ``detector_graph``): the score of a point from the W
         before it, and whether it passes the threshold; its metadata holds the encoding and threshold."""
+        o = self.opts
+        if (o.horizon, o.score, o.smooth) != (1, "scaled", 1):
+            raise onnx_export.NotExportable(
+                f"not exportable: the detector's graph scores a point by its one-step error scaled by σ, and this model "
+                f"has --horizon {o.horizon} --score {o.score} --smooth {o.smooth}; export one trained with the defaults "
+                "(--horizon 1 --score scaled --smooth 1)")
         meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "threshold": str(self.detector.threshold)}
         return onnx_export.detector_graph(self.model, self.encoding, self.opts.window, self.detector.threshold, meta)
 
@@ -281,7 +364,7 @@ class TrainedDetector(Exportable):
         is False where a point has no score (the first W, a missing value; its score is 0)."""
         series, labels, scores, scored = self._scored(data)
         if self.opts.data in BUILT_IN and data is None:
-            train = len(ucr_anomaly_series().train)
+            train = len(ANOMALY_SERIES[self.opts.data]().train)
             scores[:train], scored[:train] = 0, False  # the test file repeats the training points first
         flags = scores > self.detector.threshold
         return {"series": series, "labels": labels, "scores": scores, "scored": scored, "flags": flags,
@@ -321,8 +404,10 @@ class TrainedDetector(Exportable):
         m = c.get("metrics", {})
         lines = [
             f"model      {self.dir}: task detect ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
-            f"network    {o.layers}-layer {cell_name(o.cell, o.cell_option)}, hidden {o.hidden}, window {o.window}, Gaussian one-step "
-            f"prediction; {self.model.num_parameters():,} parameters",
+            f"network    {o.layers}-layer {cell_name(o.cell, o.cell_option, o.init)}, hidden {o.hidden}, window {o.window}, Gaussian "
+            f"prediction of {o.horizon} step(s); {self.model.num_parameters():,} parameters",
+            f"score      {o.score} error" + (f", mean of the last {o.smooth} points" if o.smooth > 1 else "")
+            + (f", over {o.horizon} forecasts" if o.horizon > 1 else ""),
             f"data       {c['data']['source']}: {c['data']['points']:,} normal points of {', '.join(e['columns'])}",
             f"threshold  {self.detector.threshold:.3f} ({o.threshold}"
             + (f", risk {o.risk}" if o.threshold == "pot" else f", percentile {o.percentile}") + ")",
@@ -401,6 +486,7 @@ class DetectTask(Task):
         "data": data_schema("points")}}
 
     Trained = TrainedDetector
+
 
     def prepare(self, options: DetectOptions, seed: int, stored: dict | None = None):
         series, encoding = prepare_series(options, stored)

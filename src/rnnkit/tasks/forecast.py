@@ -71,7 +71,7 @@ from ..export import onnx as onnx_export
 from ..data.series import (MISSING, TABLE_FORMATS, Series, check_series, co2_series, elnino_series, fill_gaps,
                            read_series_table, seattle_temps_series, sunspots_series, taylor_series)
 from ..models.forecaster import MODES, Forecaster
-from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help
+from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..nn import GaussianNLLLoss
 from ..progress import Progress
 from ..training import model_dir as md
@@ -127,6 +127,7 @@ class ForecastOptions:
     level: str = "scale"
     cell: str = "lstm"
     cell_option: dict = field(default_factory=dict)
+    init: str = "rnnkit"
     hidden: int = 64
     layers: int = 1
     dropout: float = 0.0
@@ -159,6 +160,7 @@ class ForecastOptions:
                  "with the local amplitude); none: the scaled values as they are",
         "cell": cell_help(),
         "cell_option": cell_option_help(),
+        "init": "how the parameters start: " + init_help(),
         "hidden": "hidden size of each recurrent layer",
         "layers": "number of stacked recurrent layers",
         "dropout": "dropout between layers and before the output layer",
@@ -388,7 +390,8 @@ def build_model(opts: ForecastOptions, encoding: dict, seed: int) -> Forecaster:
     lags = encoding.get("lags", [])[1 if residual else 0 :]  # Prepared.input_lags
     # a residual model starts at its base: seasonal naive (plus the window's mean residual)
     return Forecaster(C, calendar + len(lags) * C, opts.horizon, opts.hidden, opts.cell, opts.layers, opts.mode,
-                      opts.dropout, rng=np.random.default_rng(seed), cell_settings=opts.cell_option, zero_mean=residual)
+                      opts.dropout, rng=np.random.default_rng(seed), cell_settings=opts.cell_option, zero_mean=residual,
+                      init=opts.init)
 
 
 def forecast_at(model: Forecaster, data: Prepared, origin: int, opts: ForecastOptions, seed: int = 0,
@@ -640,7 +643,7 @@ class TrainedForecaster(Exportable):
             f"model      {self.dir}: task forecast, {o.mode} H={o.horizon} ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}"
             + (f"; refitted for {refitted['steps']} steps on the {refitted['until']:,} points before the backtest"
                if refitted else ""),
-            f"network    {o.layers}-layer {cell_name(o.cell, o.cell_option)}, hidden {o.hidden}, window {e['window']}, Gaussian outputs"
+            f"network    {o.layers}-layer {cell_name(o.cell, o.cell_option, o.init)}, hidden {o.hidden}, window {e['window']}, Gaussian outputs"
             + (f", the residual over seasonal naive" if e.get("residual") else "") + f"; {self.model.num_parameters():,} parameters",
             f"series     {c['data']['source']}: {c['data']['points']:,} points of {', '.join(e['columns'])}; "
             + ("seasons " + ", ".join(map(str, e["seasons"])) if len(e.get("seasons", [])) > 1 else f"season {e['season']}")

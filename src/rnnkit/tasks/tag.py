@@ -32,7 +32,7 @@ from ..data.fingerprint import check_data, record_data
 from ..data.labelled import check_tag_scheme, read_conll
 from ..export import onnx as onnx_export
 from ..models.tagger import SequenceTagger
-from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help
+from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..nn import no_grad
 from ..training.trainer import check_options
 from ..data.tokenizers import VOCABULARY_SCHEMA
@@ -53,6 +53,7 @@ class TagOptions:
     min_count: int = 1
     cell: str = "lstm"
     cell_option: dict = field(default_factory=dict)
+    init: str = "rnnkit"
     embed: int = 64
     hidden: int = 128
     layers: int = 1
@@ -74,6 +75,7 @@ class TagOptions:
         "min_count": "tokens seen fewer times in training become <unk>",
         "cell": cell_help(),
         "cell_option": cell_option_help(),
+        "init": "how the parameters start: " + init_help(),
         "embed": "token embedding size",
         "hidden": "hidden size of each recurrent layer (per direction)",
         "layers": "number of stacked recurrent layers",
@@ -192,7 +194,7 @@ def split_text(encoding: dict, text: str) -> list[str]:
 def build_model(opts: TagOptions, encoding: dict, seed: int) -> SequenceTagger:
     return SequenceTagger(len(encoding["tags"]), len(encoding["tokens"]), opts.embed, opts.hidden, opts.cell, opts.layers,
                           not opts.unidirectional, opts.dropout, opts.crf, rng=np.random.default_rng(seed),
-                          cell_settings=opts.cell_option)
+                          cell_settings=opts.cell_option, init=opts.init)
 
 
 def predict_tags(model: SequenceTagger, encoding: dict, sentences: list[list[str]], batch_size: int) -> list[list[str]]:
@@ -295,7 +297,7 @@ class TrainedTagger(Exportable):
         m = c.get("metrics", {})
         lines = [
             f"model      {self.dir}: task tag, {len(e['tags'])} tags ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
-            f"network    {o.layers}-layer {'' if o.unidirectional else 'bidirectional '}{cell_name(o.cell, o.cell_option)}, embedding {o.embed}, "
+            f"network    {o.layers}-layer {'' if o.unidirectional else 'bidirectional '}{cell_name(o.cell, o.cell_option, o.init)}, embedding {o.embed}, "
             f"hidden {o.hidden}, {'CRF' if o.crf else 'softmax'} head, dropout {o.dropout}; {self.model.num_parameters():,} parameters",
             f"input      {len(e['tokens'])} {e['unit']} tokens (with <unk>); tags {e['scheme'] or 'scored by accuracy'}: "
             + " ".join(e["tags"][:30]) + (" …" if len(e["tags"]) > 30 else ""),

@@ -33,7 +33,7 @@ from ..export import onnx as onnx_export
 from ..data.parallel import bible_pairs, read_pairs
 from ..models.seq2seq import Seq2Seq
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA, UNK
-from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help
+from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..nn import no_grad
 from ..progress import Progress
 from ..training.trainer import check_options
@@ -58,6 +58,7 @@ class TranslateOptions:
     max_words: int = 0
     cell: str = "lstm"
     cell_option: dict = field(default_factory=dict)
+    init: str = "rnnkit"
     embed: int = 128
     hidden: int = 256
     layers: int = 1
@@ -84,6 +85,7 @@ class TranslateOptions:
         "max_words": "keep the pairs whose sides both have at most this many words (0: all)",
         "cell": cell_help(step=True),
         "cell_option": cell_option_help(step=True),
+        "init": "how the parameters start: " + init_help(),
         "embed": "embedding size",
         "hidden": "hidden size of the encoder (per direction) and of the decoder",
         "layers": "stacked layers in encoder and decoder",
@@ -214,7 +216,7 @@ def make_batch(vocab: Vocabularies, src: list[np.ndarray], tgt: list[np.ndarray]
 def build_model(opts: TranslateOptions, vocab: dict, seed: int) -> Seq2Seq:
     return Seq2Seq(len(vocab["source"]["tokens"]), len(vocab["target"]["tokens"]), opts.embed, opts.hidden, opts.cell,
                    opts.layers, not opts.unidirectional, opts.attention, opts.dropout, rng=np.random.default_rng(seed),
-                   cell_settings=opts.cell_option)
+                   cell_settings=opts.cell_option, init=opts.init)
 
 
 def validation_loss(model: Seq2Seq, data: PairData, split: str, batch_size: int) -> float:
@@ -331,7 +333,7 @@ class TrainedTranslator(Exportable):
         m = c.get("metrics", {})
         lines = [
             f"model      {self.dir}: task translate ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
-            f"network    {o.layers}-layer {'' if o.unidirectional else 'bidirectional '}{cell_name(o.cell, o.cell_option)} encoder, "
+            f"network    {o.layers}-layer {'' if o.unidirectional else 'bidirectional '}{cell_name(o.cell, o.cell_option, o.init)} encoder, "
             f"{o.cell.upper()} decoder, {o.attention} attention, embedding {o.embed}, hidden {o.hidden}; "
             f"{self.model.num_parameters():,} parameters",
             f"vocabulary {len(self.vocab.src)} source and {len(self.vocab.tgt)} target {o.tokenizer} tokens"
