@@ -248,7 +248,11 @@ def test_detector_scores_and_flags_equal_rnnkit(tmp_path, monthly):
                                                                "value": values[ends].astype(np.float32)})
     expected = trained.detector.scores(values)[ends]
     assert_close(score, expected, "scores")
-    np.testing.assert_array_equal(anomaly, expected > trained.detector.threshold)
+    threshold = trained.detector.threshold
+    # the graph computes in float32: a score within its rounding of the threshold may fall either side
+    clear = np.abs(expected - threshold) > 1e-5 * max(1.0, abs(threshold))
+    assert clear.mean() > 0.95
+    np.testing.assert_array_equal(anomaly[clear], (expected > threshold)[clear])
 
 
 # ---- translate: the encoder and the decoder's step --------------------------------------------------

@@ -608,7 +608,7 @@ class TrainedForecaster(Exportable):
             refused.append(f"several seasons ({self.opts.season})")
         if self.blend != 1.0:
             refused.append(f"forecasts blended with seasonal naive (weight {self.blend:g}, chosen on validation)")
-        if refused:
+        if refused and self.opts.mode == "direct":  # a recursive one is refused first, for its own reason
             raise onnx_export.NotExportable(
                 "not exportable: the forecaster's graph holds the network alone so far, and this model has "
                 + "; ".join(refused) + "; export one trained with --seasonal none and one season, whose validation "
