@@ -35,7 +35,9 @@ def test_accidentals_lengths_and_octaves_reach_the_midi_file(tmp_path):
     ("M:6/8\nL:1/8\nK:D\nA|d2e fed|c2A A3|d2e fed|d3 d2|]", True, True),      # a pickup and its complement
     ("M:4/4\nL:1/8\nK:C\nCDEF GABc|c2 d2|CDEF GABc|C8|]", False, True),        # a bar of 4/8 in 4/4
     ("M:6/8\nL:1/8\nK:Ador\n|:e|aed cBA|GAB G2e|aed cBA|1 GBA A2:|2 GBA A2||", True, True),  # A dorian's tonic
-    ("M:2/4\nL:1/8\nK:G\nGABc|d2 B2|]", True, False),
+    ("M:2/4\nL:1/8\nK:G\nGABc|d2 B2|GABc|d2 B2|]", True, False),
+    ("M:2/4\nL:1/8\nK:G\nGABc|d2 B2|]", False, False),                       # too short to tell
+    ("M:none\nL:1/8\nK:G\nGABc|d2 B2|GABc|d2 G2|]", False, True),           # no meter to match
 ])
 def test_checks_judge_bars_against_the_meter_and_the_last_note_against_the_key(tune, bars_match, ends_on_tonic):
     checks = tune_checks(parse_tune(tune))
@@ -43,6 +45,7 @@ def test_checks_judge_bars_against_the_meter_and_the_last_note_against_the_key(t
 
 
 @pytest.mark.parametrize("tune,match", [("M:4/4\nL:1/8\nK:C\n|[[[(((", "music21 cannot read"),
+                                        ("M:4/4\nL:1/8\nK:C\nCD _ EF|", "music21 repairs the tune"),
                                         ("M:4/4\nL:1/8\nK:C\n|", "no note")])
 def test_a_tune_music21_cannot_read_is_a_one_line_error(tune, match):
     with pytest.raises(DataError, match=match) as info:

@@ -12,6 +12,8 @@ ABC as text, and the rest of rnnkit never needs it (``pip install 'rnnkit[music]
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import warnings
 from fractions import Fraction
@@ -36,47 +38,53 @@ def music21():
 
 def parse_tune(text: str):
     """A music21 Score of one ABC tune (a header ``M:``/``L:``/``K:`` and its body); a DataError
-    with music21's own reason when its ABC reader refuses the text, or when it finds no note."""
+    with music21's own reason when its ABC reader refuses the text, repairs a note it cannot read
+    (it prints "abcFormat: WARNING: Could not get pitch information …, assuming C": not valid
+    ABC), or finds no note."""
     m21 = music21()
     tune = text if text.lstrip().startswith("X:") else "X:1\n" + text
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # music21 warns about what it repairs; validity is judged below
+    printed = io.StringIO()
+    # music21 prints its repairs to stderr: caught, so that they judge the tune and stay off the terminal
+    with warnings.catch_warnings(), contextlib.redirect_stderr(printed):
+        warnings.simplefilter("ignore")
         try:
             score = m21.converter.parse(tune, format="abc")
         except Exception as exc:  # music21's ABC handler raises many kinds; each means "not readable ABC"
             reason = " ".join(str(exc).split())[:160] or type(exc).__name__
             raise DataError(f"music21 cannot read the tune ({type(exc).__name__}: {reason})") from None
+    repairs = [line for line in printed.getvalue().splitlines() if line.startswith("abcFormat: WARNING")]
+    if repairs:
+        raise DataError(f"music21 repairs the tune ({' '.join(repairs[0].split())[:160]})")
     if not any(True for _ in score.recurse().notes):
         raise DataError("music21 reads no note in the tune")
     return score
 
 
 def tune_checks(score) -> dict:
-    """What a tune is as music: ``notes`` (count); ``bars_match``: every bar lasts as long as the
-    meter in force says, except the first and last (a pickup and its complement) and bars beside
-    a repeat sign or an ending (split bars there are ABC's habit), True for a tune with no meter
-    (``M:none``: nothing to match); ``ends_on_tonic``: its last note is the key's tonic (any
+    """What a tune is as music: ``notes`` (count); ``bars_checked``: the bars held against the
+    meter: all but the first and last (a pickup and its complement) and bars beside a repeat sign
+    or an ending (split bars there are ABC's habit); ``bars_match``: at least two bars checked and
+    each lasts as long as the meter in force says (False without a meter, ``M:none``: nothing to
+    match, and for a tune too short to tell); ``ends_on_tonic``: its last note is the key's tonic (any
     octave, enharmonics equal; the mode's own tonic for modal keys: D for ``K:Dmix``)."""
     m21 = music21()
     measures = list(score.recurse().getElementsByClass(m21.stream.Measure))
-    bars_match = True
+    checked, mismatched = 0, 0
     for i, measure in enumerate(measures[1:-1], 1):
         meter = measure.getContextByClass(m21.meter.TimeSignature)
-        if meter is None:
+        if meter is None or _beside_repeat(m21, measures, i):
             continue
-        if _beside_repeat(m21, measures, i):
-            continue
-        if Fraction(measure.duration.quarterLength).limit_denominator(64) != \
-                Fraction(meter.barDuration.quarterLength).limit_denominator(64):
-            bars_match = False
-            break
+        checked += 1
+        mismatched += Fraction(measure.duration.quarterLength).limit_denominator(64) != \
+            Fraction(meter.barDuration.quarterLength).limit_denominator(64)
+    bars_match = checked >= 2 and mismatched == 0
     notes = list(score.recurse().notes)
     keys = list(score.recurse().getElementsByClass(m21.key.KeySignature))
     last = notes[-1]
     pitch = last.pitches[-1] if last.isChord else last.pitch
     tonic = _tonic(keys[-1]) if keys else None
     ends = tonic is not None and pitch.pitchClass == tonic.pitchClass
-    return {"notes": len(notes), "bars_match": bars_match, "ends_on_tonic": bool(ends)}
+    return {"notes": len(notes), "bars_checked": checked, "bars_match": bars_match, "ends_on_tonic": bool(ends)}
 
 
 def _tonic(key_signature):
