@@ -26,6 +26,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from rnnkit.data.corpora import join_texts
 from rnnkit.data.errors import DataError
 from rnnkit.data.tokenizers import AbcTokenizer
 from rnnkit.music import write_tunes
-from rnnkit.music.notation import parse_tune, tune_checks
+from rnnkit.music.notation import parse_tune, tune_checks, write_midi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import git_commit, machine_info, write  # noqa: E402
@@ -118,6 +119,19 @@ def bigram_tunes(bigram: Bigram) -> list[str]:
     return tunes[:TUNES]
 
 
+def readable(tunes: list[str]) -> list[str]:
+    """The tunes music21 both reads and writes as MIDI, in order."""
+    keep = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for tune in tunes:
+            try:
+                write_midi(parse_tune(tune), Path(tmp) / "t.mid")
+            except DataError:
+                continue
+            keep.append(tune)
+    return keep
+
+
 def judge(tunes: list[str]) -> dict:
     """Shares of ``tunes`` that music21 parses, whose bars match M:, that end on the tonic."""
     parsed = bars = tonic = 0
@@ -157,13 +171,14 @@ def main() -> int:
     tunes, reading = folk_tunes()
     train_tunes, valid_tunes = split_tunes(tunes, 0.05, seed=0)
     report["data"] = {"source": reading.describe(), "train_tunes": len(train_tunes), "valid_tunes": len(valid_tunes)}
-    results = {}
+    results, sampled_tunes = {}, {}
     for kind in ("char", "abc"):
         load_now(f"training {kind}")
         model, seconds = train(kind, args)
         load_now(f"evaluating {kind} (trained in {seconds:.0f} s)")
         metrics = model.evaluate()
         samples, sampled = sample_tunes(model)
+        sampled_tunes[kind] = samples
         results[kind] = {"train_seconds": seconds, "parameters": model.model.num_parameters(),
                          "vocabulary": len(model.tokenizer), "valid_bits_per_char": metrics["bits_per_char"],
                          "valid_bits_per_token": metrics.get("bits_per_token", metrics["bits_per_char"]),
@@ -177,8 +192,8 @@ def main() -> int:
     best = min(("char", "abc"), key=lambda k: results[k]["valid_bits_per_char"])
     report.update(results=results, best=best)
     load_now("writing")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    examples = "\n\n".join(results[best]["examples"])
+    write(RESULTS / "folk_tunes.json", report)  # first: the files below must not cost the numbers
+    examples = "\n\n".join(readable(sampled_tunes[best])[:3])  # the first three music21 reads and writes
     heard = write_tunes(examples, {"abc": RESULTS / "generated.abc", "midi": RESULTS / "generated.mid",
                                    "png": RESULTS / "generated.png"})
     report["written"] = heard.describe()

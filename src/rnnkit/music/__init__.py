@@ -44,7 +44,7 @@ class TunesReport:
         if self.engine:
             line += f"; audio by {self.engine}"
         if self.skipped:
-            line += f"; {self.skipped} tune(s) music21 cannot read skipped (first: {self.first_error})"
+            line += f"; {self.skipped} tune(s) music21 cannot read or write skipped (first: {self.first_error})"
         return line
 
 
@@ -77,16 +77,15 @@ def write_tunes(text: str, outputs: dict, engine: str = "auto") -> TunesReport:
         return report
     with tempfile.TemporaryDirectory(prefix="rnnkit-tunes-") as tmp:
         for tune in tunes:
+            k = report.written + 1
+            midi = numbered(paths["midi"], k) if "midi" in paths else Path(tmp) / f"tune-{k}.mid"
             try:
-                score = parse_tune(tune)
+                write_midi(parse_tune(tune), midi)
             except DataError as exc:
                 report.skipped += 1
                 report.first_error = report.first_error or str(exc)
                 continue
-            report.written += 1
-            k = report.written
-            midi = numbered(paths["midi"], k) if "midi" in paths else Path(tmp) / f"tune-{k}.mid"
-            write_midi(score, midi)
+            report.written = k
             if "midi" in paths:
                 report.files.append(midi)
             notes = read_midi_notes(midi)

@@ -107,10 +107,17 @@ def _beside_repeat(m21, measures, i: int) -> bool:
 
 
 def write_midi(score, path) -> Path:
-    """Write ``score`` as a standard MIDI file (music21's writer), atomically."""
+    """Write ``score`` as a standard MIDI file (music21's writer), atomically; a DataError with
+    music21's reason when its writer fails on a score its reader made (it does, on some
+    generated tunes)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    score.write("midi", fp=str(tmp))
+    try:
+        score.write("midi", fp=str(tmp))
+    except Exception as exc:  # music21's MIDI translation raises many kinds; each means "cannot write this one"
+        tmp.unlink(missing_ok=True)
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise DataError(f"music21 cannot write the tune as MIDI ({type(exc).__name__}: {reason})") from None
     os.replace(tmp, path)
     return path
 
