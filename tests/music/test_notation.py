@@ -51,3 +51,10 @@ def test_a_tune_music21_cannot_read_is_a_one_line_error(tune, match):
     with pytest.raises(DataError, match=match) as info:
         parse_tune(tune)
     assert "\n" not in str(info.value)
+
+
+def test_a_tune_with_an_irregular_bar_is_written(tmp_path):
+    # music21 reads the one-eighth bar as a 1/8 meter and returns to the tune's 6/8 object,
+    # which its MIDI writer alone refuses ("already found in this Stream")
+    notes = read_midi_notes(write_midi(parse_tune("M:6/8\nL:1/8\nK:G\nG3A | B4B3 | c|GAB cde|"), tmp_path / "t.mid"))
+    np.testing.assert_array_equal(notes[:, 0], [67, 69, 71, 71, 72, 67, 69, 71, 72, 74, 76])

@@ -13,6 +13,7 @@ ABC as text, and the rest of rnnkit never needs it (``pip install 'rnnkit[music]
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import os
 import warnings
@@ -112,6 +113,7 @@ def write_midi(score, path) -> Path:
     generated tunes)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
+    _separate_meters(score)
     try:
         score.write("midi", fp=str(tmp))
     except Exception as exc:  # music21's MIDI translation raises many kinds; each means "cannot write this one"
@@ -120,6 +122,20 @@ def write_midi(score, path) -> Path:
         raise DataError(f"music21 cannot write the tune as MIDI ({type(exc).__name__}: {reason})") from None
     os.replace(tmp, path)
     return path
+
+
+def _separate_meters(score) -> None:
+    """music21's ABC reader gives an irregular bar (a 1/8 bar in 6/8) its own time signature and
+    the bar after it the tune's signature again: the same object twice, which its MIDI writer
+    refuses ("already found in this Stream"). Each bar gets its own copy."""
+    m21 = music21()
+    seen = set()
+    for measure in score.recurse().getElementsByClass(m21.stream.Measure):
+        meter = measure.timeSignature
+        if meter is not None:
+            if id(meter) in seen:
+                measure.timeSignature = copy.deepcopy(meter)
+            seen.add(id(meter))
 
 
 def read_midi_notes(path) -> np.ndarray:
