@@ -485,8 +485,9 @@ class LanguageModelTask(Task):
         music.add_argument("--meter", metavar="M", help="start the tune in this meter (M:, e.g. 6/8): the prime's header")
         music.add_argument("--key", metavar="K", help="start the tune in this key (K:, e.g. D, Ador, Em)")
         music.add_argument("--unit", metavar="L", help="the unit note length (L:, e.g. 1/8; default: the ABC standard's for the meter)")
-        music.add_argument("--abc", metavar="FILE", help="write the generated text to FILE.abc, each tune numbered (X:)")
-        music.add_argument("--midi", metavar="FILE", help="write each tune as MIDI (music21 parses the ABC; TUNE-2.mid … for more)")
+        music.add_argument("--abc", metavar="FILE", help="write the generated text to FILE as ABC, each tune numbered (X:1, X:2, …)")
+        music.add_argument("--midi", metavar="FILE", help="write each tune as MIDI: the first to FILE, the next to FILE-2.mid, … (music21 "
+                           "reads the ABC; a tune it cannot read is skipped and counted)")
         music.add_argument("--wav", metavar="FILE", help="write each tune as audio: FluidSynth with the General MIDI "
                            "SoundFont where installed, else rnnkit's own synthesizer")
         music.add_argument("--png", metavar="FILE", help="write each tune's piano roll as a PNG")
