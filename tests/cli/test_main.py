@@ -19,7 +19,7 @@ EVERY_KIND = "--cell {" + ",".join(cells.names()) + "}"  # the registry's kinds,
 
 
 @pytest.mark.parametrize("task, shown", [
-    ("lm", [EVERY_KIND, "--tokenizer {char,word}", "--optimizer {adam,adamw,sgd}", "--schedule {constant,cosine,step}"]),
+    ("lm", [EVERY_KIND, "--tokenizer {char,word,abc}", "--optimizer {adam,adamw,sgd}", "--schedule {constant,cosine,step}"]),
     ("classify", ["--pooling {last,mean,max,attention}", EVERY_KIND]),
     ("forecast", ["--mode {direct,recursive}", "--missing {error,interpolate,mask}", "--level {window,scale,none}"]),
     ("translate", ["--attention {bahdanau,luong-general,luong-dot,none}",

@@ -135,5 +135,42 @@ def test_from_dict_errors_say_what_is_wrong():
 
 def test_make_tokenizer_picks_the_kind():
     assert isinstance(make_tokenizer("word", "a b"), WordTokenizer)
-    with pytest.raises(DataError, match=r"tokenizer: expected one of \['char', 'word'\]"):
+    with pytest.raises(DataError, match=r"tokenizer: expected one of \['abc', 'char', 'word'\]"):
         make_tokenizer("bytes", "a b")
+
+
+# ---- ABC notation -------------------------------------------------------------------------------
+
+ABC_TUNE = ('M:6/8\nL:1/8\nK:Dmix\n|:A|d2e fed|"Am"^c\'2 _B,/2 z3/2 (3ABc [K:G] !trill!g>f|1 =F,,4 ::\n'
+            "[CEG]2 {g}a//b- b>>c|2 d3 :|]\n")
+
+
+def test_abc_round_trip_keeps_every_character():
+    from rnnkit.data.tokenizers import AbcTokenizer
+
+    tok = AbcTokenizer.from_text(ABC_TUNE)
+    assert tok.decode(tok.encode(ABC_TUNE)) == ABC_TUNE
+    assert "".join(AbcTokenizer.split(ABC_TUNE)) == ABC_TUNE
+
+
+def test_abc_tokens_are_the_units_of_the_notation():
+    from rnnkit.data.tokenizers import AbcTokenizer
+
+    tokens = AbcTokenizer.split(ABC_TUNE)
+    assert tokens[:6] == ["M:6/8", "\n", "L:1/8", "\n", "K:Dmix", "\n"]   # header fields whole
+    for unit in ("|:", "d", "2", "^c'", "_B,", "/2", "z", "3/2", "(3", "[K:G]", "!trill!", ">", "|1", "=F,,", "::",
+                 "//", ">>", ":|]", '"Am"', "|2"):
+        assert unit in tokens, unit
+    assert "=" not in tokens and "^" not in tokens  # accidentals stay with their note
+
+
+def test_abc_is_a_registered_tokenizer_that_round_trips_through_json():
+    tok = make_tokenizer("abc", ABC_TUNE)
+    again = Tokenizer.from_dict(json.loads(json.dumps(tok.to_dict())))
+    assert again == tok and again.kind == "abc"
+
+
+def test_an_abc_prime_outside_the_vocabulary_names_the_token():
+    tok = make_tokenizer("abc", ABC_TUNE)
+    with pytest.raises(DataError, match="'K:Bb'"):
+        tok.encode("M:6/8\nK:Bb\n", strict=True, name="--prime")

@@ -294,3 +294,86 @@ def test_the_api_takes_init_and_names_a_bad_one(tmp_path, corpus):
     with pytest.raises(ValueError, match=r"^init: invalid value 'foo'"):
         rnnkit.train("lm", tmp_path / "bad", data=str(tmp_path / "missing.txt"), init="foo", quiet=True)
     assert not (tmp_path / "bad").exists()
+
+
+# ---- tunes in ABC notation ---------------------------------------------------------------------
+
+def write_tunes(path, n=40, seed=0):
+    """``n`` small tunes in ABC, each with a header a corpus keeps and some bars of notes."""
+    rng = np.random.default_rng(seed)
+    tunes = []
+    for i in range(n):
+        meter, key = ["6/8", "2/4", "3/4"][i % 3], ["D", "G", "Ador"][i % 3]
+        bars = "|".join("".join(rng.choice(list("ABcdefg"), size=4)) for _ in range(6))
+        tunes.append(f"X:{i + 1}\nT:Tune {i}\nM:{meter}\nL:1/8\nK:{key}\n|:{bars}:|\n")
+    path.write_text("\n".join(tunes), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tunes_model(tmp_path):
+    data = write_tunes(tmp_path / "tunes.abc")
+    out = tmp_path / "tunes"
+    assert main(["train", "lm", "--data", str(data), "--tokenizer", "abc", "--valid-fraction", "0.25", "--out", str(out),
+                 *TINY]) == 0
+    return out
+
+
+def test_tunes_are_split_whole_and_scored_per_character(tunes_model):
+    from rnnkit.data.abc import read_tunes
+    from rnnkit.tasks.lm import _tune_splits, LMOptions
+
+    config = json.loads((tunes_model / "config.json").read_text())
+    assert config["vocabulary"]["kind"] == "abc" and "K:Ador" in config["vocabulary"]["tokens"]
+    assert "30 training, 10 validation tunes" in config["data"]["source"]
+    train, valid, _ = _tune_splits(LMOptions(**config["task_options"]), config["training"]["seed"])
+    tunes = read_tunes(config["task_options"]["data"])[0]
+    in_train = [t for t in tunes if t in train.split("\n\n")]
+    in_valid = [t for t in tunes if t in valid.split("\n\n")]
+    assert len(in_train) == 30 and len(in_valid) == 10 and not set(in_train) & set(in_valid)
+    assert config["metrics"]["bits_per_char"] < config["metrics"]["bits_per_token"]  # tokens span characters
+    metrics = rnnkit.load(tunes_model).evaluate()
+    assert metrics["bits_per_char"] == pytest.approx(config["metrics"]["bits_per_char"])
+
+
+def test_a_header_prime_starts_a_tune(tunes_model):
+    text = rnnkit.load(tunes_model).generate("M:6/8\\nK:D\\n", 20, seed=0)
+    assert text.startswith("M:6/8\nL:1/8\nK:D\n")
+
+
+def test_meter_and_key_options_make_the_prime(tunes_model):
+    proc = subprocess.run([sys.executable, "-m", "rnnkit.cli.main", "generate", str(tunes_model), "--meter", "3/4",
+                           "--key", "Ador", "--length", "10", "--seed", "1"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("M:3/4\nL:1/8\nK:Ador\n")
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--prime", "T:A title\\nK:D\\n"], "unknown header field T:"),
+    (["--key", "Bb"], "'K:Bb'"),                                  # a key the model never saw
+    (["--key", "D", "--prime", "M:6/8\\n"], "--prime or --meter"),
+])
+def test_bad_header_primes_are_one_line_errors(tunes_model, args, match):
+    assert_one_line_error(*run_cli("generate", tunes_model, *args), match)
+
+
+def test_meter_and_key_need_a_model_of_tunes(trained):
+    assert_one_line_error(*run_cli("generate", trained, "--key", "D"), "trained on tunes")
+
+
+def test_generate_writes_each_readable_tune_as_abc_midi_audio_and_a_piano_roll(tunes_model, tmp_path):
+    pytest.importorskip("music21")
+    out = tmp_path / "heard"
+    out.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "rnnkit.cli.main", "generate", str(tunes_model), "--prime",
+                           "M:6/8\\nK:D\\n|:ABc|def|gfe|dcB:|\\n\\nM:3/4\\nK:G\\n|:ABcd|efgf:|\\n\\n", "--length", "30",
+                           "--seed", "0", "--abc", out / "t.abc", "--midi", out / "t.mid", "--wav", out / "t.wav",
+                           "--png", out / "t.png"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    written = int(proc.stderr.strip().splitlines()[-1].split(" of ")[0])
+    assert written >= 2  # the two tunes of the prime are whole
+    for k in range(1, written + 1):
+        stem = "t" if k == 1 else f"t-{k}"
+        assert {f"{stem}.mid", f"{stem}.wav", f"{stem}.png"} <= {p.name for p in out.iterdir()}
+    assert not (out / f"t-{written + 1}.mid").exists()
+    assert (out / "t.abc").read_text().startswith("X:1\nM:6/8\nL:1/8\nK:D\n|:ABc|def|gfe|dcB:|\n\nX:2\nM:3/4")

@@ -187,6 +187,17 @@ CATALOG: dict[str, Dataset] = {
             files=("datasets/data/mitdb/mitdb.csv", "datasets/data/yahoo/yahoo.csv"),
         ),
         Dataset(
+            name="folk-tunes",
+            description="about 12,900 folk tunes in ABC notation (Essen, O'Neill's 1850, Aird's Airs, Ryan's Mammoth, "
+                        "miscellaneous) from music21's corpus, read as text (melody language model)",
+            licence="music21 BSD-3; corpus: as its licence files say (corpus/license.txt, essenFolksong/license.txt)",
+            package="music21",
+            version="10.5.1",
+            kind="pypi",
+            module="music21",
+            files=tuple(f"corpus/{c}/*.abc" for c in ("essenFolksong", "oneills1850", "airdsAirs", "ryansMammoth", "miscFolk")),
+        ),
+        Dataset(
             name="bible",
             description="translation: World English Bible and Reina-Valera 1909 (Spanish) as SWORD modules, "
                         "about 30,900 English-Spanish verse pairs (read with diatheke)",

