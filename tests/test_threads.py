@@ -91,5 +91,6 @@ def test_describe_names_the_backend_and_the_threads():
         assert describe().startswith("backend: numpy; BLAS threads: ")
     with backend.use_backend("numba"):
         line = describe()
-    assert line.startswith("backend: numba (compiled kernels for rnn, irnn, lstm, gru; ")
+    assert line.startswith(f"backend: numba (compiled kernels for {', '.join(backend.accelerated())}; ")
+    assert "mingru" in line
     assert "thread" in line and "BLAS threads: " in line
