@@ -1,8 +1,9 @@
 """Task `classify`: many-to-one sequence classification, or regression when the labels are values.
 
 Inputs are texts (a word or character tokenizer, an embedding) or numeric series (T_i, C).
-A series is z-normalised on its own (``--znorm series``), averaged down to at most
-``--max-length`` steps, then standardised per channel with the training part's statistics.
+A series may be z-normalised on its own (``--znorm series``; by default not: its levels often
+tell the classes apart), is averaged down to at most ``--max-length`` steps, then standardised
+per channel with the training part's statistics.
 Batches group sequences of similar length (``data.batching``) and run with ``lengths``, so
 padding costs little and changes nothing.
 
@@ -79,7 +80,7 @@ class ClassifyOptions:
     folds: int = 0
     fold: int = 0
     cv_folds: int = -1
-    znorm: str = "series"
+    znorm: str = "none"
     max_length: int = 256
 
     # the values an option takes (the command line lists them in its usage)
@@ -112,7 +113,8 @@ class ClassifyOptions:
                     f"--valid-fraction split and early stopping, or -1: {CV_FOLDS} folds when the training data has "
                     f"fewer than {CV_BELOW} examples, else 0 (default: -1)",
         "znorm": "numeric input: series to z-normalise each series' channels on their own (mean 0, std 1) before the "
-                 "per-channel standardisation, none to keep their levels (default: series)",
+                 "per-channel standardisation, none to keep their levels, which often tell the classes apart "
+                 "(default: none)",
         "max_length": "numeric input: average a longer series down to this many steps (means of equal segments; "
                       "0: keep every step) (default: 256)",
     }
