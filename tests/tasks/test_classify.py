@@ -286,3 +286,15 @@ def test_data_help_lists_every_file_format(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for shown in ("`label<TAB>text`", "`label,text`", "`label,v1,v2,…`", ".npz file with X and y", ".ts file"):
         assert shown in text, shown
+
+
+def test_the_classify_verb_lists_the_series_formats_and_bidirectional_can_be_turned_off(capsys):
+    with pytest.raises(SystemExit):
+        main(["classify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("`label,v1,v2,…`", ".npz file with X and y", ".ts file"):
+        assert shown in text, shown
+    with pytest.raises(SystemExit):
+        main(["train", "classify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--no-bidirectional" in text and "--cv-folds" in text and "fewer than 500 examples" in text
