@@ -148,7 +148,8 @@ def table(payload: dict) -> str:
         cells = []
         for c in configs:
             runs = [r for k, r in e["runs"].items() if k.startswith(c + "/")]
-            cells.append("; ".join(f"{r['test_accuracy']:.3f} (cv {r['cv_accuracy']:.3f}, {r['steps_chosen']} steps)"
+            cells.append("; ".join(f"{r['test_accuracy']:.3f} ({'cv' if 'cross' in r['chosen_by'] else 'valid'} "
+                                   f"{r['cv_accuracy']:.3f}, {r['steps_chosen']}/{r['options']['steps']} steps)"
                                    for r in runs) or "–")
         n = next(iter(e["runs"].values()), {}).get("train_examples", "?")
         rows.append(f"| {name} ({n}) | {b.get('ed_1nn', float('nan')):.3f} | {b.get('dtw_1nn', float('nan')):.3f} | "

@@ -34,8 +34,8 @@ from .. import metrics as M
 from ..data import DataError, Tokenizer, make_tokenizer
 from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.datasets import UCR_SETS
-from ..data.series_prep import average_down, z_normalise
 from ..data.fingerprint import check_data, record_data
+from ..data.series_prep import average_down, z_normalise
 from ..data.sources import is_built_in, load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
@@ -43,8 +43,8 @@ from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_n
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import plot_confusion
-from .cross_validation import cross_validate, stratified_folds
 from ..memory import within_memory
+from .cross_validation import cross_validate, stratified_folds
 from .base import (MEAN_SCHEMA, MEANS_SCHEMA, NAMES_SCHEMA, SPREAD_SCHEMA, SPREADS_SCHEMA, BucketedRun, Task, data_schema, input_texts,
                    network_checks, register, validation_line)
 
