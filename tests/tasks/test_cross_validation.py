@@ -146,3 +146,12 @@ def test_more_folds_than_examples_is_refused_before_training(tmp_path, capsys):
     err = run_error(["train", "classify", "--data", str(data), "--out", str(tmp_path / "m"), "--cv-folds", "9"], capsys)
     assert "--cv-folds: 9 folds need at least 9 training examples, but the training data has 8" in err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_cross_validated_model_resumes_without_cross_validating_again(tmp_path):
+    data = write_updown(tmp_path / "s.csv", n=20)
+    first = rnnkit.train("classify", tmp_path / "m", data=str(data), steps=20, cv_folds=2, **SMALL).config
+    chosen = first["encoding"]["cross_validation"]
+    resumed = rnnkit.train("classify", tmp_path / "m", resume=True, steps=chosen["steps"] + 10, quiet=True)
+    assert resumed.config["encoding"]["cross_validation"] == chosen
+    assert resumed.config["status"] == "finished" and resumed.evaluate()["cv_folds"] == 2
