@@ -138,7 +138,7 @@ def run_rnnkit(name: str, config: str, steps: int, seed: int, work: Path) -> dic
 def table(payload: dict) -> str:
     """The markdown table of the results: per set, the baselines, then each config's run(s)."""
     configs = [c for c in CONFIGS if any(k.startswith(c + "/") for e in payload.get("sets", {}).values() for k in e["runs"])]
-    head = "| set (training series) | 1-NN ED | 1-NN DTW | " + " | ".join(configs) + " |"
+    head = "| set (series trained on) | 1-NN ED | 1-NN DTW | " + " | ".join(configs) + " |"
     rows = [head, "|" + "---|" * (3 + len(configs))]
     for name in SETS:
         e = payload.get("sets", {}).get(name)
@@ -149,7 +149,8 @@ def table(payload: dict) -> str:
         for c in configs:
             runs = [r for k, r in e["runs"].items() if k.startswith(c + "/")]
             cells.append("; ".join(f"{r['test_accuracy']:.3f} ({'cv' if 'cross' in r['chosen_by'] else 'valid'} "
-                                   f"{r['cv_accuracy']:.3f}, {r['steps_chosen']}/{r['options']['steps']} steps)"
+                                   f"{r['cv_accuracy']:.3f}, {r['steps_chosen']}/{r['options']['steps']} steps"
+                                   f"{', seed ' + str(r['seed']) if r['seed'] else ''})"
                                    for r in runs) or "–")
         n = next(iter(e["runs"].values()), {}).get("train_examples", "?")
         rows.append(f"| {name} ({n}) | {b.get('ed_1nn', float('nan')):.3f} | {b.get('dtw_1nn', float('nan')):.3f} | "
