@@ -5,7 +5,7 @@ ItalyPowerDemand, JapaneseVowels, BasicMotions (sktime 1.2.0), ACSF1, PLAID (skt
 PickupGestureWiimoteZ (aeon 1.6.0), read with rnnkit's own .ts reader.
 
 - **rnnkit**: ``rnnkit.train("classify", data="ucr:NAME", **config)``; a config is the task's
-  defaults plus the variant's options, with the steps capped (``--steps``, default 400; validation
+  defaults plus the variant's options, with the steps capped (``--steps``, default 200; validation
   every 50) so that a set fits the shared 2-core machine. The sets with fewer than 500 training
   series are cross-validated by default (5 folds choose the steps, then the final model trains on
   all of them); PLAID (537) uses the 10% validation split. What a variant is chosen by is its
@@ -162,7 +162,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["defaults"])
-    p.add_argument("--steps", type=int, default=400, help="training steps of every run, the cap (default 400)")
+    p.add_argument("--steps", type=int, default=200, help="training steps of every run, the cap (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--baselines-only", action="store_true")
     p.add_argument("--no-baselines", action="store_true")
