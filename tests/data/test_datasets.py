@@ -107,6 +107,14 @@ def test_ucr_reads_both_splits_and_ignores_the_case_of_the_name(fake_pypi):
     np.testing.assert_array_equal(X[1], [[5, 7], [6, 8]])
 
 
+def test_ucr_sets_only_aeon_bundles_are_read_from_the_aeon_entry(fake_pypi):
+    header = "@problemName PickupGestureWiimoteZ\n@classLabel true 1 2\n@data\n"
+    for split, rows in (("TRAIN", "0.5,1.5,?:1\n2,3,4:2\n"), ("TEST", "1,2:2\n")):
+        fake_pypi("ucr-aeon", f"datasets/data/PickupGestureWiimoteZ/PickupGestureWiimoteZ_{split}.ts", header + rows)
+    (X, y), (X_test, y_test) = ucr_dataset("PickupGestureWiimoteZ")
+    assert [len(x) for x in X] == [2, 3] and y == ["1", "2"] and y_test == ["2"]
+
+
 def test_ucr_unknown_set_lists_the_known_ones():
     with pytest.raises(DataError, match=r"ucr: unknown set 'ECG200'; expected one of GunPoint, ItalyPowerDemand, "
                                         r"JapaneseVowels, BasicMotions"):
@@ -136,12 +144,14 @@ def test_peoples_daily_counts():
     assert entities == {"PER": 19_645, "LOC": 27_890, "ORG": 3_573}
 
 
-@needs("ucr")
 @pytest.mark.parametrize("name, n_train, n_test, channels, steps, classes", [
-    ("GunPoint", 50, 150, 1, (150, 150), 2),
-    ("ItalyPowerDemand", 67, 1029, 1, (24, 24), 2),
-    ("JapaneseVowels", 270, 370, 12, (7, 29), 9),
-    ("BasicMotions", 40, 40, 6, (100, 100), 4),
+    pytest.param("GunPoint", 50, 150, 1, (150, 150), 2, marks=needs("ucr")),
+    pytest.param("ItalyPowerDemand", 67, 1029, 1, (24, 24), 2, marks=needs("ucr")),
+    pytest.param("JapaneseVowels", 270, 370, 12, (7, 29), 9, marks=needs("ucr")),
+    pytest.param("BasicMotions", 40, 40, 6, (100, 100), 4, marks=needs("ucr")),
+    pytest.param("ACSF1", 100, 100, 1, (1460, 1460), 10, marks=needs("ucr")),
+    pytest.param("PLAID", 537, 537, 1, (100, 1344), 11, marks=needs("ucr")),
+    pytest.param("PickupGestureWiimoteZ", 50, 50, 1, (29, 361), 10, marks=needs("ucr-aeon")),
 ])
 def test_ucr_counts_match_the_archive(name, n_train, n_test, channels, steps, classes):
     (X, y), (X_test, y_test) = ucr_dataset(name)

@@ -12,7 +12,9 @@ from rnnkit.cli.main import main
 from rnnkit.tasks.classify import stratified_split
 from rnnkit.training import model_dir as md
 
-TINY = ["--steps", "60", "--lr", "0.02", "--hidden", "12", "--embed", "6", "--batch-size", "8", "--valid-every", "20", "--quiet"]
+# a validation split, not cross-validation (tested in tests/tasks/test_cross_validation.py): fewer trainings
+TINY = ["--steps", "60", "--lr", "0.02", "--hidden", "12", "--embed", "6", "--batch-size", "8", "--valid-every", "20",
+        "--cv-folds", "0", "--quiet"]
 POSITIVE, NEGATIVE = ["good", "great", "superb"], ["bad", "awful", "dull"]
 
 
@@ -65,7 +67,8 @@ def test_text_classifier_trains_classifies_and_evaluates(tmp_path, reviews, caps
 
 
 def test_python_api_gives_probabilities_that_sum_to_one(tmp_path, reviews):
-    model = rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=40, lr=0.02, hidden=8, embed=4, batch_size=8, valid_every=20)
+    model = rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=40, lr=0.02, hidden=8, embed=4, batch_size=8, valid_every=20,
+                         cv_folds=0)
     results = model.classify(["great", "dull dull"])
     assert [r["label"] for r in results] == ["pos", "neg"]
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-9 for r in results)
@@ -75,7 +78,8 @@ def test_python_api_gives_probabilities_that_sum_to_one(tmp_path, reviews):
 
 def test_numeric_series_and_values_make_a_regressor(tmp_path):
     data = write_series(tmp_path / "slopes.csv", values=True)
-    model = rnnkit.train("classify", tmp_path / "m", data=str(data), steps=150, hidden=16, batch_size=8, valid_every=50, cell="gru")
+    model = rnnkit.train("classify", tmp_path / "m", data=str(data), steps=150, hidden=16, batch_size=8, valid_every=50, cell="gru",
+                         cv_folds=0)
     assert model.encoding["values"] and model.encoding["input"] == "series"
     metrics = model.evaluate()
     assert metrics["valid_r2"] > 0.5  # the slope is learnable; a constant predictor has r2 <= 0
@@ -88,7 +92,7 @@ def test_series_classes_with_cross_validation_folds_never_overlap(tmp_path):
     seen = []
     for fold in range(3):
         model = rnnkit.train("classify", tmp_path / f"f{fold}", data=str(data), folds=3, fold=fold, steps=2, hidden=4,
-                             batch_size=8, valid_every=2)
+                             batch_size=8, valid_every=2, cv_folds=0)
         sizes = model.config["data"]
         assert sizes["train_examples"] + sizes["valid_examples"] + sizes["test_examples"] == 80
         seen.append(sizes["test_examples"])
@@ -96,7 +100,7 @@ def test_series_classes_with_cross_validation_folds_never_overlap(tmp_path):
 
 
 def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, reviews):
-    opts = dict(data=str(reviews), hidden=8, embed=4, batch_size=8, valid_every=10, dropout=0.2, layers=2)
+    opts = dict(data=str(reviews), hidden=8, embed=4, batch_size=8, valid_every=10, dropout=0.2, layers=2, cv_folds=0)
     whole = rnnkit.train("classify", tmp_path / "whole", steps=40, **opts)
     rnnkit.train("classify", tmp_path / "part", steps=20, **opts)
     resumed = rnnkit.train("classify", tmp_path / "part", resume=True, steps=40)
@@ -282,3 +286,15 @@ def test_data_help_lists_every_file_format(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for shown in ("`label<TAB>text`", "`label,text`", "`label,v1,v2,…`", ".npz file with X and y", ".ts file"):
         assert shown in text, shown
+
+
+def test_the_classify_verb_lists_the_series_formats_and_bidirectional_can_be_turned_off(capsys):
+    with pytest.raises(SystemExit):
+        main(["classify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("`label,v1,v2,…`", ".npz file with X and y", ".ts file"):
+        assert shown in text, shown
+    with pytest.raises(SystemExit):
+        main(["train", "classify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--no-bidirectional" in text and "--cv-folds" in text and "fewer than 500 examples" in text

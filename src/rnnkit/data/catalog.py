@@ -119,14 +119,26 @@ CATALOG: dict[str, Dataset] = {
         Dataset(
             name="ucr",
             description="UCR/UEA time-series classification with official splits: GunPoint, ItalyPowerDemand, "
-                        "JapaneseVowels, BasicMotions",
+                        "JapaneseVowels, BasicMotions, ACSF1, PLAID",
             licence="BSD-3 (sktime); UCR/UEA archive: research use with citation",
             package="sktime",
             version="1.2.0",
             kind="pypi",
             module="sktime",
-            files=tuple(f"datasets/data/{n}/{n}_{s}.ts" for n in ("GunPoint", "ItalyPowerDemand", "JapaneseVowels", "BasicMotions")
+            files=tuple(f"datasets/data/{n}/{n}_{s}.ts" for n in ("GunPoint", "ItalyPowerDemand", "JapaneseVowels", "BasicMotions",
+                                                                  "ACSF1", "PLAID")
                         for s in ("TRAIN", "TEST")),
+        ),
+        Dataset(
+            name="ucr-aeon",
+            description="UCR time-series classification sets that only aeon bundles, with official splits: "
+                        "PickupGestureWiimoteZ (variable length)",
+            licence="BSD-3 (aeon); UCR archive: research use with citation",
+            package="aeon",
+            version="1.6.0",
+            kind="pypi",
+            module="aeon",
+            files=tuple(f"datasets/data/PickupGestureWiimoteZ/PickupGestureWiimoteZ_{s}.ts" for s in ("TRAIN", "TEST")),
         ),
         Dataset(
             name="forecasting",

@@ -128,26 +128,33 @@ def peoples_daily_ner() -> list[tuple[list[str], list[str]]]:
 
 # ---- UCR/UEA time-series classification --------------------------------------------------------
 
-UCR_SETS = ("GunPoint", "ItalyPowerDemand", "JapaneseVowels", "BasicMotions")
+#: each UCR/UEA set and the catalog entry (package) that holds its .ts files
+UCR_SETS = {"GunPoint": "ucr", "ItalyPowerDemand": "ucr", "JapaneseVowels": "ucr", "BasicMotions": "ucr",
+            "ACSF1": "ucr", "PLAID": "ucr", "PickupGestureWiimoteZ": "ucr-aeon"}
 
 
 def ucr_dataset(name: str):
     """``((train_series, train_labels), (test_series, test_labels))`` of a UCR/UEA set, with
-    the archive's official split, read from the ``.ts`` files bundled in ``sktime==1.2.0``.
+    the archive's official split, read from the ``.ts`` files bundled in ``sktime==1.2.0``
+    (``rnnkit data install ucr``) or, for PickupGestureWiimoteZ, ``aeon==1.6.0``
+    (``rnnkit data install ucr-aeon``).
 
     Series are (T_i, C) float32 arrays, labels str (``"1"``, ``"Standing"``, …):
 
-        GunPoint          50 / 150 cases, T = 150, C = 1, 2 classes
-        ItalyPowerDemand  67 / 1029 cases, T = 24, C = 1, 2 classes
-        JapaneseVowels    270 / 370 cases, T = 7…29, C = 12, 9 classes (speakers)
-        BasicMotions      40 / 40 cases, T = 100, C = 6, 4 classes
+        GunPoint               50 / 150 cases, T = 150, C = 1, 2 classes
+        ItalyPowerDemand       67 / 1029 cases, T = 24, C = 1, 2 classes
+        JapaneseVowels         270 / 370 cases, T = 7…29, C = 12, 9 classes (speakers)
+        BasicMotions           40 / 40 cases, T = 100, C = 6, 4 classes
+        ACSF1                  100 / 100 cases, T = 1460, C = 1, 10 classes (appliances' power)
+        PLAID                  537 / 537 cases, T = 100…1344, C = 1, 11 classes (appliances' current)
+        PickupGestureWiimoteZ  50 / 50 cases, T = 29…361, C = 1, 10 classes (gestures)
 
     ``name`` is matched without regard to case.
     """
     canonical = {n.lower(): n for n in UCR_SETS}.get(str(name).lower())
     if canonical is None:
         raise DataError(f"ucr: unknown set {name!r}; expected one of {', '.join(UCR_SETS)}")
-    folder = catalog.locate("ucr") / "datasets" / "data" / canonical
+    folder = catalog.locate(UCR_SETS[canonical]) / "datasets" / "data" / canonical
     train, test = (read_ts(folder / f"{canonical}_{split}.ts") for split in ("TRAIN", "TEST"))
     return train, test
 

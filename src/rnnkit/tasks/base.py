@@ -64,8 +64,11 @@ class Task:
                                                      "properties": {self.encoding_key: {"type": "object"}}}, where)
         stored = []
         for key, options_class in (("task_options", self.Options), ("training", TrainingOptions)):
+            # an option added since the model was trained means what the model was trained with,
+            # which is not always the new default (Options.BEFORE says so)
+            given = {**getattr(options_class, "BEFORE", {}), **config[key]}
             try:
-                stored.append(options_class(**config[key]))
+                stored.append(options_class(**given))
             except (ValueError, TypeError) as exc:  # "--valid-fraction: invalid value ..." names the field
                 flag, _, why = str(exc).partition(": ")
                 raise md.ModelDirError(f"{where}: {key}.{flag.lstrip('-').replace('-', '_')}: {why}") from None
@@ -92,6 +95,11 @@ class Task:
     def make_model(self, options, encoding: dict, seed: int):
         raise NotImplementedError
 
+    def settle(self, options, training: TrainingOptions, data, encoding: dict, quiet: bool) -> None:
+        """Choices a new run's data decides before its model is built; by default none. It may
+        add to ``encoding`` and change ``training`` (classify's cross-validation chooses the
+        steps), and config.json records both."""
+
     def make_run(self, model, data, options, seed: int):
         """The trainer's run: train_step, evaluate, state_dict, load_state_dict."""
         raise NotImplementedError
@@ -101,6 +109,7 @@ class Task:
         if self.needs_data and not options.data:
             raise ValueError(f"--data: a {self.name} model needs data (see `rnnkit train {self.name} --help`)")
         data, encoding, description = self.prepare(options, training.seed)
+        self.settle(options, training, data, encoding, quiet)
         model = within_memory(lambda: self.make_model(options, encoding, training.seed), options, training=True)
         return model, self.make_run(model, data, options, training.seed), {**self.config_entries(encoding), "data": description}
 
@@ -307,8 +316,9 @@ def add_options(parser: argparse.ArgumentParser, options_class, title: str) -> N
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         help_text = options_class.HELP.get(f.name, "")
-        if f.type in ("bool", bool):
-            group.add_argument(flag, dest=f.name, action="store_true", default=argparse.SUPPRESS, help=help_text)
+        if f.type in ("bool", bool):  # one that is on by default can be turned off: --no-FLAG
+            action = argparse.BooleanOptionalAction if f.default is True else "store_true"
+            group.add_argument(flag, dest=f.name, action=action, default=argparse.SUPPRESS, help=help_text)
         elif f.type in ("dict", dict):
             group.add_argument(flag, dest=f.name, action="append", default=argparse.SUPPRESS, help=help_text,
                                metavar="NAME=VALUE")

@@ -1,14 +1,24 @@
 """Task `classify`: many-to-one sequence classification, or regression when the labels are values.
 
-Inputs are texts (a word or character tokenizer, an embedding) or numeric series (T_i, C),
-standardised per channel with the training part's statistics. Batches group sequences of
-similar length (``data.batching``) and run with ``lengths``, so padding costs little and
-changes nothing.
+Inputs are texts (a word or character tokenizer, an embedding) or numeric series (T_i, C).
+A series may be z-normalised on its own (``--znorm series``; by default not: its levels often
+tell the classes apart), is averaged down to at most ``--max-length`` steps, then standardised
+per channel with the training part's statistics.
+Batches group sequences of similar length (``data.batching``) and run with ``lengths``, so
+padding costs little and changes nothing.
 
 Splits: the test part is ``--test FILE``, else the data set's official test split (UCR), else
-fold ``--fold`` of ``--folds`` (for cross-validation), else none; validation (early stopping and
-the best weights) is ``--valid-fraction`` of the rest, stratified by class. Every split is a
-function of the data and ``--seed``, so a loaded model recomputes them exactly.
+fold ``--fold`` of ``--folds`` (for cross-validation), else none. How long to train is chosen on
+the rest, in one of two ways:
+
+- a small training part (fewer than ``CV_BELOW`` examples; ``--cv-folds`` says otherwise):
+  K-fold cross-validation (``tasks.cross_validation``, folds stratified by class), then the final
+  model trained on all of it for the chosen number of steps; its "validation" metrics are the
+  cross-validated ones, at each step;
+- otherwise ``--valid-fraction`` of it, stratified by class, held out for early stopping and
+  the best weights.
+
+Every split is a function of the data and ``--seed``, so a loaded model recomputes them exactly.
 """
 
 from __future__ import annotations
@@ -24,8 +34,10 @@ import numpy as np
 from .. import metrics as M
 from ..data import DataError, Tokenizer, make_tokenizer
 from ..data.batching import BucketBatches, batches_in_order, pad
+from ..data.datasets import UCR_SETS
 from ..data.fingerprint import check_data, record_data
 from ..export import onnx as onnx_export
+from ..data.series_prep import average_down, z_normalise
 from ..data.sources import is_built_in, load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
@@ -33,8 +45,19 @@ from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_n
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
 from ..training.trainer import check_options
 from ..training.plots import plot_confusion
+from ..memory import within_memory
+from .cross_validation import cross_validate, stratified_folds
 from .base import (Exportable, export_metadata, MEAN_SCHEMA, MEANS_SCHEMA, NAMES_SCHEMA, SPREAD_SCHEMA, SPREADS_SCHEMA, BucketedRun, Task, data_schema, input_texts,
                    network_checks, register, validation_line)
+
+#: a training part smaller than this is cross-validated (``--cv-folds -1``) with CV_FOLDS folds
+CV_BELOW = 500
+CV_FOLDS = 5
+ZNORMS = ("series", "none")
+#: what ``--data`` reads (``data.sources``): the one list --help shows
+DATA_FORMATS = ("a text file of `label<TAB>text` lines (.tsv, .txt or any other suffix); a .csv file of `label,text` "
+                "lines, or of numeric series, one a row: `label,v1,v2,…`; an .npz file with X and y (and lengths); "
+                "a .ts file of the UCR/UEA archive")
 
 
 @dataclass
@@ -52,21 +75,24 @@ class ClassifyOptions:
     embed: int = 64
     hidden: int = 128
     layers: int = 1
-    bidirectional: bool = False
-    pooling: str = "last"
+    bidirectional: bool = True
+    pooling: str = "max"
     dropout: float = 0.0
     batch_size: int = 32
     valid_fraction: float = 0.1
     folds: int = 0
     fold: int = 0
+    cv_folds: int = -1
+    znorm: str = "none"
+    max_length: int = 256
 
     # the values an option takes (the command line lists them in its usage)
-    CHOICES = {"target": ("auto", "class", "value"), "tokenizer": tuple(TOKENIZERS), "cell": cell_choices(), "pooling": POOLINGS}
+    # what a model trained before an option existed was trained with (its config.json lacks the option)
+    BEFORE = {"cv_folds": 0, "znorm": "none", "max_length": 0}
+    CHOICES = {"target": ("auto", "class", "value"), "tokenizer": tuple(TOKENIZERS), "cell": cell_choices(), "pooling": POOLINGS, "znorm": ZNORMS}
     HELP = {
-        "data": "labelled sequences: a text file of `label<TAB>text` lines (a .csv file: `label,text`), numeric "
-                "series (a .csv file of rows `label,v1,v2,…`, an .npz file with X and y, or a .ts file of the UCR/UEA "
-                "archive), or a built-in set: polarity, ucr:NAME "
-                "(GunPoint, ItalyPowerDemand, JapaneseVowels, BasicMotions)",
+        "data": f"labelled sequences: {DATA_FORMATS}; or a built-in set: polarity, ucr:NAME ({', '.join(UCR_SETS)}), "
+                "fillets-speaker:cs or :nl (which fish speaks; `rnnkit data install fillets-speech`)",
         "test": "a test file in the same format (default: the set's official test split, or --folds)",
         "target": "class, value (a regressor), or auto: values when every label is a number and some are not integers",
         "tokenizer": "text input: word or char",
@@ -79,20 +105,31 @@ class ClassifyOptions:
         "embed": "text input: embedding size",
         "hidden": "hidden size of each recurrent layer (per direction)",
         "layers": "number of stacked recurrent layers",
-        "bidirectional": "read each sequence in both directions",
+        "bidirectional": "read each sequence in both directions (default; --no-bidirectional: forward only)",
         "pooling": "how a sequence becomes one vector: " + ", ".join(POOLINGS),
         "dropout": "dropout on embeddings, between layers and before the output layer",
         "batch_size": "sequences per batch",
-        "valid_fraction": "fraction of the training data held out for validation (stratified)",
+        "valid_fraction": "fraction of the training data held out for validation (stratified), when it is not "
+                          "cross-validated (see --cv-folds)",
         "folds": "cross-validation: split the data into this many folds and test on --fold (0: no folds)",
         "fold": "with --folds: the fold to test on, 0 … folds−1",
+        "cv_folds": f"choose the number of training steps by K-fold cross-validation on the training data "
+                    f"(stratified; K+1 trainings), then train on all of it for that many steps: K >= 2, 0 for a "
+                    f"--valid-fraction split and early stopping, or -1: {CV_FOLDS} folds when the training data has "
+                    f"fewer than {CV_BELOW} examples, else 0 (default: -1)",
+        "znorm": "numeric input: series to z-normalise each series' channels on their own (mean 0, std 1) before the "
+                 "per-channel standardisation, none to keep their levels, which often tell the classes apart "
+                 "(default: none)",
+        "max_length": "numeric input: average a longer series down to this many steps (means of equal segments; "
+                      "0: keep every step) (default: 256)",
     }
 
     def __post_init__(self):
         checks = {"target": self.target in ("auto", "class", "value"), "tokenizer": self.tokenizer in ("word", "char"),
                   "pooling": self.pooling in POOLINGS, "folds": self.folds == 0 or self.folds >= 2,
                   "fold": 0 <= self.fold < max(self.folds, 1), "valid_fraction": 0 < self.valid_fraction < 1,
-                  "dropout": 0 <= self.dropout < 1, **network_checks(self)}
+                  "dropout": 0 <= self.dropout < 1, "cv_folds": self.cv_folds == -1 or self.cv_folds == 0 or self.cv_folds >= 2,
+                  "znorm": self.znorm in ZNORMS, "max_length": self.max_length >= 0, **network_checks(self)}
         check_options(self, checks)
 
 
@@ -127,11 +164,25 @@ def _folds(n: int, folds: int, seed: int) -> list[np.ndarray]:
     return [np.sort(order[i::folds]) for i in range(folds)]
 
 
+def cv_folds(opts: ClassifyOptions, n_train: int) -> int:
+    """The folds of the cross-validation that chooses the steps for ``n_train`` training examples
+    (0: a validation split instead); more folds than examples is a DataError."""
+    k = opts.cv_folds if opts.cv_folds >= 0 else (CV_FOLDS if n_train < CV_BELOW else 0)
+    if k > n_train:
+        raise DataError(f"--cv-folds: {k} folds need at least {k} training examples, but the training data has "
+                        f"{n_train}; give fewer folds or --cv-folds 0")
+    return k
+
+
 class Splits:
     """The examples of each split, encoded: ``inputs[split]`` a list of (T_i,) ids or (T_i, C)
-    floats, ``targets[split]`` class indices or standardised values."""
+    floats, ``targets[split]`` class indices or standardised values.
 
-    def __init__(self, opts: ClassifyOptions, seed: int, stored: dict | None = None):
+    ``folds`` > 0: the training part is cross-validated. With ``cv_fold`` k the splits are fold
+    k's (train: the other folds, valid: fold k, encoding fitted on the other folds but knowing
+    every class); without it, train is all of the training part and there is no valid split."""
+
+    def __init__(self, opts: ClassifyOptions, seed: int, stored: dict | None = None, cv_fold: int | None = None):
         if stored is not None:  # a loaded or resumed model: its config's paths, only if still its data
             check_data(opts, stored.get("data_files"), is_built_in)
         source = load_classification(opts.data)
@@ -152,34 +203,47 @@ class Splits:
         else:
             test = None
         self.values = stored["values"] if stored else _is_values(labels, opts.target)
-        train_idx, valid_idx = stratified_split(labels if not self.values else np.zeros(len(labels)), opts.valid_fraction, seed, 0)
-        raw = {"train": ([items[i] for i in train_idx], [labels[i] for i in train_idx]),
-               "valid": ([items[i] for i in valid_idx], [labels[i] for i in valid_idx])}
+        # a stored model was cross-validated if its encoding says so (models from before --cv-folds were not)
+        self.cross_validation = stored.get("cross_validation") if stored else None
+        self.folds = (self.cross_validation or {}).get("folds", 0) if stored else cv_folds(opts, len(items))
+        strata = labels if not self.values else np.zeros(len(labels))
+        if self.folds and cv_fold is not None:
+            valid_idx = stratified_folds(strata, self.folds, seed)[cv_fold]
+            train_idx = np.setdiff1d(np.arange(len(items)), valid_idx)
+        elif self.folds:
+            train_idx, valid_idx = np.arange(len(items)), np.array([], dtype=np.int64)
+        else:
+            train_idx, valid_idx = stratified_split(strata, opts.valid_fraction, seed, 0)
+        raw = {"train": ([items[i] for i in train_idx], [labels[i] for i in train_idx])}
+        if valid_idx.size or not self.folds:
+            raw["valid"] = ([items[i] for i in valid_idx], [labels[i] for i in valid_idx])
         if test is not None:
             raw["test"] = test
         for name, (xs, _) in raw.items():
             if not xs:
                 raise DataError(f"data: the {name} split is empty; give more examples or change --valid-fraction")
-        self.config = stored or dict(self._fit(opts, *raw["train"]), data_files=record_data(opts, is_built_in))
+        every_class = None if self.values else sorted(set(labels))  # a fold may lack a rare class
+        self.config = stored or dict(self._fit(opts, *raw["train"], every_class), data_files=record_data(opts, is_built_in))
         self.inputs = {k: self._encode_inputs(opts, xs, k) for k, (xs, _) in raw.items()}
         self.targets = {k: self.encode_targets(ys, k) for k, (_, ys) in raw.items()}
         self.description.update({f"{k}_examples": len(xs) for k, (xs, _) in raw.items()})
+        self.description.setdefault("valid_examples", 0)
 
-    def _fit(self, opts: ClassifyOptions, items, labels) -> dict:
+    def _fit(self, opts: ClassifyOptions, items, labels, every_class: list[str] | None = None) -> dict:
         """What encoding learns from the training part: vocabulary or channel statistics, label set or value scale."""
         config: dict = {"values": self.values, "input": self.kind}
         if self.kind == "text":
             text = "\n".join(t.lower() if opts.lowercase else t for t in items)
             config["vocabulary"] = make_tokenizer(opts.tokenizer, text, opts.min_count, opts.max_vocab or None).to_dict()
         else:
-            stacked = np.concatenate(items).astype(np.float64)  # float32 squares overflow above 1.8e19
+            stacked = np.concatenate(prepare_series(opts, items)).astype(np.float64)  # float32 squares overflow above 1.8e19
             config.update(channels=int(stacked.shape[1]), mean=stacked.mean(axis=0).tolist(),
                           std=np.maximum(stacked.std(axis=0), 1e-8).tolist())
         if self.values:
             v = label_values(labels, "the train data")
             config.update(value_mean=float(v.mean()), value_std=float(max(v.std(), 1e-8)))
         else:
-            config["labels"] = sorted(set(labels))
+            config["labels"] = every_class or sorted(set(labels))
             if len(config["labels"]) < 2:
                 raise DataError(f"data: every training example is labelled {config['labels'][0]!r}; a classifier needs "
                                 "at least two classes (for a regressor of numeric labels, pass --target value)")
@@ -203,12 +267,20 @@ def encode_inputs(config: dict, opts: ClassifyOptions, items, where: str) -> lis
             out.append(ids)
         return out
     mean, std = np.array(config["mean"]), np.array(config["std"])
-    out = []
     for i, s in enumerate(items):
+        shape = np.shape(s)
+        if len(shape) != 2 or shape[1] != len(mean):
+            raise DataError(f"{where}: example {i + 1} has shape {shape}; the model reads series of {len(mean)} channel(s)")
+    return [np.clip((s - mean) / std, -INPUT_BOUND, INPUT_BOUND).astype(np.float32) for s in prepare_series(opts, items)]
+
+
+def prepare_series(opts: ClassifyOptions, items) -> list[np.ndarray]:
+    """Each (T_i, C) series as the network's input before channel standardisation: z-normalised
+    on its own (--znorm series), averaged down to --max-length steps; float64."""
+    out = []
+    for s in items:
         s = np.asarray(s, dtype=np.float64)
-        if s.ndim != 2 or s.shape[1] != len(mean):
-            raise DataError(f"{where}: example {i + 1} has shape {s.shape}; the model reads series of {len(mean)} channel(s)")
-        out.append(np.clip((s - mean) / std, -INPUT_BOUND, INPUT_BOUND).astype(np.float32))
+        out.append(average_down(z_normalise(s) if opts.znorm == "series" else s, opts.max_length))
     return out
 
 
@@ -284,16 +356,27 @@ def score(config: dict, outputs: np.ndarray, targets: np.ndarray) -> dict:
 
 
 class ClassifyRun(BucketedRun):
-    """Training and validation of one classifier: the trainer's `run`."""
+    """Training and validation of one classifier: the trainer's `run`. A model trained on all of a
+    cross-validated training part has no validation split: its validation metrics are the
+    cross-validated ones at the step it has reached."""
 
     def __init__(self, model: SequenceClassifier, splits: Splits, opts: ClassifyOptions, seed: int):
         self.model, self.splits, self.opts = model, splits, opts
+        self.steps_done = 0
         self.loss_fn = MSELoss() if splits.config["values"] else CrossEntropyLoss()
         self.batches = BucketBatches([len(s) for s in splits.inputs["train"]], opts.batch_size, seed)
         if not splits.config["values"]:  # a uniform guess: the trainer's yardstick for divergence
             self.uniform_loss = math.log(len(splits.config["labels"]))
 
+    def state_dict(self) -> dict:
+        return dict(super().state_dict(), steps_done=self.steps_done)
+
+    def load_state_dict(self, d: dict) -> None:
+        super().load_state_dict(d)
+        self.steps_done = int(d.get("steps_done", 0))
+
     def train_step(self) -> tuple[float, int]:
+        self.steps_done += 1
         idx = self.batches.next()
         x, lengths = pad([self.splits.inputs["train"][i] for i in idx])
         y = self.splits.targets["train"][idx]
@@ -304,8 +387,18 @@ class ClassifyRun(BucketedRun):
         return loss, int(lengths.sum())
 
     def evaluate(self) -> dict:
+        if "valid" not in self.splits.inputs:
+            return cross_validated(self.splits.cross_validation, self.steps_done)
         outputs = predict(self.model, self.splits.inputs["valid"], self.opts.batch_size)
         return score(self.splits.config, outputs, self.splits.targets["valid"])
+
+
+def cross_validated(result: dict, step: int) -> dict:
+    """The mean validation metrics of the cross-validation ``result`` at the last step it
+    validated at or before ``step`` (its first, before that)."""
+    curve = result["curve"]
+    reached = [r for r in curve if r["step"] <= step] or curve[:1]
+    return {k: v for k, v in reached[-1].items() if k != "step"}
 
 
 class TrainedClassifier(Exportable):
@@ -334,7 +427,13 @@ class TrainedClassifier(Exportable):
         """The ONNX model (``export/onnx.py``'s ``classifier_graph``): probabilities, or a
         regressor's values, from token ids or raw series and lengths; its metadata holds the
         encoding (vocabulary or channel statistics, labels)."""
+        if self.encoding["input"] == "series" and self.opts.znorm != "none":
+            raise onnx_export.NotExportable(
+                f"not exportable: the classifier's graph standardises series with the training statistics, and this "
+                f"model z-normalises each series on its own (--znorm {self.opts.znorm}); export one trained with --znorm none")
         meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "labels": json.dumps(self.labels)}
+        if self.encoding["input"] == "series" and self.opts.max_length:
+            meta["max_length"] = f"{self.opts.max_length}: average a longer series down to this many steps (means of equal segments) before the graph"
         return onnx_export.classifier_graph(self.model, self.encoding, meta)
 
     def evaluate(self, data: str | None = None) -> dict:
@@ -348,11 +447,14 @@ class TrainedClassifier(Exportable):
             parts = {"data": (encode_inputs(self.encoding, self.opts, source.items, data),
                               encode_targets(self.encoding, source.labels, data))}
         result = {}
+        cv = self.encoding.get("cross_validation")
+        if cv and data is None:  # no validation split: the cross-validated metrics at the chosen step
+            result.update({f"cv_{k}": v for k, v in cross_validated(cv, cv["steps"]).items()}, cv_folds=cv["folds"])
         for name, (inputs, targets) in parts.items():
             outputs = predict(self.model, inputs, self.opts.batch_size)
             result.update({f"{name}_{k}": v for k, v in score(self.encoding, outputs, targets).items()})
             result[f"{name}_examples"] = len(inputs)
-        if not self.encoding["values"]:
+        if not self.encoding["values"] and parts:
             last = list(parts)[-1]  # the test split when there is one
             inputs, targets = parts[last]
             pred = predict(self.model, inputs, self.opts.batch_size).argmax(axis=1)
@@ -371,14 +473,29 @@ class TrainedClassifier(Exportable):
             f"model      {self.dir}: task classify, {what} ({c.get('status', '?')}), rnnkit {c.get('rnnkit_version')}",
             f"network    {o.layers}-layer {'bidirectional ' if o.bidirectional else ''}{cell_name(o.cell, o.cell_option, o.init)}, hidden {o.hidden}, "
             f"{o.pooling} pooling, dropout {o.dropout}; {self.model.num_parameters():,} parameters",
-            f"input      {inputs}",
+            f"input      {inputs}" + ("" if e["input"] == "text" else
+                                      f"; {'z-normalised per series, ' if o.znorm == 'series' else ''}"
+                                      f"{f'at most {o.max_length} steps' if o.max_length else 'every step'}"),
             f"data       {c['data']['source']}: " + ", ".join(f"{v:,} {k.split('_')[0]}" for k, v in c["data"].items() if k.endswith("_examples")),
         ]
         if not e["values"]:
             lines.append(f"classes    {', '.join(self.labels)}")
+        cv = e.get("cross_validation")
+        if cv:
+            lines.append(f"steps      {cv['steps']}, chosen by {cv['folds']}-fold cross-validation on the training data "
+                         f"(mean validation {cv['monitor']}); trained on all of it")
         if m:
-            lines.append(validation_line(m))
+            lines.append(validation_line(m) + (" (cross-validated)" if cv else ""))
         return "\n".join(lines if not short else [lines[0], lines[-1]])
+
+
+#: the encoding's record of a cross-validation (``tasks.cross_validation.cross_validate``)
+CV_SCHEMA = {"type": "object", "required": ["folds", "steps", "monitor", "curve"],
+             "properties": {"folds": {"type": "integer", "minimum": 2}, "steps": {"type": "integer", "minimum": 1},
+                            "monitor": {"type": "string"},
+                            "curve": {"type": "array", "minItems": 1,
+                                      "items": {"type": "object", "required": ["step", "loss"],
+                                                "properties": {"step": {"type": "integer", "minimum": 1}}}}}}
 
 
 @register
@@ -393,7 +510,8 @@ class ClassifyTask(Task):
                      "properties": {"values": {"type": "boolean"}, "input": {"enum": ["text", "series"]},
                                     "vocabulary": VOCABULARY_SCHEMA, "channels": {"type": "integer", "minimum": 1},
                                     "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "labels": {**NAMES_SCHEMA, "minItems": 2},
-                                    "value_mean": MEAN_SCHEMA, "value_std": SPREAD_SCHEMA},
+                                    "value_mean": MEAN_SCHEMA, "value_std": SPREAD_SCHEMA,
+                                    "cross_validation": CV_SCHEMA},
                      "sameCount": ["channels", "mean", "std"],
                      "allOf": [{"if": {"properties": {"input": {"const": "text"}}}, "then": {"required": ["vocabulary"]},
                                 "else": {"required": ["channels", "mean", "std"]}},
@@ -414,11 +532,27 @@ class ClassifyTask(Task):
     def make_run(self, model, splits: Splits, options: ClassifyOptions, seed: int) -> ClassifyRun:
         return ClassifyRun(model, splits, options, seed)
 
+    def settle(self, options: ClassifyOptions, training, splits: Splits, encoding: dict, quiet: bool) -> None:
+        """A cross-validated training part: the folds' trainings choose the steps; the final run
+        trains that long, without early stopping (the cross-validation did that)."""
+        if not splits.folds:
+            return
+
+        def make_fold(k: int):
+            fold = Splits(options, training.seed, cv_fold=k)
+            model = within_memory(lambda: build_model(options, fold.config, training.seed), options, training=True)
+            return model, ClassifyRun(model, fold, options, training.seed), {"task": self.name, "cross_validation_fold": k}
+
+        result = cross_validate(make_fold, splits.folds, training, self.monitors[training.monitor], quiet)
+        encoding["cross_validation"] = splits.cross_validation = result
+        training.steps, training.patience = result["steps"], 0
+
     # ---- the action verb: rnnkit classify DIR ---------------------------------------------------
     def add_action_arguments(self, p) -> None:
         p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (or give --data)")
         p.add_argument("--data", metavar="FILE", help="a file of inputs: one text per line (a `label<TAB>` prefix is "
-                       "ignored), or numeric series as for training")
+                       "ignored), or numeric series as for training: a .csv file of rows `label,v1,v2,…`, an .npz "
+                       "file with X and y, or a .ts file of the UCR/UEA archive")
         p.add_argument("--top", type=int, default=3, help="labels shown per input, most probable first (default: 3)")
 
     def act(self, model: TrainedClassifier, args) -> int:

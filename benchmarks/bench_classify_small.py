@@ -1,0 +1,200 @@
+"""`classify` on small UCR/UEA sets with its defaults, against 1-NN Euclidean and 1-NN DTW.
+
+Seven sets, official train/test splits (`rnnkit data install ucr` and `ucr-aeon`): GunPoint,
+ItalyPowerDemand, JapaneseVowels, BasicMotions (sktime 1.2.0), ACSF1, PLAID (sktime 1.2.0) and
+PickupGestureWiimoteZ (aeon 1.6.0), read with rnnkit's own .ts reader.
+
+- **rnnkit**: ``rnnkit.train("classify", data="ucr:NAME", **config)``; a config is the task's
+  defaults plus the variant's options, with the steps capped (``--steps``, default 200; validation
+  every 50) so that a set fits the shared 2-core machine. The sets with fewer than 500 training
+  series are cross-validated by default (5 folds choose the steps, then the final model trains on
+  all of them); PLAID (537) uses the 10% validation split. What a variant is chosen by is its
+  cross-validated (or validation) accuracy, recorded as ``cv_accuracy``; the test accuracy is
+  reported, never used to choose.
+- **1-NN Euclidean** (series of different lengths linearly resampled to the longest training
+  length) and **1-NN DTW** with a full window (dependent: one warping path for all channels,
+  squared differences summed over channels), on the series as the archive gives them, written
+  here in NumPy and numba: baselines, not package code.
+
+Run from the repository root, one process, one thread:
+
+    OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_classify_small.py
+    python benchmarks/bench_classify_small.py --sets GunPoint --configs defaults unidirectional-last
+    python benchmarks/bench_classify_small.py --baselines-only
+
+Results: ``benchmarks/results/classify_small.json`` (merged run by run, so a stopped run keeps
+what it finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+import rnnkit
+from rnnkit.data import ucr_dataset
+from common import git_commit, machine_info, write
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "classify_small.json"
+SETS = ("GunPoint", "ItalyPowerDemand", "JapaneseVowels", "BasicMotions", "ACSF1", "PickupGestureWiimoteZ", "PLAID")
+
+# each config: the task's defaults (bidirectional LSTM 128, max pooling, no per-series z-normalisation,
+# at most 256 steps, 5-fold cross-validation below 500 training series) changed by these options
+CONFIGS = {
+    "defaults": {},
+    "unidirectional-last": {"bidirectional": False, "pooling": "last"},  # the defaults before issue 22
+    "znorm-series": {"znorm": "series"},  # the first candidate default: lost on cross-validated accuracy
+    "mean-pooling": {"pooling": "mean"},
+    "max-length-128": {"max_length": 128},
+    "validation-split": {"cv_folds": 0},  # early stopping on a 10% split, as before issue 22
+}
+
+# recalled from the UCR archive's DataSummary (Dau et al. 2018, arXiv:1810.07758): 1-NN DTW with a full
+# window; not re-checked here (no network). The figures this script computes are the ones compared with.
+PUBLISHED_DTW = {"GunPoint": 0.907, "ItalyPowerDemand": 0.950, "ACSF1": 0.640, "PickupGestureWiimoteZ": 0.660,
+                 "PLAID": 0.832}
+
+
+# ---- baselines ------------------------------------------------------------------------------------
+@numba.njit(cache=True)
+def _dtw(a, b):
+    """Dependent DTW distance between (n, C) and (m, C), full window, squared differences."""
+    n, m = a.shape[0], b.shape[0]
+    prev = np.full(m + 1, np.inf)
+    prev[0] = 0.0
+    cur = np.empty(m + 1)
+    for i in range(1, n + 1):
+        cur[0] = np.inf
+        for j in range(1, m + 1):
+            d = 0.0
+            for c in range(a.shape[1]):
+                diff = a[i - 1, c] - b[j - 1, c]
+                d += diff * diff
+            best = prev[j - 1]
+            if prev[j] < best:
+                best = prev[j]
+            if cur[j - 1] < best:
+                best = cur[j - 1]
+            cur[j] = d + best
+        prev, cur = cur, prev
+    return prev[m]
+
+
+def one_nn(train, train_labels, test, test_labels, distance) -> float:
+    """Accuracy of the 1-nearest-neighbour rule under ``distance``."""
+    correct = 0
+    for x, y in zip(test, test_labels):
+        d = [distance(x, t) for t in train]
+        correct += train_labels[int(np.argmin(d))] == y
+    return correct / len(test)
+
+
+def resample(series: np.ndarray, length: int) -> np.ndarray:
+    old = np.linspace(0, 1, len(series))
+    new = np.linspace(0, 1, length)
+    return np.column_stack([np.interp(new, old, series[:, c]) for c in range(series.shape[1])])
+
+
+def baselines(name: str) -> dict:
+    (X, y), (X_test, y_test) = ucr_dataset(name)
+    X = [x.astype(np.float64) for x in X]
+    X_test = [x.astype(np.float64) for x in X_test]
+    length = max(len(x) for x in X)
+    Xe, Xe_test = [resample(x, length) for x in X], [resample(x, length) for x in X_test]
+    started = time.perf_counter()
+    ed = one_nn(Xe, y, Xe_test, y_test, lambda a, b: float(np.sum((a - b) ** 2)))
+    dtw = one_nn(X, y, X_test, y_test, _dtw)
+    return {"ed_1nn": ed, "dtw_1nn": dtw, "seconds": time.perf_counter() - started,
+            "published_dtw_1nn": PUBLISHED_DTW.get(name)}
+
+
+# ---- rnnkit ---------------------------------------------------------------------------------------
+def run_rnnkit(name: str, config: str, steps: int, seed: int, work: Path) -> dict:
+    options = dict(data=f"ucr:{name}", steps=steps, valid_every=50, seed=seed, quiet=True, **CONFIGS[config])
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    model = rnnkit.train("classify", work / f"{name}-{config}-{seed}", overwrite=True, **options)
+    seconds = time.perf_counter() - started
+    ev = model.evaluate()
+    cv = model.encoding.get("cross_validation")
+    return {"options": options, "seed": seed, "test_accuracy": ev["test_accuracy"], "test_macro_f1": ev["test_macro_f1"],
+            "cv_accuracy": ev.get("cv_accuracy", ev.get("valid_accuracy")),
+            "chosen_by": f"{cv['folds']}-fold cross-validation" if cv else "validation split",
+            "steps_chosen": cv["steps"] if cv else model.config["metrics"]["step"],
+            "train_examples": model.config["data"]["train_examples"], "seconds": seconds,
+            "load_average_1min_at_start": load, "load_average_1min_at_end": os.getloadavg()[0]}
+
+
+def table(payload: dict) -> str:
+    """The markdown table of the results: per set, the baselines, then each config's run(s)."""
+    configs = [c for c in CONFIGS if any(k.startswith(c + "/") for e in payload.get("sets", {}).values() for k in e["runs"])]
+    head = "| set (series trained on) | 1-NN ED | 1-NN DTW | " + " | ".join(configs) + " |"
+    rows = [head, "|" + "---|" * (3 + len(configs))]
+    for name in SETS:
+        e = payload.get("sets", {}).get(name)
+        if not e:
+            continue
+        b = e.get("baselines", {})
+        cells = []
+        for c in configs:
+            runs = [r for k, r in e["runs"].items() if k.startswith(c + "/")]
+            cells.append("; ".join(f"{r['test_accuracy']:.3f} ({'cv' if 'cross' in r['chosen_by'] else 'valid'} "
+                                   f"{r['cv_accuracy']:.3f}, {r['steps_chosen']}/{r['options']['steps']} steps"
+                                   f"{', seed ' + str(r['seed']) if r['seed'] else ''})"
+                                   for r in runs) or "–")
+        n = next(iter(e["runs"].values()), {}).get("train_examples", "?")
+        rows.append(f"| {name} ({n}) | {b.get('ed_1nn', float('nan')):.3f} | {b.get('dtw_1nn', float('nan')):.3f} | "
+                    + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["defaults"])
+    p.add_argument("--steps", type=int, default=200, help="training steps of every run, the cap (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--baselines-only", action="store_true")
+    p.add_argument("--no-baselines", action="store_true")
+    p.add_argument("--table", action="store_true", help="print the stored results as a markdown table and stop")
+    args = p.parse_args()
+    if args.table:
+        print(table(json.loads(RESULTS.read_text())))
+        return 0
+    payload = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    payload.update(benchmark="classify on small UCR/UEA sets: defaults and variants vs 1-NN ED and 1-NN DTW",
+                   configs=CONFIGS, published_dtw_source="recalled from the UCR archive DataSummary (Dau et al. 2018); "
+                   "not re-checked", machine=machine_info(numba=numba.__version__), **git_commit(),
+                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    sets = payload.setdefault("sets", {})
+    with tempfile.TemporaryDirectory(prefix="bench-classify-small-") as tmp:
+        for name in args.sets:
+            entry = sets.setdefault(name, {"runs": {}})
+            if not args.no_baselines and "baselines" not in entry:
+                entry["baselines"] = baselines(name)
+                write(RESULTS, payload)
+                print(f"{name}: {entry['baselines']}", flush=True)
+            if args.baselines_only:
+                continue
+            for config in args.configs:
+                r = run_rnnkit(name, config, args.steps, args.seed, Path(tmp))
+                entry["runs"][f"{config}/steps{args.steps}/seed{args.seed}"] = r
+                write(RESULTS, payload)
+                print(f"{name} {config}: test {r['test_accuracy']:.3f}, cv {r['cv_accuracy']:.3f}, "
+                      f"steps {r['steps_chosen']}, {r['seconds']:.0f} s, load {r['load_average_1min_at_start']:.2f}",
+                      flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Preparing numeric series for a classifier: each series on its own scale, long series shortened.
+
+    s = z_normalise(s)          # (T, C): each channel of this series to mean 0, std 1
+    s = average_down(s, 256)    # (min(T, 256), C): a longer series averaged over 256 equal segments
+
+Both act on one series at a time, so training and prediction treat a series alike whatever
+else is in the batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def z_normalise(series: np.ndarray) -> np.ndarray:
+    """(T, C) → (T, C): each channel minus its mean, over its standard deviation. A constant
+    channel (std below 1e-8 of its scale) becomes zeros rather than noise blown up."""
+    s = np.asarray(series, dtype=np.float64)
+    mean = s.mean(axis=0)
+    std = s.std(axis=0)
+    flat = std <= 1e-8 * np.maximum(np.abs(mean), 1.0)
+    return (s - mean) / np.where(flat, np.inf, std)
+
+
+def average_down(series: np.ndarray, max_steps: int) -> np.ndarray:
+    """(T, C) → (T', C), T' = min(T, max_steps): a series longer than ``max_steps`` becomes the
+    means of ``max_steps`` consecutive segments of (nearly) equal length (the piecewise aggregate
+    approximation); a shorter one is returned unchanged. ``max_steps`` 0 keeps every step."""
+    s = np.asarray(series)
+    T = len(s)
+    if not max_steps or T <= max_steps:
+        return s
+    starts = (np.arange(max_steps) * T) // max_steps  # strictly increasing since T > max_steps
+    sums = np.add.reduceat(s.astype(np.float64), starts, axis=0)
+    counts = np.diff(np.append(starts, T))
+    return sums / counts[:, None]
+
+
+__all__ = ["average_down", "z_normalise"]
