@@ -20,7 +20,7 @@ from rnnkit.models.sampling import generate_ids
 from rnnkit.models.seq2seq import Seq2Seq
 from rnnkit.models.tagger import SequenceTagger
 from rnnkit.nn import LSTM, backend, cells, no_grad
-from rnnkit.tasks.classify import encode_inputs, predict, softmax
+from rnnkit.tasks.classify import ClassifyOptions, encode_inputs, predict, softmax
 from rnnkit.tasks.detect import load as load_detect_series
 from rnnkit.tasks.forecast import forecast_at
 from rnnkit.tasks.tag import encode_tokens, split_text
@@ -137,7 +137,7 @@ def test_a_series_regressor_standardises_inside_and_returns_values():
                 "value_mean": 4.0, "value_std": 3.0}
     model = SequenceClassifier(1, 7, "lstm", 1, pooling="mean", input_size=2, rng=rng)
     series = [rng.normal([10, -3], [2, 0.5], size=(n, 2)) for n in (5, 9, 2)]
-    inputs = encode_inputs(encoding, None, series, "input")
+    inputs = encode_inputs(encoding, ClassifyOptions(), series, "input")  # no --znorm; shorter than --max-length
     expected = predict(model, inputs, 8)[:, 0] * 3.0 + 4.0
     raw = np.zeros((3, 9, 2), np.float32)
     for i, s in enumerate(series):
