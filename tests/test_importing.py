@@ -129,7 +129,8 @@ def test_a_torch_pt_state_dict_imports_through_the_api_and_its_weights_decide_th
     lines = [f"{label}\t{' '.join(rng.choice(words, rng.integers(1, 5)))} {'good' if label == 'pos' else 'bad'}"
              for label in rng.choice(["pos", "neg"], 50)]
     (tmp_path / "reviews.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    options = dict(data=str(tmp_path / "reviews.tsv"), cell="gru", hidden=6, embed=4, pooling="mean", batch_size=8)
+    options = dict(data=str(tmp_path / "reviews.tsv"), cell="gru", hidden=6, embed=4, pooling="mean", batch_size=8,
+                   cv_folds=0)  # a validation split (50 examples would be cross-validated)
     with backend.use_backend("numpy"):
         trained = rnnkit.train("classify", tmp_path / "rnnkit", steps=1, valid_every=1, quiet=True, **options)
     state = {k: torch.from_numpy(v) for k, v in md.load_model_weights(tmp_path / "rnnkit").items()}
