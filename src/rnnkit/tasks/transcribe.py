@@ -142,7 +142,8 @@ def ctc_steps_needed(ids: list[int]) -> int:
 
 
 class SpeechData:
-    """The utterances of each part as (features, text, group), the encoding, the description."""
+    """The utterances of each part as (features, normalised text, group, audio path), the encoding
+    (characters, feature statistics), and the description of the data for config.json."""
 
     def __init__(self, options: TranscribeOptions, seed: int, stored: dict | None = None, quiet: bool = True):
         rows, source = read_source(options.data)
