@@ -55,6 +55,10 @@ def trained(corpus, tmp_path_factory):
 
 
 def test_the_model_learns_to_read_the_tones(trained, corpus):
+    config = json.loads((trained / "config.json").read_text())
+    assert config["training"]["monitor"] == "cer"  # the task's default: the error rate picks the weights
+    assert config["metrics"]["cer"] == min(json.loads(line)["valid_cer"] for line in (trained / "metrics.jsonl").read_text().splitlines()
+                                           if "valid_cer" in line)
     records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train_loss"] for r in records if "train_loss" in r]
     assert losses[-1] < 0.3 * losses[0]

@@ -54,6 +54,8 @@ class Task:
     #: the validation metrics --monitor may name, each with its direction: "min" where lower is
     #: better (losses, errors, perplexity), "max" where higher is (scores); the one table of it
     monitors: dict[str, str] = {"loss": "min"}
+    #: the metric that picks the best weights when --monitor is not given
+    default_monitor = "loss"
 
     def check_config(self, config: dict, where: str):
         """Validate a stored config's entries against the task's schemas; (options, training)."""
@@ -351,7 +353,7 @@ def train(task_name: str | None, out_dir, task_options: dict, training_options: 
         return _resume(task_name, out, task_options, training_options, quiet)
     task = get_task(task_name)
     md.check_out_dir(out, overwrite)  # the quick refusals, before the data is read
-    training = TrainingOptions(**training_options)
+    training = TrainingOptions(**{"monitor": task.default_monitor, **training_options})
     options = task.Options(**task_options)
     task.check_monitor(training.monitor)
     model, run, config = task.build(options, training, out, quiet)

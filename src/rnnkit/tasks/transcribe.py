@@ -359,6 +359,9 @@ class TranscribeTask(Task):
                      "sameCount": ["mean", "std"]},
         "data": data_schema("train_utterances", "valid_utterances", "test_utterances", "unreadable")}}
     monitors = {"loss": "min", "cer": "min", "wer": "min"}
+    # the CTC loss on held-out levels rises (over-confident) while the error rate still falls:
+    # on Czech the lowest loss came at step 1,000 (CER 0.554), the lowest CER at 1,750 (0.504)
+    default_monitor = "cer"
 
     Trained = TrainedTranscriber
 
