@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..nn import CrossEntropyLoss, Dropout, Embedding, Linear, Module, Parameter, cells, no_grad
+from ..nn.functional import log_softmax
 from ..nn.module import as_dtype, as_rng, is_grad_enabled
 from ..nn.validation import int_array, positive_int, probability
 from .sequence_model import cell_choices, get_init, make_recurrent
@@ -82,12 +83,6 @@ def gnmt_length_penalty(length: int, alpha: float) -> float:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
 def _masked_softmax(e: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -492,7 +487,7 @@ class Seq2Seq(Module):
             y = np.full(B, bos)
             for _ in range(max_len):
                 logits, state, alpha, _ = self._step(y, state, mem)
-                logp = _log_softmax(logits)
+                logp = log_softmax(logits.astype(np.float64))
                 y = logp.argmax(axis=1)
                 for b in np.flatnonzero(~done):
                     log_prob[b] += logp[b, y[b]]
@@ -554,7 +549,7 @@ class Seq2Seq(Module):
 
         for _ in range(max_len):
             logits, state, alpha, _ = self._step(y, state, mem)
-            total = (live_logp[:, None] + _log_softmax(logits)).ravel()  # (k·V,)
+            total = (live_logp[:, None] + log_softmax(logits.astype(np.float64))).ravel()  # (k·V,)
             n = min(2 * beam, total.size)
             top = np.argpartition(-total, n - 1)[:n]
             top = top[np.lexsort((top, -total[top]))]  # best first; ties by index, as argmax

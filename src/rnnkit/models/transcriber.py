@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn import CTCLoss, Dropout, Linear, Module, no_grad
+from ..nn.functional import log_softmax
 from ..nn.module import as_rng
 from .sequence_model import make_recurrent
 
@@ -29,11 +30,6 @@ def stack_frames(features: np.ndarray, lengths: np.ndarray, k: int) -> tuple[np.
     padded[:T] = features
     stacked = padded.reshape(steps, k, B, F).transpose(0, 2, 1, 3).reshape(steps, B, k * F)
     return stacked, -(-np.asarray(lengths) // k)
-
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    shifted = z - z.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 class Transcriber(Module):

@@ -63,6 +63,12 @@ def sum_rows(a: np.ndarray) -> np.ndarray:
 # ---- activations ------------------------------------------------------------------
 
 
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis, with the maximum taken out first (z's dtype kept)."""
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     # σ(x) = ½ + ½·tanh(x/2): one tanh is cheaper than exp + add + divide, and never overflows.
     return 0.5 + 0.5 * np.tanh(0.5 * x)

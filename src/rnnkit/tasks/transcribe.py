@@ -37,9 +37,9 @@ from ..data.speech import LANGUAGES, fillets_manifest, held_out
 from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help
 from ..models.transcriber import BLANK, Transcriber
 from ..nn.ctc import ctc_nll, greedy_decode, prefix_beam_search
-from ..progress import Progress
 from ..training.trainer import check_options
 from ..nn import no_grad
+from ..nn.functional import log_softmax
 from .base import (MEANS_SCHEMA, SPREADS_SCHEMA, BucketedRun, Task, data_schema, load_model, network_checks, register,
                    validation_line)
 
@@ -121,7 +121,7 @@ def read_source(spec: str) -> tuple[list[tuple[Path, str, str]], str]:
     return read_transcripts(spec), str(spec)
 
 
-def features_of(paths, n_mels: int, progress=None) -> tuple[list, list[str]]:
+def features_of(paths, n_mels: int) -> tuple[list, list[str]]:
     """Log-mel features of each file (None where it cannot be read) and the errors met."""
     out, errors = [], []
     for path in paths:
@@ -131,8 +131,6 @@ def features_of(paths, n_mels: int, progress=None) -> tuple[list, list[str]]:
         except DataError as exc:
             out.append(None)
             errors.append(str(exc))
-        if progress:
-            progress.update(1)
     return out, errors
 
 
@@ -145,7 +143,7 @@ class SpeechData:
     """The utterances of each part as (features, normalised text, group, audio path), the encoding
     (characters, feature statistics), and the description of the data for config.json."""
 
-    def __init__(self, options: TranscribeOptions, seed: int, stored: dict | None = None, quiet: bool = True):
+    def __init__(self, options: TranscribeOptions, seed: int, stored: dict | None = None):
         rows, source = read_source(options.data)
         groups = sorted({g for _, _, g in rows if not held_out(g)})
         if len(groups) < 2:
@@ -153,9 +151,7 @@ class SpeechData:
         rng = np.random.default_rng(seed)
         valid_groups = set(rng.choice(groups, size=max(1, round(options.valid_fraction * len(groups))), replace=False))
         part_of = lambda g: "test" if held_out(g) else "valid" if g in valid_groups else "train"  # noqa: E731
-        bar = Progress("features", len(rows), unit="clip", quiet=quiet)
-        feats, errors = features_of([p for p, _, _ in rows], options.n_mels, bar)
-        bar.close()
+        feats, errors = features_of([p for p, _, _ in rows], options.n_mels)
         self.parts: dict[str, list] = {"train": [], "valid": [], "test": []}
         for (path, text, group), f in zip(rows, feats):
             if f is not None and len(f):
@@ -247,8 +243,7 @@ class LanguageModelScorer:
         with no_grad():
             self.model.eval()
             logits, state = self.model(np.asarray(lm_ids).reshape(-1, 1), state)
-        last = logits[-1, 0].astype(np.float64)
-        return state, last - np.logaddexp.reduce(last)
+        return state, log_softmax(logits[-1, 0].astype(np.float64))
 
     def __call__(self, prefix: tuple) -> np.ndarray:
         if prefix not in self.cache:
