@@ -36,6 +36,7 @@ from ..models.sequence_model import CELLS
 from ..progress import Progress, reporting
 from ..tasks.base import TASKS, add_options, get_task, given, load_model, read_model
 from ..training import model_dir as md
+from ..training import parallel
 from ..threads import THREADS_ENV, apply_thread_policy
 from ..threads import describe as describe_threads
 from ..training.trainer import TrainingError, TrainingInterrupted, TrainingOptions
@@ -188,24 +189,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parse(_name_the_resumed_task(argv))
         apply_thread_policy(args.threads)
+        if parallel.launched()[1] > 1 and args.verb != "train":
+            raise ValueError(f"{args.verb}: an MPI launcher started {parallel.launched()[1]} processes; only "
+                             f"`rnnkit train` runs as a job of several (run `rnnkit {args.verb}` on its own)")
         with reporting(quiet=args.quiet):
             return run(args)
     except BrokenPipeError:  # the reader went away (`rnnkit forecast DIR | head`): not an error
         sys.stdout = open(os.devnull, "w")
         return 0
-    except (DataError, md.ModelDirError, TrainingError, ValueError, TypeError, OSError) as exc:
-        print(f"rnnkit: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (DataError, md.ModelDirError, TrainingError, parallel.ParallelError, ValueError, TypeError, OSError) as exc:
+        return parallel.fail(f"rnnkit: error: {exc}", exc, EXIT_USAGE)
     except MemoryError as exc:  # a step's arrays (the model itself is checked when built: memory.within_memory)
-        print(f"rnnkit: error: out of memory ({exc or 'no details'}); lower --batch-size, the sequence length or the "
-              "model's size (--hidden, --embed, --layers)", file=sys.stderr)
-        return EXIT_USAGE
+        return parallel.fail(f"rnnkit: error: out of memory ({exc or 'no details'}); lower --batch-size, the sequence "
+                             "length or the model's size (--hidden, --embed, --layers)", exc, EXIT_USAGE)
     except TrainingInterrupted as exc:  # a checkpoint was saved; the message says how to resume
-        print(f"rnnkit: {exc}", file=sys.stderr)
-        return 128 + exc.signum
-    except KeyboardInterrupt:
-        print("rnnkit: interrupted", file=sys.stderr)
-        return 130
+        return parallel.fail(f"rnnkit: {exc}", exc, 128 + exc.signum)
+    except KeyboardInterrupt as exc:
+        return parallel.fail("rnnkit: interrupted", exc, 130)
+    except Exception as exc:  # a fault: in a job of several, the others must not wait for this rank
+        if parallel.launched()[1] == 1:
+            raise
+        import traceback
+
+        traceback.print_exc()
+        return parallel.fail(f"rnnkit: error: {type(exc).__name__}: {exc}", exc, 1)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -295,7 +302,8 @@ def _train(args) -> int:
     task_options = given(args, get_task(task_name).Options) if task_name else {}
     tasks.base.train(task_name, out, task_options, given(args, TrainingOptions), resume=bool(resume),
                      quiet=args.quiet, overwrite=getattr(args, "overwrite", False))
-    print(load_model(out).describe(short=True))
+    if parallel.world().first:
+        print(load_model(out).describe(short=True))
     return 0
 
 

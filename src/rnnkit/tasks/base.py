@@ -19,6 +19,7 @@ from ..data import DataError
 from ..export import get_format
 from ..models.sequence_model import INITS, cell_choices, cell_settings
 from ..training import model_dir as md
+from ..training import parallel
 from ..training.trainer import Trainer, TrainingError, TrainingOptions
 
 
@@ -110,7 +111,9 @@ class Task:
         """Read the data and build (model, run, config) for a new training run."""
         if self.needs_data and not options.data:
             raise ValueError(f"--data: a {self.name} model needs data (see `rnnkit train {self.name} --help`)")
-        data, encoding, description = self.prepare(options, training.seed)
+        # in a job every rank reads the data; an error on any of them ends all of them, here,
+        # before the first collective of training (a fold of cross-validation has some)
+        data, encoding, description = parallel.world().settled(lambda: self.prepare(options, training.seed))
         self.settle(options, training, data, encoding, quiet)
         model = within_memory(lambda: self.make_model(options, encoding, training.seed), options, training=True)
         return model, self.make_run(model, data, options, training.seed), {**self.config_entries(encoding), "data": description}
@@ -348,44 +351,68 @@ def train(task_name: str | None, out_dir, task_options: dict, training_options: 
     directory is then locked for the run. ``overwrite`` replaces a model already in
     ``out_dir``; a directory holding files rnnkit did not write is refused either way.
     """
-    out = Path(out_dir)
+    out, group = Path(out_dir), parallel.world()
+    quiet = quiet or not group.first  # in a job, rank 0 reports
     if resume:
         return _resume(task_name, out, task_options, training_options, quiet)
     task = get_task(task_name)
-    md.check_out_dir(out, overwrite)  # the quick refusals, before the data is read
-    training = TrainingOptions(**{"monitor": task.default_monitor, **training_options})
-    options = task.Options(**task_options)
-    task.check_monitor(training.monitor)
+
+    def check() -> tuple:
+        group.on_first(lambda: md.check_out_dir(out, overwrite))  # the quick refusals, before the data is read
+        training = TrainingOptions(**{"monitor": task.default_monitor, **training_options})
+        options = task.Options(**task_options)
+        task.check_monitor(training.monitor)
+        check_batch(options, group.size)
+        return training, options
+
+    training, options = group.settled(check)
     model, run, config = task.build(options, training, out, quiet)
     config.update(task=task.name, rnnkit_version=__version__, task_options=asdict(options), training=asdict(training))
-    with md.writing(out):
-        md.check_out_dir(out, overwrite, locked=True)  # again, now that no other run can write it
-        if overwrite:
-            md.clear_model_dir(out)
+    group.check_config(config)
+    with group.first_only(md.writing(out)):
+        def clear() -> None:
+            md.check_out_dir(out, overwrite, locked=True)  # again, now that no other run can write it
+            if overwrite:
+                md.clear_model_dir(out)
+
+        group.on_first(clear)
         metrics = Trainer(model, run, out, config, training, quiet, task.monitors[training.monitor]).fit()
         task.after_training(out, quiet)
         return metrics
 
 
+def check_batch(options, processes: int) -> None:
+    """A job of K processes splits each batch K ways: --batch-size must give each rank a share."""
+    if getattr(options, "batch_size", processes) < processes:
+        raise ValueError(f"--batch-size: {options.batch_size} is fewer than the {processes} processes that share each "
+                         f"batch; give at least {processes}, or start fewer processes")
+
+
 def _resume(task_name: str | None, out: Path, task_options: dict, training_options: dict, quiet: bool) -> dict:
-    with md.writing(out, "--resume"):
-        task, config = read_model(out)
-        if task_name and task_name != task.name:
-            raise TrainingError(f"--resume: {out} holds a {task.name!r} run, not {task_name!r}")
-        # the options given as the stored ones read them (--cell-option's texts become its numbers)
-        read = asdict(task.Options(**{**config["task_options"], **task_options}))
-        task_options = {k: read[k] for k in task_options}
-        changes = _resume_changes(config, task_options, training_options)
-        config["training"].update({k: new for k, (old, new) in changes.items()})
-        training = TrainingOptions.from_dict(config["training"])
-        model, run = task.rebuild(config, out, quiet)
-        task.check_monitor(training.monitor)
+    group = parallel.world()
+    with group.first_only(md.writing(out, "--resume")):
+        def check() -> tuple:
+            task, config = read_model(out)
+            if task_name and task_name != task.name:
+                raise TrainingError(f"--resume: {out} holds a {task.name!r} run, not {task_name!r}")
+            # the options given as the stored ones read them (--cell-option's texts become its numbers)
+            read = asdict(task.Options(**{**config["task_options"], **task_options}))
+            given = {k: read[k] for k in task_options}
+            changes = _resume_changes(config, given, training_options)
+            config["training"].update({k: new for k, (old, new) in changes.items()})
+            training = TrainingOptions.from_dict(config["training"])
+            task.check_monitor(training.monitor)
+            check_batch(task.Options(**config["task_options"]), group.size)
+            return task, config, changes, training
+
+        task, config, changes, training = group.settled(check)
+        model, run = group.settled(lambda: task.rebuild(config, out, quiet))
         trainer = Trainer(model, run, out, config, training, quiet, task.monitors[training.monitor])
-        if md.has_checkpoint(out):
-            trainer.resume(schedule_changed=any(k in changes for k in TrainingOptions.SCHEDULE))
-        else:  # stopped before its first checkpoint: the stored options start it again from step 0
+        if group.settled(lambda: md.has_checkpoint(out)):
+            group.settled(lambda: trainer.resume(schedule_changed=any(k in changes for k in TrainingOptions.SCHEDULE)))
+        elif group.first:  # stopped before its first checkpoint: the stored options start it again from step 0
             md.rewind_metrics(out, 0)
-        if changes:  # the model's history says which options changed where
+        if changes and group.first:  # the model's history says which options changed where
             config.setdefault("history", []).append({"step": trainer.step, "changed": changes})
             md.atomic_write_json(out / md.CONFIG, config)
         metrics = trainer.fit()

@@ -43,6 +43,7 @@ from ..models.classifier import POOLINGS, SequenceClassifier
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
 from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
+from ..training import parallel
 from ..training.trainer import check_options
 from ..training.plots import plot_confusion
 from ..memory import within_memory
@@ -365,6 +366,7 @@ class ClassifyRun(BucketedRun):
         self.steps_done = 0
         self.loss_fn = MSELoss() if splits.config["values"] else CrossEntropyLoss()
         self.batches = BucketBatches([len(s) for s in splits.inputs["train"]], opts.batch_size, seed)
+        self.group = parallel.world()
         if not splits.config["values"]:  # a uniform guess: the trainer's yardstick for divergence
             self.uniform_loss = math.log(len(splits.config["labels"]))
 
@@ -375,16 +377,19 @@ class ClassifyRun(BucketedRun):
         super().load_state_dict(d)
         self.steps_done = int(d.get("steps_done", 0))
 
-    def train_step(self) -> tuple[float, int]:
+    def train_step(self) -> tuple[float, int, int]:
         self.steps_done += 1
         idx = self.batches.next()
+        idx = idx[self.group.share(len(idx))]
+        if not len(idx):
+            return parallel.NO_SHARE
         x, lengths = pad([self.splits.inputs["train"][i] for i in idx])
         y = self.splits.targets["train"][idx]
         out = self.model(x, lengths)
         loss = self.loss_fn(out[:, 0] if self.splits.config["values"] else out, y)
         d = self.loss_fn.backward()
         self.model.backward(d[:, None] if self.splits.config["values"] else d)
-        return loss, int(lengths.sum())
+        return loss, int(lengths.sum()), len(idx)
 
     def evaluate(self) -> dict:
         if "valid" not in self.splits.inputs:

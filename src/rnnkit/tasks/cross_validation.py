@@ -24,7 +24,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..training import model_dir as md
 from ..training.trainer import Trainer, TrainingInterrupted, TrainingOptions
 
 
@@ -72,12 +71,13 @@ def cross_validate(make_fold, folds: int, training: TrainingOptions, direction: 
             sys.stderr.write(f"cross-validation: fold {k + 1} of {folds}, {options.steps} steps\n")
         model, run, config = make_fold(k)
         with tempfile.TemporaryDirectory(prefix="rnnkit-cv-") as tmp:
+            trainer = Trainer(model, run, tmp, config, options, quiet=True, direction=direction)
             try:
-                Trainer(model, run, tmp, config, options, quiet=True, direction=direction).fit()
+                trainer.fit()
             except TrainingInterrupted as exc:  # its checkpoint lies in a directory about to be removed
                 raise TrainingInterrupted(f"stopped during cross-validation (fold {k + 1} of {folds}); nothing was "
                                           "saved: start the run again", exc.signum) from None
-            records = [r for r in md.read_metrics(tmp) if "valid_loss" in r]
+            records = trainer.validations  # (in a job, the same on every rank; rank 0 alone writes tmp)
         curves.append([{"step": r["step"], **{key[6:]: v for key, v in r.items() if key.startswith("valid_")}}
                        for r in records])
     steps, mean = choose_steps(curves, training.monitor, direction)

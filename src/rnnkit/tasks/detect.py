@@ -44,6 +44,7 @@ from ..data.series import MISSING, TABLE_FORMATS
 from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..nn import GaussianNLLLoss, no_grad
 from ..training import model_dir as md
+from ..training import parallel
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
 from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, Exportable, SeededRun, Task, export_metadata, data_schema, network_checks, register, validation_line
@@ -271,11 +272,14 @@ class DetectRun(SeededRun):
         ends = rng.integers(W, self.split - K + 1, self.opts.batch_size)
         seen = np.array([self.observed[e : e + K].all() for e in ends])
         ends = ends[seen] if seen.any() else ends  # no loss on missing targets
+        ends = ends[parallel.world().share(len(ends))]
+        if not len(ends):
+            return parallel.NO_SHARE
         z = np.stack([self.scaled[e - W : e] for e in ends], axis=1)
         mu, var = self.model(z, np.zeros((len(ends), K, 0), np.float32))
         loss = self.loss_fn(mu, np.stack([self.scaled[e : e + K] for e in ends]), var)
         self.model.backward(*self.loss_fn.backward())
-        return loss, len(ends)
+        return loss, len(ends), len(ends)
 
     def _held_out(self) -> tuple[np.ndarray, np.ndarray, int]:
         """The values (n, C) a held-out score reads, whether each was observed (n,), and where

@@ -75,6 +75,7 @@ from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_n
 from ..nn import GaussianNLLLoss
 from ..progress import Progress
 from ..training import model_dir as md
+from ..training import parallel
 from ..training.trainer import Trainer, TrainingOptions, check_options
 from ..training.plots import output_path, pyplot, save_figure
 from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, Exportable, SeededRun, Task, export_metadata, data_schema, network_checks, register, validation_line
@@ -483,6 +484,7 @@ class ForecastRun(SeededRun):
     def train_step(self) -> tuple[float, int]:
         rng = self.batch_rng()
         starts = rng.integers(self.data.first_start, self.last_start + 1, self.opts.batch_size)
+        starts = starts[parallel.world().share(len(starts))]
         H, W, d = self.opts.horizon, self.data.window, self.data
         windows = [d.read_window(s, s + W, self.opts.level) for s in starts]
         z = np.stack([w for w, _, _ in windows], axis=1)
@@ -502,7 +504,7 @@ class ForecastRun(SeededRun):
         d_mu, d_var = np.zeros_like(mu), np.zeros_like(var)
         d_mu[seen], d_var[seen] = self.loss_fn.backward(1.0 / n)
         self.model.backward(d_mu, d_var)
-        return loss, n
+        return loss, n, int(seen.sum())
 
     def evaluate(self) -> dict:
         """Over the validation origins: the scaled MAE of the network ("loss"), the MAE of the
@@ -753,7 +755,8 @@ class ForecastTask(Task):
         count on the windows that reach the first backtest origin, in a temporary directory; its
         weights become the model's. config.json keeps the validation metrics (and ``widen``) of
         the run that chose the step count, and records the refit."""
-        config = md.load_config(out_dir)
+        group = parallel.world()
+        config = group.on_first(lambda: md.load_config(out_dir))
         options, training = self.check_config(config, f"{md.CONFIG} in {out_dir}")
         if not options.refit:
             return
@@ -765,9 +768,9 @@ class ForecastTask(Task):
                                               time_limit=0.0, diagnose_every=0))
         with tempfile.TemporaryDirectory(prefix="rnnkit-refit-") as tmp:
             Trainer(model, run, tmp, dict(config, status="training"), once, quiet).fit()
-            weights = md.load_model_weights(tmp)
-        config["refit"] = {"steps": steps, "until": int(encoding["first_origin"])}
-        md.save_model(out_dir, config, weights)
+            config["refit"] = {"steps": steps, "until": int(encoding["first_origin"])}
+            if group.first:  # in a job, rank 0 writes (the others' tmp holds nothing)
+                md.save_model(out_dir, config, md.load_model_weights(tmp))
 
     def add_action_arguments(self, p) -> None:
         p.add_argument("--data", metavar="FILE", help="forecast after the end of this series (default: the training series)")

@@ -40,6 +40,7 @@ from ..export import onnx as onnx_export
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
 from ..nn import CrossEntropyLoss, no_grad
 from ..progress import Progress
+from ..training import parallel
 from ..training.trainer import check_options
 from .base import NAMES_SCHEMA, Exportable, Task, data_schema, export_metadata, network_checks, register
 
@@ -170,19 +171,22 @@ class LMRun:
         self.valid_lengths = valid_lengths  # characters per validation token: bits per character
         self.eval_batch, self.seq_len = eval_batch, seq_len
         self.loss_fn = CrossEntropyLoss()
-        self.state = None  # carried between windows of the unconditional model
+        self.state = None  # carried between windows of the unconditional model (this rank's streams)
+        self.group = parallel.world()  # a job's rank trains its share of the streams
         self.uniform_loss = math.log(model.head.out_features)  # a uniform guess: the trainer's yardstick for divergence
 
-    def train_step(self) -> tuple[float, int]:
+    def train_step(self) -> tuple[float, int, int]:
         batch = self.train.next()
         if batch.reset:
             self.state = None
-        condition = batch.condition
-        logits, state = self.model(batch.x, None if condition is not None else self.state, condition)
+        streams = self.group.share(batch.x.shape[1])
+        x, y = batch.x[:, streams], batch.y[:, streams]
+        condition = None if batch.condition is None else batch.condition[streams]
+        logits, state = self.model(x, None if condition is not None else self.state, condition)
         self.state = state
-        loss = self.loss_fn(logits, batch.y)
+        loss = self.loss_fn(logits, y)
         self.model.backward(self.loss_fn.backward())
-        return loss, batch.y.size
+        return loss, y.size, y.size
 
     def evaluate(self) -> dict:
         metrics = evaluate_splits(self.model, self.valid, self.eval_batch, self.seq_len, self.valid_lengths)
@@ -198,14 +202,15 @@ class LMRun:
 
     def state_dict(self) -> dict:
         d = {f"data.{k}": v for k, v in self.train.state_dict().items()}
-        if self.state is not None:
+        if self.state is not None:  # (layers, B, H) per part; in a job, every rank's streams
             parts = self.state if isinstance(self.state, tuple) else (self.state,)
-            d.update({f"state{i}": np.ascontiguousarray(p) for i, p in enumerate(parts)})
+            d.update({f"state{i}": self.group.gather_rows(np.ascontiguousarray(p), axis=1) for i, p in enumerate(parts)})
         return d
 
     def load_state_dict(self, d: dict) -> None:
         self.train.load_state_dict({k[5:]: v for k, v in d.items() if k.startswith("data.")})
         parts = [d[k] for k in sorted(k for k in d if k.startswith("state"))]
+        parts = [p[:, self.group.share(p.shape[1])] for p in parts]
         self.state = None if not parts else (tuple(parts) if len(parts) == 2 else parts[0])
 
 

@@ -34,6 +34,7 @@ from ..export import onnx as onnx_export
 from ..models.tagger import SequenceTagger
 from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..nn import no_grad
+from ..training import parallel
 from ..training.trainer import check_options
 from ..data.tokenizers import VOCABULARY_SCHEMA
 from .base import NAMES_SCHEMA, BucketedRun, Exportable, Task, data_schema, export_metadata, input_texts, network_checks, register, validation_line
@@ -239,13 +240,17 @@ class TagRun(BucketedRun):
         self.train = [(encode_tokens(enc, tokens), encode_tags(enc, tags)) for tokens, tags in data.sentences["train"]]
         self.batches = BucketBatches([len(x) for x, _ in self.train], opts.batch_size, seed)
 
-    def train_step(self) -> tuple[float, int]:
+    def train_step(self) -> tuple[float, int, int]:
         idx = self.batches.next()
+        idx = idx[parallel.world().share(len(idx))]
+        if not len(idx):
+            return parallel.NO_SHARE
         x, lengths = pad([self.train[i][0] for i in idx])
         y, _ = pad([self.train[i][1] for i in idx])
         loss = self.model(x, y, lengths)
         self.model.backward()
-        return loss, int(lengths.sum())
+        # the CRF's loss is a mean over sentences, the softmax's over tokens
+        return loss, int(lengths.sum()), len(idx) if self.model.uses_crf else int(lengths.sum())
 
     def evaluate(self) -> dict:
         return score(self.model, self.data.encoding, self.data.sentences["valid"], self.opts.batch_size)

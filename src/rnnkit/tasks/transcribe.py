@@ -37,6 +37,7 @@ from ..data.speech import LANGUAGES, fillets_manifest, held_out
 from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help
 from ..models.transcriber import BLANK, Transcriber
 from ..nn.ctc import ctc_nll, greedy_decode, prefix_beam_search
+from ..training import parallel
 from ..training.trainer import check_options
 from ..nn import no_grad
 from ..nn.functional import log_softmax
@@ -271,13 +272,16 @@ class TranscribeRun(BucketedRun):
             raise DataError(f"--data: no training clip is long enough for its text at --stack {opts.stack}")
         self.batches = BucketBatches([len(f) for f, _ in self.train], opts.batch_size, seed)
 
-    def train_step(self) -> tuple[float, int]:
+    def train_step(self) -> tuple[float, int, int]:
         idx = self.batches.next()
+        idx = idx[parallel.world().share(len(idx))]
+        if not len(idx):
+            return parallel.NO_SHARE
         x, lengths = pad([self.train[i][0] for i in idx])
         y, y_lengths = pad([self.train[i][1] for i in idx])
         loss = self.model(x, lengths, y.T, y_lengths)
         self.model.backward()
-        return loss, int(lengths.sum())
+        return loss, int(lengths.sum()), len(idx)  # CTC's mean is over the clips
 
     def evaluate(self) -> dict:
         part = self.data.parts["valid"]

@@ -36,6 +36,7 @@ from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA, UNK
 from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..nn import no_grad
 from ..progress import Progress
+from ..training import parallel
 from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
 from .base import BucketedRun, Exportable, Task, data_schema, export_metadata, input_texts, network_checks, register
@@ -260,13 +261,16 @@ class TranslateRun(BucketedRun):
         self.model, self.data, self.opts = model, data, opts
         self.batches = BucketBatches([len(s) for s in data.ids["train"][0]], opts.batch_size, seed)
 
-    def train_step(self) -> tuple[float, int]:
+    def train_step(self) -> tuple[float, int, int]:
         idx = self.batches.next()
+        idx = idx[parallel.world().share(len(idx))]
+        if not len(idx):
+            return parallel.NO_SHARE
         src, tgt = self.data.ids["train"]
         batch = make_batch(self.data.vocab, [src[i] for i in idx], [tgt[i] for i in idx])
         loss = self.model(*batch, sampling_prob=self.opts.sampling)
         self.model.backward()
-        return loss, int(batch[-1].sum())
+        return loss, int(batch[-1].sum()), int(batch[-1].sum())  # a mean over the target tokens (with EOS)
 
     def evaluate(self) -> dict:
         return {"loss": validation_loss(self.model, self.data, "valid", self.opts.batch_size)}

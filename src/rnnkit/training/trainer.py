@@ -2,7 +2,10 @@
 
 A task hands over a *run*: an object with
 
-    train_step() -> (loss, n_tokens)   forward and backward of the next batch (grads accumulated)
+    train_step() -> (loss, n_tokens, n_terms)
+                                       forward and backward of the next batch (grads accumulated);
+                                       n_terms: how many terms the loss is the mean of (examples or
+                                       tokens), which weighs a rank's share under data parallelism
     evaluate()   -> {"loss": ..., ...} validation metrics (the trainer calls it under no_grad)
     state_dict() / load_state_dict(d)  its own resumable state (data position, carried state):
                                        numpy arrays and JSON-able scalars
@@ -11,6 +14,10 @@ The trainer owns the rest: optimizer, schedule, clipping, validation, early stop
 and last checkpoints, progress bar, metrics log and loss curve. Everything random is drawn
 from generators whose states are checkpointed, so a run killed and resumed ends with the same
 weights as a run never interrupted.
+
+Under ``mpiexec -n K`` (``parallel``) every rank runs this same loop on its share of each batch:
+the gradients, the loss and the stop flags are summed across ranks once a step, so every rank
+takes the same decisions; rank 0 alone validates (its metrics broadcast) and writes.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from ..nn import SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, StepLR, clip
 from ..nn.recurrent import RecurrentLayer
 from ..nn.validation import NonFiniteError
 from . import model_dir as md
+from . import parallel
 
 
 class TrainingError(RuntimeError):
@@ -171,8 +179,11 @@ class Trainer:
                  direction: str = "min"):
         if direction not in ("min", "max"):
             raise ValueError(f"direction: expected 'min' or 'max', got {direction!r}")
+        self.group = parallel.world()
+        self.writes = self.group.first  # rank 0 writes the directory and draws the progress
         self.model, self.run, self.out = model, run, Path(out_dir)
-        self.config, self.opt, self.quiet, self.direction = config, options, quiet, direction
+        self.config, self.opt, self.quiet, self.direction = config, options, quiet or not self.writes, direction
+        self.validations: list[dict] = []  # every validation's record of this fit: step and valid_* metrics
         self.optimizer, self.schedule = make_optimizer(model.parameters(), options)
         self.step, self.best, self.bad_validations = 0, math.inf, 0
         self.window = [0.0, 0, 0]  # loss sum, steps and clipped steps since the last metrics line
@@ -194,7 +205,8 @@ class Trainer:
             "schedule": self.schedule.state_dict() if self.schedule else None,
             "window": self.window, "recent_losses": list(self.recent_losses), "exploding": self.exploding,
         }
-        md.save_checkpoint(self.out, weights, self.optimizer.state_dict(), state)
+        if self.writes:
+            md.save_checkpoint(self.out, weights, self.optimizer.state_dict(), state)
 
     def resume(self, schedule_changed: bool = False) -> None:
         """Continue from the checkpoint; ``schedule_changed``: the resumed run changed an option of
@@ -224,12 +236,14 @@ class Trainer:
         self.window = state.get("window", [0.0, 0, 0])
         self.recent_losses.extend(state.get("recent_losses", []))
         self.exploding = state.get("exploding", 0)
-        md.rewind_metrics(self.out, self.step)  # lines logged after the checkpoint come again, identically
+        if self.writes:
+            md.rewind_metrics(self.out, self.step)  # lines logged after the checkpoint come again, identically
 
     def _diverged(self, what: str) -> TrainingError:
         fix = f"a lower --lr (e.g. --lr {self.opt.lr / 10:g})" + ("" if self.opt.clip else " or --clip 1 (gradient clipping is off)")
-        return TrainingError(f"{what}: training diverged; the last good checkpoint is kept: continue it with "
-                             f"`rnnkit train --resume {self.out}` and {fix}")
+        return parallel.everywhere(TrainingError(
+            f"{what}: training diverged; the last good checkpoint is kept: continue it with "
+            f"`rnnkit train --resume {self.out}` and {fix}"))
 
     def _loss_bound(self) -> float:
         """Above this a step's loss is exploding: far above its recent median, or (for a run that
@@ -277,16 +291,20 @@ class Trainer:
     def _interrupted(self, signum: int) -> TrainingInterrupted:
         self.save_checkpoint()
         name = signal.Signals(signum).name
-        return TrainingInterrupted(f"{name} at step {self.step} of {self.opt.steps}: a checkpoint of step {self.step} "
-                                   f"is saved; continue with `rnnkit train --resume {self.out}`", signum)
+        return parallel.everywhere(TrainingInterrupted(f"{name} at step {self.step} of {self.opt.steps}: a checkpoint of step {self.step} "
+                                   f"is saved; continue with `rnnkit train --resume {self.out}`", signum))
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict:
         """Train to ``options.steps`` (or the time limit, or early stop); returns the best metrics."""
         opt, params = self.opt, self.model.parameters()
-        if self.step == 0:
+        grads = [p.grad for p in params]
+        if self.step == 0 and self.writes:
             md.save_model(self.out, dict(self.config, status="training"), self.model.state_dict())
         bar = self.bar = _progress(opt.steps, self.step, self.quiet)
+        if self.group.size > 1:
+            description = self.group.describe()  # collective: every rank takes part
+            bar.note(f"training on {description}")
         started, tokens = time.perf_counter(), 0
         recurrent = [m for m in self.model.modules() if isinstance(m, RecurrentLayer)]
         status = "finished"
@@ -297,19 +315,32 @@ class Trainer:
                 self.step += 1
                 self.model.train()
                 self.optimizer.zero_grad()
+                self._seed_ranks()
                 diagnosing = bool(opt.diagnose_every) and self.step % opt.diagnose_every == 0
                 for layer in recurrent:
                     layer.record_grad_norms = diagnosing
                 # overflow is expected when a run diverges; it is detected and reported below
                 with np.errstate(over="ignore", invalid="ignore"):
                     try:
-                        loss, n_tokens = self.run.train_step()
+                        loss, n_tokens, n_terms = self.run.train_step()
                     except NonFiniteError as exc:  # the weights overflowed: the forward pass met inf or NaN
-                        raise self._diverged(f"non-finite loss detected at step {self.step} (the forward pass overflowed: {exc})")
+                        if self.group.size == 1:
+                            raise self._diverged(f"non-finite loss detected at step {self.step} (the forward pass overflowed: {exc})")
+                        loss, n_tokens, n_terms = math.nan, 0, 1  # every rank learns of it from the sum below
+                    elapsed = time.perf_counter() - started
+                    # one sum across ranks (nothing on one process): gradients, loss, tokens, and
+                    # whether any rank was asked to stop or ran out of time, so all decide alike
+                    out_of_time = bool(opt.time_limit and elapsed >= opt.time_limit)
+                    summed = self.group.reduce_step(grads, [n_terms, n_terms * loss, n_tokens, bool(stop), out_of_time])
+                    if self.group.size > 1:
+                        loss = summed[1] / summed[0] if summed[0] else math.nan
+                        n_tokens, out_of_time, stopping = int(summed[2]), summed[4] > 0, summed[3] > 0
+                    else:
+                        stopping = bool(stop)
                     if not math.isfinite(loss):
                         raise self._diverged(f"non-finite loss detected at step {self.step} ({loss})")
                     self._check_explosion(loss)
-                    if diagnosing:
+                    if diagnosing and self.writes:
                         self._log_gradients(recurrent)
                     norm = clip_grad_norm_(params, opt.clip) if opt.clip else grad_norm(params)
                 if not math.isfinite(norm):
@@ -319,17 +350,16 @@ class Trainer:
                     self.schedule.step()
                 tokens += n_tokens
                 self.window = [self.window[0] + loss, self.window[1] + 1, self.window[2] + bool(opt.clip and norm > opt.clip)]
-                elapsed = time.perf_counter() - started
                 bar.update(1)
                 if self.step % opt.log_every == 0:
                     window_loss, window_n, window_clipped = self.window
                     record = {"step": self.step, "train_loss": window_loss / window_n, "lr": self.optimizer.lr,
                               "grad_norm": float(norm), "clipped_fraction": window_clipped / window_n,
-                              "tokens_per_s": tokens / max(elapsed, 1e-9)}
-                    md.append_metrics(self.out, record)
+                              "tokens_per_s": tokens / max(time.perf_counter() - started, 1e-9)}
+                    if self.writes:
+                        md.append_metrics(self.out, record)
                     bar.log(record)
                     self.window = [0.0, 0, 0]
-                out_of_time = opt.time_limit and elapsed >= opt.time_limit
                 if self.step % opt.valid_every == 0 or self.step == opt.steps or out_of_time:
                     if self.validate():
                         status = "stopped early"
@@ -337,9 +367,9 @@ class Trainer:
                 if out_of_time:
                     status = "time limit"
                     break
-                if stop:
+                if stopping:
                     self._set_status("interrupted")
-                    raise self._interrupted(stop[0])
+                    raise self._interrupted(stop[0] if stop else signal.SIGTERM)
         except TrainingError:
             self._set_status("diverged")
             raise
@@ -348,12 +378,24 @@ class Trainer:
             bar.close()
         return self._set_status(status).get("metrics", {})
 
+    def _seed_ranks(self) -> None:
+        """In a job of K > 1 ranks, each rank's draws in this step (dropout masks) come from a
+        generator seeded by (seed, step, rank): different on every rank, and a function of the
+        step alone, so a run resumed with another K needs no generator states of the others."""
+        if self.group.size > 1 and hasattr(self.model, "rng"):
+            fresh = np.random.default_rng([self.opt.seed, self.step, self.group.rank])
+            self.model.rng.bit_generator.state = fresh.bit_generator.state
+
     def _set_status(self, status: str) -> dict:
-        """Record how the run ended in config.json; the config as written."""
-        config = md.load_config(self.out)
-        config["status"] = status
-        md.atomic_write_json(self.out / md.CONFIG, config)
-        return config
+        """Record how the run ended in config.json; the config as written (on every rank)."""
+
+        def record() -> dict:
+            config = md.load_config(self.out)
+            config["status"] = status
+            md.atomic_write_json(self.out / md.CONFIG, config)
+            return config
+
+        return self.group.on_first(record)
 
     def _log_gradients(self, recurrent) -> None:
         """A diagnostics line: ‖∂L/∂h_t‖ per recurrent layer and step, ‖grad‖ per parameter (before clipping)."""
@@ -364,25 +406,35 @@ class Trainer:
         md.append_metrics(self.out, record)
 
     def validate(self) -> bool:
-        """Evaluate, keep the best weights, checkpoint, plot; True when patience has run out."""
-        with no_grad():
-            self.model.eval()
-            metrics = self.run.evaluate()
+        """Evaluate, keep the best weights, checkpoint, plot; True when patience has run out.
+        In a job, rank 0 evaluates and every rank receives its metrics."""
+        metrics = self.group.on_first(self._evaluate)
+        self.group.check_same(self.model.parameters(), self.step)
         record = {"step": self.step, **{f"valid_{k}": v for k, v in metrics.items()}}
-        md.append_metrics(self.out, record)
+        self.validations.append(record)
+        if self.writes:
+            md.append_metrics(self.out, record)
         self.bar.validated(record)
         if self.opt.monitor not in metrics:
-            raise TrainingError(f"--monitor: this task's validation reports {', '.join(metrics)}, not {self.opt.monitor!r}")
+            raise parallel.everywhere(TrainingError(
+                f"--monitor: this task's validation reports {', '.join(metrics)}, not {self.opt.monitor!r}"))
         # where higher is better, compare the negative, so that the best is always the minimum
         value = metrics[self.opt.monitor] * (-1 if self.direction == "max" else 1)
         if value < self.best:
             self.best, self.bad_validations = value, 0
             config = dict(self.config, status="training", metrics=dict(metrics, step=self.step))
-            md.save_model(self.out, config, self.model.state_dict())
+            if self.writes:
+                md.save_model(self.out, config, self.model.state_dict())
         else:
             self.bad_validations += 1
         self.save_checkpoint()
-        from .plots import plot_loss_curve
+        if self.writes:
+            from .plots import plot_loss_curve
 
-        plot_loss_curve(self.out)
+            plot_loss_curve(self.out)
         return bool(self.opt.patience and self.bad_validations >= self.opt.patience)
+
+    def _evaluate(self) -> dict:
+        with no_grad():
+            self.model.eval()
+            return self.run.evaluate()
