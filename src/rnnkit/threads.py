@@ -12,6 +12,8 @@ descheduled stalls the other: by default they use the cores the load leaves free
 
 Order of precedence (BLAS): ``--threads N`` (or ``threads=``), then $RNNKIT_THREADS; a user's own
 $OPENBLAS_NUM_THREADS, $OMP_NUM_THREADS or $MKL_NUM_THREADS is left as it is; otherwise one thread.
+The kernels: the user's count, else automatic, except in a job of K processes on one machine
+(``mpiexec -n K``), where each process takes its share of the cores.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import os
 
 from .nn import backend
+from .training.parallel import processes_per_machine
 
 THREADS_ENV = "RNNKIT_THREADS"
 BLAS_ENVS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -69,7 +72,11 @@ def apply_thread_policy(threads: int | None = None, once: bool = False) -> int |
         return None
     _applied = True
     count = chosen_threads(threads)
-    backend.set_threads(user_threads(threads))  # the kernels: the user's count, else automatic
+    kernels = user_threads(threads)
+    sharing = processes_per_machine()
+    if kernels is None and sharing > 1:  # a job's processes on this machine split its cores between them
+        kernels = max(1, backend.cores() // sharing)
+    backend.set_threads(kernels)  # the kernels: the user's count, else automatic
     if count is not None:
         import numpy  # noqa: F401  (threadpoolctl limits the BLAS libraries already loaded)
         from threadpoolctl import threadpool_limits

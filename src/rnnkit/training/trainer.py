@@ -207,6 +207,7 @@ class Trainer:
         }
         if self.writes:
             md.save_checkpoint(self.out, weights, self.optimizer.state_dict(), state)
+        self.group.barrier()  # a fault on another rank after this step cannot cut the checkpoint short
 
     def resume(self, schedule_changed: bool = False) -> None:
         """Continue from the checkpoint; ``schedule_changed``: the resumed run changed an option of

@@ -1,0 +1,343 @@
+"""Data-parallel training on MPI: real `mpiexec` jobs (MPICH's, from the [mpi] extra) against one process.
+
+K ranks must reach one process's parameters (float32 round-off through the command, 1e-12 in
+float64 through the Trainer); a fault on one rank must end the whole job with a message, and
+leave a model directory that resumes.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import date
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+MPIEXEC = shutil.which("mpiexec")
+# one BLAS and one kernel thread per rank: the tests run beside each other on two cores
+ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", RNNKIT_THREADS="1", PYTHONWARNINGS="ignore")
+RNNKIT = [sys.executable, "-m", "rnnkit"]
+
+
+def run(command, timeout=240, **kwargs):
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=ENV, **kwargs)
+
+
+def job(k: int, *args, timeout=240):
+    """`mpiexec -n k python -m rnnkit ARGS` (k = 1: the plain command, no launcher)."""
+    command = [*RNNKIT, *args] if k == 1 else [MPIEXEC, "-n", str(k), *RNNKIT, *args]
+    return run(command, timeout)
+
+
+def relative_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float(np.max(np.abs(a[k] - b[k]))) / max(float(np.max(np.abs(a[k]))), 1e-30) for k in a)
+
+
+def checkpoint_weights(out):
+    return load_file(str(out / "checkpoint" / "weights.safetensors"))
+
+
+# ---- small data sets of every task ---------------------------------------------------------------
+def write_text(path, seed=0):
+    rng = np.random.default_rng(seed)
+    words = "the cat sat on a mat and then ran far away from home to see the sea".split()
+    path.write_text("\n".join(" ".join(rng.choice(words, 8)) for _ in range(300)) + "\n", encoding="utf-8")
+    return path
+
+
+def write_reviews(path, seed=0):
+    rng = np.random.default_rng(seed)
+    lines = [f"{label}\t{' '.join(rng.choice(['the', 'film', 'was', 'very', word], 5))}"
+             for label, word in (("pos", "good"), ("neg", "bad")) * 60]
+    path.write_text("\n".join(rng.permutation(lines)) + "\n", encoding="utf-8")
+    return path
+
+
+def write_conll(path, seed=0):
+    rng = np.random.default_rng(seed)
+    sentences = []
+    for _ in range(120):
+        tokens = [f"{rng.choice(['alice', 'bob'])} B-PER" if rng.random() < 0.3 else f"{rng.choice(['went', 'to', 'the'])} O"
+                  for _ in range(int(rng.integers(2, 7)))]
+        sentences.append("\n".join(tokens))
+    path.write_text("\n\n".join(sentences) + "\n", encoding="utf-8")
+    return path
+
+
+def write_monthly(path, seed=0, n=120):
+    rng = np.random.default_rng(seed)
+    rows = ["month,sales"] + [f"{date(2000 + i // 12, i % 12 + 1, 1)},{10 + 0.05 * i + 2 * np.sin(2 * np.pi * i / 12) + 0.2 * rng.standard_normal():.4f}"
+                              for i in range(n)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def write_sine(path, seed=0, n=600):
+    rng = np.random.default_rng(seed)
+    y = np.sin(2 * np.pi * np.arange(n) / 25) + 0.05 * rng.standard_normal(n)
+    path.write_text("t,v\n" + "\n".join(f"{i},{v:.5f}" for i, v in enumerate(y)) + "\n", encoding="utf-8")
+    return path
+
+
+def write_pairs(path, seed=0):
+    rng = np.random.default_rng(seed)
+    words = {"dog": "perro", "cat": "gato", "red": "rojo", "big": "grande", "sees": "ve", "has": "tiene"}
+    lines = []
+    for _ in range(200):
+        subject, verb, adjective = rng.choice(["dog", "cat"]), rng.choice(["sees", "has"]), rng.choice(["red", "big"])
+        lines.append(f"the {subject} {verb} a {adjective} cat\tel {words[subject]} {words[verb]} un gato {words[adjective]}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+SMALL = ["--steps", "6", "--valid-every", "3", "--log-every", "1", "--hidden", "12", "--quiet", "--seed", "3"]
+TASKS = {  # task: (data writer, its options); batches of 8 split 2 ways, some uneven (tags, pairs)
+    "lm": (write_text, ["--embed", "8", "--batch-size", "8", "--seq-len", "12", "--dropout", "0"]),
+    "classify": (write_reviews, ["--embed", "6", "--batch-size", "8", "--dropout", "0", "--cv-folds", "3"]),
+    "tag": (write_conll, ["--embed", "6", "--batch-size", "7", "--dropout", "0"]),
+    "forecast": (write_monthly, ["--horizon", "6", "--season", "12", "--window", "24", "--origins", "2", "--batch-size", "8"]),
+    "detect": (write_sine, ["--window", "16", "--batch-size", "9"]),
+    "translate": (write_pairs, ["--embed", "8", "--batch-size", "7", "--dropout", "0"]),
+}
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_two_ranks_train_every_task_to_one_process_weights(tmp_path, task):
+    write, options = TASKS[task]
+    data = write(tmp_path / "data.txt")
+    runs = {}
+    for k in (1, 2):
+        out = tmp_path / f"k{k}"
+        result = job(k, "train", task, "--data", str(data), "--out", str(out), *SMALL, *options)
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs[k] = out
+    assert relative_difference(checkpoint_weights(runs[1]), checkpoint_weights(runs[2])) <= 1e-5
+    losses = {k: [r["train_loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "train_loss" in r]
+              for k, out in runs.items()}
+    assert len(losses[1]) == 6 and np.allclose(losses[1], losses[2], rtol=1e-5)
+    config = json.loads((runs[2] / "config.json").read_text())
+    assert config["status"] == "finished"
+    assert not any(p.name.startswith("rank") for p in runs[2].iterdir())  # one writer
+
+
+def test_a_run_resumed_with_another_number_of_ranks_reaches_the_uninterrupted_weights(tmp_path):
+    data = write_text(tmp_path / "text.txt")
+    lm = ["--data", str(data), *SMALL, *TASKS["lm"][1]]
+    whole = tmp_path / "whole"
+    assert job(1, "train", "lm", "--out", str(whole), *lm, "--steps", "8").returncode == 0
+    parts = tmp_path / "parts"
+    first = job(2, "train", "lm", "--out", str(parts), *lm, "--steps", "4")
+    assert first.returncode == 0, first.stderr[-2000:]
+    # three ranks share 8 streams as 3, 3, 2; the carried state of each stream follows it
+    second = job(3, "train", "--resume", str(parts), "--steps", "8", "--quiet")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert relative_difference(checkpoint_weights(whole), checkpoint_weights(parts)) <= 1e-5
+
+
+def test_a_killed_rank_ends_the_job_with_a_message_and_the_directory_resumes_on_one_process(tmp_path):
+    out = tmp_path / "m"
+    command = [MPIEXEC, "-n", "2", *RNNKIT, "train", "lm", "--data", str(write_text(tmp_path / "t.txt")), "--out", str(out),
+               *TASKS["lm"][1], "--hidden", "12", "--steps", "100000", "--valid-every", "2"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV) as job_:
+        first_line = job_.stderr.readline()
+        pids = dict(re.findall(r"rank (\d): pid (\d+)", first_line))
+        assert set(pids) == {"0", "1"}, first_line
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint" / "state.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
+        os.kill(int(pids["1"]), signal.SIGKILL)
+        killed = time.monotonic()
+        said = "".join(job_.communicate(timeout=60))  # Hydra reports on stdout
+        assert time.monotonic() - killed < 20  # the launcher stops the others: no wait for a timeout
+    assert job_.returncode != 0
+    assert pids["1"] in said and "signal 9" in said  # the launcher names the process (rank 1's pid, printed at the start)
+    resumed = job(1, "train", "--resume", str(out), "--steps", "12", "--valid-every", "4", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((out / "config.json").read_text())["status"] == "finished"
+
+
+def test_an_error_on_one_rank_is_one_message_naming_it_and_ends_every_rank(tmp_path):
+    good = write_text(tmp_path / "t.txt")
+    common = ["--out", str(tmp_path / "m"), *SMALL, *TASKS["lm"][1]]
+    # MPMD: rank 1 is given a file that does not exist
+    result = run([MPIEXEC, "-n", "1", *RNNKIT, "train", "lm", "--data", str(good), *common,
+                  ":", "-n", "1", *RNNKIT, "train", "lm", "--data", str(tmp_path / "missing.txt"), *common], timeout=120)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rnnkit: error")]
+    assert len(errors) == 1 and "rank 1:" in errors[0] and "missing.txt" in errors[0], result.stderr
+    # and ranks started with different options
+    result = run([MPIEXEC, "-n", "1", *RNNKIT, "train", "lm", "--data", str(good), *common,
+                  ":", "-n", "1", *RNNKIT, "train", "lm", "--data", str(good), *common, "--embed", "4"], timeout=120)
+    assert result.returncode == 2
+    assert "different settings: rank 1 against rank 0: task_options.embed 4 (rank 0: 8)" in result.stderr, result.stderr
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+    # too small a batch to share, and a command that does not run as a job
+    result = job(3, "train", "lm", "--data", str(good), *common, "--batch-size", "2")
+    assert result.returncode == 2 and result.stderr.count("--batch-size: 2 is fewer than the 3 processes") == 1
+    result = job(2, "evaluate", str(tmp_path / "m"))
+    assert result.returncode == 2 and "only `rnnkit train` runs as a job" in result.stderr
+
+
+def test_a_rank_without_mpi4py_is_a_clear_error(tmp_path):
+    code = ("import sys; sys.modules['mpi4py'] = None\n"  # as where mpi4py is not installed
+            "from rnnkit.cli.main import main\n"
+            f"sys.exit(main(['train', 'lm', '--data', {str(write_text(tmp_path / 't.txt'))!r}, '--out', {str(tmp_path / 'm')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=dict(ENV, PMI_SIZE="2", PMI_RANK="1"))
+    assert result.returncode == 2
+    assert "rank 1 of 2 processes, but mpi4py is not installed" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---- the collectives and the Trainer, through scripts that mpiexec runs --------------------------
+def script(tmp_path, body: str):
+    path = tmp_path / "job.py"
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+def test_the_collectives_share_sum_gather_and_check(tmp_path):
+    path = script(tmp_path, """
+        import numpy as np
+        from rnnkit.nn.module import Parameter
+        from rnnkit.training import parallel
+        g = parallel.world()
+        assert g.size == 3
+        # shares: every row once, in order, sizes within one of each other
+        for n in range(3, 12):
+            rows = np.concatenate(g.comm.allgather(np.arange(n)[g.share(n)]))
+            assert rows.tolist() == list(range(n)), (n, rows)
+        # the step's sum: sum_r n_r g_r / sum_r n_r, and the numbers summed
+        n_r = [2, 3, 0][g.rank]
+        grads = [np.full((2, 2), g.rank + 1.0), np.full(3, -(g.rank + 1.0))]
+        summed = g.reduce_step(grads, [n_r, 10.0 * n_r, 1.0])
+        assert summed == [5.0, 50.0, 3.0], summed
+        assert np.allclose(grads[0], (2 * 1 + 3 * 2) / 5) and np.allclose(grads[1], -(2 * 1 + 3 * 2) / 5)
+        # rows joined in rank order
+        mine = np.full((2, [1, 2, 1][g.rank], 3), float(g.rank))
+        assert g.gather_rows(mine, axis=1)[0, :, 0].tolist() == [0.0, 1.0, 1.0, 2.0]
+        # parameters that drifted apart
+        params = [Parameter(np.ones(4, np.float32))]
+        g.check_same(params, 7)
+        if g.rank == 2:
+            params[0].data[1] += 1e-7
+        try:
+            g.check_same(params, 7)
+            raise SystemExit("drift not found")
+        except parallel.ParallelError as exc:
+            assert "at step 7 the parameters of rank(s) 2 differ" in str(exc) and exc.everywhere
+        # one rank's error raised on every rank, naming it
+        def fails_on_one():
+            if g.rank == 1:
+                raise ValueError("--data: cannot read it")
+            return "fine"
+        try:
+            g.settled(fails_on_one)
+            raise SystemExit("error not passed on")
+        except ValueError as exc:
+            assert str(exc) == "rank 1: --data: cannot read it", str(exc)
+        assert g.settled(lambda: g.rank) == g.rank
+        print("ok", g.rank)
+    """)
+    result = run([MPIEXEC, "-n", "3", sys.executable, str(path)], timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert result.stdout.count("ok") == 3  # every rank got through (their lines may interleave)
+
+
+TRAINER_JOB = """
+    import sys
+    import numpy as np
+    from rnnkit.nn import LSTM, Linear, MSELoss, Module
+    from rnnkit.training import parallel
+    from rnnkit.training.trainer import Trainer, TrainingOptions
+
+    class Model(Module):
+        def __init__(self):
+            super().__init__()
+            rng = np.random.default_rng(0)
+            self.rnn = LSTM(3, 5, num_layers=2, dtype=np.float64, rng=rng)
+            self.head = Linear(5, 2, dtype=np.float64, rng=rng)
+
+        def forward(self, x):
+            out, _ = self.rnn(x)
+            return self.head(out[-1])
+
+        def backward(self, d):
+            d_out = np.zeros(self.out_shape)
+            d_out[-1] = self.head.backward(d)
+            self.rnn.backward(d_out)
+
+    class Run:
+        data = np.random.default_rng(1).standard_normal((9, 40, 3))
+        target = np.random.default_rng(2).standard_normal((40, 2))
+
+        def __init__(self, model, fail_at=0):
+            self.model, self.loss_fn, self.step, self.fail_at = model, MSELoss(), 0, fail_at
+
+        def train_step(self):
+            self.step += 1
+            if self.step == self.fail_at and parallel.world().rank == 1:
+                raise RuntimeError("a fault on this rank")
+            rows = np.random.default_rng([5, self.step]).choice(40, 11, replace=False)  # a global batch of 11
+            rows = rows[parallel.world().share(len(rows))]
+            x = self.data[:, rows]
+            self.model.out_shape = (9, len(rows), 5)
+            loss = self.loss_fn(self.model(x), self.target[rows])
+            self.model.backward(self.loss_fn.backward())
+            return loss, len(rows), self.target[rows].size
+
+        def evaluate(self):
+            return {"loss": float(np.mean((self.model(self.data) - self.target) ** 2))}
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, d):
+            pass
+
+    out, fail_at = sys.argv[1], int(sys.argv[2])
+    model = Model()
+    options = TrainingOptions(steps=8, lr=0.01, clip=0.5, valid_every=4, log_every=2)
+    try:
+        Trainer(model, Run(model, fail_at), out, {"task": "test"}, options, quiet=True).fit()
+    except Exception as exc:
+        sys.exit(parallel.fail(f"job: error: {exc}", exc, 3))
+    if parallel.world().first:
+        np.savez(out + "/params.npz", *[p.data for p in model.parameters()])
+"""
+
+
+def test_the_trainer_on_two_and_four_ranks_equals_one_process_in_float64(tmp_path):
+    path = script(tmp_path, TRAINER_JOB)
+    params = {}
+    for k in (1, 2, 4):
+        out = tmp_path / f"k{k}"
+        out.mkdir()
+        command = [sys.executable, str(path), str(out), "0"]
+        result = run(command if k == 1 else [MPIEXEC, "-n", str(k), *command], timeout=120)
+        assert result.returncode == 0, result.stderr[-3000:]
+        with np.load(out / "params.npz") as f:
+            params[k] = {name: f[name] for name in f.files}
+    assert relative_difference(params[1], params[2]) <= 1e-12
+    assert relative_difference(params[1], params[4]) <= 1e-12
+    assert relative_difference(params[1], {n: np.zeros_like(v) for n, v in params[1].items()}) == 1.0  # it compares
+
+
+def test_a_fault_on_one_rank_mid_training_aborts_the_job_naming_the_rank(tmp_path):
+    path = script(tmp_path, TRAINER_JOB)
+    out = tmp_path / "m"
+    out.mkdir()
+    started = time.monotonic()
+    result = run([MPIEXEC, "-n", "2", sys.executable, str(path), str(out), "5"], timeout=120)
+    assert time.monotonic() - started < 60
+    assert result.returncode != 0
+    assert "job: error: a fault on this rank (rank 1 of 2; stopping every rank)" in result.stderr, result.stderr
+    assert (out / "checkpoint" / "state.json").exists()  # step 4's checkpoint, whole
