@@ -136,7 +136,7 @@ class RnnkitTrainer:
     def step(self) -> tuple[float, int]:
         self.model.train()
         self.optimizer.zero_grad()
-        loss, n = self.run.train_step()
+        loss, n, _ = self.run.train_step()
         clip_grad_norm_(self.params, self.cfg.clip)
         self.optimizer.step()
         return float(loss), n
