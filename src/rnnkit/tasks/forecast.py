@@ -542,13 +542,53 @@ def best_blend(y: np.ndarray, mean: np.ndarray, naive: np.ndarray) -> tuple[floa
     return blend, blends[blend]
 
 
+def interval_ratios(y: np.ndarray, mean: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """The conformal scores: |y − μ| / half-width, the factor each interval needs to hold its value."""
+    return np.abs(np.asarray(y, np.float64) - mean) / np.maximum(half, 1e-12)
+
+
+def conformal_quantile(ratios: np.ndarray, level: float = 0.8) -> float:
+    """Split conformal: the ⌈level·(n + 1)⌉-th smallest of the n ratios (the largest when that
+    rank is beyond n, with so few ratios no factor is certain to do), within the factor limits."""
+    ratios = np.sort(np.ravel(ratios))
+    if not len(ratios):
+        return 1.0
+    rank = min(len(ratios), max(1, int(np.ceil(level * (len(ratios) + 1)))))
+    return float(np.clip(ratios[rank - 1], 1 / WIDEN_LIMIT, WIDEN_LIMIT))
+
+
 def interval_factor(y: np.ndarray, mean: np.ndarray, half: np.ndarray, narrow: bool | None = None) -> float:
     """The factor that scales the 80% intervals (half-widths ``half`` about ``mean``) so that they
     hold 80% of y: split conformal, the ⌈0.8·(n + 1)⌉-th smallest of the n ratios |y − μ| / half.
     ``narrow`` (default ``NARROW``): whether a factor below 1 may narrow them, or only widen."""
-    ratios = np.sort(np.abs(y - mean) / np.maximum(half, 1e-12))
-    factor = float(ratios[min(len(ratios), int(np.ceil(0.8 * (len(ratios) + 1)))) - 1])
-    return min(WIDEN_LIMIT, max(1 / WIDEN_LIMIT if (NARROW if narrow is None else narrow) else 1.0, factor))
+    factor = conformal_quantile(interval_ratios(y, mean, half))
+    return max(1 / WIDEN_LIMIT if (NARROW if narrow is None else narrow) else 1.0, factor)
+
+
+def adaptive_interval_factors(calibration: np.ndarray, origins: list[np.ndarray], step: float = 0.0,
+                              target: float = 0.8) -> np.ndarray:
+    """The interval factor at each of K forecast origins in time order, each from what is known
+    before it: adaptive conformal inference (Gibbs & Candès 2021) with a growing calibration set.
+
+    calibration: (n,) ratios |y − μ| / half-width known before the first origin; origins: K arrays
+    of the ratios of each origin's points, in time order (an origin's actual values are all known
+    before the next: origins lie H steps apart). The factor f_k of origin k is the split-conformal
+    quantile, at level 1 − α_k, of the calibration ratios and those of origins 0 … k−1; α_0 =
+    1 − target, and after origin k, whose share miss_k of ratios lay above f_k,
+
+        α_{k+1} = α_k + step·((1 − target) − miss_k)
+
+    (α ≤ 0: the largest known ratio). step 0: online split conformal. Returns (K + 1,) factors: the
+    last is for a forecast after all K origins."""
+    alpha, known, factors = 1 - target, [np.ravel(calibration)], []
+    for k in range(len(origins) + 1):
+        factors.append(conformal_quantile(np.concatenate(known), 1 - alpha))
+        if k < len(origins):
+            ratios = np.ravel(origins[k])
+            miss = float(np.mean(ratios > factors[-1])) if len(ratios) else 1 - target
+            alpha += step * ((1 - target) - miss)
+            known.append(ratios)
+    return np.array(factors)
 
 
 def seasonal_naive_check(metrics: dict, season: int) -> str | None:
