@@ -28,11 +28,26 @@ likelihood (336 initial states are beyond its optimiser), on the last ``ETS_HIST
 
 Intervals: the task calibrates them on the validation origins by split conformal, a factor that
 scales the network's 80% intervals about the blended mean. Two rules: the factor may narrow them
-(``narrow``) or only widen them (``widen-only``, floored at 1, the rule before the blend). The rule
-is chosen by leave-one-origin-out coverage on the validation origins of each chosen model (blend
-and factor fitted on the other origins, coverage counted on the one left out; pooled over the
-series): the rule whose coverage is nearer 80%. The backtest coverage of both rules is recorded.
+(``narrow``) or only widen them (``widen-only``, floored at 1). A first criterion, leave-one-origin-out
+coverage on the validation origins of each chosen model (blend and factor fitted on the other origins,
+coverage counted on the one left out; pooled over the series), and its forward form (fitted on the
+earlier validation origins only), are recorded; both chose ``narrow``, which the backtest then showed
+too narrow: three adjacent origins cannot show that the stretch after them is rougher.
 ``--intervals-from DIR`` recomputes only this part from the models a ``--keep DIR`` run kept.
+
+``--nested`` chooses the rule on backtests nested in the training and validation history, laid out
+as the real one: each series is cut at its first backtest origin, and once more K·H points earlier
+(``NESTED_CUTS``); the series' chosen ``--seasonal`` variant is trained on the cut series as the task
+trains it (its own validation origins, blend), and every candidate rule gives a factor at each of the
+cut series' K backtest origins, scored there: ``valid-static`` (the task's split conformal on the
+validation origins, narrowing allowed), ``valid-widen-only`` (floored at 1), ``history-static``
+(split conformal on up to ``HISTORY_ORIGINS`` origins H apart over the training and validation parts:
+in-sample for the training part), and, on either calibration set, ``adaptive-<step>``: adaptive
+conformal inference over the backtest origins (``adaptive_interval_factors``; step 0 is online split
+conformal, each origin's ratios joining the set once its values are known). The rule whose coverage,
+pooled over every nested backtest, is nearest 80% is chosen; ``--nested-models DIR`` then scores that
+rule alone on the real backtests of the models a ``--keep DIR`` run kept. Results:
+``benchmarks/results/forecast_intervals.json``.
 
 Results: ``benchmarks/results/forecast_seasons.json`` (rewritten after each series). One process,
 one thread (``OPENBLAS_NUM_THREADS=1 RNNKIT_THREADS=1``):
@@ -40,6 +55,7 @@ one thread (``OPENBLAS_NUM_THREADS=1 RNNKIT_THREADS=1``):
     python benchmarks/bench_forecast_seasons.py
     python benchmarks/bench_forecast_seasons.py --only taylor --only seattle-temps
     python benchmarks/bench_forecast_seasons.py --quick     # a smoke test, not a measurement
+    python benchmarks/bench_forecast_seasons.py --nested --keep /tmp/nested --nested-models /tmp/models
 """
 
 from __future__ import annotations
@@ -58,8 +74,7 @@ import rnnkit
 from common import git_commit, machine_info, write
 from eval_forecast import _statsmodels_version, ets_fit, ets_spec_name, full_backtest, scores, train_forecaster
 from rnnkit.tasks import forecast as forecast_task
-from rnnkit.tasks.forecast import (ForecastRun, adaptive_interval_factors, best_blend, conformal_quantile, interval_factor,
-                                   interval_ratios, validation_points)
+from rnnkit.tasks.forecast import ForecastRun, best_blend, conformal_quantile, interval_factor, interval_ratios, validation_points
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -145,6 +160,32 @@ def interval_rules(model, name: str) -> dict:
                      "backtest_coverage80": backtest}
         model.widen = kept
     return out
+
+
+def adaptive_interval_factors(calibration: np.ndarray, origins: list[np.ndarray], step: float = 0.0,
+                              target: float = 0.8) -> np.ndarray:
+    """The interval factor at each of K forecast origins in time order, each from what is known
+    before it: adaptive conformal inference (Gibbs & Candès 2021) with a growing calibration set.
+
+    calibration: (n,) ratios |y − μ| / half-width known before the first origin; origins: K arrays
+    of the ratios of each origin's points, in time order (an origin's actual values are all known
+    before the next: origins lie H steps apart). The factor f_k of origin k is the split-conformal
+    quantile, at level 1 − α_k, of the calibration ratios and those of origins 0 … k−1; α_0 =
+    1 − target, and after origin k, whose share miss_k of ratios lay above f_k,
+
+        α_{k+1} = α_k + step·((1 − target) − miss_k)
+
+    (α ≤ 0: the largest known ratio). step 0: online split conformal. Returns (K + 1,) factors: the
+    last is for a forecast after all K origins."""
+    alpha, known, factors = 1 - target, [np.ravel(calibration)], []
+    for k in range(len(origins) + 1):
+        factors.append(conformal_quantile(np.concatenate(known), 1 - alpha))
+        if k < len(origins):
+            ratios = np.ravel(origins[k])
+            miss = float(np.mean(ratios > factors[-1])) if len(ratios) else 1 - target
+            alpha += step * ((1 - target) - miss)
+            known.append(ratios)
+    return np.array(factors)
 
 
 def history_origins(data, opts, first_origin: int) -> list[int]:

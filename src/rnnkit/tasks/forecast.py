@@ -49,8 +49,13 @@ seasonal naive is the last value); and ``widen``: a network trained by likelihoo
 overconfident out of sample, and a blended mean is closer to the actual values than the
 network's own, so the 80% intervals (about the blended mean) are scaled by the factor that makes
 them hold 80% of the actual values there (split conformal: the ⌈0.8·(n + 1)⌉-th smallest of the n
-ratios |y − μ| / half-width; above 1 it widens, below 1 it narrows: ``NARROW``, chosen on
-validation; on five series' backtests it held 58% where widen-only held 80%, benchmarks/README.md).
+ratios |y − μ| / half-width), floored at 1: it widens, never narrows (``NARROW``). The validation
+stretch can be calmer than what follows it, and a factor below 1 fitted there is then too narrow
+for the next origins; on backtests nested in the training and validation history (each series
+cut before its backtest, the model trained again, the rule fitted on the cut series' validation
+origins and scored on its next K origins) only widening came nearest 80% among the rules tried
+(narrowing, calibration on the training history, adaptive conformal inference:
+benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -87,8 +92,9 @@ Z80 = 1.2815515655446004  # the 90% quantile of N(0, 1): μ ± Z80·σ is the ce
 #: edited config.json could make them infinite
 WIDEN_LIMIT = 1e6
 #: whether the calibration may narrow the intervals (a factor below 1) or only widen them: chosen
-#: by leave-one-origin-out coverage on the validation origins (benchmarks/README.md)
-NARROW = True
+#: on backtests nested in the training and validation history, where only widening came nearest
+#: 80% (benchmarks/README.md, bench_forecast_seasons.py --nested)
+NARROW = False
 
 
 SEASONAL = ("residual", "lags", "none")
@@ -549,7 +555,8 @@ def interval_ratios(y: np.ndarray, mean: np.ndarray, half: np.ndarray) -> np.nda
 
 def conformal_quantile(ratios: np.ndarray, level: float = 0.8) -> float:
     """Split conformal: the ⌈level·(n + 1)⌉-th smallest of the n ratios (the largest when that
-    rank is beyond n, with so few ratios no factor is certain to do), within the factor limits."""
+    rank is beyond n, with so few ratios no factor is certain to do; 1 with none), within the factor
+    limits."""
     ratios = np.sort(np.ravel(ratios))
     if not len(ratios):
         return 1.0
@@ -563,32 +570,6 @@ def interval_factor(y: np.ndarray, mean: np.ndarray, half: np.ndarray, narrow: b
     ``narrow`` (default ``NARROW``): whether a factor below 1 may narrow them, or only widen."""
     factor = conformal_quantile(interval_ratios(y, mean, half))
     return max(1 / WIDEN_LIMIT if (NARROW if narrow is None else narrow) else 1.0, factor)
-
-
-def adaptive_interval_factors(calibration: np.ndarray, origins: list[np.ndarray], step: float = 0.0,
-                              target: float = 0.8) -> np.ndarray:
-    """The interval factor at each of K forecast origins in time order, each from what is known
-    before it: adaptive conformal inference (Gibbs & Candès 2021) with a growing calibration set.
-
-    calibration: (n,) ratios |y − μ| / half-width known before the first origin; origins: K arrays
-    of the ratios of each origin's points, in time order (an origin's actual values are all known
-    before the next: origins lie H steps apart). The factor f_k of origin k is the split-conformal
-    quantile, at level 1 − α_k, of the calibration ratios and those of origins 0 … k−1; α_0 =
-    1 − target, and after origin k, whose share miss_k of ratios lay above f_k,
-
-        α_{k+1} = α_k + step·((1 − target) − miss_k)
-
-    (α ≤ 0: the largest known ratio). step 0: online split conformal. Returns (K + 1,) factors: the
-    last is for a forecast after all K origins."""
-    alpha, known, factors = 1 - target, [np.ravel(calibration)], []
-    for k in range(len(origins) + 1):
-        factors.append(conformal_quantile(np.concatenate(known), 1 - alpha))
-        if k < len(origins):
-            ratios = np.ravel(origins[k])
-            miss = float(np.mean(ratios > factors[-1])) if len(ratios) else 1 - target
-            alpha += step * ((1 - target) - miss)
-            known.append(ratios)
-    return np.array(factors)
 
 
 def seasonal_naive_check(metrics: dict, season: int) -> str | None:
