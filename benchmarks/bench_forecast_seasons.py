@@ -28,11 +28,26 @@ likelihood (336 initial states are beyond its optimiser), on the last ``ETS_HIST
 
 Intervals: the task calibrates them on the validation origins by split conformal, a factor that
 scales the network's 80% intervals about the blended mean. Two rules: the factor may narrow them
-(``narrow``) or only widen them (``widen-only``, floored at 1, the rule before the blend). The rule
-is chosen by leave-one-origin-out coverage on the validation origins of each chosen model (blend
-and factor fitted on the other origins, coverage counted on the one left out; pooled over the
-series): the rule whose coverage is nearer 80%. The backtest coverage of both rules is recorded.
+(``narrow``) or only widen them (``widen-only``, floored at 1). A first criterion, leave-one-origin-out
+coverage on the validation origins of each chosen model (blend and factor fitted on the other origins,
+coverage counted on the one left out; pooled over the series), and its forward form (fitted on the
+earlier validation origins only), are recorded; both chose ``narrow``, which the backtest then showed
+too narrow: three adjacent origins cannot show that the stretch after them is rougher.
 ``--intervals-from DIR`` recomputes only this part from the models a ``--keep DIR`` run kept.
+
+``--nested`` chooses the rule on backtests nested in the training and validation history, laid out
+as the real one: each series is cut at its first backtest origin, and once more K·H points earlier
+(``NESTED_CUTS``); the series' chosen ``--seasonal`` variant is trained on the cut series as the task
+trains it (its own validation origins, blend), and every candidate rule gives a factor at each of the
+cut series' K backtest origins, scored there: ``valid-static`` (the task's split conformal on the
+validation origins, narrowing allowed), ``valid-widen-only`` (floored at 1), ``history-static``
+(split conformal on up to ``HISTORY_ORIGINS`` origins H apart over the training and validation parts:
+in-sample for the training part), and, on either calibration set, ``adaptive-<step>``: adaptive
+conformal inference over the backtest origins (``adaptive_interval_factors``; step 0 is online split
+conformal, each origin's ratios joining the set once its values are known). The rule whose coverage,
+pooled over every nested backtest, is nearest 80% is chosen; ``--nested-models DIR`` then scores that
+rule alone on the real backtests of the models a ``--keep DIR`` run kept. Results:
+``benchmarks/results/forecast_intervals.json``.
 
 Results: ``benchmarks/results/forecast_seasons.json`` (rewritten after each series). One process,
 one thread (``OPENBLAS_NUM_THREADS=1 RNNKIT_THREADS=1``):
@@ -40,6 +55,7 @@ one thread (``OPENBLAS_NUM_THREADS=1 RNNKIT_THREADS=1``):
     python benchmarks/bench_forecast_seasons.py
     python benchmarks/bench_forecast_seasons.py --only taylor --only seattle-temps
     python benchmarks/bench_forecast_seasons.py --quick     # a smoke test, not a measurement
+    python benchmarks/bench_forecast_seasons.py --nested --keep /tmp/nested --nested-models /tmp/models
 """
 
 from __future__ import annotations
@@ -57,7 +73,8 @@ import numpy as np
 import rnnkit
 from common import git_commit, machine_info, write
 from eval_forecast import _statsmodels_version, ets_fit, ets_spec_name, full_backtest, scores, train_forecaster
-from rnnkit.tasks.forecast import ForecastRun, best_blend, interval_factor, validation_points
+from rnnkit.tasks import forecast as forecast_task
+from rnnkit.tasks.forecast import ForecastRun, best_blend, conformal_quantile, interval_factor, interval_ratios, validation_points
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -74,6 +91,11 @@ BASE = dict(origins=5, cell="lstm", hidden=64, layers=1, mode="direct", optimize
 VARIANTS = ("none", "lags", "residual")
 ETS_HISTORY = 2016  # points (six weeks of half-hours, twelve weeks of hours) before each origin for m >= 24
 COVERAGE_GOAL = (0.75, 0.85)
+# the nested backtests that choose the interval rule: each series cut before its backtest (and once
+# more K·H points earlier), the chosen variant trained again on what is left
+NESTED_CUTS = 2
+HISTORY_ORIGINS = 50  # the most origins of the training and validation history a calibration reads
+ADAPT_STEPS = (0.0, 0.1, 0.3)  # ACI's step per origin (0: online split conformal, no level change)
 
 
 def longest_season(season) -> int:
@@ -138,6 +160,178 @@ def interval_rules(model, name: str) -> dict:
                      "backtest_coverage80": backtest}
         model.widen = kept
     return out
+
+
+def adaptive_interval_factors(calibration: np.ndarray, origins: list[np.ndarray], step: float = 0.0,
+                              target: float = 0.8) -> np.ndarray:
+    """The interval factor at each of K forecast origins in time order, each from what is known
+    before it: adaptive conformal inference (Gibbs & Candès 2021) with a growing calibration set.
+
+    calibration: (n,) ratios |y − μ| / half-width known before the first origin; origins: K arrays
+    of the ratios of each origin's points, in time order (an origin's actual values are all known
+    before the next: origins lie H steps apart). The factor f_k of origin k is the split-conformal
+    quantile, at level 1 − α_k, of the calibration ratios and those of origins 0 … k−1; α_0 =
+    1 − target, and after origin k, whose share miss_k of ratios lay above f_k,
+
+        α_{k+1} = α_k + step·((1 − target) − miss_k)
+
+    (α ≤ 0: the largest known ratio). step 0: online split conformal. Returns (K + 1,) factors: the
+    last is for a forecast after all K origins."""
+    alpha, known, factors = 1 - target, [np.ravel(calibration)], []
+    for k in range(len(origins) + 1):
+        factors.append(conformal_quantile(np.concatenate(known), 1 - alpha))
+        if k < len(origins):
+            ratios = np.ravel(origins[k])
+            miss = float(np.mean(ratios > factors[-1])) if len(ratios) else 1 - target
+            alpha += step * ((1 - target) - miss)
+            known.append(ratios)
+    return np.array(factors)
+
+
+def history_origins(data, opts, first_origin: int) -> list[int]:
+    """Origins H apart before ``first_origin`` (the validation origins and those before them), as
+    far back as a window and its lags fit, at most ``HISTORY_ORIGINS`` evenly thinned, in time order."""
+    H = opts.horizon
+    every = [first_origin - v * H for v in range(1, first_origin // H + 1) if first_origin - v * H >= data.window + data.first_start]
+    keep = every[:: max(1, int(np.ceil(len(every) / HISTORY_ORIGINS)))]
+    return sorted(keep)
+
+
+def origin_ratios(model, data, origins: list[int]) -> list[np.ndarray]:
+    """Each origin's ratios |y − μ| / half-width, μ the blended mean, before any interval factor."""
+    points = validation_points(model.model, data, origins, model.opts)
+    out = []
+    for y, mean, sn, lo, hi in zip(*(points[k] for k in ("y", "mean", "seasonal_naive", "lower", "upper"))):
+        out.append(interval_ratios(y, sn + model.blend * (mean - sn), (hi - lo) / 2))
+    return out
+
+
+def interval_rule_factors(model, data, tested: list[int]) -> dict:
+    """For every candidate rule, the factor at each origin in ``tested`` (in time order, the first one
+    the first origin after training and validation): calibrated on the validation origins
+    (``valid``) or on up to HISTORY_ORIGINS origins of the training and validation history
+    (``history``: in-sample for the training part), fixed (``static``, ``valid-widen-only``) or
+    adapted origin by origin from the coverage of the origins before (``adaptive-<step>``);
+    ``ratios``: the tested origins' own ratios."""
+    first = tested[0]
+    valid = ForecastRun(model.model, data, model.opts, 0).valid_origins
+    calibration = {"valid": np.concatenate(origin_ratios(model, data, valid)),
+                   "history": np.concatenate(origin_ratios(model, data, history_origins(data, model.opts, first)))}
+    ratios = origin_ratios(model, data, tested)
+    rules = {"valid-widen-only": [max(1.0, conformal_quantile(calibration["valid"]))] * len(tested)}
+    for source, known in calibration.items():
+        rules[f"{source}-static"] = [conformal_quantile(known)] * len(tested)
+        for step in ADAPT_STEPS:
+            rules[f"{source}-adaptive-{step:g}"] = adaptive_interval_factors(known, ratios, step)[:-1].tolist()
+    return {"factors": rules, "ratios": ratios, "calibration_points": {k: len(v) for k, v in calibration.items()}}
+
+
+def rule_coverage(factors: list[float], ratios: list[np.ndarray]) -> tuple[float, int]:
+    inside = np.concatenate([r <= f for f, r in zip(factors, ratios)])
+    return float(inside.mean()), int(inside.size)
+
+
+def cut_series(name: str, end: int) -> str:
+    """A built-in series' first ``end`` points, registered for this process under a name of its own."""
+    key = f"{name}[:{end}]"
+    if key not in forecast_task.BUILT_IN:
+        load = forecast_task.BUILT_IN[name]
+
+        def cut():
+            s = load()
+            return type(s)(time=s.time[:end], values=s.values[:end], columns=s.columns, mask=s.mask[:end],
+                           source=f"{s.source}; its first {end} points", target=s.target, season=s.season, seasons=s.seasons)
+
+        forecast_task.BUILT_IN[key] = cut
+    return key
+
+
+def nested_intervals(name: str, chosen: str, args, work: Path) -> dict:
+    """The interval rules on backtests nested in the training and validation history: the series
+    cut at its first backtest origin (then K·H points earlier), the chosen variant trained on the
+    cut series as the task trains it, every rule measured on the cut series' own backtest."""
+    settings = SERIES[name]
+    H, K = settings["horizon"], BASE["origins"]
+    n = len(forecast_task.BUILT_IN[name]())
+    cuts = {}
+    for j in range(NESTED_CUTS):
+        end = n - (j + 1) * K * H
+        options = dict(BASE, **settings, seasonal=chosen, time_limit=args.time_limit)
+        if args.quick:
+            options.update(steps=40, valid_every=20, patience=0)
+        model, info = train_forecaster(cut_series(name, end), options, work / name / f"nested-{end}")
+        data = model._prepared(None)
+        tested = [end - (K - k) * H for k in range(K)]
+        rules = interval_rule_factors(model, data, tested)
+        coverage = {rule: rule_coverage(f, rules["ratios"]) for rule, f in rules["factors"].items()}
+        cuts[str(end)] = {"end": end, "tested_origins": tested, "blend": model.blend, "valid_mae": info["valid_mae"],
+                          "best_step": info["best_step"], "train_seconds": info["train_seconds"],
+                          "load_average_1min_before": info["load_average_1min_before"],
+                          "calibration_points": rules["calibration_points"], "factors": rules["factors"],
+                          "coverage80": {r: c for r, (c, _) in coverage.items()},
+                          "points": next(iter(coverage.values()))[1]}
+        print(f"  cut at {end}: " + " | ".join(f"{r} {c:.3f}" for r, (c, _) in coverage.items()), flush=True)
+    return cuts
+
+
+def nested_summary(nested: dict) -> dict:
+    """Coverage of each rule pooled over every cut of every series (weighted by points), and the
+    rule nearest 80%: the choice."""
+    cuts = [c for s in nested.values() for c in s.values()]
+    rules = list(cuts[0]["coverage80"])
+    points = sum(c["points"] for c in cuts)
+    pooled = {r: sum(c["coverage80"][r] * c["points"] for c in cuts) / points for r in rules}
+    per_series = {name: {r: sum(c["coverage80"][r] * c["points"] for c in s.values()) / sum(c["points"] for c in s.values())
+                         for r in rules} for name, s in nested.items()}
+    return {"pooled_coverage80": pooled, "per_series_coverage80": per_series, "points": points,
+            "chosen_rule": min(rules, key=lambda r: abs(pooled[r] - 0.8))}
+
+
+def run_nested(args) -> int:
+    """``--nested``: the interval rules measured on nested backtests (validation only), the rule
+    chosen; then that rule alone on each chosen model's backtest (``--nested-models DIR``: the
+    models a ``--keep DIR`` run kept)."""
+    import json
+
+    seasons = json.loads((RESULTS / "forecast_seasons.json").read_text())
+    path = RESULTS / ("forecast_intervals_quick.json" if args.quick else "forecast_intervals.json")
+    payload = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
+               "quick": args.quick, "git": git_commit(), "machine": machine_info(),
+               "config": {"nested_cuts": NESTED_CUTS, "history_origins": HISTORY_ORIGINS, "adapt_steps": ADAPT_STEPS,
+                          "base": BASE, "time_limit": args.time_limit,
+                          "choice": "the rule whose coverage pooled over every nested backtest is nearest 80%"},
+               "nested": {}}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_forecast_intervals_") as tmp:
+        work = Path(args.keep) if args.keep else Path(tmp)
+        for name in args.only or SERIES:
+            chosen = seasons["series"][name]["chosen"]
+            print(f"== {name}: nested backtests of --seasonal {chosen}", flush=True)
+            payload["nested"][name] = nested_intervals(name, chosen, args, work)
+            payload["nested_summary"] = nested_summary(payload["nested"])
+            payload["seconds"] = time.perf_counter() - started
+            write(path, payload)
+    summary = payload["nested_summary"]
+    print("nested: " + " | ".join(f"{r} {c:.3f}" for r, c in summary["pooled_coverage80"].items()))
+    print(f"chosen by the nested backtests: {summary['chosen_rule']}")
+    if args.nested_models:
+        rule, test, points, covered = summary["chosen_rule"], {}, 0, 0.0
+        for name in args.only or SERIES:
+            model = rnnkit.load(Path(args.nested_models) / name / seasons["series"][name]["chosen"])
+            data = model._prepared(None)
+            H, K = model.opts.horizon, model.opts.origins
+            tested = [len(data.series) - (K - k) * H for k in range(K)]
+            rules = interval_rule_factors(model, data, tested)
+            coverage, n = rule_coverage(rules["factors"][rule], rules["ratios"])
+            test[name] = {"coverage80": coverage, "points": n, "factors": rules["factors"][rule]}
+            points, covered = points + n, covered + coverage * n
+            print(f"  backtest {name}: {rule} {coverage:.3f} ({n} points)", flush=True)
+        payload["backtest"] = {"rule": rule, "series": test, "pooled_coverage80": covered / points, "points": points,
+                               "load_average_1min": os.getloadavg()[0]}
+        print(f"backtest, pooled: {covered / points:.3f}")
+    payload["seconds"] = time.perf_counter() - started
+    write(path, payload)
+    return 0
 
 
 def run_series(name: str, args, work: Path) -> dict:
@@ -247,7 +441,13 @@ def main(argv=None) -> int:
     p.add_argument("--keep", metavar="DIR", help="train the models into DIR and keep them (default: a temporary folder)")
     p.add_argument("--intervals-from", metavar="DIR", help="only recompute the interval rules from the models in DIR "
                                                             "(a --keep DIR run), into the results file")
+    p.add_argument("--nested", action="store_true", help="only the interval rules: nested backtests choose one "
+                                                         "(into forecast_intervals.json)")
+    p.add_argument("--nested-models", metavar="DIR", help="with --nested: then the chosen rule on the backtests of the "
+                                                          "models a --keep DIR run kept")
     args = p.parse_args(argv)
+    if args.nested:
+        return run_nested(args)
     if args.intervals_from:
         return recompute_intervals(RESULTS / args.out, Path(args.intervals_from))
     if args.quick:
