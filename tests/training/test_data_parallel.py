@@ -120,9 +120,12 @@ def test_two_ranks_train_every_task_to_one_process_weights(tmp_path, task):
         assert result.returncode == 0, result.stderr[-2000:]
         runs[k] = out
     assert relative_difference(checkpoint_weights(runs[1]), checkpoint_weights(runs[2])) <= 1e-5
-    losses = {k: [r["train_loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "train_loss" in r]
-              for k, out in runs.items()}
+    records = {k: [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] for k, out in runs.items()}
+    losses = {k: [r["train_loss"] for r in rs if "train_loss" in r] for k, rs in records.items()}
     assert len(losses[1]) == 6 and np.allclose(losses[1], losses[2], rtol=1e-5)
+    # validation shared out (lm, classify, tag) or repeated on each rank: the same metrics
+    valid = {k: [r["valid_loss"] for r in rs if "valid_loss" in r] for k, rs in records.items()}
+    assert len(valid[1]) == 2 and np.allclose(valid[1], valid[2], rtol=1e-5)
     config = json.loads((runs[2] / "config.json").read_text())
     assert config["status"] == "finished"
     assert not any(p.name.startswith("rank") for p in runs[2].iterdir())  # one writer

@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         if parallel.launched()[1] > 1 and args.verb != "train":
             raise ValueError(f"{args.verb}: an MPI launcher started {parallel.launched()[1]} processes; only "
                              f"`rnnkit train` runs as a job of several (run `rnnkit {args.verb}` on its own)")
-        with reporting(quiet=args.quiet):
+        with reporting(quiet=args.quiet or parallel.launched()[0] != 0):  # in a job, rank 0 reports
             return run(args)
     except BrokenPipeError:  # the reader went away (`rnnkit forecast DIR | head`): not an error
         sys.stdout = open(os.devnull, "w")

@@ -332,7 +332,7 @@ def predict(model: SequenceClassifier, inputs: list[np.ndarray], batch_size: int
             y = model(x, lengths)
             out = np.empty((len(inputs), y.shape[1]), np.float64) if out is None else out
             out[idx] = y
-    return out
+    return out if out is not None else np.empty((0, model.head.out_features), np.float64)  # no inputs (a job's rank)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -394,7 +394,8 @@ class ClassifyRun(BucketedRun):
     def evaluate(self) -> dict:
         if "valid" not in self.splits.inputs:
             return cross_validated(self.splits.cross_validation, self.steps_done)
-        outputs = predict(self.model, self.splits.inputs["valid"], self.opts.batch_size)
+        inputs = self.splits.inputs["valid"]  # in a job, each rank predicts its share
+        outputs = self.group.gather_rows(predict(self.model, inputs[self.group.share(len(inputs))], self.opts.batch_size), axis=0)
         return score(self.splits.config, outputs, self.splits.targets["valid"])
 
 

@@ -245,21 +245,25 @@ def _stream_shape(length: int, batch: int) -> tuple[int, int]:
 def evaluate_ids(model, ids: np.ndarray, batch: int, seq_len: int, condition=None) -> tuple[float, int]:
     """Mean cross-entropy (nats per token) of a model on a token sequence, and the token count.
 
-    The text is read as ``batch`` contiguous streams carrying the state, as in training.
+    The text is read as ``batch`` contiguous streams carrying the state, as in training; in a
+    job, each rank reads its share of the streams.
     """
     batch, n = _stream_shape(len(ids), batch)
     if n < 1:
         raise DataError(f"data: too short to evaluate ({len(ids)} tokens)")
+    group = parallel.world()
+    mine = group.share(batch)
     streams = ids[: n * batch + 1]
-    x_all = streams[:-1].reshape(batch, n).T
-    y_all = streams[1:].reshape(batch, n).T
+    x_all = streams[:-1].reshape(batch, n).T[:, mine]
+    y_all = streams[1:].reshape(batch, n).T[:, mine]
     loss_fn, total, state = CrossEntropyLoss(reduction="sum"), 0.0, None
-    cond = None if condition is None else np.full(batch, condition)
+    cond = None if condition is None else np.full(x_all.shape[1], condition)
     with no_grad():
         model.eval()
-        for p in Progress.over(range(0, n, seq_len), "evaluation", unit="window"):
+        for p in Progress.over(range(0, n, seq_len) if x_all.shape[1] else [], "evaluation", unit="window"):
             logits, state = model(x_all[p : p + seq_len], state, cond if state is None else None)
             total += loss_fn(logits, y_all[p : p + seq_len])
+    (total,) = group.sum([total])
     return total / (n * batch), n * batch
 
 

@@ -211,10 +211,13 @@ def predict_tags(model: SequenceTagger, encoding: dict, sentences: list[list[str
 
 
 def score(model: SequenceTagger, encoding: dict, sentences, batch_size: int) -> dict:
-    """Loss (over the sentences whose tags the model knows), token accuracy, and entity P/R/F1."""
+    """Loss (over the sentences whose tags the model knows), token accuracy, and entity P/R/F1.
+    In a job, each rank tags and scores its share of the sentences."""
+    group = parallel.world()
     gold = [tags for _, tags in sentences]
-    pred = predict_tags(model, encoding, [tokens for tokens, _ in sentences], batch_size)
-    known = [(encode_tokens(encoding, tokens), y) for tokens, tags in sentences if (y := encode_tags(encoding, tags)) is not None]
+    mine = sentences[group.share(len(sentences))]
+    pred = group.gather_items(predict_tags(model, encoding, [tokens for tokens, _ in mine], batch_size))
+    known = [(encode_tokens(encoding, tokens), y) for tokens, tags in mine if (y := encode_tags(encoding, tags)) is not None]
     total, count = 0.0, 0
     with no_grad():
         for idx in batches_in_order([len(x) for x, _ in known], batch_size):
@@ -222,6 +225,7 @@ def score(model: SequenceTagger, encoding: dict, sentences, batch_size: int) -> 
             y, _ = pad([known[i][1] for i in idx])
             weight = len(idx) if model.uses_crf else int(lengths.sum())  # the loss is a mean over these
             total, count = total + model(x, y, lengths) * weight, count + weight
+    total, count = group.sum([total, count])
     flat_gold = [t for s in gold for t in s]
     result = {"loss": total / max(count, 1), "accuracy": M.accuracy(flat_gold, [t for s in pred for t in s])}
     if encoding["scheme"]:

@@ -92,6 +92,15 @@ class Single:
     def gather_rows(self, array: np.ndarray, axis: int) -> np.ndarray:
         return array
 
+    def gather_items(self, items: list) -> list:
+        return items
+
+    def sum(self, numbers: list[float]) -> list[float]:
+        return numbers
+
+    def agreed(self, value):
+        return value
+
     def check_same(self, params, step: int) -> None:
         pass
 
@@ -185,6 +194,20 @@ class Group(Single):
     def gather_rows(self, array: np.ndarray, axis: int) -> np.ndarray:
         """Every rank's rows of ``array`` (each rank's share along ``axis``) joined in rank order."""
         return np.concatenate(self.comm.allgather(np.ascontiguousarray(array)), axis=axis)
+
+    def gather_items(self, items: list) -> list:
+        """Every rank's ``items`` (its share of a list), joined in rank order."""
+        return [item for part in self.comm.allgather(items) for item in part]
+
+    def sum(self, numbers: list[float]) -> list[float]:
+        """The ``numbers`` summed over the ranks (float64)."""
+        values = np.asarray(numbers, np.float64)
+        self.comm.Allreduce(self.MPI.IN_PLACE, values, op=self.MPI.SUM)
+        return [float(v) for v in values]
+
+    def agreed(self, value):
+        """Rank 0's ``value`` on every rank (validation metrics: every rank decides from the same)."""
+        return self.comm.bcast(value, root=0)
 
     def check_same(self, params, step: int) -> None:
         """Raise everywhere if the ranks' parameters are not bit for bit the same."""

@@ -408,8 +408,9 @@ class Trainer:
 
     def validate(self) -> bool:
         """Evaluate, keep the best weights, checkpoint, plot; True when patience has run out.
-        In a job, rank 0 evaluates and every rank receives its metrics."""
-        metrics = self.group.on_first(self._evaluate)
+        In a job, every rank evaluates (a run may share the validation data out) and takes rank 0's
+        metrics, so that early stopping and the best weights are decided alike."""
+        metrics = self.group.agreed(self.group.settled(self._evaluate))
         self.group.check_same(self.model.parameters(), self.step)
         record = {"step": self.step, **{f"valid_{k}": v for k, v in metrics.items()}}
         self.validations.append(record)
