@@ -1,0 +1,257 @@
+"""Data-parallel training on MPI, measured and modelled (issue 18; the write-up is docs/scaling.md).
+
+    python benchmarks/bench_parallel.py allreduce          # α + β·bytes of one Allreduce, 2 ranks here
+    python benchmarks/bench_parallel.py lm --minutes 3     # the main job: 1 process × 2 threads
+                                                           #   against 2 processes × 1 thread
+    python benchmarks/bench_parallel.py compute            # a step's compute against the per-rank batch
+                                                           #   (lm and tag, one thread)
+    python benchmarks/bench_parallel.py model              # throughput for 2–64 machines, from the above
+    python benchmarks/bench_parallel.py lr --steps 150     # the learning-rate rule at K = 4 against K = 1
+
+Every part adds its section to benchmarks/results/parallel.json (with the load average at its
+start and end); `model` reads the others'. Run the timed parts on an otherwise idle machine, one
+at a time. The runs go through the command (`rnnkit train …`, `mpiexec -n K rnnkit train …`) as a
+user runs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import git_commit, machine_info, write
+
+RESULTS = Path(__file__).resolve().parent / "results" / "parallel.json"
+RNNKIT = [sys.executable, "-m", "rnnkit"]
+MPIEXEC = shutil.which("mpiexec") or "mpiexec"
+#: the networks the model assumes: bandwidth in bytes/s, and a message's latency over the wire
+#: added to the software's own (measured here through shared memory): TCP over 10 Gbit Ethernet,
+#: RDMA over 100 Gbit InfiniBand; typical figures, not measured here (no second machine)
+NETWORKS = {"10 Gbit/s Ethernet (TCP)": (10e9 / 8, 25e-6), "100 Gbit/s InfiniBand (RDMA)": (100e9 / 8, 2e-6)}
+MACHINES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def save(section: str, payload: dict) -> None:
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[section] = dict(payload, machine=machine_info(), **git_commit())
+    write(RESULTS, results)
+
+
+# ---- allreduce ------------------------------------------------------------------------------------
+ALLREDUCE_JOB = r"""
+import json, sys, time
+import numpy as np
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+out = []
+for power in range(0, 25, 2):  # 4 bytes to 64 MiB of float32
+    buffer = np.ones(2**power, np.float32)
+    repeats = max(5, min(300, 2**22 // max(buffer.size, 1)))
+    for _ in range(3):
+        comm.Allreduce(MPI.IN_PLACE, buffer)
+    times = []
+    for _ in range(repeats):
+        comm.Barrier()
+        started = time.perf_counter()
+        comm.Allreduce(MPI.IN_PLACE, buffer)
+        times.append(time.perf_counter() - started)
+    out.append((buffer.nbytes, float(np.median(times))))
+if comm.rank == 0:
+    print(json.dumps(out))
+"""
+
+
+def allreduce(args) -> None:
+    before = load()
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(ALLREDUCE_JOB)
+    try:
+        result = subprocess.run([MPIEXEC, "-n", str(args.processes), sys.executable, f.name], capture_output=True,
+                                text=True, check=True, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    finally:
+        os.unlink(f.name)
+    points = json.loads(result.stdout.strip().splitlines()[-1])
+    nbytes, seconds = np.array(points).T
+    beta, alpha = np.polyfit(nbytes, seconds, 1, w=1 / seconds)  # t = α + β·bytes, least relative squares
+    small = float(np.median(seconds[nbytes <= 1024]))
+    print(f"{'bytes':>10} {'median µs':>10}")
+    for b, s in points:
+        print(f"{int(b):>10} {s * 1e6:>10.1f}")
+    print(f"α = {small * 1e6:.1f} µs (median of messages ≤ 1 KiB; fit: {alpha * 1e6:.1f} µs), "
+          f"1/β = {1 / beta / 1e9:.2f} GB/s; load {before:.2f} → {load():.2f}")
+    save("allreduce", {"processes": args.processes, "points": points, "alpha_s": small, "alpha_fit_s": float(alpha),
+                       "beta_s_per_byte": float(beta), "load": [before, load()]})
+
+
+# ---- the main job: 1 × 2 threads against 2 × 1 -----------------------------------------------------
+def _train(out: Path, processes: int, threads: int, seconds: float, extra: list[str]) -> dict:
+    command = [*RNNKIT, "--threads", str(threads), "train", "lm", "--out", str(out), "--time-limit", str(seconds),
+               "--valid-every", "100000", "--log-every", "20", "--quiet", "--overwrite", *extra]
+    if processes > 1:
+        command = [MPIEXEC, "-n", str(processes), *command]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "train_loss" in r]
+    valid = [r for r in records if "valid_loss" in r][-1]
+    return {"processes": processes, "threads": threads, "steps": steps[-1]["step"],
+            "tokens_per_s": steps[-1]["tokens_per_s"], "valid_bits_per_char": valid.get("valid_bits_per_char"),
+            "wall_s": time.perf_counter() - started}
+
+
+def lm(args) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rnnkit-bench-parallel-") as tmp:
+        for processes, threads in ((1, 2), (2, 1)):
+            before = load()
+            row = _train(Path(tmp) / f"p{processes}", processes, threads, args.minutes * 60, [])
+            row["load"] = [before, load()]
+            rows.append(row)
+            print(f"{processes} × {threads} threads: {row['steps']} steps, {row['tokens_per_s']:,.0f} tokens/s, "
+                  f"valid {row['valid_bits_per_char']:.4f} bpc at {args.minutes} min; load {before:.2f} → {load():.2f}")
+    ratio = rows[1]["tokens_per_s"] / rows[0]["tokens_per_s"]
+    print(f"2 processes × 1 thread / 1 process × 2 threads: {ratio:.2f}× the tokens/s")
+    save("lm", {"minutes": args.minutes, "runs": rows, "ratio_2x1_over_1x2": ratio})
+
+
+# ---- compute per step, against the per-rank batch ----------------------------------------------------
+def compute(args) -> None:
+    """Seconds per optimizer step of one process (one thread) at each per-rank batch size."""
+    from rnnkit.tasks.base import get_task
+    from rnnkit.threads import apply_thread_policy
+    from rnnkit.training.trainer import TrainingOptions, make_optimizer
+
+    apply_thread_policy(1)
+    cases = {"lm": {}, "tag": {"data": "peoples-daily-ner"}}  # lm: Shakespeare, its default
+    out = {}
+    before = load()
+    for name, given in cases.items():
+        task = get_task(name)
+        out[name] = {}
+        for batch in args.batches:
+            options = task.Options(**given, batch_size=batch)
+            training = TrainingOptions()
+            model, run, _ = task.build(options, training, Path(tempfile.gettempdir()), quiet=True)
+            optimizer, _ = make_optimizer(model.parameters(), training)
+            times, tokens = [], []
+            for step in range(args.repeats + 2):
+                started = time.perf_counter()
+                model.train()
+                optimizer.zero_grad()
+                _, n_tokens, _ = run.train_step()
+                optimizer.step()
+                if step >= 2:  # the first steps compile and warm the caches
+                    times.append(time.perf_counter() - started)
+                    tokens.append(n_tokens)
+            grad_bytes = sum(p.data.nbytes for p in model.parameters())
+            out[name][batch] = {"step_s": float(np.median(times)), "tokens_per_step": float(np.mean(tokens)),
+                                "gradient_bytes": grad_bytes}
+            print(f"{name} batch {batch:>3}: {np.median(times) * 1e3:8.1f} ms a step, {np.mean(tokens):8.0f} tokens, "
+                  f"gradient {grad_bytes / 2**20:.2f} MiB")
+    save("compute", {"per_rank_batch": out, "load": [before, load()]})
+
+
+# ---- the model -------------------------------------------------------------------------------------
+def ring_allreduce_s(machines: int, nbytes: float, bandwidth: float, latency: float) -> float:
+    """A ring allreduce (MPICH's and NCCL's for large messages): 2(K−1) steps, each moving
+    nbytes/K and paying one latency; 0 for one machine."""
+    if machines == 1:
+        return 0.0
+    return 2 * (machines - 1) * latency + 2 * (machines - 1) / machines * nbytes / bandwidth
+
+
+def model(args) -> None:
+    results = json.loads(RESULTS.read_text())
+    alpha = results["allreduce"]["alpha_s"]
+    table = {}
+    for name, per_batch in results["compute"]["per_rank_batch"].items():
+        per_batch = {int(b): v for b, v in per_batch.items()}
+        largest = max(per_batch)
+        nbytes = per_batch[largest]["gradient_bytes"]
+        for network, (bandwidth, wire) in NETWORKS.items():
+            rows = []
+            for k in MACHINES:
+                weak = per_batch[largest]  # every machine keeps the batch: the global batch grows K-fold
+                weak_step = weak["step_s"] + ring_allreduce_s(k, nbytes, bandwidth, alpha + wire)
+                share = largest // k  # the global batch kept: each machine's share shrinks
+                strong = per_batch.get(share)
+                strong_step = strong["step_s"] + ring_allreduce_s(k, nbytes, bandwidth, alpha + wire) if strong else None
+                rows.append({"machines": k, "weak_tokens_per_s": k * weak["tokens_per_step"] / weak_step,
+                             "weak_efficiency": per_batch[largest]["step_s"] / weak_step,
+                             "strong_tokens_per_s": strong["tokens_per_step"] * k / strong_step if strong else None,
+                             "allreduce_s": ring_allreduce_s(k, nbytes, bandwidth, alpha + wire)})
+            table[f"{name}, {network}"] = {"gradient_bytes": nbytes, "batch": largest, "rows": rows}
+            print(f"\n{name} (gradient {nbytes / 2**20:.2f} MiB, batch {largest} per machine), {network}")
+            print(f"{'machines':>8} {'allreduce ms':>12} {'weak tok/s':>12} {'efficiency':>10} {'strong tok/s':>12}")
+            for r in rows:
+                strong = f"{r['strong_tokens_per_s']:12,.0f}" if r["strong_tokens_per_s"] else f"{'—':>12}"
+                print(f"{r['machines']:>8} {r['allreduce_s'] * 1e3:12.2f} {r['weak_tokens_per_s']:12,.0f} "
+                      f"{r['weak_efficiency']:10.2f} {strong}")
+    save("model", {"networks": {k: {"bandwidth_bytes_per_s": b, "wire_latency_s": w} for k, (b, w) in NETWORKS.items()},
+                   "alpha_s": alpha, "tables": table})
+
+
+# ---- the learning-rate rule -----------------------------------------------------------------------------
+def lr(args) -> None:
+    """The LM at K = 1 (batch 32, lr 2e-3) against K = 4 with each machine keeping batch 32 (global
+    128) and the learning rate unchanged, scaled by √K (the rule rnnkit recommends for Adam), or by K;
+    equal steps (equal wall time on K machines)."""
+    base = ["--steps", str(args.steps), "--valid-every", str(args.steps), "--log-every", "10", "--quiet", "--overwrite",
+            "--hidden", str(args.hidden)]  # Shakespeare, the default data
+    runs = {"K=1, batch 32, lr 2e-3": (1, 32, 2e-3), "K=4, batch 128, lr 2e-3 (unchanged)": (4, 128, 2e-3),
+            "K=4, batch 128, lr 4e-3 (×√K)": (4, 128, 4e-3), "K=4, batch 128, lr 8e-3 (×K)": (4, 128, 8e-3)}
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="rnnkit-bench-lr-") as tmp:
+        for label, (k, batch, rate) in runs.items():
+            out = Path(tmp) / "m"
+            before = load()
+            command = [*RNNKIT, "--threads", "1", "train", "lm", "--out", str(out), *base, "--batch-size", str(batch),
+                       "--lr", str(rate), "--warmup", str(args.steps // 10)]
+            processes = k if args.processes else 1  # one process computes what K do (tests/training/test_data_parallel.py)
+            if processes > 1:
+                command = [MPIEXEC, "-n", str(processes), *command]
+            started = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, text=True)
+            valid = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if "valid_loss" in line][-1]
+            rows[label] = {"machines": k, "processes_used": processes, "batch": batch, "lr": rate,
+                           "valid_bits_per_char": valid["valid_bits_per_char"], "wall_s": time.perf_counter() - started,
+                           "load": [before, load()]}
+            print(f"{label:40} valid {valid['valid_bits_per_char']:.4f} bpc after {args.steps} steps "
+                  f"({processes} process(es), {time.perf_counter() - started:.0f} s; load {before:.2f} → {load():.2f})")
+    save("lr", {"steps": args.steps, "hidden": args.hidden, "runs": rows})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="part", required=True)
+    p = sub.add_parser("allreduce")
+    p.add_argument("--processes", type=int, default=2)
+    p = sub.add_parser("lm")
+    p.add_argument("--minutes", type=float, default=3.0)
+    p = sub.add_parser("compute")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    p.add_argument("--repeats", type=int, default=8)
+    sub.add_parser("model")
+    p = sub.add_parser("lr")
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--processes", action="store_true", help="run K = 4 as 4 processes (default: one process, the same sums)")
+    args = parser.parse_args()
+    {"allreduce": allreduce, "lm": lm, "compute": compute, "model": model, "lr": lr}[args.part](args)
+
+
+if __name__ == "__main__":
+    main()
