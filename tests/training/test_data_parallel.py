@@ -168,6 +168,25 @@ def test_a_killed_rank_ends_the_job_with_a_message_and_the_directory_resumes_on_
     assert json.loads((out / "config.json").read_text())["status"] == "finished"
 
 
+def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step_with_a_checkpoint(tmp_path):
+    out = tmp_path / "m"
+    command = [MPIEXEC, "-n", "2", *RNNKIT, "train", "lm", "--data", str(write_text(tmp_path / "t.txt")), "--out", str(out),
+               *TASKS["lm"][1], "--hidden", "12", "--steps", "100000", "--valid-every", "50"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV) as job_:
+        pids = dict(re.findall(r"rank (\d): pid (\d+)", job_.stderr.readline()))
+        deadline = time.monotonic() + 120
+        while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(int(pids["1"]), signal.SIGTERM)  # one rank only: the flag travels in the step's sum
+        _, err = job_.communicate(timeout=60)
+    assert job_.returncode == 128 + signal.SIGTERM, err
+    stopped = re.findall(r"SIGTERM at step (\d+)", err)
+    assert len(stopped) == 1, err  # said once, by rank 0
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["state"]["step"] == int(stopped[0])
+    assert json.loads((out / "config.json").read_text())["status"] == "interrupted"
+
+
 def test_an_error_on_one_rank_is_one_message_naming_it_and_ends_every_rank(tmp_path):
     good = write_text(tmp_path / "t.txt")
     common = ["--out", str(tmp_path / "m"), *SMALL, *TASKS["lm"][1]]
