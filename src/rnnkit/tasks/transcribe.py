@@ -211,15 +211,20 @@ def transcribe_features(model: Transcriber, encoding: dict, features: list, batc
 
 def score(model: Transcriber, encoding: dict, part: list, batch_size: int) -> dict:
     """The CTC loss (per character, averaged over the clips that can be aligned: torch's mean) and
-    the CER and WER of the greedy transcripts of ``part`` [(features, text, …)]."""
+    the CER and WER of the greedy transcripts of ``part`` [(features, text, …)]. In a job, each rank
+    transcribes its share of the clips."""
+    group = parallel.world()
     refs = [encode_text(encoding, text) for _, text, *_ in part]
-    hyps, losses = [""] * len(part), []
-    for i, lp in clip_log_probs(model, encoding, [f for f, *_ in part], batch_size):
+    mine = group.share(len(part))
+    hyps, losses = [""] * len(part[mine]), []
+    for i, lp in clip_log_probs(model, encoding, [f for f, *_ in part[mine]], batch_size):
         hyps[i] = decode_ids(encoding, greedy_decode(lp[:, None], blank=BLANK)[0])
-        if refs[i]:
-            nll = ctc_nll(lp[:, None], [refs[i]], [len(lp)], [len(refs[i])], BLANK)[0]
+        ref = refs[mine][i]
+        if ref:
+            nll = ctc_nll(lp[:, None], [ref], [len(lp)], [len(ref)], BLANK)[0]
             if np.isfinite(nll):
-                losses.append(nll / len(refs[i]))
+                losses.append(nll / len(ref))
+    hyps, losses = group.gather_items(hyps), group.gather_items(losses)
     texts = [decode_ids(encoding, ids) for ids in refs]
     return {"loss": float(np.mean(losses)) if losses else float("nan"),
             "cer": M.error_rate(texts, hyps, "char"), "wer": M.error_rate(texts, hyps, "word")}

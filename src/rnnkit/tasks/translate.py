@@ -221,14 +221,19 @@ def build_model(opts: TranslateOptions, vocab: dict, seed: int) -> Seq2Seq:
 
 
 def validation_loss(model: Seq2Seq, data: PairData, split: str, batch_size: int) -> float:
+    """The mean cross-entropy over the target tokens of ``split``; in a job, each rank scores its
+    share of the batches."""
     src, tgt = data.ids[split]
     total, count = 0.0, 0
+    group = parallel.world()
+    batches = batches_in_order([len(s) for s in src], batch_size)
     with no_grad():
         model.eval()
-        for idx in batches_in_order([len(s) for s in src], batch_size):
+        for idx in batches[group.share(len(batches))]:
             x, src_len, tgt_in, tgt_out, tgt_len = make_batch(data.vocab, [src[i] for i in idx], [tgt[i] for i in idx])
             n = int(tgt_len.sum())
             total, count = total + model(x, src_len, tgt_in, tgt_out, tgt_len) * n, count + n
+    total, count = group.sum([total, count])
     return total / count
 
 
