@@ -98,6 +98,22 @@ def write_pairs(path, seed=0):
     return path
 
 
+def write_speech(path, seed=0):
+    """A folder of clips whose characters are tones (a, b, c: three pitches) and a transcripts.tsv."""
+    import soundfile
+
+    folder, rng, rate = path.with_suffix(""), np.random.default_rng(seed), 8000
+    folder.mkdir()
+    lines = []
+    for k in range(24):
+        text = "".join(rng.choice(list("abc"), size=int(rng.integers(1, 4))))
+        tones = [0.4 * np.sin(2 * np.pi * {"a": 400, "b": 900, "c": 1700}[ch] * np.arange(rate // 8) / rate) for ch in text]
+        soundfile.write(str(folder / f"clip{k}.wav"), np.concatenate([*tones, np.zeros(rate // 20)]).astype(np.float32), rate)
+        lines.append(f"clip{k}.wav\t{text}\tscene{k % 6}")
+    (folder / "transcripts.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
 SMALL = ["--steps", "6", "--valid-every", "3", "--log-every", "1", "--hidden", "12", "--quiet", "--seed", "3"]
 TASKS = {  # task: (data writer, its options); batches of 8 split 2 ways, some uneven (tags, pairs)
     "lm": (write_text, ["--embed", "8", "--batch-size", "8", "--seq-len", "12", "--dropout", "0"]),
@@ -106,6 +122,7 @@ TASKS = {  # task: (data writer, its options); batches of 8 split 2 ways, some u
     "forecast": (write_monthly, ["--horizon", "6", "--season", "12", "--window", "24", "--origins", "2", "--batch-size", "8"]),
     "detect": (write_sine, ["--window", "16", "--batch-size", "9"]),
     "translate": (write_pairs, ["--embed", "8", "--batch-size", "7", "--dropout", "0"]),
+    "transcribe": (write_speech, ["--layers", "1", "--batch-size", "5", "--n-mels", "16", "--dropout", "0"]),
 }
 
 
@@ -123,7 +140,7 @@ def test_two_ranks_train_every_task_to_one_process_weights(tmp_path, task):
     records = {k: [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] for k, out in runs.items()}
     losses = {k: [r["train_loss"] for r in rs if "train_loss" in r] for k, rs in records.items()}
     assert len(losses[1]) == 6 and np.allclose(losses[1], losses[2], rtol=1e-5)
-    # validation shared out (lm, classify, tag) or repeated on each rank: the same metrics
+    # validation shared out (lm, classify, tag, translate, transcribe) or repeated (forecast, detect): the same metrics
     valid = {k: [r["valid_loss"] for r in rs if "valid_loss" in r] for k, rs in records.items()}
     assert len(valid[1]) == 2 and np.allclose(valid[1], valid[2], rtol=1e-5)
     config = json.loads((runs[2] / "config.json").read_text())
