@@ -37,6 +37,7 @@ from ..data.speech import LANGUAGES, fillets_manifest, held_out
 from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help
 from ..models.transcriber import BLANK, Transcriber
 from ..nn.ctc import ctc_nll, greedy_decode, prefix_beam_search
+from ..progress import Progress
 from ..training import parallel
 from ..training.trainer import check_options
 from ..nn import no_grad
@@ -125,7 +126,7 @@ def read_source(spec: str) -> tuple[list[tuple[Path, str, str]], str]:
 def features_of(paths, n_mels: int) -> tuple[list, list[str]]:
     """Log-mel features of each file (None where it cannot be read) and the errors met."""
     out, errors = [], []
-    for path in paths:
+    for path in Progress.over(list(paths), "audio features", unit="clip"):  # a bar or lines, unless --quiet
         try:
             samples, rate = read_audio(path)
             out.append(log_mel(samples, rate, n_mels))
