@@ -109,11 +109,14 @@ class Task:
 
     def build(self, options, training: TrainingOptions, out_dir: Path, quiet: bool):
         """Read the data and build (model, run, config) for a new training run."""
-        if self.needs_data and not options.data:
-            raise ValueError(f"--data: a {self.name} model needs data (see `rnnkit train {self.name} --help`)")
+        def read():
+            if self.needs_data and not options.data:
+                raise ValueError(f"--data: a {self.name} model needs data (see `rnnkit train {self.name} --help`)")
+            return self.prepare(options, training.seed)
+
         # in a job every rank reads the data; an error on any of them ends all of them, here,
         # before the first collective of training (a fold of cross-validation has some)
-        data, encoding, description = parallel.world().settled(lambda: self.prepare(options, training.seed))
+        data, encoding, description = parallel.world().settled(read)
         self.settle(options, training, data, encoding, quiet)
         model = within_memory(lambda: self.make_model(options, encoding, training.seed), options, training=True)
         return model, self.make_run(model, data, options, training.seed), {**self.config_entries(encoding), "data": description}

@@ -9,9 +9,10 @@ forward and backward on that, and one Allreduce of one flat buffer sums
 
 so that every rank holds g = Σ_r n_r g_r / Σ_r n_r, the gradient of the global batch's mean loss,
 clips it by its global norm and takes the same optimizer step: the parameters stay identical
-(``check_same`` compares them at every validation). Rank 0 alone evaluates the validation data
-(its metrics are broadcast, so early stopping decides the same everywhere), writes the model
-directory and draws the progress.
+(``check_same`` compares them at every validation). Every rank validates, on its share of the
+validation data where the task shares it out, and takes rank 0's metrics (``agreed``), so early
+stopping decides the same everywhere; rank 0 alone writes the model directory and draws the
+progress.
 
 A process that no MPI launcher started, or one started as the only process, gets ``Single``,
 whose methods do nothing; mpi4py is then never imported.

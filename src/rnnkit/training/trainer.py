@@ -17,7 +17,8 @@ weights as a run never interrupted.
 
 Under ``mpiexec -n K`` (``parallel``) every rank runs this same loop on its share of each batch:
 the gradients, the loss and the stop flags are summed across ranks once a step, so every rank
-takes the same decisions; rank 0 alone validates (its metrics broadcast) and writes.
+takes the same decisions; every rank validates (on its share, where the run shares the data out)
+and takes rank 0's metrics; rank 0 alone writes.
 """
 
 from __future__ import annotations
