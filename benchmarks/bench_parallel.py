@@ -32,7 +32,8 @@ from common import git_commit, machine_info, write
 
 RESULTS = Path(__file__).resolve().parent / "results" / "parallel.json"
 RNNKIT = [sys.executable, "-m", "rnnkit"]
-MPIEXEC = shutil.which("mpiexec") or "mpiexec"
+# the mpiexec of the mpich wheel beside this Python (the [mpi] extra), else the one on PATH
+MPIEXEC = next((str(p) for p in [Path(sys.executable).parent / "mpiexec"] if p.exists()), None) or shutil.which("mpiexec")
 #: the networks the model assumes: bandwidth in bytes/s, and a message's latency over the wire
 #: added to the software's own (measured here through shared memory): TCP over 10 Gbit Ethernet,
 #: RDMA over 100 Gbit InfiniBand; typical figures, not measured here (no second machine)

@@ -14,13 +14,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 from datetime import date
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-MPIEXEC = shutil.which("mpiexec")
+# the mpiexec of the mpich wheel beside this Python (the [mpi] extra), else the one on PATH
+MPIEXEC = next((str(p) for p in [Path(sys.executable).parent / "mpiexec"] if p.exists()), None) or shutil.which("mpiexec")
 # one BLAS and one kernel thread per rank: the tests run beside each other on two cores
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", RNNKIT_THREADS="1", PYTHONWARNINGS="ignore")
 RNNKIT = [sys.executable, "-m", "rnnkit"]
