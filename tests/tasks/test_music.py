@@ -170,7 +170,7 @@ def test_train_compose_and_evaluate_through_the_command_line(trained, tmp_path, 
     shown = capsys.readouterr().out
     assert "valid_loss" in shown and "test_loss" in shown
     metrics = model.evaluate()
-    assert metrics["valid_loss"] == pytest.approx(config["metrics"]["loss"], rel=1e-5) or config["metrics"]["step"] != 4
+    assert metrics["valid_loss"] == pytest.approx(config["metrics"]["loss"], rel=1e-5)  # the kept weights' validation
     assert main(["info", str(trained)]) == 0
     assert "task music" in capsys.readouterr().out
 

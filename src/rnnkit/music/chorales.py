@@ -83,7 +83,7 @@ class ChoraleCorpus:
 # ---- reading MusicXML ------------------------------------------------------------------------------
 
 
-def _voices(m21, score) -> list:
+def _voices(score) -> list:
     """The four voices of a score, top first; a DataError when it has not four."""
     parts = list(score.parts)
     named = {}
@@ -114,7 +114,7 @@ def read_chorale(path) -> tuple[np.ndarray, int, np.ndarray]:
     if not hasattr(score, "parts"):
         raise DataError(f"{Path(path).name}: not a score of parts")
     try:
-        voices = _voices(m21, score)
+        voices = _voices(score)
     except DataError as exc:
         raise DataError(f"{Path(path).name}: {exc}") from None
     notes = []  # (voice, pitch, start frame, end frame)
