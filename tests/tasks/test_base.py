@@ -384,6 +384,7 @@ INIT_ENCODINGS = {
     "tag": {"tags": ["O", "B-PER", "I-PER"], "tokens": ["<pad>", "<unk>", "a", "b"]},
     "forecast": {"columns": ["v"], "period": 1},
     "detect": {"columns": ["v"]},
+    "music": {"low": 60, "high": 72, "grid": 0.5},
     "translate": {"source": {"tokens": ["<pad>", "<unk>", "<s>", "</s>", "a"]},
                   "target": {"tokens": ["<pad>", "<unk>", "<s>", "</s>", "b"]}},
 }

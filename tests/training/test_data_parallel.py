@@ -26,12 +26,12 @@ from rnnkit.cli.main import main
 # the mpiexec of the mpich wheel beside this Python (the [mpi] extra), else the one on PATH
 MPIEXEC = next((str(p) for p in [Path(sys.executable).parent / "mpiexec"] if p.exists()), None) or shutil.which("mpiexec")
 # one BLAS and one kernel thread per rank: the tests run beside each other on two cores
-ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", RNNKIT_THREADS="1", PYTHONWARNINGS="ignore")
+THREADS = dict(OPENBLAS_NUM_THREADS="1", RNNKIT_THREADS="1", PYTHONWARNINGS="ignore")
 RNNKIT = [sys.executable, "-m", "rnnkit"]
 
 
 def run(command, timeout=240, **kwargs):
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=ENV, **kwargs)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **THREADS), **kwargs)
 
 
 def job(k: int, *args, timeout=240):
@@ -119,6 +119,23 @@ def write_speech(path, seed=0):
     return folder
 
 
+def write_chorales(path, seed=0):
+    """Eight four-voice chorales in MusicXML (music21 writes them)."""
+    from rnnkit.music.notation import music21
+
+    m21, folder, rng = music21(), path.with_suffix(""), np.random.default_rng(seed)
+    folder.mkdir()
+    for k in range(8):
+        score = m21.stream.Score()
+        for base in (67, 60, 52, 43):
+            part = m21.stream.Part()
+            for pitch, length in zip(base + rng.integers(0, 8, 8), rng.choice([0.5, 1.0], 8)):
+                part.append(m21.note.Note(int(pitch), quarterLength=float(length)))
+            score.insert(0, part)
+        score.write("musicxml", fp=str(folder / f"c{k}.musicxml"))
+    return folder
+
+
 SMALL = ["--steps", "6", "--valid-every", "3", "--log-every", "1", "--hidden", "12", "--quiet", "--seed", "3"]
 TASKS = {  # task: (data writer, its options); batches of 8 split 2 ways, some uneven (tags, pairs)
     "lm": (write_text, ["--embed", "8", "--batch-size", "8", "--seq-len", "12", "--dropout", "0"]),
@@ -127,12 +144,14 @@ TASKS = {  # task: (data writer, its options); batches of 8 split 2 ways, some u
     "forecast": (write_monthly, ["--horizon", "6", "--season", "12", "--window", "24", "--origins", "2", "--batch-size", "8"]),
     "detect": (write_sine, ["--window", "16", "--batch-size", "9"]),
     "translate": (write_pairs, ["--embed", "8", "--batch-size", "7", "--dropout", "0"]),
+    "music": (write_chorales, ["--batch-size", "3", "--valid-fraction", "0.25", "--test-fraction", "0.25"]),
     "transcribe": (write_speech, ["--layers", "1", "--batch-size", "5", "--n-mels", "16", "--dropout", "0"]),
 }
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
-def test_two_ranks_train_every_task_to_one_process_weights(tmp_path, task):
+def test_two_ranks_train_every_task_to_one_process_weights(tmp_path, task, monkeypatch):
+    monkeypatch.setenv("RNNKIT_DATA_DIR", str(tmp_path / "cache"))  # music caches its piano rolls there
     write, options = TASKS[task]
     data = write(tmp_path / "data.txt")
     runs = {}
@@ -171,7 +190,7 @@ def test_a_killed_rank_ends_the_job_with_a_message_and_the_directory_resumes_on_
     out = tmp_path / "m"
     command = [MPIEXEC, "-n", "2", *RNNKIT, "train", "lm", "--data", str(write_text(tmp_path / "t.txt")), "--out", str(out),
                *TASKS["lm"][1], "--hidden", "12", "--steps", "100000", "--valid-every", "2"]
-    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV) as job_:
+    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ, **THREADS)) as job_:
         first_line = job_.stderr.readline()
         pids = dict(re.findall(r"rank (\d): pid (\d+)", first_line))
         assert set(pids) == {"0", "1"}, first_line
@@ -194,7 +213,7 @@ def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step_with_a_checkpoint
     out = tmp_path / "m"
     command = [MPIEXEC, "-n", "2", *RNNKIT, "train", "lm", "--data", str(write_text(tmp_path / "t.txt")), "--out", str(out),
                *TASKS["lm"][1], "--hidden", "12", "--steps", "100000", "--valid-every", "50"]
-    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV) as job_:
+    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ, **THREADS)) as job_:
         pids = dict(re.findall(r"rank (\d): pid (\d+)", job_.stderr.readline()))
         deadline = time.monotonic() + 120
         while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline:
@@ -236,7 +255,7 @@ def test_a_rank_without_mpi4py_is_a_clear_error(tmp_path):
             "from rnnkit.cli.main import main\n"
             f"sys.exit(main(['train', 'lm', '--data', {str(write_text(tmp_path / 't.txt'))!r}, '--out', {str(tmp_path / 'm')!r}]))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env=dict(ENV, PMI_SIZE="2", PMI_RANK="1"))
+                            env=dict(os.environ, **THREADS, PMI_SIZE="2", PMI_RANK="1"))
     assert result.returncode == 2
     assert "rank 1 of 2 processes, but mpi4py is not installed" in result.stderr and "Traceback" not in result.stderr
 

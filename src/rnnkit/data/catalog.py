@@ -210,6 +210,17 @@ CATALOG: dict[str, Dataset] = {
             files=tuple(f"corpus/{c}/*.abc" for c in ("essenFolksong", "oneills1850", "airdsAirs", "ryansMammoth", "miscFolk")),
         ),
         Dataset(
+            name="bach-chorales",
+            description="408 Bach pieces in MusicXML, most of them four-part chorales, from music21's corpus, read by "
+                        "music21 as piano rolls (polyphonic music; needs the [music] extra)",
+            licence="music21 BSD-3; corpus: as its licence file says (corpus/license.txt)",
+            package="music21",
+            version="10.5.1",
+            kind="pypi",
+            module="music21",
+            files=("corpus/bach/bwv*.mxl",),
+        ),
+        Dataset(
             name="bible",
             description="translation: World English Bible and Reina-Valera 1909 (Spanish) as SWORD modules, "
                         "about 30,900 English-Spanish verse pairs (read with diatheke)",

@@ -12,6 +12,7 @@ The task models' graphs are batch-first (B rows, T steps):
 
     language model   ids (B, T) int64, h0 (L, B, P) [, c0 (L, B, H)]
                        → logits (B, T, V), h_n [, c_n]
+    piano roll       frames (B, T, P) float32, h0 [, c0] → logits (B, T, P) of the next frames, h_n [, c_n]
                      the state goes in and comes out, so one graph serves a window (zeros in)
                      and a stream: T = 1 per call, the state fed back, equals the whole sequence;
                      a conditional model's class state: condition (B,) int64 → h0 [, c0]
@@ -37,6 +38,7 @@ import numpy as np
 from ..models.classifier import SequenceClassifier
 from ..models.forecaster import SIGMA_MIN, Forecaster
 from ..models.language_model import LanguageModel
+from ..models.piano_roll import PianoRollModel
 from ..models.seq2seq import Seq2Seq
 from ..models.sequence_model import INPUT_BOUND
 from ..models.tagger import SequenceTagger
@@ -228,23 +230,37 @@ def layer_graph(layer, metadata: dict | None = None):
                    f"{layer.kind.name}_layer")
 
 
+def _stepped_graph(g: Graph, model, x: str, inputs: list[tuple], metadata: dict, name: str):
+    """A recurrent stack and its Linear head, the state in and out: x (T, B, I) time-major, built
+    from ``inputs`` → logits (B, T, V), h_n [, c_n] (the language model's and the piano roll's)."""
+    rnn = model.rnn
+    y, finals = recurrent(g, rnn, x, _state_names(rnn, "0"), _full_lengths(g, x))
+    g.output(g.op("Transpose", _linear(g, y, model.head), perm=[1, 0, 2]), "logits")
+    for final, state_name in zip(finals, _state_names(rnn, "_n")):
+        g.output(final, state_name)
+    LD, V = rnn.num_layers * rnn.num_directions, model.head.weight.shape[0]
+    states = lambda suffix: [(state_name, "float", [LD, "batch", size])  # noqa: E731
+                             for state_name, (_, size) in zip(_state_names(rnn, suffix), state_parts(rnn))]
+    meta = {**metadata, "state": json.dumps({state_name: [LD, "batch", size] for state_name, (_, size) in
+                                             zip(_state_names(rnn, "0"), state_parts(rnn))})}
+    return g.model([*inputs, *states("0")], [("logits", "float", ["batch", "time", V]), *states("_n")], meta, name)
+
+
 def language_model_graph(model: LanguageModel, metadata: dict):
     """The language model with its state in and out (see the module docstring): logits for a
     window, or one step of a stream."""
-    rnn = model.rnn
     g = Graph()
     x = g.op("Gather", g.const(model.embedding.weight.data, "embedding"), g.op("Transpose", "ids", perm=[1, 0]))  # (T, B, E)
-    y, finals = recurrent(g, rnn, x, _state_names(rnn, "0"), _full_lengths(g, x))
-    g.output(g.op("Transpose", _linear(g, y, model.head), perm=[1, 0, 2]), "logits")
-    for final, name in zip(finals, _state_names(rnn, "_n")):
-        g.output(final, name)
-    LD, V = rnn.num_layers * rnn.num_directions, model.head.weight.shape[0]
-    states = lambda suffix: [(name, "float", [LD, "batch", size])  # noqa: E731
-                             for name, (_, size) in zip(_state_names(rnn, suffix), state_parts(rnn))]
-    meta = {**metadata, "state": json.dumps({name: [LD, "batch", size] for name, (_, size) in
-                                             zip(_state_names(rnn, "0"), state_parts(rnn))})}
-    return g.model([("ids", "int64", ["batch", "time"]), *states("0")], [("logits", "float", ["batch", "time", V]), *states("_n")],
-                   meta, "language_model")
+    return _stepped_graph(g, model, x, [("ids", "int64", ["batch", "time"])], metadata, "language_model")
+
+
+def piano_roll_graph(model: PianoRollModel, metadata: dict):
+    """The piano-roll model with its state in and out: frames (B, T, P) float32 → logits (B, T, P)
+    of the frames after them (σ: each pitch's probability); T = 1 per call, the state fed back,
+    composes frame by frame."""
+    g = Graph()
+    x = g.op("Transpose", "frames", perm=[1, 0, 2])  # (T, B, P)
+    return _stepped_graph(g, model, x, [("frames", "float", ["batch", "time", model.pitches])], metadata, "piano_roll")
 
 
 def condition_graph(model: LanguageModel, metadata: dict):
