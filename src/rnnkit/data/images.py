@@ -16,6 +16,10 @@ padded to a square, so a stamp's features do not depend on its margins or its si
 composited over white, as a stamp is shown. Pillow shrinks (box filter: each output pixel the
 mean of the pixels it covers); the descriptors are a few lines of NumPy each.
 
+Measured with the nearest-neighbour caption on Tux Paint's validation stamps (chrF,
+benchmarks/README.md): colours + gradients + shape 39.9, all four 32.0, pixels alone 26.0; the
+caption task's default leaves the pixels out.
+
 Shapes: an image (height, width, 4) float32 RGBA in [0, 1]; features (F,) float32, F the sum of
 the chosen blocks' sizes (``feature_size``).
 """
