@@ -72,7 +72,7 @@ class Captioner(Decoder):
         dx = sum(self._tanh_bridge_backward("bridge_h", dhs, hs))
         if dcs is not None:
             dx = dx + sum(self._tanh_bridge_backward("bridge_c", dcs, cs))
-        self.d_features = self.drop_image.backward(dx)
+        return self.drop_image.backward(dx)
 
     # ---- the public calls, without seq2seq's source lengths -------------------------------------
     def forward(self, features, tgt_in, tgt_out, tgt_lengths=None, sampling_prob: float = 0.0) -> float:
@@ -81,8 +81,7 @@ class Captioner(Decoder):
 
     def backward(self) -> np.ndarray:
         """Gradients into every parameter's ``.grad``; returns ∂loss/∂features (B, F)."""
-        super().backward()
-        return self.d_features
+        return super().backward()
 
     def greedy(self, features, *, bos: int, eos: int, max_len: int | None = None) -> list[Translation]:
         return super().greedy(features, None, bos=bos, eos=eos, max_len=max_len)

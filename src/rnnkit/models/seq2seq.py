@@ -250,7 +250,8 @@ class Decoder(Module):
         raise NotImplementedError
 
     def _encode_backward(self, mem, d_state, state):
-        """The gradient of the decoder's first state (and of the memory) back through ``_encode``."""
+        """The gradient of the decoder's first state (and of the memory) back through ``_encode``;
+        returns the source's gradient where it has one."""
         raise NotImplementedError
 
     def _default_max_len(self, src_lengths) -> int:
@@ -410,8 +411,9 @@ class Decoder(Module):
         self._push_cache(cache)
         return loss
 
-    def backward(self) -> None:
-        """Gradients of the most recent forward's loss into every parameter's ``.grad``."""
+    def backward(self):
+        """Gradients of the most recent forward's loss into every parameter's ``.grad``; returns what
+        ``_encode_backward`` does (Seq2Seq: None, its source being token ids)."""
         mem, state0, outputs = self._pop_cache()
         d_logits = self.loss_fn.backward()
         hs, cs, feed = state0
@@ -419,7 +421,7 @@ class Decoder(Module):
                    None if feed is None else np.zeros_like(feed))
         for t in reversed(range(len(outputs))):
             d_state = self._step_backward(d_logits[t], d_state, outputs[t])
-        self._encode_backward(mem, d_state, state0)
+        return self._encode_backward(mem, d_state, state0)
 
     def scores(self, src, src_lengths, tgt_in, tgt_lengths=None):
         """Teacher-forced logits (T, B, V) and attention weights α (T, B, S) (None without
