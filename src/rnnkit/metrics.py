@@ -377,3 +377,11 @@ def error_rate(references: Sequence[str], hypotheses: Sequence[str], unit: str =
     if total == 0:
         raise ValueError("references: all empty, so no error rate is defined")
     return sum(edit_distance(r, h) for r, h in pairs) / total
+
+
+def bleu_chrf(hypotheses: list[str], references: list[str]) -> dict:
+    """sacrebleu's corpus BLEU and chrF (0-100) of detokenised hypotheses against one reference each."""
+    import sacrebleu  # imported where it is used: `import rnnkit` stays light
+
+    return {"bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
+            "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score}

@@ -136,6 +136,22 @@ def write_chorales(path, seed=0):
     return folder
 
 
+def write_stamps(path, seed=0):
+    """Stamps laid out as Tux Paint's: a coloured square per picture, captioned with its colour."""
+    from PIL import Image
+
+    folder, rng = path.with_suffix(""), np.random.default_rng(seed)
+    colours = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 220)}
+    for k in range(24):
+        name = list(colours)[k % 3]
+        (folder / "shapes").mkdir(parents=True, exist_ok=True)
+        pixels = np.zeros((24, 24, 4), np.uint8)
+        pixels[4:20, 4:20] = (*np.clip(np.array(colours[name]) + rng.integers(-20, 20, 3), 0, 255), 255)
+        Image.fromarray(pixels).save(folder / "shapes" / f"s{k}.png")
+        (folder / "shapes" / f"s{k}.txt").write_text(f"A {name} square.\n", encoding="utf-8")
+    return folder
+
+
 SMALL = ["--steps", "6", "--valid-every", "3", "--log-every", "1", "--hidden", "12", "--quiet", "--seed", "3"]
 TASKS = {  # task: (data writer, its options); batches of 8 split 2 ways, some uneven (tags, pairs)
     "lm": (write_text, ["--embed", "8", "--batch-size", "8", "--seq-len", "12", "--dropout", "0"]),
@@ -145,6 +161,8 @@ TASKS = {  # task: (data writer, its options); batches of 8 split 2 ways, some u
     "detect": (write_sine, ["--window", "16", "--batch-size", "9"]),
     "translate": (write_pairs, ["--embed", "8", "--batch-size", "7", "--dropout", "0"]),
     "music": (write_chorales, ["--batch-size", "3", "--valid-fraction", "0.25", "--test-fraction", "0.25"]),
+    "caption": (write_stamps, ["--embed", "8", "--batch-size", "5", "--dropout", "0", "--valid-fraction", "0.2",
+                               "--test-fraction", "0.2"]),
     "transcribe": (write_speech, ["--layers", "1", "--batch-size", "5", "--n-mels", "16", "--dropout", "0"]),
 }
 

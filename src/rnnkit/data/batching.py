@@ -62,6 +62,13 @@ def pad(sequences: list[np.ndarray], value=0) -> tuple[np.ndarray, np.ndarray]:
     return out, lengths
 
 
+def decoder_targets(sequences: list[np.ndarray], bos: int, eos: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A decoder's teacher-forced batch: inputs ``bos y`` and outputs ``y eos``, (T, B) each, and the lengths (B,)."""
+    tgt_in, lengths = pad([np.concatenate([[bos], y]) for y in sequences])
+    tgt_out, _ = pad([np.concatenate([y, [eos]]) for y in sequences])
+    return tgt_in, tgt_out, lengths
+
+
 def batches_in_order(lengths, batch_size: int) -> list[np.ndarray]:
     """Every example once, batched by similar length (for evaluation and prediction)."""
     order = np.argsort(np.asarray(lengths), kind="stable")

@@ -241,6 +241,16 @@ CATALOG: dict[str, Dataset] = {
             root="/usr/share/games/fillets-ng",
             files=("script/*/dialogs_cs.lua", "sound/*/cs/*.ogg", "script/*/dialogs_nl.lua", "sound/*/nl/*.ogg"),
         ),
+        Dataset(
+            name="tuxpaint-stamps",
+            description="captioning: Tux Paint's stamps, 785 pictures of about 130 px (PNG; 165 more as SVG only) "
+                        "in 16 categories, each with a short English caption (\"A badger.\")",
+            licence="GPL-2 (tuxpaint-stamps-default)",
+            package="tuxpaint-stamps-default",
+            kind="debian",
+            root="/usr/share/tuxpaint/stamps",
+            files=("*/**/*.png", "*/**/*.txt"),
+        ),
     ]
 }
 

@@ -21,6 +21,9 @@ import numpy as np
 from .errors import DataError
 
 UNK = "<unk>"
+# A decoder's start and end tokens: the control characters STX and ETX, which texts do not hold and
+# which a character vocabulary can keep like any other character.
+BOS, EOS = "\x02", "\x03"
 
 
 class Tokenizer:
@@ -292,6 +295,14 @@ VOCABULARY_SCHEMA = {
     "if": {"properties": {"kind": {"const": "char"}}},
     "then": {"properties": {"tokens": {"prefixItems": [True], "items": {"maxLength": 1}}}},
 }
+#: a decoder's vocabulary (``with_bounds``): it starts from BOS and stops at EOS, ids 1 and 2
+DECODER_VOCABULARY_SCHEMA = {"allOf": [VOCABULARY_SCHEMA, {"properties": {"tokens": {
+    "minItems": 3, "prefixItems": [{"const": UNK}, {"const": BOS}, {"const": EOS}]}}}]}
+
+
+def with_bounds(tokenizer: Tokenizer) -> Tokenizer:
+    """A decoder's vocabulary: ``<unk>``, BOS and EOS at ids 0, 1 and 2, then the tokenizer's other tokens."""
+    return type(tokenizer)([BOS, EOS, *(tok for tok in tokenizer.tokens[1:] if tok not in (BOS, EOS))])
 
 
 def make_tokenizer(kind: str, text: str, min_count: int = 1, max_size: int | None = None) -> Tokenizer:

@@ -189,77 +189,82 @@ class _Attention(Module):
         return np.ascontiguousarray(d.transpose(1, 0, 2))
 
 
-class Seq2Seq(Module):
-    """The encoder-decoder of the module docstring.
-
-    Shapes: src (S, B) ids in [0, src_vocab); src_lengths (B,) in [1, S] or None (all S);
-    tgt_in, tgt_out (T, B) ids in [0, tgt_vocab) (bos y_0 … y_{n−1} and y_1 … y_n eos);
-    tgt_lengths (B,) in [1, T] or None. Ids past a length are padding and may be anything.
-
-    Parameters: ``src_embedding``, ``encoder`` (PyTorch's LSTM/GRU names), ``bridge_h_l{k}`` and
-    ``bridge_c_l{k}`` (bidirectional encoder only), ``tgt_embedding``, ``decoder_l{k}`` (cells),
-    ``attn.query``, ``attn.key``, ``attn.v`` (as the score needs), ``combine`` (Luong's W_c), ``head``.
+class Decoder(Module):
+    """The decoder of the module docstring with its loss, greedy decoding and beam search, for a
+    model that supplies what it is conditioned on: ``Seq2Seq`` an encoded source sentence,
+    ``models.captioner.Captioner`` an image's features. A subclass calls ``_init_decoder`` (checks
+    and sizes), builds its own source side, then ``_build_decoder`` (in that order, the order its
+    generator draws the parameters), and gives ``_check_source``, ``_encode``, ``_encode_backward``
+    and ``_default_max_len``.
     """
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, embed_size: int = 64, hidden_size: int = 128, cell: str = "lstm",
-                 num_layers: int = 1, bidirectional_encoder: bool = True, attention: str = "bahdanau",
-                 dropout: float = 0.0, dtype=np.float32, rng=None, cell_settings=None, init: str = "rnnkit"):
-        super().__init__()
+    def _init_decoder(self, tgt_vocab: int, embed_size: int, hidden_size: int, cell: str, num_layers: int, attention: str,
+                      dropout: float, dtype, rng) -> None:
+        """The decoder's checks and sizes; no parameter yet."""
         self.kind = cells.get(cell, step=True)
-        settings = cell_settings or {}
         if len(self.kind.states) > 2:
             raise ValueError(f"cell: the decoder carries h or (h, c); {cell} has the state parts {self.kind.states}")
         self._has_c = len(self.kind.states) == 2  # the decoder's state: (hs, cs, feed), cs None without a c
         if attention not in ATTENTIONS:
             raise ValueError(f"attention: expected one of {', '.join(ATTENTIONS)}, got {attention!r}")
-        if attention == "luong-dot" and bidirectional_encoder:
-            raise ValueError("attention: 'luong-dot' scores h_tᵀ k_s and needs keys of the decoder's size; a bidirectional "
-                             "encoder's keys are twice that: use bidirectional_encoder=False or attention='luong-general'")
-        self.src_vocab = positive_int(src_vocab, "src_vocab")
         self.tgt_vocab = positive_int(tgt_vocab, "tgt_vocab")
-        E = self.embed_size = positive_int(embed_size, "embed_size")
-        H = self.hidden_size = positive_int(hidden_size, "hidden_size")
-        L = self.num_layers = positive_int(num_layers, "num_layers")
+        self.embed_size = positive_int(embed_size, "embed_size")
+        self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.num_layers = positive_int(num_layers, "num_layers")
         self.cell, self.attention = cell, attention
         self._luong = attention.startswith("luong")
-        self.bidirectional_encoder = bool(bidirectional_encoder)
         self.dropout = probability(dropout, "dropout")
         self.dtype = as_dtype(dtype)
         # One generator for init, dropout masks and scheduled-sampling draws, so a checkpoint
         # that saves its state resumes the exact same stream.
         self.rng = as_rng(rng)
-        D = 2 if self.bidirectional_encoder else 1
-        K = D * H  # the size of a key
 
-        self.src_embedding = Embedding(self.src_vocab, E, dtype=dtype, rng=self.rng)
-        self.drop_src = Dropout(dropout, rng=self.rng)
-        self.encoder = make_recurrent(cell, E, H, L, self.bidirectional_encoder, dropout, dtype=dtype, rng=self.rng, init=init,
-                                      **settings)
-        if D == 2:
-            for k in range(L):
-                setattr(self, f"bridge_h_l{k}", Linear(2 * H, H, dtype=dtype, rng=self.rng))
-                if self._has_c:
-                    setattr(self, f"bridge_c_l{k}", Linear(2 * H, H, dtype=dtype, rng=self.rng))
-
+    def _build_decoder(self, key_size: int, init: str, settings: dict) -> None:
+        """The decoder's parameters; ``key_size`` K: the size of an attention key (unused without attention)."""
+        E, H, L, K, dtype = self.embed_size, self.hidden_size, self.num_layers, key_size, self.dtype
+        attention = self.attention
         self.tgt_embedding = Embedding(self.tgt_vocab, E, dtype=dtype, rng=self.rng)
-        self.drop_tgt = Dropout(dropout, rng=self.rng)
+        self.drop_tgt = Dropout(self.dropout, rng=self.rng)
         extra = {"bahdanau": K, "luong-dot": H, "luong-general": H, "none": 0}[attention]
         for k in range(L):
             setattr(self, f"decoder_l{k}", self.kind.make_cell(E + extra if k == 0 else H, H, dtype=dtype, rng=self.rng,
                                                                         kind_init=get_init(init).own, **settings))
         self._cells = [getattr(self, f"decoder_l{k}") for k in range(L)]
-        self.drop_between = Dropout(dropout, rng=self.rng)
+        self.drop_between = Dropout(self.dropout, rng=self.rng)
         if attention != "none":
             self.attn = _Attention(attention, H, K, self.dtype, self.rng)
         if self._luong:
             self.combine = Linear(K + H, H, bias=False, dtype=dtype, rng=self.rng)  # W_c
-        self.drop_out = Dropout(dropout, rng=self.rng)
+        self.drop_out = Dropout(self.dropout, rng=self.rng)
         self.head = Linear(H + K if attention == "bahdanau" else H, self.tgt_vocab, dtype=dtype, rng=self.rng)
         self.loss_fn = CrossEntropyLoss(ignore_index=IGNORE)
 
-    def extra_repr(self) -> str:
-        return (f"{self.src_vocab} → {self.tgt_vocab}, cell={self.cell!r}, attention={self.attention!r}, "
-                f"bidirectional_encoder={self.bidirectional_encoder}, dropout={self.dropout}")
+    # ---- what a subclass gives ----------------------------------------------------------------
+    def _check_source(self, src, src_lengths):
+        """The checked source and its lengths (B,)."""
+        raise NotImplementedError
+
+    def _encode(self, src, src_lengths):
+        """→ the attention memory (None without attention) and the decoder's first state
+        (hs, cs, feed): per-layer lists of (B, H) arrays (cs None for a GRU) and h̃_0 (Luong only)."""
+        raise NotImplementedError
+
+    def _encode_backward(self, mem, d_state, state):
+        """The gradient of the decoder's first state (and of the memory) back through ``_encode``;
+        returns the source's gradient where it has one."""
+        raise NotImplementedError
+
+    def _default_max_len(self, src_lengths) -> int:
+        raise NotImplementedError
+
+    # ---- tanh bridges: a decoder's first state from what it is conditioned on -----------------
+    def _tanh_bridge(self, name: str, inputs: list) -> list:
+        """s_0 of layer k = tanh(W x_k + b), by the Linear ``{name}_l{k}``; inputs: one (B, ·) per layer."""
+        return [np.tanh(getattr(self, f"{name}_l{k}")(x)) for k, x in enumerate(inputs)]
+
+    def _tanh_bridge_backward(self, name: str, d: list, s: list) -> list:
+        """The gradients of s_0 (d) and s_0 itself (s), per layer → the gradients of the inputs."""
+        return [getattr(self, f"{name}_l{k}").backward(d[k] * (1 - s[k] * s[k])) for k in reversed(range(len(d)))][::-1]
 
     # ---- input checks ---------------------------------------------------------------------
     @staticmethod
@@ -281,7 +286,7 @@ class Seq2Seq(Module):
         T, B_ids = ids.shape
         if T == 0 or B_ids == 0 or (B is not None and B_ids != B):
             raise ValueError(f"{name}: expected shape (steps >= 1, batch{'' if B is None else f'={B}'}), got {ids.shape}")
-        lengths = Seq2Seq._lengths(lengths, lengths_name, T, B_ids)
+        lengths = Decoder._lengths(lengths, lengths_name, T, B_ids)
         inside = np.arange(T)[:, None] < lengths[None, :]
         bad = inside & ((ids < 0) | (ids >= vocab))
         if bad.any():
@@ -294,43 +299,6 @@ class Seq2Seq(Module):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < self.tgt_vocab:
             raise ValueError(f"{name}: expected a target id in [0, {self.tgt_vocab}), got {value!r}")
         return int(value)
-
-    # ---- encoder and bridge ------------------------------------------------------------------
-    def _encode(self, src, src_lengths):
-        """→ the attention memory (None without attention) and the decoder's first state
-        (hs, cs, feed): per-layer lists of (B, H) arrays (cs None for a GRU) and h̃_0 (Luong only)."""
-        out, final = self.encoder(self.drop_src(self.src_embedding(src)), lengths=src_lengths)
-        mem = self.attn.memory(out, src_lengths) if self.attention != "none" else None
-        parts = final if self._has_c else (final,)  # (h_n,) or (h_n, c_n), each (L·D, B, H)
-        L = self.num_layers
-        if self.bidirectional_encoder:
-            names = ("bridge_h", "bridge_c")
-            parts = [[np.tanh(getattr(self, f"{n}_l{k}")(np.concatenate([p[2 * k], p[2 * k + 1]], axis=1)))
-                      for k in range(L)] for n, p in zip(names, parts)]
-        else:
-            parts = [[p[k] for k in range(L)] for p in parts]
-        hs, cs = parts[0], (parts[1] if self._has_c else None)
-        feed = np.zeros_like(hs[0]) if self._luong else None
-        return mem, (hs, cs, feed)
-
-    def _bridge_backward(self, d_state, state):
-        """d of the decoder's first state → d of the encoder's final state (d_h_n or (d_h_n, d_c_n))."""
-        dhs, dcs, _ = d_state
-        hs, cs, _ = state
-        grads, L = [], self.num_layers
-        for name, d, s in zip(("bridge_h", "bridge_c"), (dhs, dcs), (hs, cs)):
-            if d is None:
-                continue
-            if self.bidirectional_encoder:
-                H = self.hidden_size
-                g = np.empty((2 * L,) + d[0].shape, d[0].dtype)
-                for k in reversed(range(L)):
-                    d_cat = getattr(self, f"{name}_l{k}").backward(d[k] * (1 - s[k] * s[k]))
-                    g[2 * k], g[2 * k + 1] = d_cat[:, :H], d_cat[:, H:]
-            else:
-                g = np.stack(d)
-            grads.append(g)
-        return tuple(grads) if self._has_c else grads[0]
 
     # ---- one decoder step ----------------------------------------------------------------------
     def _step(self, y_prev, state, mem):
@@ -403,19 +371,18 @@ class Seq2Seq(Module):
 
     # ---- training ------------------------------------------------------------------------------
     def _check_pair(self, src, src_lengths, tgt_in, tgt_lengths):
-        src, src_len, _ = self._ids(src, "src", self.src_vocab, "src_lengths", src_lengths)
-        tgt_in, _, inside = self._ids(tgt_in, "tgt_in", self.tgt_vocab, "tgt_lengths", tgt_lengths, src.shape[1])
+        src, src_len = self._check_source(src, src_lengths)
+        tgt_in, _, inside = self._ids(tgt_in, "tgt_in", self.tgt_vocab, "tgt_lengths", tgt_lengths, len(src_len))
         return src, src_len, tgt_in, inside
 
     def _run(self, src, src_len, tgt_in, inside, sampling_prob: float):
         """The decoder over every target step (checked inputs, ``inside`` (T, B) the real target
         steps): logits (T, B, V), α (T, B, S) or None, and what backward needs."""
-        S, B = src.shape
-        T = tgt_in.shape[0]
+        B, T = len(src_len), tgt_in.shape[0]
         mem, state = self._encode(src, src_len)
         state0 = state
         logits = np.empty((T, B, self.tgt_vocab), self.dtype)
-        alphas = np.zeros((T, B, S), self.dtype) if mem is not None else None
+        alphas = np.zeros((T, B, mem.keys.shape[1]), self.dtype) if mem is not None else None
         outputs = []
         for t in range(T):
             y = tgt_in[t]
@@ -444,8 +411,9 @@ class Seq2Seq(Module):
         self._push_cache(cache)
         return loss
 
-    def backward(self) -> None:
-        """Gradients of the most recent forward's loss into every parameter's ``.grad``."""
+    def backward(self):
+        """Gradients of the most recent forward's loss into every parameter's ``.grad``; returns what
+        ``_encode_backward`` does (Seq2Seq: None, its source being token ids)."""
         mem, state0, outputs = self._pop_cache()
         d_logits = self.loss_fn.backward()
         hs, cs, feed = state0
@@ -453,9 +421,7 @@ class Seq2Seq(Module):
                    None if feed is None else np.zeros_like(feed))
         for t in reversed(range(len(outputs))):
             d_state = self._step_backward(d_logits[t], d_state, outputs[t])
-        d_keys = self.attn.keys_backward(mem) if mem is not None else None
-        dx, _ = self.encoder.backward(d_keys, self._bridge_backward(d_state, state0))
-        self.src_embedding.backward(self.drop_src.backward(dx))
+        return self._encode_backward(mem, d_state, state0)
 
     def scores(self, src, src_lengths, tgt_in, tgt_lengths=None):
         """Teacher-forced logits (T, B, V) and attention weights α (T, B, S) (None without
@@ -467,9 +433,9 @@ class Seq2Seq(Module):
 
     # ---- decoding ------------------------------------------------------------------------------
     def _decoding_inputs(self, src, src_lengths, bos, eos, max_len):
-        src, src_len, _ = self._ids(src, "src", self.src_vocab, "src_lengths", src_lengths)
+        src, src_len = self._check_source(src, src_lengths)
         bos, eos = self._check_token(bos, "bos"), self._check_token(eos, "eos")
-        max_len = 2 * int(src_len.max()) + 10 if max_len is None else positive_int(max_len, "max_len")
+        max_len = self._default_max_len(src_len) if max_len is None else positive_int(max_len, "max_len")
         return src, src_len, bos, eos, max_len
 
     def greedy(self, src, src_lengths=None, *, bos: int, eos: int, max_len: int | None = None) -> list[Translation]:
@@ -479,7 +445,7 @@ class Seq2Seq(Module):
         eos included.
         """
         src, src_len, bos, eos, max_len = self._decoding_inputs(src, src_lengths, bos, eos, max_len)
-        B = src.shape[1]
+        B = len(src_len)
         tokens, attention = [[] for _ in range(B)], [[] for _ in range(B)]
         log_prob, done = np.zeros(B), np.zeros(B, bool)
         with no_grad(), _evaluating(self):
@@ -526,7 +492,7 @@ class Seq2Seq(Module):
         with no_grad(), _evaluating(self):
             mem, state = self._encode(src, src_len)
             return [self._beam_one(self._take(mem, state, [b]), src_len[b], bos, eos, beam, max_len, float(length_penalty))
-                    for b in range(src.shape[1])]
+                    for b in range(len(src_len))]
 
     @staticmethod
     def _take(mem, state, rows):
@@ -576,3 +542,89 @@ class Seq2Seq(Module):
             for (tokens, att), logp in zip(live, live_logp):
                 finish(tokens, att, logp, False)
         return max(finished, key=lambda h: h.score)
+
+
+class Seq2Seq(Decoder):
+    """The encoder-decoder of the module docstring.
+
+    Shapes: src (S, B) ids in [0, src_vocab); src_lengths (B,) in [1, S] or None (all S);
+    tgt_in, tgt_out (T, B) ids in [0, tgt_vocab) (bos y_0 … y_{n−1} and y_1 … y_n eos);
+    tgt_lengths (B,) in [1, T] or None. Ids past a length are padding and may be anything.
+
+    Parameters: ``src_embedding``, ``encoder`` (PyTorch's LSTM/GRU names), ``bridge_h_l{k}`` and
+    ``bridge_c_l{k}`` (bidirectional encoder only), ``tgt_embedding``, ``decoder_l{k}`` (cells),
+    ``attn.query``, ``attn.key``, ``attn.v`` (as the score needs), ``combine`` (Luong's W_c), ``head``.
+    """
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, embed_size: int = 64, hidden_size: int = 128, cell: str = "lstm",
+                 num_layers: int = 1, bidirectional_encoder: bool = True, attention: str = "bahdanau",
+                 dropout: float = 0.0, dtype=np.float32, rng=None, cell_settings=None, init: str = "rnnkit"):
+        super().__init__()
+        settings = cell_settings or {}
+        self._init_decoder(tgt_vocab, embed_size, hidden_size, cell, num_layers, attention, dropout, dtype, rng)
+        if attention == "luong-dot" and bidirectional_encoder:
+            raise ValueError("attention: 'luong-dot' scores h_tᵀ k_s and needs keys of the decoder's size; a bidirectional "
+                             "encoder's keys are twice that: use bidirectional_encoder=False or attention='luong-general'")
+        self.src_vocab = positive_int(src_vocab, "src_vocab")
+        self.bidirectional_encoder = bool(bidirectional_encoder)
+        E, H, L = self.embed_size, self.hidden_size, self.num_layers
+        D = 2 if self.bidirectional_encoder else 1
+
+        self.src_embedding = Embedding(self.src_vocab, E, dtype=dtype, rng=self.rng)
+        self.drop_src = Dropout(dropout, rng=self.rng)
+        self.encoder = make_recurrent(cell, E, H, L, self.bidirectional_encoder, dropout, dtype=dtype, rng=self.rng, init=init,
+                                      **settings)
+        if D == 2:
+            for k in range(L):
+                setattr(self, f"bridge_h_l{k}", Linear(2 * H, H, dtype=dtype, rng=self.rng))
+                if self._has_c:
+                    setattr(self, f"bridge_c_l{k}", Linear(2 * H, H, dtype=dtype, rng=self.rng))
+        self._build_decoder(D * H, init, settings)
+
+    def extra_repr(self) -> str:
+        return (f"{self.src_vocab} → {self.tgt_vocab}, cell={self.cell!r}, attention={self.attention!r}, "
+                f"bidirectional_encoder={self.bidirectional_encoder}, dropout={self.dropout}")
+
+    # ---- encoder and bridge ------------------------------------------------------------------
+    def _check_source(self, src, src_lengths):
+        src, src_len, _ = self._ids(src, "src", self.src_vocab, "src_lengths", src_lengths)
+        return src, src_len
+
+    def _default_max_len(self, src_lengths) -> int:
+        return 2 * int(src_lengths.max()) + 10
+
+    def _encode(self, src, src_lengths):
+        out, final = self.encoder(self.drop_src(self.src_embedding(src)), lengths=src_lengths)
+        mem = self.attn.memory(out, src_lengths) if self.attention != "none" else None
+        parts = final if self._has_c else (final,)  # (h_n,) or (h_n, c_n), each (L·D, B, H)
+        L = self.num_layers
+        if self.bidirectional_encoder:
+            names = ("bridge_h", "bridge_c")
+            parts = [self._tanh_bridge(n, [np.concatenate([p[2 * k], p[2 * k + 1]], axis=1) for k in range(L)])
+                     for n, p in zip(names, parts)]
+        else:
+            parts = [[p[k] for k in range(L)] for p in parts]
+        hs, cs = parts[0], (parts[1] if self._has_c else None)
+        feed = np.zeros_like(hs[0]) if self._luong else None
+        return mem, (hs, cs, feed)
+
+    def _bridge_backward(self, d_state, state):
+        """d of the decoder's first state → d of the encoder's final state (d_h_n or (d_h_n, d_c_n))."""
+        dhs, dcs, _ = d_state
+        hs, cs, _ = state
+        grads = []
+        for name, d, s in zip(("bridge_h", "bridge_c"), (dhs, dcs), (hs, cs)):
+            if d is None:
+                continue
+            if self.bidirectional_encoder:
+                H = self.hidden_size
+                g = np.stack([half for d_cat in self._tanh_bridge_backward(name, d, s) for half in (d_cat[:, :H], d_cat[:, H:])])
+            else:
+                g = np.stack(d)
+            grads.append(g)
+        return tuple(grads) if self._has_c else grads[0]
+
+    def _encode_backward(self, mem, d_state, state):
+        d_keys = self.attn.keys_backward(mem) if mem is not None else None
+        dx, _ = self.encoder.backward(d_keys, self._bridge_backward(d_state, state))
+        self.src_embedding.backward(self.drop_src.backward(dx))

@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import metrics as M
 from ..data import DataError, Tokenizer, make_tokenizer
-from ..data.batching import BucketBatches, batches_in_order, pad
+from ..data.batching import BucketBatches, batches_in_order, decoder_targets, pad
 from ..data.fingerprint import check_data, record_data
 from ..export import onnx as onnx_export
 from ..data.parallel import bible_pairs, read_pairs
 from ..models.seq2seq import Seq2Seq
-from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA, UNK
+from ..data.tokenizers import BOS, DECODER_VOCABULARY_SCHEMA, EOS, TOKENIZERS, VOCABULARY_SCHEMA, with_bounds
 from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..nn import no_grad
 from ..progress import Progress
@@ -41,9 +42,6 @@ from ..training.trainer import check_options
 from ..training.plots import output_path, pyplot, save_figure
 from .base import BucketedRun, Exportable, Task, data_schema, export_metadata, input_texts, network_checks, register
 
-# The start and end tokens: the control characters STX and ETX, which texts do not hold and which
-# a character vocabulary can keep like any other character.
-BOS, EOS = "\x02", "\x03"
 ATTENTIONS = ("bahdanau", "luong-general", "luong-dot", "none")
 
 
@@ -142,8 +140,7 @@ class Vocabularies:
         size = opts.max_vocab or None
         src = make_tokenizer(opts.tokenizer, src_text + ("\n" + tgt_text if opts.shared_vocab else ""), opts.min_count, size)
         tgt = src if opts.shared_vocab else make_tokenizer(opts.tokenizer, tgt_text, opts.min_count, size)
-        specials = [t for t in tgt.tokens[1:] if t not in (BOS, EOS)]
-        target = type(tgt)([BOS, EOS, *specials]).to_dict()
+        target = with_bounds(tgt).to_dict()
         return cls({"source": src.to_dict() if not opts.shared_vocab else target, "target": target,
                     "lowercase": opts.lowercase})
 
@@ -209,8 +206,7 @@ class PairData:
 def make_batch(vocab: Vocabularies, src: list[np.ndarray], tgt: list[np.ndarray]):
     """Padded (S, B) sources and (T, B) decoder inputs ``BOS y`` and outputs ``y EOS``, with lengths."""
     x, src_len = pad(src)
-    tgt_in, tgt_len = pad([np.concatenate([[vocab.bos], t]) for t in tgt])
-    tgt_out, _ = pad([np.concatenate([t, [vocab.eos]]) for t in tgt])
+    tgt_in, tgt_out, tgt_len = decoder_targets(tgt, vocab.bos, vocab.eos)
     return x, src_len, tgt_in, tgt_out, tgt_len
 
 
@@ -252,13 +248,6 @@ def decode(model: Seq2Seq, vocab: Vocabularies, sources: list[np.ndarray], beam:
                 out[i] = r
             progress.update(len(idx))
     return out
-
-
-def bleu_chrf(hypotheses: list[str], references: list[str]) -> dict:
-    import sacrebleu  # imported where it is used: `import rnnkit` stays light
-
-    return {"bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
-            "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score}
 
 
 class TranslateRun(BucketedRun):
@@ -334,7 +323,7 @@ class TrainedTranslator(Exportable):
             name = "greedy" if beam == 1 else f"beam{beam}"
             for suffix, copy in variants.items():
                 hyps = [self.vocab.text(r, w, copy) for r, w in zip(found, words)]
-                result.update({f"{name}_{k}{suffix}": v for k, v in bleu_chrf(hyps, references).items()})
+                result.update({f"{name}_{k}{suffix}": v for k, v in M.bleu_chrf(hyps, references).items()})
         return result
 
     def describe(self, short: bool = False) -> str:
@@ -380,9 +369,7 @@ class TranslateTask(Task):
     config_schema = {"type": "object", "required": ["vocabulary", "data"], "properties": {
         "vocabulary": {"type": "object", "required": ["source", "target", "lowercase"],
                        "properties": {"source": VOCABULARY_SCHEMA, "lowercase": {"type": "boolean"},
-                                      # the decoder starts from BOS and stops at EOS: ids 1 and 2 of its vocabulary
-                                      "target": {"allOf": [VOCABULARY_SCHEMA, {"properties": {"tokens": {
-                                          "minItems": 3, "prefixItems": [{"const": UNK}, {"const": BOS}, {"const": EOS}]}}}]}}},
+                                      "target": DECODER_VOCABULARY_SCHEMA}},
         "data": data_schema("train_pairs", "valid_pairs"),
         "metrics": {"if": {"minProperties": 1}, "then": {"required": ["loss"]},  # describe() prints the loss
                     "properties": {"loss": {"type": "number"}}}}}

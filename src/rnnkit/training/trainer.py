@@ -116,8 +116,8 @@ class TrainingOptions:
         "valid_every": "validate, checkpoint and keep the best weights every N steps",
         "patience": "stop after this many validations without improvement (0: never stop early)",
         "monitor": "the validation metric that picks the best weights and decides early stopping: loss, or another "
-                   "the task reports; errors and perplexity count lower as better, scores (accuracy, macro_f1, f1) higher "
-                   "(default: loss; transcribe: cer)",
+                   "the task reports; errors and perplexity count lower as better, scores (accuracy, macro_f1, f1, bleu, "
+                   "chrf) higher (default: loss; transcribe: cer; caption: chrf)",
         "seed": "seed of every random draw (same seed, same weights)",
         "log_every": "write a metrics line every N steps",
         "time_limit": "stop after this many seconds of training (0: no limit)",
