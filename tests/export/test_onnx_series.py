@@ -5,6 +5,7 @@ z-normalises and averages each series down: trained a few steps on series the te
 exported, run by onnxruntime and equal to rnnkit's own outputs (float32, within 1e-5 of their norm)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -125,6 +126,30 @@ def test_a_default_forecaster_exports_with_its_own_calibration_and_equals_rnnkit
     model = onnx.load(str(tmp_path / "cli.onnx"))
     prepared = trained._prepared(None)
     got = onnx_forecasts(model, prepared, [len(prepared.series)])
+    expected = trained.forecast()
+    for key in ("mean", "lower", "upper"):
+        assert_close(got[key][0], expected[key], key)
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_the_metadata_s_numpy_lines_prepare_a_series_with_gaps_as_rnnkit_forecast(tmp_path, monthly):
+    """The consumer's side: the lines in the metadata's "prepare" (and README's), run on the raw
+    series with gaps (one at the end), give the feeds of `rnnkit forecast`'s numbers."""
+    lines = monthly.read_text().splitlines()
+    for row in (150, 151, 152, 199, 200):  # a gap inside the history, and the last two points
+        cells = lines[row].split(",")
+        lines[row] = ",".join([cells[0], "", cells[2]] if row < 199 else [cells[0], "NA", cells[2]])
+    gappy = tmp_path / "gappy.csv"
+    gappy.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    trained, model = exported_forecaster(tmp_path, gappy, {"season": 12, "missing": "interpolate"})
+    meta = metadata(model)
+    prepare = meta["prepare"]
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert prepare.replace(f"[None, -{meta['history']}:]", "[None, -N:]") in readme  # README's N is the model's number
+    values = np.genfromtxt(gappy, delimiter=",", skip_header=1, usecols=(1, 2), missing_values=("", "NA"))
+    scope = {"np": np, "values": values}
+    exec(prepare, scope)  # noqa: S102  (the lines as a consumer runs them)
+    got = dict(zip(("mean", "sigma", "lower", "upper"), session(model).run(None, scope["feeds"])))
     expected = trained.forecast()
     for key in ("mean", "lower", "upper"):
         assert_close(got[key][0], expected[key], key)

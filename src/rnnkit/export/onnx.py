@@ -15,12 +15,13 @@ The task models' graphs are batch-first (B rows, T steps):
                      the state goes in and comes out, so one graph serves a window (zeros in)
                      and a stream: T = 1 per call, the state fed back, equals the whole sequence;
                      a conditional model's class state: condition (B,) int64 → h0 [, c0]
-    classifier       x: ids (B, T) int64, or raw values (B, T, C) float32 (standardised inside),
-                     lengths (B,) int64  → probabilities (B, K), or value (B,) for a regressor
+    classifier       x: ids (B, T) int64, or raw values (B, T, C) float32 (z-normalised per series,
+                     averaged down and standardised inside), lengths (B,) int64
+                       → probabilities (B, K), or value (B,) for a regressor
     tagger           ids (B, T), lengths (B,) → emissions (B, T, K), tags (B, T) (Viterbi for a CRF)
-    forecaster       values (B, W, C) [, window_covariates, future_covariates] → mean, sigma,
-                     lower, upper (B, H, C), direct mode
-    detector         window (B, W, C), value (B, C) → score (B,), anomaly (B,), mean, sigma
+    forecaster       history (B, N, C) [, origin (B,) int64] → mean, sigma, lower, upper (B, H, C),
+                     direct mode: seasonal naive, lags, calendar, blend and intervals inside
+    detector         window (B, W + K + S − 2, C), value (B, C) → score (B,), anomaly (B,), mean, sigma
     translation      encoder: src (B, S), src_lengths → the decoder's first state, keys, proj;
                      decoder step: y (B,), the state, keys, proj, src_lengths → logits, the next state, alpha
 

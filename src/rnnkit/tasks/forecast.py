@@ -278,6 +278,14 @@ def seasonal_reference(t: np.ndarray, origin: int, lag: int) -> np.ndarray:
     return t - k * lag
 
 
+#: the exported forecaster's feeds for a forecast after the end of ``values`` (n, C), NaN where
+#: missing: the gaps interpolated over the whole series as ``fill_gaps`` does (a gap at either
+#: end holds the nearest value), the last N points, and the series' length (the metadata's "prepare")
+EXPORT_FEEDS = """index = np.arange(len(values))  # values (n, C): the series so far, NaN where missing
+filled = np.stack([np.interp(index, index[~np.isnan(v)], v[~np.isnan(v)]) for v in values.T], axis=1)
+feeds = {{"history": filled[None, -{N}:].astype(np.float32){origin}}}"""
+
+
 def export_reads(encoding: dict, horizon: int, blend: float) -> dict:
     """What a forecast reads of the points before its origin, as rows of the exported graph's
     ``history`` (export/onnx.py's ``forecaster_graph`` documents each entry): the N points before
@@ -632,7 +640,8 @@ class TrainedForecaster(Exportable):
         reads = export_reads(self.encoding, self.opts.horizon, self.blend)
         N, calendar = reads["history"], bool(reads["frequencies"])
         meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "widen": str(self.widen),
-                "blend": str(self.blend), "history": str(N),
+                "blend": str(self.blend), "history": str(N), "prepare": EXPORT_FEEDS.format(
+                    N=N, origin=', "origin": np.array([len(values)])' if calendar else ""),
                 "inputs": f"history (B, {N}, C) float32: the {N} points before the first forecast step, in the data's units, "
                           "gaps filled (linear interpolation), the latest last"
                           + ("; origin (B,) int64: the first forecast step's index in its series, its first point 0 (after "
