@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 import rnnkit
+from onnx_checks import assert_close, session
 from rnnkit.cli.main import main
 from rnnkit.data.batching import pad
 from rnnkit.export import onnx as onnx_export
@@ -23,20 +24,6 @@ from rnnkit.tasks.classify import ClassifyOptions, encode_inputs, predict, softm
 from rnnkit.tasks.tag import encode_tokens, split_text
 
 EXPORTABLE = [k.name for k in cells.kinds() if k.onnx is not None]
-TOLERANCE = 1e-5
-
-
-def assert_close(got, expected, what=""):
-    """Norm-wise: ‖got − expected‖ ≤ 1e-5 · max(‖expected‖, 1)."""
-    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
-    assert got.shape == expected.shape, what
-    err = np.linalg.norm(got - expected)
-    assert err <= TOLERANCE * max(np.linalg.norm(expected), 1.0), f"{what}: ‖Δ‖ = {err:.3g}"
-
-
-def session(model) -> ort.InferenceSession:
-    onnx.checker.check_model(model, full_check=True)
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def op_types(model) -> set[str]:

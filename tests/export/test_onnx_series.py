@@ -9,30 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
 import rnnkit
+from onnx_checks import assert_close, session
 from rnnkit.cli.main import main
 from rnnkit.export import onnx as onnx_export
 from rnnkit.models.forecaster import Forecaster
 from rnnkit.tasks.detect import load as load_detect_series
 from rnnkit.tasks.forecast import calendar_features, forecast_at
-
-TOLERANCE = 1e-5
-
-
-def assert_close(got, expected, what=""):
-    """Norm-wise: ‖got − expected‖ ≤ 1e-5 · max(‖expected‖, 1)."""
-    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
-    assert got.shape == expected.shape, what
-    err = np.linalg.norm(got - expected)
-    assert err <= TOLERANCE * max(np.linalg.norm(expected), 1.0), f"{what}: ‖Δ‖ = {err:.3g}"
-
-
-def session(model) -> ort.InferenceSession:
-    onnx.checker.check_model(model, full_check=True)
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def metadata(model) -> dict:
