@@ -59,6 +59,7 @@ FORECASTS = {  # name: options; the first is the default forecaster (--seasonal 
     "residual-two-seasons-window": dict(season="4,12", level="window"),
     "lags-level-none": dict(season=12, seasonal="lags", level="none"),
     "no-lags-calendar": dict(season=12, seasonal="none"),
+    "window-shorter-than-season": dict(season=12, seasonal="none", window=8),  # the blend reads a season back
     "no-season": dict(),  # a step index: no season, no calendar; seasonal naive is the last value
 }
 
@@ -213,7 +214,9 @@ def test_series_classifier_prepares_raw_series_in_the_graph_as_classify(tmp_path
     model = onnx.load(str(trained.export(tmp_path / "m.onnx")[0]))
     assert ("z-normalised per series in the graph" in metadata(model)["inputs"]) == (znorm == "series")
     batch = np.arange(12)
-    got = session(model).run(None, {"x": X[batch], "lengths": lengths[batch].astype(np.int64)})[0]
+    padded = X[batch].copy()
+    padded[np.arange(25) >= lengths[batch, None]] = np.nan  # what lies past a length is never read
+    got = session(model).run(None, {"x": padded, "lengths": lengths[batch].astype(np.int64)})[0]
     expected = [[r["probabilities"][label] for label in ("a", "b")] for r in trained.classify([X[i, : lengths[i]] for i in batch])]
     assert_close(got, expected, "probabilities")
     assert np.ptp(np.asarray(expected)[:, 0]) > 1e-4  # the inputs make a difference

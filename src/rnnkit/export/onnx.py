@@ -337,8 +337,9 @@ def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict, 
         x = g.op("Gather", g.const(model.embedding.weight.data, "embedding"), g.op("Transpose", "x", perm=[1, 0]))
         x_info = ("x", "int64", ["batch", "time"])
     else:  # prepared, standardised and bounded as classify.encode_inputs does
-        s = g.cast("x", "double")
-        inside = g.op("Transpose", g.steps_inside(s, lengths, time_axis=1), perm=[1, 0])  # (B, T)
+        inside = g.op("Transpose", g.steps_inside("x", lengths, time_axis=1), perm=[1, 0])  # (B, T)
+        # zeros past each length, whatever the padding held (a NaN there would reach a masked sum)
+        s = g.op("Where", g.op("Unsqueeze", inside, g.ints([2])), g.cast("x", "double"), g.const(np.zeros(1), "zero", double=True))
         if znorm:
             s = _z_normalised(g, s, g.op("Unsqueeze", inside, g.ints([2])),
                               g.op("Unsqueeze", g.cast(lengths, "double"), g.ints([1, 2])))

@@ -641,15 +641,16 @@ class TrainedForecaster(Exportable):
         N, calendar = reads["history"], bool(reads["frequencies"])
         meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "widen": str(self.widen),
                 "blend": str(self.blend), "history": str(N), "prepare": EXPORT_FEEDS.format(
-                    N=N, origin=', "origin": np.array([len(values)])' if calendar else ""),
+                    N=N, origin=', "origin": np.array([len(values)], np.int64)' if calendar else ""),
                 "inputs": f"history (B, {N}, C) float32: the {N} points before the first forecast step, in the data's units, "
                           "gaps filled (linear interpolation), the latest last"
                           + ("; origin (B,) int64: the first forecast step's index in its series, its first point 0 (after "
                              "a series' end: its length), the calendar features' phase"
                              if calendar else ""),
-                "outputs": "mean, sigma, lower, upper (B, H, C) in the data's units: the network's forecast over seasonal "
-                           "naive (residual), blended with seasonal naive at weight blend; sigma the network's; "
-                           f"lower, upper = mean ∓ {Z80:.6f}·widen·sigma, the calibrated 80% interval"}
+                "outputs": "mean, sigma, lower, upper (B, H, C) in the data's units: the network's forecast"
+                           + (" over seasonal naive (the residual it models)" if self.encoding.get("residual") else "")
+                           + (f", blended with seasonal naive at weight {self.blend:g}" if self.blend != 1.0 else "")
+                           + f"; sigma the network's; lower, upper = mean ∓ {Z80:.6f}·widen·sigma, the calibrated 80% interval"}
         return onnx_export.forecaster_graph(self.model, self.encoding, reads, self.opts.level, Z80, self.widen, self.blend, meta)
 
     def evaluate(self, data: str | None = None) -> dict:
