@@ -55,7 +55,7 @@ def undated(tmp_path_factory):
 # ---- forecast ---------------------------------------------------------------------------------------
 
 FORECASTS = {  # name: options; the first is the default forecaster (--seasonal residual, --level scale)
-    "default": dict(season=12),
+    "default": dict(),  # monthly dates: a season of 12
     "residual-two-seasons-window": dict(season="4,12", level="window"),
     "lags-level-none": dict(season=12, seasonal="lags", level="none"),
     "no-lags-calendar": dict(season=12, seasonal="none"),
@@ -106,7 +106,7 @@ def test_forecaster_equals_rnnkit_forecasts_from_the_history_before_each_origin(
 @pytest.mark.usefixtures("reference_backend")
 def test_a_default_forecaster_exports_with_its_own_calibration_and_equals_rnnkit_forecast(tmp_path, monthly, capsys):
     """`rnnkit forecast`'s numbers after the series' end, from the file `rnnkit export` writes."""
-    trained, _ = exported_forecaster(tmp_path, monthly, {"season": 12})
+    trained, _ = exported_forecaster(tmp_path, monthly, {})
     assert trained.encoding["residual"] and trained.encoding["lags"] == [12, 24]  # the default is the residual model
     assert main(["export", str(tmp_path / "m"), "--out", str(tmp_path / "cli.onnx")]) == 0
     model = onnx.load(str(tmp_path / "cli.onnx"))
@@ -127,7 +127,7 @@ def test_the_metadata_s_numpy_lines_prepare_a_series_with_gaps_as_rnnkit_forecas
         lines[row] = ",".join([cells[0], "", cells[2]] if row < 199 else [cells[0], "NA", cells[2]])
     gappy = tmp_path / "gappy.csv"
     gappy.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    trained, model = exported_forecaster(tmp_path, gappy, {"season": 12, "missing": "interpolate"})
+    trained, model = exported_forecaster(tmp_path, gappy, {"missing": "interpolate"})
     meta = metadata(model)
     prepare = meta["prepare"]
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
