@@ -1,6 +1,6 @@
 """rnnkit.export.onnx: layers and task models exported to ONNX and run by onnxruntime give
 rnnkit's outputs (float32, within 1e-5 of the outputs' norm), on random configurations and on
-models trained a few steps."""
+models trained a few steps (the series tasks: test_onnx_series.py)."""
 
 import dataclasses
 import json
@@ -11,35 +11,19 @@ import onnxruntime as ort
 import pytest
 
 import rnnkit
+from onnx_checks import assert_close, session
 from rnnkit.cli.main import main
 from rnnkit.data.batching import pad
 from rnnkit.export import onnx as onnx_export
 from rnnkit.models.classifier import POOLINGS, SequenceClassifier
-from rnnkit.models.forecaster import Forecaster
 from rnnkit.models.sampling import generate_ids
 from rnnkit.models.seq2seq import Seq2Seq
 from rnnkit.models.tagger import SequenceTagger
 from rnnkit.nn import LSTM, backend, cells, no_grad
 from rnnkit.tasks.classify import ClassifyOptions, encode_inputs, predict, softmax
-from rnnkit.tasks.detect import load as load_detect_series
-from rnnkit.tasks.forecast import forecast_at
 from rnnkit.tasks.tag import encode_tokens, split_text
 
 EXPORTABLE = [k.name for k in cells.kinds() if k.onnx is not None]
-TOLERANCE = 1e-5
-
-
-def assert_close(got, expected, what=""):
-    """Norm-wise: ‖got − expected‖ ≤ 1e-5 · max(‖expected‖, 1)."""
-    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
-    assert got.shape == expected.shape, what
-    err = np.linalg.norm(got - expected)
-    assert err <= TOLERANCE * max(np.linalg.norm(expected), 1.0), f"{what}: ‖Δ‖ = {err:.3g}"
-
-
-def session(model) -> ort.InferenceSession:
-    onnx.checker.check_model(model, full_check=True)
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def op_types(model) -> set[str]:
@@ -183,76 +167,6 @@ def test_trained_crf_tagger_exports_its_encoding_and_tags_as_rnnkit(tmp_path):
     tags = session(model).run(["tags"], {"ids": x.T.astype(np.int64), "lengths": np.asarray(lengths, np.int64)})[0]
     got = [[encoding["tags"][t] for t in row[row >= 0]] for row in tags]
     assert got == [r["tags"] for r in trained.tag(texts)]
-
-
-# ---- forecast (direct) and detect: data units in and out ---------------------------------------------
-
-
-def write_monthly(path, n=100, seed=0):
-    rng = np.random.default_rng(seed)
-    rows = ["month,a,b"] + [f"{2000 + i // 12}-{i % 12 + 1:02d}-01," + ",".join(
-        f"{10 + 0.05 * i + (2 + c) * np.sin(2 * np.pi * i / 12) + 0.2 * rng.standard_normal():.4f}" for c in range(2))
-        for i in range(n)]
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def monthly(tmp_path_factory):
-    return write_monthly(tmp_path_factory.mktemp("series") / "monthly.csv")
-
-
-@pytest.mark.usefixtures("reference_backend")
-@pytest.mark.parametrize("level", ["scale", "none"])
-def test_direct_forecast_equals_rnnkit_in_data_units(tmp_path, monthly, level):
-    trained = rnnkit.train("forecast", tmp_path / "m", data=str(monthly), horizon=6, season=12, window=24, origins=2,
-                           hidden=8, steps=2, valid_every=2, level=level, seasonal="none", quiet=True)
-    if trained.blend != 1.0:  # the graph is the network's forecast; a blend is refused (the test below)
-        with pytest.raises(onnx_export.NotExportable, match="blended with seasonal naive"):
-            trained.export(tmp_path / "m.onnx")
-        trained.blend = 1.0
-    model = onnx.load(str(trained.export(tmp_path / "m.onnx")[0]))
-    prepared = trained._prepared(None)
-    W, H, origins = prepared.window, 6, [40, 88]
-    feeds = {"values": np.stack([prepared.filled[o - W : o] for o in origins]).astype(np.float32),
-             "window_covariates": np.stack([prepared.calendar[o - W + 1 : o + 1] for o in origins]),
-             "future_covariates": np.stack([prepared.calendar[o : o + H] for o in origins])}
-    got = dict(zip(("mean", "sigma", "lower", "upper"), session(model).run(None, feeds)))
-    expected = [forecast_at(trained.model, prepared, o, trained.opts, widen=trained.widen) for o in origins]
-    for name in ("mean", "lower", "upper"):
-        assert_close(got[name], np.stack([e[name] for e in expected]), name)
-
-
-def test_a_forecaster_with_seasonal_inputs_is_refused_naming_them(tmp_path, monthly):
-    trained = rnnkit.train("forecast", tmp_path / "m", data=str(monthly), horizon=6, season=12, window=24, origins=2,
-                           hidden=8, steps=2, valid_every=2, quiet=True)  # --seasonal residual, the default
-    with pytest.raises(onnx_export.NotExportable, match=r"not exportable: .*--seasonal residual \(its inputs reach back"):
-        trained.export(tmp_path / "m.onnx")
-    assert not (tmp_path / "m.onnx").exists()
-
-
-def test_a_recursive_forecaster_is_not_exportable():
-    with pytest.raises(onnx_export.NotExportable, match="not exportable: a recursive forecaster .* --mode direct"):
-        onnx_export.forecaster_graph(Forecaster(1, 0, 3, 4, mode="recursive", rng=0), {}, "scale", 1.28, 1.0, {})
-
-
-@pytest.mark.usefixtures("reference_backend")
-def test_detector_scores_and_flags_equal_rnnkit(tmp_path, monthly):
-    trained = rnnkit.train("detect", tmp_path / "m", data=str(monthly), window=12, hidden=8, steps=2, valid_every=2,
-                           batch_size=8, quiet=True)
-    model = onnx.load(str(trained.export(tmp_path / "m.onnx")[0]))
-    assert float({p.key: p.value for p in model.metadata_props}["threshold"]) == trained.detector.threshold
-    series, _ = load_detect_series(trained.opts, stored=trained.encoding)  # the task's own data
-    values, ends = series.values, np.arange(12, len(series.values))
-    score, anomaly = session(model).run(["score", "anomaly"], {"window": np.stack([values[e - 12 : e] for e in ends]).astype(np.float32),
-                                                               "value": values[ends].astype(np.float32)})
-    expected = trained.detector.scores(values)[ends]
-    assert_close(score, expected, "scores")
-    threshold = trained.detector.threshold
-    # the graph computes in float32: a score within its rounding of the threshold may fall either side
-    clear = np.abs(expected - threshold) > 1e-5 * max(1.0, abs(threshold))
-    assert clear.mean() > 0.95
-    np.testing.assert_array_equal(anomaly[clear], (expected > threshold)[clear])
 
 
 # ---- translate: the encoder and the decoder's step --------------------------------------------------
@@ -459,13 +373,3 @@ def test_a_conditional_language_model_exports_its_classes_first_states(tmp_path,
     h0, c0 = condition.run(None, {"condition": np.array([1, 0])})
     logits = step.run(["logits"], {"ids": ids, "h0": h0, "c0": c0})[0]
     assert_close(logits, expected.transpose(1, 0, 2), "logits from a class's state")
-
-
-@pytest.mark.usefixtures("reference_backend")
-def test_a_model_onnx_cannot_express_is_a_clear_error_and_writes_nothing(tmp_path, monthly, capsys):
-    rnnkit.train("forecast", tmp_path / "m", data=str(monthly), mode="recursive", horizon=6, season=12, window=24, origins=2,
-                 hidden=8, steps=1, valid_every=1, quiet=True)
-    assert main(["export", str(tmp_path / "m"), "--out", str(tmp_path / "m.onnx")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("rnnkit: error: not exportable: a recursive forecaster") and err.count("\n") == 1
-    assert not (tmp_path / "m.onnx").exists()

@@ -16,12 +16,13 @@ The task models' graphs are batch-first (B rows, T steps):
                      the state goes in and comes out, so one graph serves a window (zeros in)
                      and a stream: T = 1 per call, the state fed back, equals the whole sequence;
                      a conditional model's class state: condition (B,) int64 → h0 [, c0]
-    classifier       x: ids (B, T) int64, or raw values (B, T, C) float32 (standardised inside),
-                     lengths (B,) int64  → probabilities (B, K), or value (B,) for a regressor
+    classifier       x: ids (B, T) int64, or raw values (B, T, C) float32 (z-normalised per series,
+                     averaged down and standardised inside), lengths (B,) int64
+                       → probabilities (B, K), or value (B,) for a regressor
     tagger           ids (B, T), lengths (B,) → emissions (B, T, K), tags (B, T) (Viterbi for a CRF)
-    forecaster       values (B, W, C) [, window_covariates, future_covariates] → mean, sigma,
-                     lower, upper (B, H, C), direct mode
-    detector         window (B, W, C), value (B, C) → score (B,), anomaly (B,), mean, sigma
+    forecaster       history (B, N, C) [, origin (B,) int64] → mean, sigma, lower, upper (B, H, C),
+                     direct mode: seasonal naive, lags, calendar, blend and intervals inside
+    detector         window (B, W + K + S − 2, C), value (B, C) → score (B,), anomaly (B,), mean, sigma
     translation      encoder: src (B, S), src_lengths → the decoder's first state, keys, proj;
                      decoder step: y (B,), the state, keys, proj, src_lengths → logits, the next state, alpha
 
@@ -82,10 +83,10 @@ class Graph:
                                                      **attributes))
         return outputs[0] if n == 1 else outputs
 
-    def const(self, array, hint: str = "const") -> str:
-        """A constant: floats as float32, integers as int64."""
+    def const(self, array, hint: str = "const", double: bool = False) -> str:
+        """A constant: floats as float32 (float64 with ``double``), integers as int64."""
         array = np.asarray(array)
-        array = array.astype(np.int64 if array.dtype.kind in "iub" else np.float32)
+        array = array.astype(np.int64 if array.dtype.kind in "iub" else np.float64 if double else np.float32)
         name = self.fresh(hint)
         self.root.initializers.append(self.onnx.numpy_helper.from_array(np.array(array, order="C"), name))  # 0-d stays 0-d
         return name
@@ -94,8 +95,8 @@ class Graph:
         return self.const(np.asarray(values, np.int64), "ints")
 
     def cast(self, x: str, to: str) -> str:
-        """x as "float", "int32" or "int64"."""
-        return self.op("Cast", x, to={"float": 1, "int32": 6, "int64": 7}[to])  # TensorProto's numbers
+        """x as "float", "double", "int32" or "int64"."""
+        return self.op("Cast", x, to={"float": 1, "double": 11, "int32": 6, "int64": 7}[to])  # TensorProto's numbers
 
     def steps_inside(self, x: str, lens: str, time_axis: int = 0) -> str:
         """(T, B) bool: whether step t is inside row b, for x with its T steps on ``time_axis`` and
@@ -304,21 +305,69 @@ def _pool(g: Graph, pooling, y: str, lens64: str) -> str:
     return g.op("ReduceSum", g.op("Mul", g.op("Unsqueeze", alpha, g.ints([2])), y), g.ints([0]), keepdims=0)
 
 
-def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict):
-    """The classifier (or regressor) with its input's encoding: probabilities (B, K) or values (B,)."""
+def _z_normalised(g: Graph, x: str, inside: str, lengths: str) -> str:
+    """series_prep.z_normalise per row: x (B, T, C) float64, inside (B, T, 1) bool, lengths (B, 1, 1)
+    float64 → each channel less its mean over the row's steps, over their standard deviation; a
+    flat channel (std ≤ 1e-8·max(|mean|, 1)) zeros."""
+    zero = g.const(np.zeros(1), "zero", double=True)
+    over_steps = lambda v: g.op("Div", g.op("ReduceSum", g.op("Where", inside, v, zero), g.ints([1]), keepdims=1), lengths)  # noqa: E731
+    mean = over_steps(x)
+    d = g.op("Sub", x, mean)
+    std = g.op("Sqrt", over_steps(g.op("Mul", d, d)))
+    flat = g.op("LessOrEqual", std, g.op("Mul", g.op("Max", g.op("Abs", mean), g.const(np.ones(1), "one", double=True)),
+                                          g.const(np.full(1, 1e-8), "flat", double=True)))
+    return g.op("Div", d, g.op("Where", flat, g.const(np.full(1, np.inf), "inf", double=True), std))
+
+
+def _averaged_down(g: Graph, x: str, inside: str, lengths: str, max_steps: int) -> tuple[str, str]:
+    """series_prep.average_down per row: x (B, T, C) float64, inside (B, T) bool, lengths (B,) int64
+    → (B, min(T, max_steps), C), zeros past each new length, and the new lengths (B,) int64. Step t
+    of a row of n > max_steps steps falls in segment ⌊((t + 1)·max_steps − 1) / n⌋ (the j with
+    ⌊j·n/max_steps⌋ ≤ t, average_down's segment starts), added there by ScatterElements."""
+    M = g.ints(max_steps)
+    n = g.op("Unsqueeze", lengths, g.ints([1]))  # (B, 1)
+    t = g.op("Range", g.ints(0), g.op("Squeeze", _dim(g, x, 1), g.ints([0])), g.ints(1))  # (T,)
+    segment = g.op("Div", g.op("Sub", g.op("Mul", g.op("Add", t, g.ints(1)), M), g.ints(1)), n)  # (B, T), non-negative
+    out_steps = g.op("Min", _dim(g, x, 1), g.ints([max_steps]))
+    j = g.op("Min", g.op("Where", g.op("Greater", n, M), segment, t), g.op("Sub", out_steps, g.ints(1)))  # padding: any kept slot
+    shape = g.op("Concat", _dim(g, x, 0), out_steps, _dim(g, x, 2), axis=0)
+    zeros = lambda dims: g.op("ConstantOfShape", dims, value=g.onnx.numpy_helper.from_array(np.zeros(1)))  # noqa: E731  float64
+    sums = g.op("ScatterElements", zeros(shape), g.op("Expand", g.op("Unsqueeze", j, g.ints([2])), g.op("Shape", x)),
+                g.op("Where", g.op("Unsqueeze", inside, g.ints([2])), x, g.const(np.zeros(1), "zero", double=True)),
+                axis=1, reduction="add")
+    counts = g.op("ScatterElements", zeros(g.op("Slice", shape, g.ints([0]), g.ints([2]))), j, g.cast(inside, "double"), axis=1,
+                  reduction="add")
+    averaged = g.op("Div", sums, g.op("Unsqueeze", g.op("Max", counts, g.const(np.ones(1), "one", double=True)), g.ints([2])))
+    return averaged, g.op("Min", lengths, M)
+
+
+def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict, znorm: bool = False, max_length: int = 0):
+    """The classifier (or regressor) with its input's encoding: probabilities (B, K) or values (B,).
+    A series model's x is the raw series: z-normalised on its own (``znorm``), averaged down to
+    ``max_length`` steps (classify.prepare_series, in float64 as there), then standardised."""
     rnn = model.rnn
     g = Graph()
     tokens = "embedding" in model._modules
+    lengths = "lengths"
     if tokens:
         x = g.op("Gather", g.const(model.embedding.weight.data, "embedding"), g.op("Transpose", "x", perm=[1, 0]))
         x_info = ("x", "int64", ["batch", "time"])
-    else:  # standardised and bounded as classify.encode_inputs does
-        z = g.op("Div", g.op("Sub", "x", g.const(encoding["mean"], "mean")), g.const(encoding["std"], "std"))
-        x = g.op("Transpose", g.op("Clip", z, g.const(np.float32(-INPUT_BOUND)), g.const(np.float32(INPUT_BOUND))), perm=[1, 0, 2])
+    else:  # prepared, standardised and bounded as classify.encode_inputs does
+        inside = g.op("Transpose", g.steps_inside("x", lengths, time_axis=1), perm=[1, 0])  # (B, T)
+        # zeros past each length, whatever the padding held (a NaN there would reach a masked sum)
+        s = g.op("Where", g.op("Unsqueeze", inside, g.ints([2])), g.cast("x", "double"), g.const(np.zeros(1), "zero", double=True))
+        if znorm:
+            s = _z_normalised(g, s, g.op("Unsqueeze", inside, g.ints([2])),
+                              g.op("Unsqueeze", g.cast(lengths, "double"), g.ints([1, 2])))
+        if max_length:
+            s, lengths = _averaged_down(g, s, inside, lengths, max_length)
+        z = g.op("Div", g.op("Sub", s, g.const(encoding["mean"], "mean", double=True)), g.const(encoding["std"], "std", double=True))
+        z = g.op("Clip", z, g.const(np.float64(-INPUT_BOUND), "low", double=True), g.const(np.float64(INPUT_BOUND), "high", double=True))
+        x = g.op("Transpose", g.cast(z, "float"), perm=[1, 0, 2])
         x_info = ("x", "float", ["batch", "time", len(encoding["mean"])])
-    lens = g.cast("lengths", "int32")
+    lens = g.cast(lengths, "int32")
     y, _ = recurrent(g, rnn, x, initial_states(g, rnn, _dim(g, x, 1)), lens)
-    out = _linear(g, _pool(g, model.pool, y, "lengths"), model.head)
+    out = _linear(g, _pool(g, model.pool, y, lengths), model.head)
     if encoding["values"]:
         value = g.op("Add", g.op("Mul", g.op("Squeeze", out, g.ints([1])), g.const(np.float32(encoding["value_std"]))),
                      g.const(np.float32(encoding["value_mean"])))
@@ -401,66 +450,129 @@ def _bounded(g: Graph, x: str) -> str:
     return g.op("Clip", x, g.const(np.float32(-INPUT_BOUND), "low"), g.const(np.float32(INPUT_BOUND), "high"))
 
 
-def forecaster_graph(model: Forecaster, encoding: dict, level: str, z80: float, widen: float, metadata: dict):
-    """A direct forecaster, as ``rnnkit forecast`` computes a forecast from a window:
+def _rows(g: Graph, x: str, rows) -> str:
+    """x (B, N, C) → x[:, rows] (B, len(rows), C) for constant row indices."""
+    return g.op("Gather", x, g.ints(np.asarray(rows, np.int64)), axis=1)
 
-    values (B, W, C) float32, the window in data units (gaps filled); with calendar covariates
-    (F > 0) also window_covariates (B, W, F), those of the step after each window step, and
-    future_covariates (B, H, F), those of the H forecast steps
-    → mean, sigma, lower, upper (B, H, C) in data units (the 80% interval, widened by ``widen``)."""
+
+def _calendar(g: Graph, origin: str, offsets, frequencies) -> str:
+    """The calendar features of the steps origin + offsets, (B, S, F): per period, sin then cos of
+    t·ω for its frequencies ω (forecast.calendar_features). t·ω is taken in float64, as rnnkit
+    takes it: in float32 a step in the tens of thousands would lose the phase's third digit."""
+    t = g.op("Unsqueeze", g.cast(g.op("Add", g.op("Unsqueeze", origin, g.ints([1])), g.ints(offsets)), "double"), g.ints([2]))
+    parts = []
+    for omega in frequencies:
+        angle = g.op("Mul", t, g.const(omega, "frequencies", double=True))  # (B, S, k)
+        parts += [g.cast(g.op("Sin", angle), "float"), g.cast(g.op("Cos", angle), "float")]
+    return parts[0] if len(parts) == 1 else g.op("Concat", *parts, axis=2)
+
+
+def forecaster_graph(model: Forecaster, encoding: dict, reads: dict, level: str, z80: float, widen: float, blend: float,
+                     metadata: dict):
+    """A direct forecaster, as ``rnnkit forecast`` computes a forecast from an origin:
+
+    history (B, N, C) float32, the N points before the first forecast step in data units (gaps
+    filled), row N − 1 the latest; with calendar features also origin (B,) int64, the index of the
+    first forecast step in its series (the features' phase)
+    → mean, sigma, lower, upper (B, H, C) in data units: the network's forecast put back over its
+    base (a residual model's seasonal naive), blended with seasonal naive at weight ``blend``, σ
+    the network's, and the 80% interval mean ± z80·widen·σ.
+
+    ``reads`` (forecast.export_reads) says which rows of the history each part reads: history
+    (N), window (W,) and window_base (W,) or None, the network's input values less their base;
+    covariate_base ((W,), (H,)) or None, the base of the covariate steps (each window step's next,
+    and the forecast steps); lags [((W,), (H,)) …], the seasonal lags' rows at those steps;
+    naive (H,), the seasonal-naive forecast's; frequencies [(k,) …] and calendar_offsets ((W,),
+    (H,)), the calendar features' ω per period and their steps relative to the origin."""
     if model.mode != "direct":
         raise NotExportable("not exportable: a recursive forecaster (each sampled value is fed back into the network "
                             "between calls); export a model trained with --mode direct")
     g = Graph()
-    C, F, H = model.channels, model.covariates, model.horizon
-    scaled = _standardise(g, "values", encoding)  # (B, W, C)
-    z, level_value, spread = scaled, None, None  # level "none": the values as they are
-    if level in ("window", "scale"):  # relative to the window's own mean, and spread (Prepared.read_window)
-        level_value = g.op("ReduceMean", scaled, g.ints([1]), keepdims=1)  # (B, 1, C)
-        z = g.op("Sub", scaled, level_value)
+    C, H, N = model.channels, model.horizon, reads["history"]
+    scaled = _standardise(g, "history", encoding)  # (B, N, C)
+
+    def modelled(rows, base):
+        """The scaled values of these rows less their base (Prepared.modelled)."""
+        return _rows(g, scaled, rows) if base is None else g.op("Sub", _rows(g, scaled, rows), _rows(g, scaled, base))
+
+    values = modelled(reads["window"], reads["window_base"])  # (B, W, C)
+    level_value = spread = None  # level "none": the values as they are
+    if level in ("window", "scale"):  # relative to the window's mean (residual), and its spread (Prepared.read_window)
+        level_value = g.op("ReduceMean", values, g.ints([1]), keepdims=1)  # (B, 1, C)
     if level == "scale":
-        spread = g.op("Max", g.op("Sqrt", g.op("ReduceMean", g.op("Mul", z, z), g.ints([1]), keepdims=1)),
-                      g.const(np.float32(1e-3), "floor"))
-        z = g.op("Div", z, spread)
-    z = _bounded(g, z)
-    inputs = [("values", "float", ["batch", encoding["window"], C])]
+        spread = g.const(encoding["residual_std"], "residual_std") if encoding.get("residual") else g.op(
+            "Max", g.op("Sqrt", g.op("ReduceMean", g.op("Mul", *[g.op("Sub", values, level_value)] * 2), g.ints([1]), keepdims=1)),
+            g.const(np.float32(1e-3), "floor"))
+
+    def in_units(x):
+        """(x − level) / spread, bounded: the window's units."""
+        x = x if level_value is None else g.op("Sub", x, level_value)
+        return _bounded(g, x if spread is None else g.op("Div", x, spread))
+
+    covariates = []  # [(window part, future part)], Prepared.covariates: the calendar, then each lag
+    if reads["frequencies"]:
+        covariates.append(tuple(_calendar(g, "origin", offsets, reads["frequencies"]) for offsets in reads["calendar_offsets"]))
+    bases = reads["covariate_base"] or (None, None)
+    for lag_rows in reads["lags"]:
+        covariates.append(tuple(in_units(modelled(rows, base)) for rows, base in zip(lag_rows, bases)))
+    z = in_units(values)
     future = None
-    if F:
-        z = g.op("Concat", z, "window_covariates", axis=2)
-        future = g.op("Reshape", "future_covariates", g.ints([0, -1]))
-        inputs += [("window_covariates", "float", ["batch", encoding["window"], F]), ("future_covariates", "float", ["batch", H, F])]
+    if covariates:
+        z = g.op("Concat", z, *(w for w, _ in covariates), axis=2)
+        future = g.op("Reshape", g.op("Concat", *(f for _, f in covariates), axis=2) if len(covariates) > 1 else covariates[0][1],
+                      g.ints([0, -1]))  # (B, H·F)
     mu, sigma = _direct_forecast(g, model, g.op("Transpose", z, perm=[1, 0, 2]), future)
-    if spread is not None:  # back to the data's units: × spread + level, then × std + mean
-        mu, sigma = g.op("Mul", mu, spread), g.op("Mul", sigma, spread)
-    if level_value is not None:
-        mu = g.op("Add", mu, level_value)
+    base = None if bases[1] is None else _rows(g, scaled, bases[1])  # (B, H, C)
     std = g.const(encoding["std"], "std")
-    mean = g.op("Add", g.op("Mul", mu, std), g.const(encoding["mean"], "mean"))
-    sd = g.op("Mul", sigma, std)
-    half = g.op("Mul", sd, g.const(np.float32(z80 * widen), "half_width"))
-    for value, name in ((mean, "mean"), (sd, "sigma"), (g.op("Sub", mean, half), "lower"), (g.op("Add", mean, half), "upper")):
+
+    def back(x):
+        """The window's units → the data's: (x·spread + level + base)·std + mean (forecast_at)."""
+        for operation, value in (("Mul", spread), ("Add", level_value), ("Add", base)):
+            x = x if value is None else g.op(operation, x, value)
+        return g.op("Add", g.op("Mul", x, std), g.const(encoding["mean"], "mean"))
+
+    half = g.op("Mul", sigma, g.const(np.float32(z80 * widen), "half_width"))
+    mean, lower, upper = back(mu), back(g.op("Sub", mu, half)), back(g.op("Add", mu, half))
+    if blend != 1.0:  # μ = sn + α·(μ_net − sn): everything moves by (1 − α)·(sn − μ_net)
+        shift = g.op("Mul", g.op("Sub", _rows(g, "history", reads["naive"]), mean), g.const(np.float32(1 - blend), "one_less_blend"))
+        mean, lower, upper = (g.op("Add", x, shift) for x in (mean, lower, upper))
+    sd = g.op("Mul", sigma if spread is None else g.op("Mul", sigma, spread), std)
+    for value, name in ((mean, "mean"), (sd, "sigma"), (lower, "lower"), (upper, "upper")):
         g.output(value, name)
+    inputs = [("history", "float", ["batch", N, C])] + ([("origin", "int64", ["batch"])] if reads["frequencies"] else [])
     return g.model(inputs, [(name, "float", ["batch", H, C]) for name in ("mean", "sigma", "lower", "upper")], metadata, "forecaster")
 
 
-def detector_graph(model: Forecaster, encoding: dict, window: int, threshold: float, metadata: dict):
-    """An anomaly detector, as ``rnnkit detect`` scores a point from the W before it:
+def detector_graph(model: Forecaster, encoding: dict, window: int, threshold: float, score: str, smooth: int, metadata: dict):
+    """An anomaly detector, as ``rnnkit detect`` scores a point (detect.Detector.scores):
 
-    window (B, W, C) float32 in data units, value (B, C) the point after it
-    → score (B,) = √(mean_c ((x − μ) / σ)²) in standardised units, anomaly (B,) bool (score
-    above the model's threshold), mean and sigma (B, C) of the one-step prediction in data units."""
+    window (B, W + K + S − 2, C) float32, the points before it in data units, value (B, C) the point
+    → score (B,): the mean over the last S points u of e_u = √(mean_k,c ((x_u − μ_u|k) / σ_u|k)²),
+    μ_u|k the forecast of u from the W points before u − k (k < K), in standardised units (without
+    / σ for ``score`` "error"); anomaly (B,) bool, the score above the threshold; mean and sigma
+    (B, C), the value's forecast from the W points just before it, in data units."""
     g = Graph()
-    C = model.channels
-    mu, sigma = (g.op("Squeeze", v, g.ints([1])) for v in
-                 _direct_forecast(g, model, g.op("Transpose", _bounded(g, _standardise(g, "window", encoding)), perm=[1, 0, 2]), None))
-    err = g.op("Div", g.op("Sub", _standardise(g, "value", encoding), mu), sigma)
-    score = g.op("Sqrt", g.op("ReduceMean", g.op("Mul", err, err), g.ints([1]), keepdims=0))
+    C, K, W, S = model.channels, model.horizon, window, smooth
+    M = W + K + S - 1  # the points a score reads, the point itself last
+    x = _standardise(g, g.op("Concat", "window", g.op("Unsqueeze", "value", g.ints([1])), axis=1), encoding)  # (B, M, C)
+    O = K + S - 1  # the origins W … M − 1: each S point's K forecasts
+    windows = g.op("Gather", _bounded(g, x), g.ints(np.arange(W, M)[:, None] - W + np.arange(W)), axis=1)  # (B, O, W, C)
+    z = g.op("Transpose", g.op("Reshape", windows, g.ints([-1, W, C])), perm=[1, 0, 2])  # (W, B·O, C)
+    mu, sigma = (g.op("Reshape", v, g.ints([-1, O * K, C])) for v in _direct_forecast(g, model, z, None))  # (B, O·K, C)
+    j, k = np.arange(S)[:, None], np.arange(K)[None, :]
+    pairs = g.ints((K - 1 + j - k) * K + k)  # point M − S + j's forecast k: origin index K − 1 + j − k, step k
+    d = g.op("Sub", g.op("Unsqueeze", _rows(g, x, np.arange(M - S, M)), g.ints([2])), g.op("Gather", mu, pairs, axis=1))  # (B, S, K, C)
+    if score == "scaled":
+        d = g.op("Div", d, g.op("Gather", sigma, pairs, axis=1))
+    errors = g.op("Sqrt", g.op("ReduceMean", g.op("Mul", d, d), g.ints([2, 3]), keepdims=0))  # (B, S)
+    point = g.op("ReduceMean", errors, g.ints([1]), keepdims=0)
     std = g.const(encoding["std"], "std")
-    g.output(score, "score")
-    g.output(g.op("Greater", score, g.const(np.float32(threshold), "threshold")), "anomaly")
-    g.output(g.op("Add", g.op("Mul", mu, std), g.const(encoding["mean"], "mean")), "mean")
-    g.output(g.op("Mul", sigma, std), "sigma")
-    return g.model([("window", "float", ["batch", window, C]), ("value", "float", ["batch", C])],
+    last = g.ints((O - 1) * K)  # the last origin's first step: the value
+    g.output(point, "score")
+    g.output(g.op("Greater", point, g.const(np.float32(threshold), "threshold")), "anomaly")
+    g.output(g.op("Add", g.op("Mul", g.op("Gather", mu, last, axis=1), std), g.const(encoding["mean"], "mean")), "mean")
+    g.output(g.op("Mul", g.op("Gather", sigma, last, axis=1), std), "sigma")
+    return g.model([("window", "float", ["batch", M - 1, C]), ("value", "float", ["batch", C])],
                    [("score", "float", ["batch"]), ("anomaly", "bool", ["batch"]), ("mean", "float", ["batch", C]),
                     ("sigma", "float", ["batch", C])], metadata, "detector")
 

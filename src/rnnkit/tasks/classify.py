@@ -433,14 +433,15 @@ class TrainedClassifier(Exportable):
         """The ONNX model (``export/onnx.py``'s ``classifier_graph``): probabilities, or a
         regressor's values, from token ids or raw series and lengths; its metadata holds the
         encoding (vocabulary or channel statistics, labels)."""
-        if self.encoding["input"] == "series" and self.opts.znorm != "none":
-            raise onnx_export.NotExportable(
-                f"not exportable: the classifier's graph standardises series with the training statistics, and this "
-                f"model z-normalises each series on its own (--znorm {self.opts.znorm}); export one trained with --znorm none")
         meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "labels": json.dumps(self.labels)}
-        if self.encoding["input"] == "series" and self.opts.max_length:
-            meta["max_length"] = f"{self.opts.max_length}: average a longer series down to this many steps (means of equal segments) before the graph"
-        return onnx_export.classifier_graph(self.model, self.encoding, meta)
+        if self.encoding["input"] == "text":
+            return onnx_export.classifier_graph(self.model, self.encoding, meta)
+        o = self.opts
+        meta["inputs"] = (f"x (B, T, {self.encoding['channels']}) float32: each series as it is (any values past its length)"
+                          + (", z-normalised per series in the graph" if o.znorm == "series" else "")
+                          + (f", averaged down to {o.max_length} steps in the graph" if o.max_length else "")
+                          + "; lengths (B,) int64")
+        return onnx_export.classifier_graph(self.model, self.encoding, meta, znorm=o.znorm == "series", max_length=o.max_length)
 
     def evaluate(self, data: str | None = None) -> dict:
         """Metrics on the validation split and the test split (or on ``data``), with a confusion

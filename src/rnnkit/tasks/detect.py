@@ -352,16 +352,18 @@ class TrainedDetector(Exportable):
         return series, labels, scores, scored
 
     def onnx_model(self):
-        """The ONNX model (``export/onnx.py``'s ``detector_graph``): the score of a point from the W
-        before it, and whether it passes the threshold; its metadata holds the encoding and threshold."""
-        o = self.opts
-        if (o.horizon, o.score, o.smooth) != (1, "scaled", 1):
-            raise onnx_export.NotExportable(
-                f"not exportable: the detector's graph scores a point by its one-step error scaled by σ, and this model "
-                f"has --horizon {o.horizon} --score {o.score} --smooth {o.smooth}; export one trained with the defaults "
-                "(--horizon 1 --score scaled --smooth 1)")
-        meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "threshold": str(self.detector.threshold)}
-        return onnx_export.detector_graph(self.model, self.encoding, self.opts.window, self.detector.threshold, meta)
+        """The ONNX model (``export/onnx.py``'s ``detector_graph``): the score of a point from the
+        ``memory − 1`` points before it, and whether it passes the threshold; its metadata holds the
+        encoding, the threshold and how to call it."""
+        o, before = self.opts, self.detector.memory - 1
+        meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "threshold": str(self.detector.threshold),
+                "inputs": f"window (B, {before}, C) float32: the {before} points before the scored one (W + K + S − 2), "
+                          "value (B, C): the point; in the data's units, gaps filled",
+                "outputs": f"score (B,): the mean of the last {o.smooth} point(s)' errors, each over its {o.horizon} "
+                           f"forecast(s), {o.score}; anomaly (B,): score > threshold; mean, sigma (B, C): the value's "
+                           "forecast from the W points before it. rnnkit scores the first points of a series, which "
+                           f"lack the {before} before them, from fewer forecasts and errors (none for the first W)"}
+        return onnx_export.detector_graph(self.model, self.encoding, o.window, self.detector.threshold, o.score, o.smooth, meta)
 
     def detect(self, data: str | None = None) -> dict:
         """Scores, flags (score above the threshold) and the flagged ranges of a series; ``scored``

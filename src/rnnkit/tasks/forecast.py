@@ -249,14 +249,20 @@ def detect_seasons(times: list) -> tuple[int, ...]:
     return tuple(m for m in seasons if m > 1 and 4 * m <= len(times))
 
 
+def calendar_frequencies(periods) -> list[np.ndarray]:
+    """For each period (a number or a list) of at least 2 steps, the angular frequencies 2πk/period
+    of its features, k = 1, 2 (k = 1 only when the period is short); none for shorter periods."""
+    return [np.arange(1, 3 if period >= 4 else 2) * 2 * np.pi / period
+            for period in np.atleast_1d(np.asarray(periods, np.float64)) if period >= 2]
+
+
 def calendar_features(n: int, periods) -> np.ndarray:
-    """(n, F): sin and cos of 2πk·t/period for k = 1, 2 (k = 1 only when the period is short)
-    for each period (a number or a list); periods below 2 give none, so F = 0 without a season."""
+    """(n, F): for each period, sin(ω·t) then cos(ω·t) for its ``calendar_frequencies`` ω, t the
+    step's index 0 … n − 1; F = 0 without a season."""
+    t = np.arange(n)[:, None]
     parts = [np.zeros((n, 0), np.float32)]
-    for period in np.atleast_1d(np.asarray(periods, np.float64)):
-        if period >= 2:
-            t = np.arange(n)[:, None] * (np.arange(1, 3 if period >= 4 else 2)[None, :] * 2 * np.pi / period)
-            parts += [np.sin(t), np.cos(t)]
+    for omega in calendar_frequencies(periods):
+        parts += [np.sin(t * omega), np.cos(t * omega)]
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
@@ -277,6 +283,35 @@ def seasonal_reference(t: np.ndarray, origin: int, lag: int) -> np.ndarray:
     it (so the first lag of the season is the seasonal-naive forecast)."""
     k = np.maximum(1, (t - origin) // lag + 1)
     return t - k * lag
+
+
+#: the exported forecaster's feeds for a forecast after the end of ``values`` (n, C), NaN where
+#: missing: the gaps interpolated over the whole series as ``fill_gaps`` does (a gap at either
+#: end holds the nearest value), the last N points, and the series' length (the metadata's "prepare")
+EXPORT_FEEDS = """index = np.arange(len(values))  # values (n, C): the series so far, NaN where missing
+filled = np.stack([np.interp(index, index[~np.isnan(v)], v[~np.isnan(v)]) for v in values.T], axis=1)
+feeds = {{"history": filled[None, -{N}:].astype(np.float32){origin}}}"""
+
+
+def export_reads(encoding: dict, horizon: int, blend: float) -> dict:
+    """What a forecast reads of the points before its origin, as rows of the exported graph's
+    ``history`` (export/onnx.py's ``forecaster_graph`` documents each entry): the N points before
+    the origin, where N covers the window and the seasonal lags of its first step
+    (``Prepared.first_start``) and, when blended, the season of seasonal naive. Indices are those
+    of a series whose first forecast step is N, so ``Prepared``'s own rules give them."""
+    W, H, m = encoding["window"], horizon, encoding["season"]
+    lags = encoding.get("lags", [])
+    residual = bool(encoding.get("residual"))
+    N = max(W + max(lags, default=0), m if blend != 1.0 else 1)
+    window, steps, future = np.arange(N - W, N), np.arange(N - W + 1, N + 1), np.arange(N, N + H)  # Prepared.read_window
+    base = (lambda t: seasonal_reference(t, N, lags[0])) if residual else (lambda t: None)  # noqa: E731  (Prepared.base)
+    return {"history": N, "window": window, "window_base": base(window),
+            "covariate_base": (base(steps), base(future)) if residual else None,
+            "lags": [(seasonal_reference(steps, N, lag), seasonal_reference(future, N, lag))
+                     for lag in (lags[1:] if residual else lags)],  # Prepared.input_lags
+            "naive": seasonal_reference(future, N, m) if m > 1 else np.full(H, N - 1),  # baselines
+            "frequencies": calendar_frequencies(encoding.get("periods", encoding["period"])),
+            "calendar_offsets": (steps - N, future - N)}
 
 
 def future_times(times: list, steps: int) -> list:
@@ -621,26 +656,25 @@ class TrainedForecaster(Exportable):
         return {"time": times, **f, "history": prepared}
 
     def onnx_model(self):
-        """The ONNX model (``export/onnx.py``'s ``forecaster_graph``, direct mode): mean, sigma and
-        the 80% interval of the H steps after a window; its metadata holds the encoding and how
-        the calendar covariates are made."""
-        refused = []
-        if self.encoding.get("lags"):
-            refused.append(f"--seasonal {self.opts.seasonal} (its inputs reach back seasons before the window)")
-        if len(self.opts.seasons) > 1:
-            refused.append(f"several seasons ({self.opts.season})")
-        if self.blend != 1.0:
-            refused.append(f"forecasts blended with seasonal naive (weight {self.blend:g}, chosen on validation)")
-        if refused and self.opts.mode == "direct":  # a recursive one is refused first, for its own reason
-            raise onnx_export.NotExportable(
-                "not exportable: the forecaster's graph holds the network alone so far, and this model has "
-                + "; ".join(refused) + "; export one trained with --seasonal none and one season, whose validation "
-                "kept the network (blend 1, `rnnkit info` shows it)")
+        """The ONNX model (``export/onnx.py``'s ``forecaster_graph``, direct mode): what ``forecast``
+        computes from the points before an origin (and its index, for the calendar features): mean,
+        sigma and the 80% interval of the H steps after it; its metadata holds the encoding, the
+        calibration (blend, widen) and how to call it."""
+        reads = export_reads(self.encoding, self.opts.horizon, self.blend)
+        N, calendar = reads["history"], bool(reads["frequencies"])
         meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "widen": str(self.widen),
-                "covariates": "row t: sin(2πk·t/period), then cos(2πk·t/period), k = 1, 2 (k = 1 alone when period < 4), "
-                              "t the step's index in the series; none when period < 2. window_covariates: the rows of the "
-                              "steps after each window step; future_covariates: the rows of the H forecast steps"}
-        return onnx_export.forecaster_graph(self.model, self.encoding, self.opts.level, Z80, self.widen, meta)
+                "blend": str(self.blend), "history": str(N), "prepare": EXPORT_FEEDS.format(
+                    N=N, origin=', "origin": np.array([len(values)], np.int64)' if calendar else ""),
+                "inputs": f"history (B, {N}, C) float32: the {N} points before the first forecast step, in the data's units, "
+                          "gaps filled (linear interpolation), the latest last"
+                          + ("; origin (B,) int64: the first forecast step's index in its series, its first point 0 (after "
+                             "a series' end: its length), the calendar features' phase"
+                             if calendar else ""),
+                "outputs": "mean, sigma, lower, upper (B, H, C) in the data's units: the network's forecast"
+                           + (" over seasonal naive (the residual it models)" if self.encoding.get("residual") else "")
+                           + (f", blended with seasonal naive at weight {self.blend:g}" if self.blend != 1.0 else "")
+                           + f"; sigma the network's; lower, upper = mean ∓ {Z80:.6f}·widen·sigma, the calibrated 80% interval"}
+        return onnx_export.forecaster_graph(self.model, self.encoding, reads, self.opts.level, Z80, self.widen, self.blend, meta)
 
     def evaluate(self, data: str | None = None) -> dict:
         """The rolling-origin backtest (see the module docstring); writes backtest.png."""
