@@ -98,9 +98,16 @@ def allreduce(args) -> None:
 
 
 # ---- the main job: 1 × 2 threads against 2 × 1 -----------------------------------------------------
-def _train(out: Path, processes: int, threads: int, seconds: float, extra: list[str]) -> dict:
-    command = [*RNNKIT, "--threads", str(threads), "train", "lm", "--out", str(out), "--time-limit", str(seconds),
-               "--valid-every", "100000", "--log-every", "20", "--quiet", "--overwrite", *extra]
+def bits_per_char(record: dict) -> float:
+    """A validation record's bits per character (a character model's bits per token)."""
+    return record.get("valid_bits_per_char", record["valid_bits_per_token"])
+
+
+def _train(out: Path, processes: int, threads: int | None, seconds: float, extra: list[str]) -> dict:
+    """`rnnkit train lm` (its defaults: the main job) for ``seconds``; threads None: the thread
+    policy's own choice (BLAS 1; the kernels on the free cores, or a share of them per process)."""
+    command = [*RNNKIT, *(["--threads", str(threads)] if threads else []), "train", "lm", "--out", str(out),
+               "--time-limit", str(seconds), "--valid-every", "100000", "--log-every", "20", "--quiet", "--overwrite", *extra]
     if processes > 1:
         command = [MPIEXEC, "-n", str(processes), *command]
     started = time.perf_counter()
@@ -108,24 +115,30 @@ def _train(out: Path, processes: int, threads: int, seconds: float, extra: list[
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "train_loss" in r]
     valid = [r for r in records if "valid_loss" in r][-1]
-    return {"processes": processes, "threads": threads, "steps": steps[-1]["step"],
-            "tokens_per_s": steps[-1]["tokens_per_s"], "valid_bits_per_char": valid.get("valid_bits_per_char"),
+    return {"processes": processes, "threads": threads or "policy", "steps": steps[-1]["step"],
+            "tokens_per_s": steps[-1]["tokens_per_s"], "valid_bits_per_char": bits_per_char(valid),
             "wall_s": time.perf_counter() - started}
 
 
 def lm(args) -> None:
-    rows = []
+    """The main job on this machine's two cores: one process (the thread policy: BLAS 1, the
+    compiled kernels on both cores; or --threads 2: BLAS and kernels 2) against two processes of
+    one thread each, for the same wall time."""
+    configs = {"1 process, policy (kernels on 2 cores)": (1, None), "1 process, --threads 2": (1, 2),
+               "2 processes × 1 thread": (2, None)}
+    if args.only:
+        configs = {label: c for label, c in configs.items() if label.startswith(tuple(args.only))}
+    rows = {}
     with tempfile.TemporaryDirectory(prefix="rnnkit-bench-parallel-") as tmp:
-        for processes, threads in ((1, 2), (2, 1)):
+        for label, (processes, threads) in configs.items():
             before = load()
-            row = _train(Path(tmp) / f"p{processes}", processes, threads, args.minutes * 60, [])
+            row = _train(Path(tmp) / "m", processes, threads, args.minutes * 60, [])
             row["load"] = [before, load()]
-            rows.append(row)
-            print(f"{processes} × {threads} threads: {row['steps']} steps, {row['tokens_per_s']:,.0f} tokens/s, "
-                  f"valid {row['valid_bits_per_char']:.4f} bpc at {args.minutes} min; load {before:.2f} → {load():.2f}")
-    ratio = rows[1]["tokens_per_s"] / rows[0]["tokens_per_s"]
-    print(f"2 processes × 1 thread / 1 process × 2 threads: {ratio:.2f}× the tokens/s")
-    save("lm", {"minutes": args.minutes, "runs": rows, "ratio_2x1_over_1x2": ratio})
+            rows[label] = row
+            print(f"{label:40} {row['steps']} steps, {row['tokens_per_s']:,.0f} tokens/s, valid "
+                  f"{row['valid_bits_per_char']:.4f} bpc at {args.minutes} min; load {before:.2f} → {load():.2f}")
+    earlier = json.loads(RESULTS.read_text()).get("lm", {}).get("runs", {}) if RESULTS.exists() else {}
+    save("lm", {"minutes": args.minutes, "runs": {**earlier, **rows}})
 
 
 # ---- compute per step, against the per-rank batch ----------------------------------------------------
@@ -175,25 +188,30 @@ def ring_allreduce_s(machines: int, nbytes: float, bandwidth: float, latency: fl
 
 
 def model(args) -> None:
+    """Tokens/s of K machines, from each per-rank batch's measured rate (tokens/s of one process,
+    one thread: a step's token count varies with the sentences drawn, the rate much less) and the
+    ring allreduce of the gradient."""
     results = json.loads(RESULTS.read_text())
     alpha = results["allreduce"]["alpha_s"]
     table = {}
     for name, per_batch in results["compute"]["per_rank_batch"].items():
         per_batch = {int(b): v for b, v in per_batch.items()}
+        rate = {b: v["tokens_per_step"] / v["step_s"] for b, v in per_batch.items()}  # one process's tokens/s
         largest = max(per_batch)
+        tokens = per_batch[largest]["tokens_per_step"] / largest  # a row's tokens, on average
         nbytes = per_batch[largest]["gradient_bytes"]
         for network, (bandwidth, wire) in NETWORKS.items():
             rows = []
             for k in MACHINES:
-                weak = per_batch[largest]  # every machine keeps the batch: the global batch grows K-fold
-                weak_step = weak["step_s"] + ring_allreduce_s(k, nbytes, bandwidth, alpha + wire)
-                share = largest // k  # the global batch kept: each machine's share shrinks
-                strong = per_batch.get(share)
-                strong_step = strong["step_s"] + ring_allreduce_s(k, nbytes, bandwidth, alpha + wire) if strong else None
-                rows.append({"machines": k, "weak_tokens_per_s": k * weak["tokens_per_step"] / weak_step,
-                             "weak_efficiency": per_batch[largest]["step_s"] / weak_step,
-                             "strong_tokens_per_s": strong["tokens_per_step"] * k / strong_step if strong else None,
-                             "allreduce_s": ring_allreduce_s(k, nbytes, bandwidth, alpha + wire)})
+                reduce_s = ring_allreduce_s(k, nbytes, bandwidth, alpha + wire)
+                # weak: each machine a batch of `largest` rows; strong: the `largest` rows shared K ways
+                weak_step = largest * tokens / rate[largest] + reduce_s
+                share = largest // k
+                strong_step = share * tokens / rate[share] + reduce_s if share in rate else None
+                rows.append({"machines": k, "allreduce_s": reduce_s,
+                             "weak_tokens_per_s": k * largest * tokens / weak_step,
+                             "weak_efficiency": largest * tokens / rate[largest] / weak_step,
+                             "strong_tokens_per_s": largest * tokens / strong_step if strong_step else None})
             table[f"{name}, {network}"] = {"gradient_bytes": nbytes, "batch": largest, "rows": rows}
             print(f"\n{name} (gradient {nbytes / 2**20:.2f} MiB, batch {largest} per machine), {network}")
             print(f"{'machines':>8} {'allreduce ms':>12} {'weak tok/s':>12} {'efficiency':>10} {'strong tok/s':>12}")
@@ -213,7 +231,11 @@ def lr(args) -> None:
     base = ["--steps", str(args.steps), "--valid-every", str(args.steps), "--log-every", "10", "--quiet", "--overwrite",
             "--hidden", str(args.hidden)]  # Shakespeare, the default data
     runs = {"K=1, batch 32, lr 2e-3": (1, 32, 2e-3), "K=4, batch 128, lr 2e-3 (unchanged)": (4, 128, 2e-3),
-            "K=4, batch 128, lr 4e-3 (×√K)": (4, 128, 4e-3), "K=4, batch 128, lr 8e-3 (×K)": (4, 128, 8e-3)}
+            "K=4, batch 128, lr 4e-3 (×√K)": (4, 128, 4e-3), "K=4, batch 128, lr 8e-3 (×K)": (4, 128, 8e-3),
+            # the same rates at K = 1: is the gain the batch's, or the rate's alone?
+            "K=1, batch 32, lr 4e-3": (1, 32, 4e-3), "K=1, batch 32, lr 8e-3": (1, 32, 8e-3)}
+    if args.only:
+        runs = {label: run for label, run in runs.items() if label.startswith(tuple(args.only))}
     rows = {}
     if args.confirm:  # the √K rule again on 4 real processes: the same figure as one process
         runs["K=4 on 4 processes, batch 128, lr 4e-3 (×√K)"] = (4, 128, 4e-3)
@@ -231,11 +253,13 @@ def lr(args) -> None:
             subprocess.run(command, check=True, capture_output=True, text=True)
             valid = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if "valid_loss" in line][-1]
             rows[label] = {"machines": k, "processes_used": processes, "batch": batch, "lr": rate,
-                           "valid_bits_per_char": valid["valid_bits_per_char"], "wall_s": time.perf_counter() - started,
+                           "valid_bits_per_char": bits_per_char(valid), "wall_s": time.perf_counter() - started,
                            "load": [before, load()]}
-            print(f"{label:40} valid {valid['valid_bits_per_char']:.4f} bpc after {args.steps} steps "
+            print(f"{label:40} valid {bits_per_char(valid):.4f} bpc after {args.steps} steps "
                   f"({processes} process(es), {time.perf_counter() - started:.0f} s; load {before:.2f} → {load():.2f})")
-    save("lr", {"steps": args.steps, "hidden": args.hidden, "runs": rows})
+    section = f"lr_{args.steps}_steps"
+    earlier = json.loads(RESULTS.read_text()).get(section, {}).get("runs", {}) if RESULTS.exists() else {}
+    save(section, {"steps": args.steps, "hidden": args.hidden, "runs": {**earlier, **rows}})  # runs added, not lost
 
 
 def main() -> None:
@@ -245,6 +269,7 @@ def main() -> None:
     p.add_argument("--processes", type=int, default=2)
     p = sub.add_parser("lm")
     p.add_argument("--minutes", type=float, default=3.0)
+    p.add_argument("--only", nargs="+", help="the configurations whose labels start so")
     p = sub.add_parser("compute")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     p.add_argument("--repeats", type=int, default=8)
@@ -252,6 +277,7 @@ def main() -> None:
     p = sub.add_parser("lr")
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--only", nargs="+", help="the runs whose labels start so (e.g. 'K=1')")
     p.add_argument("--confirm", action="store_true", help="run the √K case again as 4 processes (the others: one process, the same sums)")
     args = parser.parse_args()
     {"allreduce": allreduce, "lm": lm, "compute": compute, "model": model, "lr": lr}[args.part](args)
