@@ -57,6 +57,7 @@ CONFIGS = {
     "mean-pooling": {"pooling": "mean"},
     "max-length-128": {"max_length": 128},
     "validation-split": {"cv_folds": 0},  # early stopping on a 10% split, as before issue 22
+    "segments-range": {"segments": "range"},  # shortened series keep each segment's minimum and maximum too
 }
 
 # recalled from the UCR archive's DataSummary (Dau et al. 2018, arXiv:1810.07758): 1-NN DTW with a full

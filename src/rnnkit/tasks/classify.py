@@ -37,7 +37,7 @@ from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.datasets import UCR_SETS
 from ..data.fingerprint import check_data, record_data
 from ..export import onnx as onnx_export
-from ..data.series_prep import average_down, z_normalise
+from ..data.series_prep import average_down, summarise_down, z_normalise
 from ..data.sources import is_built_in, load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
@@ -55,6 +55,10 @@ from .base import (Exportable, export_metadata, MEAN_SCHEMA, MEANS_SCHEMA, NAMES
 CV_BELOW = 500
 CV_FOLDS = 5
 ZNORMS = ("series", "none")
+#: how --max-length shortens a series: each segment's mean, or its mean, minimum and maximum
+SEGMENTS = ("mean", "range")
+#: the network's input channels for each of the data's, by --segments
+SEGMENT_WIDTH = {"mean": 1, "range": 3}
 #: what ``--data`` reads (``data.sources``): the one list --help shows
 DATA_FORMATS = ("a text file of `label<TAB>text` lines (.tsv, .txt or any other suffix); a .csv file of `label,text` "
                 "lines, or of numeric series, one a row: `label,v1,v2,…`; an .npz file with X and y (and lengths); "
@@ -86,11 +90,13 @@ class ClassifyOptions:
     cv_folds: int = -1
     znorm: str = "none"
     max_length: int = 256
+    segments: str = "mean"
 
     # the values an option takes (the command line lists them in its usage)
     # what a model trained before an option existed was trained with (its config.json lacks the option)
-    BEFORE = {"cv_folds": 0, "znorm": "none", "max_length": 0}
-    CHOICES = {"target": ("auto", "class", "value"), "tokenizer": tuple(TOKENIZERS), "cell": cell_choices(), "pooling": POOLINGS, "znorm": ZNORMS}
+    BEFORE = {"cv_folds": 0, "znorm": "none", "max_length": 0, "segments": "mean"}
+    CHOICES = {"target": ("auto", "class", "value"), "tokenizer": tuple(TOKENIZERS), "cell": cell_choices(), "pooling": POOLINGS, "znorm": ZNORMS,
+               "segments": SEGMENTS}
     HELP = {
         "data": f"labelled sequences: {DATA_FORMATS}; or a built-in set: polarity, ucr:NAME ({', '.join(UCR_SETS)}), "
                 "fillets-speaker:cs or :nl (which fish speaks; `rnnkit data install fillets-speech`)",
@@ -123,6 +129,9 @@ class ClassifyOptions:
                  "(default: none)",
         "max_length": "numeric input: average a longer series down to this many steps (means of equal segments; "
                       "0: keep every step) (default: 256)",
+        "segments": "numeric input: what --max-length keeps of each segment: mean, or range: its mean, minimum and "
+                    "maximum (three channels for each of the data's; a fast oscillation averages to a flat line, but its "
+                    "envelope survives; a shorter series' steps are their own segments) (default: mean)",
     }
 
     def __post_init__(self):
@@ -130,7 +139,8 @@ class ClassifyOptions:
                   "pooling": self.pooling in POOLINGS, "folds": self.folds == 0 or self.folds >= 2,
                   "fold": 0 <= self.fold < max(self.folds, 1), "valid_fraction": 0 < self.valid_fraction < 1,
                   "dropout": 0 <= self.dropout < 1, "cv_folds": self.cv_folds == -1 or self.cv_folds == 0 or self.cv_folds >= 2,
-                  "znorm": self.znorm in ZNORMS, "max_length": self.max_length >= 0, **network_checks(self)}
+                  "znorm": self.znorm in ZNORMS, "max_length": self.max_length >= 0, "segments": self.segments in SEGMENTS,
+                  **network_checks(self)}
         check_options(self, checks)
 
 
@@ -268,20 +278,23 @@ def encode_inputs(config: dict, opts: ClassifyOptions, items, where: str) -> lis
             out.append(ids)
         return out
     mean, std = np.array(config["mean"]), np.array(config["std"])
+    channels = len(mean) // SEGMENT_WIDTH[opts.segments]  # the data's, before --segments range widens them
     for i, s in enumerate(items):
         shape = np.shape(s)
-        if len(shape) != 2 or shape[1] != len(mean):
-            raise DataError(f"{where}: example {i + 1} has shape {shape}; the model reads series of {len(mean)} channel(s)")
+        if len(shape) != 2 or shape[1] != channels:
+            raise DataError(f"{where}: example {i + 1} has shape {shape}; the model reads series of {channels} channel(s)")
     return [np.clip((s - mean) / std, -INPUT_BOUND, INPUT_BOUND).astype(np.float32) for s in prepare_series(opts, items)]
 
 
 def prepare_series(opts: ClassifyOptions, items) -> list[np.ndarray]:
     """Each (T_i, C) series as the network's input before channel standardisation: z-normalised
-    on its own (--znorm series), averaged down to --max-length steps; float64."""
+    on its own (--znorm series), shortened to --max-length steps (segment means, or with
+    --segments range their means, minima and maxima: (T', 3C)); float64."""
+    shorten = summarise_down if opts.segments == "range" else average_down
     out = []
     for s in items:
         s = np.asarray(s, dtype=np.float64)
-        out.append(average_down(z_normalise(s) if opts.znorm == "series" else s, opts.max_length))
+        out.append(shorten(z_normalise(s) if opts.znorm == "series" else s, opts.max_length))
     return out
 
 
@@ -440,6 +453,9 @@ class TrainedClassifier(Exportable):
         meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "labels": json.dumps(self.labels)}
         if self.encoding["input"] == "series" and self.opts.max_length:
             meta["max_length"] = f"{self.opts.max_length}: average a longer series down to this many steps (means of equal segments) before the graph"
+        if self.encoding["input"] == "series" and self.opts.segments == "range":
+            meta["segments"] = ("range: before the graph, each series becomes its segments' means, then minima, then maxima "
+                                "(three channels for each; a step of a series no longer than max_length is its own segment)")
         return onnx_export.classifier_graph(self.model, self.encoding, meta)
 
     def evaluate(self, data: str | None = None) -> dict:
@@ -481,7 +497,8 @@ class TrainedClassifier(Exportable):
             f"{o.pooling} pooling, dropout {o.dropout}; {self.model.num_parameters():,} parameters",
             f"input      {inputs}" + ("" if e["input"] == "text" else
                                       f"; {'z-normalised per series, ' if o.znorm == 'series' else ''}"
-                                      f"{f'at most {o.max_length} steps' if o.max_length else 'every step'}"),
+                                      f"{f'at most {o.max_length} steps' if o.max_length else 'every step'}"
+                                      f"{' (segment mean, minimum, maximum)' if o.segments == 'range' else ''}"),
             f"data       {c['data']['source']}: " + ", ".join(f"{v:,} {k.split('_')[0]}" for k, v in c["data"].items() if k.endswith("_examples")),
         ]
         if not e["values"]:
