@@ -34,6 +34,7 @@ def test_the_envelope_is_learnt_with_range_segments_and_lost_with_means(tmp_path
     ranged = rnnkit.train("classify", tmp_path / "r", data=str(hum), steps=90, segments="range", **SMALL)
     averaged = rnnkit.train("classify", tmp_path / "m", data=str(hum), steps=90, **SMALL)
     assert ranged.encoding["channels"] == 3 and averaged.encoding["channels"] == 1
+    assert (ranged.encoding["segments"], averaged.encoding["segments"]) == ("range", "mean")
     assert ranged.evaluate()["valid_accuracy"] >= 0.9
     assert averaged.evaluate()["valid_accuracy"] <= 0.8  # 20 validation series of noise: chance
 
@@ -48,19 +49,27 @@ def test_a_loaded_range_model_reads_raw_series_and_names_their_channels(tmp_path
         loaded.classify([np.zeros((64, 3))])
 
 
+def test_auto_is_range_when_a_training_series_is_longer_than_max_length(tmp_path, hum):
+    long = rnnkit.train("classify", tmp_path / "l", data=str(hum), steps=2, **{**SMALL, "segments": "auto"})
+    short = rnnkit.train("classify", tmp_path / "s", data=str(hum), steps=2, **{**SMALL, "segments": "auto", "max_length": 64})
+    assert (long.encoding["segments"], long.encoding["channels"]) == ("range", 3)
+    assert (short.encoding["segments"], short.encoding["channels"]) == ("mean", 1)  # 64 steps: nothing to shorten
+
+
 def test_a_model_from_before_segments_reads_its_series_as_means(tmp_path, hum):
     rnnkit.train("classify", tmp_path / "m", data=str(hum), steps=2, **SMALL)
     path = tmp_path / "m" / "config.json"
     config = json.loads(path.read_text())
-    del config["task_options"]["segments"]
+    del config["task_options"]["segments"], config["encoding"]["segments"]
     path.write_text(json.dumps(config))
-    assert rnnkit.load(tmp_path / "m").opts.segments == "mean"
+    loaded = rnnkit.load(tmp_path / "m")
+    assert loaded.opts.segments == "mean" and loaded.classify([np.zeros((64, 1))])[0]["label"] in ("loud", "quiet")
 
 
 def test_an_unknown_segments_value_is_named_with_its_choices(tmp_path, hum, capsys):
     with pytest.raises(SystemExit) as exit_:  # a fixed set of values: argparse's choices
         main(["train", "classify", "--data", str(hum), "--out", str(tmp_path / "x"), "--segments", "minmax"])
     assert exit_.value.code == 2
-    assert "argument --segments: invalid choice: 'minmax' (choose from 'mean', 'range')" in capsys.readouterr().err
+    assert "argument --segments: invalid choice: 'minmax' (choose from 'auto', 'mean', 'range')" in capsys.readouterr().err
     with pytest.raises(ValueError, match="segments: invalid value 'minmax'"):  # the Python API checks the same
         rnnkit.train("classify", tmp_path / "y", data=str(hum), segments="minmax", steps=2)

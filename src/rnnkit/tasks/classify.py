@@ -55,8 +55,9 @@ from .base import (Exportable, export_metadata, MEAN_SCHEMA, MEANS_SCHEMA, NAMES
 CV_BELOW = 500
 CV_FOLDS = 5
 ZNORMS = ("series", "none")
-#: how --max-length shortens a series: each segment's mean, or its mean, minimum and maximum
-SEGMENTS = ("mean", "range")
+#: how --max-length shortens a series: each segment's mean, or its mean, minimum and maximum, or
+#: auto: range when a training series is longer than --max-length, else mean
+SEGMENTS = ("auto", "mean", "range")
 #: the network's input channels for each of the data's, by --segments
 SEGMENT_WIDTH = {"mean": 1, "range": 3}
 #: what ``--data`` reads (``data.sources``): the one list --help shows
@@ -131,7 +132,8 @@ class ClassifyOptions:
                       "0: keep every step) (default: 256)",
         "segments": "numeric input: what --max-length keeps of each segment: mean, or range: its mean, minimum and "
                     "maximum (three channels for each of the data's; a fast oscillation averages to a flat line, but its "
-                    "envelope survives; a shorter series' steps are their own segments) (default: mean)",
+                    "envelope survives; a shorter series' steps are their own segments), or auto: range when a "
+                    "training series is longer than --max-length, else mean (default: mean)",
     }
 
     def __post_init__(self):
@@ -234,20 +236,23 @@ class Splits:
             if not xs:
                 raise DataError(f"data: the {name} split is empty; give more examples or change --valid-fraction")
         every_class = None if self.values else sorted(set(labels))  # a fold may lack a rare class
-        self.config = stored or dict(self._fit(opts, *raw["train"], every_class), data_files=record_data(opts, is_built_in))
+        self.config = stored or dict(self._fit(opts, *raw["train"], every_class, everything=items), data_files=record_data(opts, is_built_in))
         self.inputs = {k: self._encode_inputs(opts, xs, k) for k, (xs, _) in raw.items()}
         self.targets = {k: self.encode_targets(ys, k) for k, (_, ys) in raw.items()}
         self.description.update({f"{k}_examples": len(xs) for k, (xs, _) in raw.items()})
         self.description.setdefault("valid_examples", 0)
 
-    def _fit(self, opts: ClassifyOptions, items, labels, every_class: list[str] | None = None) -> dict:
-        """What encoding learns from the training part: vocabulary or channel statistics, label set or value scale."""
+    def _fit(self, opts: ClassifyOptions, items, labels, every_class: list[str] | None = None, everything=()) -> dict:
+        """What encoding learns from the training part: vocabulary or channel statistics, how long series
+        are shortened (--segments auto looks at ``everything``, all of the training part, so every
+        fold of a cross-validation decides alike), label set or value scale."""
         config: dict = {"values": self.values, "input": self.kind}
         if self.kind == "text":
             text = "\n".join(t.lower() if opts.lowercase else t for t in items)
             config["vocabulary"] = make_tokenizer(opts.tokenizer, text, opts.min_count, opts.max_vocab or None).to_dict()
         else:
-            stacked = np.concatenate(prepare_series(opts, items)).astype(np.float64)  # float32 squares overflow above 1.8e19
+            config["segments"] = resolve_segments(opts, everything or items)
+            stacked = np.concatenate(prepare_series(opts, items, config["segments"])).astype(np.float64)  # float32 squares overflow above 1.8e19
             config.update(channels=int(stacked.shape[1]), mean=stacked.mean(axis=0).tolist(),
                           std=np.maximum(stacked.std(axis=0), 1e-8).tolist())
         if self.values:
@@ -278,19 +283,28 @@ def encode_inputs(config: dict, opts: ClassifyOptions, items, where: str) -> lis
             out.append(ids)
         return out
     mean, std = np.array(config["mean"]), np.array(config["std"])
-    channels = len(mean) // SEGMENT_WIDTH[opts.segments]  # the data's, before --segments range widens them
+    segments = config.get("segments", "mean")  # an encoding from before --segments: means
+    channels = len(mean) // SEGMENT_WIDTH[segments]  # the data's, before --segments range widens them
     for i, s in enumerate(items):
         shape = np.shape(s)
         if len(shape) != 2 or shape[1] != channels:
             raise DataError(f"{where}: example {i + 1} has shape {shape}; the model reads series of {channels} channel(s)")
-    return [np.clip((s - mean) / std, -INPUT_BOUND, INPUT_BOUND).astype(np.float32) for s in prepare_series(opts, items)]
+    return [np.clip((s - mean) / std, -INPUT_BOUND, INPUT_BOUND).astype(np.float32) for s in prepare_series(opts, items, segments)]
 
 
-def prepare_series(opts: ClassifyOptions, items) -> list[np.ndarray]:
+def resolve_segments(opts: ClassifyOptions, items) -> str:
+    """--segments for the training series ``items``: auto becomes range when one is longer than
+    --max-length (shortening would average within segments), else mean."""
+    if opts.segments != "auto":
+        return opts.segments
+    return "range" if opts.max_length and any(len(s) > opts.max_length for s in items) else "mean"
+
+
+def prepare_series(opts: ClassifyOptions, items, segments: str) -> list[np.ndarray]:
     """Each (T_i, C) series as the network's input before channel standardisation: z-normalised
     on its own (--znorm series), shortened to --max-length steps (segment means, or with
-    --segments range their means, minima and maxima: (T', 3C)); float64."""
-    shorten = summarise_down if opts.segments == "range" else average_down
+    ``segments`` range their means, minima and maxima: (T', 3C)); float64."""
+    shorten = summarise_down if segments == "range" else average_down
     out = []
     for s in items:
         s = np.asarray(s, dtype=np.float64)
@@ -453,7 +467,7 @@ class TrainedClassifier(Exportable):
         meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "labels": json.dumps(self.labels)}
         if self.encoding["input"] == "series" and self.opts.max_length:
             meta["max_length"] = f"{self.opts.max_length}: average a longer series down to this many steps (means of equal segments) before the graph"
-        if self.encoding["input"] == "series" and self.opts.segments == "range":
+        if self.encoding["input"] == "series" and self.encoding.get("segments") == "range":
             meta["segments"] = ("range: before the graph, each series becomes its segments' means, then minima, then maxima "
                                 "(three channels for each; a step of a series no longer than max_length is its own segment)")
         return onnx_export.classifier_graph(self.model, self.encoding, meta)
@@ -498,7 +512,7 @@ class TrainedClassifier(Exportable):
             f"input      {inputs}" + ("" if e["input"] == "text" else
                                       f"; {'z-normalised per series, ' if o.znorm == 'series' else ''}"
                                       f"{f'at most {o.max_length} steps' if o.max_length else 'every step'}"
-                                      f"{' (segment mean, minimum, maximum)' if o.segments == 'range' else ''}"),
+                                      f"{' (segment mean, minimum, maximum)' if e.get('segments') == 'range' else ''}"),
             f"data       {c['data']['source']}: " + ", ".join(f"{v:,} {k.split('_')[0]}" for k, v in c["data"].items() if k.endswith("_examples")),
         ]
         if not e["values"]:
@@ -534,7 +548,7 @@ class ClassifyTask(Task):
                                     "vocabulary": VOCABULARY_SCHEMA, "channels": {"type": "integer", "minimum": 1},
                                     "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "labels": {**NAMES_SCHEMA, "minItems": 2},
                                     "value_mean": MEAN_SCHEMA, "value_std": SPREAD_SCHEMA,
-                                    "cross_validation": CV_SCHEMA},
+                                    "cross_validation": CV_SCHEMA, "segments": {"enum": ["mean", "range"]}},
                      "sameCount": ["channels", "mean", "std"],
                      "allOf": [{"if": {"properties": {"input": {"const": "text"}}}, "then": {"required": ["vocabulary"]},
                                 "else": {"required": ["channels", "mean", "std"]}},
