@@ -32,7 +32,7 @@ def hum(tmp_path):
 
 def test_the_envelope_is_learnt_with_range_segments_and_lost_with_means(tmp_path, hum):
     ranged = rnnkit.train("classify", tmp_path / "r", data=str(hum), steps=90, segments="range", **SMALL)
-    averaged = rnnkit.train("classify", tmp_path / "m", data=str(hum), steps=90, **SMALL)
+    averaged = rnnkit.train("classify", tmp_path / "m", data=str(hum), steps=90, segments="mean", **SMALL)
     assert ranged.encoding["channels"] == 3 and averaged.encoding["channels"] == 1
     assert (ranged.encoding["segments"], averaged.encoding["segments"]) == ("range", "mean")
     assert ranged.evaluate()["valid_accuracy"] >= 0.9
@@ -49,15 +49,15 @@ def test_a_loaded_range_model_reads_raw_series_and_names_their_channels(tmp_path
         loaded.classify([np.zeros((64, 3))])
 
 
-def test_auto_is_range_when_a_training_series_is_longer_than_max_length(tmp_path, hum):
-    long = rnnkit.train("classify", tmp_path / "l", data=str(hum), steps=2, **{**SMALL, "segments": "auto"})
-    short = rnnkit.train("classify", tmp_path / "s", data=str(hum), steps=2, **{**SMALL, "segments": "auto", "max_length": 64})
+def test_by_default_range_when_a_training_series_is_longer_than_max_length(tmp_path, hum):
+    long = rnnkit.train("classify", tmp_path / "l", data=str(hum), steps=2, **SMALL)  # --segments auto
+    short = rnnkit.train("classify", tmp_path / "s", data=str(hum), steps=2, **{**SMALL, "max_length": 64})
     assert (long.encoding["segments"], long.encoding["channels"]) == ("range", 3)
     assert (short.encoding["segments"], short.encoding["channels"]) == ("mean", 1)  # 64 steps: nothing to shorten
 
 
 def test_a_model_from_before_segments_reads_its_series_as_means(tmp_path, hum):
-    rnnkit.train("classify", tmp_path / "m", data=str(hum), steps=2, **SMALL)
+    rnnkit.train("classify", tmp_path / "m", data=str(hum), steps=2, segments="mean", **SMALL)
     path = tmp_path / "m" / "config.json"
     config = json.loads(path.read_text())
     del config["task_options"]["segments"], config["encoding"]["segments"]

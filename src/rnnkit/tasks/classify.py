@@ -2,8 +2,9 @@
 
 Inputs are texts (a word or character tokenizer, an embedding) or numeric series (T_i, C).
 A series may be z-normalised on its own (``--znorm series``; by default not: its levels often
-tell the classes apart), is averaged down to at most ``--max-length`` steps, then standardised
-per channel with the training part's statistics.
+tell the classes apart), is shortened to at most ``--max-length`` steps (each segment's mean, or
+with ``--segments range`` its mean, minimum and maximum; by default range when a training series
+is that long), then standardised per channel with the training part's statistics.
 Batches group sequences of similar length (``data.batching``) and run with ``lengths``, so
 padding costs little and changes nothing.
 
@@ -91,7 +92,7 @@ class ClassifyOptions:
     cv_folds: int = -1
     znorm: str = "none"
     max_length: int = 256
-    segments: str = "mean"
+    segments: str = "auto"
 
     # the values an option takes (the command line lists them in its usage)
     # what a model trained before an option existed was trained with (its config.json lacks the option)
@@ -133,7 +134,7 @@ class ClassifyOptions:
         "segments": "numeric input: what --max-length keeps of each segment: mean, or range: its mean, minimum and "
                     "maximum (three channels for each of the data's; a fast oscillation averages to a flat line, but its "
                     "envelope survives; a shorter series' steps are their own segments), or auto: range when a "
-                    "training series is longer than --max-length, else mean (default: mean)",
+                    "training series is longer than --max-length, else mean (default: auto)",
     }
 
     def __post_init__(self):
