@@ -8,6 +8,7 @@ import pytest
 import rnnkit
 from rnnkit.cli.main import main
 from rnnkit.data import DataError
+from rnnkit.data.series_prep import summarise_down
 
 SMALL = dict(hidden=8, batch_size=8, lr=0.02, valid_every=30, valid_fraction=0.25, cv_folds=0, max_length=8, quiet=True)
 
@@ -73,3 +74,18 @@ def test_an_unknown_segments_value_is_named_with_its_choices(tmp_path, hum, caps
     assert "argument --segments: invalid choice: 'minmax' (choose from 'auto', 'mean', 'range')" in capsys.readouterr().err
     with pytest.raises(ValueError, match="segments: invalid value 'minmax'"):  # the Python API checks the same
         rnnkit.train("classify", tmp_path / "y", data=str(hum), segments="minmax", steps=2)
+
+
+def test_an_exported_range_model_reads_summarised_series_and_says_so(tmp_path, hum):
+    onnx, ort = pytest.importorskip("onnx"), pytest.importorskip("onnxruntime")
+    trained = rnnkit.train("classify", tmp_path / "r", data=str(hum), steps=30, **SMALL)  # --segments auto: range
+    model = onnx.load(str(trained.export(tmp_path / "m.onnx")[0]))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["segments"].startswith("range: before the graph")
+    series = [np.tile([1.0, -1.0], 32)[:, None], 0.3 * np.tile([1.0, -1.0], 40)[:, None]]
+    prepared = [summarise_down(s, SMALL["max_length"]) for s in series]  # what the metadata tells a user to do
+    x = np.stack(prepared).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": x, "lengths": np.array([8, 8])})[0]
+    expected = [[r["probabilities"][c] for c in trained.labels] for r in trained.classify(series)]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
