@@ -49,7 +49,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "classify_small.json"
 SETS = ("GunPoint", "ItalyPowerDemand", "JapaneseVowels", "BasicMotions", "ACSF1", "PickupGestureWiimoteZ", "PLAID")
 
 # each config: the task's defaults (bidirectional LSTM 128, max pooling, no per-series z-normalisation,
-# at most 256 steps, 5-fold cross-validation below 500 training series) changed by these options
+# at most 256 steps, shortened series as segment mean, minimum and maximum (--segments auto), 5-fold
+# cross-validation below 500 training series) changed by these options
 CONFIGS = {
     "defaults": {},
     "unidirectional-last": {"bidirectional": False, "pooling": "last"},  # the defaults before issue 22
@@ -57,6 +58,8 @@ CONFIGS = {
     "mean-pooling": {"pooling": "mean"},
     "max-length-128": {"max_length": 128},
     "validation-split": {"cv_folds": 0},  # early stopping on a 10% split, as before issue 22
+    "segments-range": {"segments": "range"},  # shortened series keep each segment's minimum and maximum too
+    "mean-segments": {"segments": "mean"},  # the default before --segments auto (range on ACSF1, PLAID, Pickup…)
 }
 
 # recalled from the UCR archive's DataSummary (Dau et al. 2018, arXiv:1810.07758): 1-NN DTW with a full

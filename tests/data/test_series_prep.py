@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from rnnkit.data.series_prep import average_down, z_normalise
+from rnnkit.data.series_prep import average_down, summarise_down, z_normalise
 
 
 def test_each_channel_of_a_series_gets_mean_zero_and_std_one():
@@ -28,3 +28,25 @@ def test_a_long_series_becomes_the_means_of_equal_segments():
 def test_a_short_series_and_max_steps_zero_keep_every_step():
     s = np.arange(6.0).reshape(3, 2)
     assert average_down(s, 3) is s and average_down(s, 0) is s
+
+
+def test_summarised_segments_are_their_mean_then_minimum_then_maximum():
+    s = np.column_stack([np.arange(10.0), -np.arange(10.0)])  # segments of 3, 3 and 4 steps
+    out = summarise_down(s, 3)
+    assert out.shape == (3, 6)
+    np.testing.assert_allclose(out[:, 0], [1.0, 4.0, 7.5])
+    np.testing.assert_allclose(out[:, 2], [0.0, 3.0, 6.0])  # minima of channel 0
+    np.testing.assert_allclose(out[:, 4], [2.0, 5.0, 9.0])  # maxima of channel 0
+    np.testing.assert_allclose(out[:, [1, 3, 5]], [[-1.0, -2.0, 0.0], [-4.0, -5.0, -3.0], [-7.5, -9.0, -6.0]])
+
+
+def test_an_oscillation_averages_flat_but_keeps_its_envelope_in_the_summary():
+    s = np.tile([1.0, -1.0], 20)[:, None] * 3.0  # 40 steps, mean 0 in every segment of 4
+    assert not average_down(s, 10).any()
+    np.testing.assert_array_equal(summarise_down(s, 10)[:, 1:], np.tile([-3.0, 3.0], (10, 1)))
+
+
+def test_a_short_series_is_summarised_step_by_step():
+    s = np.arange(6.0).reshape(3, 2)
+    np.testing.assert_array_equal(summarise_down(s, 3), np.hstack([s, s, s]))
+    np.testing.assert_array_equal(summarise_down(np.arange(12.0)[:, None], 0), np.tile(np.arange(12.0)[:, None], 3))

@@ -2,6 +2,7 @@
 
     s = z_normalise(s)          # (T, C): each channel of this series to mean 0, std 1
     s = average_down(s, 256)    # (min(T, 256), C): a longer series averaged over 256 equal segments
+    s = summarise_down(s, 256)  # (min(T, 256), 3C): each segment's mean, minimum and maximum
 
 Both act on one series at a time, so training and prediction treat a series alike whatever
 else is in the batch.
@@ -30,10 +31,30 @@ def average_down(series: np.ndarray, max_steps: int) -> np.ndarray:
     T = len(s)
     if not max_steps or T <= max_steps:
         return s
-    starts = (np.arange(max_steps) * T) // max_steps  # strictly increasing since T > max_steps
+    starts = _segment_starts(T, max_steps)
     sums = np.add.reduceat(s.astype(np.float64), starts, axis=0)
     counts = np.diff(np.append(starts, T))
     return sums / counts[:, None]
 
 
-__all__ = ["average_down", "z_normalise"]
+def summarise_down(series: np.ndarray, max_steps: int) -> np.ndarray:
+    """(T, C) → (T', 3C), T' = min(T, max_steps): the segments of ``average_down``, each as its
+    mean (channels 0…C−1), minimum (C…2C−1) and maximum (2C…3C−1). A fast oscillation (an
+    appliance's current, a vibration) averages to a flat line; its envelope survives in the
+    minimum and maximum. A series no longer than ``max_steps`` keeps every step, each step its
+    own segment (mean = minimum = maximum), so the channels mean the same for every length."""
+    s = np.asarray(series, dtype=np.float64)
+    T = len(s)
+    if not max_steps or T <= max_steps:
+        return np.concatenate([s, s, s], axis=1)
+    starts = _segment_starts(T, max_steps)
+    return np.concatenate([average_down(s, max_steps), np.minimum.reduceat(s, starts, axis=0),
+                           np.maximum.reduceat(s, starts, axis=0)], axis=1)
+
+
+def _segment_starts(T: int, max_steps: int) -> np.ndarray:
+    """The first step of each of ``max_steps`` (nearly) equal segments of T > max_steps steps."""
+    return (np.arange(max_steps) * T) // max_steps  # strictly increasing since T > max_steps
+
+
+__all__ = ["average_down", "summarise_down", "z_normalise"]

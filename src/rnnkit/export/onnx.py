@@ -319,11 +319,13 @@ def _z_normalised(g: Graph, x: str, inside: str, lengths: str) -> str:
     return g.op("Div", d, g.op("Where", flat, g.const(np.full(1, np.inf), "inf", double=True), std))
 
 
-def _averaged_down(g: Graph, x: str, inside: str, lengths: str, max_steps: int) -> tuple[str, str]:
+def _averaged_down(g: Graph, x: str, inside: str, lengths: str, max_steps: int, extremes: bool = False) -> tuple[str, str]:
     """series_prep.average_down per row: x (B, T, C) float64, inside (B, T) bool, lengths (B,) int64
     → (B, min(T, max_steps), C), zeros past each new length, and the new lengths (B,) int64. Step t
     of a row of n > max_steps steps falls in segment ⌊((t + 1)·max_steps − 1) / n⌋ (the j with
-    ⌊j·n/max_steps⌋ ≤ t, average_down's segment starts), added there by ScatterElements."""
+    ⌊j·n/max_steps⌋ ≤ t, average_down's segment starts), added there by ScatterElements.
+    ``extremes``: summarise_down's (B, T', 3C), each segment's minimum and maximum beside its mean
+    (ScatterElements' min and max reductions; empty slots zeroed)."""
     M = g.ints(max_steps)
     n = g.op("Unsqueeze", lengths, g.ints([1]))  # (B, 1)
     t = g.op("Range", g.ints(0), g.op("Squeeze", _dim(g, x, 1), g.ints([0])), g.ints(1))  # (T,)
@@ -338,13 +340,30 @@ def _averaged_down(g: Graph, x: str, inside: str, lengths: str, max_steps: int) 
     counts = g.op("ScatterElements", zeros(g.op("Slice", shape, g.ints([0]), g.ints([2]))), j, g.cast(inside, "double"), axis=1,
                   reduction="add")
     averaged = g.op("Div", sums, g.op("Unsqueeze", g.op("Max", counts, g.const(np.ones(1), "one", double=True)), g.ints([2])))
-    return averaged, g.op("Min", lengths, M)
+    new_lengths = g.op("Min", lengths, M)
+    if not extremes:
+        return averaged, new_lengths
+    index = g.op("Expand", g.op("Unsqueeze", j, g.ints([2])), g.op("Shape", x))
+    steps = g.op("Unsqueeze", inside, g.ints([2]))
+    slot = g.op("Range", g.ints(0), g.op("Squeeze", out_steps, g.ints([0])), g.ints(1))  # (T',)
+    kept = g.op("Unsqueeze", g.op("Less", g.op("Unsqueeze", slot, g.ints([0])), g.op("Unsqueeze", new_lengths, g.ints([1]))),
+                g.ints([2]))  # (B, T', 1): slots within the new length
+    zero = g.const(np.zeros(1), "zero", double=True)
+    parts = [averaged]
+    for reduction, bound in (("min", np.inf), ("max", -np.inf)):
+        start = g.op("ConstantOfShape", shape, value=g.onnx.numpy_helper.from_array(np.full(1, bound)))
+        values = g.op("Where", steps, x, g.const(np.full(1, bound), f"{reduction}_bound", double=True))
+        reduced = g.op("ScatterElements", start, index, values, axis=1, reduction=reduction)
+        parts.append(g.op("Where", kept, reduced, zero))
+    return g.op("Concat", *parts, axis=2), new_lengths
 
 
-def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict, znorm: bool = False, max_length: int = 0):
+def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict, znorm: bool = False, max_length: int = 0,
+                     extremes: bool = False):
     """The classifier (or regressor) with its input's encoding: probabilities (B, K) or values (B,).
     A series model's x is the raw series: z-normalised on its own (``znorm``), averaged down to
-    ``max_length`` steps (classify.prepare_series, in float64 as there), then standardised."""
+    ``max_length`` steps (with ``extremes``, --segments range: each segment's mean, minimum and
+    maximum; classify.prepare_series, in float64 as there), then standardised."""
     rnn = model.rnn
     g = Graph()
     tokens = "embedding" in model._modules
@@ -360,11 +379,13 @@ def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict, 
             s = _z_normalised(g, s, g.op("Unsqueeze", inside, g.ints([2])),
                               g.op("Unsqueeze", g.cast(lengths, "double"), g.ints([1, 2])))
         if max_length:
-            s, lengths = _averaged_down(g, s, inside, lengths, max_length)
+            s, lengths = _averaged_down(g, s, inside, lengths, max_length, extremes)
+        elif extremes:  # nothing shortened: every step its own segment, its mean, minimum and maximum
+            s = g.op("Concat", s, s, s, axis=2)
         z = g.op("Div", g.op("Sub", s, g.const(encoding["mean"], "mean", double=True)), g.const(encoding["std"], "std", double=True))
         z = g.op("Clip", z, g.const(np.float64(-INPUT_BOUND), "low", double=True), g.const(np.float64(INPUT_BOUND), "high", double=True))
         x = g.op("Transpose", g.cast(z, "float"), perm=[1, 0, 2])
-        x_info = ("x", "float", ["batch", "time", len(encoding["mean"])])
+        x_info = ("x", "float", ["batch", "time", len(encoding["mean"]) // (3 if extremes else 1)])
     lens = g.cast(lengths, "int32")
     y, _ = recurrent(g, rnn, x, initial_states(g, rnn, _dim(g, x, 1)), lens)
     out = _linear(g, _pool(g, model.pool, y, lengths), model.head)

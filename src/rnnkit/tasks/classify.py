@@ -2,8 +2,9 @@
 
 Inputs are texts (a word or character tokenizer, an embedding) or numeric series (T_i, C).
 A series may be z-normalised on its own (``--znorm series``; by default not: its levels often
-tell the classes apart), is averaged down to at most ``--max-length`` steps, then standardised
-per channel with the training part's statistics.
+tell the classes apart), is shortened to at most ``--max-length`` steps (each segment's mean, or
+with ``--segments range`` its mean, minimum and maximum; by default range when a training series
+is that long), then standardised per channel with the training part's statistics.
 Batches group sequences of similar length (``data.batching``) and run with ``lengths``, so
 padding costs little and changes nothing.
 
@@ -37,7 +38,7 @@ from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.datasets import UCR_SETS
 from ..data.fingerprint import check_data, record_data
 from ..export import onnx as onnx_export
-from ..data.series_prep import average_down, z_normalise
+from ..data.series_prep import average_down, summarise_down, z_normalise
 from ..data.sources import is_built_in, load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
@@ -55,6 +56,11 @@ from .base import (Exportable, export_metadata, MEAN_SCHEMA, MEANS_SCHEMA, NAMES
 CV_BELOW = 500
 CV_FOLDS = 5
 ZNORMS = ("series", "none")
+#: how --max-length shortens a series: each segment's mean, or its mean, minimum and maximum, or
+#: auto: range when a training series is longer than --max-length, else mean
+SEGMENTS = ("auto", "mean", "range")
+#: the network's input channels for each of the data's, by --segments
+SEGMENT_WIDTH = {"mean": 1, "range": 3}
 #: what ``--data`` reads (``data.sources``): the one list --help shows
 DATA_FORMATS = ("a text file of `label<TAB>text` lines (.tsv, .txt or any other suffix); a .csv file of `label,text` "
                 "lines, or of numeric series, one a row: `label,v1,v2,…`; an .npz file with X and y (and lengths); "
@@ -86,11 +92,13 @@ class ClassifyOptions:
     cv_folds: int = -1
     znorm: str = "none"
     max_length: int = 256
+    segments: str = "auto"
 
     # the values an option takes (the command line lists them in its usage)
     # what a model trained before an option existed was trained with (its config.json lacks the option)
-    BEFORE = {"cv_folds": 0, "znorm": "none", "max_length": 0}
-    CHOICES = {"target": ("auto", "class", "value"), "tokenizer": tuple(TOKENIZERS), "cell": cell_choices(), "pooling": POOLINGS, "znorm": ZNORMS}
+    BEFORE = {"cv_folds": 0, "znorm": "none", "max_length": 0, "segments": "mean"}
+    CHOICES = {"target": ("auto", "class", "value"), "tokenizer": tuple(TOKENIZERS), "cell": cell_choices(), "pooling": POOLINGS, "znorm": ZNORMS,
+               "segments": SEGMENTS}
     HELP = {
         "data": f"labelled sequences: {DATA_FORMATS}; or a built-in set: polarity, ucr:NAME ({', '.join(UCR_SETS)}), "
                 "fillets-speaker:cs or :nl (which fish speaks; `rnnkit data install fillets-speech`)",
@@ -123,6 +131,10 @@ class ClassifyOptions:
                  "(default: none)",
         "max_length": "numeric input: average a longer series down to this many steps (means of equal segments; "
                       "0: keep every step) (default: 256)",
+        "segments": "numeric input: what --max-length keeps of each segment: mean, or range: its mean, minimum and "
+                    "maximum (three channels for each of the data's; a fast oscillation averages to a flat line, but its "
+                    "envelope survives; a shorter series' steps are their own segments), or auto: range when a "
+                    "training series is longer than --max-length, else mean (default: auto)",
     }
 
     def __post_init__(self):
@@ -130,7 +142,8 @@ class ClassifyOptions:
                   "pooling": self.pooling in POOLINGS, "folds": self.folds == 0 or self.folds >= 2,
                   "fold": 0 <= self.fold < max(self.folds, 1), "valid_fraction": 0 < self.valid_fraction < 1,
                   "dropout": 0 <= self.dropout < 1, "cv_folds": self.cv_folds == -1 or self.cv_folds == 0 or self.cv_folds >= 2,
-                  "znorm": self.znorm in ZNORMS, "max_length": self.max_length >= 0, **network_checks(self)}
+                  "znorm": self.znorm in ZNORMS, "max_length": self.max_length >= 0, "segments": self.segments in SEGMENTS,
+                  **network_checks(self)}
         check_options(self, checks)
 
 
@@ -224,20 +237,23 @@ class Splits:
             if not xs:
                 raise DataError(f"data: the {name} split is empty; give more examples or change --valid-fraction")
         every_class = None if self.values else sorted(set(labels))  # a fold may lack a rare class
-        self.config = stored or dict(self._fit(opts, *raw["train"], every_class), data_files=record_data(opts, is_built_in))
+        self.config = stored or dict(self._fit(opts, *raw["train"], every_class, everything=items), data_files=record_data(opts, is_built_in))
         self.inputs = {k: self._encode_inputs(opts, xs, k) for k, (xs, _) in raw.items()}
         self.targets = {k: self.encode_targets(ys, k) for k, (_, ys) in raw.items()}
         self.description.update({f"{k}_examples": len(xs) for k, (xs, _) in raw.items()})
         self.description.setdefault("valid_examples", 0)
 
-    def _fit(self, opts: ClassifyOptions, items, labels, every_class: list[str] | None = None) -> dict:
-        """What encoding learns from the training part: vocabulary or channel statistics, label set or value scale."""
+    def _fit(self, opts: ClassifyOptions, items, labels, every_class: list[str] | None = None, everything=()) -> dict:
+        """What encoding learns from the training part: vocabulary or channel statistics, how long series
+        are shortened (--segments auto looks at ``everything``, all of the training part, so every
+        fold of a cross-validation decides alike), label set or value scale."""
         config: dict = {"values": self.values, "input": self.kind}
         if self.kind == "text":
             text = "\n".join(t.lower() if opts.lowercase else t for t in items)
             config["vocabulary"] = make_tokenizer(opts.tokenizer, text, opts.min_count, opts.max_vocab or None).to_dict()
         else:
-            stacked = np.concatenate(prepare_series(opts, items)).astype(np.float64)  # float32 squares overflow above 1.8e19
+            config["segments"] = resolve_segments(opts, everything or items)
+            stacked = np.concatenate(prepare_series(opts, items, config["segments"])).astype(np.float64)  # float32 squares overflow above 1.8e19
             config.update(channels=int(stacked.shape[1]), mean=stacked.mean(axis=0).tolist(),
                           std=np.maximum(stacked.std(axis=0), 1e-8).tolist())
         if self.values:
@@ -268,20 +284,32 @@ def encode_inputs(config: dict, opts: ClassifyOptions, items, where: str) -> lis
             out.append(ids)
         return out
     mean, std = np.array(config["mean"]), np.array(config["std"])
+    segments = config.get("segments", "mean")  # an encoding from before --segments: means
+    channels = len(mean) // SEGMENT_WIDTH[segments]  # the data's, before --segments range widens them
     for i, s in enumerate(items):
         shape = np.shape(s)
-        if len(shape) != 2 or shape[1] != len(mean):
-            raise DataError(f"{where}: example {i + 1} has shape {shape}; the model reads series of {len(mean)} channel(s)")
-    return [np.clip((s - mean) / std, -INPUT_BOUND, INPUT_BOUND).astype(np.float32) for s in prepare_series(opts, items)]
+        if len(shape) != 2 or shape[1] != channels:
+            raise DataError(f"{where}: example {i + 1} has shape {shape}; the model reads series of {channels} channel(s)")
+    return [np.clip((s - mean) / std, -INPUT_BOUND, INPUT_BOUND).astype(np.float32) for s in prepare_series(opts, items, segments)]
 
 
-def prepare_series(opts: ClassifyOptions, items) -> list[np.ndarray]:
+def resolve_segments(opts: ClassifyOptions, items) -> str:
+    """--segments for the training series ``items``: auto becomes range when one is longer than
+    --max-length (shortening would average within segments), else mean."""
+    if opts.segments != "auto":
+        return opts.segments
+    return "range" if opts.max_length and any(len(s) > opts.max_length for s in items) else "mean"
+
+
+def prepare_series(opts: ClassifyOptions, items, segments: str) -> list[np.ndarray]:
     """Each (T_i, C) series as the network's input before channel standardisation: z-normalised
-    on its own (--znorm series), averaged down to --max-length steps; float64."""
+    on its own (--znorm series), shortened to --max-length steps (segment means, or with
+    ``segments`` range their means, minima and maxima: (T', 3C)); float64."""
+    shorten = summarise_down if segments == "range" else average_down
     out = []
     for s in items:
         s = np.asarray(s, dtype=np.float64)
-        out.append(average_down(z_normalise(s) if opts.znorm == "series" else s, opts.max_length))
+        out.append(shorten(z_normalise(s) if opts.znorm == "series" else s, opts.max_length))
     return out
 
 
@@ -437,11 +465,15 @@ class TrainedClassifier(Exportable):
         if self.encoding["input"] == "text":
             return onnx_export.classifier_graph(self.model, self.encoding, meta)
         o = self.opts
-        meta["inputs"] = (f"x (B, T, {self.encoding['channels']}) float32: each series as it is (any values past its length)"
+        extremes = self.encoding.get("segments") == "range"
+        channels = self.encoding["channels"] // (3 if extremes else 1)  # the data's, before --segments range widens them
+        meta["inputs"] = (f"x (B, T, {channels}) float32: each series as it is (any values past its length)"
                           + (", z-normalised per series in the graph" if o.znorm == "series" else "")
                           + (f", averaged down to {o.max_length} steps in the graph" if o.max_length else "")
+                          + (" (each segment's mean, minimum and maximum: --segments range)" if extremes else "")
                           + "; lengths (B,) int64")
-        return onnx_export.classifier_graph(self.model, self.encoding, meta, znorm=o.znorm == "series", max_length=o.max_length)
+        return onnx_export.classifier_graph(self.model, self.encoding, meta, znorm=o.znorm == "series", max_length=o.max_length,
+                                            extremes=extremes)
 
     def evaluate(self, data: str | None = None) -> dict:
         """Metrics on the validation split and the test split (or on ``data``), with a confusion
@@ -482,7 +514,8 @@ class TrainedClassifier(Exportable):
             f"{o.pooling} pooling, dropout {o.dropout}; {self.model.num_parameters():,} parameters",
             f"input      {inputs}" + ("" if e["input"] == "text" else
                                       f"; {'z-normalised per series, ' if o.znorm == 'series' else ''}"
-                                      f"{f'at most {o.max_length} steps' if o.max_length else 'every step'}"),
+                                      f"{f'at most {o.max_length} steps' if o.max_length else 'every step'}"
+                                      f"{' (segment mean, minimum, maximum)' if e.get('segments') == 'range' else ''}"),
             f"data       {c['data']['source']}: " + ", ".join(f"{v:,} {k.split('_')[0]}" for k, v in c["data"].items() if k.endswith("_examples")),
         ]
         if not e["values"]:
@@ -518,7 +551,7 @@ class ClassifyTask(Task):
                                     "vocabulary": VOCABULARY_SCHEMA, "channels": {"type": "integer", "minimum": 1},
                                     "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "labels": {**NAMES_SCHEMA, "minItems": 2},
                                     "value_mean": MEAN_SCHEMA, "value_std": SPREAD_SCHEMA,
-                                    "cross_validation": CV_SCHEMA},
+                                    "cross_validation": CV_SCHEMA, "segments": {"enum": ["mean", "range"]}},
                      "sameCount": ["channels", "mean", "std"],
                      "allOf": [{"if": {"properties": {"input": {"const": "text"}}}, "then": {"required": ["vocabulary"]},
                                 "else": {"required": ["channels", "mean", "std"]}},
