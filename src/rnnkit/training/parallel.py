@@ -297,7 +297,8 @@ def fail(message: str, exc: BaseException, code: int) -> int:
     raised it, else name the rank and abort the job (the others wait in a collective)."""
     if _world is None:  # before MPI was started, nothing waits for this rank; each says its own
         rank, size = launched()
-        print(message if size == 1 or str(rank) in message else f"{message} (rank {rank} of {size})", file=sys.stderr)
+        said = size == 1 or f"rank {rank} of {size}" in message  # mpi4py missing: the message names the rank
+        print(message if said else f"{message} (rank {rank} of {size})", file=sys.stderr)
         return code
     group = _world
     if group.size == 1:
