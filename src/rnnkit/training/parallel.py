@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -62,6 +63,9 @@ def processes_per_machine() -> int:
             return int(value)
     return 1
 
+
+#: seconds a failing rank waits between printing its error and aborting the job
+ABORT_GRACE_S = 1.0
 
 #: what a rank whose share of a batch is empty returns from ``train_step``: nothing to add
 NO_SHARE = (0.0, 0, 0)
@@ -245,6 +249,9 @@ class Group(Single):
 
     def abort(self, code: int) -> None:
         sys.stderr.flush()
+        # the launcher passes a rank's output on through its proxy, which the abort stops: give it
+        # a moment, or the message that says why may be lost with the job
+        time.sleep(ABORT_GRACE_S)
         self.comm.Abort(code)
 
 
