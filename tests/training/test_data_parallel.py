@@ -178,7 +178,9 @@ def test_two_ranks_train_every_task_to_one_process_weights(tmp_path, task, monke
         result = job(k, "train", task, "--data", str(data), "--out", str(out), *SMALL, *options)
         assert result.returncode == 0, result.stderr[-2000:]
         runs[k] = out
-    assert relative_difference(checkpoint_weights(runs[1]), checkpoint_weights(runs[2])) <= 1e-5
+    # float32 round-off (≤ 1e-6 of each tensor's largest entry); the captioner's bridge reaches 2.6e-6:
+    # Adam's step lr·m/√v turns the round-off of a gradient near zero into a step-sized difference
+    assert relative_difference(checkpoint_weights(runs[1]), checkpoint_weights(runs[2])) <= (5e-6 if task == "caption" else 1e-6)
     records = {k: [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] for k, out in runs.items()}
     losses = {k: [r["train_loss"] for r in rs if "train_loss" in r] for k, rs in records.items()}
     assert len(losses[1]) == 6 and np.allclose(losses[1], losses[2], rtol=1e-5)
