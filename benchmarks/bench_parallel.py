@@ -98,6 +98,11 @@ def allreduce(args) -> None:
 
 
 # ---- the main job: 1 × 2 threads against 2 × 1 -----------------------------------------------------
+def metrics(out: Path) -> list[dict]:
+    """A model directory's metrics.jsonl, a record a line."""
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
 def bits_per_char(record: dict) -> float:
     """A validation record's bits per character (a character model's bits per token)."""
     return record.get("valid_bits_per_char", record["valid_bits_per_token"])
@@ -112,7 +117,7 @@ def _train(out: Path, processes: int, threads: int | None, seconds: float, extra
         command = [MPIEXEC, "-n", str(processes), *command]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, text=True)
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = metrics(out)
     steps = [r for r in records if "train_loss" in r]
     valid = [r for r in records if "valid_loss" in r][-1]
     return {"processes": processes, "threads": threads or "policy", "steps": steps[-1]["step"],
@@ -251,7 +256,7 @@ def lr(args) -> None:
                 command = [MPIEXEC, "-n", str(processes), *command]
             started = time.perf_counter()
             subprocess.run(command, check=True, capture_output=True, text=True)
-            valid = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if "valid_loss" in line][-1]
+            valid = [r for r in metrics(out) if "valid_loss" in r][-1]
             rows[label] = {"machines": k, "processes_used": processes, "batch": batch, "lr": rate,
                            "valid_bits_per_char": bits_per_char(valid), "wall_s": time.perf_counter() - started,
                            "load": [before, load()]}

@@ -179,9 +179,7 @@ class Group(Single):
         if not failed:
             return result
         rank, exc = failed[0]
-        if rank != self.rank or error is None:
-            raise everywhere(_named(exc, rank)) from None
-        raise everywhere(_named(error, rank))
+        raise everywhere(_named(error if rank == self.rank else exc, rank)) from None
 
     def on_first(self, fn):
         """fn() on rank 0 alone; every rank gets its result, or raises its error."""
