@@ -129,10 +129,9 @@ def test_a_torch_pt_state_dict_imports_through_the_api_and_its_weights_decide_th
     lines = [f"{label}\t{' '.join(rng.choice(words, rng.integers(1, 5)))} {'good' if label == 'pos' else 'bad'}"
              for label in rng.choice(["pos", "neg"], 50)]
     (tmp_path / "reviews.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    options = dict(data=str(tmp_path / "reviews.tsv"), cell="gru", hidden=6, embed=4, pooling="mean", batch_size=8,
-                   cv_folds=0)  # a validation split (50 examples would be cross-validated)
-    with backend.use_backend("numpy"):
-        trained = rnnkit.train("classify", tmp_path / "rnnkit", steps=1, valid_every=1, quiet=True, **options)
+    options = dict(data=str(tmp_path / "reviews.tsv"), cell="gru", hidden=6, embed=4, pooling="mean", batch_size=8)
+    with backend.use_backend("numpy"):  # a validation split (50 examples would be cross-validated)
+        trained = rnnkit.train("classify", tmp_path / "rnnkit", steps=1, valid_every=1, quiet=True, cv_folds=0, **options)
     state = {k: torch.from_numpy(v) for k, v in md.load_model_weights(tmp_path / "rnnkit").items()}
     state["head.bias"] = torch.tensor([5.0, -5.0])  # as if torch had learnt to say the first label
     torch.save(state, tmp_path / "classifier.pt")
@@ -141,6 +140,8 @@ def test_a_torch_pt_state_dict_imports_through_the_api_and_its_weights_decide_th
     result = imported.classify(["the film was good", "a plot"])
     assert [r["label"] for r in result] == [trained.labels[0]] * 2
     assert 0 <= imported.evaluate()["valid_accuracy"] <= 1  # evaluate works on the imported model
+    # an import trains nothing: a validation split measures it, no folds are trained to choose steps
+    assert imported.config["task_options"]["cv_folds"] == 0 and "cross_validation" not in imported.encoding
 
 
 @pytest.mark.usefixtures("reference_backend")

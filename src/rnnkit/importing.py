@@ -159,13 +159,14 @@ def import_weights(task_name: str, weights, out, task_options: dict, seed: int =
     are the state dict in ``weights``; returns the validation metrics of the imported model.
 
     The encoding is fitted on ``task_options["data"]`` as ``train`` fits it (with ``seed``, which
-    also makes the validation split). Every check (the directory, the options, the file, the
+    also makes the validation split; the options in ``Options.IMPORTED`` are set, e.g. classify's
+    validation split instead of a cross-validation that would train folds). Every check (the directory, the options, the file, the
     data, the names and shapes) runs before anything in ``out`` is written."""
     task = get_task(task_name)
     out = Path(out)
     md.check_out_dir(out, overwrite)
     training = TrainingOptions(seed=seed)
-    options = task.Options(**task_options)
+    options = task.Options(**{**task_options, **getattr(task.Options, "IMPORTED", {})})
     arrays = read_state_dict(weights)
     model, run, config = task.build(options, training, out, quiet)
     arrays = untie(arrays, model, weights)

@@ -97,6 +97,9 @@ class ClassifyOptions:
     # the values an option takes (the command line lists them in its usage)
     # what a model trained before an option existed was trained with (its config.json lacks the option)
     BEFORE = {"cv_folds": 0, "znorm": "none", "max_length": 0, "segments": "mean"}
+    # what an imported model is made with: it trains no steps, so none are chosen by cross-validation;
+    # a validation split measures it (and a fine-tuning --resume stops early on it)
+    IMPORTED = {"cv_folds": 0}
     CHOICES = {"target": ("auto", "class", "value"), "tokenizer": tuple(TOKENIZERS), "cell": cell_choices(), "pooling": POOLINGS, "znorm": ZNORMS,
                "segments": SEGMENTS}
     HELP = {

@@ -71,6 +71,10 @@ STATE_SCHEMA = {
     },
 }
 
+#: loss.png is redrawn at a validation at most this often (a drawing takes about half a second, more
+#: than a small run's steps between validations), and once more when the run ends
+PLOT_EVERY_S = 30.0
+
 #: a loss above its bound this many steps in a row is divergence: with clipping, a run can spike
 #: by 10^7 and recover within five steps, so a spike is not enough
 EXPLODING_STEPS = 25
@@ -185,6 +189,7 @@ class Trainer:
         self.model, self.run, self.out = model, run, Path(out_dir)
         self.config, self.opt, self.quiet, self.direction = config, options, quiet or not self.writes, direction
         self.validations: list[dict] = []  # every validation's record of this fit: step and valid_* metrics
+        self._plotted, self._plotted_at = 0, -math.inf  # validations drawn in loss.png, and when
         self.optimizer, self.schedule = make_optimizer(model.parameters(), options)
         self.step, self.best, self.bad_validations = 0, math.inf, 0
         self.window = [0.0, 0, 0]  # loss sum, steps and clipped steps since the last metrics line
@@ -378,6 +383,7 @@ class Trainer:
         finally:
             signals.close()
             bar.close()
+            self._plot(final=True)
         return self._set_status(status).get("metrics", {})
 
     def _seed_ranks(self) -> None:
@@ -431,11 +437,19 @@ class Trainer:
         else:
             self.bad_validations += 1
         self.save_checkpoint()
-        if self.writes:
+        self._plot()
+        return bool(self.opt.patience and self.bad_validations >= self.opt.patience)
+
+    def _plot(self, final: bool = False) -> None:
+        """Redraw loss.png when validations came since the last drawing, at most every PLOT_EVERY_S
+        (always when ``final``: the run ends)."""
+        if not self.writes or self._plotted == len(self.validations):
+            return
+        if final or time.monotonic() - self._plotted_at >= PLOT_EVERY_S:
             from .plots import plot_loss_curve
 
             plot_loss_curve(self.out)
-        return bool(self.opt.patience and self.bad_validations >= self.opt.patience)
+            self._plotted, self._plotted_at = len(self.validations), time.monotonic()
 
     def _evaluate(self) -> dict:
         with no_grad():
