@@ -20,11 +20,17 @@ The task models' graphs are batch-first (B rows, T steps):
                      averaged down and standardised inside), lengths (B,) int64
                        → probabilities (B, K), or value (B,) for a regressor
     tagger           ids (B, T), lengths (B,) → emissions (B, T, K), tags (B, T) (Viterbi for a CRF)
-    forecaster       history (B, N, C) [, origin (B,) int64] → mean, sigma, lower, upper (B, H, C),
-                     direct mode: seasonal naive, lags, calendar, blend and intervals inside
+    transcriber      features (B, T, n_mels) log-mel frames, lengths (B,) → log_probs (B, T', V),
+                     steps (B,), labels (B, T') the greedy CTC labels, label_lengths (B,)
+    forecaster       history (B, N, C) [, origin (B,) int64] [, noise (B, H, paths, C)]
+                       → mean, sigma, lower, upper (B, H, C): seasonal naive, lags, calendar,
+                     blend and intervals inside; a recursive model's sampled paths in a Scan,
+                     its standard normal draws given as ``noise``
     detector         window (B, W + K + S − 2, C), value (B, C) → score (B,), anomaly (B,), mean, sigma
     translation      encoder: src (B, S), src_lengths → the decoder's first state, keys, proj;
                      decoder step: y (B,), the state, keys, proj, src_lengths → logits, the next state, alpha
+    captioner        encoder: features (B, F) an image's → the decoder's first state h [, c];
+                     decoder step: translation's, without attention
 
 ``onnx`` is imported when a graph is built, not before.
 """
@@ -36,13 +42,15 @@ import json
 
 import numpy as np
 
+from ..models.captioner import Captioner
 from ..models.classifier import SequenceClassifier
 from ..models.forecaster import SIGMA_MIN, Forecaster
 from ..models.language_model import LanguageModel
 from ..models.piano_roll import PianoRollModel
-from ..models.seq2seq import Seq2Seq
+from ..models.seq2seq import Decoder, Seq2Seq
 from ..models.sequence_model import INPUT_BOUND
 from ..models.tagger import SequenceTagger
+from ..models.transcriber import BLANK, Transcriber
 from ..nn import cells
 
 OPSET, IR_VERSION = 21, 10
@@ -450,6 +458,57 @@ def tagger_graph(model: SequenceTagger, metadata: dict):
                    [("emissions", "float", ["batch", "time", K]), ("tags", "int64", ["batch", "time"])], metadata, "tagger")
 
 
+def _greedy_ctc(g: Graph, lp: str, inside: str) -> tuple[str, str]:
+    """nn.ctc.greedy_decode in ONNX: log-probabilities lp (T, B, V), inside (T, B) → labels (B, T)
+    int64, each row's best path with repeats merged and blanks dropped, left-aligned, −1 after
+    them; and their count (B,). A kept label goes to its rank among the kept (a CumSum); the
+    others to a spare last column, by ScatterElements' max over −1s, which the Slice then drops."""
+    best = g.op("ArgMax", lp, axis=2, keepdims=0)  # (T, B): the first of equal ones, as NumPy's argmax
+    T = _dim(g, best, 0)
+    before = g.op("Concat", g.op("Expand", g.ints([[-1]]), g.op("Concat", g.ints([1]), _dim(g, best, 1), axis=0)),
+                  g.op("Slice", best, g.ints([0]), g.ints([-1]), g.ints([0])), axis=0)  # the step before: −1 at t = 0
+    keep = g.op("And", inside, g.op("And", g.op("Not", g.op("Equal", best, before)), g.op("Not", g.op("Equal", best, g.ints(BLANK)))))
+    rank = g.op("Sub", g.op("CumSum", g.cast(keep, "int64"), g.ints(0)), g.ints(1))
+    column = g.op("Transpose", g.op("Where", keep, rank, T), perm=[1, 0])  # (B, T)
+    spare = g.op("Concat", _dim(g, best, 1), g.op("Add", T, g.ints([1])), axis=0)  # (B, T + 1)
+    start = g.op("ConstantOfShape", spare, value=g.onnx.numpy_helper.from_array(np.full(1, -1, np.int64)))
+    labels = g.op("ScatterElements", start, column, g.op("Transpose", g.op("Where", keep, best, g.ints(-1)), perm=[1, 0]),
+                  axis=1, reduction="max")
+    return g.op("Slice", labels, g.ints([0]), T, g.ints([1])), g.op("ReduceSum", g.cast(keep, "int64"), g.ints([0]), keepdims=0)
+
+
+def transcriber_graph(model: Transcriber, encoding: dict, metadata: dict):
+    """The acoustic model, as ``rnnkit transcribe`` runs it from a clip's log-mel frames
+    (transcribe.clip_log_probs, Transcriber.log_probs): features (B, T, n_mels) float32, the
+    frames of data.audio.log_mel, lengths (B,) int64 → log_probs (B, T', V) over the blank (0)
+    and the characters, steps (B,) int64 each row's T'_b = ⌈length / k⌉; labels (B, T') int64 the
+    greedy decoding's character ids, −1 after each row's label_lengths (B,). Inside: the training
+    part's standardisation, zeros past each length, k frames stacked a step (zeros complete the
+    last group), the recurrent stack, the head and log_softmax."""
+    rnn, k = model.rnn, model.stack
+    g = Graph()
+    inside = g.op("Transpose", g.steps_inside("features", "lengths", time_axis=1), perm=[1, 0])  # (B, T)
+    z = g.op("Where", g.op("Unsqueeze", inside, g.ints([2])), _standardise(g, "features", encoding), g.const(np.zeros(1), "zero"))
+    T = _dim(g, z, 1)
+    steps = g.op("Div", g.op("Add", T, g.ints([k - 1])), g.ints([k]))  # ⌈T / k⌉
+    pads = g.op("Concat", g.ints([0, 0, 0, 0]), g.op("Sub", g.op("Mul", steps, g.ints([k])), T), g.ints([0]), axis=0)
+    shape = g.op("Concat", _dim(g, z, 0), steps, g.ints([rnn.input_size]), axis=0)
+    stacked = g.op("Reshape", g.op("Pad", z, pads), shape)  # (B, T', k·n_mels): frames kτ … kτ + k − 1 side by side
+    lens = g.op("Div", g.op("Add", "lengths", g.ints(k - 1)), g.ints(k))
+    x = g.op("Transpose", stacked, perm=[1, 0, 2])
+    y, _ = recurrent(g, rnn, x, initial_states(g, rnn, _dim(g, x, 1)), g.cast(lens, "int32"))
+    lp = g.op("LogSoftmax", _linear(g, y, model.head), axis=2)  # (T', B, V)
+    labels, counts = _greedy_ctc(g, lp, g.steps_inside(lp, lens))
+    g.output(g.op("Transpose", lp, perm=[1, 0, 2]), "log_probs")
+    g.output(lens, "steps")
+    g.output(labels, "labels")
+    g.output(counts, "label_lengths")
+    V, n_mels = model.head.weight.shape[0], rnn.input_size // k
+    return g.model([("features", "float", ["batch", "frames", n_mels]), ("lengths", "int64", ["batch"])],
+                   [("log_probs", "float", ["batch", "steps", V]), ("steps", "int64", ["batch"]),
+                    ("labels", "int64", ["batch", "steps"]), ("label_lengths", "int64", ["batch"])], metadata, "transcriber")
+
+
 def _direct_forecast(g: Graph, model: Forecaster, z: str, future: str | None) -> tuple[str, str]:
     """Forecaster's direct mode: z (W, B, C + F) time-major, future (B, H·F) or None → μ, σ
     (B, H, C) in the model's units, σ = softplus(s) + σ_min."""
@@ -598,7 +657,7 @@ def detector_graph(model: Forecaster, encoding: dict, window: int, threshold: fl
                     ("sigma", "float", ["batch", C])], metadata, "detector")
 
 
-# ---- translation: the encoder, and the decoder's step ---------------------------------------------
+# ---- translation and captions: the encoder, and the decoder's step ---------------------------------------------
 
 
 class _CellAsLayer:
@@ -618,7 +677,14 @@ class _CellAsLayer:
         return getattr(self.cell, base if suffix and layer == "0" else name)
 
 
-def decoder_state(model: Seq2Seq) -> tuple[str, ...]:
+def _tanh_bridge(g: Graph, model: Decoder, name: str, inputs: list[str]) -> str:
+    """Decoder._tanh_bridge: layer k's first state tanh(W x_k + b) by the Linear ``{name}_l{k}``;
+    inputs: one (B, ·) per layer → (L, B, H)."""
+    layers = [g.op("Unsqueeze", g.op("Tanh", _linear(g, x, getattr(model, f"{name}_l{k}"))), g.ints([0])) for k, x in enumerate(inputs)]
+    return layers[0] if len(layers) == 1 else g.op("Concat", *layers, axis=0)
+
+
+def decoder_state(model: Decoder) -> tuple[str, ...]:
     """The decoder's state as the two graphs pass it: h, c where the kind has it, feed for Luong."""
     return ("h", "c")[: len(model.kind.states)] + (("feed",) if model.attention.startswith("luong") else ())
 
@@ -634,11 +700,8 @@ def encoder_graph(model: Seq2Seq, metadata: dict):
     outputs = []
     for name, final in zip(("h", "c"), finals):  # the bridge (Seq2Seq._encode)
         if model.bidirectional_encoder:
-            layers = []
-            for k in range(L):
-                both = g.op("Concat", *(g.op("Gather", final, g.ints(j), axis=0) for j in (2 * k, 2 * k + 1)), axis=1)
-                layers.append(g.op("Unsqueeze", g.op("Tanh", _linear(g, both, getattr(model, f"bridge_{name}_l{k}"))), g.ints([0])))
-            final = layers[0] if L == 1 else g.op("Concat", *layers, axis=0)
+            final = _tanh_bridge(g, model, f"bridge_{name}", [g.op("Concat", *(g.op("Gather", final, g.ints(j), axis=0)
+                                                                               for j in (2 * k, 2 * k + 1)), axis=1) for k in range(L)])
         g.output(final, name)
         outputs.append((name, "float", [L, "batch", H]))
     if model.attention.startswith("luong"):
@@ -656,10 +719,11 @@ def encoder_graph(model: Seq2Seq, metadata: dict):
     return g.model([("src", "int64", ["batch", "source"]), ("src_lengths", "int64", ["batch"])], outputs, metadata, "encoder")
 
 
-def decoder_graph(model: Seq2Seq, metadata: dict):
-    """One decoder step (Seq2Seq._step): y (B,) int64, the previous token; the state h, [c],
-    [feed] as the encoder or the last step gave it; with attention keys, proj and src_lengths
-    → logits (B, V), the next state h_next, [c_next], [feed_next], and alpha (B, S)."""
+def decoder_graph(model: Decoder, metadata: dict):
+    """One decoder step (Decoder._step, translation's and the captioner's): y (B,) int64, the
+    previous token; the state h, [c], [feed] as the encoder or the last step gave it; with
+    attention keys, proj and src_lengths → logits (B, V), the next state h_next, [c_next],
+    [feed_next], and alpha (B, S)."""
     g = Graph()
     L, H, attention = model.num_layers, model.hidden_size, model.attention
     parts = decoder_state(model)
@@ -718,3 +782,18 @@ def decoder_graph(model: Seq2Seq, metadata: dict):
                    ("src_lengths", "int64", ["batch"])]
         outputs.append(("alpha", "float", ["batch", "source"]))
     return g.model(inputs, outputs, metadata, "decoder_step")
+
+
+def caption_encoder_graph(model: Captioner, encoding: dict, scales: np.ndarray, metadata: dict):
+    """The captioner's start (Captioner._encode): features (B, F) float32, an image's feature
+    vector as data.images.image_features gives it → the decoder's first state h [, c] (L, B, H),
+    which ``decoder_graph`` then steps from. Inside: the training part's standardisation, times
+    ``scales`` (F,) (caption.standardise: each block by 1/√size), and each layer's tanh bridge."""
+    g = Graph()
+    x = g.op("Mul", _standardise(g, "features", encoding), g.const(scales, "block_scales"))
+    L, H = model.num_layers, model.hidden_size
+    names = decoder_state(model)
+    for name in names:
+        g.output(_tanh_bridge(g, model, f"bridge_{name}", [x] * L), name)
+    return g.model([("features", "float", ["batch", model.feature_size])], [(name, "float", [L, "batch", H]) for name in names],
+                   metadata, "caption_encoder")
