@@ -509,6 +509,12 @@ def transcriber_graph(model: Transcriber, encoding: dict, metadata: dict):
                     ("labels", "int64", ["batch", "steps"]), ("label_lengths", "int64", ["batch"])], metadata, "transcriber")
 
 
+def _gaussian(g: Graph, p: str, C: int) -> tuple[str, str]:
+    """The head's output p (…, 2C) → μ, σ = softplus(s) + σ_min (…, C) (Forecaster.forward)."""
+    mu, s = (g.op("Slice", p, g.ints([a]), g.ints([b]), g.ints([-1])) for a, b in ((0, C), (C, 2 * C)))
+    return mu, g.op("Add", g.op("Softplus", s), g.const(np.float32(SIGMA_MIN), "sigma_min"))
+
+
 def _direct_forecast(g: Graph, model: Forecaster, z: str, future: str | None) -> tuple[str, str]:
     """Forecaster's direct mode: z (W, B, C + F) time-major, future (B, H·F) or None → μ, σ
     (B, H, C) in the model's units, σ = softplus(s) + σ_min."""
@@ -516,9 +522,70 @@ def _direct_forecast(g: Graph, model: Forecaster, z: str, future: str | None) ->
     y, _ = recurrent(g, rnn, z, initial_states(g, rnn, _dim(g, z, 1)), _full_lengths(g, z))
     last = g.op("Gather", y, g.ints(-1), axis=0)  # (B, hidden): every window has all W steps
     p = _linear(g, last if future is None else g.op("Concat", last, future, axis=1), model.head)
-    p = g.op("Reshape", p, g.ints([0, model.horizon, 2 * C]))
-    mu, s = (g.op("Slice", p, g.ints([a]), g.ints([b]), g.ints([2])) for a, b in ((0, C), (C, 2 * C)))
-    return mu, g.op("Add", g.op("Softplus", s), g.const(np.float32(SIGMA_MIN), "sigma_min"))
+    return _gaussian(g, g.op("Reshape", p, g.ints([0, model.horizon, 2 * C])), C)
+
+
+def _repeat_rows(g: Graph, x: str, n: int, axis: int) -> str:
+    """np.repeat(x, n, axis): each row along ``axis`` n times in a row (axis 0 or 1 of a 2-d or 3-d x)."""
+    expanded = g.op("Unsqueeze", x, g.ints([axis + 1]))
+    shape = g.op("Concat", g.op("Shape", x, end=axis + 1), g.ints([n]), g.op("Shape", x, start=axis + 1), axis=0)
+    merged = g.op("Concat", g.ints([0] * axis + [-1]), g.op("Shape", x, start=axis + 1), axis=0)
+    return g.op("Reshape", g.op("Expand", expanded, shape), merged)
+
+
+def _recursive_forecast(g: Graph, model: Forecaster, z: str, future: str | None, noise: str | None, paths: int,
+                        z80: float) -> tuple[str, str, str, str]:
+    """Forecaster's recursive mode (Forecaster.forecast): z (W, B, C + F) time-major, future
+    (B, H, F) the forecast steps' covariates or None, noise (B, H, paths, C) standard normal
+    draws or None → mean, sigma, lower, upper (B, H, C) in the model's units, before widening.
+
+    The window sets the state and the first step's μ, σ; then a Scan over the H steps carries
+    the state, μ and σ of ``paths`` rows per forecast: step h's value μ + σ·noise_h is fed back
+    with step h + 1's covariates (the last step's run is not used). With paths, the mean and
+    standard deviation of the paths and their 10% and 90% quantiles (np.quantile's linear rule,
+    on the paths sorted by TopK); without, the means are fed back and the interval is μ ∓ z80·σ."""
+    rnn, C, H = model.rnn, model.channels, model.horizon
+    y, finals = recurrent(g, rnn, z, initial_states(g, rnn, _dim(g, z, 1)), _full_lengths(g, z))
+    mu, sigma = _gaussian(g, _linear(g, g.op("Gather", y, g.ints(-1), axis=0), model.head), C)  # (B, C)
+    n = max(paths, 1)
+    carried = [_repeat_rows(g, s, n, 1) for s in finals] + [_repeat_rows(g, v, n, 0) for v in (mu, sigma)]  # B·n rows
+    if noise is None:  # the means fed back: μ + σ·0
+        noise = g.op("ConstantOfShape", g.op("Concat", g.ints([H]), g.op("Shape", mu), axis=0),
+                     value=g.onnx.numpy_helper.from_array(np.zeros(1, np.float32)))  # (H, B, C)
+    else:
+        noise = g.op("Reshape", g.op("Transpose", noise, perm=[1, 0, 2, 3]), g.ints([H, -1, C]))  # (H, B·n, C)
+    scans = [noise]
+    if future is not None:  # step h reads step h + 1's covariates
+        following = g.op("Concat", g.op("Slice", future, g.ints([1]), g.ints([H]), g.ints([1])),
+                         g.op("Slice", future, g.ints([H - 1]), g.ints([H]), g.ints([1])), axis=1)
+        scans.append(_repeat_rows(g, g.op("Transpose", following, perm=[1, 0, 2]), n, 1))  # (H, B·n, F)
+
+    def step(sub, states, slices):
+        *state, m, sd = states
+        value = sub.op("Add", m, sub.op("Mul", sd, slices[0]))
+        x = sub.op("Unsqueeze", value if future is None else sub.op("Concat", value, slices[1], axis=1), sub.ints([0]))
+        out, new = recurrent(sub, rnn, x, state, _full_lengths(sub, x))
+        m_next, sd_next = _gaussian(sub, _linear(sub, sub.op("Squeeze", out, sub.ints([0])), model.head), C)
+        return [*new, m_next, sd_next], [value, sub.op("Identity", m), sub.op("Identity", sd)]
+
+    *_, values, means, sds = g.scan(step, carried, scans)  # (H, B·n, C) each
+    if not paths:
+        mean, sd = (g.op("Transpose", v, perm=[1, 0, 2]) for v in (means, sds))
+        half = g.op("Mul", sd, g.const(np.float32(z80), "z80"))
+        return mean, sd, g.op("Sub", mean, half), g.op("Add", mean, half)
+    values = g.op("Transpose", g.op("Reshape", values, g.ints([H, -1, n, C])), perm=[1, 0, 2, 3])  # (B, H, n, C)
+    mean = g.op("ReduceMean", values, g.ints([2]), keepdims=0)
+    d = g.op("Sub", values, g.op("Unsqueeze", mean, g.ints([2])))
+    sd = g.op("Sqrt", g.op("ReduceMean", g.op("Mul", d, d), g.ints([2]), keepdims=0))
+    ordered, _ = g.op("TopK", values, g.ints([n]), axis=2, largest=0, sorted=1, n=2)
+
+    def quantile(q):
+        position = q * (n - 1)
+        i = int(np.floor(position))
+        a, b = (g.op("Gather", ordered, g.ints(j), axis=2) for j in (i, min(i + 1, n - 1)))
+        return g.op("Add", a, g.op("Mul", g.op("Sub", b, a), g.const(np.float32(position - i), "fraction")))
+
+    return mean, sd, quantile(0.1), quantile(0.9)
 
 
 def _standardise(g: Graph, values: str, encoding: dict) -> str:
@@ -548,15 +615,19 @@ def _calendar(g: Graph, origin: str, offsets, frequencies) -> str:
 
 
 def forecaster_graph(model: Forecaster, encoding: dict, reads: dict, level: str, z80: float, widen: float, blend: float,
-                     metadata: dict):
-    """A direct forecaster, as ``rnnkit forecast`` computes a forecast from an origin:
+                     metadata: dict, paths: int = 0):
+    """A forecaster, as ``rnnkit forecast`` computes a forecast from an origin:
 
     history (B, N, C) float32, the N points before the first forecast step in data units (gaps
     filled), row N − 1 the latest; with calendar features also origin (B,) int64, the index of the
-    first forecast step in its series (the features' phase)
+    first forecast step in its series (the features' phase); a recursive model with ``paths``
+    also noise (B, H, paths, C) float32, the standard normal draws of its sampled paths (step
+    by step: rnnkit's generator's draws, np.random.default_rng(seed).standard_normal((H, paths, C)))
     → mean, sigma, lower, upper (B, H, C) in data units: the network's forecast put back over its
-    base (a residual model's seasonal naive), blended with seasonal naive at weight ``blend``, σ
-    the network's, and the 80% interval mean ± z80·widen·σ.
+    base (a residual model's seasonal naive), blended with seasonal naive at weight ``blend``;
+    direct: σ the network's, the 80% interval mean ± z80·widen·σ; recursive: the paths' mean,
+    standard deviation and 10%–90% quantiles widened by ``widen`` about the mean (without paths:
+    the means fed back, the one-step σ and mean ± z80·widen·σ).
 
     ``reads`` (forecast.export_reads) says which rows of the history each part reads: history
     (N), window (W,) and window_base (W,) or None, the network's input values less their base;
@@ -564,9 +635,6 @@ def forecaster_graph(model: Forecaster, encoding: dict, reads: dict, level: str,
     and the forecast steps); lags [((W,), (H,)) …], the seasonal lags' rows at those steps;
     naive (H,), the seasonal-naive forecast's; frequencies [(k,) …] and calendar_offsets ((W,),
     (H,)), the calendar features' ω per period and their steps relative to the origin."""
-    if model.mode != "direct":
-        raise NotExportable("not exportable: a recursive forecaster (each sampled value is fed back into the network "
-                            "between calls); export a model trained with --mode direct")
     g = Graph()
     C, H, N = model.channels, model.horizon, reads["history"]
     scaled = _standardise(g, "history", encoding)  # (B, N, C)
@@ -599,9 +667,15 @@ def forecaster_graph(model: Forecaster, encoding: dict, reads: dict, level: str,
     future = None
     if covariates:
         z = g.op("Concat", z, *(w for w, _ in covariates), axis=2)
-        future = g.op("Reshape", g.op("Concat", *(f for _, f in covariates), axis=2) if len(covariates) > 1 else covariates[0][1],
-                      g.ints([0, -1]))  # (B, H·F)
-    mu, sigma = _direct_forecast(g, model, g.op("Transpose", z, perm=[1, 0, 2]), future)
+        future = g.op("Concat", *(f for _, f in covariates), axis=2) if len(covariates) > 1 else covariates[0][1]  # (B, H, F)
+    z = g.op("Transpose", z, perm=[1, 0, 2])
+    if model.mode == "direct":
+        mu, sigma = _direct_forecast(g, model, z, None if future is None else g.op("Reshape", future, g.ints([0, -1])))
+        half = g.op("Mul", sigma, g.const(np.float32(z80 * widen), "half_width"))
+        low, high = g.op("Sub", mu, half), g.op("Add", mu, half)
+    else:  # the interval widened about the mean (forecast_at)
+        mu, sigma, low, high = _recursive_forecast(g, model, z, future, "noise" if paths else None, paths, z80)
+        low, high = (g.op("Add", mu, g.op("Mul", g.op("Sub", v, mu), g.const(np.float32(widen), "widen"))) for v in (low, high))
     base = None if bases[1] is None else _rows(g, scaled, bases[1])  # (B, H, C)
     std = g.const(encoding["std"], "std")
 
@@ -611,8 +685,7 @@ def forecaster_graph(model: Forecaster, encoding: dict, reads: dict, level: str,
             x = x if value is None else g.op(operation, x, value)
         return g.op("Add", g.op("Mul", x, std), g.const(encoding["mean"], "mean"))
 
-    half = g.op("Mul", sigma, g.const(np.float32(z80 * widen), "half_width"))
-    mean, lower, upper = back(mu), back(g.op("Sub", mu, half)), back(g.op("Add", mu, half))
+    mean, lower, upper = back(mu), back(low), back(high)
     if blend != 1.0:  # μ = sn + α·(μ_net − sn): everything moves by (1 − α)·(sn − μ_net)
         shift = g.op("Mul", g.op("Sub", _rows(g, "history", reads["naive"]), mean), g.const(np.float32(1 - blend), "one_less_blend"))
         mean, lower, upper = (g.op("Add", x, shift) for x in (mean, lower, upper))
@@ -620,6 +693,7 @@ def forecaster_graph(model: Forecaster, encoding: dict, reads: dict, level: str,
     for value, name in ((mean, "mean"), (sd, "sigma"), (lower, "lower"), (upper, "upper")):
         g.output(value, name)
     inputs = [("history", "float", ["batch", N, C])] + ([("origin", "int64", ["batch"])] if reads["frequencies"] else [])
+    inputs += [("noise", "float", ["batch", H, paths, C])] if paths and model.mode == "recursive" else []
     return g.model(inputs, [(name, "float", ["batch", H, C]) for name in ("mean", "sigma", "lower", "upper")], metadata, "forecaster")
 
 
