@@ -24,8 +24,9 @@ from rnnkit.tasks.transcribe import clip_log_probs
 soundfile = pytest.importorskip("soundfile")
 Image = pytest.importorskip("PIL.Image")
 
-from tasks.test_caption import COLOURS, SHAPES, draw  # noqa: E402  (the task tests' pictures and tones)
-from tasks.test_transcribe import PITCH, RATE, say  # noqa: E402
+# the task tests' pictures and clips (module fixtures: made once, here as there)
+from tasks.test_caption import stamps  # noqa: E402, F401
+from tasks.test_transcribe import corpus  # noqa: E402, F401
 
 
 def metadata(model) -> dict:
@@ -67,26 +68,13 @@ def test_transcriber_log_probs_and_greedy_labels_equal_rnnkit(cell, bidirectiona
     assert 0 < sum(map(len, expected)) < steps.sum()  # labels, and steps merged or dropped
 
 
-def write_clips(root, n=12, seed=0):
-    """n clips of tones (the task tests' speech) in two groups each of a few scenes, and their transcripts."""
-    rng = np.random.default_rng(seed)
-    lines = []
-    for k in range(n):
-        text = " ".join("".join(rng.choice(list(PITCH), size=rng.integers(1, 3))) for _ in range(rng.integers(1, 3)))
-        soundfile.write(str(root / f"clip{k:02d}.wav"), say(text, rng), RATE)
-        lines.append(f"clip{k:02d}.wav\t{text}\tscene{k % 6}")
-    (root / "transcripts.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root
-
-
 @pytest.mark.usefixtures("reference_backend")
-def test_a_trained_transcriber_exports_and_its_metadata_lines_give_rnnkit_s_transcripts(tmp_path, capsys):
+def test_a_trained_transcriber_exports_and_its_metadata_lines_give_rnnkit_s_transcripts(corpus, tmp_path, capsys):
     """`rnnkit export` on a model directory; the consumer's side: the metadata's "prepare" lines
     (log-mel in NumPy) on a clip's samples, the graph, and the "decode" line give what `rnnkit
     transcribe` gives."""
-    clips = write_clips(tmp_path)
     out = tmp_path / "m"
-    assert main(["--quiet", "train", "transcribe", "--data", str(clips), "--out", str(out), "--steps", "20", "--valid-every", "20",
+    assert main(["--quiet", "train", "transcribe", "--data", str(corpus), "--out", str(out), "--steps", "20", "--valid-every", "20",
                  "--hidden", "8", "--layers", "2", "--batch-size", "4", "--n-mels", "12", "--lr", "0.02", "--seed", "1"]) == 0
     assert main(["export", str(out), "--format", "onnx", "--out", str(tmp_path / "asr.onnx")]) == 0
     model = onnx.load(str(tmp_path / "asr.onnx"))
@@ -95,7 +83,7 @@ def test_a_trained_transcriber_exports_and_its_metadata_lines_give_rnnkit_s_tran
     encoding = json.loads(meta["encoding"])
     assert meta["task"] == "transcribe" and encoding == trained.encoding and meta["blank"] == "0"
     run = session(model)
-    paths = sorted(clips.glob("*.wav"))[:5]
+    paths = sorted(corpus.glob("*.wav"))[:5]
     texts = trained.transcribe(paths)
     assert sum(map(len, texts)) >= 3  # characters, not only blanks
     for path, text in zip(paths, texts):
@@ -130,20 +118,6 @@ def test_caption_encoder_and_decoder_steps_equal_rnnkit_teacher_forced(cell, lay
     first = dict(zip([o.name for o in encoder.get_outputs()], encoder.run(None, {"features": raw})))
     assert sorted(first) == sorted(onnx_export.decoder_state(model))
     assert_close(run_decoder(first, session(onnx_export.decoder_graph(model, {})), feed_tokens=tgt), expected, cell)
-
-
-@pytest.fixture(scope="module")
-def stamps(tmp_path_factory):
-    """30 pictures, each a colour and a shape ("A red disc."), laid out as Tux Paint's stamps."""
-    root = tmp_path_factory.mktemp("stamps")
-    rng = np.random.default_rng(0)
-    for k in range(30):
-        colour, shape = list(COLOURS)[k % 3], SHAPES[(k // 3) % 2]
-        folder = root / ["shapes", "things", "symbols"][k % 3]
-        folder.mkdir(exist_ok=True)
-        draw(colour, shape, rng).save(folder / f"s{k:02d}.png")
-        (folder / f"s{k:02d}.txt").write_text(f"A {colour} {shape}.\n", encoding="utf-8")
-    return root
 
 
 @pytest.mark.usefixtures("reference_backend")
