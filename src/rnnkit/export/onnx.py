@@ -731,7 +731,7 @@ def detector_graph(model: Forecaster, encoding: dict, window: int, threshold: fl
                     ("sigma", "float", ["batch", C])], metadata, "detector")
 
 
-# ---- translation and captions: the encoder, and the decoder's step ---------------------------------------------
+# ---- translation and captions: the encoder, and the decoder's step --------------------------------
 
 
 class _CellAsLayer:
