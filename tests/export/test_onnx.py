@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 import rnnkit
-from onnx_checks import assert_close, session
+from onnx_checks import assert_close, run_decoder, session
 from rnnkit.cli.main import main
 from rnnkit.data.batching import pad
 from rnnkit.export import onnx as onnx_export
@@ -172,32 +172,9 @@ def test_trained_crf_tagger_exports_its_encoding_and_tags_as_rnnkit(tmp_path):
 # ---- translate: the encoder and the decoder's step --------------------------------------------------
 
 
-def run_decoder(encoder, decoder, src, lengths, feed_tokens=None, bos=None, eos=None, max_len=0):
-    """The decoder's step called once per token: the given tokens (teacher forcing) → their logits
-    (T, B, V); or greedy from ``bos`` → each row's tokens up to ``eos``."""
-    first = dict(zip([o.name for o in encoder.get_outputs()], encoder.run(None, {"src": src.T.copy(), "src_lengths": lengths})))
-    state_names = [i.name for i in decoder.get_inputs() if i.name in ("h", "c", "feed")]
-    state = {name: first[name] for name in state_names}
-    memory = {name: first[name] for name in ("keys", "proj") if name in first}
-    memory.update({"src_lengths": lengths} if memory else {})
-    outputs = [o.name for o in decoder.get_outputs()]
-    y = feed_tokens[0] if feed_tokens is not None else np.full(len(lengths), bos)
-    steps, tokens, done = [], [[] for _ in lengths], np.zeros(len(lengths), bool)
-    for t in range(len(feed_tokens) if feed_tokens is not None else max_len):
-        result = dict(zip(outputs, decoder.run(None, {"y": y, **state, **memory})))
-        state = {name: result[f"{name}_next"] for name in state_names}
-        steps.append(result["logits"])
-        if feed_tokens is not None:
-            y = feed_tokens[min(t + 1, len(feed_tokens) - 1)]
-            continue
-        y = result["logits"].argmax(axis=1)
-        for b in np.flatnonzero(~done):
-            done[b] |= y[b] == eos
-            if not done[b]:
-                tokens[b].append(int(y[b]))
-        if done.all():
-            break
-    return np.stack(steps) if feed_tokens is not None else tokens
+def encoded(encoder, src, lengths) -> dict:
+    """The encoder's outputs by name, for src (S, B) and its lengths."""
+    return dict(zip([o.name for o in encoder.get_outputs()], encoder.run(None, {"src": src.T.copy(), "src_lengths": lengths})))
 
 
 @pytest.mark.usefixtures("reference_backend")
@@ -208,8 +185,8 @@ def test_decoder_steps_equal_rnnkit_teacher_forced(cell, attention, bidirectiona
     model = Seq2Seq(11, 13, 5, 6, cell, 2, bidirectional, attention, rng=rng)
     src, lengths, tgt = rng.integers(0, 11, (6, 3)), np.array([6, 2, 4]), rng.integers(0, 13, (5, 3))
     expected, _ = model.scores(src, lengths, tgt)
-    got = run_decoder(session(onnx_export.encoder_graph(model, {})), session(onnx_export.decoder_graph(model, {})), src, lengths,
-                      feed_tokens=tgt)
+    got = run_decoder(encoded(session(onnx_export.encoder_graph(model, {})), src, lengths), session(onnx_export.decoder_graph(model, {})),
+                      lengths, feed_tokens=tgt)
     assert_close(got, expected, f"{cell} {attention}")
 
 
@@ -236,7 +213,8 @@ def test_translation_exports_two_files_whose_greedy_decoding_equals_rnnkit(tmp_p
     x, lengths = pad(sources)
     expected = [t.tokens for t in trained.model.greedy(x, lengths, bos=bos, eos=eos, max_len=15)]
     assert sum(map(len, expected)) > 12  # words, not only the end token
-    assert run_decoder(session(encoder), session(decoder), x, np.asarray(lengths), bos=bos, eos=eos, max_len=15) == expected
+    lengths = np.asarray(lengths)
+    assert run_decoder(encoded(session(encoder), x, lengths), session(decoder), lengths, bos=bos, eos=eos, max_len=15) == expected
 
 
 # ---- trained models through `rnnkit export` ---------------------------------------------------------

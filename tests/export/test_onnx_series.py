@@ -1,6 +1,6 @@
 """rnnkit.export.onnx for the series tasks: a forecaster (seasonal residual, seasonal lags, several
 seasons, the blend with seasonal naive, the calibrated intervals, the calendar from the origin's
-index), a detector with K-step forecasts, either score and smoothing, and a classifier that
+index; a recursive one's sampled paths from draws given as an input), a detector with K-step forecasts, either score and smoothing, and a classifier that
 z-normalises and averages each series down: trained a few steps on series the tests write,
 exported, run by onnxruntime and equal to rnnkit's own outputs (float32, within 1e-5 of their norm)."""
 
@@ -15,7 +15,6 @@ import rnnkit
 from onnx_checks import assert_close, session
 from rnnkit.cli.main import main
 from rnnkit.export import onnx as onnx_export
-from rnnkit.models.forecaster import Forecaster
 from rnnkit.tasks.detect import load as load_detect_series
 from rnnkit.tasks.forecast import calendar_features, forecast_at
 
@@ -152,15 +151,68 @@ def test_calendar_features_in_the_graph_keep_their_phase_far_into_a_series():
         np.testing.assert_allclose(row, expected, atol=1e-6)
 
 
-def test_a_recursive_forecaster_is_refused_naming_the_mode(tmp_path, monthly, capsys):
-    with pytest.raises(onnx_export.NotExportable, match="not exportable: a recursive forecaster .* --mode direct"):
-        onnx_export.forecaster_graph(Forecaster(1, 0, 3, 4, mode="recursive", rng=0), {}, {}, "scale", 1.28, 1.0, 1.0, {})
-    rnnkit.train("forecast", tmp_path / "m", data=str(monthly), mode="recursive", horizon=6, season=12, origins=2,
-                 hidden=8, steps=1, valid_every=1, quiet=True)
-    assert main(["export", str(tmp_path / "m"), "--out", str(tmp_path / "m.onnx")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("rnnkit: error: not exportable: a recursive forecaster") and err.count("\n") == 1
-    assert not (tmp_path / "m.onnx").exists()
+RECURSIVE = {  # name: options of a recursive forecaster
+    "sampled-paths": dict(paths=50),  # the default residual model, monthly: lags and calendar as covariates
+    "means-fed-back": dict(paths=0),
+    "lags-level-window": dict(paths=7, season=12, seasonal="lags", level="window"),
+    "no-covariates": dict(paths=20),  # a step index: no season, no calendar
+}
+
+
+def forecast_draws(seeds, horizon, paths, channels=2):
+    """Each forecast's standard normal draws, (B, H, paths, C): rnnkit's for each seed."""
+    return np.stack([np.random.default_rng(seed).standard_normal((horizon, paths, channels)) for seed in seeds]).astype(np.float32)
+
+
+@pytest.mark.usefixtures("reference_backend")
+@pytest.mark.parametrize("name", RECURSIVE)
+def test_recursive_forecaster_s_sampled_paths_equal_rnnkit_s_for_the_same_draws(tmp_path, monthly, undated, name):
+    """The paths run in a Scan, the draws an input: the mean, sigma and quantile interval of each
+    origin equal `forecast_at`'s with that seed's generator (seeds 0, 1, 2, as a backtest draws)."""
+    options = RECURSIVE[name]
+    trained, model = exported_forecaster(tmp_path, undated if name == "no-covariates" else monthly, {"mode": "recursive", **options},
+                                         blend=0.35, widen=1.7)
+    prepared, opts = trained._prepared(None), trained.opts
+    n, N, H, P = len(prepared.series), int(metadata(model)["history"]), opts.horizon, opts.paths
+    origins = [n - 40, n - 13, n - 6]
+    feeds = {"history": np.stack([prepared.filled[o - N : o] for o in origins]).astype(np.float32)}
+    inputs = [i.name for i in model.graph.input]
+    if "origin" in inputs:
+        feeds["origin"] = np.asarray(origins, np.int64)
+    assert ("noise" in inputs) == (P > 0) and int(metadata(model)["paths"]) == P
+    if P:
+        feeds["noise"] = forecast_draws(range(3), H, P)
+    run = session(model)
+    got = dict(zip(("mean", "sigma", "lower", "upper"), run.run(None, feeds)))
+    expected = [forecast_at(trained.model, prepared, o, opts, seed=k, widen=1.7, blend=0.35) for k, o in enumerate(origins)]
+    for key in ("mean", "lower", "upper"):
+        assert_close(got[key], np.stack([e[key] for e in expected]), f"{name} {key}")
+    sigma = []  # the model's own spread, in data units
+    for k, o in enumerate(origins):
+        z, level, spread = prepared.read_window(o - prepared.window, o, opts.level)
+        _, sd, _ = trained.model.forecast(z[:, None], prepared.covariates(o, o + H, o, level, spread), paths=P, rng=k)
+        sigma.append(sd * spread * np.array(trained.encoding["std"]))
+    assert_close(got["sigma"], sigma, f"{name} sigma")
+    if P:  # the draws are read: another seed's move the interval
+        other = dict(zip(("mean", "sigma", "lower", "upper"), run.run(None, {**feeds, "noise": forecast_draws(range(3, 6), H, P)})))
+        assert np.linalg.norm(other["upper"] - got["upper"]) > 1e-3 * np.linalg.norm(got["upper"])
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_a_recursive_forecaster_exports_from_the_command_line_and_its_prepare_lines_give_rnnkit_forecast(tmp_path, monthly, capsys):
+    trained = rnnkit.train("forecast", tmp_path / "m", data=str(monthly), mode="recursive", paths=30, horizon=6, origins=2,
+                           hidden=8, steps=2, valid_every=2, quiet=True)
+    assert main(["export", str(tmp_path / "m"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    meta = metadata(model)
+    assert "noise (B, 6, 30, C)" in meta["inputs"] and "30 sampled paths" in meta["outputs"]
+    values = np.genfromtxt(monthly, delimiter=",", skip_header=1, usecols=(1, 2))
+    scope = {"np": np, "values": values}
+    exec(meta["prepare"], scope)  # noqa: S102  (the lines as a consumer runs them: rnnkit forecast's draws)
+    got = dict(zip(("mean", "sigma", "lower", "upper"), session(model).run(None, scope["feeds"])))
+    expected = trained.forecast()
+    for key in ("mean", "lower", "upper"):
+        assert_close(got[key][0], expected[key], key)
 
 
 # ---- detect -------------------------------------------------------------------------------------------

@@ -79,6 +79,21 @@ def power_spectrum(samples: np.ndarray, rate: int, frame_ms: float = FRAME_MS, h
     return np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2
 
 
+#: ``log_mel`` as NumPy lines for a consumer without rnnkit (an exported transcriber's metadata
+#: "prepare"): samples (n,) float32 in [−1, 1] at ``rate`` Hz → features (frames, n_mels) float32;
+#: format with n_mels. The same steps as the functions above, in one place a reader can copy;
+#: tests/export run them against ``log_mel``.
+LOG_MEL_LINES = f"""frame, hop = round(rate * {FRAME_MS} / 1000), round(rate * {HOP_MS} / 1000)  # samples (n,) float32 at rate Hz
+n_fft, hann = 1 << (frame - 1).bit_length(), 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(frame) / frame)
+starts = hop * np.arange(1 + (len(samples) - frame) // hop)[:, None]
+power = np.abs(np.fft.rfft(samples[starts + np.arange(frame)].astype(np.float64) * hann, n=n_fft, axis=1)) ** 2
+mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)
+edges = 700.0 * (10.0 ** (np.linspace(mel({F_MIN}), mel(min({F_MAX}, rate / 2)), {{n_mels}} + 2) / 2595.0) - 1.0)
+bins, low, mid, high = np.fft.rfftfreq(n_fft, 1.0 / rate), edges[:-2, None], edges[1:-1, None], edges[2:, None]
+bank = np.maximum(0.0, np.minimum((bins - low) / (mid - low), (high - bins) / (high - mid)))
+features = np.log(power @ bank.T + {LOG_FLOOR}).astype(np.float32)  # (frames, {{n_mels}})"""
+
+
 def log_mel(samples: np.ndarray, rate: int, n_mels: int = N_MELS, frame_ms: float = FRAME_MS, hop_ms: float = HOP_MS,
             f_min: float = F_MIN, f_max: float = F_MAX) -> np.ndarray:
     """Log-mel filterbank features of a clip, (frames, n_mels) float32."""

@@ -20,11 +20,17 @@ The task models' graphs are batch-first (B rows, T steps):
                      averaged down and standardised inside), lengths (B,) int64
                        → probabilities (B, K), or value (B,) for a regressor
     tagger           ids (B, T), lengths (B,) → emissions (B, T, K), tags (B, T) (Viterbi for a CRF)
-    forecaster       history (B, N, C) [, origin (B,) int64] → mean, sigma, lower, upper (B, H, C),
-                     direct mode: seasonal naive, lags, calendar, blend and intervals inside
+    transcriber      features (B, T, n_mels) log-mel frames, lengths (B,) → log_probs (B, T', V),
+                     steps (B,), labels (B, T') the greedy CTC labels, label_lengths (B,)
+    forecaster       history (B, N, C) [, origin (B,) int64] [, noise (B, H, paths, C)]
+                       → mean, sigma, lower, upper (B, H, C): seasonal naive, lags, calendar,
+                     blend and intervals inside; a recursive model's sampled paths in a Scan,
+                     its standard normal draws given as ``noise``
     detector         window (B, W + K + S − 2, C), value (B, C) → score (B,), anomaly (B,), mean, sigma
     translation      encoder: src (B, S), src_lengths → the decoder's first state, keys, proj;
                      decoder step: y (B,), the state, keys, proj, src_lengths → logits, the next state, alpha
+    captioner        encoder: features (B, F) an image's → the decoder's first state h [, c];
+                     decoder step: translation's, without attention
 
 ``onnx`` is imported when a graph is built, not before.
 """
@@ -36,13 +42,15 @@ import json
 
 import numpy as np
 
+from ..models.captioner import Captioner
 from ..models.classifier import SequenceClassifier
 from ..models.forecaster import SIGMA_MIN, Forecaster
 from ..models.language_model import LanguageModel
 from ..models.piano_roll import PianoRollModel
-from ..models.seq2seq import Seq2Seq
+from ..models.seq2seq import Decoder, Seq2Seq
 from ..models.sequence_model import INPUT_BOUND
 from ..models.tagger import SequenceTagger
+from ..models.transcriber import BLANK, Transcriber
 from ..nn import cells
 
 OPSET, IR_VERSION = 21, 10
@@ -450,6 +458,63 @@ def tagger_graph(model: SequenceTagger, metadata: dict):
                    [("emissions", "float", ["batch", "time", K]), ("tags", "int64", ["batch", "time"])], metadata, "tagger")
 
 
+def _greedy_ctc(g: Graph, lp: str, inside: str) -> tuple[str, str]:
+    """nn.ctc.greedy_decode in ONNX: log-probabilities lp (T, B, V), inside (T, B) → labels (B, T)
+    int64, each row's best path with repeats merged and blanks dropped, left-aligned, −1 after
+    them; and their count (B,). A kept label goes to its rank among the kept (a CumSum); the
+    others to a spare last column, by ScatterElements' max over −1s, which the Slice then drops."""
+    best = g.op("ArgMax", lp, axis=2, keepdims=0)  # (T, B): the first of equal ones, as NumPy's argmax
+    T = _dim(g, best, 0)
+    before = g.op("Concat", g.op("Expand", g.ints([[-1]]), g.op("Concat", g.ints([1]), _dim(g, best, 1), axis=0)),
+                  g.op("Slice", best, g.ints([0]), g.ints([-1]), g.ints([0])), axis=0)  # the step before: −1 at t = 0
+    keep = g.op("And", inside, g.op("And", g.op("Not", g.op("Equal", best, before)), g.op("Not", g.op("Equal", best, g.ints(BLANK)))))
+    rank = g.op("Sub", g.op("CumSum", g.cast(keep, "int64"), g.ints(0)), g.ints(1))
+    column = g.op("Transpose", g.op("Where", keep, rank, T), perm=[1, 0])  # (B, T)
+    spare = g.op("Concat", _dim(g, best, 1), g.op("Add", T, g.ints([1])), axis=0)  # (B, T + 1)
+    start = g.op("ConstantOfShape", spare, value=g.onnx.numpy_helper.from_array(np.full(1, -1, np.int64)))
+    labels = g.op("ScatterElements", start, column, g.op("Transpose", g.op("Where", keep, best, g.ints(-1)), perm=[1, 0]),
+                  axis=1, reduction="max")
+    return g.op("Slice", labels, g.ints([0]), T, g.ints([1])), g.op("ReduceSum", g.cast(keep, "int64"), g.ints([0]), keepdims=0)
+
+
+def transcriber_graph(model: Transcriber, encoding: dict, metadata: dict):
+    """The acoustic model, as ``rnnkit transcribe`` runs it from a clip's log-mel frames
+    (transcribe.clip_log_probs, Transcriber.log_probs): features (B, T, n_mels) float32, the
+    frames of data.audio.log_mel, lengths (B,) int64 → log_probs (B, T', V) over the blank (0)
+    and the characters, steps (B,) int64 each row's T'_b = ⌈length / k⌉; labels (B, T') int64 the
+    greedy decoding's character ids, −1 after each row's label_lengths (B,). Inside: the training
+    part's standardisation, zeros past each length, k frames stacked a step (zeros complete the
+    last group), the recurrent stack, the head and log_softmax."""
+    rnn, k = model.rnn, model.stack
+    g = Graph()
+    inside = g.op("Transpose", g.steps_inside("features", "lengths", time_axis=1), perm=[1, 0])  # (B, T)
+    z = g.op("Where", g.op("Unsqueeze", inside, g.ints([2])), _standardise(g, "features", encoding), g.const(np.zeros(1), "zero"))
+    T = _dim(g, z, 1)
+    steps = g.op("Div", g.op("Add", T, g.ints([k - 1])), g.ints([k]))  # ⌈T / k⌉
+    pads = g.op("Concat", g.ints([0, 0, 0, 0]), g.op("Sub", g.op("Mul", steps, g.ints([k])), T), g.ints([0]), axis=0)
+    shape = g.op("Concat", _dim(g, z, 0), steps, g.ints([rnn.input_size]), axis=0)
+    stacked = g.op("Reshape", g.op("Pad", z, pads), shape)  # (B, T', k·n_mels): frames kτ … kτ + k − 1 side by side
+    lens = g.op("Div", g.op("Add", "lengths", g.ints(k - 1)), g.ints(k))
+    x = g.op("Transpose", stacked, perm=[1, 0, 2])
+    y, _ = recurrent(g, rnn, x, initial_states(g, rnn, _dim(g, x, 1)), g.cast(lens, "int32"))
+    lp = g.op("LogSoftmax", _linear(g, y, model.head), axis=2)  # (T', B, V)
+    labels, counts = _greedy_ctc(g, lp, g.steps_inside(lp, lens))
+    g.output(g.op("Transpose", lp, perm=[1, 0, 2]), "log_probs")
+    g.output(lens, "steps")
+    g.output(labels, "labels")
+    g.output(counts, "label_lengths")
+    V, n_mels = model.head.weight.shape[0], rnn.input_size // k
+    return g.model([("features", "float", ["batch", "frames", n_mels]), ("lengths", "int64", ["batch"])],
+                   [("log_probs", "float", ["batch", "steps", V]), ("steps", "int64", ["batch"]),
+                    ("labels", "int64", ["batch", "steps"]), ("label_lengths", "int64", ["batch"])], metadata, "transcriber")
+
+
+def _gaussian(g: Graph, p: str, C: int) -> tuple[str, str]:
+    """The head's output p (…, 2C) → μ, σ = softplus(s) + σ_min (…, C) (Forecaster.forward)."""
+    mu, s = (g.op("Slice", p, g.ints([a]), g.ints([b]), g.ints([-1])) for a, b in ((0, C), (C, 2 * C)))
+    return mu, g.op("Add", g.op("Softplus", s), g.const(np.float32(SIGMA_MIN), "sigma_min"))
+
+
 def _direct_forecast(g: Graph, model: Forecaster, z: str, future: str | None) -> tuple[str, str]:
     """Forecaster's direct mode: z (W, B, C + F) time-major, future (B, H·F) or None → μ, σ
     (B, H, C) in the model's units, σ = softplus(s) + σ_min."""
@@ -457,9 +522,70 @@ def _direct_forecast(g: Graph, model: Forecaster, z: str, future: str | None) ->
     y, _ = recurrent(g, rnn, z, initial_states(g, rnn, _dim(g, z, 1)), _full_lengths(g, z))
     last = g.op("Gather", y, g.ints(-1), axis=0)  # (B, hidden): every window has all W steps
     p = _linear(g, last if future is None else g.op("Concat", last, future, axis=1), model.head)
-    p = g.op("Reshape", p, g.ints([0, model.horizon, 2 * C]))
-    mu, s = (g.op("Slice", p, g.ints([a]), g.ints([b]), g.ints([2])) for a, b in ((0, C), (C, 2 * C)))
-    return mu, g.op("Add", g.op("Softplus", s), g.const(np.float32(SIGMA_MIN), "sigma_min"))
+    return _gaussian(g, g.op("Reshape", p, g.ints([0, model.horizon, 2 * C])), C)
+
+
+def _repeat_rows(g: Graph, x: str, n: int, axis: int) -> str:
+    """np.repeat(x, n, axis): each row along ``axis`` n times in a row (axis 0 or 1 of a 2-d or 3-d x)."""
+    expanded = g.op("Unsqueeze", x, g.ints([axis + 1]))
+    shape = g.op("Concat", g.op("Shape", x, end=axis + 1), g.ints([n]), g.op("Shape", x, start=axis + 1), axis=0)
+    merged = g.op("Concat", g.ints([0] * axis + [-1]), g.op("Shape", x, start=axis + 1), axis=0)
+    return g.op("Reshape", g.op("Expand", expanded, shape), merged)
+
+
+def _recursive_forecast(g: Graph, model: Forecaster, z: str, future: str | None, noise: str | None, paths: int,
+                        z80: float) -> tuple[str, str, str, str]:
+    """Forecaster's recursive mode (Forecaster.forecast): z (W, B, C + F) time-major, future
+    (B, H, F) the forecast steps' covariates or None, noise (B, H, paths, C) standard normal
+    draws or None → mean, sigma, lower, upper (B, H, C) in the model's units, before widening.
+
+    The window sets the state and the first step's μ, σ; then a Scan over the H steps carries
+    the state, μ and σ of ``paths`` rows per forecast: step h's value μ + σ·noise_h is fed back
+    with step h + 1's covariates (the last step's run is not used). With paths, the mean and
+    standard deviation of the paths and their 10% and 90% quantiles (np.quantile's linear rule,
+    on the paths sorted by TopK); without, the means are fed back and the interval is μ ∓ z80·σ."""
+    rnn, C, H = model.rnn, model.channels, model.horizon
+    y, finals = recurrent(g, rnn, z, initial_states(g, rnn, _dim(g, z, 1)), _full_lengths(g, z))
+    mu, sigma = _gaussian(g, _linear(g, g.op("Gather", y, g.ints(-1), axis=0), model.head), C)  # (B, C)
+    n = max(paths, 1)
+    carried = [_repeat_rows(g, s, n, 1) for s in finals] + [_repeat_rows(g, v, n, 0) for v in (mu, sigma)]  # B·n rows
+    if noise is None:  # the means fed back: μ + σ·0
+        noise = g.op("ConstantOfShape", g.op("Concat", g.ints([H]), g.op("Shape", mu), axis=0),
+                     value=g.onnx.numpy_helper.from_array(np.zeros(1, np.float32)))  # (H, B, C)
+    else:
+        noise = g.op("Reshape", g.op("Transpose", noise, perm=[1, 0, 2, 3]), g.ints([H, -1, C]))  # (H, B·n, C)
+    scans = [noise]
+    if future is not None:  # step h reads step h + 1's covariates
+        following = g.op("Concat", g.op("Slice", future, g.ints([1]), g.ints([H]), g.ints([1])),
+                         g.op("Slice", future, g.ints([H - 1]), g.ints([H]), g.ints([1])), axis=1)
+        scans.append(_repeat_rows(g, g.op("Transpose", following, perm=[1, 0, 2]), n, 1))  # (H, B·n, F)
+
+    def step(sub, states, slices):
+        *state, m, sd = states
+        value = sub.op("Add", m, sub.op("Mul", sd, slices[0]))
+        x = sub.op("Unsqueeze", value if future is None else sub.op("Concat", value, slices[1], axis=1), sub.ints([0]))
+        out, new = recurrent(sub, rnn, x, state, _full_lengths(sub, x))
+        m_next, sd_next = _gaussian(sub, _linear(sub, sub.op("Squeeze", out, sub.ints([0])), model.head), C)
+        return [*new, m_next, sd_next], [value, sub.op("Identity", m), sub.op("Identity", sd)]
+
+    *_, values, means, sds = g.scan(step, carried, scans)  # (H, B·n, C) each
+    if not paths:
+        mean, sd = (g.op("Transpose", v, perm=[1, 0, 2]) for v in (means, sds))
+        half = g.op("Mul", sd, g.const(np.float32(z80), "z80"))
+        return mean, sd, g.op("Sub", mean, half), g.op("Add", mean, half)
+    values = g.op("Transpose", g.op("Reshape", values, g.ints([H, -1, n, C])), perm=[1, 0, 2, 3])  # (B, H, n, C)
+    mean = g.op("ReduceMean", values, g.ints([2]), keepdims=0)
+    d = g.op("Sub", values, g.op("Unsqueeze", mean, g.ints([2])))
+    sd = g.op("Sqrt", g.op("ReduceMean", g.op("Mul", d, d), g.ints([2]), keepdims=0))
+    ordered, _ = g.op("TopK", values, g.ints([n]), axis=2, largest=0, sorted=1, n=2)
+
+    def quantile(q):
+        position = q * (n - 1)
+        i = int(np.floor(position))
+        a, b = (g.op("Gather", ordered, g.ints(j), axis=2) for j in (i, min(i + 1, n - 1)))
+        return g.op("Add", a, g.op("Mul", g.op("Sub", b, a), g.const(np.float32(position - i), "fraction")))
+
+    return mean, sd, quantile(0.1), quantile(0.9)
 
 
 def _standardise(g: Graph, values: str, encoding: dict) -> str:
@@ -489,15 +615,19 @@ def _calendar(g: Graph, origin: str, offsets, frequencies) -> str:
 
 
 def forecaster_graph(model: Forecaster, encoding: dict, reads: dict, level: str, z80: float, widen: float, blend: float,
-                     metadata: dict):
-    """A direct forecaster, as ``rnnkit forecast`` computes a forecast from an origin:
+                     metadata: dict, paths: int = 0):
+    """A forecaster, as ``rnnkit forecast`` computes a forecast from an origin:
 
     history (B, N, C) float32, the N points before the first forecast step in data units (gaps
     filled), row N − 1 the latest; with calendar features also origin (B,) int64, the index of the
-    first forecast step in its series (the features' phase)
+    first forecast step in its series (the features' phase); a recursive model with ``paths``
+    also noise (B, H, paths, C) float32, the standard normal draws of its sampled paths (step
+    by step: rnnkit's generator's draws, np.random.default_rng(seed).standard_normal((H, paths, C)))
     → mean, sigma, lower, upper (B, H, C) in data units: the network's forecast put back over its
-    base (a residual model's seasonal naive), blended with seasonal naive at weight ``blend``, σ
-    the network's, and the 80% interval mean ± z80·widen·σ.
+    base (a residual model's seasonal naive), blended with seasonal naive at weight ``blend``;
+    direct: σ the network's, the 80% interval mean ± z80·widen·σ; recursive: the paths' mean,
+    standard deviation and 10%–90% quantiles widened by ``widen`` about the mean (without paths:
+    the means fed back, the one-step σ and mean ± z80·widen·σ).
 
     ``reads`` (forecast.export_reads) says which rows of the history each part reads: history
     (N), window (W,) and window_base (W,) or None, the network's input values less their base;
@@ -505,9 +635,6 @@ def forecaster_graph(model: Forecaster, encoding: dict, reads: dict, level: str,
     and the forecast steps); lags [((W,), (H,)) …], the seasonal lags' rows at those steps;
     naive (H,), the seasonal-naive forecast's; frequencies [(k,) …] and calendar_offsets ((W,),
     (H,)), the calendar features' ω per period and their steps relative to the origin."""
-    if model.mode != "direct":
-        raise NotExportable("not exportable: a recursive forecaster (each sampled value is fed back into the network "
-                            "between calls); export a model trained with --mode direct")
     g = Graph()
     C, H, N = model.channels, model.horizon, reads["history"]
     scaled = _standardise(g, "history", encoding)  # (B, N, C)
@@ -540,9 +667,15 @@ def forecaster_graph(model: Forecaster, encoding: dict, reads: dict, level: str,
     future = None
     if covariates:
         z = g.op("Concat", z, *(w for w, _ in covariates), axis=2)
-        future = g.op("Reshape", g.op("Concat", *(f for _, f in covariates), axis=2) if len(covariates) > 1 else covariates[0][1],
-                      g.ints([0, -1]))  # (B, H·F)
-    mu, sigma = _direct_forecast(g, model, g.op("Transpose", z, perm=[1, 0, 2]), future)
+        future = g.op("Concat", *(f for _, f in covariates), axis=2) if len(covariates) > 1 else covariates[0][1]  # (B, H, F)
+    z = g.op("Transpose", z, perm=[1, 0, 2])
+    if model.mode == "direct":
+        mu, sigma = _direct_forecast(g, model, z, None if future is None else g.op("Reshape", future, g.ints([0, -1])))
+        half = g.op("Mul", sigma, g.const(np.float32(z80 * widen), "half_width"))
+        low, high = g.op("Sub", mu, half), g.op("Add", mu, half)
+    else:  # the interval widened about the mean (forecast_at)
+        mu, sigma, low, high = _recursive_forecast(g, model, z, future, "noise" if paths else None, paths, z80)
+        low, high = (g.op("Add", mu, g.op("Mul", g.op("Sub", v, mu), g.const(np.float32(widen), "widen"))) for v in (low, high))
     base = None if bases[1] is None else _rows(g, scaled, bases[1])  # (B, H, C)
     std = g.const(encoding["std"], "std")
 
@@ -552,8 +685,7 @@ def forecaster_graph(model: Forecaster, encoding: dict, reads: dict, level: str,
             x = x if value is None else g.op(operation, x, value)
         return g.op("Add", g.op("Mul", x, std), g.const(encoding["mean"], "mean"))
 
-    half = g.op("Mul", sigma, g.const(np.float32(z80 * widen), "half_width"))
-    mean, lower, upper = back(mu), back(g.op("Sub", mu, half)), back(g.op("Add", mu, half))
+    mean, lower, upper = back(mu), back(low), back(high)
     if blend != 1.0:  # μ = sn + α·(μ_net − sn): everything moves by (1 − α)·(sn − μ_net)
         shift = g.op("Mul", g.op("Sub", _rows(g, "history", reads["naive"]), mean), g.const(np.float32(1 - blend), "one_less_blend"))
         mean, lower, upper = (g.op("Add", x, shift) for x in (mean, lower, upper))
@@ -561,6 +693,7 @@ def forecaster_graph(model: Forecaster, encoding: dict, reads: dict, level: str,
     for value, name in ((mean, "mean"), (sd, "sigma"), (lower, "lower"), (upper, "upper")):
         g.output(value, name)
     inputs = [("history", "float", ["batch", N, C])] + ([("origin", "int64", ["batch"])] if reads["frequencies"] else [])
+    inputs += [("noise", "float", ["batch", H, paths, C])] if paths and model.mode == "recursive" else []
     return g.model(inputs, [(name, "float", ["batch", H, C]) for name in ("mean", "sigma", "lower", "upper")], metadata, "forecaster")
 
 
@@ -598,7 +731,7 @@ def detector_graph(model: Forecaster, encoding: dict, window: int, threshold: fl
                     ("sigma", "float", ["batch", C])], metadata, "detector")
 
 
-# ---- translation: the encoder, and the decoder's step ---------------------------------------------
+# ---- translation and captions: the encoder, and the decoder's step --------------------------------
 
 
 class _CellAsLayer:
@@ -618,7 +751,14 @@ class _CellAsLayer:
         return getattr(self.cell, base if suffix and layer == "0" else name)
 
 
-def decoder_state(model: Seq2Seq) -> tuple[str, ...]:
+def _tanh_bridge(g: Graph, model: Decoder, name: str, inputs: list[str]) -> str:
+    """Decoder._tanh_bridge: layer k's first state tanh(W x_k + b) by the Linear ``{name}_l{k}``;
+    inputs: one (B, ·) per layer → (L, B, H)."""
+    layers = [g.op("Unsqueeze", g.op("Tanh", _linear(g, x, getattr(model, f"{name}_l{k}"))), g.ints([0])) for k, x in enumerate(inputs)]
+    return layers[0] if len(layers) == 1 else g.op("Concat", *layers, axis=0)
+
+
+def decoder_state(model: Decoder) -> tuple[str, ...]:
     """The decoder's state as the two graphs pass it: h, c where the kind has it, feed for Luong."""
     return ("h", "c")[: len(model.kind.states)] + (("feed",) if model.attention.startswith("luong") else ())
 
@@ -634,11 +774,8 @@ def encoder_graph(model: Seq2Seq, metadata: dict):
     outputs = []
     for name, final in zip(("h", "c"), finals):  # the bridge (Seq2Seq._encode)
         if model.bidirectional_encoder:
-            layers = []
-            for k in range(L):
-                both = g.op("Concat", *(g.op("Gather", final, g.ints(j), axis=0) for j in (2 * k, 2 * k + 1)), axis=1)
-                layers.append(g.op("Unsqueeze", g.op("Tanh", _linear(g, both, getattr(model, f"bridge_{name}_l{k}"))), g.ints([0])))
-            final = layers[0] if L == 1 else g.op("Concat", *layers, axis=0)
+            final = _tanh_bridge(g, model, f"bridge_{name}", [g.op("Concat", *(g.op("Gather", final, g.ints(j), axis=0)
+                                                                               for j in (2 * k, 2 * k + 1)), axis=1) for k in range(L)])
         g.output(final, name)
         outputs.append((name, "float", [L, "batch", H]))
     if model.attention.startswith("luong"):
@@ -656,10 +793,11 @@ def encoder_graph(model: Seq2Seq, metadata: dict):
     return g.model([("src", "int64", ["batch", "source"]), ("src_lengths", "int64", ["batch"])], outputs, metadata, "encoder")
 
 
-def decoder_graph(model: Seq2Seq, metadata: dict):
-    """One decoder step (Seq2Seq._step): y (B,) int64, the previous token; the state h, [c],
-    [feed] as the encoder or the last step gave it; with attention keys, proj and src_lengths
-    → logits (B, V), the next state h_next, [c_next], [feed_next], and alpha (B, S)."""
+def decoder_graph(model: Decoder, metadata: dict):
+    """One decoder step (Decoder._step, translation's and the captioner's): y (B,) int64, the
+    previous token; the state h, [c], [feed] as the encoder or the last step gave it; with
+    attention keys, proj and src_lengths → logits (B, V), the next state h_next, [c_next],
+    [feed_next], and alpha (B, S)."""
     g = Graph()
     L, H, attention = model.num_layers, model.hidden_size, model.attention
     parts = decoder_state(model)
@@ -718,3 +856,18 @@ def decoder_graph(model: Seq2Seq, metadata: dict):
                    ("src_lengths", "int64", ["batch"])]
         outputs.append(("alpha", "float", ["batch", "source"]))
     return g.model(inputs, outputs, metadata, "decoder_step")
+
+
+def caption_encoder_graph(model: Captioner, encoding: dict, scales: np.ndarray, metadata: dict):
+    """The captioner's start (Captioner._encode): features (B, F) float32, an image's feature
+    vector as data.images.image_features gives it → the decoder's first state h [, c] (L, B, H),
+    which ``decoder_graph`` then steps from. Inside: the training part's standardisation, times
+    ``scales`` (F,) (caption.standardise: each block by 1/√size), and each layer's tanh bridge."""
+    g = Graph()
+    x = g.op("Mul", _standardise(g, "features", encoding), g.const(scales, "block_scales"))
+    L, H = model.num_layers, model.hidden_size
+    names = decoder_state(model)
+    for name in names:
+        g.output(_tanh_bridge(g, model, f"bridge_{name}", [x] * L), name)
+    return g.model([("features", "float", ["batch", model.feature_size])], [(name, "float", [L, "batch", H]) for name in names],
+                   metadata, "caption_encoder")

@@ -20,6 +20,7 @@ are closest); ``rnnkit caption DIR IMAGE…`` prints a caption for each image.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +33,14 @@ from ..data.batching import BucketBatches, decoder_targets
 from ..data.images import FEATURES, block_scales, feature_names, features_of, image_features, read_image
 from ..data.stamps import read_stamps, split_stamps, tuxpaint_stamps
 from ..data.tokenizers import BOS, DECODER_VOCABULARY_SCHEMA, EOS, with_bounds
+from ..export import onnx as onnx_export
 from ..models.captioner import Captioner
 from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..nn import no_grad
 from ..training import parallel
 from ..training.trainer import check_options
-from .base import MEANS_SCHEMA, SPREADS_SCHEMA, BucketedRun, Task, data_schema, network_checks, register, validation_line
+from .base import (MEANS_SCHEMA, SPREADS_SCHEMA, BucketedRun, Exportable, Task, data_schema, export_metadata, network_checks,
+                   register, validation_line)
 
 BUILT_IN = ("tuxpaint-stamps",)
 
@@ -224,8 +227,8 @@ class CaptionRun(BucketedRun):
         return {"loss": loss, **M.bleu_chrf(hyps, self.valid_captions)}
 
 
-class TrainedCaptioner:
-    """A trained captioner loaded from its directory: caption, evaluate, describe."""
+class TrainedCaptioner(Exportable):
+    """A trained captioner loaded from its directory: caption, evaluate, describe, export."""
 
     def __init__(self, out_dir: Path, config: dict, model: Captioner):
         self.dir, self.config, self.model = Path(out_dir), config, model
@@ -243,6 +246,23 @@ class TrainedCaptioner:
         if beam < 1:
             raise ValueError(f"--beam: expected a width >= 1, got {beam}")
         return write_captions(self.model, self.vocab, self.inputs(paths), beam, self.opts.length_penalty)
+
+    def onnx_model(self) -> dict:
+        """Two ONNX models (``export/onnx.py``), as translate's: the encoder, an image's features →
+        the decoder's first state (``caption_encoder_graph``), and the decoder's step
+        (``decoder_graph``), so that greedy and beam search run outside on ONNX calls; their metadata
+        holds the vocabulary, the start and end tokens' ids and the feature blocks."""
+        e, state = self.encoding, onnx_export.decoder_state(self.model)
+        meta = {**export_metadata(self), "vocabulary": json.dumps(e["vocabulary"]), "bos": str(self.vocab.bos),
+                "eos": str(self.vocab.eos), "state": json.dumps(list(state)), "features": json.dumps(e["features"]),
+                "inputs": f"encoder: features (B, {len(e['mean'])}) float32, each image's raw feature vector, "
+                          f"rnnkit.data.images.image_features(read_image(path), {e['features']}) (standardised inside); "
+                          f"decoder: y (B,) int64, the previous token (bos first), and the state {', '.join(state)} "
+                          "(layers, B, hidden) from the encoder or the last step",
+                "outputs": "encoder: the decoder's first state; decoder: logits (B, V) of the next token and the next state "
+                           f"{', '.join(name + '_next' for name in state)}; a caption ends at eos"}
+        return {"encoder": onnx_export.caption_encoder_graph(self.model, e, block_scales(e["features"]), meta),
+                "decoder": onnx_export.decoder_graph(self.model, meta)}
 
     def data(self) -> CaptionData:
         """The parts of the data the model was trained on, as it split them."""

@@ -290,7 +290,9 @@ def seasonal_reference(t: np.ndarray, origin: int, lag: int) -> np.ndarray:
 #: end holds the nearest value), the last N points, and the series' length (the metadata's "prepare")
 EXPORT_FEEDS = """index = np.arange(len(values))  # values (n, C): the series so far, NaN where missing
 filled = np.stack([np.interp(index, index[~np.isnan(v)], v[~np.isnan(v)]) for v in values.T], axis=1)
-feeds = {{"history": filled[None, -{N}:].astype(np.float32){origin}}}"""
+feeds = {{"history": filled[None, -{N}:].astype(np.float32){origin}{noise}}}"""
+#: a recursive model's sampled paths' draws in those feeds: rnnkit forecast's (seed 0)
+EXPORT_NOISE = ', "noise": np.random.default_rng(0).standard_normal(({H}, {paths}, values.shape[1]))[None].astype(np.float32)'
 
 
 def export_reads(encoding: dict, horizon: int, blend: float) -> dict:
@@ -656,25 +658,38 @@ class TrainedForecaster(Exportable):
         return {"time": times, **f, "history": prepared}
 
     def onnx_model(self):
-        """The ONNX model (``export/onnx.py``'s ``forecaster_graph``, direct mode): what ``forecast``
-        computes from the points before an origin (and its index, for the calendar features): mean,
-        sigma and the 80% interval of the H steps after it; its metadata holds the encoding, the
-        calibration (blend, widen) and how to call it."""
-        reads = export_reads(self.encoding, self.opts.horizon, self.blend)
+        """The ONNX model (``export/onnx.py``'s ``forecaster_graph``): what ``forecast`` computes
+        from the points before an origin (and its index, for the calendar features; a recursive
+        model's sampled paths from their draws, given): mean, sigma and the 80% interval of the H
+        steps after it; its metadata holds the encoding, the calibration (blend, widen) and how to call it."""
+        o = self.opts
+        reads = export_reads(self.encoding, o.horizon, self.blend)
         N, calendar = reads["history"], bool(reads["frequencies"])
+        paths = o.paths if o.mode == "recursive" else 0
+        if o.mode == "direct":
+            spread = f"sigma the network's; lower, upper = mean ∓ {Z80:.6f}·widen·sigma"
+        elif paths:
+            spread = (f"mean, sigma: those of the {paths} sampled paths; lower, upper: their 10% and 90% quantiles "
+                      "(np.quantile's linear rule), widen times as far from the mean")
+        else:
+            spread = f"the means fed back; sigma each step's one-step sigma; lower, upper = mean ∓ {Z80:.6f}·widen·sigma"
         meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "widen": str(self.widen),
-                "blend": str(self.blend), "history": str(N), "prepare": EXPORT_FEEDS.format(
-                    N=N, origin=', "origin": np.array([len(values)], np.int64)' if calendar else ""),
+                "blend": str(self.blend), "history": str(N), "paths": str(paths), "prepare": EXPORT_FEEDS.format(
+                    N=N, origin=', "origin": np.array([len(values)], np.int64)' if calendar else "",
+                    noise=EXPORT_NOISE.format(H=o.horizon, paths=paths) if paths else ""),
                 "inputs": f"history (B, {N}, C) float32: the {N} points before the first forecast step, in the data's units, "
                           "gaps filled (linear interpolation), the latest last"
                           + ("; origin (B,) int64: the first forecast step's index in its series, its first point 0 (after "
                              "a series' end: its length), the calendar features' phase"
-                             if calendar else ""),
+                             if calendar else "")
+                          + (f"; noise (B, {o.horizon}, {paths}, C) float32: each forecast's standard normal draws for its "
+                             f"{paths} sampled paths, step by step: np.random.default_rng(seed).standard_normal(({o.horizon}, "
+                             f"{paths}, C)) are rnnkit's for that seed (rnnkit forecast: 0)" if paths else ""),
                 "outputs": "mean, sigma, lower, upper (B, H, C) in the data's units: the network's forecast"
                            + (" over seasonal naive (the residual it models)" if self.encoding.get("residual") else "")
                            + (f", blended with seasonal naive at weight {self.blend:g}" if self.blend != 1.0 else "")
-                           + f"; sigma the network's; lower, upper = mean ∓ {Z80:.6f}·widen·sigma, the calibrated 80% interval"}
-        return onnx_export.forecaster_graph(self.model, self.encoding, reads, self.opts.level, Z80, self.widen, self.blend, meta)
+                           + f"; {spread}, the calibrated 80% interval"}
+        return onnx_export.forecaster_graph(self.model, self.encoding, reads, o.level, Z80, self.widen, self.blend, meta, paths)
 
     def evaluate(self, data: str | None = None) -> dict:
         """The rolling-origin backtest (see the module docstring); writes backtest.png."""

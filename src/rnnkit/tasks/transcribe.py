@@ -22,6 +22,7 @@ groups (for over-fitting); ``rnnkit transcribe DIR AUDIO…`` prints the text of
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -31,9 +32,10 @@ import numpy as np
 
 from .. import metrics as M
 from ..data import DataError, read_text_file
-from ..data.audio import N_MELS, log_mel, read_audio
+from ..data.audio import LOG_MEL_LINES, N_MELS, log_mel, read_audio
 from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.speech import LANGUAGES, fillets_manifest, held_out
+from ..export import onnx as onnx_export
 from ..models.sequence_model import cell_choices, cell_help, cell_name, cell_option_help
 from ..models.transcriber import BLANK, Transcriber
 from ..nn.ctc import ctc_nll, greedy_decode, prefix_beam_search
@@ -42,8 +44,8 @@ from ..training import parallel
 from ..training.trainer import check_options
 from ..nn import no_grad
 from ..nn.functional import log_softmax
-from .base import (MEANS_SCHEMA, SPREADS_SCHEMA, BucketedRun, Task, data_schema, load_model, network_checks, register,
-                   validation_line)
+from .base import (MEANS_SCHEMA, SPREADS_SCHEMA, BucketedRun, Exportable, Task, data_schema, export_metadata, load_model,
+                   network_checks, register, validation_line)
 
 BUILT_IN = tuple(f"fillets-speech:{lang}" for lang in LANGUAGES)
 TRANSCRIPTS = "transcripts.tsv"
@@ -187,7 +189,9 @@ def standardise(encoding: dict, features: np.ndarray) -> np.ndarray:
 
 
 def clip_log_probs(model: Transcriber, encoding: dict, features: list, batch_size: int):
-    """(index, log-probabilities (steps, V)) of each clip, batched by length."""
+    """(index, log-probabilities (steps, V)) of each clip, batched by length, in eval mode (a
+    loaded model starts in training mode, and its dropout would blur every transcript)."""
+    model.eval()
     for idx in batches_in_order([len(f) for f in features], batch_size):
         x, lengths = pad([standardise(encoding, features[i]) for i in idx])
         lp, steps = model.predict_log_probs(x, lengths)
@@ -294,8 +298,13 @@ class TranscribeRun(BucketedRun):
         return score(self.model, self.data.encoding, part, self.opts.batch_size) if part else {}
 
 
-class TrainedTranscriber:
-    """A trained acoustic model loaded from its directory: transcribe, evaluate, describe."""
+#: the exported transcriber's feeds for one clip after LOG_MEL_LINES, and its text from the outputs
+EXPORT_FEEDS = """feeds = {"features": features[None], "lengths": np.array([len(features)], np.int64)}"""
+EXPORT_TEXT = """text = "".join(chars[i - 1] for i in labels[0, : label_lengths[0]])  # chars: the encoding's"""
+
+
+class TrainedTranscriber(Exportable):
+    """A trained acoustic model loaded from its directory: transcribe, evaluate, describe, export."""
 
     def __init__(self, out_dir: Path, config: dict, model: Transcriber):
         self.dir, self.config, self.model = Path(out_dir), config, model
@@ -315,6 +324,23 @@ class TrainedTranscriber:
         else:
             scorer()  # a model of the wrong kind is refused before any decoding
         return transcribe_features(self.model, self.encoding, features, self.opts.batch_size, beam, scorer, lm_weight, length_bonus)
+
+    def onnx_model(self):
+        """The ONNX model (``export/onnx.py``'s ``transcriber_graph``): log-mel frames → the
+        log-probabilities and their greedy decoding; the log-mel features stay outside (their FFT
+        size and filters follow each clip's sample rate), as NumPy lines in the metadata's "prepare"."""
+        n_mels, k = self.encoding["n_mels"], self.opts.stack
+        meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "blank": str(BLANK),
+                "prepare": LOG_MEL_LINES.format(n_mels=n_mels) + "\n" + EXPORT_FEEDS, "decode": EXPORT_TEXT,
+                "inputs": f"features (B, T, {n_mels}) float32: each clip's log-mel frames (25 ms every 10 ms, {n_mels} bands; "
+                          "rnnkit.data.audio.log_mel, or the lines of \"prepare\"), unstandardised, padded to the longest; "
+                          "lengths (B,) int64: each clip's frames",
+                "outputs": f"log_probs (B, T', V) float32, T' = ⌈T / {k}⌉, over the blank (0) and the characters (id i: "
+                           "the encoding's chars[i − 1]); steps (B,) int64: each clip's ⌈length / "
+                           f"{k}⌉ real steps; labels (B, T') int64: the greedy (best path) decoding's ids, −1 after "
+                           "label_lengths (B,) int64 of them (\"decode\" turns them into text); a prefix beam search "
+                           "reads log_probs[b, : steps[b]]"}
+        return onnx_export.transcriber_graph(self.model, self.encoding, meta)
 
     def evaluate(self, data: str | None = None) -> dict:
         """CER and WER on the validation and test parts, and on the training groups (over-fitting)."""
