@@ -499,7 +499,9 @@ class RNNCellBase(Module):
             gates, input_cache = self._input_gates(X, w)
             new, cache = self.kind.step(gates, prev, w)
         self._push_cache((X, prev, gates, input_cache, cache, unbatched))
-        self._returned, self._state_arrays = self._present(new, unbatched), new
+        # plain attributes, set past Module's registration of parameters (a step is short)
+        object.__setattr__(self, "_returned", self._present(new, unbatched))
+        object.__setattr__(self, "_state_arrays", new)
         return self._returned
 
     def backward(self, *d_state):

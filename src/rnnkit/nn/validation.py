@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -24,10 +26,17 @@ def float_array(value, name: str, dtype, ndims: tuple[int, ...] | None = None, f
         expected = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{name}: expected a {expected} array, got {arr.ndim}-D with shape {arr.shape}")
     arr = np.asarray(arr, dtype=dtype, order="C")  # not ascontiguousarray, which makes 0-D into 1-D
-    if finite and not np.isfinite(arr).all():
+    if finite and not all_finite(arr):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise NonFiniteError(f"{name}: contains {bad} NaN or infinite value(s)")
     return arr
+
+
+def all_finite(arr: np.ndarray) -> bool:
+    """Whether every value of a float array is finite. A sum of squares is finite when every value
+    is (unless one is too large to square): one BLAS pass and no temporary, 2–3× faster than
+    ``isfinite(arr).all()``, which decides only when the sum is not finite."""
+    return math.isfinite(np.vdot(arr, arr)) or bool(np.isfinite(arr).all())
 
 
 def int_array(value, name: str, ndims: tuple[int, ...] | None = None) -> np.ndarray:
