@@ -298,6 +298,11 @@ def test_the_collectives_share_sum_gather_and_check(tmp_path):
         for n in range(3, 12):
             rows = np.concatenate(g.comm.allgather(np.arange(n)[g.share(n)]))
             assert rows.tolist() == list(range(n)), (n, rows)
+        # a batch of fewer rows than ranks: the last rank has none
+        try:
+            assert parallel.share_of(np.array([7, 8])).tolist() == [[7], [8]][g.rank]
+        except parallel.EmptyShare:
+            assert g.rank == 2
         # the step's sum: sum_r n_r g_r / sum_r n_r, and the numbers summed
         n_r = [2, 3, 0][g.rank]
         grads = [np.full((2, 2), g.rank + 1.0), np.full(3, -(g.rank + 1.0))]
@@ -369,8 +374,9 @@ TRAINER_JOB = """
             self.step += 1
             if self.step == self.fail_at and parallel.world().rank == 1:
                 raise RuntimeError("a fault on this rank")
-            rows = np.random.default_rng([5, self.step]).choice(40, 11, replace=False)  # a global batch of 11
-            rows = rows[parallel.world().share(len(rows))]
+            # a global batch of 11, of 2 at step 3: on 4 ranks two have none (EmptyShare, nothing to add)
+            rows = np.random.default_rng([5, self.step]).choice(40, 2 if self.step == 3 else 11, replace=False)
+            rows = parallel.share_of(rows)
             x = self.data[:, rows]
             self.model.out_shape = (9, len(rows), 5)
             loss = self.loss_fn(self.model(x), self.target[rows])

@@ -213,9 +213,7 @@ class CaptionRun(BucketedRun):
 
     def train_step(self) -> tuple[float, int, int]:
         idx = self.batches.next()
-        idx = idx[parallel.world().share(len(idx))]  # in a job, this rank's stamps of the batch
-        if not len(idx):
-            return parallel.NO_SHARE
+        idx = parallel.share_of(idx)  # in a job, this rank's stamps of the batch
         tgt_in, tgt_out, lengths = decoder_targets([self.y[i] for i in idx], self.vocab.bos, self.vocab.eos)
         loss = self.model(self.x[idx], tgt_in, tgt_out, lengths)
         self.model.backward()

@@ -411,9 +411,7 @@ class ClassifyRun(BucketedRun):
     def train_step(self) -> tuple[float, int, int]:
         self.steps_done += 1
         idx = self.batches.next()
-        idx = idx[self.group.share(len(idx))]
-        if not len(idx):
-            return parallel.NO_SHARE
+        idx = parallel.share_of(idx)
         x, lengths = pad([self.splits.inputs["train"][i] for i in idx])
         y = self.splits.targets["train"][idx]
         out = self.model(x, lengths)

@@ -266,15 +266,13 @@ class DetectRun(SeededRun):
         self.detector = Detector(model, opts.window, encoding["mean"], encoding["std"], score=opts.score,
                                  smooth=opts.smooth)
 
-    def train_step(self) -> tuple[float, int]:
+    def train_step(self) -> tuple[float, int, int]:
         rng = self.batch_rng()
         W, K = self.opts.window, self.opts.horizon
         ends = rng.integers(W, self.split - K + 1, self.opts.batch_size)
         seen = np.array([self.observed[e : e + K].all() for e in ends])
         ends = ends[seen] if seen.any() else ends  # no loss on missing targets
-        ends = ends[parallel.world().share(len(ends))]
-        if not len(ends):
-            return parallel.NO_SHARE
+        ends = parallel.share_of(ends)
         z = np.stack([self.scaled[e - W : e] for e in ends], axis=1)
         mu, var = self.model(z, np.zeros((len(ends), K, 0), np.float32))
         loss = self.loss_fn(mu, np.stack([self.scaled[e : e + K] for e in ends]), var)

@@ -524,10 +524,10 @@ class ForecastRun(SeededRun):
                             f"{self.valid_origins[0]} points before the validation origins; lower --window, --origins "
                             "or --valid-origins" + (", or use --seasonal none" if data.lags else ""))
 
-    def train_step(self) -> tuple[float, int]:
+    def train_step(self) -> tuple[float, int, int]:
         rng = self.batch_rng()
         starts = rng.integers(self.data.first_start, self.last_start + 1, self.opts.batch_size)
-        starts = starts[parallel.world().share(len(starts))]
+        starts = parallel.share_of(starts)
         H, W, d = self.opts.horizon, self.data.window, self.data
         windows = [d.read_window(s, s + W, self.opts.level) for s in starts]
         z = np.stack([w for w, _, _ in windows], axis=1)

@@ -201,9 +201,7 @@ class MusicRun(BucketedRun):
 
     def train_step(self) -> tuple[float, int, int]:
         idx = self.batches.next()
-        idx = idx[parallel.world().share(len(idx))]  # in a job, this rank's chorales of the batch
-        if not len(idx):
-            return parallel.NO_SHARE
+        idx = parallel.share_of(idx)  # in a job, this rank's chorales of the batch
         x, y, mask = next_frame_batch([self.train[i] for i in idx])
         frames = int(mask.sum())
         logits, _ = self.model(x)

@@ -284,9 +284,7 @@ class TranscribeRun(BucketedRun):
 
     def train_step(self) -> tuple[float, int, int]:
         idx = self.batches.next()
-        idx = idx[parallel.world().share(len(idx))]
-        if not len(idx):
-            return parallel.NO_SHARE
+        idx = parallel.share_of(idx)
         x, lengths = pad([self.train[i][0] for i in idx])
         y, y_lengths = pad([self.train[i][1] for i in idx])
         loss = self.model(x, lengths, y.T, y_lengths)

@@ -257,9 +257,7 @@ class TranslateRun(BucketedRun):
 
     def train_step(self) -> tuple[float, int, int]:
         idx = self.batches.next()
-        idx = idx[parallel.world().share(len(idx))]
-        if not len(idx):
-            return parallel.NO_SHARE
+        idx = parallel.share_of(idx)
         src, tgt = self.data.ids["train"]
         batch = make_batch(self.data.vocab, [src[i] for i in idx], [tgt[i] for i in idx])
         loss = self.model(*batch, sampling_prob=self.opts.sampling)

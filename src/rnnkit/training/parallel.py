@@ -67,8 +67,22 @@ def processes_per_machine() -> int:
 #: seconds a failing rank waits between printing its error and aborting the job
 ABORT_GRACE_S = 1.0
 
-#: what a rank whose share of a batch is empty returns from ``train_step``: nothing to add
+#: what a rank whose share of a batch is empty adds to the step's sum: nothing
 NO_SHARE = (0.0, 0, 0)
+
+
+class EmptyShare(Exception):
+    """This rank has no rows of the batch (fewer rows than ranks): the Trainer counts its step as
+    ``NO_SHARE``, and the rank still takes part in the step's sum."""
+
+
+def share_of(rows):
+    """This rank's rows of a global batch (all of them on one process), for a run's ``train_step``;
+    raises EmptyShare when there are none."""
+    mine = rows[world().share(len(rows))]
+    if not len(mine):
+        raise EmptyShare
+    return mine
 
 
 def everywhere(exc: BaseException) -> BaseException:

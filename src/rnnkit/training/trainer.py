@@ -330,6 +330,8 @@ class Trainer:
                 with np.errstate(over="ignore", invalid="ignore"):
                     try:
                         loss, n_tokens, n_terms = self.run.train_step()
+                    except parallel.EmptyShare:
+                        loss, n_tokens, n_terms = parallel.NO_SHARE
                     except NonFiniteError as exc:  # the weights overflowed: the forward pass met inf or NaN
                         if self.group.size == 1:
                             raise self._diverged(f"non-finite loss detected at step {self.step} (the forward pass overflowed: {exc})")
