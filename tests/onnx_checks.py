@@ -5,6 +5,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from rnnkit.models.seq2seq import search_beam
+
 TOLERANCE = 1e-5
 
 
@@ -49,3 +51,26 @@ def run_decoder(first: dict, decoder, src_lengths=None, feed_tokens=None, bos=No
         if done.all():
             break
     return np.stack(steps) if feed_tokens is not None else tokens
+
+
+# the batch axis of each decoder input: the state (L, B, H) but feed (B, H); the memory (B, S, ·)
+BATCH_AXIS = {"h": 1, "c": 1, "feed": 0, "keys": 0, "proj": 0, "src_lengths": 0}
+
+
+def beam_decoder(first: dict, decoder, row: int, src_lengths=None, **search):
+    """rnnkit's beam search (``seq2seq.search_beam``) for source ``row`` of the encoder's outputs
+    ``first``, every step a call of the exported decoder; ``search``: bos, eos, beam, max_len,
+    length_penalty."""
+    names = [i.name for i in decoder.get_inputs() if i.name in ("h", "c", "feed")]
+    feeds = {name: first[name] for name in names + ["keys", "proj"] if name in first}
+    if "keys" in feeds:
+        feeds["src_lengths"] = np.asarray(src_lengths)
+    take = lambda feeds, rows: {n: np.take(v, rows, axis=BATCH_AXIS[n]) for n, v in feeds.items()}  # noqa: E731
+    outputs = [o.name for o in decoder.get_outputs()]
+
+    def step(y, feeds):
+        result = dict(zip(outputs, decoder.run(None, {"y": y, **feeds})))
+        return result["logits"], {**feeds, **{n: result[f"{n}_next"] for n in names}}, result.get("alpha")
+
+    source_length = int(src_lengths[row]) if "keys" in feeds else None
+    return search_beam(step, take(feeds, [row]), take, source_length=source_length, **search)

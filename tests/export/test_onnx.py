@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 import rnnkit
-from onnx_checks import assert_close, run_decoder, session
+from onnx_checks import assert_close, beam_decoder, run_decoder, session
 from rnnkit.cli.main import main
 from rnnkit.data.batching import pad
 from rnnkit.export import onnx as onnx_export
@@ -214,7 +214,14 @@ def test_translation_exports_two_files_whose_greedy_decoding_equals_rnnkit(tmp_p
     expected = [t.tokens for t in trained.model.greedy(x, lengths, bos=bos, eos=eos, max_len=15)]
     assert sum(map(len, expected)) > 12  # words, not only the end token
     lengths = np.asarray(lengths)
-    assert run_decoder(encoded(session(encoder), x, lengths), session(decoder), lengths, bos=bos, eos=eos, max_len=15) == expected
+    first, step = encoded(session(encoder), x, lengths), session(decoder)
+    assert run_decoder(first, step, lengths, bos=bos, eos=eos, max_len=15) == expected
+    # beam search outside the graph: rnnkit's search over the exported step finds rnnkit's translations
+    search = dict(bos=bos, eos=eos, beam=3, max_len=15, length_penalty=0.6)
+    for b, rnnkit_beam in enumerate(trained.model.beam_search(x, lengths, **search)):
+        onnx_beam = beam_decoder(first, step, b, lengths, **search)
+        assert onnx_beam.tokens == rnnkit_beam.tokens and abs(onnx_beam.score - rnnkit_beam.score) < 1e-4
+        assert_close(onnx_beam.attention, rnnkit_beam.attention, "attention")
 
 
 # ---- trained models through `rnnkit export` ---------------------------------------------------------

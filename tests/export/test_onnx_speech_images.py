@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 import rnnkit
-from onnx_checks import assert_close, run_decoder, session
+from onnx_checks import assert_close, beam_decoder, run_decoder, session
 from rnnkit.cli.main import main
 from rnnkit.data.audio import log_mel, read_audio
 from rnnkit.data.images import block_scales, image_features, read_image
@@ -143,3 +143,9 @@ def test_a_trained_captioner_exports_two_files_whose_greedy_captions_equal_rnnki
     assert len({tuple(t) for t in expected}) > 1 and min(map(len, expected)) >= 2  # captions, not one token for all
     texts = [trained.vocab.tokenizer.decode(t) for t in got]
     assert texts == trained.caption(paths, beam=1)
+    # beam search outside the graph: rnnkit's search over the exported step finds rnnkit's captions
+    search = dict(bos=bos, eos=eos, beam=3, max_len=12)
+    step = session(decoder)
+    for row, caption in enumerate(trained.model.beam_search(trained.inputs(paths[:6]), **search)):
+        found = beam_decoder(first, step, row, **search)
+        assert found.tokens == caption.tokens and abs(found.score - caption.score) < 1e-4

@@ -81,6 +81,58 @@ def gnmt_length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def search_beam(step, state, take, *, bos: int, eos: int, beam: int, max_len: int,
+                length_penalty: float = 0.0, source_length: int | None = None) -> Translation:
+    """Beam search for one source over any decoder step (``Decoder.beam_search`` explains the
+    search): rnnkit's decoder runs it on its own step, and the same function on an exported
+    decoder's onnxruntime calls.
+
+    step(y, state) → (logits (k, V), next state, attention weights (k, ≥S) or None): one step of
+    the k live hypotheses whose last tokens are y (k,); take(state, rows) → the state of those rows
+    (in order, a row may repeat). ``source_length`` S: the attention rows kept per output token
+    (None: a decoder without attention).
+    """
+    live = [([], [])]  # (tokens, attention rows) of each live hypothesis
+    live_logp = np.zeros(1)
+    finished = []  # Translation
+    y = np.array([bos])
+
+    def finish(tokens, rows, logp, ended):
+        n = len(tokens) + ended
+        attention = None if source_length is None else np.array(rows, dtype=np.float64).reshape(len(rows), source_length)
+        finished.append(Translation(list(tokens), float(logp), float(logp / gnmt_length_penalty(n, length_penalty)), attention, ended))
+
+    for _ in range(max_len):
+        logits, state, alpha = step(y, state)
+        total = (live_logp[:, None] + log_softmax(np.asarray(logits, np.float64))).ravel()  # (k·V,)
+        n = min(2 * beam, total.size)
+        top = np.argpartition(-total, n - 1)[:n]
+        top = top[np.lexsort((top, -total[top]))]  # best first; ties by index, as argmax
+        rows, next_live, next_logp = [], [], []
+        for rank, i in enumerate(top):
+            r, token = divmod(int(i), logits.shape[1])
+            tokens, att = live[r]
+            if token == eos:
+                if rank < beam:
+                    finish(tokens, att, total[i], True)
+                continue
+            rows.append(r)
+            next_live.append((tokens + [token], att + ([alpha[r, :source_length]] if source_length is not None else [])))
+            next_logp.append(total[i])
+            if len(rows) == beam:
+                break
+        live, live_logp = next_live, np.array(next_logp)
+        best = max((h.score for h in finished), default=-np.inf)
+        if not live or best >= live_logp.max() / gnmt_length_penalty(max_len, length_penalty):
+            break
+        y = np.array([tokens[-1] for tokens, _ in live])
+        state = take(state, rows)
+    else:  # max_len reached: the live hypotheses end here
+        for (tokens, att), logp in zip(live, live_logp):
+            finish(tokens, att, logp, False)
+    return max(finished, key=lambda h: h.score)
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
@@ -501,47 +553,14 @@ class Decoder(Module):
         return (None if mem is None else mem.take(rows)), state
 
     def _beam_one(self, mem_state, S, bos, eos, beam, max_len, alpha_lp) -> Translation:
-        mem, state = mem_state
-        V = self.tgt_vocab
-        live = [([], [])]  # (tokens, attention rows) of each live hypothesis
-        live_logp = np.zeros(1)
-        finished = []  # Translation
-        y = np.array([bos])
-
-        def finish(tokens, rows, logp, ended):
-            n = len(tokens) + ended
-            finished.append(Translation(list(tokens), float(logp), float(logp / gnmt_length_penalty(n, alpha_lp)),
-                                        self._attention_matrix(rows, S), ended))
-
-        for _ in range(max_len):
+        def step(y, mem_state):
+            mem, state = mem_state
             logits, state, alpha, _ = self._step(y, state, mem)
-            total = (live_logp[:, None] + log_softmax(logits.astype(np.float64))).ravel()  # (k·V,)
-            n = min(2 * beam, total.size)
-            top = np.argpartition(-total, n - 1)[:n]
-            top = top[np.lexsort((top, -total[top]))]  # best first; ties by index, as argmax
-            rows, next_live, next_logp = [], [], []
-            for rank, i in enumerate(top):
-                r, token = divmod(int(i), V)
-                tokens, att = live[r]
-                if token == eos:
-                    if rank < beam:
-                        finish(tokens, att, total[i], True)
-                    continue
-                rows.append(r)
-                next_live.append((tokens + [token], att + ([alpha[r, :S]] if alpha is not None else [])))
-                next_logp.append(total[i])
-                if len(rows) == beam:
-                    break
-            live, live_logp = next_live, np.array(next_logp)
-            best = max((h.score for h in finished), default=-np.inf)
-            if not live or best >= live_logp.max() / gnmt_length_penalty(max_len, alpha_lp):
-                break
-            y = np.array([tokens[-1] for tokens, _ in live])
-            mem, state = self._take(mem, state, rows)
-        else:  # max_len reached: the live hypotheses end here
-            for (tokens, att), logp in zip(live, live_logp):
-                finish(tokens, att, logp, False)
-        return max(finished, key=lambda h: h.score)
+            return logits, (mem, state), alpha
+
+        take = lambda mem_state, rows: self._take(*mem_state, rows)  # noqa: E731
+        return search_beam(step, mem_state, take, bos=bos, eos=eos, beam=beam, max_len=max_len, length_penalty=alpha_lp,
+                           source_length=S if self.attention != "none" else None)
 
 
 class Seq2Seq(Decoder):
