@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from rnnkit.nn import backend, cells
+from rnnkit.nn import no_grad as nn_no_grad
 
 pytest.importorskip("numba")
 
@@ -147,6 +148,33 @@ def test_a_cells_compiled_step_equals_the_reference(kind, dtype):
             results[name] = parts(new) + [dx] + parts(d_prev) + [p.grad.copy() for _, p in cell.named_parameters()]
     with backend.use_backend("numba"):
         assert backend.cell_step(kind) is not None
+    errors = [relative_error(g, e) for g, e in zip(results["numba"], results["numpy"])]
+    assert max(errors) <= BOUND[dtype], errors
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("kind", [k for k in ACCELERATED if k.cell], ids=[k.name for k in ACCELERATED if k.cell])
+def test_a_layers_single_steps_without_gradient_take_the_compiled_step_and_equal_the_reference(kind, seed, dtype, monkeypatch):
+    layer, x, _, given, rng = random_configuration(kind, seed, dtype)
+    B = x.shape[1]
+    h0 = tuple(rng.standard_normal((layer.num_layers * layer.num_directions, B, layer.output_size if p == "h" else layer.hidden_size))
+               .astype(dtype) for p in kind.states)
+    results, steps = {}, []
+    for name in backend.BACKENDS:
+        with backend.use_backend(name), nn_no_grad():
+            state = (h0 if len(h0) > 1 else h0[0]) if given else None
+            outs = []
+            for t in range(x.shape[0]):  # token by token, the state fed back
+                out, state = layer(x[t : t + 1], state)
+                outs.append(out)
+            results[name] = [np.concatenate(outs), *(state if isinstance(state, tuple) else [state])]
+            steps.append(layer._steps_alone(1, B, False))
+    assert steps == [False, not layer.proj_size]  # the compiled step on the numba backend, unless projected
+    if not layer.bidirectional:  # step by step is then the whole sequence at once
+        with backend.use_backend("numba"), nn_no_grad():
+            whole = layer(x, (h0 if len(h0) > 1 else h0[0]) if given else None)
+        assert relative_error(results["numba"][0], whole[0]) <= BOUND[dtype]
     errors = [relative_error(g, e) for g, e in zip(results["numba"], results["numpy"])]
     assert max(errors) <= BOUND[dtype], errors
 

@@ -265,7 +265,7 @@ class RNNBase(RecurrentLayer):
             states0 = [s[:, order] for s in states0]
         keep = is_grad_enabled()
         P, D = self.output_size, self.num_directions
-        sequence = backend.equations(self.kind).sequence
+        sequence = self._single_step if self._steps_alone(T, B, keep) else backend.equations(self.kind).sequence
         layer_input, caches, masks = X, [], []
         finals = [np.empty_like(s) for s in states0]
         for k in range(self.num_layers):
@@ -287,6 +287,18 @@ class RNNBase(RecurrentLayer):
             layer_input = out
         self._push_cache((order, bs, unbatched, given, caches, masks))
         return self._present(out, finals, order, unbatched)
+
+    def _steps_alone(self, T: int, B: int, keep: bool) -> bool:
+        """Whether this call is a step a cell's compiled step serves: one step of few rows, nothing
+        kept for a gradient, no projection (generating and streaming token by token). The layer's
+        own loop would first pack W_hh for its threads, which costs a step many times over."""
+        return (T == 1 and B <= FUSED_MAX_ROWS and not keep and not self.proj_size
+                and backend.cell_step(self.kind) is not None)
+
+    def _single_step(self, X, states, w: _DirectionWeights, reverse, bs, keep):
+        """``sequence`` for one step (``_steps_alone``): (Y (1, B, H), new states, no cache)."""
+        new, _, _ = backend.cell_step(self.kind)(np.ascontiguousarray(X[0]), states, (w.W_ih, w.W_hh, w.b_ih, w.b_hh))
+        return new[0][None], new, None
 
     def _present(self, out, states, order, unbatched):
         """From time-major, length-sorted arrays back to the caller's layout."""
@@ -492,7 +504,8 @@ class RNNCellBase(Module):
         prev = self._carried(hx, B) or self._check_states(hx, "", "hx", B, unbatched)
         fused = backend.cell_step(self.kind) if B <= FUSED_MAX_ROWS and self._fused_step_fits else None
         if fused is not None:  # the compiled whole step: products, biases and gates in one call
-            new, gates, cache = fused(X, prev, self)
+            new, gates, cache = fused(X, prev, (self.weight_ih, self.weight_hh, getattr(self, "bias_ih", None),
+                                                getattr(self, "bias_hh", None)))
             input_cache = None
         else:
             w = self._weights()

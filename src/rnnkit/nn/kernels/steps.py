@@ -88,27 +88,30 @@ def rnn_step(X, h, W_ih, W_hh, b_ih, b_hh, relu):
 _NONE = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}  # the biases of a cell without them
 
 
-def _parameters(cell, dtype):
-    """W_ih, W_hh, b_ih, b_hh as the step kernels take them (empty biases for a cell without)."""
-    if getattr(cell, "bias_ih", None) is None:
+def _arrays(weights, dtype):
+    """(W_ih, W_hh, b_ih, b_hh) Parameters, the biases None without them → the arrays the step
+    kernels take (empty biases)."""
+    W_ih, W_hh, b_ih, b_hh = weights
+    if b_ih is None:
         none = _NONE[np.dtype(dtype)]
-        return cell.weight_ih.data, cell.weight_hh.data, none, none
-    return cell.weight_ih.data, cell.weight_hh.data, cell.bias_ih.data, cell.bias_hh.data
+        return W_ih.data, W_hh.data, none, none
+    return W_ih.data, W_hh.data, b_ih.data, b_hh.data
 
 
-def lstm_cell_step(X, states, cell):
-    """(h', c'), the activated gates (B, 4H) and tanh c' (the cache), as ``LSTM_KIND.step``."""
-    h_new, c_new, gates, tc = lstm_step(X, *states, *_parameters(cell, X.dtype))
+def lstm_cell_step(X, states, weights):
+    """(h', c'), the activated gates (B, 4H) and tanh c' (the cache), as ``LSTM_KIND.step``;
+    ``weights``: (W_ih, W_hh, b_ih, b_hh), a cell's or one direction of a layer's."""
+    h_new, c_new, gates, tc = lstm_step(X, *states, *_arrays(weights, X.dtype))
     return (h_new, c_new), gates, tc
 
 
-def gru_cell_step(X, states, cell):
+def gru_cell_step(X, states, weights):
     """(h',), the activated gates (B, 3H) and h W_hnᵀ + b_hn (the cache), as ``GRU_KIND.step``."""
-    h_new, gates, hn = gru_step(X, states[0], *_parameters(cell, X.dtype))
+    h_new, gates, hn = gru_step(X, states[0], *_arrays(weights, X.dtype))
     return (h_new,), gates, hn
 
 
-def rnn_cell_step(X, states, cell, relu=False):
+def rnn_cell_step(X, states, weights, relu=False):
     """(h',), h' again as the gates (the reference's cache is the activation itself), None."""
-    a = rnn_step(X, states[0], *_parameters(cell, X.dtype), relu)
+    a = rnn_step(X, states[0], *_arrays(weights, X.dtype), relu)
     return (a,), a, None
