@@ -264,7 +264,7 @@ def test_a_resumed_run_may_change_its_step_size_and_says_so_in_its_history(model
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_saves_a_checkpoint_and_the_resumed_run_ends_exactly_as_an_uninterrupted_one(tmp_path, corpus, signum):
-    options = [*TINY, "--steps", "400", "--valid-every", "100", "--log-every", "7", "--dropout", "0.3", "--layers", "2"]
+    options = [*TINY, "--steps", "200", "--valid-every", "100", "--log-every", "7", "--dropout", "0.3", "--layers", "2"]
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     subprocess.run(cli("train", "lm", "--data", corpus, "--out", whole, *options), check=True, capture_output=True)
     proc = subprocess.Popen(cli("train", "lm", "--data", corpus, "--out", broken, *options),
@@ -274,8 +274,8 @@ def test_a_signal_saves_a_checkpoint_and_the_resumed_run_ends_exactly_as_an_unin
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum, err
     stopped = json.loads((broken / "checkpoint" / "state.json").read_text())["state"]["step"]
-    assert 21 <= stopped < 400 and stopped % 100  # a checkpoint of the step it stopped at, not of the last validation
-    assert f"at step {stopped} of 400" in err and f"`rnnkit train --resume {broken}`" in err
+    assert 21 <= stopped < 200 and stopped % 100  # a checkpoint of the step it stopped at, not of the last validation
+    assert f"at step {stopped} of 200" in err and f"`rnnkit train --resume {broken}`" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert json.loads((broken / "config.json").read_text())["status"] == "interrupted"
     subprocess.run(cli("train", "--resume", broken), check=True, capture_output=True)
