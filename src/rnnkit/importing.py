@@ -159,9 +159,10 @@ def import_weights(task_name: str, weights, out, task_options: dict, seed: int =
     are the state dict in ``weights``; returns the validation metrics of the imported model.
 
     The encoding is fitted on ``task_options["data"]`` as ``train`` fits it (with ``seed``, which
-    also makes the validation split; the options in ``Options.IMPORTED`` are set, e.g. classify's
-    validation split instead of a cross-validation that would train folds). Every check (the directory, the options, the file, the
-    data, the names and shapes) runs before anything in ``out`` is written."""
+    also makes the validation split), with the task's ``Options.IMPORTED`` set (classify: a
+    validation split, not a cross-validation that would train folds to choose steps). Every check
+    (the directory, the options, the file, the data, the names and shapes) runs before anything in
+    ``out`` is written."""
     task = get_task(task_name)
     out = Path(out)
     md.check_out_dir(out, overwrite)

@@ -72,7 +72,7 @@ STATE_SCHEMA = {
 }
 
 #: loss.png is redrawn at a validation at most this often (a drawing takes about half a second, more
-#: than a small run's steps between validations), and once more when the run ends
+#: than a small run's steps between validations), and once more when the run ends or is interrupted
 PLOT_EVERY_S = 30.0
 
 #: a loss above its bound this many steps in a row is divergence: with clipping, a run can spike
@@ -297,6 +297,7 @@ class Trainer:
 
     def _interrupted(self, signum: int) -> TrainingInterrupted:
         self.save_checkpoint()
+        self._plot(final=True)
         name = signal.Signals(signum).name
         return parallel.everywhere(TrainingInterrupted(f"{name} at step {self.step} of {self.opt.steps}: a checkpoint of step {self.step} "
                                    f"is saved; continue with `rnnkit train --resume {self.out}`", signum))
@@ -385,7 +386,7 @@ class Trainer:
         finally:
             signals.close()
             bar.close()
-            self._plot(final=True)
+        self._plot(final=True)
         return self._set_status(status).get("metrics", {})
 
     def _seed_ranks(self) -> None:
