@@ -55,6 +55,8 @@ CONFIGS = {
     "defaults": {},
     "unidirectional-last": {"bidirectional": False, "pooling": "last"},  # the defaults before issue 22
     "znorm-series": {"znorm": "series"},  # the first candidate default: lost on cross-validated accuracy
+    "znorm-none": {"znorm": "none"},  # the default before --znorm auto (auto: scaled on PLAID only)
+    "znorm-scaled": {"znorm": "scaled"},  # z-normalised series plus their level and scale as channels
     "mean-pooling": {"pooling": "mean"},
     "max-length-128": {"max_length": 128},
     "validation-split": {"cv_folds": 0},  # early stopping on a 10% split, as before issue 22
