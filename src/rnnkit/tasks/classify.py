@@ -138,7 +138,7 @@ class ClassifyOptions:
         "znorm": "numeric input: series to z-normalise each series' channels on their own (mean 0, std 1) before the "
                  "per-channel standardisation; scaled to z-normalise them and add each channel's log standard deviation "
                  "and asinh(mean / std) as two more channels (constant along the series); none to keep their levels, "
-                 f"which often tell the classes apart; or auto: scaled when more than {FLAT_SHARE:.0%} of the training "
+                 f"which often tell the classes apart; or auto: scaled when more than a share {FLAT_SHARE} of the training "
                  f"series' channels have a standard deviation below {SMALL_SCALE} of the channel's over all of them "
                  "(standardised together, they would be nearly flat), else none (default: auto)",
         "max_length": "numeric input: average a longer series down to this many steps (means of equal segments; "
