@@ -330,7 +330,7 @@ def resolve_znorm(opts: ClassifyOptions, items) -> str:
 def stored_znorm(encoding: dict, opts: ClassifyOptions) -> str:
     """The --znorm a model was trained with: its encoding's (resolved from auto), or, for an
     encoding from before --znorm auto, its options' (none or series)."""
-    return encoding.get("znorm", opts.znorm)
+    return encoding.get("znorm") or ("none" if opts.znorm == "auto" else opts.znorm)
 
 
 def input_width(segments: str, znorm: str) -> int:
