@@ -1,8 +1,8 @@
-"""Per-series preparation: z-normalisation and averaging long series down."""
+"""Per-series preparation: z-normalisation (and what it takes away) and averaging long series down."""
 
 import numpy as np
 
-from rnnkit.data.series_prep import average_down, summarise_down, z_normalise
+from rnnkit.data.series_prep import average_down, level_and_scale, summarise_down, z_normalise
 
 
 def test_each_channel_of_a_series_gets_mean_zero_and_std_one():
@@ -50,3 +50,26 @@ def test_a_short_series_is_summarised_step_by_step():
     s = np.arange(6.0).reshape(3, 2)
     np.testing.assert_array_equal(summarise_down(s, 3), np.hstack([s, s, s]))
     np.testing.assert_array_equal(summarise_down(np.arange(12.0)[:, None], 0), np.tile(np.arange(12.0)[:, None], 3))
+
+
+def test_level_and_scale_with_the_z_normalised_steps_give_the_series_back():
+    s = np.random.default_rng(1).normal([5.0, -300.0], [2.0, 40.0], size=(30, 2))
+    v = level_and_scale(s)
+    std = np.exp(v[:2])
+    mean = np.sinh(v[2:]) * std
+    np.testing.assert_allclose(z_normalise(s) * std + mean, s, rtol=1e-12)
+
+
+def test_level_and_scale_do_not_depend_on_the_series_size_but_through_log_std():
+    s = np.random.default_rng(2).normal(3.0, 2.0, size=(40, 1))
+    small, large = level_and_scale(s * 1e-4), level_and_scale(s)
+    np.testing.assert_allclose(large[0] - small[0], np.log(1e4), rtol=1e-12)  # 9.2 apart: sizes stay told apart
+    np.testing.assert_allclose(large[1], small[1], rtol=1e-12)  # the level, in units of the spread
+    np.testing.assert_allclose(z_normalise(s * 1e-4), z_normalise(s), atol=1e-9)  # and the shape is the same
+
+
+def test_a_flat_channel_has_a_finite_level_and_scale():
+    s = np.column_stack([np.full(10, 7.25), np.zeros(10)])
+    v = level_and_scale(s)
+    assert np.all(np.isfinite(v))
+    np.testing.assert_allclose(v, [np.log(7.25e-8), np.log(1e-8), np.arcsinh(1e8), 0.0])

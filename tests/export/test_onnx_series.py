@@ -250,7 +250,7 @@ def test_detector_scores_flags_and_forecasts_equal_rnnkit(tmp_path, monthly, hor
 
 
 @pytest.mark.usefixtures("reference_backend")
-@pytest.mark.parametrize("znorm, max_length", [("series", 8), ("series", 0), ("none", 8)])
+@pytest.mark.parametrize("znorm, max_length", [("series", 8), ("series", 0), ("none", 8), ("scaled", 8), ("scaled", 0)])
 def test_series_classifier_prepares_raw_series_in_the_graph_as_classify(tmp_path, znorm, max_length):
     rng = np.random.default_rng(3)
     lengths = rng.integers(3, 20, 80)
@@ -265,6 +265,7 @@ def test_series_classifier_prepares_raw_series_in_the_graph_as_classify(tmp_path
                            steps=2, hidden=6, batch_size=8, valid_every=2, cv_folds=0, pooling="mean", quiet=True)
     model = onnx.load(str(trained.export(tmp_path / "m.onnx")[0]))
     assert ("z-normalised per series in the graph" in metadata(model)["inputs"]) == (znorm == "series")
+    assert ("with its level and scale as channels" in metadata(model)["inputs"]) == (znorm == "scaled")
     batch = np.arange(12)
     padded = X[batch].copy()
     padded[np.arange(25) >= lengths[batch, None]] = np.nan  # what lies past a length is never read

@@ -313,18 +313,27 @@ def _pool(g: Graph, pooling, y: str, lens64: str) -> str:
     return g.op("ReduceSum", g.op("Mul", g.op("Unsqueeze", alpha, g.ints([2])), y), g.ints([0]), keepdims=0)
 
 
-def _z_normalised(g: Graph, x: str, inside: str, lengths: str) -> str:
+def _z_normalised(g: Graph, x: str, inside: str, lengths: str, scaled: bool = False):
     """series_prep.z_normalise per row: x (B, T, C) float64, inside (B, T, 1) bool, lengths (B, 1, 1)
     float64 → each channel less its mean over the row's steps, over their standard deviation; a
-    flat channel (std ≤ 1e-8·max(|mean|, 1)) zeros."""
+    flat channel (std ≤ 1e-8·max(|mean|, 1)) zeros. ``scaled``: also series_prep.level_and_scale
+    per row, (B, 1, 2C): log std (floored there), asinh(mean / std)."""
     zero = g.const(np.zeros(1), "zero", double=True)
     over_steps = lambda v: g.op("Div", g.op("ReduceSum", g.op("Where", inside, v, zero), g.ints([1]), keepdims=1), lengths)  # noqa: E731
     mean = over_steps(x)
     d = g.op("Sub", x, mean)
     std = g.op("Sqrt", over_steps(g.op("Mul", d, d)))
-    flat = g.op("LessOrEqual", std, g.op("Mul", g.op("Max", g.op("Abs", mean), g.const(np.ones(1), "one", double=True)),
-                                          g.const(np.full(1, 1e-8), "flat", double=True)))
-    return g.op("Div", d, g.op("Where", flat, g.const(np.full(1, np.inf), "inf", double=True), std))
+    one = g.const(np.ones(1), "one", double=True)
+    floor = g.op("Mul", g.op("Max", g.op("Abs", mean), one), g.const(np.full(1, 1e-8), "flat", double=True))
+    flat = g.op("LessOrEqual", std, floor)
+    z = g.op("Div", d, g.op("Where", flat, g.const(np.full(1, np.inf), "inf", double=True), std))
+    if not scaled:
+        return z
+    spread = g.op("Max", std, floor)
+    v = g.op("Div", mean, spread)  # asinh(v) = sign(v)·log(|v| + √(v² + 1)), in ops every runtime has for doubles
+    a = g.op("Abs", v)
+    asinh = g.op("Mul", g.op("Sign", v), g.op("Log", g.op("Add", a, g.op("Sqrt", g.op("Add", g.op("Mul", a, a), one)))))
+    return z, g.op("Concat", g.op("Log", spread), asinh, axis=2)
 
 
 def _averaged_down(g: Graph, x: str, inside: str, lengths: str, max_steps: int, extremes: bool = False) -> tuple[str, str]:
@@ -367,11 +376,12 @@ def _averaged_down(g: Graph, x: str, inside: str, lengths: str, max_steps: int, 
 
 
 def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict, znorm: bool = False, max_length: int = 0,
-                     extremes: bool = False):
+                     extremes: bool = False, scaled: bool = False):
     """The classifier (or regressor) with its input's encoding: probabilities (B, K) or values (B,).
     A series model's x is the raw series: z-normalised on its own (``znorm``), averaged down to
     ``max_length`` steps (with ``extremes``, --segments range: each segment's mean, minimum and
-    maximum; classify.prepare_series, in float64 as there), then standardised."""
+    maximum), with ``scaled`` (--znorm scaled) each channel's level and scale appended at every
+    step (classify.prepare_series, in float64 as there), then standardised."""
     rnn = model.rnn
     g = Graph()
     tokens = "embedding" in model._modules
@@ -385,15 +395,20 @@ def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict, 
         s = g.op("Where", g.op("Unsqueeze", inside, g.ints([2])), g.cast("x", "double"), g.const(np.zeros(1), "zero", double=True))
         if znorm:
             s = _z_normalised(g, s, g.op("Unsqueeze", inside, g.ints([2])),
-                              g.op("Unsqueeze", g.cast(lengths, "double"), g.ints([1, 2])))
+                              g.op("Unsqueeze", g.cast(lengths, "double"), g.ints([1, 2])), scaled)
+            if scaled:
+                s, level = s
         if max_length:
             s, lengths = _averaged_down(g, s, inside, lengths, max_length, extremes)
         elif extremes:  # nothing shortened: every step its own segment, its mean, minimum and maximum
             s = g.op("Concat", s, s, s, axis=2)
+        if znorm and scaled:  # (B, 1, 2C) at every step: added to zeros shaped (B, T', 1)
+            zeros = g.op("Mul", g.op("Slice", s, g.ints([0]), g.ints([1]), g.ints([2])), g.const(np.zeros(1), "zero", double=True))
+            s = g.op("Concat", s, g.op("Add", zeros, level), axis=2)
         z = g.op("Div", g.op("Sub", s, g.const(encoding["mean"], "mean", double=True)), g.const(encoding["std"], "std", double=True))
         z = g.op("Clip", z, g.const(np.float64(-INPUT_BOUND), "low", double=True), g.const(np.float64(INPUT_BOUND), "high", double=True))
         x = g.op("Transpose", g.cast(z, "float"), perm=[1, 0, 2])
-        x_info = ("x", "float", ["batch", "time", len(encoding["mean"]) // (3 if extremes else 1)])
+        x_info = ("x", "float", ["batch", "time", len(encoding["mean"]) // ((3 if extremes else 1) + (2 if znorm and scaled else 0))])
     lens = g.cast(lengths, "int32")
     y, _ = recurrent(g, rnn, x, initial_states(g, rnn, _dim(g, x, 1)), lens)
     out = _linear(g, _pool(g, model.pool, y, lengths), model.head)

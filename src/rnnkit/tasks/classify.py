@@ -2,7 +2,9 @@
 
 Inputs are texts (a word or character tokenizer, an embedding) or numeric series (T_i, C).
 A series may be z-normalised on its own (``--znorm series``; by default not: its levels often
-tell the classes apart), is shortened to at most ``--max-length`` steps (each segment's mean, or
+tell the classes apart; ``--znorm scaled`` adds its level and scale as channels of their own,
+chosen by ``--znorm auto`` when the series' sizes differ so much that the training part's
+standardisation would flatten most of them), is shortened to at most ``--max-length`` steps (each segment's mean, or
 with ``--segments range`` its mean, minimum and maximum; by default range when a training series
 is that long), then standardised per channel with the training part's statistics.
 Batches group sequences of similar length (``data.batching``) and run with ``lengths``, so
@@ -38,7 +40,7 @@ from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.datasets import UCR_SETS
 from ..data.fingerprint import check_data, record_data
 from ..export import onnx as onnx_export
-from ..data.series_prep import average_down, summarise_down, z_normalise
+from ..data.series_prep import average_down, level_and_scale, summarise_down, z_normalise
 from ..data.sources import is_built_in, load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
@@ -55,7 +57,14 @@ from .base import (Exportable, export_metadata, MEAN_SCHEMA, MEANS_SCHEMA, NAMES
 #: a training part smaller than this is cross-validated (``--cv-folds -1``) with CV_FOLDS folds
 CV_BELOW = 500
 CV_FOLDS = 5
-ZNORMS = ("series", "none")
+ZNORMS = ("auto", "none", "series", "scaled")
+#: --znorm auto: scaled when more than FLAT_SHARE of the training series' channels have a standard
+#: deviation below SMALL_SCALE of that channel's over the whole training part (standardised with
+#: the training part's statistics, they would be nearly flat lines: PLAID's appliances), else none
+SMALL_SCALE = 0.05
+FLAT_SHARE = 0.5
+#: how `info` describes a series model's --znorm
+ZNORM_WORDS = {"none": "", "series": "z-normalised per series, ", "scaled": "z-normalised per series with its level and scale, "}
 #: how --max-length shortens a series: each segment's mean, or its mean, minimum and maximum, or
 #: auto: range when a training series is longer than --max-length, else mean
 SEGMENTS = ("auto", "mean", "range")
@@ -90,7 +99,7 @@ class ClassifyOptions:
     folds: int = 0
     fold: int = 0
     cv_folds: int = -1
-    znorm: str = "none"
+    znorm: str = "auto"
     max_length: int = 256
     segments: str = "auto"
 
@@ -130,8 +139,11 @@ class ClassifyOptions:
                     f"--valid-fraction split and early stopping, or -1: {CV_FOLDS} folds when the training data has "
                     f"fewer than {CV_BELOW} examples, else 0 (default: -1)",
         "znorm": "numeric input: series to z-normalise each series' channels on their own (mean 0, std 1) before the "
-                 "per-channel standardisation, none to keep their levels, which often tell the classes apart "
-                 "(default: none)",
+                 "per-channel standardisation; scaled to z-normalise them and add each channel's log standard deviation "
+                 "and asinh(mean / std) as two more channels (constant along the series); none to keep their levels, "
+                 f"which often tell the classes apart; or auto: scaled when more than a share {FLAT_SHARE} of the training "
+                 f"series' channels have a standard deviation below {SMALL_SCALE} of the channel's over all of them "
+                 "(standardised together, they would be nearly flat), else none (default: auto)",
         "max_length": "numeric input: average a longer series down to this many steps (means of equal segments; "
                       "0: keep every step) (default: 256)",
         "segments": "numeric input: what --max-length keeps of each segment: mean, or range: its mean, minimum and "
@@ -256,7 +268,8 @@ class Splits:
             config["vocabulary"] = make_tokenizer(opts.tokenizer, text, opts.min_count, opts.max_vocab or None).to_dict()
         else:
             config["segments"] = resolve_segments(opts, everything or items)
-            stacked = np.concatenate(prepare_series(opts, items, config["segments"])).astype(np.float64)  # float32 squares overflow above 1.8e19
+            config["znorm"] = resolve_znorm(opts, everything or items)
+            stacked = np.concatenate(prepare_series(opts, items, config["segments"], config["znorm"])).astype(np.float64)  # float32 squares overflow above 1.8e19
             config.update(channels=int(stacked.shape[1]), mean=stacked.mean(axis=0).tolist(),
                           std=np.maximum(stacked.std(axis=0), 1e-8).tolist())
         if self.values:
@@ -288,12 +301,13 @@ def encode_inputs(config: dict, opts: ClassifyOptions, items, where: str) -> lis
         return out
     mean, std = np.array(config["mean"]), np.array(config["std"])
     segments = config.get("segments", "mean")  # an encoding from before --segments: means
-    channels = len(mean) // SEGMENT_WIDTH[segments]  # the data's, before --segments range widens them
+    znorm = stored_znorm(config, opts)
+    channels = len(mean) // input_width(segments, znorm)  # the data's, before --segments range and --znorm scaled widen them
     for i, s in enumerate(items):
         shape = np.shape(s)
         if len(shape) != 2 or shape[1] != channels:
             raise DataError(f"{where}: example {i + 1} has shape {shape}; the model reads series of {channels} channel(s)")
-    return [np.clip((s - mean) / std, -INPUT_BOUND, INPUT_BOUND).astype(np.float32) for s in prepare_series(opts, items, segments)]
+    return [np.clip((s - mean) / std, -INPUT_BOUND, INPUT_BOUND).astype(np.float32) for s in prepare_series(opts, items, segments, znorm)]
 
 
 def resolve_segments(opts: ClassifyOptions, items) -> str:
@@ -304,15 +318,43 @@ def resolve_segments(opts: ClassifyOptions, items) -> str:
     return "range" if opts.max_length and any(len(s) > opts.max_length for s in items) else "mean"
 
 
-def prepare_series(opts: ClassifyOptions, items, segments: str) -> list[np.ndarray]:
+def resolve_znorm(opts: ClassifyOptions, items) -> str:
+    """--znorm for the training series ``items``: auto becomes scaled when more than FLAT_SHARE of
+    the series' channels have a standard deviation below SMALL_SCALE of the channel's over all the
+    series, else none."""
+    if opts.znorm != "auto":
+        return opts.znorm
+    series = [np.asarray(s, dtype=np.float64) for s in items]
+    overall = np.concatenate(series).std(axis=0)  # (C,)
+    each = np.array([s.std(axis=0) for s in series])  # (N, C)
+    return "scaled" if np.mean(each < SMALL_SCALE * overall) > FLAT_SHARE else "none"
+
+
+def stored_znorm(encoding: dict, opts: ClassifyOptions) -> str:
+    """The --znorm a model was trained with: its encoding's (resolved from auto), or, for an
+    encoding from before --znorm auto, its options' (none or series)."""
+    return encoding.get("znorm") or ("none" if opts.znorm == "auto" else opts.znorm)
+
+
+def input_width(segments: str, znorm: str) -> int:
+    """The network's input channels for each of the data's: one, three with --segments range, and
+    two more (level and scale) with --znorm scaled."""
+    return SEGMENT_WIDTH[segments] + (2 if znorm == "scaled" else 0)
+
+
+def prepare_series(opts: ClassifyOptions, items, segments: str, znorm: str) -> list[np.ndarray]:
     """Each (T_i, C) series as the network's input before channel standardisation: z-normalised
-    on its own (--znorm series), shortened to --max-length steps (segment means, or with
-    ``segments`` range their means, minima and maxima: (T', 3C)); float64."""
+    on its own (``znorm`` series or scaled), shortened to --max-length steps (segment means, or with
+    ``segments`` range their means, minima and maxima: (T', 3C)), with scaled each channel's level
+    and scale (``series_prep.level_and_scale``) as 2C more channels, the same at every step; float64."""
     shorten = summarise_down if segments == "range" else average_down
     out = []
     for s in items:
         s = np.asarray(s, dtype=np.float64)
-        out.append(shorten(z_normalise(s) if opts.znorm == "series" else s, opts.max_length))
+        prepared = shorten(z_normalise(s) if znorm in ("series", "scaled") else s, opts.max_length)
+        if znorm == "scaled":
+            prepared = np.concatenate([prepared, np.broadcast_to(level_and_scale(s), (len(prepared), 2 * s.shape[1]))], axis=1)
+        out.append(prepared)
     return out
 
 
@@ -467,14 +509,16 @@ class TrainedClassifier(Exportable):
             return onnx_export.classifier_graph(self.model, self.encoding, meta)
         o = self.opts
         extremes = self.encoding.get("segments") == "range"
-        channels = self.encoding["channels"] // (3 if extremes else 1)  # the data's, before --segments range widens them
+        znorm = stored_znorm(self.encoding, o)
+        channels = self.encoding["channels"] // input_width(self.encoding.get("segments", "mean"), znorm)  # the data's
         meta["inputs"] = (f"x (B, T, {channels}) float32: each series as it is (any values past its length)"
-                          + (", z-normalised per series in the graph" if o.znorm == "series" else "")
+                          + (", z-normalised per series in the graph" if znorm == "series" else "")
+                          + (", z-normalised per series with its level and scale as channels, in the graph" if znorm == "scaled" else "")
                           + (f", averaged down to {o.max_length} steps in the graph" if o.max_length else "")
                           + (" (each segment's mean, minimum and maximum: --segments range)" if extremes else "")
                           + "; lengths (B,) int64")
-        return onnx_export.classifier_graph(self.model, self.encoding, meta, znorm=o.znorm == "series", max_length=o.max_length,
-                                            extremes=extremes)
+        return onnx_export.classifier_graph(self.model, self.encoding, meta, znorm=znorm in ("series", "scaled"),
+                                            max_length=o.max_length, extremes=extremes, scaled=znorm == "scaled")
 
     def evaluate(self, data: str | None = None) -> dict:
         """Metrics on the validation split and the test split (or on ``data``), with a confusion
@@ -514,7 +558,7 @@ class TrainedClassifier(Exportable):
             f"network    {o.layers}-layer {'bidirectional ' if o.bidirectional else ''}{cell_name(o.cell, o.cell_option, o.init)}, hidden {o.hidden}, "
             f"{o.pooling} pooling, dropout {o.dropout}; {self.model.num_parameters():,} parameters",
             f"input      {inputs}" + ("" if e["input"] == "text" else
-                                      f"; {'z-normalised per series, ' if o.znorm == 'series' else ''}"
+                                      f"; {ZNORM_WORDS[stored_znorm(e, o)]}"
                                       f"{f'at most {o.max_length} steps' if o.max_length else 'every step'}"
                                       f"{' (segment mean, minimum, maximum)' if e.get('segments') == 'range' else ''}"),
             f"data       {c['data']['source']}: " + ", ".join(f"{v:,} {k.split('_')[0]}" for k, v in c["data"].items() if k.endswith("_examples")),
@@ -552,7 +596,8 @@ class ClassifyTask(Task):
                                     "vocabulary": VOCABULARY_SCHEMA, "channels": {"type": "integer", "minimum": 1},
                                     "mean": MEANS_SCHEMA, "std": SPREADS_SCHEMA, "labels": {**NAMES_SCHEMA, "minItems": 2},
                                     "value_mean": MEAN_SCHEMA, "value_std": SPREAD_SCHEMA,
-                                    "cross_validation": CV_SCHEMA, "segments": {"enum": ["mean", "range"]}},
+                                    "cross_validation": CV_SCHEMA, "segments": {"enum": ["mean", "range"]},
+                                    "znorm": {"enum": ["none", "series", "scaled"]}},
                      "sameCount": ["channels", "mean", "std"],
                      "allOf": [{"if": {"properties": {"input": {"const": "text"}}}, "then": {"required": ["vocabulary"]},
                                 "else": {"required": ["channels", "mean", "std"]}},
