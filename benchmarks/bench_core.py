@@ -18,7 +18,7 @@ measurements of single calls, the three taking turns (numba, numpy, torch, then 
 Each turn first runs its library untimed for 0.2 s: on 2 cores the other library's idle
 threads (OpenBLAS's spin for up to ~0.1 s) would otherwise slow the first calls by up to 2×.
 Threads: rnnkit's policy as the command applies it (``rnnkit.threads``: one BLAS thread, the
-kernels on the cores the load leaves free), or ``--threads N`` for both; torch's default. The
+kernels on the cores the load leaves free), or ``--threads N`` for the kernels; torch's default. The
 header prints them.
 
 ``--profile`` (with ``--only``) shows instead where rnnkit's training step spends its time.
@@ -537,7 +537,7 @@ def main(argv=None) -> int:
                         help="instead of the table: for each selected training case (use --only), where rnnkit's step spends "
                         "its time: the matrix products timed alone, the fixed per-call cost, and cProfile of functional.py")
     parser.add_argument("--top", type=int, default=15, help="with --profile: how many functions to list (default 15)")
-    parser.add_argument("--threads", metavar="N", help="threads for rnnkit's BLAS and kernels (default: rnnkit's policy)")
+    parser.add_argument("--threads", metavar="N", help="threads for rnnkit's kernels (BLAS stays at one beside them; numpy backend: BLAS's) (default: rnnkit's policy)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"where to write the JSON results (default {RESULTS})")
     args = parser.parse_args(argv)
 

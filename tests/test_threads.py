@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from rnnkit.nn import backend
 from rnnkit.threads import BLAS_ENVS, THREADS_ENV, chosen_threads
 
 
@@ -20,8 +21,11 @@ def clean_env(monkeypatch):
 def test_one_thread_unless_told_otherwise(clean_env):
     assert chosen_threads() == 1
     clean_env.setenv(THREADS_ENV, "2")
-    assert chosen_threads() == 2
-    assert chosen_threads("3") == 3  # --threads wins over the variable
+    with backend.use_backend("numpy"):
+        assert chosen_threads() == 2
+        assert chosen_threads("3") == 3  # --threads wins over the variable
+    with backend.use_backend("numba"):  # the kernels take the count; BLAS's threads would spin beside theirs
+        assert chosen_threads() == 1 and chosen_threads("3") == 1
 
 
 def test_the_users_blas_variables_are_respected(clean_env):
@@ -57,8 +61,9 @@ COMMAND = "from rnnkit.cli.main import main\nmain(sys.argv[1:])"
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS starts one thread on one core anyway")
 def test_the_command_and_the_api_apply_the_policy(tmp_path):
     assert blas_threads_after(COMMAND, "data", "list") == [1]
-    assert blas_threads_after(COMMAND, "--threads", "2", "data", "list") == [2]
-    assert blas_threads_after(COMMAND, "data", "list", RNNKIT_THREADS="2") == [2]
+    assert blas_threads_after(COMMAND, "--threads", "2", "data", "list") == [1]  # the compiled kernels take them
+    assert blas_threads_after(COMMAND, "--threads", "2", "data", "list", RNNKIT_BACKEND="numpy") == [2]
+    assert blas_threads_after(COMMAND, "data", "list", RNNKIT_THREADS="2", RNNKIT_BACKEND="numpy") == [2]
     assert blas_threads_after(COMMAND, "data", "list", OPENBLAS_NUM_THREADS="2") == [2]
     api = f"import rnnkit\ntry:\n    rnnkit.load({str(tmp_path)!r})\nexcept Exception:\n    pass"
     assert blas_threads_after(api) == [1]

@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n", 2)[2],
     )
     parser.add_argument("--threads", metavar="N",
-                        help=f"threads for BLAS and for the compiled kernels (default: ${THREADS_ENV}; else BLAS takes your "
-                             "OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, else 1, and the kernels the cores the load leaves free)")
+                        help=f"threads for the compiled kernels, or for BLAS on the numpy backend (BLAS keeps 1 beside the "
+                             f"kernels) (default: ${THREADS_ENV}; else BLAS takes your OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, "
+                             "else 1, and the kernels the cores the load leaves free)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
