@@ -70,4 +70,14 @@ def _segment_starts(T: int, max_steps: int) -> np.ndarray:
     return (np.arange(max_steps) * T) // max_steps  # strictly increasing since T > max_steps
 
 
-__all__ = ["average_down", "level_and_scale", "summarise_down", "z_normalise"]
+#: the network's input channels for each of the data's, by --segments (range: mean, minimum, maximum)
+SEGMENT_WIDTH = {"mean": 1, "range": 3}
+
+
+def input_width(segments: str, znorm: str) -> int:
+    """The prepared series' channels for each of the data's: one, three with ``segments`` range,
+    and two more (level and scale) with ``znorm`` scaled."""
+    return SEGMENT_WIDTH[segments] + (2 if znorm == "scaled" else 0)
+
+
+__all__ = ["average_down", "input_width", "level_and_scale", "summarise_down", "z_normalise"]

@@ -42,6 +42,7 @@ import json
 
 import numpy as np
 
+from ..data.series_prep import input_width
 from ..models.captioner import Captioner
 from ..models.classifier import SequenceClassifier
 from ..models.forecaster import SIGMA_MIN, Forecaster
@@ -375,13 +376,14 @@ def _averaged_down(g: Graph, x: str, inside: str, lengths: str, max_steps: int, 
     return g.op("Concat", *parts, axis=2), new_lengths
 
 
-def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict, znorm: bool = False, max_length: int = 0,
-                     extremes: bool = False, scaled: bool = False):
+def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict, znorm: str = "none", max_length: int = 0,
+                     segments: str = "mean"):
     """The classifier (or regressor) with its input's encoding: probabilities (B, K) or values (B,).
-    A series model's x is the raw series: z-normalised on its own (``znorm``), averaged down to
-    ``max_length`` steps (with ``extremes``, --segments range: each segment's mean, minimum and
-    maximum), with ``scaled`` (--znorm scaled) each channel's level and scale appended at every
-    step (classify.prepare_series, in float64 as there), then standardised."""
+    A series model's x is the raw series: z-normalised on its own (``znorm`` series or scaled),
+    averaged down to ``max_length`` steps (``segments`` range: each segment's mean, minimum and
+    maximum), with ``znorm`` scaled each channel's level and scale appended at every step
+    (classify.prepare_series, in float64 as there), then standardised."""
+    extremes, scaled = segments == "range", znorm == "scaled"
     rnn = model.rnn
     g = Graph()
     tokens = "embedding" in model._modules
@@ -393,7 +395,7 @@ def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict, 
         inside = g.op("Transpose", g.steps_inside("x", lengths, time_axis=1), perm=[1, 0])  # (B, T)
         # zeros past each length, whatever the padding held (a NaN there would reach a masked sum)
         s = g.op("Where", g.op("Unsqueeze", inside, g.ints([2])), g.cast("x", "double"), g.const(np.zeros(1), "zero", double=True))
-        if znorm:
+        if znorm in ("series", "scaled"):
             s = _z_normalised(g, s, g.op("Unsqueeze", inside, g.ints([2])),
                               g.op("Unsqueeze", g.cast(lengths, "double"), g.ints([1, 2])), scaled)
             if scaled:
@@ -402,13 +404,13 @@ def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict, 
             s, lengths = _averaged_down(g, s, inside, lengths, max_length, extremes)
         elif extremes:  # nothing shortened: every step its own segment, its mean, minimum and maximum
             s = g.op("Concat", s, s, s, axis=2)
-        if znorm and scaled:  # (B, 1, 2C) at every step: added to zeros shaped (B, T', 1)
+        if scaled:  # (B, 1, 2C) at every step: added to zeros shaped (B, T', 1)
             zeros = g.op("Mul", g.op("Slice", s, g.ints([0]), g.ints([1]), g.ints([2])), g.const(np.zeros(1), "zero", double=True))
             s = g.op("Concat", s, g.op("Add", zeros, level), axis=2)
         z = g.op("Div", g.op("Sub", s, g.const(encoding["mean"], "mean", double=True)), g.const(encoding["std"], "std", double=True))
         z = g.op("Clip", z, g.const(np.float64(-INPUT_BOUND), "low", double=True), g.const(np.float64(INPUT_BOUND), "high", double=True))
         x = g.op("Transpose", g.cast(z, "float"), perm=[1, 0, 2])
-        x_info = ("x", "float", ["batch", "time", len(encoding["mean"]) // ((3 if extremes else 1) + (2 if znorm and scaled else 0))])
+        x_info = ("x", "float", ["batch", "time", len(encoding["mean"]) // input_width(segments, znorm)])
     lens = g.cast(lengths, "int32")
     y, _ = recurrent(g, rnn, x, initial_states(g, rnn, _dim(g, x, 1)), lens)
     out = _linear(g, _pool(g, model.pool, y, lengths), model.head)

@@ -40,7 +40,7 @@ from ..data.batching import BucketBatches, batches_in_order, pad
 from ..data.datasets import UCR_SETS
 from ..data.fingerprint import check_data, record_data
 from ..export import onnx as onnx_export
-from ..data.series_prep import average_down, level_and_scale, summarise_down, z_normalise
+from ..data.series_prep import average_down, input_width, level_and_scale, summarise_down, z_normalise
 from ..data.sources import is_built_in, load_classification
 from ..models.classifier import POOLINGS, SequenceClassifier
 from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
@@ -68,8 +68,6 @@ ZNORM_WORDS = {"none": "", "series": "z-normalised per series, ", "scaled": "z-n
 #: how --max-length shortens a series: each segment's mean, or its mean, minimum and maximum, or
 #: auto: range when a training series is longer than --max-length, else mean
 SEGMENTS = ("auto", "mean", "range")
-#: the network's input channels for each of the data's, by --segments
-SEGMENT_WIDTH = {"mean": 1, "range": 3}
 #: what ``--data`` reads (``data.sources``): the one list --help shows
 DATA_FORMATS = ("a text file of `label<TAB>text` lines (.tsv, .txt or any other suffix); a .csv file of `label,text` "
                 "lines, or of numeric series, one a row: `label,v1,v2,…`; an .npz file with X and y (and lengths); "
@@ -336,12 +334,6 @@ def stored_znorm(encoding: dict, opts: ClassifyOptions) -> str:
     return encoding.get("znorm") or ("none" if opts.znorm == "auto" else opts.znorm)
 
 
-def input_width(segments: str, znorm: str) -> int:
-    """The network's input channels for each of the data's: one, three with --segments range, and
-    two more (level and scale) with --znorm scaled."""
-    return SEGMENT_WIDTH[segments] + (2 if znorm == "scaled" else 0)
-
-
 def prepare_series(opts: ClassifyOptions, items, segments: str, znorm: str) -> list[np.ndarray]:
     """Each (T_i, C) series as the network's input before channel standardisation: z-normalised
     on its own (``znorm`` series or scaled), shortened to --max-length steps (segment means, or with
@@ -508,17 +500,16 @@ class TrainedClassifier(Exportable):
         if self.encoding["input"] == "text":
             return onnx_export.classifier_graph(self.model, self.encoding, meta)
         o = self.opts
-        extremes = self.encoding.get("segments") == "range"
-        znorm = stored_znorm(self.encoding, o)
-        channels = self.encoding["channels"] // input_width(self.encoding.get("segments", "mean"), znorm)  # the data's
+        segments, znorm = self.encoding.get("segments", "mean"), stored_znorm(self.encoding, o)
+        channels = self.encoding["channels"] // input_width(segments, znorm)  # the data's
         meta["inputs"] = (f"x (B, T, {channels}) float32: each series as it is (any values past its length)"
                           + (", z-normalised per series in the graph" if znorm == "series" else "")
                           + (", z-normalised per series with its level and scale as channels, in the graph" if znorm == "scaled" else "")
                           + (f", averaged down to {o.max_length} steps in the graph" if o.max_length else "")
-                          + (" (each segment's mean, minimum and maximum: --segments range)" if extremes else "")
+                          + (" (each segment's mean, minimum and maximum: --segments range)" if segments == "range" else "")
                           + "; lengths (B,) int64")
-        return onnx_export.classifier_graph(self.model, self.encoding, meta, znorm=znorm in ("series", "scaled"),
-                                            max_length=o.max_length, extremes=extremes, scaled=znorm == "scaled")
+        return onnx_export.classifier_graph(self.model, self.encoding, meta, znorm=znorm, max_length=o.max_length,
+                                            segments=segments)
 
     def evaluate(self, data: str | None = None) -> dict:
         """Metrics on the validation split and the test split (or on ``data``), with a confusion
