@@ -81,6 +81,12 @@ def gnmt_length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def attention_matrix(rows: list, source_length: int | None) -> np.ndarray | None:
+    """A translation's attention: its rows (one per output token, each (S,)) as
+    (len(rows), S) float64; None for a decoder without attention (``source_length`` None)."""
+    return None if source_length is None else np.array(rows, dtype=np.float64).reshape(len(rows), source_length)
+
+
 def search_beam(step, state, take, *, bos: int, eos: int, beam: int, max_len: int,
                 length_penalty: float = 0.0, source_length: int | None = None) -> Translation:
     """Beam search for one source over any decoder step (``Decoder.beam_search`` explains the
@@ -99,8 +105,8 @@ def search_beam(step, state, take, *, bos: int, eos: int, beam: int, max_len: in
 
     def finish(tokens, rows, logp, ended):
         n = len(tokens) + ended
-        attention = None if source_length is None else np.array(rows, dtype=np.float64).reshape(len(rows), source_length)
-        finished.append(Translation(list(tokens), float(logp), float(logp / gnmt_length_penalty(n, length_penalty)), attention, ended))
+        finished.append(Translation(list(tokens), float(logp), float(logp / gnmt_length_penalty(n, length_penalty)),
+                                    attention_matrix(rows, source_length), ended))
 
     for _ in range(max_len):
         logits, state, alpha = step(y, state)
@@ -518,12 +524,8 @@ class Decoder(Module):
                 if done.all():
                     break
         return [Translation(tokens[b], float(log_prob[b]), float(log_prob[b]),
-                            self._attention_matrix(attention[b], src_len[b]), bool(done[b])) for b in range(B)]
-
-    def _attention_matrix(self, rows, S):
-        if self.attention == "none":
-            return None
-        return np.array(rows, dtype=np.float64).reshape(len(rows), S)
+                            attention_matrix(attention[b], src_len[b] if self.attention != "none" else None), bool(done[b]))
+                for b in range(B)]
 
     def beam_search(self, src, src_lengths=None, *, bos: int, eos: int, beam: int = 5, max_len: int | None = None,
                     length_penalty: float = 0.0) -> list[Translation]:
