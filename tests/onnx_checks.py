@@ -24,26 +24,38 @@ def session(model) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
+def decoder_step(first: dict, decoder, src_lengths=None):
+    """(step, feeds): the exported decoder's step as a function, step(y, feeds) → (logits (B, V),
+    the next feeds, alpha or None), and its first feeds from the encoder's outputs ``first`` (by
+    name; with attention, the sources' lengths too)."""
+    names = [i.name for i in decoder.get_inputs() if i.name in ("h", "c", "feed")]
+    feeds = {name: first[name] for name in names + ["keys", "proj"] if name in first}
+    if "keys" in feeds:
+        feeds["src_lengths"] = np.asarray(src_lengths)
+    outputs = [o.name for o in decoder.get_outputs()]
+
+    def step(y, feeds):
+        result = dict(zip(outputs, decoder.run(None, {"y": y, **feeds})))
+        return result["logits"], {**feeds, **{n: result[f"{n}_next"] for n in names}}, result.get("alpha")
+
+    return step, feeds
+
+
 def run_decoder(first: dict, decoder, src_lengths=None, feed_tokens=None, bos=None, eos=None, max_len=0):
     """A decoder's step (translation's, the captioner's) called once per token from the encoder's
-    outputs ``first`` (by name; with attention, the sources' lengths too): the given tokens
-    (teacher forcing) → their logits (T, B, V); or greedy from ``bos`` → each row's tokens up to ``eos``."""
-    state_names = [i.name for i in decoder.get_inputs() if i.name in ("h", "c", "feed")]
-    state = {name: first[name] for name in state_names}
-    memory = {name: first[name] for name in ("keys", "proj") if name in first}
-    memory.update({"src_lengths": src_lengths} if memory else {})
+    outputs ``first``: the given tokens (teacher forcing) → their logits (T, B, V); or greedy from
+    ``bos`` → each row's tokens up to ``eos``."""
+    step, feeds = decoder_step(first, decoder, src_lengths)
     B = first["h"].shape[1]
-    outputs = [o.name for o in decoder.get_outputs()]
     y = feed_tokens[0] if feed_tokens is not None else np.full(B, bos)
     steps, tokens, done = [], [[] for _ in range(B)], np.zeros(B, bool)
     for t in range(len(feed_tokens) if feed_tokens is not None else max_len):
-        result = dict(zip(outputs, decoder.run(None, {"y": y, **state, **memory})))
-        state = {name: result[f"{name}_next"] for name in state_names}
-        steps.append(result["logits"])
+        logits, feeds, _ = step(y, feeds)
+        steps.append(logits)
         if feed_tokens is not None:
             y = feed_tokens[min(t + 1, len(feed_tokens) - 1)]
             continue
-        y = result["logits"].argmax(axis=1)
+        y = logits.argmax(axis=1)
         for b in np.flatnonzero(~done):
             done[b] |= y[b] == eos
             if not done[b]:
@@ -61,16 +73,7 @@ def beam_decoder(first: dict, decoder, row: int, src_lengths=None, **search):
     """rnnkit's beam search (``seq2seq.search_beam``) for source ``row`` of the encoder's outputs
     ``first``, every step a call of the exported decoder; ``search``: bos, eos, beam, max_len,
     length_penalty."""
-    names = [i.name for i in decoder.get_inputs() if i.name in ("h", "c", "feed")]
-    feeds = {name: first[name] for name in names + ["keys", "proj"] if name in first}
-    if "keys" in feeds:
-        feeds["src_lengths"] = np.asarray(src_lengths)
+    step, feeds = decoder_step(first, decoder, src_lengths)
     take = lambda feeds, rows: {n: np.take(v, rows, axis=BATCH_AXIS[n]) for n, v in feeds.items()}  # noqa: E731
-    outputs = [o.name for o in decoder.get_outputs()]
-
-    def step(y, feeds):
-        result = dict(zip(outputs, decoder.run(None, {"y": y, **feeds})))
-        return result["logits"], {**feeds, **{n: result[f"{n}_next"] for n in names}}, result.get("alpha")
-
     source_length = int(src_lengths[row]) if "keys" in feeds else None
     return search_beam(step, take(feeds, [row]), take, source_length=source_length, **search)

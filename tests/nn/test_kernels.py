@@ -155,7 +155,7 @@ def test_a_cells_compiled_step_equals_the_reference(kind, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("kind", [k for k in ACCELERATED if k.cell], ids=[k.name for k in ACCELERATED if k.cell])
-def test_a_layers_single_steps_without_gradient_take_the_compiled_step_and_equal_the_reference(kind, seed, dtype, monkeypatch):
+def test_a_layers_single_steps_without_gradient_take_the_compiled_step_and_equal_the_reference(kind, seed, dtype):
     layer, x, _, given, rng = random_configuration(kind, seed, dtype)
     B = x.shape[1]
     h0 = tuple(rng.standard_normal((layer.num_layers * layer.num_directions, B, layer.output_size if p == "h" else layer.hidden_size))
