@@ -376,20 +376,22 @@ def _averaged_down(g: Graph, x: str, inside: str, lengths: str, max_steps: int, 
     return g.op("Concat", *parts, axis=2), new_lengths
 
 
-def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict, znorm: str = "none", max_length: int = 0,
-                     segments: str = "mean"):
+def classifier_graph(model: SequenceClassifier | list[SequenceClassifier], encoding: dict, metadata: dict, znorm: str = "none",
+                     max_length: int = 0, segments: str = "mean"):
     """The classifier (or regressor) with its input's encoding: probabilities (B, K) or values (B,).
     A series model's x is the raw series: z-normalised on its own (``znorm`` series or scaled),
     averaged down to ``max_length`` steps (``segments`` range: each segment's mean, minimum and
     maximum), with ``znorm`` scaled each channel's level and scale appended at every step
-    (classify.prepare_series, in float64 as there), then standardised."""
+    (classify.prepare_series, in float64 as there), then standardised. A list of models is an
+    ensemble (``classify --ensemble``): the input prepared once, each network run on it, and their
+    probabilities (a regressor's values) averaged."""
+    members = model if isinstance(model, list) else [model]
     extremes, scaled = segments == "range", znorm == "scaled"
-    rnn = model.rnn
     g = Graph()
-    tokens = "embedding" in model._modules
+    tokens = "embedding" in members[0]._modules
     lengths = "lengths"
     if tokens:
-        x = g.op("Gather", g.const(model.embedding.weight.data, "embedding"), g.op("Transpose", "x", perm=[1, 0]))
+        ids = g.op("Transpose", "x", perm=[1, 0])
         x_info = ("x", "int64", ["batch", "time"])
     else:  # prepared, standardised and bounded as classify.encode_inputs does
         inside = g.op("Transpose", g.steps_inside("x", lengths, time_axis=1), perm=[1, 0])  # (B, T)
@@ -412,15 +414,22 @@ def classifier_graph(model: SequenceClassifier, encoding: dict, metadata: dict, 
         x = g.op("Transpose", g.cast(z, "float"), perm=[1, 0, 2])
         x_info = ("x", "float", ["batch", "time", len(encoding["mean"]) // input_width(segments, znorm)])
     lens = g.cast(lengths, "int32")
-    y, _ = recurrent(g, rnn, x, initial_states(g, rnn, _dim(g, x, 1)), lens)
-    out = _linear(g, _pool(g, model.pool, y, lengths), model.head)
+    each = []  # each network's values (B, 1) or probabilities (B, K)
+    for member in members:
+        if tokens:
+            x = g.op("Gather", g.const(member.embedding.weight.data, "embedding"), ids)
+        rnn = member.rnn
+        y, _ = recurrent(g, rnn, x, initial_states(g, rnn, _dim(g, x, 1)), lens)
+        out = _linear(g, _pool(g, member.pool, y, lengths), member.head)
+        each.append(out if encoding["values"] else g.op("Softmax", out, axis=1))
+    mean = each[0] if len(each) == 1 else g.op("Mean", *each)
     if encoding["values"]:
-        value = g.op("Add", g.op("Mul", g.op("Squeeze", out, g.ints([1])), g.const(np.float32(encoding["value_std"]))),
+        value = g.op("Add", g.op("Mul", g.op("Squeeze", mean, g.ints([1])), g.const(np.float32(encoding["value_std"]))),
                      g.const(np.float32(encoding["value_mean"])))
         g.output(value, "value")
         outputs = [("value", "float", ["batch"])]
     else:
-        g.output(g.op("Softmax", out, axis=1), "probabilities")
+        g.output(mean, "probabilities")
         outputs = [("probabilities", "float", ["batch", len(encoding["labels"])])]
     return g.model([x_info, ("lengths", "int64", ["batch"])], outputs, metadata, "classifier")
 

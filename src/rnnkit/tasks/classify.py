@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,8 @@ from ..data.tokenizers import TOKENIZERS, VOCABULARY_SCHEMA
 from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_name, cell_option_help, init_help
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
 from ..training import parallel
-from ..training.trainer import check_options
+from ..training import model_dir as md
+from ..training.trainer import Trainer, TrainingInterrupted, check_options
 from ..training.plots import plot_confusion
 from ..memory import within_memory
 from .cross_validation import cross_validate, stratified_folds
@@ -97,16 +99,17 @@ class ClassifyOptions:
     folds: int = 0
     fold: int = 0
     cv_folds: int = -1
+    ensemble: int = 1
     znorm: str = "auto"
     max_length: int = 256
     segments: str = "auto"
 
     # the values an option takes (the command line lists them in its usage)
     # what a model trained before an option existed was trained with (its config.json lacks the option)
-    BEFORE = {"cv_folds": 0, "znorm": "none", "max_length": 0, "segments": "mean"}
+    BEFORE = {"cv_folds": 0, "ensemble": 1, "znorm": "none", "max_length": 0, "segments": "mean"}
     # what an imported model is made with: it trains no steps, so none are chosen by cross-validation;
     # a validation split measures it (and a fine-tuning --resume stops early on it)
-    IMPORTED = {"cv_folds": 0}
+    IMPORTED = {"cv_folds": 0, "ensemble": 1}
     CHOICES = {"target": ("auto", "class", "value"), "tokenizer": tuple(TOKENIZERS), "cell": cell_choices(), "pooling": POOLINGS, "znorm": ZNORMS,
                "segments": SEGMENTS}
     HELP = {
@@ -136,6 +139,9 @@ class ClassifyOptions:
                     f"(stratified; K+1 trainings), then train on all of it for that many steps: K >= 2, 0 for a "
                     f"--valid-fraction split and early stopping, or -1: {CV_FOLDS} folds when the training data has "
                     f"fewer than {CV_BELOW} examples, else 0 (default: -1)",
+        "ensemble": "train K networks, with seeds --seed, --seed+1, …, and average their class probabilities (a "
+                    "regressor's values): the first chooses the steps (by cross-validation or on the validation split), "
+                    "the other K−1 train as it did for those steps (K−1 more trainings) (default: 1)",
         "znorm": "numeric input: series to z-normalise each series' channels on their own (mean 0, std 1) before the "
                  "per-channel standardisation; scaled to z-normalise them and add each channel's log standard deviation "
                  "and asinh(mean / std) as two more channels (constant along the series); none to keep their levels, "
@@ -155,6 +161,7 @@ class ClassifyOptions:
                   "pooling": self.pooling in POOLINGS, "folds": self.folds == 0 or self.folds >= 2,
                   "fold": 0 <= self.fold < max(self.folds, 1), "valid_fraction": 0 < self.valid_fraction < 1,
                   "dropout": 0 <= self.dropout < 1, "cv_folds": self.cv_folds == -1 or self.cv_folds == 0 or self.cv_folds >= 2,
+                  "ensemble": self.ensemble >= 1,
                   "znorm": self.znorm in ZNORMS, "max_length": self.max_length >= 0, "segments": self.segments in SEGMENTS,
                   **network_checks(self)}
         check_options(self, checks)
@@ -400,6 +407,19 @@ def predict(model: SequenceClassifier, inputs: list[np.ndarray], batch_size: int
     return out if out is not None else np.empty((0, model.head.out_features), np.float64)  # no inputs (a job's rank)
 
 
+def predict_ensemble(members: list[SequenceClassifier], inputs: list[np.ndarray], batch_size: int, values: bool) -> np.ndarray:
+    """``predict`` for the networks of an ensemble (``--ensemble``): a regressor's mean values (N, 1),
+    or the log of the mean of their class probabilities (N, classes), which ``score`` and
+    ``softmax`` read as logits (softmax(log p) = p). One network: its own outputs."""
+    outputs = [predict(m, inputs, batch_size) for m in members]
+    if len(outputs) == 1:
+        return outputs[0]
+    if values:
+        return np.mean(outputs, axis=0)
+    with np.errstate(divide="ignore"):  # a probability that underflowed to 0: log 0 = −inf, which softmax maps back to 0
+        return np.log(np.mean([softmax(o) for o in outputs], axis=0))
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -477,6 +497,12 @@ class TrainedClassifier(Exportable):
         self.dir, self.config, self.model = Path(out_dir), config, model
         self.opts = ClassifyOptions(**config["task_options"])
         self.encoding = config["encoding"]
+        self.members = [model]  # an ensemble's networks, ``model`` first (ClassifyTask.load adds the others)
+
+    def outputs(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """Logits (N, classes) or standardised values (N, 1) of the encoded ``inputs``: an
+        ensemble's averaged (``predict_ensemble``)."""
+        return predict_ensemble(self.members, inputs, self.opts.batch_size, self.encoding["values"])
 
     @property
     def labels(self) -> list[str]:
@@ -485,7 +511,7 @@ class TrainedClassifier(Exportable):
     def classify(self, items) -> list[dict]:
         """For each text (or series): {"label", "probabilities": {label: p}}, or {"value"} for a regressor."""
         inputs = encode_inputs(self.encoding, self.opts, list(items), "input")
-        outputs = predict(self.model, inputs, self.opts.batch_size)
+        outputs = self.outputs(inputs)
         if self.encoding["values"]:
             values = outputs[:, 0] * self.encoding["value_std"] + self.encoding["value_mean"]
             return [{"value": float(v)} for v in values]
@@ -498,7 +524,7 @@ class TrainedClassifier(Exportable):
         encoding (vocabulary or channel statistics, labels)."""
         meta = {**export_metadata(self), "encoding": json.dumps(self.encoding), "labels": json.dumps(self.labels)}
         if self.encoding["input"] == "text":
-            return onnx_export.classifier_graph(self.model, self.encoding, meta)
+            return onnx_export.classifier_graph(self.members, self.encoding, meta)
         o = self.opts
         segments, znorm = self.encoding.get("segments", "mean"), stored_znorm(self.encoding, o)
         channels = self.encoding["channels"] // input_width(segments, znorm)  # the data's
@@ -508,7 +534,7 @@ class TrainedClassifier(Exportable):
                           + (f", averaged down to {o.max_length} steps in the graph" if o.max_length else "")
                           + (" (each segment's mean, minimum and maximum: --segments range)" if segments == "range" else "")
                           + "; lengths (B,) int64")
-        return onnx_export.classifier_graph(self.model, self.encoding, meta, znorm=znorm, max_length=o.max_length,
+        return onnx_export.classifier_graph(self.members, self.encoding, meta, znorm=znorm, max_length=o.max_length,
                                             segments=segments)
 
     def evaluate(self, data: str | None = None) -> dict:
@@ -526,13 +552,13 @@ class TrainedClassifier(Exportable):
         if cv and data is None:  # no validation split: the cross-validated metrics at the chosen step
             result.update({f"cv_{k}": v for k, v in cross_validated(cv, cv["steps"]).items()}, cv_folds=cv["folds"])
         for name, (inputs, targets) in parts.items():
-            outputs = predict(self.model, inputs, self.opts.batch_size)
+            outputs = self.outputs(inputs)
             result.update({f"{name}_{k}": v for k, v in score(self.encoding, outputs, targets).items()})
             result[f"{name}_examples"] = len(inputs)
         if not self.encoding["values"] and parts:
-            last = list(parts)[-1]  # the test split when there is one
-            inputs, targets = parts[last]
-            pred = predict(self.model, inputs, self.opts.batch_size).argmax(axis=1)
+            last = list(parts)[-1]  # the test split when there is one, whose outputs the loop ended with
+            targets = parts[last][1]
+            pred = outputs.argmax(axis=1)
             cm = M.confusion_matrix([self.labels[i] for i in targets], [self.labels[i] for i in pred], self.labels)
             result[f"{last}_confusion"] = "\n" + M.format_confusion(cm, self.labels)
             result["confusion_plot"] = str(plot_confusion(cm, self.labels, self.dir / "confusion.png", f"{last} split"))
@@ -560,10 +586,34 @@ class TrainedClassifier(Exportable):
         if cv:
             lines.append(f"steps      {cv['steps']}, chosen by {cv['folds']}-fold cross-validation on the training data "
                          f"(mean validation {cv['monitor']}); trained on all of it")
+        if o.ensemble > 1:
+            n, seed = networks_trained(c), c["training"]["seed"]
+            lines.append(f"ensemble   {n} networks (seeds {seed}…{seed + n - 1}), {m.get('step')} steps each, their "
+                         "probabilities averaged" + ("" if n == o.ensemble else
+                                                     f"; {n} of {o.ensemble} trained: `rnnkit train --resume {self.dir}` "
+                                                     "trains the others"))
         if m:
-            lines.append(validation_line(m) + (" (cross-validated)" if cv else ""))
+            lines.append(validation_line(m) + (" (cross-validated)" if cv else "") + (", of the first network" if o.ensemble > 1 else ""))
+            if c.get("ensemble", {}).get("metrics"):
+                lines.append(validation_line(c["ensemble"]["metrics"]) + ", of the ensemble")
         return "\n".join(lines if not short else [lines[0], lines[-1]])
 
+
+#: networks an ensemble's first one is followed by: their weights are ``member{k}.NAME`` in ``md.MEMBERS``
+MEMBER_PREFIX = "member{}."
+
+
+def networks_trained(config: dict) -> int:
+    """How many of an ensemble's networks are trained, the first included: those config.json counts,
+    if they were trained for the steps the first network kept (a resumed run may have trained it on)."""
+    done = config.get("ensemble", {})
+    return done["trained"] if done.get("steps") == config.get("metrics", {}).get("step") else 1
+
+
+#: config.json's record of an ensemble's networks after the first (``ClassifyTask.after_training``)
+ENSEMBLE_SCHEMA = {"type": "object", "required": ["steps", "trained"],
+                   "properties": {"steps": {"type": "integer", "minimum": 1}, "trained": {"type": "integer", "minimum": 1},
+                                  "metrics": {"type": "object"}}}
 
 #: the encoding's record of a cross-validation (``tasks.cross_validation.cross_validate``)
 CV_SCHEMA = {"type": "object", "required": ["folds", "steps", "monitor", "curve"],
@@ -594,7 +644,7 @@ class ClassifyTask(Task):
                                 "else": {"required": ["channels", "mean", "std"]}},
                                {"if": {"properties": {"values": {"const": True}}},
                                 "then": {"required": ["value_mean", "value_std"]}, "else": {"required": ["labels"]}}]},
-        "data": data_schema("train_examples", "valid_examples")}}
+        "data": data_schema("train_examples", "valid_examples"), "ensemble": ENSEMBLE_SCHEMA}}
     monitors = {"loss": "min", "accuracy": "max", "macro_f1": "max", "mse": "min", "mae": "min", "r2": "max"}  # mse, mae, r2: a regressor's
 
     Trained = TrainedClassifier
@@ -608,6 +658,78 @@ class ClassifyTask(Task):
 
     def make_run(self, model, splits: Splits, options: ClassifyOptions, seed: int) -> ClassifyRun:
         return ClassifyRun(model, splits, options, seed)
+
+    def load(self, out_dir: Path, config: dict) -> TrainedClassifier:
+        """The trained classifier, with an ensemble's other networks (those trained) from ``md.MEMBERS``."""
+        trained = super().load(out_dir, config)
+        n = networks_trained(config)
+        if n > trained.opts.ensemble:
+            raise md.ModelDirError(f"{md.CONFIG} in {out_dir}: ensemble.trained: {n} networks, but "
+                                   f"task_options.ensemble is {trained.opts.ensemble}; retrain or restore it")
+        weights = md.load_weights(Path(out_dir) / md.MEMBERS) if n > 1 else {}
+        for k in range(1, n):
+            model = within_memory(lambda: build_model(trained.opts, trained.encoding, 0), trained.opts)
+            prefix = MEMBER_PREFIX.format(k)
+            model.load_state_dict({name[len(prefix):]: v for name, v in weights.items() if name.startswith(prefix)})
+            trained.members.append(model)
+        return trained
+
+    def after_training(self, out_dir: Path, quiet: bool) -> None:
+        """``--ensemble K``: networks 2 … K, each trained as the first one was (its data, splits and
+        options), with seed --seed + k, for the steps the first one kept (where the cross-validation
+        or the validation split stopped it), one after another in DIR/member-run (a model directory
+        of its own, with its checkpoints). A finished network's weights join ``md.MEMBERS``
+        (atomically), then config.json counts it; a resumed run skips the networks counted and
+        resumes the one in member-run, so a killed ensemble ends with the same weights."""
+        group, out = parallel.world(), Path(out_dir)
+        config = group.on_first(lambda: md.load_config(out))
+        options, training = self.check_config(config, f"{md.CONFIG} in {out}")
+        first = networks_trained(config)
+        if first >= options.ensemble:
+            return
+        steps = int(config["metrics"]["step"])
+        splits, encoding, _ = self.prepare(options, training.seed, config["encoding"])
+        run_dir = out / md.MEMBER_RUN
+        # those counted (a crash between the two writes may have left one more in the file)
+        kept = [MEMBER_PREFIX.format(k) for k in range(1, first)]
+        members = group.on_first(lambda: {name: v for name, v in md.load_weights(out / md.MEMBERS).items()
+                                          if name.startswith(tuple(kept))} if kept else {})
+        for k in range(first, options.ensemble):
+            seed = training.seed + k
+            once = training.for_steps(steps, seed=seed)
+            model = within_memory(lambda: build_model(options, encoding, seed), options, training=True)
+            trainer = Trainer(model, ClassifyRun(model, splits, options, seed), run_dir,
+                              dict(config, training=asdict(once), status="training"), once, quiet, self.monitors[training.monitor])
+
+            def stopped_here() -> bool:  # this network's run was stopped: resume it; any other is started again
+                if md.has_checkpoint(run_dir) and md.load_config(run_dir)["training"] == asdict(once):
+                    return True
+                shutil.rmtree(run_dir, ignore_errors=True)
+                return False
+
+            if not quiet:
+                sys.stderr.write(f"ensemble: network {k + 1} of {options.ensemble}, seed {seed}, {steps} steps\n")
+            if group.on_first(stopped_here):
+                group.settled(trainer.resume)
+            try:
+                trainer.fit()
+            except TrainingInterrupted as exc:
+                if group.first:
+                    md.atomic_write_json(out / md.CONFIG, dict(config, status="interrupted"))
+                raise TrainingInterrupted(f"stopped while training network {k + 1} of the ensemble's {options.ensemble} "
+                                          f"(a checkpoint is saved); continue with `rnnkit train --resume {out}`",
+                                          exc.signum) from None
+            if group.first:
+                prefix = MEMBER_PREFIX.format(k)
+                members.update({prefix + name: v for name, v in md.load_model_weights(run_dir).items()})
+                md.save_weights(out / md.MEMBERS, members)
+                config["ensemble"] = {"steps": steps, "trained": k + 1}
+                md.atomic_write_json(out / md.CONFIG, config)
+                shutil.rmtree(run_dir)
+        if "valid" in splits.inputs and group.first:  # the ensemble's validation metrics, beside the first network's
+            ensemble = self.load(out, config)
+            config["ensemble"]["metrics"] = score(encoding, ensemble.outputs(splits.inputs["valid"]), splits.targets["valid"])
+            md.atomic_write_json(out / md.CONFIG, config)
 
     def settle(self, options: ClassifyOptions, training, splits: Splits, encoding: dict, quiet: bool) -> None:
         """A cross-validated training part: the folds' trainings choose the steps; the final run

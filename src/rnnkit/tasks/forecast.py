@@ -63,7 +63,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -81,7 +81,7 @@ from ..nn import GaussianNLLLoss
 from ..progress import Progress
 from ..training import model_dir as md
 from ..training import parallel
-from ..training.trainer import Trainer, TrainingOptions, check_options
+from ..training.trainer import Trainer, check_options
 from ..training.plots import output_path, pyplot, save_figure
 from .base import MEANS_SCHEMA, NAMES_SCHEMA, SPREADS_SCHEMA, Exportable, SeededRun, Task, export_metadata, data_schema, network_checks, register, validation_line
 
@@ -834,8 +834,7 @@ class ForecastTask(Task):
         data, encoding, _ = self.prepare(options, training.seed, config["encoding"])
         model = build_model(options, encoding, training.seed)
         run = ForecastRun(model, data, options, training.seed, refit=True)
-        once = TrainingOptions.from_dict(dict(asdict(training), steps=steps, valid_every=steps, patience=0,
-                                              time_limit=0.0, diagnose_every=0))
+        once = training.for_steps(steps)
         with tempfile.TemporaryDirectory(prefix="rnnkit-refit-") as tmp:
             Trainer(model, run, tmp, dict(config, status="training"), once, quiet).fit()
             config["refit"] = {"steps": steps, "until": int(encoding["first_origin"])}

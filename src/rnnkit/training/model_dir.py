@@ -10,6 +10,8 @@
         optimizer.safetensors  the optimizer's array buffers (moments, momentum buffers)
         state.json             step, epoch, data position, RNG state, ... and the optimizer's scalars
       metrics.jsonl      one JSON object per logged step
+      members.safetensors  a classify ensemble's networks after the first (``member1.`` … before the names)
+      member-run/        the training of the ensemble's next network: a model directory of its own
 
 Crash safety. Every file is written to a temporary file in the same directory, synced, and
 renamed over its target, so a reader sees the old file or the new one, never a mix.
@@ -89,12 +91,15 @@ METRICS = "metrics.jsonl"
 #: the version of this layout; a directory written by a later layout is refused, not misread
 FORMAT = 1
 
+#: a classify ensemble's other networks (``member1.`` … prefixed names), and the run of the one training
+MEMBERS = "members.safetensors"
+MEMBER_RUN = "member-run"
 LOCK = ".rnnkit.lock"
 _OLD_CHECKPOINT = CHECKPOINT + ".old"
 _TMP_CHECKPOINT = ".checkpoint-tmp-"
 #: every name rnnkit writes in a model directory (plots of the tasks' verbs included); the only
 #: entries ``--overwrite`` deletes, beside temporary files (``.NAME.*.tmp``, ``.checkpoint-tmp-*``)
-MODEL_ENTRIES = frozenset({CONFIG, WEIGHTS, CHECKPOINT, _OLD_CHECKPOINT, METRICS, LOCK, "loss.png", "diagnostics",
+MODEL_ENTRIES = frozenset({CONFIG, WEIGHTS, MEMBERS, MEMBER_RUN, CHECKPOINT, _OLD_CHECKPOINT, METRICS, LOCK, "loss.png", "diagnostics",
                            "confusion.png", "detection.png", "backtest.png", "forecast.png"})
 #: size limits of what a model directory holds: far above any real model, far below a hostile file
 JSON_LIMIT = 256 * 2**20

@@ -29,7 +29,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +149,13 @@ class TrainingOptions:
     def from_dict(cls, d: dict) -> TrainingOptions:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    def for_steps(self, steps: int, **changes) -> TrainingOptions:
+        """These options for a run trained for exactly ``steps`` steps, chosen by an earlier run (a
+        refit, an ensemble's other networks): one validation, at the end, so the last step's weights
+        are kept; no early stopping, time limit or diagnostics."""
+        return replace(self, steps=steps, valid_every=steps, patience=0, time_limit=0.0, diagnose_every=0,
+                                   **changes)
 
 
 def make_optimizer(params, opt: TrainingOptions):
