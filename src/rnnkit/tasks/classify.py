@@ -603,6 +603,18 @@ class TrainedClassifier(Exportable):
 MEMBER_PREFIX = "member{}."
 
 
+def network_trainer(options: ClassifyOptions, training, splits: Splits, k: int, steps: int, out_dir, config: dict,
+                    quiet: bool) -> Trainer:
+    """The Trainer of an ensemble's network ``k``: the first network's data (``splits``) and options,
+    seed --seed + k, ``steps`` steps (``TrainingOptions.for_steps``: the last step's weights kept),
+    writing the model directory ``out_dir``; ``config`` the first network's."""
+    seed = training.seed + k
+    once = training.for_steps(steps, seed=seed)
+    model = within_memory(lambda: build_model(options, splits.config, seed), options, training=True)
+    return Trainer(model, ClassifyRun(model, splits, options, seed), out_dir, dict(config, training=asdict(once), status="training"),
+                   once, quiet, ClassifyTask.monitors[training.monitor])
+
+
 def networks_trained(config: dict) -> int:
     """How many of an ensemble's networks are trained, the first included: those config.json counts,
     if they were trained for the steps the first network kept (a resumed run may have trained it on)."""
@@ -696,13 +708,10 @@ class ClassifyTask(Task):
                                           if name.startswith(tuple(kept))} if kept else {})
         for k in range(first, options.ensemble):
             seed = training.seed + k
-            once = training.for_steps(steps, seed=seed)
-            model = within_memory(lambda: build_model(options, encoding, seed), options, training=True)
-            trainer = Trainer(model, ClassifyRun(model, splits, options, seed), run_dir,
-                              dict(config, training=asdict(once), status="training"), once, quiet, self.monitors[training.monitor])
+            trainer = network_trainer(options, training, splits, k, steps, run_dir, config, quiet)
 
             def stopped_here() -> bool:  # this network's run was stopped: resume it; any other is started again
-                if md.has_checkpoint(run_dir) and md.load_config(run_dir)["training"] == asdict(once):
+                if md.has_checkpoint(run_dir) and md.load_config(run_dir)["training"] == asdict(trainer.opt):
                     return True
                 shutil.rmtree(run_dir, ignore_errors=True)
                 return False
