@@ -138,6 +138,23 @@ def test_the_exported_ensemble_averages_its_networks_as_rnnkit_does(ensemble, da
     assert np.abs(member_probabilities(ensemble, items)[0] - got).max() > 1e-3  # not the first network's alone
 
 
+@pytest.mark.usefixtures("reference_backend")
+def test_an_exported_text_ensemble_embeds_the_tokens_for_each_network(tmp_path):
+    rng = np.random.default_rng(2)
+    lines = [f"{label}\t{' '.join(rng.choice(['the', 'a', 'film'], 3))} {rng.choice(words)}"
+             for label, words in [("pos", ["good", "great"]), ("neg", ["bad", "dull"])] for _ in range(30)]
+    (tmp_path / "reviews.tsv").write_text("\n".join(lines) + "\n")
+    trained = rnnkit.train("classify", tmp_path / "m", data=str(tmp_path / "reviews.tsv"), ensemble=2, embed=4, **TINY)
+    texts = ["the film good", "a dull film", "great", "bad bad the"]
+    ids = encode_inputs(trained.encoding, trained.opts, texts, "texts")
+    x = np.zeros((len(ids), max(map(len, ids))), np.int64)
+    for i, row in enumerate(ids):
+        x[i, : len(row)] = row
+    model = onnx.load(str(trained.export(tmp_path / "m.onnx")[0]))
+    got = session(model).run(None, {"x": x, "lengths": np.array([len(r) for r in ids], np.int64)})[0]
+    assert_close(got, [[r["probabilities"][label] for label in trained.labels] for r in trained.classify(texts)], "probabilities")
+
+
 def test_a_regressor_ensemble_averages_values(tmp_path):
     rng = np.random.default_rng(1)
     rows = []
