@@ -128,16 +128,29 @@ def test_kernel_tanh_and_sigmoid_are_within_a_few_ulp(dtype, ulps):
     assert np.abs(s - exact_s).max() <= 2 * ulps * np.finfo(dtype).eps
 
 
+@pytest.fixture
+def two_threads():
+    previous = backend.explicit_threads()
+    backend.set_threads(2)
+    yield
+    backend.set_threads(previous)
+
+
+@pytest.mark.parametrize("size", [6, 256], ids=["small", "split"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind", [k for k in ACCELERATED if k.cell], ids=[k.name for k in ACCELERATED if k.cell])
-def test_a_cells_compiled_step_equals_the_reference(kind, dtype):
+def test_a_cells_compiled_step_equals_the_reference(kind, dtype, size, two_threads):
+    """At size 256 the weights pass SPLIT_BYTES and the step's gate rows are shared by two threads."""
+    from rnnkit.nn.kernels import steps
+
     rng = np.random.default_rng(7)
-    cell = kind.make_cell(5, 6, dtype=dtype, rng=7)
+    cell = kind.make_cell(5 if size == 6 else size, size, dtype=dtype, rng=7)
+    assert steps._splits(steps._arrays((cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh), dtype), 2) == (size == 256)
     assert backend.cell_step(kind) is None or backend.current() == "numba"
-    x = rng.standard_normal((3, 5)).astype(dtype)
-    state = tuple(rng.standard_normal((3, 6)).astype(dtype) for _ in kind.states)
+    x = rng.standard_normal((3, cell.input_size)).astype(dtype)
+    state = tuple(rng.standard_normal((3, size)).astype(dtype) for _ in kind.states)
     state = state if len(state) > 1 else state[0]
-    d = tuple(rng.standard_normal((3, 6)).astype(dtype) for _ in kind.states)
+    d = tuple(rng.standard_normal((3, size)).astype(dtype) for _ in kind.states)
     results = {}
     for name in backend.BACKENDS:
         with backend.use_backend(name):

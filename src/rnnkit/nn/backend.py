@@ -134,11 +134,12 @@ def accelerated() -> tuple[str, ...]:
 
 
 def cell_step(kind):
-    """The compiled whole step of ``kind``'s cell on the current backend, or None (see
-    ``kernels.KERNELS``)."""
+    """The compiled whole step of ``kind``'s cell on the current backend, on the kernels' threads
+    now, or None (see ``kernels.KERNELS``)."""
     if current() == "numpy":
         return None
-    return getattr(_kernels().get(kind.name), "cell_step", None)
+    step = getattr(_kernels().get(kind.name), "cell_step", None)
+    return None if step is None else functools.partial(step, threads=threads())
 
 
 def scans(kind):

@@ -3,7 +3,7 @@
 Each module compiles the time loop of one cell kind, with the reference's equations, shapes and
 cache, so that a layer can run either and the two are tested equal. ``KERNELS`` maps a kind's
 registered name to its compiled equations: ``sequence`` and ``sequence_backward`` (as
-``CellKind``'s), and ``cell_step(X, states, (W_ih, W_hh, b_ih, b_hh)) → (new states, activated
+``CellKind``'s), and ``cell_step(X, states, (W_ih, W_hh, b_ih, b_hh), threads) → (new states, activated
 gates, cache)``, a whole step (products, biases, gates) in one call, returning what the kind's
 reference ``step`` does so that its ``step_backward`` serves (a cell's steps, and a layer's
 single steps without a gradient); for the minimal layers (minGRU, minLSTM),
