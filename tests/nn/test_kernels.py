@@ -136,16 +136,16 @@ def two_threads():
     backend.set_threads(previous)
 
 
-@pytest.mark.parametrize("size", [6, 256], ids=["small", "split"])
+@pytest.mark.parametrize("size", [6, 512], ids=["small", "split"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind", [k for k in ACCELERATED if k.cell], ids=[k.name for k in ACCELERATED if k.cell])
 def test_a_cells_compiled_step_equals_the_reference(kind, dtype, size, two_threads):
-    """At size 256 the weights pass SPLIT_BYTES and the step's gate rows are shared by two threads."""
+    """At size 512 the weights pass SPLIT_BYTES and the step's gate rows are shared by two threads."""
     from rnnkit.nn.kernels import steps
 
     rng = np.random.default_rng(7)
     cell = kind.make_cell(5 if size == 6 else size, size, dtype=dtype, rng=7)
-    assert steps._splits(steps._arrays((cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh), dtype), 2) == (size == 256)
+    assert steps._splits(steps._arrays((cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh), dtype), 2) == (size == 512)
     assert backend.cell_step(kind) is None or backend.current() == "numba"
     x = rng.standard_normal((3, cell.input_size)).astype(dtype)
     state = tuple(rng.standard_normal((3, size)).astype(dtype) for _ in kind.states)

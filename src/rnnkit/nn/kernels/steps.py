@@ -9,8 +9,10 @@ them, at a rounding difference the tests bound (1e-12 in float64, 1e-5 in float3
 
 A step reads all its weights once, so beyond a core's cache it waits on memory: from
 ``SPLIT_BYTES`` of weights the gate rows are shared between the kernels' threads, each reading
-its half (an LSTM-256 step's products 53 → 33 µs on two threads, a GRU-256's 39 → 28; below it
-the opening of a parallel region costs more than it saves: an LSTM-64's 5.8 → 7.3 µs).
+its half. Streamed at batch 1 on two threads (two runs each): an LSTMCell-256 step 57–78 → 46–47
+µs, an LSTMCell-512's 206–209 → 169–204; below 2 MB (RNN-256, LSTM-128, GRU-256) it was as often
+slower as faster: the opening of a parallel region, and waking threads that slept since the
+previous call, cost what the halved reading saves.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from numba import njit, prange
 from .activations import sigmoid, tanh
 
 STEP_FASTMATH = {"contract", "reassoc"}
-SPLIT_BYTES = 512 * 1024  # W_ih and W_hh together: a core's L2 cache on the machine this was measured on
+SPLIT_BYTES = 2 * 1024 * 1024  # W_ih and W_hh together (the L2 cache is 512 KB a core on the machine measured)
 
 
 @njit(inline="always", error_model="numpy", fastmath=STEP_FASTMATH)
