@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import common  # noqa: F401  (first: starts rnnkit's kernels before torch; see there)
 import numpy as np
 import torch
 

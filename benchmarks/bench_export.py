@@ -30,6 +30,7 @@ import statistics
 import time
 from pathlib import Path
 
+import common  # noqa: F401  (first: starts rnnkit's kernels before torch; see there)
 import numpy as np
 import onnxruntime as ort
 import torch

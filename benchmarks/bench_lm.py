@@ -42,6 +42,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import common  # noqa: F401  (first: starts rnnkit's kernels before torch; see there)
 import numpy as np
 import torch
 import torch.nn.functional as F

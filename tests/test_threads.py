@@ -99,3 +99,25 @@ def test_describe_names_the_backend_and_the_threads():
     assert line.startswith(f"backend: numba (compiled kernels for {', '.join(backend.accelerated())}; ")
     assert "mingru" in line
     assert "thread" in line and "BLAS threads: " in line
+
+
+SPIN_PROBE = """
+import os
+import rnnkit.nn.kernels
+maps = open("/proc/self/maps").read()
+print(os.environ.get("GOMP_SPINCOUNT"), "libgomp" in maps)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or "numba" not in backend.available(), reason="libgomp: Linux, numba")
+@pytest.mark.parametrize("users, expected", [(None, "None True"), ("123", "123")])
+def test_the_kernels_start_openmp_with_a_short_spin_and_leave_the_environment_as_it_was(users, expected):
+    """libgomp reads GOMP_SPINCOUNT when it loads: the kernels load it at import with 10 000 turns
+    (benchmarks/README: the products between time loops waited for a spinning thread) and then
+    remove the variable again; a user's own value is left to rule."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")}
+    if users is not None:
+        env["GOMP_SPINCOUNT"] = users
+    out = subprocess.run([sys.executable, "-c", SPIN_PROBE], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2].startswith(expected)  # the user's value: loaded whenever numba wants

@@ -7,16 +7,18 @@ from rnnkit.cli.main import main
 from rnnkit.experiments import speed
 
 
-def test_step_time_grows_with_the_sequence_for_a_sequential_rnn():
-    short = speed.step_time("gru", 8, 2, 8, repeats=3)
-    long = speed.step_time("gru", 256, 2, 8, repeats=3)
-    assert long["seconds"] > 4 * short["seconds"]  # a loop over time: cost ∝ T
-    assert long["peak_bytes"] > short["peak_bytes"] > 0
+def test_a_steps_memory_grows_with_the_sequence_for_a_sequential_rnn():
+    """What backpropagation keeps grows with T. (That the time grows too is what the experiment
+    measures; a test comparing timings failed on a busy machine: the short case's fastest step
+    took 18 ms instead of 0.3.)"""
+    short = speed.step_time("gru", 8, 2, 8, repeats=1)
+    long = speed.step_time("gru", 256, 2, 8, repeats=1)
+    assert long["peak_bytes"] > 4 * short["peak_bytes"] > 0
 
 
 def test_a_case_is_timed_for_its_repeats_and_its_minimum_time_and_the_fastest_step_is_reported():
-    r = speed.step_time("mingru", 16, 1, 4, repeats=2, min_time=0.05)
-    assert r["steps_timed"] > 2  # a step takes well under 25 ms: min_time asks for more than 2
+    r = speed.step_time("mingru", 16, 1, 4, repeats=2, min_time=0.5)
+    assert r["steps_timed"] > 2  # a step takes well under 250 ms even on a busy machine: min_time asks for more than 2
     assert 0 < r["seconds"] <= r["median_seconds"]
     assert speed.step_time("mingru", 16, 1, 4, repeats=2)["steps_timed"] == 2
 

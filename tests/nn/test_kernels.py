@@ -70,19 +70,42 @@ def kernel_threads():
     backend.set_threads(None)
 
 
-@pytest.mark.parametrize("threads", [1, 3])  # 3 chunks of at most 7 units: uneven, some one unit wide
+@pytest.mark.parametrize("chunks", [1, 3])  # 3 chunks of at most 7 units: uneven, some one unit wide
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("kind", ACCELERATED, ids=[k.name for k in ACCELERATED])
-def test_kernels_equal_the_reference(kind, seed, dtype, threads, kernel_threads):
+def test_kernels_equal_the_reference(kind, seed, dtype, chunks, kernel_threads, monkeypatch):
     layer, x, lengths, given, _ = random_configuration(kind, seed, dtype)
-    kernel_threads(threads)
+    monkeypatch.setattr(backend, "chunks", lambda: chunks)  # as on a machine with that many cores
+    kernel_threads(2)
     with backend.use_backend("numpy"):
         expected = run(layer, x, lengths, given, seed)
     with backend.use_backend("numba"):
         got = run(layer, x, lengths, given, seed)
     errors = [relative_error(g, e) for g, e in zip(got, expected)]
     assert max(errors) <= BOUND[dtype], (layer, errors)
+
+
+@pytest.mark.parametrize("chunks", [None, 3])
+@pytest.mark.parametrize("kind", ACCELERATED, ids=[k.name for k in ACCELERATED])
+def test_the_results_are_the_same_to_the_last_bit_on_any_number_of_threads(kind, chunks, kernel_threads, monkeypatch):
+    """The thread count follows the load (``backend.threads``); the numbers must not, or a run
+    resumed on a busy machine drifts from an uninterrupted one. Float32, big enough that every
+    product outside the loop is cut into parts and every step's units into chunks."""
+    if chunks is not None:
+        monkeypatch.setattr(backend, "chunks", lambda: chunks)
+    rng = np.random.default_rng(5)
+    layer = kind.layer(24, 40, num_layers=2, bidirectional=True, dtype=np.float32, rng=5, **kind.options)
+    x = rng.standard_normal((9, 6, 24)).astype(np.float32)
+    lengths = np.array([9, 9, 7, 4, 4, 1])
+    results = {}
+    with backend.use_backend("numba"):
+        for count in (1, 2, 3):
+            kernel_threads(count)
+            results[count] = run(layer, x, lengths, True, 5)
+    for count in (2, 3):
+        for got, expected in zip(results[count], results[1]):
+            np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("kind", ACCELERATED, ids=[k.name for k in ACCELERATED])
@@ -128,16 +151,29 @@ def test_kernel_tanh_and_sigmoid_are_within_a_few_ulp(dtype, ulps):
     assert np.abs(s - exact_s).max() <= 2 * ulps * np.finfo(dtype).eps
 
 
+@pytest.fixture
+def two_threads():
+    previous = backend.explicit_threads()
+    backend.set_threads(2)
+    yield
+    backend.set_threads(previous)
+
+
+@pytest.mark.parametrize("size", [6, 512], ids=["small", "split"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind", [k for k in ACCELERATED if k.cell], ids=[k.name for k in ACCELERATED if k.cell])
-def test_a_cells_compiled_step_equals_the_reference(kind, dtype):
+def test_a_cells_compiled_step_equals_the_reference(kind, dtype, size, two_threads):
+    """At size 512 the weights pass SPLIT_BYTES and the step's gate rows are shared by two threads."""
+    from rnnkit.nn.kernels import steps
+
     rng = np.random.default_rng(7)
-    cell = kind.make_cell(5, 6, dtype=dtype, rng=7)
+    cell = kind.make_cell(5 if size == 6 else size, size, dtype=dtype, rng=7)
+    assert steps._splits(steps._arrays((cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh), dtype), 2) == (size == 512)
     assert backend.cell_step(kind) is None or backend.current() == "numba"
-    x = rng.standard_normal((3, 5)).astype(dtype)
-    state = tuple(rng.standard_normal((3, 6)).astype(dtype) for _ in kind.states)
+    x = rng.standard_normal((3, cell.input_size)).astype(dtype)
+    state = tuple(rng.standard_normal((3, size)).astype(dtype) for _ in kind.states)
     state = state if len(state) > 1 else state[0]
-    d = tuple(rng.standard_normal((3, 6)).astype(dtype) for _ in kind.states)
+    d = tuple(rng.standard_normal((3, size)).astype(dtype) for _ in kind.states)
     results = {}
     for name in backend.BACKENDS:
         with backend.use_backend(name):
@@ -150,6 +186,20 @@ def test_a_cells_compiled_step_equals_the_reference(kind, dtype):
         assert backend.cell_step(kind) is not None
     errors = [relative_error(g, e) for g, e in zip(results["numba"], results["numpy"])]
     assert max(errors) <= BOUND[dtype], errors
+
+
+@pytest.mark.parametrize("kind", [k for k in ACCELERATED if k.cell], ids=[k.name for k in ACCELERATED if k.cell])
+def test_a_cells_compiled_step_is_the_same_to_the_last_bit_on_one_thread_or_two(kind):
+    from rnnkit.nn.kernels import KERNELS
+
+    cell = kind.make_cell(512, 512, dtype=np.float32, rng=3)
+    x = np.random.default_rng(3).standard_normal((2, 512)).astype(np.float32)
+    weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    states = tuple(np.full((2, 512), 0.5, np.float32) for _ in kind.states)
+    step = KERNELS[kind.name]["cell_step"]
+    one, two = step(x, states, weights, threads=1), step(x, states, weights, threads=2)
+    for got, expected in zip(two[0] + two[1:2], one[0] + one[1:2]):  # the new states, the gates
+        np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -203,7 +253,8 @@ def test_the_compiled_minimal_loop_equals_the_parallel_scan_over_many_pieces(nam
 @pytest.mark.parametrize("shape", [(7, 3, 5, 4), (20, 8, 16, 12), (1, 9, 2, 3)], ids=["ragged", "even", "one step"])
 def test_the_products_split_between_threads_equal_one_call(shape, threads, dtype):
     """The input projection and the weight gradients cut into row blocks on the products' threads
-    (nn/kernels/products.py) give one BLAS call's numbers, GRU's two gate gradients included."""
+    (nn/kernels/products.py) give one BLAS call's numbers, GRU's two gate gradients included, and
+    the same numbers on one thread as on several."""
     from threadpoolctl import threadpool_limits
 
     from rnnkit.nn import functional as F
@@ -220,15 +271,17 @@ def test_the_products_split_between_threads_equal_one_call(shape, threads, dtype
     with threadpool_limits(1, user_api="blas"):
         assert products._parts(threads, T * B) == (threads if T * B >= 2 * threads else 1)
         results = {}
-        for count in (1, threads):
+        for parts, count in ((1, 1), (threads, 1), (threads, threads)):
             for p in params:
                 p.grad = np.ones_like(p.data)  # accumulates into what is there
-            Y = products.affine(X, w.W_ih.data, w.bias_x, count)
-            dX = products.accumulate_weight_grads(w, X, H_prev, dG, dG_h, threads=count)
-            results[count] = [Y, dX] + [p.grad.copy() for p in params]
-    np.testing.assert_array_equal(results[1][0], F.affine(X, w.W_ih.data, w.bias_x))  # one thread is the reference
-    errors = [relative_error(g, e) for g, e in zip(results[threads], results[1])]
+            Y = products.affine(X, w.W_ih.data, w.bias_x, parts, count)
+            dX = products.accumulate_weight_grads(w, X, H_prev, dG, dG_h, parts=parts, threads=count)
+            results[parts, count] = [Y, dX] + [p.grad.copy() for p in params]
+    np.testing.assert_array_equal(results[1, 1][0], F.affine(X, w.W_ih.data, w.bias_x))  # one part is the reference
+    errors = [relative_error(g, e) for g, e in zip(results[threads, threads], results[1, 1])]
     assert max(errors) <= BOUND[dtype] / 10, errors
+    for got, expected in zip(results[threads, threads], results[threads, 1]):  # the parts' threads change no bit
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_the_automatic_thread_count_is_within_the_cores(kernel_threads):

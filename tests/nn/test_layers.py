@@ -7,10 +7,12 @@ state_dict round trip, bad input, gate activations; cells: finite differences an
 layer; and equality with torch where torch has the kind (``CellKind.torch``).
 """
 
+import zlib
+
 import numpy as np
 import pytest
 
-from gradcheck import numerical_grad, rel_err
+from gradcheck import gate_sample, numerical_grad, rel_err
 from rnnkit import diagnostics
 from rnnkit.nn import backend, cells, no_grad
 from rnnkit.nn.validation import probability
@@ -174,8 +176,18 @@ def test_gradients_match_finite_differences(kind, opts, use_lengths, give_h0, th
     if states is not None:
         for s, d in zip(states, unpack(kind, d_init)):
             assert rel_err(d, numerical_grad(loss, s)) < 1e-6
+    sampled = layer.num_layers * layer.num_directions >= 4
     for name, p in layer.named_parameters():
-        assert rel_err(p.grad, numerical_grad(loss, p.data)) < 1e-6, name
+        # x, the initial states, biases and gains: every entry. A weight matrix: every entry too, but
+        # in the bidirectional stacks (4 or 6 layer-directions, whose point is the gradient's flow
+        # between layers and directions) two entries of each gate's rows, other ones in each layer
+        # and direction: a gradient's formula is per gate and the same in every layer-direction, so
+        # a wrong one is wrong in the sampled entries too; the one- and two-layer cases check all
+        if sampled and p.data.ndim == 2:
+            at = gate_sample(p.shape, layer.hidden_size, seed=zlib.crc32(name.encode()))
+            assert rel_err(p.grad.reshape(-1)[at], numerical_grad(loss, p.data, entries=at).reshape(-1)[at]) < 1e-6, name
+        else:
+            assert rel_err(p.grad, numerical_grad(loss, p.data)) < 1e-6, name
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=ids(KINDS))

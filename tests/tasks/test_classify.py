@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import shutil
 import time
 
 import numpy as np
@@ -48,6 +49,21 @@ def write_series(path, n=80, seed=0, values=False):
 @pytest.fixture
 def reviews(tmp_path):
     return write_reviews(tmp_path / "reviews.tsv")
+
+
+@pytest.fixture(scope="module")
+def small_classifier_once(tmp_path_factory):
+    """A classifier of reviews trained for two steps, once for the module (once per worker)."""
+    folder = tmp_path_factory.mktemp("classify")
+    rnnkit.train("classify", folder / "m", data=str(write_reviews(folder / "reviews.tsv")), steps=2, hidden=4, embed=4,
+                 valid_every=2)
+    return folder / "m"
+
+
+@pytest.fixture
+def small_classifier(tmp_path, small_classifier_once):
+    """The test's own copy of that classifier, at ``tmp_path / "m"``."""
+    return shutil.copytree(small_classifier_once, tmp_path / "m")
 
 
 def test_text_classifier_trains_classifies_and_evaluates(tmp_path, reviews, capsys):
@@ -180,19 +196,17 @@ def test_a_missing_label_names_file_and_line(tmp_path, capsys):
     assert f"{bad}:2" in run_error(["train", "classify", "--data", str(bad), "--out", str(tmp_path / "m"), *TINY], capsys)
 
 
-def test_a_label_the_model_never_saw_is_named_at_evaluation(tmp_path, reviews, capsys):
-    rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=2, hidden=4, embed=4, valid_every=2)
+def test_a_label_the_model_never_saw_is_named_at_evaluation(tmp_path, small_classifier, capsys):
     other = tmp_path / "other.tsv"
     other.write_text("pos\tgood\nneutral\tthe film\n", encoding="utf-8")
-    err = run_error(["evaluate", str(tmp_path / "m"), "--data", str(other)], capsys)
+    err = run_error(["evaluate", str(small_classifier), "--data", str(other)], capsys)
     assert "labels the model never saw: 'neutral'" in err
 
 
-def test_classify_without_input_and_the_wrong_verb_are_named(tmp_path, reviews, capsys):
-    rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=2, hidden=4, embed=4, valid_every=2)
-    assert "give at least one text" in run_error(["classify", str(tmp_path / "m")], capsys)
-    assert "classify" in run_error(["generate", str(tmp_path / "m")], capsys)
-    assert "diagnostics work on 'lm' models" in run_error(["diagnose", str(tmp_path / "m")], capsys)
+def test_classify_without_input_and_the_wrong_verb_are_named(small_classifier, capsys):
+    assert "give at least one text" in run_error(["classify", str(small_classifier)], capsys)
+    assert "classify" in run_error(["generate", str(small_classifier)], capsys)
+    assert "diagnostics work on 'lm' models" in run_error(["diagnose", str(small_classifier)], capsys)
 
 
 def test_bad_options_are_named(tmp_path, reviews, capsys):
@@ -215,9 +229,8 @@ def test_missing_data_names_the_built_in_sets(tmp_path, capsys):
 # ---- issue 13: action options anywhere, at least two classes, --top, --plot ----------------------------
 
 
-def test_options_may_come_before_the_texts(tmp_path, reviews, capsys):
-    rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=2, hidden=4, embed=4, valid_every=2)
-    assert main(["classify", str(tmp_path / "m"), "--top", "1", "good film", "bad film"]) == 0
+def test_options_may_come_before_the_texts(small_classifier, capsys):
+    assert main(["classify", str(small_classifier), "--top", "1", "good film", "bad film"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("\t")[1] for line in lines] == ["good film", "bad film"]
     assert all(len(line.split("\t")[0].split("  ")) == 1 for line in lines)  # one label each
@@ -232,20 +245,16 @@ def test_data_with_one_class_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("top", ["0", "-2"])
-def test_top_below_one_is_refused(tmp_path, reviews, capsys, top):
-    rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=2, hidden=4, embed=4, valid_every=2)
-    capsys.readouterr()  # the training's progress lines
-    assert "--top: expected" in run_error(["classify", str(tmp_path / "m"), "--top", top, "good film"], capsys)
+def test_top_below_one_is_refused(small_classifier, capsys, top):
+    assert "--top: expected" in run_error(["classify", str(small_classifier), "--top", top, "good film"], capsys)
 
 
-def test_a_file_with_one_enormous_line_is_refused_at_once(tmp_path, reviews, capsys):
+def test_a_file_with_one_enormous_line_is_refused_at_once(tmp_path, small_classifier, capsys):
     huge = tmp_path / "huge.tsv"
     huge.write_bytes(b"pos\t" + b"good " * 10_000_000)  # 50 MB without a newline: 2.9 GB and 88 s before
-    rnnkit.train("classify", tmp_path / "m", data=str(reviews), steps=2, hidden=4, embed=4, valid_every=2)
-    capsys.readouterr()
     start = time.perf_counter()
     for args in (["train", "classify", "--data", str(huge), "--out", str(tmp_path / "m2"), *TINY],
-                 ["evaluate", str(tmp_path / "m"), "--data", str(huge)], ["classify", str(tmp_path / "m"), "--data", str(huge)]):
+                 ["evaluate", str(small_classifier), "--data", str(huge)], ["classify", str(small_classifier), "--data", str(huge)]):
         assert f"{huge}:1: the line is 47.7 MB long" in run_error(args, capsys)
     assert time.perf_counter() - start < 10
 

@@ -1,6 +1,7 @@
 """Task `lm` through the command line and the Python API, on small texts the tests write."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -29,11 +30,19 @@ def corpus(tmp_path):
     return write_text(tmp_path / "corpus.txt")
 
 
-@pytest.fixture
-def trained(tmp_path, corpus):
-    out = tmp_path / "model"
-    assert main(["train", "lm", "--data", str(corpus), "--out", str(out), *TINY]) == 0
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory):
+    """One small model, trained once for the module (once per worker) on a corpus of its own."""
+    folder = tmp_path_factory.mktemp("lm")
+    out = folder / "model"
+    assert main(["train", "lm", "--data", str(write_text(folder / "corpus.txt")), "--out", str(out), *TINY]) == 0
     return out
+
+
+@pytest.fixture
+def trained(tmp_path, trained_once):
+    """The test's own copy of that model (a user may copy a model directory): it may change it."""
+    return shutil.copytree(trained_once, tmp_path / "model")
 
 
 def test_training_writes_a_complete_model_directory(trained):
@@ -310,13 +319,19 @@ def write_tunes(path, n=40, seed=0):
     return path
 
 
-@pytest.fixture
-def tunes_model(tmp_path):
-    data = write_tunes(tmp_path / "tunes.abc")
-    out = tmp_path / "tunes"
-    assert main(["train", "lm", "--data", str(data), "--tokenizer", "abc", "--valid-fraction", "0.25", "--out", str(out),
-                 *TINY]) == 0
+@pytest.fixture(scope="module")
+def tunes_model_once(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tunes")
+    out = folder / "tunes"
+    assert main(["train", "lm", "--data", str(write_tunes(folder / "tunes.abc")), "--tokenizer", "abc", "--valid-fraction", "0.25",
+                 "--out", str(out), *TINY]) == 0
     return out
+
+
+@pytest.fixture
+def tunes_model(tmp_path, tunes_model_once):
+    """The test's own copy of a small model of tunes."""
+    return shutil.copytree(tunes_model_once, tmp_path / "tunes")
 
 
 def test_tunes_are_split_whole_and_scored_per_character(tunes_model):

@@ -5,8 +5,9 @@ The default is ``numba`` where numba imports, else ``numpy``; ``$RNNKIT_BACKEND`
 at start, ``set_backend`` and ``use_backend`` in a program. A kind without a kernel runs its
 reference equations on either backend (``accelerated`` lists the kinds that have one).
 
-Threads. A kernel splits each step's hidden units between its threads (numba's OpenMP layer);
-BLAS, outside the kernels, keeps the count ``rnnkit.threads`` gave it (one by default). The
+Threads. A kernel cuts each step's hidden units into ``chunks()``, one per core, and runs them
+on its threads (numba's OpenMP layer): the cut is fixed, the threads vary, so results do not
+depend on how many threads ran them. BLAS, outside the kernels, keeps the count ``rnnkit.threads`` gave it (one by default). The
 kernels' count is ``set_threads(n)`` where the user chose one (``--threads``, $RNNKIT_THREADS),
 else automatic: the cores that the rest of the machine leaves free — the load average less
 what this process itself used lately, looked at every few seconds — so that an idle machine's
@@ -119,13 +120,23 @@ def _kernels() -> dict:
     return _fast
 
 
+def chunks() -> int:
+    """How many chunks a kernel cuts each step's hidden units into, and the products outside its
+    loop: the cores, whatever the threads that run them. The chunks' partial sums are added in a
+    fixed order, so a result does not depend on the thread count, which follows the load: a run
+    resumed on a busy machine continues exactly as it would have on an idle one (with chunks
+    following the threads it drifted in the last bits)."""
+    return cores()
+
+
 def _with_threads(kernels, count: int):
-    """The kernels' sequence functions split over ``count`` threads."""
+    """The kernels' sequence functions, their ``chunks()`` run on ``count`` threads."""
     import numba
 
-    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
-    return SimpleNamespace(sequence=functools.partial(kernels.sequence, chunks=count),
-                           sequence_backward=functools.partial(kernels.sequence_backward, chunks=count))
+    parts = chunks()
+    numba.set_num_threads(max(1, min(count, parts, numba.config.NUMBA_NUM_THREADS)))
+    return SimpleNamespace(sequence=functools.partial(kernels.sequence, chunks=parts, threads=count),
+                           sequence_backward=functools.partial(kernels.sequence_backward, chunks=parts, threads=count))
 
 
 def accelerated() -> tuple[str, ...]:
@@ -134,11 +145,12 @@ def accelerated() -> tuple[str, ...]:
 
 
 def cell_step(kind):
-    """The compiled whole step of ``kind``'s cell on the current backend, or None (see
-    ``kernels.KERNELS``)."""
+    """The compiled whole step of ``kind``'s cell on the current backend, on the kernels' threads
+    now, or None (see ``kernels.KERNELS``)."""
     if current() == "numpy":
         return None
-    return getattr(_kernels().get(kind.name), "cell_step", None)
+    step = getattr(_kernels().get(kind.name), "cell_step", None)
+    return None if step is None else functools.partial(step, threads=threads())
 
 
 def scans(kind):

@@ -3,7 +3,7 @@
 Each module compiles the time loop of one cell kind, with the reference's equations, shapes and
 cache, so that a layer can run either and the two are tested equal. ``KERNELS`` maps a kind's
 registered name to its compiled equations: ``sequence`` and ``sequence_backward`` (as
-``CellKind``'s), and ``cell_step(X, states, (W_ih, W_hh, b_ih, b_hh)) → (new states, activated
+``CellKind``'s), and ``cell_step(X, states, (W_ih, W_hh, b_ih, b_hh), threads) → (new states, activated
 gates, cache)``, a whole step (products, biases, gates) in one call, returning what the kind's
 reference ``step`` does so that its ``step_backward`` serves (a cell's steps, and a layer's
 single steps without a gradient); for the minimal layers (minGRU, minLSTM),
@@ -27,6 +27,21 @@ import numba
 # and the kernels open one per step. The user's $NUMBA_THREADING_LAYER is left to rule.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+
+# After a parallel region, libgomp's threads spin before they sleep (GOMP_SPINCOUNT: 300 000 turns
+# by default, milliseconds). Between two time loops the big products run on the kernels' Python
+# threads, and an OpenMP thread still spinning took a core from them: in a 2-layer LSTM-256 LM step
+# the products waited 25–29 ms for their second half; with 10 000 turns (still longer than the gap
+# between two steps' regions) 4–8 ms, and the step 280 → 242 ms (medians of 9 runs each). libgomp reads the variable once,
+# when it loads: so numba's threads start here, and the user's own GOMP_SPINCOUNT or
+# OMP_WAIT_POLICY rules. Where libgomp is already loaded (torch imported first), this changes nothing.
+SPIN = "GOMP_SPINCOUNT"
+if not any(os.environ.get(name, "").strip() for name in (SPIN, "OMP_WAIT_POLICY")):
+    os.environ[SPIN] = "10000"
+    try:
+        numba.get_num_threads()  # starts the threading layer, which loads libgomp
+    finally:
+        del os.environ[SPIN]
 
 from . import gru, lstm, minimal, rnn, steps  # noqa: E402  (after the threading layer is chosen)
 

@@ -1,7 +1,7 @@
 """The GRU's time loop compiled (PyTorch's form: the reset gate multiplies W_hn h + b_hn).
 
 Equations, shapes and cache are those of ``functional.gru_sequence`` (the reference), tested
-equal. As the LSTM's kernel: a parallel region per step, a chunk of hidden units per thread,
+equal. As the LSTM's kernel: a parallel region per step, a chunk of hidden units per core,
 each computing its units' rows of h_{t−1} W_hhᵀ and then r, z, n and h_t; the backward mirrors
 ``functional.gru_step_backward``, each chunk adding its share of dG_h W_hh.
 """
@@ -106,11 +106,11 @@ def gru_loop_backward(dY, dh, G, H_prev, HN, W_rows, bs, reverse, dG, dG_h, norm
     dh[:] = carried
 
 
-def gru_sequence(X, states, w, reverse, bs, keep, chunks=1):
+def gru_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1):
     """``functional.gru_sequence``, compiled."""
     T, B, _ = X.shape
     h = states[0].copy()
-    G = products.affine(X, w.W_ih.data, w.bias_x, chunks)
+    G = products.affine(X, w.W_ih.data, w.bias_x, chunks, threads)
     b_hn = absent(X.dtype, 1) if w.b_hh is None else w.b_hh.data[2 * h.shape[1] :]
     alloc = buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
@@ -119,7 +119,7 @@ def gru_sequence(X, states, w, reverse, bs, keep, chunks=1):
     return Y, (h,), ((X, G, H_prev, HN) if keep else None)
 
 
-def gru_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, chunks=1):
+def gru_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, chunks=1, threads=1):
     """``functional.gru_sequence_backward``, compiled."""
     X, G, H_prev, HN = cache
     alloc = buffers(bs, X.shape[1])
@@ -127,4 +127,4 @@ def gru_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, chunks=
     dh = np.ascontiguousarray(dstate[0], G.dtype).copy()
     gru_loop_backward(np.ascontiguousarray(dY), dh, G, H_prev, HN, gate_rows(w.W_hh.data, 3, chunks), lengths(bs), reverse, dG, dG_h,
                       no_norms() if norms is None else norms)
-    return products.accumulate_weight_grads(w, X, H_prev, dG, dG_h, threads=chunks), (dh,)
+    return products.accumulate_weight_grads(w, X, H_prev, dG, dG_h, parts=chunks, threads=threads), (dh,)

@@ -1,12 +1,13 @@
 """The LSTM's time loop compiled: one kernel call runs every step of one direction.
 
 Equations, shapes and cache are those of ``functional.lstm_sequence`` (the reference), and the
-two are tested equal. Each step is one parallel region: the hidden units are split into chunks,
-one per thread, and a thread computes its units' rows of h_{t−1} W_hhᵀ (``matmul_into`` on
-its packed columns) and then, in the same pass, their gates, c_t, tanh c_t and h_t; the units
-are independent within a step, so the threads meet once per step. The backward mirrors
-``functional.lstm_step_backward``: each chunk's gate gradients and its share of dG W_hh,
-summed at the next step. A projection (proj_size) mixes the units: it runs between regions.
+two are tested equal. Each step is one parallel region: the hidden units are split into chunks
+(``backend.chunks()``, one per core) run on the kernels' threads; a chunk computes its units'
+rows of h_{t−1} W_hhᵀ (``matmul_into`` on its packed columns) and then, in the same pass, their
+gates, c_t, tanh c_t and h_t; the units are independent within a step, so the threads meet once
+per step. The backward mirrors ``functional.lstm_step_backward``: each chunk's gate gradients
+and its share of dG W_hh, summed in chunk order at the next step. A projection (proj_size)
+mixes the units: it runs between regions.
 """
 
 from __future__ import annotations
@@ -116,11 +117,11 @@ def lstm_loop_backward(dY, dh, dc, G, C_prev, TC, W_rows, W_hr, bs, reverse, dG,
     dh[:] = carried
 
 
-def lstm_sequence(X, states, w, reverse, bs, keep, chunks=1):
+def lstm_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1):
     """``functional.lstm_sequence``, compiled."""
     T, B, _ = X.shape
     h, c = (s.copy() for s in states)
-    G = products.affine(X, w.W_ih.data, w.bias_x, chunks)
+    G = products.affine(X, w.W_ih.data, w.bias_x, chunks, threads)
     alloc = buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
     H = c.shape[1]
@@ -131,7 +132,7 @@ def lstm_sequence(X, states, w, reverse, bs, keep, chunks=1):
     return Y, (h, c), ((X, G, H_prev, C_prev, TC) if keep else None)
 
 
-def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, chunks=1):
+def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, chunks=1, threads=1):
     """``functional.lstm_sequence_backward``, compiled."""
     X, G, H_prev, C_prev, TC = cache
     B = X.shape[1]
@@ -144,4 +145,4 @@ def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, chunks
                        dG, dH, no_norms() if norms is None else norms)
     if w.W_hr is not None:
         accumulate_projection_grad(w, dH, G, TC)
-    return products.accumulate_weight_grads(w, X, H_prev, dG, threads=chunks), (dh, dc)
+    return products.accumulate_weight_grads(w, X, H_prev, dG, parts=chunks, threads=threads), (dh, dc)

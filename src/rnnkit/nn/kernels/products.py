@@ -3,13 +3,16 @@
 A layer's input projection X W_ihᵀ for all steps and, in backward, its weight gradients and dX
 are a third of a training step or more (a 2-layer LSTM-256 language model: 5 GFLOP a step of
 batch 32 × 100 steps). The reference (``functional.affine``, ``accumulate_weight_grads``) makes
-each one BLAS call at BLAS's thread count, which the thread policy holds at one. Here, with the
-kernels' ``threads`` > 1, each product is cut into ``threads`` parts — row blocks of the output,
-so no two parts write the same numbers — and each part is a one-thread BLAS call on its own
-Python thread (NumPy releases the GIL while BLAS runs). Letting OpenBLAS run two threads instead
-was slower: after each call its threads spin for a while, against the kernels' threads that run
-the next time loop. Every number is computed by the same BLAS kernel on the same operands as
-in one call, so the results equal the reference's up to BLAS's blocking (tested within rounding).
+each one BLAS call at BLAS's thread count, which the thread policy holds at one. Here each
+product is cut into the kernels' ``parts`` (``backend.chunks()``) — row blocks of the output, so
+no two parts write the same numbers — each a one-thread BLAS call, run on ``threads`` Python
+threads (NumPy releases the GIL while BLAS runs). Letting OpenBLAS run two threads instead was
+slower: after each call its threads spin for a while, against the kernels' threads that run the
+next time loop. The cut does not follow the thread count: OpenBLAS rounds a block of rows
+differently from the same rows inside a bigger call (its kernels for the edges), so with the
+cut following the threads, which follow the load, a resumed run drifted from an uninterrupted
+one in the last bits. Cut into fixed parts, the numbers are the same on any number of threads;
+they equal one call's up to BLAS's blocking (tested within rounding).
 
 Where the user gave BLAS more than one thread, the products stay single calls (BLAS already
 splits them; splitting again would oversubscribe the cores).
@@ -40,12 +43,12 @@ def _pool(workers: int = 16) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rnnkit-products")
 
 
-def _parts(threads: int, n: int) -> int:
+def _parts(parts: int, n: int) -> int:
     """How many parts to cut a product with n output rows into: 1 where BLAS has threads of its own."""
-    if threads <= 1 or n < 2 * threads:
+    if parts <= 1 or n < 2 * parts:
         return 1
     blas = _blas()
-    return threads if blas is None or blas.get_num_threads() == 1 else 1
+    return parts if blas is None or blas.get_num_threads() == 1 else 1
 
 
 def _block(n: int, parts: int, k: int) -> slice:
@@ -53,18 +56,24 @@ def _block(n: int, parts: int, k: int) -> slice:
     return slice(k * n // parts, (k + 1) * n // parts)
 
 
-def _in_parallel(work, parts: int) -> None:
-    """work(k) for k < parts: the first here, the others on the pool."""
-    futures = [_pool().submit(work, k) for k in range(1, parts)]
-    work(0)
+def _in_parallel(work, parts: int, threads: int) -> None:
+    """work(k) for k < parts on ``threads`` threads: this one and the pool's."""
+    threads = max(1, min(threads, parts))
+
+    def share(first):
+        for k in range(first, parts, threads):
+            work(k)
+
+    futures = [_pool().submit(share, first) for first in range(1, threads)]
+    share(0)
     for f in futures:
         f.result()
 
 
-def affine(X, W, bias, threads: int):
-    """``functional.affine`` (X Wᵀ + bias, (*, I) → (*, O)) in ``threads`` row blocks."""
+def affine(X, W, bias, parts: int, threads: int):
+    """``functional.affine`` (X Wᵀ + bias, (*, I) → (*, O)) in ``parts`` row blocks on ``threads``."""
     X2 = X.reshape(-1, X.shape[-1])
-    parts = _parts(threads, len(X2))
+    parts = _parts(parts, len(X2))
     if parts == 1:
         return F.affine(X, W, bias)
     Y = np.empty((len(X2), W.shape[0]), np.result_type(X, W))
@@ -75,16 +84,16 @@ def affine(X, W, bias, threads: int):
         if bias is not None:
             Y[r] += bias
 
-    _in_parallel(rows, parts)
+    _in_parallel(rows, parts, threads)
     return Y.reshape(*X.shape[:-1], W.shape[0])
 
 
-def accumulate_weight_grads(w, X, H_prev, dG_x, dG_h=None, threads: int = 1):
-    """``functional.accumulate_weight_grads`` with each product cut into ``threads`` row blocks:
-    of the gate rows for W_ih's and W_hh's gradients, of the T·B rows for dX."""
+def accumulate_weight_grads(w, X, H_prev, dG_x, dG_h=None, parts: int = 1, threads: int = 1):
+    """``functional.accumulate_weight_grads`` with each product cut into ``parts`` row blocks (of
+    the gate rows for W_ih's and W_hh's gradients, of the T·B rows for dX) on ``threads``."""
     T, B, I = X.shape
     gate_rows = dG_x.shape[-1]
-    parts = _parts(threads, min(gate_rows, T * B))
+    parts = _parts(parts, min(gate_rows, T * B))
     if parts == 1:
         return F.accumulate_weight_grads(w, X, H_prev, dG_x, dG_h)
     dG_x2 = dG_x.reshape(T * B, -1)
@@ -98,7 +107,7 @@ def accumulate_weight_grads(w, X, H_prev, dG_x, dG_h=None, threads: int = 1):
         w.W_hh.grad[g] += dG_h2[:, g].T @ H2
         np.matmul(dG_x2[r], w.W_ih.data, out=dX[r])
 
-    _in_parallel(share, parts)
+    _in_parallel(share, parts, threads)
     if w.b_ih is not None:
         db_x = F.sum_rows(dG_x2)
         w.b_ih.grad += db_x

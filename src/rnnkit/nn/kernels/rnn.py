@@ -1,7 +1,7 @@
 """The Elman RNN's time loop compiled, tanh or ReLU (the kinds rnn and irnn).
 
 Equations, shapes and cache are those of ``functional.rnn_sequence`` (the reference), tested
-equal. As the LSTM's kernel: a parallel region per step, a chunk of hidden units per thread.
+equal. As the LSTM's kernel: a parallel region per step, a chunk of hidden units per core.
 """
 
 from __future__ import annotations
@@ -85,11 +85,11 @@ def rnn_loop_backward(dY, dh, Hs, W_rows, relu, bs, reverse, dA, norms):
     dh[:] = carried
 
 
-def rnn_sequence(X, states, w, reverse, bs, keep, chunks=1, relu=False):
+def rnn_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1, relu=False):
     """``functional.rnn_sequence``, compiled."""
     T, B, _ = X.shape
     h = states[0].copy()
-    A = products.affine(X, w.W_ih.data, w.bias_x, chunks)
+    A = products.affine(X, w.W_ih.data, w.bias_x, chunks, threads)
     alloc = buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
     H_prev = alloc(Y.shape, X.dtype) if keep else absent(X.dtype, 3)
@@ -97,14 +97,14 @@ def rnn_sequence(X, states, w, reverse, bs, keep, chunks=1, relu=False):
     return Y, (h,), ((X, A, H_prev) if keep else None)
 
 
-def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, chunks=1, relu=False):
+def rnn_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, chunks=1, threads=1, relu=False):
     """``functional.rnn_sequence_backward``, compiled."""
     X, Hs, H_prev = cache
     dA = buffers(bs, X.shape[1])(Hs.shape, Hs.dtype)
     dh = np.ascontiguousarray(dstate[0], Hs.dtype).copy()
     rnn_loop_backward(np.ascontiguousarray(dY), dh, Hs, gate_rows(w.W_hh.data, 1, chunks), relu, lengths(bs), reverse, dA,
                       no_norms() if norms is None else norms)
-    return products.accumulate_weight_grads(w, X, H_prev, dA, threads=chunks), (dh,)
+    return products.accumulate_weight_grads(w, X, H_prev, dA, parts=chunks, threads=threads), (dh,)
 
 
 def equations(relu: bool) -> dict:
