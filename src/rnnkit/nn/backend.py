@@ -92,9 +92,10 @@ _look = {"at": -LOOK_EVERY_S, "cpu": 0.0, "count": 1}
 def free_cores() -> int:
     """The cores the rest of the machine leaves free (at least 1): the 1-minute load average
     less this process's own recent use of the CPU; looked at every LOOK_EVERY_S seconds."""
-    now, cpu = time.monotonic(), time.process_time()
+    now = time.monotonic()
     elapsed = now - _look["at"]
     if elapsed >= LOOK_EVERY_S:
+        cpu = time.process_time()  # a system call: only when a look is due (a streamed step asks every call)
         own = (cpu - _look["cpu"]) / elapsed if elapsed < 10 * LOOK_EVERY_S else 0.0
         others = max(0.0, os.getloadavg()[0] - own) if hasattr(os, "getloadavg") else 0.0
         # a core counts as taken when a whole process's worth of load sits on it
