@@ -7,8 +7,8 @@ reference equations on either backend (``accelerated`` lists the kinds that have
 
 Threads. A kernel cuts each step's hidden units into ``chunks()``, one per core, and runs them
 on its threads (numba's OpenMP layer): the cut is fixed, the threads vary, so results do not
-depend on how many threads ran them. BLAS, outside the kernels, keeps the count ``rnnkit.threads`` gave it (one by default). The
-kernels' count is ``set_threads(n)`` where the user chose one (``--threads``, $RNNKIT_THREADS),
+depend on how many threads ran them. BLAS, outside the kernels, keeps the count
+``rnnkit.threads`` gave it (one by default). The kernels' count is ``set_threads(n)`` where the user chose one (``--threads``, $RNNKIT_THREADS),
 else automatic: the cores that the rest of the machine leaves free — the load average less
 what this process itself used lately, looked at every few seconds — so that an idle machine's
 cores are all used and a busy one's threads do not wait for each other (a step's threads meet
