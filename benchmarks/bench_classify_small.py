@@ -23,7 +23,8 @@ Run from the repository root, one process, one thread:
     python benchmarks/bench_classify_small.py --baselines-only
 
 Results: ``benchmarks/results/classify_small.json`` (merged run by run, so a stopped run keeps
-what it finished).
+what it finished; a run's key is config/steps/seed, with ``--label`` /LABEL after it, so that a
+rerun on another commit keeps the earlier run).
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ CONFIGS = {
     "segments-range": {"segments": "range"},  # shortened series keep each segment's minimum and maximum too
     "mean-segments": {"segments": "mean"},  # the default before --segments auto (range on ACSF1, PLAID, Pickup…)
     "ensemble-5": {"ensemble": 5},  # five networks, seeds 0…4, probabilities averaged (judged by ensemble_cv)
+    # session 11's candidates for ItalyPowerDemand (67 series of 24 steps): each changes the network of every set
+    "gru": {"cell": "gru"},  # three gates where the LSTM has four, no cell state
+    "hidden-64": {"hidden": 64},  # half the width: a quarter of the recurrent weights for 67 series
+    "layers-2": {"layers": 2},  # a second bidirectional layer over the first's outputs
 }
 
 # recalled from the UCR archive's DataSummary (Dau et al. 2018, arXiv:1810.07758): 1-NN DTW with a full
@@ -179,6 +184,8 @@ def run_rnnkit(name: str, config: str, steps: int, seed: int, work: Path) -> dic
             "cv_accuracy": ev.get("cv_accuracy", ev.get("valid_accuracy")),
             "chosen_by": f"{cv['folds']}-fold cross-validation" if cv else "validation split",
             "steps_chosen": cv["steps"] if cv else model.config["metrics"]["step"],
+            # the mean validation curve of the folds (loss chooses the steps), to see whether a figure sits at the cap
+            **({"cv_curve": [{k: r[k] for k in ("step", "loss", "accuracy")} for r in cv["curve"]]} if cv else {}),
             "train_examples": model.config["data"]["train_examples"], "seconds": seconds,
             "load_average_1min_at_start": load, "load_average_1min_at_end": os.getloadavg()[0]}
 
@@ -208,7 +215,8 @@ def table(payload: dict) -> str:
             runs = [r for k, r in e["runs"].items() if k.startswith(c + "/")]
             cells.append("; ".join(f"{r['test_accuracy']:.3f} ({'cv' if 'cross' in r['chosen_by'] else 'valid'} "
                                    f"{selection(r)}, {r['steps_chosen']}/{r['options']['steps']} steps"
-                                   f"{', seed ' + str(r['seed']) if r['seed'] else ''})"
+                                   f"{', seed ' + str(r['seed']) if r['seed'] else ''}"
+                                   f"{', ' + r['label'] if r.get('label') else ''})"
                                    for r in runs) or "–")
         n = next(iter(e["runs"].values()), {}).get("train_examples", "?")
         rows.append(f"| {name} ({n}) | {b.get('ed_1nn', float('nan')):.3f} | {b.get('dtw_1nn', float('nan')):.3f} | "
@@ -222,6 +230,8 @@ def main() -> int:
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["defaults"])
     p.add_argument("--steps", type=int, default=200, help="training steps of every run, the cap (default 200)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--label", default="", help="appended to each run's key and shown in the table (e.g. the commit), "
+                   "so that a rerun of a config keeps the earlier run beside it (default: none)")
     p.add_argument("--baselines-only", action="store_true")
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--table", action="store_true", help="print the stored results as a markdown table and stop")
@@ -246,7 +256,10 @@ def main() -> int:
                 continue
             for config in args.configs:
                 r = run_rnnkit(name, config, args.steps, args.seed, Path(tmp))
-                entry["runs"][f"{config}/steps{args.steps}/seed{args.seed}"] = r
+                key = f"{config}/steps{args.steps}/seed{args.seed}"
+                if args.label:
+                    r["label"], key = args.label, f"{key}/{args.label}"
+                entry["runs"][key] = r
                 write(RESULTS, payload)
                 print(f"{name} {config}: test {r['test_accuracy']:.3f}, cv {r['cv_accuracy']:.3f}, "
                       f"steps {r['steps_chosen']}, {r['seconds']:.0f} s, load {r['load_average_1min_at_start']:.2f}",
