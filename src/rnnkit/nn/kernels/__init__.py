@@ -32,9 +32,9 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 # by default, milliseconds). Between two time loops the big products run on the kernels' Python
 # threads, and an OpenMP thread still spinning took a core from them: in a 2-layer LSTM-256 LM step
 # the products waited 25–29 ms for their second half; with 10 000 turns (still longer than the gap
-# between two steps' regions) 4–8 ms, and the step 280 → 242 ms (medians of 9 runs each). libgomp reads the variable once,
-# when it loads: so numba's threads start here, and the user's own GOMP_SPINCOUNT or
-# OMP_WAIT_POLICY rules. Where libgomp is already loaded (torch imported first), this changes nothing.
+# between two steps' regions) 4–8 ms, and the step 280 → 242 ms (medians of 9 runs each). libgomp
+# reads the variable once, when it loads: so numba's threads start here, and the user's own
+# GOMP_SPINCOUNT or OMP_WAIT_POLICY rules. Where libgomp is already loaded (torch imported first), this changes nothing.
 SPIN = "GOMP_SPINCOUNT"
 if not any(os.environ.get(name, "").strip() for name in (SPIN, "OMP_WAIT_POLICY")):
     os.environ[SPIN] = "10000"

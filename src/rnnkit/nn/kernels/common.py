@@ -31,7 +31,8 @@ def gradient_in(dh, dY, t, b, norms):
 
 @njit(inline="always")
 def sum_chunks(out, partial, b):
-    """out[:b] = Σ_k partial[k, :b]: the chunks' shares of dG W_hh, each thread's own."""
+    """out[:b] = Σ_k partial[k, :b]: the chunks' shares of dG W_hh, added in chunk order whatever
+    thread computed each."""
     out[:b] = partial[0, :b]
     for k in range(1, partial.shape[0]):
         out[:b] += partial[k, :b]
