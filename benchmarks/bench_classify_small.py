@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import json
 import os
 import sys
@@ -224,6 +225,26 @@ def table(payload: dict) -> str:
     return "\n".join(rows)
 
 
+def stored() -> dict:
+    """The results file as it is now ({} before the first run)."""
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def record(header: dict, name: str, change) -> None:
+    """Apply `change` to set `name`'s entry of the results file as it is on disk now, under a lock:
+    runs of several processes (and runs started before another's finished) all keep their entries."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(RESULTS.parent, os.O_RDONLY)  # the lock is on the folder: the file itself is replaced by rename
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        payload = stored()
+        payload.update(header)
+        change(payload.setdefault("sets", {}).setdefault(name, {"runs": {}}))
+        write(RESULTS, payload)
+    finally:
+        os.close(folder)  # closing releases the lock
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
@@ -237,21 +258,18 @@ def main() -> int:
     p.add_argument("--table", action="store_true", help="print the stored results as a markdown table and stop")
     args = p.parse_args()
     if args.table:
-        print(table(json.loads(RESULTS.read_text())))
+        print(table(stored()))
         return 0
-    payload = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    payload.update(benchmark="classify on small UCR/UEA sets: defaults and variants vs 1-NN ED and 1-NN DTW",
-                   configs=CONFIGS, published_dtw_source="recalled from the UCR archive DataSummary (Dau et al. 2018); "
-                   "not re-checked", machine=machine_info(numba=numba.__version__), **git_commit(),
-                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    sets = payload.setdefault("sets", {})
+    header = dict(benchmark="classify on small UCR/UEA sets: defaults and variants vs 1-NN ED and 1-NN DTW",
+                  configs=CONFIGS, published_dtw_source="recalled from the UCR archive DataSummary (Dau et al. 2018); "
+                  "not re-checked", machine=machine_info(numba=numba.__version__), **git_commit(),
+                  date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     with tempfile.TemporaryDirectory(prefix="bench-classify-small-") as tmp:
         for name in args.sets:
-            entry = sets.setdefault(name, {"runs": {}})
-            if not args.no_baselines and "baselines" not in entry:
-                entry["baselines"] = baselines(name)
-                write(RESULTS, payload)
-                print(f"{name}: {entry['baselines']}", flush=True)
+            if not args.no_baselines and "baselines" not in stored().get("sets", {}).get(name, {}):
+                found = baselines(name)
+                record(header, name, lambda entry: entry.__setitem__("baselines", found))
+                print(f"{name}: {found}", flush=True)
             if args.baselines_only:
                 continue
             for config in args.configs:
@@ -259,8 +277,7 @@ def main() -> int:
                 key = f"{config}/steps{args.steps}/seed{args.seed}"
                 if args.label:
                     r["label"], key = args.label, f"{key}/{args.label}"
-                entry["runs"][key] = r
-                write(RESULTS, payload)
+                record(header, name, lambda entry: entry["runs"].__setitem__(key, r))
                 print(f"{name} {config}: test {r['test_accuracy']:.3f}, cv {r['cv_accuracy']:.3f}, "
                       f"steps {r['steps_chosen']}, {r['seconds']:.0f} s, load {r['load_average_1min_at_start']:.2f}",
                       flush=True)
