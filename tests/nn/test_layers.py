@@ -496,7 +496,13 @@ def test_cell_checks_its_input_and_streams_unbatched(kind):
             cell(np.zeros((2, 3)), np.zeros((2, 4)))
     state = cell(np.ones(3))
     assert all(s.shape == (4,) for s in unpack(kind, state))
-    state = cell(np.ones(3), state)  # streaming: the state it returned is taken as is
+    with pytest.raises(ValueError, match=r"x: contains 1 NaN or infinite"):  # a streamed step's x: checked in the compiled step where one serves
+        cell(np.array([1.0, np.inf, 0.0]), state)
+    same_state = pack(kind, [s.copy() for s in unpack(kind, state)])  # a copy: checked, not carried
+    expected = unpack(kind, cell(np.ones(3), same_state))
+    cell.backward(np.ones(4))
+    state = cell(np.ones(3), state)  # streaming: the state it returned is taken as is; the refused step changed nothing
+    assert all(np.array_equal(a, b) for a, b in zip(unpack(kind, state), expected))
     dx, d_prev = cell.backward(np.ones(4))
     assert dx.shape == (3,) and all(d.shape == (4,) for d in unpack(kind, d_prev))
     cell.backward(np.ones(4))

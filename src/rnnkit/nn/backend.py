@@ -30,6 +30,7 @@ ENV = "RNNKIT_BACKEND"
 
 _chosen: str | None = None  # None until first asked: the environment decides then
 _fast: dict = {}  # kind name → its compiled equations, once loaded
+_steps: dict = {}  # (kind name, threads) → its compiled cell step, once asked for
 _threads: int | None = None  # the kernels' threads, None: automatic
 LOOK_EVERY_S = 5.0  # how often the automatic count looks at the load again
 
@@ -150,8 +151,11 @@ def cell_step(kind):
     now, or None (see ``kernels.KERNELS``)."""
     if current() == "numpy":
         return None
-    step = getattr(_kernels().get(kind.name), "cell_step", None)
-    return None if step is None else functools.partial(step, threads=threads())
+    key = (kind.name, threads())
+    if key not in _steps:  # kept: a streamed step asks on every call, and a few µs are its whole cost
+        step = getattr(_kernels().get(kind.name), "cell_step", None)
+        _steps[key] = None if step is None else functools.partial(step, threads=key[1])
+    return _steps[key]
 
 
 def scans(kind):

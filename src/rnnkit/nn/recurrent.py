@@ -28,7 +28,7 @@ from . import backend, cells, init, onnx_forms
 from . import functional as F
 from .cells import CellKind
 from .module import Module, Parameter, as_dtype, as_rng, is_grad_enabled
-from .validation import expect_shape, float_array, positive_int, probability, sequence_lengths
+from .validation import all_finite, expect_shape, float_array, non_finite_error, positive_int, probability, sequence_lengths
 
 # A cell's compiled step (dot products over W's rows) serves up to this many rows (streaming, a
 # beam) and weights: beyond them BLAS's products win (measured: at H = 512, 0.6–0.7× torch
@@ -454,8 +454,8 @@ class RNNCellBase(Module):
         return _DirectionWeights(self.weight_ih, self.weight_hh, getattr(self, "bias_ih", None), getattr(self, "bias_hh", None), None,
                                  self.kind, extra, self)
 
-    def _check_input(self, x):
-        X = float_array(x, "x", self.dtype, ndims=(1, 2))
+    def _check_input(self, x, finite: bool = True):
+        X = float_array(x, "x", self.dtype, ndims=(1, 2), finite=finite)
         if X.shape[-1] != self.input_size:
             raise ValueError(f"x: expected input_size={self.input_size} features in the last dimension, got shape {X.shape}")
         return (X[None], True) if X.ndim == 1 else (X, False)
@@ -492,30 +492,34 @@ class RNNCellBase(Module):
         That state came out of checked inputs, so streaming (``state = cell(x, state)``) skips
         checking it again: at batch 1 the checks would cost as much as the step itself.
         """
-        if hx is not None and hx is self.__dict__.get("_returned") and self._state_arrays[0].shape[0] == B:
-            return self._state_arrays
+        returned, arrays = self.__dict__.get("_returned", (None, None))
+        if hx is not None and hx is returned and arrays[0].shape[0] == B:
+            return arrays
         return None
 
     def forward(self, x, hx=None):
         """hx: the state (LSTM: a tuple (h, c)), each part (B, H), or None for zeros.
         Returns the new state, likewise ((H,) parts for an unbatched x)."""
-        X, unbatched = self._check_input(x)
+        X, unbatched = self._check_input(x, finite=False)  # finite: below, in the compiled step where it serves
         B = X.shape[0]
         prev = self._carried(hx, B) or self._check_states(hx, "", "hx", B, unbatched)
         fused = backend.cell_step(self.kind) if B <= FUSED_MAX_ROWS and self._fused_step_fits else None
-        if fused is not None:  # the compiled whole step: products, biases and gates in one call
+        if fused is not None:  # the compiled whole step: products, biases, gates and x's check in one call
             new, gates, cache = fused(X, prev, (self.weight_ih, self.weight_hh, getattr(self, "bias_ih", None),
-                                                getattr(self, "bias_hh", None)))
+                                                getattr(self, "bias_hh", None)), check_x="x")
             input_cache = None
         else:
+            if not all_finite(X):
+                raise non_finite_error(X, "x")
             w = self._weights()
             gates, input_cache = self._input_gates(X, w)
             new, cache = self.kind.step(gates, prev, w)
         self._push_cache((X, prev, gates, input_cache, cache, unbatched))
-        # plain attributes, set past Module's registration of parameters (a step is short)
-        object.__setattr__(self, "_returned", self._present(new, unbatched))
-        object.__setattr__(self, "_state_arrays", new)
-        return self._returned
+        returned = self._present(new, unbatched)
+        # what was returned, and the arrays behind it (``_carried``): a plain attribute, set past
+        # Module's registration of parameters (a step is short)
+        self.__dict__["_returned"] = (returned, new)
+        return returned
 
     def backward(self, *d_state):
         """Gradients of the new state's parts in (LSTM: ``backward(dh, dc)``; any may be None or

@@ -27,9 +27,14 @@ def float_array(value, name: str, dtype, ndims: tuple[int, ...] | None = None, f
         raise ValueError(f"{name}: expected a {expected} array, got {arr.ndim}-D with shape {arr.shape}")
     arr = np.asarray(arr, dtype=dtype, order="C")  # not ascontiguousarray, which makes 0-D into 1-D
     if finite and not all_finite(arr):
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise NonFiniteError(f"{name}: contains {bad} NaN or infinite value(s)")
+        raise non_finite_error(arr, name)
     return arr
+
+
+def non_finite_error(arr: np.ndarray, name: str) -> NonFiniteError:
+    """The error for an array with NaN or infinite values: how many, under the argument's name."""
+    bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+    return NonFiniteError(f"{name}: contains {bad} NaN or infinite value(s)")
 
 
 def all_finite(arr: np.ndarray) -> bool:

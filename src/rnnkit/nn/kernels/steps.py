@@ -21,6 +21,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ..validation import non_finite_error
 from .activations import sigmoid, tanh
 
 STEP_FASTMATH = {"contract", "reassoc"}
@@ -66,9 +67,20 @@ def _pre_activations(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h, split):
         _serial(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h)
 
 
+@njit(inline="always")
+def _finite(X):
+    """Whether every value of X (B, I) is finite: a pass over a few hundred values that a
+    streamed step makes in the kernel, where NumPy's check would cost a tenth of the step."""
+    for r in range(X.shape[0]):
+        for k in range(X.shape[1]):
+            if not np.isfinite(X[r, k]):
+                return False
+    return True
+
+
 @njit(cache=True, error_model="numpy", fastmath=STEP_FASTMATH)
 def lstm_step(X, h, c, W_ih, W_hh, b_ih, b_hh, split):
-    """Returns h', c', the activated gates [i f g o] (B, 4H) and tanh c'."""
+    """Returns whether X is finite, h', c', the activated gates [i f g o] (B, 4H) and tanh c'."""
     B, H = c.shape
     gates, scratch = np.empty((B, 4 * H), X.dtype), np.empty((B, 4 * H), X.dtype)
     h_new, c_new, tc = np.empty_like(c), np.empty_like(c), np.empty_like(c)
@@ -83,12 +95,12 @@ def lstm_step(X, h, c, W_ih, W_hh, b_ih, b_hh, split):
             c_new[r, j] = f * c[r, j] + i * g
             tc[r, j] = tanh(c_new[r, j])
             h_new[r, j] = o * tc[r, j]
-    return h_new, c_new, gates, tc
+    return _finite(X), h_new, c_new, gates, tc
 
 
 @njit(cache=True, error_model="numpy", fastmath=STEP_FASTMATH)
 def gru_step(X, h, W_ih, W_hh, b_ih, b_hh, split):
-    """Returns h', the activated gates [r z n] (B, 3H) and h W_hnᵀ + b_hn (B, H)."""
+    """Returns whether X is finite, h', the activated gates [r z n] (B, 3H) and h W_hnᵀ + b_hn (B, H)."""
     B, H = h.shape
     gates, gh, h_new = np.empty((B, 3 * H), X.dtype), np.empty((B, 3 * H), X.dtype), np.empty_like(h)
     _pre_activations(X, h, W_ih, W_hh, b_ih, b_hh, gates, gh, split)
@@ -99,12 +111,12 @@ def gru_step(X, h, W_ih, W_hh, b_ih, b_hh, split):
             n = tanh(gates[r, 2 * H + j] + reset * gh[r, 2 * H + j])  # gh's n block: h W_hnᵀ + b_hn
             gates[r, j], gates[r, H + j], gates[r, 2 * H + j] = reset, z, n
             h_new[r, j] = (h[r, j] - n) * z + n
-    return h_new, gates, gh[:, 2 * H :]
+    return _finite(X), h_new, gates, gh[:, 2 * H :]
 
 
 @njit(cache=True, error_model="numpy", fastmath=STEP_FASTMATH)
 def rnn_step(X, h, W_ih, W_hh, b_ih, b_hh, relu, split):
-    """Returns h' (B, H)."""
+    """Returns whether X is finite and h' (B, H)."""
     a, scratch = np.empty_like(h), np.empty_like(h)
     _pre_activations(X, h, W_ih, W_hh, b_ih, b_hh, a, scratch, split)
     zero = a.dtype.type(0)
@@ -112,7 +124,7 @@ def rnn_step(X, h, W_ih, W_hh, b_ih, b_hh, relu, split):
         for j in range(h.shape[1]):
             s = a[r, j] + scratch[r, j]
             a[r, j] = max(s, zero) if relu else tanh(s)
-    return a
+    return _finite(X), a
 
 
 _NONE = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}  # the biases of a cell without them
@@ -136,24 +148,33 @@ def _splits(arrays, threads: int) -> bool:
     return True
 
 
-def lstm_cell_step(X, states, weights, threads=1):
+def _checked(finite: bool, X, check_x: str | None) -> None:
+    if check_x is not None and not finite:
+        raise non_finite_error(X, check_x)
+
+
+def lstm_cell_step(X, states, weights, threads=1, check_x=None):
     """(h', c'), the activated gates (B, 4H) and tanh c' (the cache), as ``LSTM_KIND.step``;
     ``weights``: (W_ih, W_hh, b_ih, b_hh), a cell's or one direction of a layer's; ``threads``:
-    the kernels' threads."""
+    the kernels' threads; ``check_x``: the name under which NaN or infinite values in X are
+    reported (a ``NonFiniteError``), or None where X was checked before."""
     arrays = _arrays(weights, X.dtype)
-    h_new, c_new, gates, tc = lstm_step(X, *states, *arrays, _splits(arrays, threads))
+    finite, h_new, c_new, gates, tc = lstm_step(X, *states, *arrays, _splits(arrays, threads))
+    _checked(finite, X, check_x)
     return (h_new, c_new), gates, tc
 
 
-def gru_cell_step(X, states, weights, threads=1):
+def gru_cell_step(X, states, weights, threads=1, check_x=None):
     """(h',), the activated gates (B, 3H) and h W_hnᵀ + b_hn (the cache), as ``GRU_KIND.step``."""
     arrays = _arrays(weights, X.dtype)
-    h_new, gates, hn = gru_step(X, states[0], *arrays, _splits(arrays, threads))
+    finite, h_new, gates, hn = gru_step(X, states[0], *arrays, _splits(arrays, threads))
+    _checked(finite, X, check_x)
     return (h_new,), gates, hn
 
 
-def rnn_cell_step(X, states, weights, relu=False, threads=1):
+def rnn_cell_step(X, states, weights, relu=False, threads=1, check_x=None):
     """(h',), h' again as the gates (the reference's cache is the activation itself), None."""
     arrays = _arrays(weights, X.dtype)
-    a = rnn_step(X, states[0], *arrays, relu, _splits(arrays, threads))
+    finite, a = rnn_step(X, states[0], *arrays, relu, _splits(arrays, threads))
+    _checked(finite, X, check_x)
     return (a,), a, None
