@@ -497,6 +497,9 @@ class RNNCellBase(Module):
             return arrays
         return None
 
+    def __call__(self, x, hx=None):  # Module's, without packing *args and **kwargs: a streamed step is a few µs
+        return self.forward(x, hx)
+
     def forward(self, x, hx=None):
         """hx: the state (LSTM: a tuple (h, c)), each part (B, H), or None for zeros.
         Returns the new state, likewise ((H,) parts for an unbatched x)."""
