@@ -398,3 +398,20 @@ def test_step_needs_a_unidirectional_layer_and_names_its_arguments():
 def test_bad_constructor_arguments_are_named(build, match):
     with pytest.raises((ValueError, TypeError), match=match):
         build()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_activations_are_within_a_few_ulp_of_exact_over_the_whole_range(dtype):
+    """log σ, σ and log(1 + u) are written with exp and log only (NumPy's float32 log1p and expm1
+    run one element at a time); held here to a few ulp of a long-double reference, in both tails."""
+    k = np.concatenate([np.linspace(-80, 80, 40001), [-1e-30, -1e-8, 0.0, 1e-8, 1e-30]]).astype(dtype)
+    exact_k = k.astype(np.longdouble)
+    exact_sigmoid = 1 / (1 + np.exp(-exact_k))
+    u = np.concatenate([np.geomspace(1e-30, 1, 20001), [0.0]]).astype(dtype)
+    eps = np.finfo(dtype).eps
+    for got, exact in [(minimal.log_sigmoid(k), -np.log1p(np.exp(-exact_k))), (minimal.sigmoid(k), exact_sigmoid),
+                       (minimal.sigmoid(-k, minimal.exp_neg_abs(k)), 1 / (1 + np.exp(exact_k))),
+                       (minimal.log1p_unit(u), np.log1p(u.astype(np.longdouble)))]:
+        assert got.dtype == dtype
+        scale = np.maximum(np.abs(exact), np.finfo(dtype).tiny)
+        assert np.max(np.abs(got - exact) / scale) < 4 * eps

@@ -6,8 +6,8 @@ compiled pass over the steps, the state carried in float64 as the reference's lo
 does, so that both modes of the NumPy layer (the parallel scan and the loop) agree with it to
 about 1e-13. On a CPU the loop is the fast way: every element is visited once with one multiply-
 add, where the parallel scan visits it about ten times; what the scan buys is depth log T on
-parallel hardware. The activations stay NumPy's (their vectorised exp and log1p beat libm's
-scalar calls that a compiled loop would make).
+parallel hardware. The activations stay NumPy's (written with its vectorised exp and log, which
+beat libm's scalar calls that a compiled loop would make).
 
 Shapes: a, b, v, out (T, lanes) and h0, init (lanes,), any dtype; the layer flattens (T, B, H).
 """
