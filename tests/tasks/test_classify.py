@@ -4,13 +4,14 @@ import contextlib
 import json
 import shutil
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import rnnkit
 from rnnkit.cli.main import main
-from rnnkit.tasks.classify import ClassifyOptions, Splits, stratified_split
+from rnnkit.tasks.classify import NOISE_SHARE, ClassifyOptions, ClassifyRun, Splits, stratified_split
 from rnnkit.training import model_dir as md
 
 # a validation split, not cross-validation (tested in tests/tasks/test_cross_validation.py): fewer trainings
@@ -165,6 +166,39 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, rev
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def test_augmented_series_train_otherwise_and_resume_exactly(tmp_path):
+    data = write_series(tmp_path / "updown.csv")
+    opts = dict(data=str(data), hidden=8, batch_size=8, valid_every=10, cv_folds=0)
+    plain = rnnkit.train("classify", tmp_path / "plain", steps=20, **opts)
+    whole = rnnkit.train("classify", tmp_path / "whole", steps=20, augment=0.2, **opts)
+    rnnkit.train("classify", tmp_path / "part", steps=10, augment=0.2, **opts)
+    resumed = rnnkit.train("classify", tmp_path / "part", resume=True, steps=20)
+    assert resumed.opts.augment == 0.2 and resumed.config["status"] == "finished"
+    weights = {name: md.load_weights(tmp_path / name / "model.safetensors") for name in ("plain", "whole", "part")}
+    for k in weights["whole"]:
+        np.testing.assert_array_equal(weights["whole"][k], weights["part"][k], err_msg=k)
+    assert any(not np.array_equal(weights["whole"][k], weights["plain"][k]) for k in weights["whole"])
+    assert plain.opts.augment == 0
+
+
+def test_augment_scales_each_series_channel_and_jitters_each_value():
+    """--augment s: a factor N(1, s) per series and channel, noise N(0, 0.3 s) per value; the same
+    example at the same step draws the same, whichever batch and padding it comes in."""
+    spread, T = 0.2, 60
+    run = SimpleNamespace(opts=SimpleNamespace(augment=spread), seed=3, steps_done=7)
+    x = np.ones((T, 2000, 2), np.float32)  # time-major, as the batches are padded
+    idx = np.arange(2000)
+    out = ClassifyRun.augmented(run, x, idx)
+    factors = out.mean(axis=0)  # (B, C): the noise averages away
+    assert abs(factors.mean() - 1) < 0.02 and abs(factors.std() / spread - 1) < 0.1
+    jitter = out - factors
+    assert abs(jitter.std() / (NOISE_SHARE * spread) - 1) < 0.05
+    longer = ClassifyRun.augmented(run, np.ones((T + 5, 2, 2), np.float32), idx[[5, 9]])  # padded further, in another batch
+    np.testing.assert_array_equal(longer[:T], out[:, [5, 9]])
+    run.steps_done += 1
+    assert not np.array_equal(ClassifyRun.augmented(run, x[:, :2], idx[:2]), out[:, :2])
+
+
 def test_stratified_split_keeps_the_class_balance():
     labels = ["a"] * 80 + ["b"] * 20
     keep, held = stratified_split(labels, 0.1, seed=0, salt=0)
@@ -212,6 +246,8 @@ def test_classify_without_input_and_the_wrong_verb_are_named(small_classifier, c
 def test_bad_options_are_named(tmp_path, reviews, capsys):
     train = ["train", "classify", "--data", str(reviews), "--out", str(tmp_path / "m"), *TINY]
     assert "--fold: invalid value 3" in run_error([*train, "--folds", "3", "--fold", "3"], capsys)
+    assert "--augment: invalid value 2" in run_error([*train, "--augment", "2"], capsys)
+    assert "--augment: scales and jitters numeric series, but --data" in run_error([*train, "--augment", "0.1"], capsys)
     for option, value in (("--pooling", "sum"), ("--target", "label")):  # a fixed set of values: argparse's choices
         with pytest.raises(SystemExit) as exit_:
             main([*train, option, value])

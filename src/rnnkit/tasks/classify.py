@@ -65,6 +65,8 @@ ZNORMS = ("auto", "none", "series", "scaled")
 #: the training part's statistics, they would be nearly flat lines: PLAID's appliances), else none
 SMALL_SCALE = 0.05
 FLAT_SHARE = 0.5
+#: --augment s: each series' channels scaled by N(1, s), each value jittered by N(0, NOISE_SHARE·s)
+NOISE_SHARE = 0.3
 #: how `info` describes a series model's --znorm
 ZNORM_WORDS = {"none": "", "series": "z-normalised per series, ", "scaled": "z-normalised per series with its level and scale, "}
 #: how --max-length shortens a series: each segment's mean, or its mean, minimum and maximum, or
@@ -103,10 +105,11 @@ class ClassifyOptions:
     znorm: str = "auto"
     max_length: int = 256
     segments: str = "auto"
+    augment: float = 0.0
 
     # the values an option takes (the command line lists them in its usage)
     # what a model trained before an option existed was trained with (its config.json lacks the option)
-    BEFORE = {"cv_folds": 0, "ensemble": 1, "znorm": "none", "max_length": 0, "segments": "mean"}
+    BEFORE = {"cv_folds": 0, "ensemble": 1, "znorm": "none", "max_length": 0, "segments": "mean", "augment": 0.0}
     # what an imported model is made with: it trains no steps, so none are chosen by cross-validation;
     # a validation split measures it (and a fine-tuning --resume stops early on it)
     IMPORTED = {"cv_folds": 0, "ensemble": 1}
@@ -154,6 +157,10 @@ class ClassifyOptions:
                     "maximum (three channels for each of the data's; a fast oscillation averages to a flat line, but its "
                     "envelope survives; a shorter series' steps are their own segments), or auto: range when a "
                     "training series is longer than --max-length, else mean (default: auto)",
+        "augment": f"numeric input: each training batch's series are multiplied by a factor drawn from N(1, AUGMENT) for "
+                   f"each series and channel and get noise N(0, {NOISE_SHARE}·AUGMENT) at each step, in the standardised "
+                   "units the network reads (the scaling and jittering of Um et al. 2017); held-out and test data are left as "
+                   "they are; 0: none (default: 0)",
     }
 
     def __post_init__(self):
@@ -163,6 +170,7 @@ class ClassifyOptions:
                   "dropout": 0 <= self.dropout < 1, "cv_folds": self.cv_folds == -1 or self.cv_folds == 0 or self.cv_folds >= 2,
                   "ensemble": self.ensemble >= 1,
                   "znorm": self.znorm in ZNORMS, "max_length": self.max_length >= 0, "segments": self.segments in SEGMENTS,
+                  "augment": 0 <= self.augment <= 1,
                   **network_checks(self)}
         check_options(self, checks)
 
@@ -258,6 +266,8 @@ class Splits:
                 raise DataError(f"data: the {name} split is empty; give more examples or change --valid-fraction")
         every_class = None if self.values else sorted(set(labels))  # a fold may lack a rare class
         self.config = stored or dict(self._fit(opts, *raw["train"], every_class, everything=items), data_files=record_data(opts, is_built_in))
+        if opts.augment and self.config["input"] == "text":
+            raise DataError(f"--augment: scales and jitters numeric series, but --data {opts.data} holds text")
         self.inputs = {k: self._encode_inputs(opts, xs, k) for k, (xs, _) in raw.items()}
         self.targets = {k: self.encode_targets(ys, k) for k, (_, ys) in raw.items()}
         self.description.update({f"{k}_examples": len(xs) for k, (xs, _) in raw.items()})
@@ -447,7 +457,7 @@ class ClassifyRun(BucketedRun):
     cross-validated ones at the step it has reached."""
 
     def __init__(self, model: SequenceClassifier, splits: Splits, opts: ClassifyOptions, seed: int):
-        self.model, self.splits, self.opts = model, splits, opts
+        self.model, self.splits, self.opts, self.seed = model, splits, opts, seed
         self.steps_done = 0
         self.loss_fn = MSELoss() if splits.config["values"] else CrossEntropyLoss()
         self.batches = BucketBatches([len(s) for s in splits.inputs["train"]], opts.batch_size, seed)
@@ -467,12 +477,27 @@ class ClassifyRun(BucketedRun):
         idx = self.batches.next()
         idx = parallel.share_of(idx)
         x, lengths = pad([self.splits.inputs["train"][i] for i in idx])
+        if self.opts.augment:
+            x = self.augmented(x, idx)
         y = self.splits.targets["train"][idx]
         out = self.model(x, lengths)
         loss = self.loss_fn(out[:, 0] if self.splits.config["values"] else out, y)
         d = self.loss_fn.backward()
         self.model.backward(d[:, None] if self.splits.config["values"] else d)
         return loss, int(lengths.sum()), len(idx)
+
+    def augmented(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """The padded batch x (T, B, C) of training examples ``idx`` scaled and jittered (--augment).
+        Example i of step k draws from a generator seeded by (seed, k, i), so that a resumed run, and
+        each rank of a data-parallel one, draws what an uninterrupted single process would."""
+        spread = self.opts.augment
+        out = np.empty_like(x)
+        for column, i in enumerate(idx):
+            rng = np.random.default_rng([self.seed, self.steps_done, int(i)])
+            scale = rng.normal(1.0, spread, x.shape[2])  # (C,): one factor per series and channel
+            noise = rng.normal(0.0, NOISE_SHARE * spread, (x.shape[0], x.shape[2]))  # padding too: the network masks it
+            out[:, column] = x[:, column] * scale + noise
+        return out
 
     def evaluate(self) -> dict:
         if "valid" not in self.splits.inputs:
