@@ -66,6 +66,18 @@ def write_reviews(path, seed=0):
     return path
 
 
+def write_updown(path, seed=0):
+    """Series of 5–14 steps that rise ("up") or fall ("down"), as CSV lines label,values… (a .csv file)."""
+    path, rng = path.with_suffix(".csv"), np.random.default_rng(seed)
+    lines = []
+    for _ in range(80):
+        slope = rng.uniform(-1, 1)
+        series = slope * np.arange(T := int(rng.integers(5, 15))) / T + 0.05 * rng.standard_normal(T)
+        lines.append(",".join(["up" if slope > 0 else "down", *(f"{v:.4f}" for v in series)]))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def write_conll(path, seed=0):
     rng = np.random.default_rng(seed)
     sentences = []
@@ -153,9 +165,11 @@ def write_stamps(path, seed=0):
 
 
 SMALL = ["--steps", "6", "--valid-every", "3", "--log-every", "1", "--hidden", "12", "--quiet", "--seed", "3"]
-TASKS = {  # task: (data writer, its options); batches of 8 split 2 ways, some uneven (tags, pairs)
+TASKS = {  # task[_case]: (data writer, its options); batches of 8 split 2 ways, some uneven (tags, pairs)
     "lm": (write_text, ["--embed", "8", "--batch-size", "8", "--seq-len", "12", "--dropout", "0"]),
     "classify": (write_reviews, ["--embed", "6", "--batch-size", "8", "--dropout", "0", "--cv-folds", "2"]),
+    # series of several lengths, so each rank pads its share to another length: --augment's draws must not care
+    "classify_series": (write_updown, ["--batch-size", "8", "--cv-folds", "0", "--augment", "0.2"]),
     "tag": (write_conll, ["--embed", "6", "--batch-size", "7", "--dropout", "0"]),
     "forecast": (write_monthly, ["--horizon", "6", "--season", "12", "--window", "24", "--origins", "2", "--batch-size", "8"]),
     "detect": (write_sine, ["--window", "16", "--batch-size", "9"]),
@@ -210,7 +224,8 @@ def test_two_ranks_train_every_task_to_one_process_weights(tmp_path, monkeypatch
         (tmp_path / task).mkdir()
         data = write(tmp_path / task / "data.txt")
         for k in (1, 2):
-            commands[k][task] = ["train", task, "--data", str(data), "--out", str(tmp_path / task / f"k{k}"), *SMALL, *options]
+            commands[k][task] = ["train", task.split("_")[0], "--data", str(data), "--out", str(tmp_path / task / f"k{k}"), *SMALL,
+                                 *options]
     failed = {}
     for task, argv in commands[1].items():
         result = job(1, *argv)
