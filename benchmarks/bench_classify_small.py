@@ -75,6 +75,10 @@ CONFIGS = {
     "gru": {"cell": "gru"},  # three gates where the LSTM has four, no cell state
     "hidden-64": {"hidden": 64},  # half the width: a quarter of the recurrent weights for 67 series
     "layers-2": {"layers": 2},  # a second bidirectional layer over the first's outputs
+    # session 12: training series scaled by N(1, s) per channel and jittered by N(0, 0.3 s) (--augment)
+    "augment-0.05": {"augment": 0.05},
+    "augment-0.1": {"augment": 0.1},
+    "augment-0.2": {"augment": 0.2},
 }
 
 # recalled from the UCR archive's DataSummary (Dau et al. 2018, arXiv:1810.07758): 1-NN DTW with a full
