@@ -3,9 +3,12 @@ the gates in one call, where the reference spends a dozen NumPy calls of a micro
 
 Each function returns what the kind's reference ``step`` returns — the new state, the activated
 gates and the cache its ``step_backward`` reads — so a cell's backward is the reference's.
-For few rows (streaming, a decoder's beam) a product is a dot product per gate row, over W's
-rows as PyTorch stores them; summing those in any order (``reassoc``) lets LLVM vectorise
-them, at a rounding difference the tests bound (1e-12 in float64, 1e-5 in float32).
+For few rows (streaming, a decoder's beam) a product is dot products with W's rows as PyTorch
+stores them, four gate rows at a time so that they share each load of x or h (at batch 1, one
+thread: an LSTM-128's products 8.9 → 6.6 µs, a GRU-128's 6.3 → 5.1, an RNN-256's 8.3 → 6.9;
+the same beyond the cache, where memory sets the pace; eight at a time was slower again).
+Summing in any order (``reassoc``) lets LLVM vectorise them, at a rounding difference the tests
+bound (1e-12 in float64, 1e-5 in float32).
 
 A step reads all its weights once, so beyond a core's cache it waits on memory: from
 ``SPLIT_BYTES`` of weights the gate rows are shared between the kernels' threads, each reading
@@ -29,32 +32,59 @@ SPLIT_BYTES = 2 * 1024 * 1024  # W_ih and W_hh together (the L2 cache is 512 KB 
 
 
 @njit(inline="always", error_model="numpy", fastmath=STEP_FASTMATH)
-def _dot(a, b):
-    s = a.dtype.type(0)
-    for k in range(a.shape[0]):
-        s += a[k] * b[k]
-    return s
+def _dot4(W, g, v):
+    """W[g:g+4] · v: four dot products sharing each load of v."""
+    s0 = s1 = s2 = s3 = W.dtype.type(0)
+    for k in range(v.shape[0]):
+        vk = v[k]
+        s0 += W[g, k] * vk
+        s1 += W[g + 1, k] * vk
+        s2 += W[g + 2, k] * vk
+        s3 += W[g + 3, k] * vk
+    return s0, s1, s2, s3
 
 
 @njit(inline="always", error_model="numpy", fastmath=STEP_FASTMATH)
-def _gate_row(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h, g):
-    """Gate row g of every input row: X W_ihᵀ + b_ih into gates, h W_hhᵀ + b_hh into gates_h."""
-    biased = b_ih.shape[0] > 0
+def _into(out, b, g, sums):
+    """out[g:g+4] = sums + b[g:g+4] (b empty: no bias)."""
+    for q in range(4):
+        out[g + q] = sums[q] + (b[g + q] if b.shape[0] > 0 else 0)
+
+
+@njit(inline="always", error_model="numpy", fastmath=STEP_FASTMATH)
+def _gate_rows(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h, g):
+    """Gate rows g … g+3 of every input row: X W_ihᵀ + b_ih into gates, h W_hhᵀ + b_hh into gates_h."""
     for r in range(X.shape[0]):
-        gates[r, g] = _dot(X[r], W_ih[g]) + (b_ih[g] if biased else 0)
-        gates_h[r, g] = _dot(h[r], W_hh[g]) + (b_hh[g] if biased else 0)
+        _into(gates[r], b_ih, g, _dot4(W_ih, g, X[r]))
+        _into(gates_h[r], b_hh, g, _dot4(W_hh, g, h[r]))
+
+
+@njit(inline="always", error_model="numpy", fastmath=STEP_FASTMATH)
+def _last_rows(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h):
+    """The gate rows past the last whole block of four (G·H not a multiple of 4), one at a time."""
+    for g in range(W_ih.shape[0] - W_ih.shape[0] % 4, W_ih.shape[0]):
+        for r in range(X.shape[0]):
+            sum_x, sum_h = X.dtype.type(0), X.dtype.type(0)
+            for k in range(X.shape[1]):
+                sum_x += W_ih[g, k] * X[r, k]
+            for k in range(h.shape[1]):
+                sum_h += W_hh[g, k] * h[r, k]
+            gates[r, g] = sum_x + (b_ih[g] if b_ih.shape[0] > 0 else 0)
+            gates_h[r, g] = sum_h + (b_hh[g] if b_hh.shape[0] > 0 else 0)
 
 
 @njit(cache=True, error_model="numpy", fastmath=STEP_FASTMATH)
 def _serial(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h):
-    for g in range(W_ih.shape[0]):
-        _gate_row(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h, g)
+    for block in range(W_ih.shape[0] // 4):
+        _gate_rows(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h, 4 * block)
+    _last_rows(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h)
 
 
 @njit(cache=True, error_model="numpy", fastmath=STEP_FASTMATH, parallel=True)
 def _split(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h):
-    for g in prange(W_ih.shape[0]):
-        _gate_row(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h, g)
+    for block in prange(W_ih.shape[0] // 4):
+        _gate_rows(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h, 4 * block)
+    _last_rows(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h)
 
 
 @njit(cache=True, error_model="numpy", fastmath=STEP_FASTMATH)
