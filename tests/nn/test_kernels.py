@@ -312,3 +312,24 @@ def test_the_environment_chooses_the_backend_and_a_bad_value_is_one_line():
     assert run_python(code, RNNKIT_BACKEND="").stdout.strip() == "numba"  # the default where numba imports
     bad = run_python(code, RNNKIT_BACKEND="fast")
     assert "$RNNKIT_BACKEND: expected one of numpy, numba, got 'fast'" in bad.stderr
+
+
+def test_cached_kernels_are_dropped_when_any_kernel_source_changes(tmp_path):
+    """numba keys a cached kernel on its own file only; the helpers it calls from other files are
+    compiled into it, so a change to any kernel source must drop every cached kernel."""
+    from rnnkit.nn.kernels import forget_stale_caches
+
+    (tmp_path / "lstm.py").write_text("from .matmul import matmul_into\n")
+    (tmp_path / "matmul.py").write_text("K = 4\n")
+    cache = tmp_path / "__pycache__"
+    assert forget_stale_caches(tmp_path)  # no stamp yet
+    numba_files = [cache / "lstm.lstm_loop-48.py311.nbi", cache / "lstm.lstm_loop-48.py311.1.nbc"]
+    bytecode = cache / "lstm.cpython-311.pyc"
+    for f in [*numba_files, bytecode]:
+        f.write_text("compiled")
+    assert not forget_stale_caches(tmp_path)  # nothing changed: kept
+    assert all(f.exists() for f in numba_files)
+    (tmp_path / "matmul.py").write_text("K = 8\n")  # the helper's file, not lstm.py
+    assert forget_stale_caches(tmp_path)
+    assert not any(f.exists() for f in numba_files) and bytecode.exists()
+    assert not forget_stale_caches(tmp_path)

@@ -12,14 +12,16 @@ runs its reference equations on every backend.
 Adding a kernel: a module here, and its line in the table.
 
 Importing this package imports numba (about 0.4 s) and loads compiled code from numba's cache
-(``cache=True``: only the first run after an install compiles). ``backend`` imports it only when
-the numba backend is chosen.
+(``cache=True``: only the first run after an install, or after a change to any kernel source,
+compiles: ``forget_stale_caches``). ``backend`` imports it only when the numba backend is chosen.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+from pathlib import Path
 
 import numba
 
@@ -43,7 +45,38 @@ if not any(os.environ.get(name, "").strip() for name in (SPIN, "OMP_WAIT_POLICY"
     finally:
         del os.environ[SPIN]
 
-from . import gru, lstm, minimal, rnn, steps  # noqa: E402  (after the threading layer is chosen)
+
+
+def forget_stale_caches(folder: Path) -> bool:
+    """Drops numba's cached kernels in ``folder/__pycache__`` when any ``folder/*.py`` changed since
+    they were written; returns whether it did. numba keys a cached function on its own file's time
+    and size, but the machine code it keeps includes the helpers it calls from the other files
+    (``matmul_into``, the activations): after a change to matmul.py, lstm.py's cached loop would
+    still run the old product. A digest of every source, kept beside numba's files, notices. Where
+    the folder is read-only (an installed package), numba caches elsewhere and an install renews
+    every file's time, which numba notices itself."""
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.glob("*.py")))).hexdigest()
+    cache, stamp = folder / "__pycache__", folder / "__pycache__" / "rnnkit-kernels.sha256"
+    try:
+        if stamp.read_text() == digest:
+            return False
+    except OSError:
+        pass  # no stamp yet
+    try:
+        for stale in [*cache.glob("*.nbi"), *cache.glob("*.nbc")]:  # numba's index and code files
+            stale.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        fresh = stamp.with_suffix(f".{os.getpid()}.tmp")
+        fresh.write_text(digest)
+        fresh.replace(stamp)
+    except OSError:
+        pass  # read-only: see above
+    return True
+
+
+forget_stale_caches(Path(__file__).parent)
+
+from . import gru, lstm, minimal, rnn, steps  # noqa: E402  (after the threading layer is chosen and stale caches are gone)
 
 KERNELS = {
     "rnn": dict(rnn.equations(relu=False), cell_step=steps.rnn_cell_step),
