@@ -46,7 +46,6 @@ if not any(os.environ.get(name, "").strip() for name in (SPIN, "OMP_WAIT_POLICY"
         del os.environ[SPIN]
 
 
-
 def forget_stale_caches(folder: Path) -> bool:
     """Drops numba's cached kernels in ``folder/__pycache__`` when any ``folder/*.py`` changed since
     they were written; returns whether it did. numba keys a cached function on its own file's time
