@@ -202,9 +202,10 @@ SEVERAL_COMMANDS_JOB = """
 def two_rank_runs_equal_one_process_runs(task: str, runs: dict) -> None:
     """The checks of one task: its one-process and two-rank model directories (``runs[k]``)."""
     # float32 round-off (≤ 1e-6 of each tensor's largest entry); the captioner's bridge reaches 2.6e-6,
-    # the translator's attention 1.8–3.5e-6 (by the kernels' chunks): Adam's step lr·m/√v turns the
-    # round-off of a gradient near zero into a step-sized difference
-    bound = 5e-6 if task in ("caption", "translate") else 1e-6
+    # the translator's attention 1.8–3.5e-6 on AVX2 cores and 5.04e-6 on AVX-512 ones (the kernels
+    # vectorise for the host, so the round-off differs): Adam's step lr·m/√v turns the round-off of a
+    # gradient near zero into a step-sized difference
+    bound = 1e-5 if task in ("caption", "translate") else 1e-6
     assert relative_difference(checkpoint_weights(runs[1]), checkpoint_weights(runs[2])) <= bound
     records = {k: [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] for k, out in runs.items()}
     losses = {k: [r["train_loss"] for r in rs if "train_loss" in r] for k, rs in records.items()}
