@@ -455,9 +455,6 @@ class RNNCellBase(Module):
                                  self.kind, extra, self)
 
     def _check_input(self, x, finite: bool = True):
-        if not finite and type(x) is np.ndarray and x.dtype == self.dtype and x.ndim == 2 and x.flags.c_contiguous \
-                and x.shape[1] == self.input_size:
-            return x, False  # what a stream passes each step, as float_array would return it (0.4 µs of a 5 µs step)
         X = float_array(x, "x", self.dtype, ndims=(1, 2), finite=finite)
         if X.shape[-1] != self.input_size:
             raise ValueError(f"x: expected input_size={self.input_size} features in the last dimension, got shape {X.shape}")

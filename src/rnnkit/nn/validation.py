@@ -16,6 +16,17 @@ def float_array(value, name: str, dtype, ndims: tuple[int, ...] | None = None, f
 
     Non-finite values are rejected: they would silently poison every later step.
     """
+    if type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous and (ndims is None or value.ndim in ndims):
+        arr = value  # already what the conversions below would return: a streamed step's input, each call
+    else:
+        arr = _converted(value, name, dtype, ndims)
+    if finite and not all_finite(arr):
+        raise non_finite_error(arr, name)
+    return arr
+
+
+def _converted(value, name: str, dtype, ndims: tuple[int, ...] | None) -> np.ndarray:
+    """``value`` as a C-contiguous array of ``dtype``, its kind and number of dimensions checked."""
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
@@ -25,10 +36,7 @@ def float_array(value, name: str, dtype, ndims: tuple[int, ...] | None = None, f
     if ndims is not None and arr.ndim not in ndims:
         expected = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{name}: expected a {expected} array, got {arr.ndim}-D with shape {arr.shape}")
-    arr = np.asarray(arr, dtype=dtype, order="C")  # not ascontiguousarray, which makes 0-D into 1-D
-    if finite and not all_finite(arr):
-        raise non_finite_error(arr, name)
-    return arr
+    return np.asarray(arr, dtype=dtype, order="C")  # not ascontiguousarray, which makes 0-D into 1-D
 
 
 def non_finite_error(arr: np.ndarray, name: str) -> NonFiniteError:

@@ -45,10 +45,24 @@ def _dot4(W, g, v):
 
 
 @njit(inline="always", error_model="numpy", fastmath=STEP_FASTMATH)
+def _dot(a, b):
+    s = a.dtype.type(0)
+    for k in range(a.shape[0]):
+        s += a[k] * b[k]
+    return s
+
+
+@njit(inline="always")
+def _bias(b, g):
+    """b[g], or 0 where the cell has no biases (b empty)."""
+    return b[g] if b.shape[0] > 0 else 0
+
+
+@njit(inline="always", error_model="numpy", fastmath=STEP_FASTMATH)
 def _into(out, b, g, sums):
-    """out[g:g+4] = sums + b[g:g+4] (b empty: no bias)."""
+    """out[g:g+4] = sums + b[g:g+4]."""
     for q in range(4):
-        out[g + q] = sums[q] + (b[g + q] if b.shape[0] > 0 else 0)
+        out[g + q] = sums[q] + _bias(b, g + q)
 
 
 @njit(inline="always", error_model="numpy", fastmath=STEP_FASTMATH)
@@ -64,13 +78,8 @@ def _last_rows(X, h, W_ih, W_hh, b_ih, b_hh, gates, gates_h):
     """The gate rows past the last whole block of four (G·H not a multiple of 4), one at a time."""
     for g in range(W_ih.shape[0] - W_ih.shape[0] % 4, W_ih.shape[0]):
         for r in range(X.shape[0]):
-            sum_x, sum_h = X.dtype.type(0), X.dtype.type(0)
-            for k in range(X.shape[1]):
-                sum_x += W_ih[g, k] * X[r, k]
-            for k in range(h.shape[1]):
-                sum_h += W_hh[g, k] * h[r, k]
-            gates[r, g] = sum_x + (b_ih[g] if b_ih.shape[0] > 0 else 0)
-            gates_h[r, g] = sum_h + (b_hh[g] if b_hh.shape[0] > 0 else 0)
+            gates[r, g] = _dot(X[r], W_ih[g]) + _bias(b_ih, g)
+            gates_h[r, g] = _dot(h[r], W_hh[g]) + _bias(b_hh, g)
 
 
 @njit(cache=True, error_model="numpy", fastmath=STEP_FASTMATH)
