@@ -15,7 +15,7 @@ from ..functional import buffers
 from . import products
 from .activations import sigmoid, tanh
 from .common import absent, gradient_in, lengths, no_norms, sum_chunks, time_index
-from .matmul import FASTMATH, gate_columns, gate_rows, matmul_into
+from .matmul import FASTMATH, chunk_width, gate_columns, gate_rows, matmul_into
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -46,7 +46,8 @@ def gru_loop(G, h, W_packed, b_hn, bs, reverse, keep, Y, H_prev, HN):
     b_hn (H,), or empty without biases. Fills Y (T, B, H) and, with keep, H_prev and
     HN = h_{t−1} W_hnᵀ + b_hn."""
     T, B, H = G.shape[0], G.shape[1], h.shape[1]
-    chunks, Hk = W_packed.shape[0], W_packed.shape[2] // 3
+    chunks = W_packed.shape[0]
+    Hk = chunk_width(H, chunks)
     acc = np.empty((chunks, B, 3 * Hk), G.dtype)
     h_new = np.empty((B, H), G.dtype)
     for s in range(T):
@@ -89,7 +90,7 @@ def gru_loop_backward(dY, dh, G, H_prev, HN, W_rows, bs, reverse, dG, dG_h, norm
     initial state's; W_rows: ``gate_rows(W_hh)``; fills dG (T, B, 3H), the input side's
     pre-activation gradients, and dG_h, the hidden side's; records ‖∂L/∂h_t‖ in norms."""
     T, B, H = G.shape[0], G.shape[1], H_prev.shape[2]
-    chunks, Hk = W_rows.shape[0], W_rows.shape[1] // 3
+    chunks, Hk = W_rows.shape[0], W_rows.shape[2] // 3
     dG_chunks = np.zeros((chunks, B, 3 * Hk), G.dtype)
     partial = np.zeros((chunks, B, H), G.dtype)
     carried = dh.copy()

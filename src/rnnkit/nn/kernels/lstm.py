@@ -19,7 +19,7 @@ from ..functional import accumulate_projection_grad, buffers
 from . import products
 from .activations import sigmoid, tanh
 from .common import absent, gradient_in, lengths, no_norms, sum_chunks, time_index
-from .matmul import FASTMATH, gate_columns, gate_rows, matmul_into
+from .matmul import FASTMATH, chunk_width, gate_columns, gate_rows, matmul_into, panels
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -49,10 +49,11 @@ def lstm_chunk(G, h, c, W, acc, h_full, TC, keep, t, b, u0, u1):
 def lstm_loop(G, h, c, W_packed, W_hrT, bs, reverse, keep, Y, H_prev, C_prev, TC):
     """G (T, B, 4H): the input projections, made the activated gates [i f g o] in place;
     h (B, P), c (B, H): the initial state, made the final one; W_packed: ``gate_columns(W_hh)``;
-    W_hrT (H, P), or empty without a projection. Fills Y (T, B, P) and, with keep, H_prev,
+    W_hrT: ``panels(W_hrᵀ)``, or empty without a projection. Fills Y (T, B, P) and, with keep, H_prev,
     C_prev and TC = tanh c_t (without keep, TC is one step of scratch)."""
     T, B, H = G.shape[0], G.shape[1], c.shape[1]
-    chunks, Hk = W_packed.shape[0], W_packed.shape[2] // 4
+    chunks = W_packed.shape[0]
+    Hk = chunk_width(H, chunks)
     acc = np.empty((chunks, B, 4 * Hk), G.dtype)
     h_full = np.empty((B, H), G.dtype)  # o ⊙ tanh c_t, before the projection
     for s in range(T):
@@ -94,10 +95,10 @@ def lstm_chunk_backward(dh_full, dc, G, C_prev, TC, W, dG, dG_chunk, d_partial, 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
 def lstm_loop_backward(dY, dh, dc, G, C_prev, TC, W_rows, W_hr, bs, reverse, dG, dH, norms):
     """The backward of ``lstm_loop``: dh (B, P), dc (B, H) hold the final state's gradients and
-    become the initial state's; W_rows: ``gate_rows(W_hh)``; fills dG (T, B, 4H) and, with a
-    projection, dH (T, B, P) with ∂L/∂h_t; records ‖∂L/∂h_t‖ in norms (an entry per step, or empty)."""
+    become the initial state's; W_rows: ``gate_rows(W_hh)``; W_hr: ``panels(W_hr)``, or empty
+    without a projection; fills dG (T, B, 4H) and, with a projection, dH (T, B, P) with ∂L/∂h_t; records ‖∂L/∂h_t‖ in norms (an entry per step, or empty)."""
     T, B, H, P = G.shape[0], G.shape[1], C_prev.shape[2], dh.shape[1]
-    chunks, Hk = W_rows.shape[0], W_rows.shape[1] // 4
+    chunks, Hk = W_rows.shape[0], W_rows.shape[2] // 4
     dG_chunks = np.zeros((chunks, B, 4 * Hk), G.dtype)  # padding units stay 0
     partial = np.zeros((chunks, B, P), G.dtype)  # each chunk's dG W_hh
     dh_full = np.empty((B, H), G.dtype)
@@ -127,7 +128,7 @@ def lstm_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1):
     H = c.shape[1]
     H_prev, C_prev = (alloc(shape, X.dtype) if keep else absent(X.dtype, 3) for shape in (Y.shape, (T, B, H)))
     TC = alloc((T, B, H), X.dtype) if keep else np.empty((1, B, H), X.dtype)
-    W_hrT = absent(X.dtype, 2) if w.W_hr is None else np.ascontiguousarray(w.W_hr.data.T)
+    W_hrT = absent(X.dtype, 3) if w.W_hr is None else panels(w.W_hr.data.T)
     lstm_loop(G, h, c, gate_columns(w.W_hh.data, 4, chunks), W_hrT, lengths(bs), reverse, keep, Y, H_prev, C_prev, TC)
     return Y, (h, c), ((X, G, H_prev, C_prev, TC) if keep else None)
 
@@ -139,7 +140,7 @@ def lstm_sequence_backward(dY, dstate, cache, w, reverse, bs, norms=None, chunks
     alloc = buffers(bs, B)
     dG = alloc(G.shape, G.dtype)
     dH = absent(G.dtype, 3) if w.W_hr is None else alloc(H_prev.shape, G.dtype)
-    W_hr = absent(G.dtype, 2) if w.W_hr is None else w.W_hr.data
+    W_hr = absent(G.dtype, 3) if w.W_hr is None else panels(w.W_hr.data)
     dh, dc = (np.ascontiguousarray(a, G.dtype).copy() for a in dstate)
     lstm_loop_backward(np.ascontiguousarray(dY), dh, dc, G, C_prev, TC, gate_rows(w.W_hh.data, 4, chunks), W_hr, lengths(bs), reverse,
                        dG, dH, no_norms() if norms is None else norms)

@@ -15,7 +15,7 @@ from ..functional import buffers
 from . import products
 from .activations import tanh
 from .common import absent, gradient_in, lengths, no_norms, sum_chunks, time_index
-from .matmul import FASTMATH, gate_columns, gate_rows, matmul_into
+from .matmul import FASTMATH, chunk_width, gate_columns, gate_rows, matmul_into
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -37,7 +37,8 @@ def rnn_loop(A, h, W_packed, relu, bs, reverse, keep, Y, H_prev):
     the initial state, made the final one; W_packed: ``gate_columns(W_hh)``. Fills Y (T, B, H)
     and, with keep, H_prev."""
     T, B, H = A.shape[0], A.shape[1], h.shape[1]
-    chunks, Hk = W_packed.shape[0], W_packed.shape[2]
+    chunks = W_packed.shape[0]
+    Hk = chunk_width(H, chunks)
     acc = np.empty((chunks, B, Hk), A.dtype)
     h_new = np.empty((B, H), A.dtype)
     for s in range(T):
@@ -71,7 +72,7 @@ def rnn_loop_backward(dY, dh, Hs, W_rows, relu, bs, reverse, dA, norms):
     """The backward of ``rnn_loop``: dh (B, H) holds the final state's gradient and becomes the
     initial state's; W_rows: ``gate_rows(W_hh)``; fills dA (T, B, H); records ‖∂L/∂h_t‖."""
     T, B, H = Hs.shape[0], Hs.shape[1], Hs.shape[2]
-    chunks, Hk = W_rows.shape[0], W_rows.shape[1]
+    chunks, Hk = W_rows.shape[0], W_rows.shape[2]
     dA_chunks = np.zeros((chunks, B, Hk), Hs.dtype)
     partial = np.zeros((chunks, B, H), Hs.dtype)
     carried = dh.copy()
