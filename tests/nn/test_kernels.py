@@ -284,6 +284,22 @@ def test_the_products_split_between_threads_equal_one_call(shape, threads, dtype
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_per_step_product_equals_numpys_at_every_edge(dtype):
+    """matmul_into over panels: rows past the last tile of four, columns past the last panel,
+    one row, one k; rows past ``rows`` are left alone."""
+    from rnnkit.nn.kernels.matmul import NR, matmul_into, panels
+
+    rng = np.random.default_rng(0)
+    for M, K, N in [(1, 1, 1), (3, 5, NR - 1), (4, 33, NR), (7, 8, NR + 3), (9, 17, 2 * NR + 5), (16, 64, 3 * NR)]:
+        A, B = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+        for rows in {M, max(M - 2, 1)}:
+            out = np.full((M, N), 7.0, dtype)
+            matmul_into(A, panels(B), out, rows)
+            assert relative_error(out[:rows], A[:rows] @ B) <= BOUND[dtype] / 10, (M, K, N, rows)
+            assert (out[rows:] == 7.0).all()
+
+
 def test_the_automatic_thread_count_is_within_the_cores(kernel_threads):
     assert 1 <= backend.threads() <= backend.cores()
     kernel_threads(3)
