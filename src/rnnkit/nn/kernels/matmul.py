@@ -19,7 +19,7 @@ import llvmlite.binding as llvm
 import numpy as np
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, register_jitable
 
 FASTMATH = {"contract"}  # fused multiply-add: one rounding instead of two; nothing else of fastmath
 # columns per panel: the 4 × NR accumulators fill half the vector registers (32 zmm with
@@ -96,7 +96,7 @@ def matmul_into(A, B_panels, out, rows):
             out[r, j0 : j0 + n] = acc[:n]
 
 
-@njit(inline="always")
+@register_jitable  # plain Python where Python calls it, compiled into the kernels that call it
 def chunk_width(H, chunks):
     """Units per chunk: the H hidden units split as evenly as possible (the last may be short)."""
     return -(-H // chunks)
