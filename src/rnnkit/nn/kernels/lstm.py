@@ -49,8 +49,8 @@ def lstm_chunk(G, h, c, W, acc, h_full, TC, keep, t, b, u0, u1):
 def lstm_loop(G, h, c, W_packed, W_hrT, bs, reverse, keep, Y, H_prev, C_prev, TC):
     """G (T, B, 4H): the input projections, made the activated gates [i f g o] in place;
     h (B, P), c (B, H): the initial state, made the final one; W_packed: ``gate_columns(W_hh)``;
-    W_hrT: ``panels(W_hrᵀ)``, or empty without a projection. Fills Y (T, B, P) and, with keep, H_prev,
-    C_prev and TC = tanh c_t (without keep, TC is one step of scratch)."""
+    W_hrT: ``panels(W_hrᵀ)``, or empty without a projection. Fills Y (T, B, P) and, with keep,
+    H_prev, C_prev and TC = tanh c_t (without keep, TC is one step of scratch)."""
     T, B, H = G.shape[0], G.shape[1], c.shape[1]
     chunks = W_packed.shape[0]
     Hk = chunk_width(H, chunks)
@@ -96,7 +96,8 @@ def lstm_chunk_backward(dh_full, dc, G, C_prev, TC, W, dG, dG_chunk, d_partial, 
 def lstm_loop_backward(dY, dh, dc, G, C_prev, TC, W_rows, W_hr, bs, reverse, dG, dH, norms):
     """The backward of ``lstm_loop``: dh (B, P), dc (B, H) hold the final state's gradients and
     become the initial state's; W_rows: ``gate_rows(W_hh)``; W_hr: ``panels(W_hr)``, or empty
-    without a projection; fills dG (T, B, 4H) and, with a projection, dH (T, B, P) with ∂L/∂h_t; records ‖∂L/∂h_t‖ in norms (an entry per step, or empty)."""
+    without a projection; fills dG (T, B, 4H) and, with a projection, dH (T, B, P) with ∂L/∂h_t;
+    records ‖∂L/∂h_t‖ in norms (an entry per step, or empty)."""
     T, B, H, P = G.shape[0], G.shape[1], C_prev.shape[2], dh.shape[1]
     chunks, Hk = W_rows.shape[0], W_rows.shape[2] // 4
     dG_chunks = np.zeros((chunks, B, 4 * Hk), G.dtype)  # padding units stay 0
