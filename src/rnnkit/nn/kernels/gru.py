@@ -90,7 +90,8 @@ def gru_loop_backward(dY, dh, G, H_prev, HN, W_rows, bs, reverse, dG, dG_h, norm
     initial state's; W_rows: ``gate_rows(W_hh)``; fills dG (T, B, 3H), the input side's
     pre-activation gradients, and dG_h, the hidden side's; records ‖∂L/∂h_t‖ in norms."""
     T, B, H = G.shape[0], G.shape[1], H_prev.shape[2]
-    chunks, Hk = W_rows.shape[0], W_rows.shape[2] // 3
+    chunks = W_rows.shape[0]
+    Hk = chunk_width(H, chunks)
     dG_chunks = np.zeros((chunks, B, 3 * Hk), G.dtype)
     partial = np.zeros((chunks, B, H), G.dtype)
     carried = dh.copy()

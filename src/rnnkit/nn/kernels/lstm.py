@@ -99,7 +99,8 @@ def lstm_loop_backward(dY, dh, dc, G, C_prev, TC, W_rows, W_hr, bs, reverse, dG,
     without a projection; fills dG (T, B, 4H) and, with a projection, dH (T, B, P) with ∂L/∂h_t;
     records ‖∂L/∂h_t‖ in norms (an entry per step, or empty)."""
     T, B, H, P = G.shape[0], G.shape[1], C_prev.shape[2], dh.shape[1]
-    chunks, Hk = W_rows.shape[0], W_rows.shape[2] // 4
+    chunks = W_rows.shape[0]
+    Hk = chunk_width(H, chunks)
     dG_chunks = np.zeros((chunks, B, 4 * Hk), G.dtype)  # padding units stay 0
     partial = np.zeros((chunks, B, P), G.dtype)  # each chunk's dG W_hh
     dh_full = np.empty((B, H), G.dtype)

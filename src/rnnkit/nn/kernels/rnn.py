@@ -72,7 +72,8 @@ def rnn_loop_backward(dY, dh, Hs, W_rows, relu, bs, reverse, dA, norms):
     """The backward of ``rnn_loop``: dh (B, H) holds the final state's gradient and becomes the
     initial state's; W_rows: ``gate_rows(W_hh)``; fills dA (T, B, H); records ‖∂L/∂h_t‖."""
     T, B, H = Hs.shape[0], Hs.shape[1], Hs.shape[2]
-    chunks, Hk = W_rows.shape[0], W_rows.shape[2]
+    chunks = W_rows.shape[0]
+    Hk = chunk_width(H, chunks)
     dA_chunks = np.zeros((chunks, B, Hk), Hs.dtype)
     partial = np.zeros((chunks, B, H), Hs.dtype)
     carried = dh.copy()
