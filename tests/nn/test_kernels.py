@@ -163,7 +163,8 @@ def two_threads():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind", [k for k in ACCELERATED if k.cell], ids=[k.name for k in ACCELERATED if k.cell])
 def test_a_cells_compiled_step_equals_the_reference(kind, dtype, size, two_threads):
-    """At size 512 the weights pass SPLIT_BYTES and the step's gate rows are shared by two threads."""
+    """At size 512 the weights pass SPLIT_BYTES and the step's gate rows are shared by two threads;
+    a step under no_grad (which hands back no cache) gives the same state as one that keeps it."""
     from rnnkit.nn.kernels import steps
 
     rng = np.random.default_rng(7)
@@ -178,9 +179,12 @@ def test_a_cells_compiled_step_equals_the_reference(kind, dtype, size, two_threa
     for name in backend.BACKENDS:
         with backend.use_backend(name):
             cell.zero_grad()
+            with nn_no_grad():
+                streamed = cell(x, state)
             new = cell(x, state)
             dx, d_prev = cell.backward(*d)
             parts = lambda v: list(v) if isinstance(v, tuple) else [v]  # noqa: E731
+            np.testing.assert_array_equal(np.concatenate(parts(streamed)), np.concatenate(parts(new)))
             results[name] = parts(new) + [dx] + parts(d_prev) + [p.grad.copy() for _, p in cell.named_parameters()]
     with backend.use_backend("numba"):
         assert backend.cell_step(kind) is not None

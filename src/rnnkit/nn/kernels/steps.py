@@ -1,8 +1,8 @@
 """One step of a cell compiled, for streaming: the input and recurrent products, the biases and
 the gates in one call, where the reference spends a dozen NumPy calls of a microsecond each.
 
-Each function returns what the kind's reference ``step`` returns — the new state, the activated
-gates and the cache its ``step_backward`` reads — so a cell's backward is the reference's.
+Each ``*_cell_step`` returns what the kind's reference ``step`` returns — the new state, the
+activated gates and the cache its ``step_backward`` reads — so a cell's backward is the reference's.
 For few rows (streaming, a decoder's beam) a product is dot products with W's rows as PyTorch
 stores them, four gate rows at a time so that they share each load of x or h (at batch 1, one
 thread: an LSTM-128's products 8.9 → 6.6 µs, a GRU-128's 6.3 → 5.1, an RNN-256's 8.3 → 6.9;
@@ -12,10 +12,11 @@ bound (1e-12 in float64, 1e-5 in float32).
 
 A step reads all its weights once, so beyond a core's cache it waits on memory: from
 ``SPLIT_BYTES`` of weights the gate rows are shared between the kernels' threads, each reading
-its half. Streamed at batch 1 on two threads (two runs each): an LSTMCell-256 step 57–78 → 46–47
-µs, an LSTMCell-512's 206–209 → 169–204; below 2 MB (RNN-256, LSTM-128, GRU-256) it was as often
-slower as faster: the opening of a parallel region, and waking threads that slept since the
-previous call, cost what the halved reading saves.
+its half from its own core's cache. The kernel alone at batch 1, serial against shared on two
+threads (AVX-512 machine, 1 MB of L2 a core; medians of 9, two runs): GRU-192 (0.84 MB) 0.63–0.67
+of the time, LSTM-192 (1.1 MB) 0.82–0.89, GRU-256 (1.5 MB) 0.55–0.70, LSTM-256 (2 MB) 0.53–0.85,
+RNN-384 (1.1 MB) 0.62–0.71; at 0.5 MB and below (RNN-256, LSTM-128, GRU-128) 0.92–1.88: the
+opening of a parallel region costs what the halved reading saves.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..validation import non_finite_error
 from .activations import sigmoid, tanh
 
 STEP_FASTMATH = {"contract", "reassoc"}
-SPLIT_BYTES = 2 * 1024 * 1024  # W_ih and W_hh together (the L2 cache is 512 KB a core on the machine measured)
+SPLIT_BYTES = 768 * 1024  # W_ih and W_hh together: between the sizes that lose (0.5 MB) and win (0.84 MB)
 
 
 @njit(inline="always", error_model="numpy", fastmath=STEP_FASTMATH)
@@ -118,11 +119,13 @@ def _finite(X):
 
 
 @njit(cache=True, error_model="numpy", fastmath=STEP_FASTMATH)
-def lstm_step(X, h, c, W_ih, W_hh, b_ih, b_hh, split):
-    """Returns whether X is finite, h', c', the activated gates [i f g o] (B, 4H) and tanh c'."""
+def lstm_step(X, h, c, W_ih, W_hh, b_ih, b_hh, split, new, gates, tc):
+    """new (2, B, H) ← h', c'; gates (B, 4H) ← the activated gates [i f g o], tc (B, H) ← tanh c'
+    (both empty when nothing is kept: scratch is made here then). Returns whether X is finite."""
     B, H = c.shape
-    gates, scratch = np.empty((B, 4 * H), X.dtype), np.empty((B, 4 * H), X.dtype)
-    h_new, c_new, tc = np.empty_like(c), np.empty_like(c), np.empty_like(c)
+    if gates.shape[0] == 0:
+        gates, tc = np.empty((B, 4 * H), X.dtype), np.empty((B, H), X.dtype)
+    scratch = np.empty((B, 4 * H), X.dtype)
     _pre_activations(X, h, W_ih, W_hh, b_ih, b_hh, gates, scratch, split)
     for r in range(B):
         for j in range(H):
@@ -131,17 +134,21 @@ def lstm_step(X, h, c, W_ih, W_hh, b_ih, b_hh, split):
             g = tanh(gates[r, 2 * H + j] + scratch[r, 2 * H + j])
             o = sigmoid(gates[r, 3 * H + j] + scratch[r, 3 * H + j])
             gates[r, j], gates[r, H + j], gates[r, 2 * H + j], gates[r, 3 * H + j] = i, f, g, o
-            c_new[r, j] = f * c[r, j] + i * g
-            tc[r, j] = tanh(c_new[r, j])
-            h_new[r, j] = o * tc[r, j]
-    return _finite(X), h_new, c_new, gates, tc
+            c_new = f * c[r, j] + i * g
+            tc[r, j] = tanh(c_new)
+            new[1, r, j] = c_new
+            new[0, r, j] = o * tc[r, j]
+    return _finite(X)
 
 
 @njit(cache=True, error_model="numpy", fastmath=STEP_FASTMATH)
-def gru_step(X, h, W_ih, W_hh, b_ih, b_hh, split):
-    """Returns whether X is finite, h', the activated gates [r z n] (B, 3H) and h W_hnᵀ + b_hn (B, H)."""
+def gru_step(X, h, W_ih, W_hh, b_ih, b_hh, split, new, gates, gh):
+    """new (B, H) ← h'; gates (B, 3H) ← the activated gates [r z n], gh (B, 3H) ← h W_hhᵀ + b_hh
+    (its n block, h W_hnᵀ + b_hn, is the cache; both empty when nothing is kept). Returns whether
+    X is finite."""
     B, H = h.shape
-    gates, gh, h_new = np.empty((B, 3 * H), X.dtype), np.empty((B, 3 * H), X.dtype), np.empty_like(h)
+    if gates.shape[0] == 0:
+        gates, gh = np.empty((B, 3 * H), X.dtype), np.empty((B, 3 * H), X.dtype)
     _pre_activations(X, h, W_ih, W_hh, b_ih, b_hh, gates, gh, split)
     for r in range(B):
         for j in range(H):
@@ -149,24 +156,25 @@ def gru_step(X, h, W_ih, W_hh, b_ih, b_hh, split):
             z = sigmoid(gates[r, H + j] + gh[r, H + j])
             n = tanh(gates[r, 2 * H + j] + reset * gh[r, 2 * H + j])  # gh's n block: h W_hnᵀ + b_hn
             gates[r, j], gates[r, H + j], gates[r, 2 * H + j] = reset, z, n
-            h_new[r, j] = (h[r, j] - n) * z + n
-    return _finite(X), h_new, gates, gh[:, 2 * H :]
+            new[r, j] = (h[r, j] - n) * z + n
+    return _finite(X)
 
 
 @njit(cache=True, error_model="numpy", fastmath=STEP_FASTMATH)
-def rnn_step(X, h, W_ih, W_hh, b_ih, b_hh, relu, split):
-    """Returns whether X is finite and h' (B, H)."""
-    a, scratch = np.empty_like(h), np.empty_like(h)
-    _pre_activations(X, h, W_ih, W_hh, b_ih, b_hh, a, scratch, split)
-    zero = a.dtype.type(0)
+def rnn_step(X, h, W_ih, W_hh, b_ih, b_hh, relu, split, new):
+    """new (B, H) ← h'. Returns whether X is finite."""
+    scratch = np.empty_like(h)
+    _pre_activations(X, h, W_ih, W_hh, b_ih, b_hh, new, scratch, split)
+    zero = new.dtype.type(0)
     for r in range(X.shape[0]):
         for j in range(h.shape[1]):
-            s = a[r, j] + scratch[r, j]
-            a[r, j] = max(s, zero) if relu else tanh(s)
-    return _finite(X), a
+            s = new[r, j] + scratch[r, j]
+            new[r, j] = max(s, zero) if relu else tanh(s)
+    return _finite(X)
 
 
 _NONE = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}  # the biases of a cell without them
+_NOTHING = {np.dtype(t): np.empty((0, 0), t) for t in (np.float32, np.float64)}  # a cache not kept
 
 
 def _arrays(weights, dtype):
@@ -192,28 +200,44 @@ def _checked(finite: bool, X, check_x: str | None) -> None:
         raise non_finite_error(X, check_x)
 
 
-def lstm_cell_step(X, states, weights, threads=1, check_x=None):
-    """(h', c'), the activated gates (B, 4H) and tanh c' (the cache), as ``LSTM_KIND.step``;
-    ``weights``: (W_ih, W_hh, b_ih, b_hh), a cell's or one direction of a layer's; ``threads``:
-    the kernels' threads; ``check_x``: the name under which NaN or infinite values in X are
-    reported (a ``NonFiniteError``), or None where X was checked before."""
+# The arrays a step fills are made here and passed in: the kernel then returns only a flag, where
+# each array it returned would cost about 0.7 µs to hand to Python (at batch 1, a tenth of a step).
+# Without ``keep`` (no gradient to come) the gates are not handed back at all.
+
+
+def lstm_cell_step(X, states, weights, threads=1, check_x=None, keep=True):
+    """(h', c'), the activated gates (B, 4H) and tanh c' (the cache), as ``LSTM_KIND.step`` (the
+    last two None without ``keep``); ``weights``: (W_ih, W_hh, b_ih, b_hh), a cell's or one
+    direction of a layer's; ``threads``: the kernels' threads; ``check_x``: the name under which
+    NaN or infinite values in X are reported (a ``NonFiniteError``), or None where X was checked
+    before."""
     arrays = _arrays(weights, X.dtype)
-    finite, h_new, c_new, gates, tc = lstm_step(X, *states, *arrays, _splits(arrays, threads))
-    _checked(finite, X, check_x)
-    return (h_new, c_new), gates, tc
+    B, H = states[1].shape
+    new = np.empty((2, B, H), X.dtype)
+    if keep:
+        gates, tc = np.empty((B, 4 * H), X.dtype), np.empty((B, H), X.dtype)
+    else:
+        gates = tc = _NOTHING[X.dtype]
+    _checked(lstm_step(X, *states, *arrays, _splits(arrays, threads), new, gates, tc), X, check_x)
+    return (new[0], new[1]), (gates if keep else None), (tc if keep else None)
 
 
-def gru_cell_step(X, states, weights, threads=1, check_x=None):
+def gru_cell_step(X, states, weights, threads=1, check_x=None, keep=True):
     """(h',), the activated gates (B, 3H) and h W_hnᵀ + b_hn (the cache), as ``GRU_KIND.step``."""
     arrays = _arrays(weights, X.dtype)
-    finite, h_new, gates, hn = gru_step(X, states[0], *arrays, _splits(arrays, threads))
-    _checked(finite, X, check_x)
-    return (h_new,), gates, hn
+    B, H = states[0].shape
+    new = np.empty((B, H), X.dtype)
+    if keep:
+        gates, gh = np.empty((B, 3 * H), X.dtype), np.empty((B, 3 * H), X.dtype)
+    else:
+        gates = gh = _NOTHING[X.dtype]
+    _checked(gru_step(X, states[0], *arrays, _splits(arrays, threads), new, gates, gh), X, check_x)
+    return (new,), (gates if keep else None), (gh[:, 2 * H :] if keep else None)
 
 
-def rnn_cell_step(X, states, weights, relu=False, threads=1, check_x=None):
+def rnn_cell_step(X, states, weights, relu=False, threads=1, check_x=None, keep=True):
     """(h',), h' again as the gates (the reference's cache is the activation itself), None."""
     arrays = _arrays(weights, X.dtype)
-    finite, a = rnn_step(X, states[0], *arrays, relu, _splits(arrays, threads))
-    _checked(finite, X, check_x)
-    return (a,), a, None
+    new = np.empty(states[0].shape, X.dtype)
+    _checked(rnn_step(X, states[0], *arrays, relu, _splits(arrays, threads), new), X, check_x)
+    return (new,), new, None
