@@ -3,10 +3,11 @@
 Each module compiles the time loop of one cell kind, with the reference's equations, shapes and
 cache, so that a layer can run either and the two are tested equal. ``KERNELS`` maps a kind's
 registered name to its compiled equations: ``sequence`` and ``sequence_backward`` (as
-``CellKind``'s), and ``cell_step(X, states, (W_ih, W_hh, b_ih, b_hh), threads) → (new states, activated
-gates, cache)``, a whole step (products, biases, gates) in one call, returning what the kind's
-reference ``step`` does so that its ``step_backward`` serves (a cell's steps, and a layer's
-single steps without a gradient); for the minimal layers (minGRU, minLSTM),
+``CellKind``'s), and ``cell_step(X, states, (W_ih, W_hh, b_ih, b_hh), threads, check_x, keep) →
+(new states, activated gates, cache)``, a whole step (products, biases, gates) in one call,
+returning what the kind's reference ``step`` does so that its ``step_backward`` serves (a cell's
+steps, and a layer's single steps without a gradient; without ``keep``, the gates and cache are
+None); for the minimal layers (minGRU, minLSTM),
 ``sequential_scan`` and ``sequential_reverse_scan`` (``nn.minimal``'s). A kind without an entry
 runs its reference equations on every backend.
 Adding a kernel: a module here, and its line in the table.
@@ -18,7 +19,6 @@ compiles: ``forget_stale_caches``). ``backend`` imports it only when the numba b
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from pathlib import Path
@@ -79,7 +79,7 @@ from . import gru, lstm, minimal, rnn, steps  # noqa: E402  (after the threading
 
 KERNELS = {
     "rnn": dict(rnn.equations(relu=False), cell_step=steps.rnn_cell_step),
-    "irnn": dict(rnn.equations(relu=True), cell_step=functools.partial(steps.rnn_cell_step, relu=True)),
+    "irnn": dict(rnn.equations(relu=True), cell_step=steps.relu_rnn_cell_step),
     "lstm": dict(sequence=lstm.lstm_sequence, sequence_backward=lstm.lstm_sequence_backward, cell_step=steps.lstm_cell_step),
     "gru": dict(sequence=gru.gru_sequence, sequence_backward=gru.gru_sequence_backward, cell_step=steps.gru_cell_step),
     "mingru": minimal.KERNELS,

@@ -235,9 +235,14 @@ def gru_cell_step(X, states, weights, threads=1, check_x=None, keep=True):
     return (new,), (gates if keep else None), (gh[:, 2 * H :] if keep else None)
 
 
-def rnn_cell_step(X, states, weights, relu=False, threads=1, check_x=None, keep=True):
+def rnn_cell_step(X, states, weights, threads=1, check_x=None, keep=True, relu=False):
     """(h',), h' again as the gates (the reference's cache is the activation itself), None."""
     arrays = _arrays(weights, X.dtype)
     new = np.empty(states[0].shape, X.dtype)
     _checked(rnn_step(X, states[0], *arrays, relu, _splits(arrays, threads), new), X, check_x)
     return (new,), new, None
+
+
+def relu_rnn_cell_step(X, states, weights, threads=1, check_x=None, keep=True):
+    """``rnn_cell_step`` with h' = relu(…) (the IRNN)."""
+    return rnn_cell_step(X, states, weights, threads, check_x, keep, relu=True)
