@@ -212,6 +212,21 @@ def test_embedding_padding_row_gets_no_gradient():
     np.testing.assert_array_equal(emb.weight.grad[:, 0], [0, 0, 2, 1])  # rows read 0, 0, 2, 1 times
 
 
+def test_embedding_gradient_accumulates_over_backward_calls_and_ignores_reads_of_padding_only():
+    emb = Embedding(4, 2, padding_idx=0, dtype=np.float64, rng=0)
+    ids = np.array([3, 1, 3, 3])
+    dy = np.arange(8.0).reshape(4, 2)
+    for _ in range(2):
+        emb(ids)
+        emb.backward(dy)
+    np.testing.assert_array_equal(emb.weight.grad, 2 * np.array([[0, 0], [2, 3], [0, 0], [0 + 4 + 6, 1 + 5 + 7]]))
+    emb(np.array([0, 0]))
+    emb.backward(np.ones((2, 2)))  # every read is of the padding row: nothing to add
+    emb(np.zeros((0,), int))
+    emb.backward(np.zeros((0, 2)))  # no reads at all
+    np.testing.assert_array_equal(emb.weight.grad[[0, 2]], 0)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_embedding_gradient_matches_finite_differences(seed):
     rng = np.random.default_rng(seed)

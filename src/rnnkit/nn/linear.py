@@ -103,8 +103,17 @@ class Embedding(Module):
         if self.padding_idx is not None:
             read = ids != self.padding_idx
             ids, dy = ids[read], dy[read]
-        # add.at, not fancy-index +=, so that an id read several times accumulates every time
-        np.add.at(self.weight.grad, ids, dy)
+        ids, dy = ids.reshape(-1), dy.reshape(-1, self.embedding_dim)
+        if ids.size == 0:
+            return None
+        # An id read several times must receive every row of dy (fancy-index += would keep one):
+        # a stable sort groups each id's rows in the order read, each group is summed, and each
+        # id's sum added once. np.add.at does the same row by row on a slow generic path (2.8 ms
+        # against 0.4 for the 3200 ids × 64 of the language model's step).
+        order = np.argsort(ids, kind="stable")
+        grouped = ids[order]
+        starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+        self.weight.grad[grouped[starts]] += np.add.reduceat(dy[order], starts, axis=0)
         return None
 
     def extra_repr(self) -> str:
