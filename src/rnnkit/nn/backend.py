@@ -159,7 +159,7 @@ def cell_step(kind):
 
 
 def _on_threads(step, count: int):
-    """``step`` with its threads given (a closure: a partial with keywords costs 0.3 µs a call)."""
+    """``step`` with its threads given (a closure: a partial that adds a keyword costs 0.3 µs a call, this one 0.1)."""
     def on_threads(X, states, weights, check_x=None, keep=True):
         return step(X, states, weights, count, check_x, keep)
 

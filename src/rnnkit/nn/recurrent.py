@@ -297,7 +297,8 @@ class RNNBase(RecurrentLayer):
 
     def _single_step(self, X, states, w: _DirectionWeights, reverse, bs, keep):
         """``sequence`` for one step (``_steps_alone``): (Y (1, B, H), new states, no cache)."""
-        new, _, _ = backend.cell_step(self.kind)(np.ascontiguousarray(X[0]), states, (w.W_ih, w.W_hh, w.b_ih, w.b_hh), None, False)
+        new, _, _ = backend.cell_step(self.kind)(np.ascontiguousarray(X[0]), states, (w.W_ih, w.W_hh, w.b_ih, w.b_hh),
+                                                 keep=False)
         return new[0][None], new, None
 
     def _present(self, out, states, order, unbatched):
@@ -510,7 +511,7 @@ class RNNCellBase(Module):
         keep = is_grad_enabled()
         if fused is not None:  # the compiled whole step: products, biases, gates and x's check in one call
             new, gates, cache = fused(X, prev, (self.weight_ih, self.weight_hh, getattr(self, "bias_ih", None),
-                                                getattr(self, "bias_hh", None)), "x", keep)
+                                                getattr(self, "bias_hh", None)), check_x="x", keep=keep)
             input_cache = None
         else:
             if not all_finite(X):
