@@ -236,7 +236,8 @@ def gru_cell_step(X, states, weights, threads=1, check_x=None, keep=True):
 
 
 def rnn_cell_step(X, states, weights, threads=1, check_x=None, keep=True, relu=False):
-    """(h',), h' again as the gates (the reference's cache is the activation itself), None."""
+    """(h',), h' again as the gates (the reference's cache is the activation itself), None; with
+    or without ``keep`` alike, since handing back h' twice costs nothing."""
     arrays = _arrays(weights, X.dtype)
     new = np.empty(states[0].shape, X.dtype)
     _checked(rnn_step(X, states[0], *arrays, relu, _splits(arrays, threads), new), X, check_x)
