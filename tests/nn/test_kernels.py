@@ -258,7 +258,8 @@ def test_the_compiled_minimal_loop_equals_the_parallel_scan_over_many_pieces(nam
 def test_the_products_split_between_threads_equal_one_call(shape, threads, dtype):
     """The input projection and the weight gradients cut into row blocks on the products' threads
     (nn/kernels/products.py) give one BLAS call's numbers, GRU's two gate gradients included, and
-    the same numbers on one thread as on several."""
+    the same numbers on one thread as on several; so does a Linear's backward (``affine_backward``,
+    cut into column blocks of dW and row blocks of dx)."""
     from threadpoolctl import threadpool_limits
 
     from rnnkit.nn import functional as F
@@ -280,8 +281,14 @@ def test_the_products_split_between_threads_equal_one_call(shape, threads, dtype
                 p.grad = np.ones_like(p.data)  # accumulates into what is there
             Y = products.affine(X, w.W_ih.data, w.bias_x, parts, count)
             dX = products.accumulate_weight_grads(w, X, H_prev, dG, dG_h, parts=parts, threads=count)
-            results[parts, count] = [Y, dX] + [p.grad.copy() for p in params]
+            dW, db = np.ones((3 * H, I), dtype), np.ones(3 * H, dtype)
+            dx = products.affine_backward(dG.reshape(T * B, -1), X.reshape(T * B, I), w.W_ih.data, dW, db, parts, count)
+            results[parts, count] = [Y, dX, dx, dW, db] + [p.grad.copy() for p in params]
     np.testing.assert_array_equal(results[1, 1][0], F.affine(X, w.W_ih.data, w.bias_x))  # one part is the reference
+    dW, db = np.ones((3 * H, I), dtype), np.ones(3 * H, dtype)
+    np.testing.assert_array_equal(results[1, 1][2], F.affine_backward(dG.reshape(T * B, -1), X.reshape(T * B, I), w.W_ih.data, dW, db))
+    np.testing.assert_array_equal(results[1, 1][3], dW)
+    np.testing.assert_array_equal(results[1, 1][4], db)
     errors = [relative_error(g, e) for g, e in zip(results[threads, threads], results[1, 1])]
     assert max(errors) <= BOUND[dtype] / 10, errors
     for got, expected in zip(results[threads, threads], results[threads, 1]):  # the parts' threads change no bit

@@ -31,6 +31,7 @@ ENV = "RNNKIT_BACKEND"
 _chosen: str | None = None  # None until first asked: the environment decides then
 _fast: dict = {}  # kind name → its compiled equations, once loaded
 _steps: dict = {}  # (kind name, threads) → its compiled cell step, once asked for
+_products: dict = {}  # threads → the products cut for them, once asked for
 _threads: int | None = None  # the kernels' threads, None: automatic
 LOOK_EVERY_S = 5.0  # how often the automatic count looks at the load again
 
@@ -139,6 +140,24 @@ def _with_threads(kernels, count: int):
     numba.set_num_threads(max(1, min(count, parts, numba.config.NUMBA_NUM_THREADS)))
     return SimpleNamespace(sequence=functools.partial(kernels.sequence, chunks=parts, threads=count),
                            sequence_backward=functools.partial(kernels.sequence_backward, chunks=parts, threads=count))
+
+
+def products():
+    """What makes the big products outside the time loops (a ``Linear`` over every step) on the
+    current backend: an object with ``affine(X, W, bias)`` and ``affine_backward(dY, X, W, dW, db)``
+    (``functional``'s); on numba they are cut into ``chunks()`` parts run on the kernels' threads."""
+    from . import functional
+
+    if current() == "numpy":
+        return functional
+    count = threads()
+    if count not in _products:  # kept: a Linear at batch 1 (a generated step) asks on every call
+        from .kernels import products as cut
+
+        parts = chunks()
+        _products[count] = SimpleNamespace(affine=functools.partial(cut.affine, parts=parts, threads=count),
+                                           affine_backward=functools.partial(cut.affine_backward, parts=parts, threads=count))
+    return _products[count]
 
 
 def accelerated() -> tuple[str, ...]:

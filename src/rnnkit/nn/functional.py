@@ -286,6 +286,15 @@ def affine(X, W, bias):
     return Y.reshape(*X.shape[:-1], W.shape[0])
 
 
+def affine_backward(dY, X, W, dW, db):
+    """The backward of ``affine`` over the rows: dW += dYᵀ X, db += Σ_rows dY (db None: no bias);
+    returns dX = dY W. dY (N, O), X (N, I), W and dW (O, I) → dX (N, I)."""
+    dW += dY.T @ X
+    if db is not None:
+        db += sum_rows(dY)
+    return dY @ W
+
+
 def accumulate_weight_grads(w, X, H_prev, dG_x, dG_h=None):
     """One matrix product each for W_ih, W_hh and the biases; returns dX (T, B, I).
 

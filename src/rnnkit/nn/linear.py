@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .functional import affine, sum_rows
+from . import backend
 from .module import Module, Parameter, as_dtype, as_rng
 from .validation import expect_shape, float_array, int_array, native_float_array, positive_int, probability
 
@@ -40,18 +40,16 @@ class Linear(Module):
         x = float_array(x, "x", self.dtype)
         _features(x, self.in_features, "x", f"in_features={self.in_features}")
         self._push_cache(x)
-        return affine(x, self.weight.data, None if self.bias is None else self.bias.data)
+        return backend.products().affine(x, self.weight.data, None if self.bias is None else self.bias.data)
 
     def backward(self, dy) -> np.ndarray:
         """dy: (*, out_features) → dx: (*, in_features); adds into weight.grad and bias.grad."""
         x = self._pop_cache()
         dy = float_array(dy, "dy", self.dtype)
         expect_shape(dy, x.shape[:-1] + (self.out_features,), "dy", "the shape of the output")
-        dy2 = dy.reshape(-1, self.out_features)
-        self.weight.grad += dy2.T @ x.reshape(-1, self.in_features)
-        if self.bias is not None:
-            self.bias.grad += sum_rows(dy2)
-        return (dy2 @ self.weight.data).reshape(dy.shape[:-1] + (self.in_features,))
+        dx = backend.products().affine_backward(dy.reshape(-1, self.out_features), x.reshape(-1, self.in_features),
+                                                self.weight.data, self.weight.grad, None if self.bias is None else self.bias.grad)
+        return dx.reshape(dy.shape[:-1] + (self.in_features,))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -2,9 +2,10 @@
 
 A layer's input projection X W_ihᵀ for all steps and, in backward, its weight gradients and dX
 are a third of a training step or more (a 2-layer LSTM-256 language model: 5 GFLOP a step of
-batch 32 × 100 steps). The reference (``functional.affine``, ``accumulate_weight_grads``) makes
-each one BLAS call at BLAS's thread count, which the thread policy holds at one. Here each
-product is cut into the kernels' ``parts`` (``backend.chunks()``) — row blocks of the output, so
+batch 32 × 100 steps); a ``Linear`` over every step (the model's head) makes the same kind of
+products. The reference (``functional.affine``, ``affine_backward``, ``accumulate_weight_grads``)
+makes each one BLAS call at BLAS's thread count, which the thread policy holds at one. Here each
+product is cut into the kernels' ``parts`` (``backend.chunks()``) — blocks of the output, so
 no two parts write the same numbers — each a one-thread BLAS call, run on ``threads`` Python
 threads (NumPy releases the GIL while BLAS runs). Letting OpenBLAS run two threads instead was
 slower: after each call its threads spin for a while, against the kernels' threads that run the
@@ -86,6 +87,26 @@ def affine(X, W, bias, parts: int, threads: int):
 
     _in_parallel(rows, parts, threads)
     return Y.reshape(*X.shape[:-1], W.shape[0])
+
+
+def affine_backward(dY, X, W, dW, db, parts: int, threads: int):
+    """``functional.affine_backward`` in ``parts``: column blocks of dW (each the whole sum over
+    the rows, as one call makes it) and row blocks of dX, on ``threads``."""
+    N, I = X.shape
+    parts = _parts(parts, min(I, N))
+    if parts == 1:
+        return F.affine_backward(dY, X, W, dW, db)
+    dX = np.empty((N, I), np.result_type(dY, W))
+
+    def share(k):
+        c, r = _block(I, parts, k), _block(N, parts, k)
+        dW[:, c] += dY.T @ X[:, c]
+        np.matmul(dY[r], W, out=dX[r])
+
+    _in_parallel(share, parts, threads)
+    if db is not None:
+        db += F.sum_rows(dY)
+    return dX
 
 
 def accumulate_weight_grads(w, X, H_prev, dG_x, dG_h=None, parts: int = 1, threads: int = 1):
