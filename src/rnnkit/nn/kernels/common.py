@@ -29,6 +29,41 @@ def gradient_in(dh, dY, t, b, norms):
     return dh_t
 
 
+@njit(error_model="numpy")
+def gradient_in_chunk(dh_t, carried, last, direct, dY, t, b, b_last, u0, u1, squares, want_norms):
+    """A chunk's units [u0, u1) of ∂L/∂h_t, in its parallel region (``gradient_in`` and
+    ``sum_chunks`` for those units alone, same sums in the same order): carried (B, H) takes the
+    chunks' shares of dG W_hh from the step before (``last``, added in chunk order), plus
+    ``direct`` (the part that bypasses W_hh: a GRU's dh ⊙ z; no rows for none), for
+    the rows active then; the other rows keep what they had (the final state's gradient, or
+    their last). dh_t = carried + dY[t] on the b active rows; the sum of its squares, in
+    float64, into squares[0] when wanted (``norm_of_chunks``)."""
+    for r in range(b_last):
+        cr = carried[r, u0:u1]
+        cr[:] = last[0, r, u0:u1]
+        for k in range(1, last.shape[0]):
+            cr += last[k, r, u0:u1]
+        if direct.shape[0] > 0:
+            cr += direct[r, u0:u1]
+    total = 0.0
+    for r in range(b):
+        for j in range(u0, u1):
+            d = carried[r, j] + dY[t, r, j]
+            dh_t[r, j] = d
+            if want_norms:
+                total += float(d) ** 2
+    squares[0] = total
+
+
+@njit(inline="always")
+def norm_of_chunks(squares):
+    """‖∂L/∂h_t‖ from the chunks' sums of squares (``gradient_in_chunk``), added in chunk order."""
+    total = 0.0
+    for k in range(squares.shape[0]):
+        total += squares[k, 0]
+    return math.sqrt(total)
+
+
 @njit(inline="always")
 def sum_chunks(out, partial, b):
     """out[:b] = Σ_k partial[k, :b]: the chunks' shares of dG W_hh, added in chunk order whatever

@@ -14,20 +14,24 @@ from numba import njit, prange
 from ..functional import buffers
 from . import products
 from .activations import sigmoid, tanh
-from .common import absent, gradient_in, lengths, no_norms, sum_chunks, time_index
+from .common import absent, gradient_in_chunk, lengths, no_norms, norm_of_chunks, sum_chunks, time_index
 from .matmul import FASTMATH, chunk_width, gate_columns, gate_rows, matmul_into
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def gru_chunk(G, h, W, b_hn, acc, h_new, HN, keep, t, b, u0, u1):
+def gru_chunk(G, h, W, b_hn, acc, h_new, Y, H_prev, HN, keep, t, b, u0, u1):
     """One chunk's units [u0, u1) at step t: acc = h W (its packed columns), the gates made
-    activations in G, h_t into h_new, and with keep h W_hnᵀ + b_hn into HN."""
+    activations in G, h_t into h_new and Y, and with keep h_{t−1} into H_prev and h W_hnᵀ + b_hn
+    into HN; the inactive rows' state carried into h_new (h is read by every chunk's product:
+    the next state goes elsewhere)."""
     matmul_into(h, W, acc, b)
     H, Hk, n = h.shape[1], acc.shape[1] // 3, u1 - u0
     for r in range(b):
         gr, gz, gn = G[t, r, u0:u1], G[t, r, H + u0 : H + u1], G[t, r, 2 * H + u0 : 2 * H + u1]
         ar, az, an = acc[r, :n], acc[r, Hk : Hk + n], acc[r, 2 * Hk : 2 * Hk + n]
         hr, hnew = h[r, u0:u1], h_new[r, u0:u1]
+        if keep:
+            H_prev[t, r, u0:u1] = hr
         for j in range(n):
             hn = an[j] + b_hn[u0 + j] if b_hn.shape[0] > 0 else an[j]
             reset = sigmoid(gr[j] + ar[j])
@@ -37,6 +41,9 @@ def gru_chunk(G, h, W, b_hn, acc, h_new, HN, keep, t, b, u0, u1):
             if keep:
                 HN[t, r, u0 + j] = hn
             hnew[j] = (hr[j] - g) * z + g
+        Y[t, r, u0:u1] = hnew
+    for r in range(b, h.shape[0]):
+        h_new[r, u0:u1] = h[r, u0:u1]
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
@@ -44,34 +51,35 @@ def gru_loop(G, h, W_packed, b_hn, bs, reverse, keep, Y, H_prev, HN):
     """G (T, B, 3H): the input projections (with b_hr, b_hz), made the activated gates [r z n]
     in place; h (B, H): the initial state, made the final one; W_packed: ``gate_columns(W_hh)``;
     b_hn (H,), or empty without biases. Fills Y (T, B, H) and, with keep, H_prev and
-    HN = h_{t−1} W_hnᵀ + b_hn."""
+    HN = h_{t−1} W_hnᵀ + b_hn. The state goes back and forth between two buffers (as
+    ``lstm_loop``'s): nothing is copied between the steps' regions."""
     T, B, H = G.shape[0], G.shape[1], h.shape[1]
     chunks = W_packed.shape[0]
     Hk = chunk_width(H, chunks)
     acc = np.empty((chunks, B, 3 * Hk), G.dtype)
-    h_new = np.empty((B, H), G.dtype)
+    states = np.empty((2, B, H), G.dtype)
+    states[0] = h
     for s in range(T):
         t = time_index(s, T, reverse)
         b = bs[t]
-        if keep:
-            H_prev[t, :b] = h[:b]
+        h_in, h_out = states[s % 2], states[1 - s % 2]
         for k in prange(chunks):
-            gru_chunk(G, h, W_packed[k], b_hn, acc[k], h_new, HN, keep, t, b, k * Hk, min(H, (k + 1) * Hk))
-        h[:b] = h_new[:b]
-        Y[t, :b] = h[:b]
+            gru_chunk(G, h_in, W_packed[k], b_hn, acc[k], h_out, Y, H_prev, HN, keep, t, b, k * Hk, min(H, (k + 1) * Hk))
+    h[:] = states[T % 2]
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def gru_chunk_backward(dh_t, G, H_prev, HN, W, dG, dG_h, dG_chunk, d_partial, t, b, u0, u1):
+def gru_chunk_backward(dh_t, G, H_prev, HN, W, dG, dG_h, dG_chunk, d_partial, direct, t, b, u0, u1):
     """One chunk's units at step t: the gates' pre-activation gradients into dG and dG_h (packed
-    into dG_chunk too); d_partial = the chunk's share of dG_h W_hh plus its units' dh ⊙ z."""
+    into dG_chunk too); d_partial = the chunk's share of dG_h W_hh, and its units' dh ⊙ z (what
+    reaches h_{t−1} directly) into direct."""
     H, Hk, n = H_prev.shape[2], dG_chunk.shape[1] // 3, u1 - u0
     for r in range(b):
         gr, gz, gn = G[t, r, u0:u1], G[t, r, H + u0 : H + u1], G[t, r, 2 * H + u0 : 2 * H + u1]
         dr, dz, dn = dG[t, r, u0:u1], dG[t, r, H + u0 : H + u1], dG[t, r, 2 * H + u0 : 2 * H + u1]
         hr, hz, hn_ = dG_h[t, r, u0:u1], dG_h[t, r, H + u0 : H + u1], dG_h[t, r, 2 * H + u0 : 2 * H + u1]
         pr, pz, pn = dG_chunk[r, :n], dG_chunk[r, Hk : Hk + n], dG_chunk[r, 2 * Hk : 2 * Hk + n]
-        d_r, hp, hnr = dh_t[r, u0:u1], H_prev[t, r, u0:u1], HN[t, r, u0:u1]
+        d_r, hp, hnr, dd = dh_t[r, u0:u1], H_prev[t, r, u0:u1], HN[t, r, u0:u1], direct[r, u0:u1]
         for j in range(n):
             reset, z, g, d = gr[j], gz[j], gn[j], d_r[j]
             d_n = d * (1 - z) * (1 - g * g)
@@ -81,6 +89,7 @@ def gru_chunk_backward(dh_t, G, H_prev, HN, W, dG, dG_h, dG_chunk, d_partial, t,
             hr[j] = pr[j] = d_reset
             hz[j] = pz[j] = d_z
             hn_[j] = pn[j] = d_n * reset  # the hidden side of n sits behind the reset gate
+            dd[j] = d * z  # h_t = … + z ⊙ h_{t−1}
     matmul_into(dG_chunk, W, d_partial, b)
 
 
@@ -88,23 +97,32 @@ def gru_chunk_backward(dh_t, G, H_prev, HN, W, dG, dG_h, dG_chunk, d_partial, t,
 def gru_loop_backward(dY, dh, G, H_prev, HN, W_rows, bs, reverse, dG, dG_h, norms):
     """The backward of ``gru_loop``: dh (B, H) holds the final state's gradient and becomes the
     initial state's; W_rows: ``gate_rows(W_hh)``; fills dG (T, B, 3H), the input side's
-    pre-activation gradients, and dG_h, the hidden side's; records ‖∂L/∂h_t‖ in norms."""
+    pre-activation gradients, and dG_h, the hidden side's; records ‖∂L/∂h_t‖ in norms. Each
+    chunk gathers its units of ∂L/∂h_t in the parallel region (``gradient_in_chunk``), from the
+    chunks' shares of dG_h W_hh of the step before (two buffers, as ``lstm_loop_backward``'s)."""
     T, B, H = G.shape[0], G.shape[1], H_prev.shape[2]
     chunks = W_rows.shape[0]
     Hk = chunk_width(H, chunks)
     dG_chunks = np.zeros((chunks, B, 3 * Hk), G.dtype)
-    partial = np.zeros((chunks, B, H), G.dtype)
+    partial = np.zeros((2, chunks, B, H), G.dtype)
+    direct = np.zeros((B, H), G.dtype)  # dh ⊙ z of the step before
+    squares = np.zeros((chunks, 1))
+    dh_t = np.empty((B, H), G.dtype)
     carried = dh.copy()
+    b_last = 0
     for s in range(T):
         t = time_index(s, T, not reverse)
         b = bs[t]
-        dh_t = gradient_in(carried, dY, t, b, norms)
+        now, last = partial[s % 2], partial[1 - s % 2]
         for k in prange(chunks):
-            gru_chunk_backward(dh_t, G, H_prev, HN, W_rows[k], dG, dG_h, dG_chunks[k], partial[k], t, b, k * Hk, min(H, (k + 1) * Hk))
-        sum_chunks(carried, partial, b)
-        for r in range(b):
-            for j in range(H):
-                carried[r, j] += dh_t[r, j] * G[t, r, H + j]  # h_t = … + z ⊙ h_{t−1}
+            u0, u1 = k * Hk, min(H, (k + 1) * Hk)
+            gradient_in_chunk(dh_t, carried, last, direct, dY, t, b, b_last, u0, u1, squares[k], norms.shape[0] > 0)
+            gru_chunk_backward(dh_t, G, H_prev, HN, W_rows[k], dG, dG_h, dG_chunks[k], now[k], direct, t, b, u0, u1)
+        if norms.shape[0] > 0:
+            norms[t] = norm_of_chunks(squares)
+        b_last = b
+    sum_chunks(carried, partial[(T - 1) % 2], b_last)
+    carried[:b_last] += direct[:b_last]
     dh[:] = carried
 
 

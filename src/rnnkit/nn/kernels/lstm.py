@@ -4,8 +4,8 @@ Equations, shapes and cache are those of ``functional.lstm_sequence`` (the refer
 two are tested equal. Each step is one parallel region: the hidden units are split into chunks
 (``backend.chunks()``, one per core) run on the kernels' threads; a chunk computes its units'
 rows of h_{t−1} W_hhᵀ (``matmul_into`` on its packed columns) and then, in the same pass, their
-gates, c_t, tanh c_t and h_t; the units are independent within a step, so the threads meet once
-per step. The backward mirrors ``functional.lstm_step_backward``: each chunk's gate gradients
+gates, c_t, tanh c_t and h_t, and writes its units of the output and the cache; the units are
+independent within a step, so the threads meet once per step. The backward mirrors ``functional.lstm_step_backward``: each chunk's gate gradients
 and its share of dG W_hh, summed in chunk order at the next step. A projection (proj_size)
 mixes the units: it runs between regions.
 """
@@ -18,20 +18,27 @@ from numba import njit, prange
 from ..functional import accumulate_projection_grad, buffers
 from . import products
 from .activations import sigmoid, tanh
-from .common import absent, gradient_in, lengths, no_norms, sum_chunks, time_index
+from .common import absent, gradient_in, gradient_in_chunk, lengths, no_norms, norm_of_chunks, sum_chunks, time_index
 from .matmul import FASTMATH, chunk_width, gate_columns, gate_rows, matmul_into, panels
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def lstm_chunk(G, h, c, W, acc, h_full, TC, keep, t, b, u0, u1):
+def lstm_chunk(G, h, c, W, acc, h_new, Y, TC, H_prev, C_prev, keep, projected, t, b, u0, u1):
     """One chunk's units [u0, u1) at step t: acc = h W (its packed columns), then the gates,
-    made activations in G, c_t in c, o ⊙ tanh c_t in h_full, tanh c_t in TC."""
+    made activations in G, c_t in c, o ⊙ tanh c_t in h_new (the next state, or the projection's
+    input), tanh c_t in TC; with keep, c_{t−1} into C_prev. Without a projection the units are
+    the state's own: h_t also into Y, h_{t−1} into H_prev (with keep), and the inactive rows'
+    state carried into h_new (h is read by every chunk's product: the next state goes elsewhere)."""
     matmul_into(h, W, acc, b)
     H, Hk, n = c.shape[1], acc.shape[1] // 4, u1 - u0
     for r in range(b):
         gi, gf, gg, go = G[t, r, u0:u1], G[t, r, H + u0 : H + u1], G[t, r, 2 * H + u0 : 2 * H + u1], G[t, r, 3 * H + u0 : 3 * H + u1]
         ai, af, ag, ao = acc[r, :n], acc[r, Hk : Hk + n], acc[r, 2 * Hk : 2 * Hk + n], acc[r, 3 * Hk : 3 * Hk + n]
-        cr, hr, tcr = c[r, u0:u1], h_full[r, u0:u1], TC[t if keep else 0, r, u0:u1]
+        cr, hr, tcr = c[r, u0:u1], h_new[r, u0:u1], TC[t if keep else 0, r, u0:u1]
+        if keep:
+            C_prev[t, r, u0:u1] = cr
+            if not projected:
+                H_prev[t, r, u0:u1] = h[r, u0:u1]
         for j in range(n):
             i = sigmoid(gi[j] + ai[j])
             f = sigmoid(gf[j] + af[j])
@@ -43,6 +50,11 @@ def lstm_chunk(G, h, c, W, acc, h_full, TC, keep, t, b, u0, u1):
             cr[j] = c_t
             tcr[j] = tc
             hr[j] = o * tc
+        if not projected:
+            Y[t, r, u0:u1] = hr
+    if not projected:
+        for r in range(b, h.shape[0]):
+            h_new[r, u0:u1] = h[r, u0:u1]
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
@@ -50,25 +62,32 @@ def lstm_loop(G, h, c, W_packed, W_hrT, bs, reverse, keep, Y, H_prev, C_prev, TC
     """G (T, B, 4H): the input projections, made the activated gates [i f g o] in place;
     h (B, P), c (B, H): the initial state, made the final one; W_packed: ``gate_columns(W_hh)``;
     W_hrT: ``panels(W_hrᵀ)``, or empty without a projection. Fills Y (T, B, P) and, with keep,
-    H_prev, C_prev and TC = tanh c_t (without keep, TC is one step of scratch)."""
+    H_prev, C_prev and TC = tanh c_t (without keep, TC is one step of scratch). The state goes
+    back and forth between two buffers (each step reads one and writes the other), so that the
+    chunks write theirs in the parallel region and nothing is copied between regions but a
+    projection's work."""
     T, B, H = G.shape[0], G.shape[1], c.shape[1]
     chunks = W_packed.shape[0]
     Hk = chunk_width(H, chunks)
     acc = np.empty((chunks, B, 4 * Hk), G.dtype)
-    h_full = np.empty((B, H), G.dtype)  # o ⊙ tanh c_t, before the projection
+    projected = W_hrT.shape[0] > 0
+    h_full = np.empty((B, H), G.dtype)  # o ⊙ tanh c_t, the projection's input
+    states = np.empty((2,) + h.shape, G.dtype)
+    states[0] = h
     for s in range(T):
         t = time_index(s, T, reverse)
         b = bs[t]
-        if keep:
-            H_prev[t, :b] = h[:b]
-            C_prev[t, :b] = c[:b]
+        h_in, h_out = states[s % 2], states[1 - s % 2]
         for k in prange(chunks):
-            lstm_chunk(G, h, c, W_packed[k], acc[k], h_full, TC, keep, t, b, k * Hk, min(H, (k + 1) * Hk))
-        if W_hrT.shape[0] > 0:
-            matmul_into(h_full, W_hrT, h, b)
-        else:
-            h[:b] = h_full[:b]
-        Y[t, :b] = h[:b]
+            lstm_chunk(G, h_in, c, W_packed[k], acc[k], h_full if projected else h_out, Y, TC, H_prev, C_prev, keep, projected,
+                       t, b, k * Hk, min(H, (k + 1) * Hk))
+        if projected:
+            if keep:
+                H_prev[t, :b] = h_in[:b]
+            matmul_into(h_full, W_hrT, h_out, b)
+            h_out[b:] = h_in[b:]
+            Y[t, :b] = h_out[:b]
+    h[:] = states[T % 2]
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -97,26 +116,38 @@ def lstm_loop_backward(dY, dh, dc, G, C_prev, TC, W_rows, W_hr, bs, reverse, dG,
     """The backward of ``lstm_loop``: dh (B, P), dc (B, H) hold the final state's gradients and
     become the initial state's; W_rows: ``gate_rows(W_hh)``; W_hr: ``panels(W_hr)``, or empty
     without a projection; fills dG (T, B, 4H) and, with a projection, dH (T, B, P) with ∂L/∂h_t;
-    records ‖∂L/∂h_t‖ in norms (an entry per step, or empty)."""
+    records ‖∂L/∂h_t‖ in norms (an entry per step, or empty). Without a projection each chunk
+    gathers its own units of ∂L/∂h_t in the parallel region (``gradient_in_chunk``); the chunks'
+    shares of dG W_hh go back and forth between two buffers, so that a step's are written while
+    the last step's are read."""
     T, B, H, P = G.shape[0], G.shape[1], C_prev.shape[2], dh.shape[1]
     chunks = W_rows.shape[0]
     Hk = chunk_width(H, chunks)
+    projected = W_hr.shape[0] > 0
     dG_chunks = np.zeros((chunks, B, 4 * Hk), G.dtype)  # padding units stay 0
-    partial = np.zeros((chunks, B, P), G.dtype)  # each chunk's dG W_hh
+    partial = np.zeros((2, chunks, B, P), G.dtype)  # each chunk's dG W_hh, this step's and the last one's
+    squares = np.zeros((chunks, 1))  # each chunk's share of ‖∂L/∂h_t‖²
     dh_full = np.empty((B, H), G.dtype)
     carried = dh.copy()  # ∂L/∂h_t from step t+1: the final state's at first
+    b_last = 0  # the rows active at the step before (none before the first)
     for s in range(T):
         t = time_index(s, T, not reverse)
         b = bs[t]
-        dh_t = gradient_in(carried, dY, t, b, norms)
-        if W_hr.shape[0] > 0:
+        now, last = partial[s % 2], partial[1 - s % 2]
+        if projected:
+            sum_chunks(carried, last, b_last)
+            dh_t = gradient_in(carried, dY, t, b, norms)
             dH[t, :b] = dh_t
             matmul_into(dh_t, W_hr, dh_full, b)
-        else:
-            dh_full[:b] = dh_t
         for k in prange(chunks):
-            lstm_chunk_backward(dh_full, dc, G, C_prev, TC, W_rows[k], dG, dG_chunks[k], partial[k], t, b, k * Hk, min(H, (k + 1) * Hk))
-        sum_chunks(carried, partial, b)
+            u0, u1 = k * Hk, min(H, (k + 1) * Hk)
+            if not projected:
+                gradient_in_chunk(dh_full, carried, last, carried[:0], dY, t, b, b_last, u0, u1, squares[k], norms.shape[0] > 0)
+            lstm_chunk_backward(dh_full, dc, G, C_prev, TC, W_rows[k], dG, dG_chunks[k], now[k], t, b, u0, u1)
+        if not projected and norms.shape[0] > 0:
+            norms[t] = norm_of_chunks(squares)
+        b_last = b
+    sum_chunks(carried, partial[(T - 1) % 2], b_last)
     dh[:] = carried
 
 

@@ -14,42 +14,47 @@ from numba import njit, prange
 from ..functional import buffers
 from . import products
 from .activations import tanh
-from .common import absent, gradient_in, lengths, no_norms, sum_chunks, time_index
+from .common import absent, gradient_in_chunk, lengths, no_norms, norm_of_chunks, sum_chunks, time_index
 from .matmul import FASTMATH, chunk_width, gate_columns, gate_rows, matmul_into
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def rnn_chunk(A, h, W, relu, acc, h_new, t, b, u0, u1):
-    """One chunk's units [u0, u1) at step t: h_t = f(A_t + h W) into h_new and into A (the cache)."""
+def rnn_chunk(A, h, W, relu, acc, h_new, Y, H_prev, keep, t, b, u0, u1):
+    """One chunk's units [u0, u1) at step t: h_t = f(A_t + h W) into h_new, Y and A (the cache),
+    and with keep h_{t−1} into H_prev; the inactive rows' state carried into h_new."""
     matmul_into(h, W, acc, b)
     n = u1 - u0
     zero = A.dtype.type(0)
     for r in range(b):
         a, ar, hnew = A[t, r, u0:u1], acc[r, :n], h_new[r, u0:u1]
+        if keep:
+            H_prev[t, r, u0:u1] = h[r, u0:u1]
         for j in range(n):
             s = a[j] + ar[j]
             a[j] = hnew[j] = max(s, zero) if relu else tanh(s)
+        Y[t, r, u0:u1] = hnew
+    for r in range(b, h.shape[0]):
+        h_new[r, u0:u1] = h[r, u0:u1]
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
 def rnn_loop(A, h, W_packed, relu, bs, reverse, keep, Y, H_prev):
     """A (T, B, H): the input projections with both biases, made h_t in place (the cache); h (B, H):
     the initial state, made the final one; W_packed: ``gate_columns(W_hh)``. Fills Y (T, B, H)
-    and, with keep, H_prev."""
+    and, with keep, H_prev. The state goes back and forth between two buffers (as ``lstm_loop``'s)."""
     T, B, H = A.shape[0], A.shape[1], h.shape[1]
     chunks = W_packed.shape[0]
     Hk = chunk_width(H, chunks)
     acc = np.empty((chunks, B, Hk), A.dtype)
-    h_new = np.empty((B, H), A.dtype)
+    states = np.empty((2, B, H), A.dtype)
+    states[0] = h
     for s in range(T):
         t = time_index(s, T, reverse)
         b = bs[t]
-        if keep:
-            H_prev[t, :b] = h[:b]
+        h_in, h_out = states[s % 2], states[1 - s % 2]
         for k in prange(chunks):
-            rnn_chunk(A, h, W_packed[k], relu, acc[k], h_new, t, b, k * Hk, min(H, (k + 1) * Hk))
-        h[:b] = h_new[:b]
-        Y[t, :b] = h[:b]
+            rnn_chunk(A, h_in, W_packed[k], relu, acc[k], h_out, Y, H_prev, keep, t, b, k * Hk, min(H, (k + 1) * Hk))
+    h[:] = states[T % 2]
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -70,20 +75,29 @@ def rnn_chunk_backward(dh_t, Hs, W, relu, dA, dA_chunk, d_partial, t, b, u0, u1)
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
 def rnn_loop_backward(dY, dh, Hs, W_rows, relu, bs, reverse, dA, norms):
     """The backward of ``rnn_loop``: dh (B, H) holds the final state's gradient and becomes the
-    initial state's; W_rows: ``gate_rows(W_hh)``; fills dA (T, B, H); records ‖∂L/∂h_t‖."""
+    initial state's; W_rows: ``gate_rows(W_hh)``; fills dA (T, B, H); records ‖∂L/∂h_t‖. Each
+    chunk gathers its units of ∂L/∂h_t in the parallel region (as ``lstm_loop_backward``)."""
     T, B, H = Hs.shape[0], Hs.shape[1], Hs.shape[2]
     chunks = W_rows.shape[0]
     Hk = chunk_width(H, chunks)
     dA_chunks = np.zeros((chunks, B, Hk), Hs.dtype)
-    partial = np.zeros((chunks, B, H), Hs.dtype)
+    partial = np.zeros((2, chunks, B, H), Hs.dtype)
+    squares = np.zeros((chunks, 1))
+    dh_t = np.empty((B, H), Hs.dtype)
     carried = dh.copy()
+    b_last = 0
     for s in range(T):
         t = time_index(s, T, not reverse)
         b = bs[t]
-        dh_t = gradient_in(carried, dY, t, b, norms)
+        now, last = partial[s % 2], partial[1 - s % 2]
         for k in prange(chunks):
-            rnn_chunk_backward(dh_t, Hs, W_rows[k], relu, dA, dA_chunks[k], partial[k], t, b, k * Hk, min(H, (k + 1) * Hk))
-        sum_chunks(carried, partial, b)
+            u0, u1 = k * Hk, min(H, (k + 1) * Hk)
+            gradient_in_chunk(dh_t, carried, last, carried[:0], dY, t, b, b_last, u0, u1, squares[k], norms.shape[0] > 0)
+            rnn_chunk_backward(dh_t, Hs, W_rows[k], relu, dA, dA_chunks[k], now[k], t, b, u0, u1)
+        if norms.shape[0] > 0:
+            norms[t] = norm_of_chunks(squares)
+        b_last = b
+    sum_chunks(carried, partial[(T - 1) % 2], b_last)
     dh[:] = carried
 
 
