@@ -5,9 +5,9 @@ two are tested equal. Each step is one parallel region: the hidden units are spl
 (``backend.chunks()``, one per core) run on the kernels' threads; a chunk computes its units'
 rows of h_{t−1} W_hhᵀ (``matmul_into`` on its packed columns) and then, in the same pass, their
 gates, c_t, tanh c_t and h_t, and writes its units of the output and the cache; the units are
-independent within a step, so the threads meet once per step. The backward mirrors ``functional.lstm_step_backward``: each chunk's gate gradients
-and its share of dG W_hh, summed in chunk order at the next step. A projection (proj_size)
-mixes the units: it runs between regions.
+independent within a step, so the threads meet once per step. The backward mirrors
+``functional.lstm_step_backward``: each chunk's gate gradients and its share of dG W_hh, summed
+in chunk order at the next step. A projection (proj_size) mixes the units: it runs between regions.
 """
 
 from __future__ import annotations
