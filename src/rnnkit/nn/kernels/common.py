@@ -29,32 +29,6 @@ def gradient_in(dh, dY, t, b, norms):
     return dh_t
 
 
-@njit(error_model="numpy")
-def gradient_in_chunk(dh_t, carried, last, direct, dY, t, b, b_last, u0, u1, squares, want_norms):
-    """A chunk's units [u0, u1) of ∂L/∂h_t, in its parallel region (``gradient_in`` and
-    ``sum_chunks`` for those units alone, same sums in the same order): carried (B, H) takes the
-    chunks' shares of dG W_hh from the step before (``last``, added in chunk order), plus
-    ``direct`` (the part that bypasses W_hh: a GRU's dh ⊙ z; no rows for none), for
-    the rows active then; the other rows keep what they had (the final state's gradient, or
-    their last). dh_t = carried + dY[t] on the b active rows; the sum of its squares, in
-    float64, into squares[0] when wanted (``norm_of_chunks``)."""
-    for r in range(b_last):
-        cr = carried[r, u0:u1]
-        cr[:] = last[0, r, u0:u1]
-        for k in range(1, last.shape[0]):
-            cr += last[k, r, u0:u1]
-        if direct.shape[0] > 0:
-            cr += direct[r, u0:u1]
-    total = 0.0
-    for r in range(b):
-        for j in range(u0, u1):
-            d = carried[r, j] + dY[t, r, j]
-            dh_t[r, j] = d
-            if want_norms:
-                total += float(d) ** 2
-    squares[0] = total
-
-
 @njit(inline="always")
 def norm_of_chunks(squares):
     """‖∂L/∂h_t‖ from the chunks' sums of squares (``gradient_in_chunk``), added in chunk order."""
@@ -65,12 +39,35 @@ def norm_of_chunks(squares):
 
 
 @njit(inline="always")
-def sum_chunks(out, partial, b):
-    """out[:b] = Σ_k partial[k, :b]: the chunks' shares of dG W_hh, added in chunk order whatever
-    thread computed each."""
-    out[:b] = partial[0, :b]
-    for k in range(1, partial.shape[0]):
-        out[:b] += partial[k, :b]
+def sum_chunks(out, partial, direct, b, u0, u1):
+    """out[:b, u0:u1] = Σ_k partial[k, :b, u0:u1] (+ direct[:b, u0:u1]): the chunks' shares of
+    dG W_hh, added in chunk order whatever thread computed each, plus the part of ∂L/∂h that
+    bypasses W_hh (a GRU's dh ⊙ z; ``direct`` without rows for none)."""
+    for r in range(b):
+        o = out[r, u0:u1]
+        o[:] = partial[0, r, u0:u1]
+        for k in range(1, partial.shape[0]):
+            o += partial[k, r, u0:u1]
+        if direct.shape[0] > 0:
+            o += direct[r, u0:u1]
+
+
+@njit(error_model="numpy")
+def gradient_in_chunk(dh_t, carried, last, direct, dY, t, b, b_last, u0, u1, squares, want_norms):
+    """A chunk's units [u0, u1) of ∂L/∂h_t, in its parallel region (``gradient_in`` for those
+    units alone, same sums in the same order): carried (B, H) takes the step before's sums
+    (``sum_chunks`` of ``last`` and ``direct``) for the rows active then; the other rows keep what
+    they had (the final state's gradient, or their last). dh_t = carried + dY[t] on the b active
+    rows; the sum of its squares, in float64, into squares[0] when wanted (``norm_of_chunks``)."""
+    sum_chunks(carried, last, direct, b_last, u0, u1)
+    total = 0.0
+    for r in range(b):
+        for j in range(u0, u1):
+            d = carried[r, j] + dY[t, r, j]
+            dh_t[r, j] = d
+            if want_norms:
+                total += float(d) ** 2
+    squares[0] = total
 
 
 def absent(dtype, ndim: int) -> np.ndarray:

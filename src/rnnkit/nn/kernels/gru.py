@@ -121,8 +121,7 @@ def gru_loop_backward(dY, dh, G, H_prev, HN, W_rows, bs, reverse, dG, dG_h, norm
         if norms.shape[0] > 0:
             norms[t] = norm_of_chunks(squares)
         b_last = b
-    sum_chunks(carried, partial[(T - 1) % 2], b_last)
-    carried[:b_last] += direct[:b_last]
+    sum_chunks(carried, partial[(T - 1) % 2], direct, b_last, 0, H)
     dh[:] = carried
 
 

@@ -135,7 +135,7 @@ def lstm_loop_backward(dY, dh, dc, G, C_prev, TC, W_rows, W_hr, bs, reverse, dG,
         b = bs[t]
         now, last = partial[s % 2], partial[1 - s % 2]
         if projected:
-            sum_chunks(carried, last, b_last)
+            sum_chunks(carried, last, carried[:0], b_last, 0, P)
             dh_t = gradient_in(carried, dY, t, b, norms)
             dH[t, :b] = dh_t
             matmul_into(dh_t, W_hr, dh_full, b)
@@ -147,7 +147,7 @@ def lstm_loop_backward(dY, dh, dc, G, C_prev, TC, W_rows, W_hr, bs, reverse, dG,
         if not projected and norms.shape[0] > 0:
             norms[t] = norm_of_chunks(squares)
         b_last = b
-    sum_chunks(carried, partial[(T - 1) % 2], b_last)
+    sum_chunks(carried, partial[(T - 1) % 2], carried[:0], b_last, 0, P)
     dh[:] = carried
 
 

@@ -97,7 +97,7 @@ def rnn_loop_backward(dY, dh, Hs, W_rows, relu, bs, reverse, dA, norms):
         if norms.shape[0] > 0:
             norms[t] = norm_of_chunks(squares)
         b_last = b
-    sum_chunks(carried, partial[(T - 1) % 2], b_last)
+    sum_chunks(carried, partial[(T - 1) % 2], carried[:0], b_last, 0, H)
     dh[:] = carried
 
 
