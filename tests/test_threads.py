@@ -45,10 +45,12 @@ def test_a_bad_count_names_where_it_came_from(clean_env, text):
 
 
 def blas_threads_after(code: str, *args: str, **env: str) -> list[int]:
-    """The BLAS thread counts a fresh process has after running ``code`` (the command's main with
-    ``args``, or the API)."""
+    """The thread counts of NumPy's BLAS, the one rnnkit calls, in a fresh process after running
+    ``code`` (the command's main with ``args``, or the API). (numba may load SciPy's as well, which
+    no rnnkit code calls.)"""
     script = (f"import sys\n{code}\nimport json\nfrom threadpoolctl import threadpool_info\n"
-              "print(json.dumps(sorted({i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'})))")
+              "print(json.dumps(sorted({i['num_threads'] for i in threadpool_info()\n"
+              "                         if i['user_api'] == 'blas' and 'numpy' in i['filepath']})))")
     clean = {k: v for k, v in os.environ.items() if k not in (THREADS_ENV, *BLAS_ENVS)}
     out = subprocess.run([sys.executable, "-c", script, *args], env=dict(clean, **env), capture_output=True,
                          text=True, check=True, timeout=60).stdout
@@ -67,6 +69,21 @@ def test_the_command_and_the_api_apply_the_policy(tmp_path):
     assert blas_threads_after(COMMAND, "data", "list", OPENBLAS_NUM_THREADS="2") == [2]
     api = f"import rnnkit\ntry:\n    rnnkit.load({str(tmp_path)!r})\nexcept Exception:\n    pass"
     assert blas_threads_after(api) == [1]
+
+
+NN_ALONE = ("import numpy as np\nfrom rnnkit.nn import LSTM, Linear\n"
+            "LSTM(3, 4)(np.zeros((5, 2, 3), np.float32))\nLinear(3, 4)(np.zeros((2, 3), np.float32))")
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2 or "numba" not in backend.available(), reason="OpenBLAS starts one thread on one core anyway")
+def test_a_program_using_the_layers_alone_gets_one_blas_thread_beside_the_kernels():
+    """No policy ran (no command, no rnnkit.train): the compiled kernels hold BLAS at one thread
+    when they first load, unless the user set its count; the reference path leaves BLAS alone."""
+    cores = os.cpu_count()
+    assert blas_threads_after("import numpy") == [cores]  # what OpenBLAS starts with: the hold below is what changes it
+    assert blas_threads_after(NN_ALONE) == [1]
+    assert blas_threads_after(NN_ALONE, OPENBLAS_NUM_THREADS="2") == [2]
+    assert blas_threads_after(NN_ALONE, RNNKIT_BACKEND="numpy") == [cores]
 
 
 def kernel_threads_after(*argv, **env) -> str:

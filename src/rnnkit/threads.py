@@ -1,5 +1,6 @@
 """The thread policy, applied once where a process starts: the `rnnkit` command and the
-Python API (`rnnkit.train`, `rnnkit.load`). Two pools: BLAS's (the NumPy path's products and the
+Python API (`rnnkit.train`, `rnnkit.load`); a program that uses ``rnnkit.nn`` alone gets its
+default from the compiled kernels, which hold BLAS at one thread when they first load. Two pools: BLAS's (the NumPy path's products and the
 products outside the compiled kernels) and the kernels' own (``nn.backend``).
 
 OpenBLAS starts a thread per core and spins while it waits for them. rnnkit's matrices are small
@@ -28,7 +29,7 @@ from .nn import backend
 from .training.parallel import processes_per_machine
 
 THREADS_ENV = "RNNKIT_THREADS"
-BLAS_ENVS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+BLAS_ENVS = backend.BLAS_ENVS
 DEFAULT_THREADS = 1
 
 _applied = False
@@ -60,7 +61,7 @@ def chosen_threads(threads: int | str | None = None) -> int | None:
     count = user_threads(threads)
     if count is not None:
         return count if backend.current() == "numpy" else DEFAULT_THREADS
-    if any(os.environ.get(name, "").strip() for name in BLAS_ENVS):
+    if backend.user_set_blas():
         return None
     return DEFAULT_THREADS
 
@@ -82,10 +83,7 @@ def apply_thread_policy(threads: int | None = None, once: bool = False) -> int |
         kernels = max(1, backend.cores() // sharing)
     backend.set_threads(kernels)  # the kernels: the user's count, else automatic
     if count is not None:
-        import numpy  # noqa: F401  (threadpoolctl limits the BLAS libraries already loaded)
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=count, user_api="blas")
+        backend.limit_blas(count)
     return count
 
 

@@ -255,11 +255,12 @@ def test_the_compiled_minimal_loop_equals_the_parallel_scan_over_many_pieces(nam
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("shape", [(7, 3, 5, 4), (20, 8, 16, 12), (1, 9, 2, 3)], ids=["ragged", "even", "one step"])
-def test_the_products_split_between_threads_equal_one_call(shape, threads, dtype):
+def test_the_products_split_between_threads_equal_one_call(shape, threads, dtype, monkeypatch):
     """The input projection and the weight gradients cut into row blocks on the products' threads
     (nn/kernels/products.py) give one BLAS call's numbers, GRU's two gate gradients included, and
     the same numbers on one thread as on several; so does a Linear's backward (``affine_backward``,
-    cut into column blocks of dW and row blocks of dx)."""
+    cut into column blocks of dW and row blocks of dx). The shapes are small: the test cuts them
+    whatever their size."""
     from threadpoolctl import threadpool_limits
 
     from rnnkit.nn import functional as F
@@ -273,8 +274,9 @@ def test_the_products_split_between_threads_equal_one_call(shape, threads, dtype
     X, H_prev, dG, dG_h = draw(T, B, I), draw(T, B, H), draw(T, B, 3 * H), draw(T, B, 3 * H)
     params = [Parameter(draw(3 * H, I)), Parameter(draw(3 * H, H)), Parameter(draw(3 * H)), Parameter(draw(3 * H))]
     w = _DirectionWeights(*params, None, cells.get("gru"))
+    monkeypatch.setattr(products, "CUT_FROM_FLOPS", 0)
     with threadpool_limits(1, user_api="blas"):
-        assert products._parts(threads, T * B) == (threads if T * B >= 2 * threads else 1)
+        assert products._parts(threads, T * B, 1.0) == (threads if T * B >= 2 * threads else 1)
         results = {}
         for parts, count in ((1, 1), (threads, 1), (threads, threads)):
             for p in params:
@@ -293,6 +295,18 @@ def test_the_products_split_between_threads_equal_one_call(shape, threads, dtype
     assert max(errors) <= BOUND[dtype] / 10, errors
     for got, expected in zip(results[threads, threads], results[threads, 1]):  # the parts' threads change no bit
         np.testing.assert_array_equal(got, expected)
+
+
+def test_a_small_product_is_not_cut():
+    """Handing a part to another thread costs more than a small product saves (products.py)."""
+    from threadpoolctl import threadpool_limits
+
+    from rnnkit.nn.kernels import products
+
+    with threadpool_limits(1, user_api="blas"):
+        assert products._parts(2, 128, 2 * 128 * 64 * 64) == 1  # a Linear(64, 64) over 128 steps
+        assert products._parts(2, 3200, 2 * 3200 * 256 * 1024) == 2  # a layer's input projection
+        assert products._parts(2, 3, 1e12) == 1  # fewer rows than two per part
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
