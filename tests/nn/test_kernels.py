@@ -18,7 +18,7 @@ from rnnkit.nn import no_grad as nn_no_grad
 
 pytest.importorskip("numba")
 
-from rnnkit.nn.kernels.activations import sigmoid, tanh  # noqa: E402  (numba is there)
+from rnnkit.nn.kernels.activations import exp, sigmoid, tanh  # noqa: E402  (numba is there)
 
 ACCELERATED = [cells.get(name) for name in backend.accelerated()]
 BOUND = {np.float64: 1e-12, np.float32: 1e-5}
@@ -149,6 +149,26 @@ def test_kernel_tanh_and_sigmoid_are_within_a_few_ulp(dtype, ulps):
     assert np.all(np.abs(t - exact) <= ulps * np.spacing(np.abs(exact).astype(dtype)) + np.finfo(dtype).tiny)
     exact_s = 0.5 + 0.5 * np.tanh(0.5 * x.astype(np.float64))
     assert np.abs(s - exact_s).max() <= 2 * ulps * np.finfo(dtype).eps
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_exp_is_within_an_ulp_or_two_and_zero_where_float32_would_be_subnormal(dtype):
+    from numba import njit
+
+    @njit
+    def apply(x, out):
+        for k in range(x.size):
+            out[k] = exp(x[k])
+
+    x = np.concatenate([np.linspace(-120, 88, 400_001), -np.logspace(-30, 1.9, 20_001), np.logspace(-30, 1.9, 20_001),
+                        [0.0, -0.0, -87.33, 88.0]]).astype(dtype)
+    out = np.empty_like(x)
+    apply(x, out)
+    exact = np.exp(x.astype(np.float64))
+    normal = exact >= np.finfo(dtype).tiny
+    error = np.abs(out[normal] - exact[normal]) / np.spacing(exact[normal].astype(dtype)).astype(np.float64)
+    assert out.dtype == dtype and error.max() <= (2 if dtype == np.float32 else 1), error.max()
+    assert np.all(out[~normal] <= np.finfo(dtype).tiny)  # float32: 0 below −87.3, no garbage from the bits of 2ⁿ
 
 
 @pytest.fixture

@@ -339,6 +339,18 @@ def sequential_reverse_scan(a: np.ndarray, v: np.ndarray, carry: np.ndarray, out
     return g
 
 
+def _active(mask: np.ndarray | None) -> np.ndarray:
+    """A kernel's (T, B) flags of the steps inside each sequence, or an empty array: all are."""
+    return np.zeros((0, 0), bool) if mask is None else np.ascontiguousarray(mask[..., 0])
+
+
+def _record_norms(G: np.ndarray, mask: np.ndarray | None, norms: np.ndarray, reverse: bool) -> None:
+    """‖∂L/∂h_t‖ of the steps inside the sequences, into ``norms`` in time order (G in scan order)."""
+    active = (G if mask is None else G * mask).astype(np.float64)  # float32 squares underflow below ~1e-22
+    n = np.sqrt(np.einsum("tbh,tbh->t", active, active))
+    norms[:] = n[::-1] if reverse else n
+
+
 def _lanes(*arrays: np.ndarray) -> list[np.ndarray]:
     """(T, ...) arrays as (T, lanes), the compiled scans' shape (views where contiguous)."""
     return [x.reshape(len(x), -1) for x in arrays]
@@ -471,6 +483,10 @@ class _MinimalRNN(RecurrentLayer):
         if reverse:
             X = X[::-1]
             mask = None if mask is None else mask[::-1]
+        compiled = backend.scans(self.kind)  # None on the reference path
+        if hasattr(compiled, "fused_forward"):
+            Y, h_n, cache = self._fused_sequence(compiled, X, h0, w, mask, keep)
+            return (Y[::-1] if reverse else Y), h_n, cache
         K = self._project(X, w)
         T, B = K.shape[1:3]
         log_a = np.empty((T, B, self.hidden_size), K.dtype)
@@ -478,7 +494,6 @@ class _MinimalRNN(RecurrentLayer):
         states[0] = h0
         Hs = states[1:]
         piece, decays = segment_steps(B * self.hidden_size), []
-        compiled = backend.scans(self.kind)  # None on the reference path
         for s in range(0, T, piece):  # a piece's activations and scan run back to back, in cache
             e = slice(s, s + piece)
             b = self._coefficients(K[:, e], log_a[e])  # K becomes the activations backward reads
@@ -497,6 +512,19 @@ class _MinimalRNN(RecurrentLayer):
         Y = Hs.copy() if mask is None else Hs * mask  # the cache keeps Hs whatever the caller does to out
         cache = (X, K, log_a, states, mask, mode, decays) if keep else None
         return (Y[::-1] if reverse else Y), Hs[-1], cache
+
+    def _fused_sequence(self, compiled, X, h0, w, mask, keep):
+        """One direction in scan order on a kind whose whole recurrence is one kernel (minGRU's
+        ``fused_forward``): every gate's pre-activations from one product, (T, B, G·H), then the
+        kernel. The cache keeps the activations as (G, T, B, H), as the other path does."""
+        (W, b), (T, B, _), H = w, X.shape, self.hidden_size
+        K = backend.products().affine(X, W.data, None if b is None else b.data)
+        A, states, Z = np.empty((T, B, H), K.dtype), np.empty((T + 1, B, H), K.dtype), np.empty_like(K)
+        compiled.fused_forward(K, _active(mask), np.ascontiguousarray(h0, K.dtype), states, A, Z)
+        Hs = states[1:]
+        Y = Hs.copy() if mask is None else Hs * mask
+        gates = np.moveaxis(Z.reshape(T, B, self.gates, H), 2, 0)
+        return Y, Hs[-1], ((X, gates, A, states, mask, "fused", compiled) if keep else None)
 
     def _present(self, out, h_n, unbatched):
         if unbatched:
@@ -546,6 +574,9 @@ class _MinimalRNN(RecurrentLayer):
             dY = dY[::-1]
         if mask is not None:  # outputs past a sequence's end are constant zeros
             dY = dY * mask
+        if mode == "fused":
+            dX, dh0 = self._fused_sequence_backward(dY, dh_n, cache, w, norms, reverse)
+            return (dX[::-1] if reverse else dX), dh0
         T, B, I = X.shape
         G, dK = np.empty(log_a.shape, np.result_type(dY, states)), np.empty_like(K)
         carry, piece = dh_n, segment_steps(B * self.hidden_size)
@@ -565,13 +596,24 @@ class _MinimalRNN(RecurrentLayer):
             self._coefficients_backward(G[e], states[e], K[:, e], log_a[e], out=dK[:, e])  # states[e]: h_{t−1}
         dh0 = carry
         if norms is not None:
-            active = (G if mask is None else G * mask).astype(np.float64)  # float32 squares underflow below ~1e-22
-            n = np.sqrt(np.einsum("tbh,tbh->t", active, active))
-            norms[:] = n[::-1] if reverse else n
+            _record_norms(G, mask, norms, reverse)
         if mask is not None:  # the gates of padding steps were replaced, so they get no gradient
             dK *= mask
         dX = self._weight_gradients(dK, X, w)
         return (dX[::-1] if reverse else dX), dh0
+
+    def _fused_sequence_backward(self, dY, dh_n, cache, w, norms, reverse):
+        """The backward of ``_fused_sequence`` (dY in scan order, zero past each end) → (dX, dh0)."""
+        X, gates, A, states, mask, _, compiled = cache
+        (W, b), (T, B, I), H = w, X.shape, self.hidden_size
+        K = np.moveaxis(gates, 0, 2).reshape(T, B, -1)  # the kernel's (T, B, G·H) array again, no copy
+        dh, G, dK = np.array(dh_n, A.dtype), np.empty_like(A), np.empty_like(K)
+        compiled.fused_backward(np.ascontiguousarray(dY, A.dtype), K, A, states, _active(mask), dh, G, dK)
+        if norms is not None:
+            _record_norms(G, mask, norms, reverse)
+        dX = backend.products().affine_backward(dK.reshape(T * B, -1), X.reshape(T * B, I), W.data, W.grad,
+                                                None if b is None else b.grad)
+        return dX.reshape(T, B, I), dh
 
     def _weight_gradients(self, dK, X, w) -> np.ndarray:
         """dK (G, T, B, H) pre-activation gradients, X (T, B, I) → dX (T, B, I); adds into the

@@ -82,6 +82,6 @@ KERNELS = {
     "irnn": dict(rnn.equations(relu=True), cell_step=steps.relu_rnn_cell_step),
     "lstm": dict(sequence=lstm.lstm_sequence, sequence_backward=lstm.lstm_sequence_backward, cell_step=steps.lstm_cell_step),
     "gru": dict(sequence=gru.gru_sequence, sequence_backward=gru.gru_sequence_backward, cell_step=steps.gru_cell_step),
-    "mingru": minimal.KERNELS,
+    "mingru": minimal.MINGRU_KERNELS,
     "minlstm": minimal.KERNELS,
 }
