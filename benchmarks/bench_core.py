@@ -14,12 +14,15 @@ default, its column "rnnkit"), and ``numpy``, the reference. Both libraries see 
 float32 inputs and the same weights (torch's ``state_dict`` loaded into rnnkit's module); each
 case first checks that their outputs agree. Timing: the median of ``time.perf_counter``
 measurements of single calls, the three taking turns (numba, numpy, torch, then the reverse:
-4 turns a case) so that drifts of the machine hit them alike.
+4 turns a case, about ``--seconds`` in all) so that drifts of the machine hit them alike; the
+ratio of the two libraries' fastest calls is printed beside it ("fastest", ``ratio_fastest``):
+on a shared machine other work only adds time, and where few calls are timed the median moves.
 Each turn first runs its library untimed for 0.2 s: on 2 cores the other library's idle
 threads (OpenBLAS's spin for up to ~0.1 s) would otherwise slow the first calls by up to 2×.
 Threads: rnnkit's policy as the command applies it (``rnnkit.threads``: one BLAS thread, the
 kernels on the cores the load leaves free), or ``--threads N`` for the kernels; torch's default. The
-header prints them.
+header prints them. Memory: as the command, freed arrays are reused (``rnnkit.keep_freed_memory``,
+process-wide: torch's tensors come from the same allocator).
 
 ``--profile`` (with ``--only``) shows instead where rnnkit's training step spends its time.
 
@@ -256,8 +259,9 @@ def on_backend(name: str, fn):
     return run
 
 
-def measure_turns(fns: list, budget: Budget) -> tuple[list[float], int]:
-    """Median seconds per call of each of fns; returns (medians, calls timed per callable).
+def measure_turns(fns: list, budget: Budget, fastest: list | None = None) -> tuple[list[float], int]:
+    """Median seconds per call of each of fns; returns (medians, calls timed per callable), and
+    puts each one's fastest call into ``fastest`` where given.
 
     They take turns (a, b, c, then c, b, a, ...), several turns per case, so that slow drifts of
     the machine hit all alike; each turn settles, then times `per_turn` calls.
@@ -276,6 +280,8 @@ def measure_turns(fns: list, budget: Budget) -> tuple[list[float], int]:
                 own.extend(once(fn) for _ in range(per_turn))
     finally:
         gc.enable()
+    if fastest is not None:
+        fastest[:] = [min(own) for own in samples]
     return [statistics.median(own) for own in samples], len(samples[0])
 
 
@@ -379,33 +385,39 @@ def run_benchmark(cases: list, budget: Budget) -> list[dict]:
     layer_cases = [c for c in cases if isinstance(c, LayerCase)]
     stream_cases = [c for c in cases if isinstance(c, StreamCase)]
     if layer_cases:
-        print(f"\n{'case (BxTxIxH)':<34}{'rnnkit ms':>11}{'numpy ms':>11}{'torch ms':>11}{'ratio':>8}{'numpy':>8}{'n':>5}{'max|diff|':>11}")
+        print(f"\n{'case (BxTxIxH)':<34}{'rnnkit ms':>11}{'numpy ms':>11}{'torch ms':>11}{'ratio':>8}{'numpy':>8}{'n':>5}{'max|diff|':>11}"
+              f"{'fastest':>9}")
         for case in layer_cases:
             pair = layer_pair(case)
             with backend.use_backend("numba"), rk.no_grad():
                 diff = max(pair.diff, pair.check())
+            fastest = []
             (ours_s, numpy_s, torch_s), n = measure_turns(
-                [on_backend("numba", pair.run_ours), on_backend("numpy", pair.run_ours), pair.run_torch], budget)
+                [on_backend("numba", pair.run_ours), on_backend("numpy", pair.run_ours), pair.run_torch], budget, fastest)
             r = dict(case=case.name, kind="layer", **asdict(case), rnnkit_ms=ours_s * 1e3, rnnkit_numpy_ms=numpy_s * 1e3,
-                     torch_ms=torch_s * 1e3, ratio=ours_s / torch_s, ratio_numpy=numpy_s / torch_s, calls_timed=n, max_abs_diff=diff)
+                     torch_ms=torch_s * 1e3, ratio=ours_s / torch_s, ratio_numpy=numpy_s / torch_s, calls_timed=n, max_abs_diff=diff,
+                     rnnkit_fastest_ms=fastest[0] * 1e3, torch_fastest_ms=fastest[2] * 1e3, ratio_fastest=fastest[0] / fastest[2])
             results.append(r)
             print(f"{case.name:<34}{r['rnnkit_ms']:>11.2f}{numpy_s * 1e3:>11.2f}{r['torch_ms']:>11.2f}{r['ratio']:>8.2f}"
-                  f"{r['ratio_numpy']:>8.2f}{n:>5}{diff:>11.1e}", flush=True)
+                  f"{r['ratio_numpy']:>8.2f}{n:>5}{diff:>11.1e}{r['ratio_fastest']:>9.2f}", flush=True)
     if stream_cases:
         print(f"\n{'case (batch 1, state carried)':<34}{'rnnkit µs':>11}{'numpy µs':>11}{'torch µs':>11}{'ratio':>8}{'numpy':>8}{'n':>5}"
-              f"{'max|diff|':>11}  (per step)")
+              f"{'max|diff|':>11}{'fastest':>9}  (per step)")
         for case in stream_cases:
             run_ours, run_torch, diff = stream_pair(case)
             with backend.use_backend("numba"):
                 diff = max(diff, float(np.max(np.abs(run_ours() - run_torch().numpy()))))
-            (ours_s, numpy_s, torch_s), n = measure_turns([on_backend("numba", run_ours), on_backend("numpy", run_ours), run_torch], budget)
+            fastest = []
+            (ours_s, numpy_s, torch_s), n = measure_turns([on_backend("numba", run_ours), on_backend("numpy", run_ours), run_torch],
+                                                          budget, fastest)
             ours_s, numpy_s, torch_s = ours_s / case.steps, numpy_s / case.steps, torch_s / case.steps
             r = dict(case=case.name, kind="stream", **asdict(case), rnnkit_ms=ours_s * 1e3, torch_ms=torch_s * 1e3,
                      rnnkit_us_per_step=ours_s * 1e6, rnnkit_numpy_us_per_step=numpy_s * 1e6, torch_us_per_step=torch_s * 1e6,
-                     ratio=ours_s / torch_s, ratio_numpy=numpy_s / torch_s, calls_timed=n, max_abs_diff=diff)
+                     ratio=ours_s / torch_s, ratio_numpy=numpy_s / torch_s, calls_timed=n, max_abs_diff=diff,
+                     ratio_fastest=fastest[0] / fastest[2])
             results.append(r)
             print(f"{case.name:<34}{r['rnnkit_us_per_step']:>11.1f}{numpy_s * 1e6:>11.1f}{r['torch_us_per_step']:>11.1f}{r['ratio']:>8.2f}"
-                  f"{r['ratio_numpy']:>8.2f}{n:>5}{diff:>11.1e}", flush=True)
+                  f"{r['ratio_numpy']:>8.2f}{n:>5}{diff:>11.1e}{r['ratio_fastest']:>9.2f}", flush=True)
     return results
 
 
@@ -526,11 +538,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description="Time rnnkit against torch.nn on this machine (same weights, same float32 inputs, "
         "one process, libraries interleaved, median of repeats). Prints a table of rnnkit ms, torch ms "
-        "and rnnkit/torch (above 1: rnnkit is slower) and writes it as JSON.",
+        "and rnnkit/torch (above 1: rnnkit is slower; \"fastest\": the ratio of the two fastest calls) and writes it as JSON.",
         epilog="Cases are named 'MODEL TASK BxTxIxH' (e.g. 'LSTM train 32x100x64x128', "
         "'LSTM-2L infer 64x100x128x256', 'LSTM-bi train ...') and 'CELL stream H' (e.g. 'GRUCell stream H256').",
     )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (about 0.3 s a case instead of about 2 s): a smoke test, not a measurement")
+    parser.add_argument("--seconds", type=float, default=2.0,
+                        help="about how long each library takes turns at a case (default 2; more gives more calls timed "
+                             "where a call is slow: at 2 s the big training cases time 3)")
     parser.add_argument("--only", action="append", metavar="TEXT",
                         help="run only the cases whose name contains TEXT (case-insensitive; may be given more than once)")
     parser.add_argument("--list", action="store_true", help="print the case names and exit")
@@ -548,8 +563,11 @@ def main(argv=None) -> int:
         return 0
     if not cases:
         parser.error(f"--only {args.only}: no case matches; --list shows the names")
-    budget = Budget(0.3, 3, 30, 2) if args.quick else Budget(2.0, 3, 200, 4)
+    if args.seconds <= 0:
+        parser.error(f"--seconds: expected a positive number of seconds, got {args.seconds:g}")
+    budget = Budget(0.3, 3, 30, 2) if args.quick else Budget(args.seconds, 3, max(200, round(100 * args.seconds)), 4)
     apply_thread_policy(args.threads)
+    rnnkit.keep_freed_memory()
     backend.accelerated()  # numba's import and its cached kernels, before anything is timed
     info = machine_info()
     print_header(info)
