@@ -273,6 +273,25 @@ def test_the_compiled_minimal_loop_equals_the_parallel_scan_over_many_pieces(nam
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_fused_minlstm_keeps_its_coefficients_where_both_gates_underflow(dtype):
+    """f and i both below the smallest float (k_f, k_i ≈ −150 … −400): the reference takes d =
+    log i − log f, the fused kernel the ratio i/f from the exponents; both must give finite and
+    equal outputs, states and gradients."""
+    rng = np.random.default_rng(5)
+    layer = cells.get("minlstm").layer(2, 6, dtype=dtype, rng=5)
+    layer.weight_l0.data[:] = 0
+    layer.bias_l0.data[:12] = rng.uniform(-400, -150, 12).astype(dtype)  # k_f, k_i
+    x = rng.standard_normal((9, 3, 2)).astype(dtype)
+    results = {}
+    for name in backend.BACKENDS:
+        with backend.use_backend(name):
+            results[name] = run(layer, x, np.array([9, 5, 2]), True, 5)
+    assert all(np.all(np.isfinite(r)) for r in results["numba"])
+    errors = [relative_error(g, e) for g, e in zip(results["numba"], results["numpy"])]
+    assert max(errors) <= BOUND[dtype], errors
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("shape", [(7, 3, 5, 4), (20, 8, 16, 12), (1, 9, 2, 3)], ids=["ragged", "even", "one step"])
 def test_the_products_split_between_threads_equal_one_call(shape, threads, dtype, monkeypatch):

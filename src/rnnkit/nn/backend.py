@@ -214,14 +214,14 @@ def _on_threads(step, count: int):
     return on_threads
 
 
-def scans(kind):
-    """The compiled step-by-step scans of a minimal layer's ``kind`` on the current backend (an
-    object with ``sequential_scan`` and ``sequential_reverse_scan``, see ``kernels.minimal``), or
-    None: the layer then runs its NumPy scans."""
+def recurrence(kind):
+    """A minimal layer's ``kind`` compiled whole on the current backend (an object with
+    ``fused_forward`` and ``fused_backward``, see ``kernels.minimal``), or None: the layer then
+    runs its NumPy equations and scans."""
     if current() == "numpy":
         return None
     kernels = _kernels().get(kind.name)
-    return kernels if hasattr(kernels, "sequential_scan") else None
+    return kernels if hasattr(kernels, "fused_forward") else None
 
 
 def equations(kind):

@@ -351,11 +351,6 @@ def _record_norms(G: np.ndarray, mask: np.ndarray | None, norms: np.ndarray, rev
     norms[:] = n[::-1] if reverse else n
 
 
-def _lanes(*arrays: np.ndarray) -> list[np.ndarray]:
-    """(T, ...) arrays as (T, lanes), the compiled scans' shape (views where contiguous)."""
-    return [x.reshape(len(x), -1) for x in arrays]
-
-
 def _check_mode(mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"mode: expected 'parallel' or 'sequential', got {mode!r}")
@@ -483,8 +478,8 @@ class _MinimalRNN(RecurrentLayer):
         if reverse:
             X = X[::-1]
             mask = None if mask is None else mask[::-1]
-        compiled = backend.scans(self.kind)  # None on the reference path
-        if hasattr(compiled, "fused_forward"):
+        compiled = backend.recurrence(self.kind)  # None on the reference path
+        if compiled is not None:
             Y, h_n, cache = self._fused_sequence(compiled, X, h0, w, mask, keep)
             return (Y[::-1] if reverse else Y), h_n, cache
         K = self._project(X, w)
@@ -500,27 +495,26 @@ class _MinimalRNN(RecurrentLayer):
             if mask is not None:  # past a sequence's end: a = 1, b = 0, the state passes through
                 np.copyto(log_a[e], 0, where=~mask[e])
                 np.copyto(b, 0, where=~mask[e])
-            if mode == "parallel" and compiled is None:  # a piece is one segment of the scan
+            if mode == "parallel":  # a piece is one segment of the scan
                 exponentials = _scan_segment(log_a[e], b, states[s], out=Hs[e])
                 if keep:  # for the backward scan
                     decays.append(exponentials)
-            else:  # step by step: the sequential mode, and the compiled path in either mode (on a
-                # CPU the loop is the faster, with the scan's numbers: see nn/kernels/minimal.py)
-                loop = sequential_scan if compiled is None else compiled.sequential_scan
-                a, b, out = _lanes(np.exp(log_a[e]), b, Hs[e])
-                loop(a, b, states[s].reshape(-1), out)
+            else:  # step by step
+                sequential_scan(np.exp(log_a[e]), b, states[s], out=Hs[e])
         Y = Hs.copy() if mask is None else Hs * mask  # the cache keeps Hs whatever the caller does to out
         cache = (X, K, log_a, states, mask, mode, decays) if keep else None
         return (Y[::-1] if reverse else Y), Hs[-1], cache
 
     def _fused_sequence(self, compiled, X, h0, w, mask, keep):
-        """One direction in scan order on a kind whose whole recurrence is one kernel (minGRU's
-        ``fused_forward``): every gate's pre-activations from one product, (T, B, G·H), then the
-        kernel. The cache keeps the activations as (G, T, B, H), as the other path does."""
+        """One direction in scan order on the compiled backend, where the kind's whole recurrence is
+        one kernel (``kernels.minimal``): every gate's pre-activations from one product, (T, B, G·H),
+        then the kernel, in either mode (on a CPU the loop is the faster, with the scan's numbers).
+        The cache keeps the activations as (G, T, B, H), as the reference does, and the kernels, so
+        that its backward does not depend on the backend chosen by then."""
         (W, b), (T, B, _), H = w, X.shape, self.hidden_size
         K = backend.products().affine(X, W.data, None if b is None else b.data)
-        A, states, Z = np.empty((T, B, H), K.dtype), np.empty((T + 1, B, H), K.dtype), np.empty_like(K)
-        compiled.fused_forward(K, _active(mask), np.ascontiguousarray(h0, K.dtype), states, A, Z)
+        states, Z = np.empty((T + 1, B, H), K.dtype), np.empty_like(K)
+        A = compiled.fused_forward(K, _active(mask), np.ascontiguousarray(h0, K.dtype), states, Z)  # the kind's coefficients
         Hs = states[1:]
         Y = Hs.copy() if mask is None else Hs * mask
         gates = np.moveaxis(Z.reshape(T, B, self.gates, H), 2, 0)
@@ -580,19 +574,15 @@ class _MinimalRNN(RecurrentLayer):
         T, B, I = X.shape
         G, dK = np.empty(log_a.shape, np.result_type(dY, states)), np.empty_like(K)
         carry, piece = dh_n, segment_steps(B * self.hidden_size)
-        compiled = backend.scans(self.kind)
         for s in reversed(range(0, T, piece)):  # the forward's pieces, last first
             end = min(s + piece, T)
             e = slice(s, end)
             # ∂L/∂h_t at every step, by the scan the forward used; carry = a_s ∂L/∂h_s, what
             # h_{s−1} receives through h_s
-            if mode == "parallel" and compiled is None:
-                exponentials = decays[s // piece] if decays else _block_decay(log_a[e])  # none kept by a compiled forward
-                carry = _reverse_scan_segment(*exponentials, dY[e], carry, out=G[e])
+            if mode == "parallel":
+                carry = _reverse_scan_segment(*decays[s // piece], dY[e], carry, out=G[e])
             else:
-                loop = sequential_reverse_scan if compiled is None else compiled.sequential_reverse_scan
-                a, v, out = _lanes(np.exp(log_a[e]), dY[e], G[e])
-                carry = loop(a, v, carry.reshape(-1), out).reshape(carry.shape)
+                carry = sequential_reverse_scan(np.exp(log_a[e]), dY[e], carry, out=G[e])
             self._coefficients_backward(G[e], states[e], K[:, e], log_a[e], out=dK[:, e])  # states[e]: h_{t−1}
         dh0 = carry
         if norms is not None:
@@ -607,8 +597,8 @@ class _MinimalRNN(RecurrentLayer):
         X, gates, A, states, mask, _, compiled = cache
         (W, b), (T, B, I), H = w, X.shape, self.hidden_size
         K = np.moveaxis(gates, 0, 2).reshape(T, B, -1)  # the kernel's (T, B, G·H) array again, no copy
-        dh, G, dK = np.array(dh_n, A.dtype), np.empty_like(A), np.empty_like(K)
-        compiled.fused_backward(np.ascontiguousarray(dY, A.dtype), K, A, states, _active(mask), dh, G, dK)
+        dh, G, dK = np.array(dh_n, K.dtype), np.empty((T, B, H), K.dtype), np.empty_like(K)
+        compiled.fused_backward(np.ascontiguousarray(dY, K.dtype), K, A, states, _active(mask), dh, G, dK)
         if norms is not None:
             _record_norms(G, mask, norms, reverse)
         dX = backend.products().affine_backward(dK.reshape(T * B, -1), X.reshape(T * B, I), W.data, W.grad,

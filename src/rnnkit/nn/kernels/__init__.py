@@ -8,7 +8,8 @@ registered name to its compiled equations: ``sequence`` and ``sequence_backward`
 returning what the kind's reference ``step`` does so that its ``step_backward`` serves (a cell's
 steps, and a layer's single steps without a gradient; without ``keep``, the gates and cache are
 None); for the minimal layers (minGRU, minLSTM),
-``sequential_scan`` and ``sequential_reverse_scan`` (``nn.minimal``'s). A kind without an entry
+``fused_forward`` and ``fused_backward``, the whole recurrence each way (``kernels/minimal.py``).
+A kind without an entry
 runs its reference equations on every backend.
 Adding a kernel: a module here, and its line in the table.
 
@@ -83,5 +84,5 @@ KERNELS = {
     "lstm": dict(sequence=lstm.lstm_sequence, sequence_backward=lstm.lstm_sequence_backward, cell_step=steps.lstm_cell_step),
     "gru": dict(sequence=gru.gru_sequence, sequence_backward=gru.gru_sequence_backward, cell_step=steps.gru_cell_step),
     "mingru": minimal.MINGRU_KERNELS,
-    "minlstm": minimal.KERNELS,
+    "minlstm": minimal.MINLSTM_KERNELS,
 }
