@@ -12,7 +12,9 @@ Pieces, in the order a step runs them:
 * weight gradients: ∂L/∂W, ∂L/∂b and ∂L/∂x, three matrix products;
 * the rest: the whole step minus the pieces (checks, copies, bookkeeping).
 
-Each piece's figure is its fastest of many runs, as for ``experiment speed``.
+Each piece's figure is its fastest of many runs, as for ``experiment speed``. The pieces are
+those of the NumPy reference (the parallel scan), so the step runs on that backend: on the
+compiled one the activations and the loop are one kernel each way (``nn/kernels/minimal.py``).
 
 Run from the repository root:  OPENBLAS_NUM_THREADS=1 python benchmarks/mingru_breakdown.py
 """
@@ -27,7 +29,7 @@ import numpy as np
 
 from common import ROOT, git_commit, machine_info, write
 from rnnkit import keep_freed_memory
-from rnnkit.nn import Linear, MinGRU, MSELoss
+from rnnkit.nn import Linear, MinGRU, MSELoss, backend
 from rnnkit.nn.minimal import _reverse_scan_segment, _scan_segment, segment_steps
 
 
@@ -95,6 +97,7 @@ def main():
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/speed/breakdown.json")
     args = ap.parse_args()
     keep_freed_memory()  # as the rnnkit command does
+    backend.set_backend("numpy")  # the reference's pieces (see the module docstring)
     rows = []
     for T in (int(t) for t in args.lengths.split(",")):
         r = breakdown(T, 1, 64, args.min_time)
