@@ -563,8 +563,10 @@ def main(argv=None) -> int:
         return 0
     if not cases:
         parser.error(f"--only {args.only}: no case matches; --list shows the names")
-    if args.seconds <= 0:
+    if not 0 < args.seconds < float("inf"):
         parser.error(f"--seconds: expected a positive number of seconds, got {args.seconds:g}")
+    if args.quick and args.seconds != 2.0:
+        parser.error("--seconds and --quick: choose one (--quick is 0.3 s a case)")
     budget = Budget(0.3, 3, 30, 2) if args.quick else Budget(args.seconds, 3, max(200, round(100 * args.seconds)), 4)
     apply_thread_policy(args.threads)
     rnnkit.keep_freed_memory()

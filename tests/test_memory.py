@@ -23,6 +23,7 @@ def test_keep_freed_memory_takes_on_glibc_and_arrays_still_work():
 FAULTS_ON_REUSE = """
 import resource, sys
 import numpy as np
+np._core.multiarray._set_madvise_hugepage(False)  # small pages: the count below does not depend on the kernel's huge pages
 {code}
 a = np.ones(2**21)  # 16 MB
 del a
@@ -42,7 +43,7 @@ def test_the_python_api_reuses_freed_arrays_as_the_command_does(tmp_path):
         return int(done.stdout.split()[-1])
 
     api = f"import rnnkit\ntry:\n    rnnkit.load({str(tmp_path)!r})\nexcept Exception:\n    pass"
-    assert faults("import rnnkit") > 200  # glibc's own way: 16 MB faulted in again (507 faults here)
+    assert faults("import rnnkit") > 1000  # glibc's own way: 16 MB faulted in again, 4,096 pages
     assert faults(api) < 50  # 0 here
 
 

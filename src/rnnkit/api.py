@@ -5,8 +5,8 @@
     print(model.generate("ROMEO:", length=300, seed=0))   # the prime and what follows it
     model = rnnkit.load("models/shakespeare")      # in a later session
 
-Each applies what the command applies where it starts: the BLAS thread policy (rnnkit.threads),
-the first time in a process, and the allocator's reuse of freed arrays (rnnkit.memory: without
+The first of them to run in a process applies what the command applies where it starts: the BLAS
+thread policy (rnnkit.threads) and the allocator's reuse of freed arrays (rnnkit.memory: without
 it an LSTM layer's training step faulted in 3,100 pages and took 1.4× as long).
 Errors name the Python arguments (``overwrite=True``), not the command's flags.
 """
@@ -24,10 +24,16 @@ from .threads import apply_thread_policy
 from .training import model_dir as md
 from .training.trainer import TrainingOptions
 
+_started = False
+
 
 def _as_the_command_starts() -> None:
-    apply_thread_policy(once=True)
-    keep_freed_memory()
+    """The command's settings, once in a process: a setting the program changed in between stays."""
+    global _started
+    if not _started:
+        apply_thread_policy(once=True)
+        keep_freed_memory()
+        _started = True
 
 
 def load(model_dir):

@@ -8,8 +8,9 @@ layers, whose steps make a few dozen temporaries of T·B·H elements each, that 
 minGRU training step at T = 1024, B = 1, H = 64, and how much depends on what ran before in
 the process. ``keep_freed_memory`` fixes the threshold at its maximum and raises the trim threshold,
 so freed blocks below 32 MB are reused: steady timings, at the price of a process that holds
-on to up to 256 MB of freed memory. The ``rnnkit`` command calls it at start; a Python program
-may call it too. Elsewhere than glibc it does nothing.
+on to up to 256 MB of freed memory. The ``rnnkit`` command calls it at start, and so does the
+Python API (``rnnkit.train``, ``load``, ``import_weights``) the first time it runs; a program that
+uses ``rnnkit.nn`` alone may call it itself. Elsewhere than glibc it does nothing.
 
 How much memory a model may take: ``within_memory`` builds a model and refuses, with one line
 naming the size options, a model whose arrays do not fit in the memory available

@@ -152,7 +152,7 @@ def test_kernel_tanh_and_sigmoid_are_within_a_few_ulp(dtype, ulps):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kernel_exp_is_within_an_ulp_or_two_and_zero_where_float32_would_be_subnormal(dtype):
+def test_kernel_exp_is_within_an_ulp_or_two_zero_where_float32_would_be_subnormal_and_inf_past_its_range(dtype):
     from numba import njit
 
     @njit
@@ -160,15 +160,23 @@ def test_kernel_exp_is_within_an_ulp_or_two_and_zero_where_float32_would_be_subn
         for k in range(x.size):
             out[k] = exp(x[k])
 
-    x = np.concatenate([np.linspace(-120, 88, 400_001), -np.logspace(-30, 1.9, 20_001), np.logspace(-30, 1.9, 20_001),
-                        [0.0, -0.0, -87.33, 88.0]]).astype(dtype)
+    x = np.concatenate([np.linspace(-120, 88.72, 400_001), -np.logspace(-30, 1.9, 20_001), np.logspace(-30, 1.9, 20_001),
+                        [0.0, -0.0, -87.33, 88.0, 88.7228, -np.inf]]).astype(dtype)
     out = np.empty_like(x)
     apply(x, out)
     exact = np.exp(x.astype(np.float64))
-    normal = exact >= np.finfo(dtype).tiny
+    normal = (exact >= np.finfo(dtype).tiny) & (exact <= np.finfo(dtype).max)
     error = np.abs(out[normal] - exact[normal]) / np.spacing(exact[normal].astype(dtype)).astype(np.float64)
     assert out.dtype == dtype and error.max() <= (2 if dtype == np.float32 else 1), error.max()
-    assert np.all(out[~normal] <= np.finfo(dtype).tiny)  # float32: 0 below −87.3, no garbage from the bits of 2ⁿ
+    tiny = out[exact < np.finfo(dtype).tiny]
+    assert np.all((tiny >= 0) & (tiny <= np.finfo(dtype).tiny))  # float32: 0 below −87.3, no garbage from the bits of 2ⁿ
+    beyond = np.array([88.73, 89.0, 1e4, np.inf], dtype)
+    big = np.empty_like(beyond)
+    apply(beyond, big)
+    assert np.all(big > np.finfo(np.float32).max)  # float32: inf, as the true exp rounds
+    nan = np.array([np.nan], dtype)
+    apply(nan, nan)
+    assert np.isnan(nan[0])
 
 
 @pytest.fixture
@@ -272,6 +280,27 @@ def test_the_compiled_minimal_loop_equals_the_parallel_scan_over_many_pieces(nam
     assert max(errors) <= BOUND[dtype], errors
 
 
+@pytest.mark.parametrize("name", ["mingru", "minlstm"])
+def test_a_minimal_layers_forward_on_one_backend_and_backward_on_the_other_agree(name):
+    """The compiled forward keeps its kernels in the cache and the reference's keeps its scan's
+    decays: either backward follows either forward."""
+    rng = np.random.default_rng(8)
+    layer = cells.get(name).layer(3, 5, num_layers=2, bidirectional=True, dtype=np.float64, rng=8)
+    x = rng.standard_normal((7, 3, 3))
+    lengths = np.array([7, 4, 2])
+    results = {}
+    for forward, backward in [("numpy", "numpy"), ("numba", "numpy"), ("numpy", "numba")]:
+        layer.zero_grad()
+        with backend.use_backend(forward):
+            out, h_n = layer(x, lengths=lengths)
+        with backend.use_backend(backward):
+            dx, dh0 = layer.backward(np.cos(out), np.sin(h_n))
+        results[forward, backward] = [out, h_n, dx, dh0] + [p.grad.copy() for _, p in layer.named_parameters()]
+    for mixed in [("numba", "numpy"), ("numpy", "numba")]:
+        errors = [relative_error(g, e) for g, e in zip(results[mixed], results["numpy", "numpy"])]
+        assert max(errors) <= BOUND[np.float64], (mixed, errors)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_the_fused_minlstm_keeps_its_coefficients_where_both_gates_underflow(dtype):
     """f and i both below the smallest float (k_f, k_i ≈ −150 … −400): the reference takes d =
@@ -334,6 +363,26 @@ def test_the_products_split_between_threads_equal_one_call(shape, threads, dtype
     assert max(errors) <= BOUND[dtype] / 10, errors
     for got, expected in zip(results[threads, threads], results[threads, 1]):  # the parts' threads change no bit
         np.testing.assert_array_equal(got, expected)
+
+
+def test_each_product_is_judged_by_its_own_operations(monkeypatch):
+    """What affine, affine_backward and accumulate_weight_grads count before deciding to cut:
+    2·N·I·O for X Wᵀ, 4·N·I·O for dW and dX, 2·T·B·G·(2I + H) for W_ih's and W_hh's gradients and dX."""
+    from rnnkit.nn.kernels import products
+    from rnnkit.nn.module import Parameter
+    from rnnkit.nn.recurrent import _DirectionWeights
+
+    seen = []
+    monkeypatch.setattr(products, "_parts", lambda parts, n, flops: seen.append(flops) or 1)
+    N, I, O = 6, 5, 7
+    X, W, dY = np.ones((N, I)), np.ones((O, I)), np.ones((N, O))
+    products.affine(X, W, None, 2, 2)
+    products.affine_backward(dY, X, W, np.zeros_like(W), None, 2, 2)
+    T, B, H = 3, 2, 4
+    params = [Parameter(np.ones((3 * H, I))), Parameter(np.ones((3 * H, H))), Parameter(np.ones(3 * H)), Parameter(np.ones(3 * H))]
+    products.accumulate_weight_grads(_DirectionWeights(*params, None, cells.get("gru")), np.ones((T, B, I)), np.ones((T, B, H)),
+                                     np.ones((T, B, 3 * H)), parts=2, threads=2)
+    assert seen == [2 * N * I * O, 4 * N * I * O, 2 * T * B * 3 * H * (2 * I + H)]
 
 
 def test_a_small_product_is_not_cut():

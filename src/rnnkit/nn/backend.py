@@ -137,9 +137,15 @@ def user_set_blas() -> bool:
 
 def _hold_blas() -> None:
     """BLAS at one thread where the compiled kernels first run, unless its count was chosen already
-    (by the thread policy, or by the user's variables): its threads must not spin beside theirs."""
-    if not _blas_chosen and not user_set_blas():
-        limit_blas(1)
+    (by the thread policy, or in the user's environment: $OPENBLAS_NUM_THREADS …): its threads must
+    not spin beside theirs. A count set in the program itself (threadpoolctl) before the kernels
+    first run is not seen; after, it is left alone."""
+    global _blas_chosen
+    if not _blas_chosen:
+        if user_set_blas():
+            _blas_chosen = True  # theirs: looked at once
+        else:
+            limit_blas(1)
 
 
 def _kernels() -> dict:
@@ -147,8 +153,13 @@ def _kernels() -> dict:
         from .kernels import KERNELS
 
         _fast.update({name: SimpleNamespace(**functions) for name, functions in KERNELS.items()})
-        _hold_blas()
     return _fast
+
+
+def _compiled() -> dict:
+    """The kernels, where they are about to run: BLAS held first (``_hold_blas``)."""
+    _hold_blas()
+    return _kernels()
 
 
 def chunks() -> int:
@@ -201,7 +212,7 @@ def cell_step(kind):
         return None
     key = (kind.name, threads())
     if key not in _steps:  # kept: a streamed step asks on every call, and a few µs are its whole cost
-        step = getattr(_kernels().get(kind.name), "cell_step", None)
+        step = getattr(_compiled().get(kind.name), "cell_step", None)
         _steps[key] = None if step is None else _on_threads(step, key[1])
     return _steps[key]
 
@@ -220,7 +231,7 @@ def recurrence(kind):
     runs its NumPy equations and scans."""
     if current() == "numpy":
         return None
-    kernels = _kernels().get(kind.name)
+    kernels = _compiled().get(kind.name)
     return kernels if hasattr(kernels, "fused_forward") else None
 
 
@@ -229,7 +240,7 @@ def equations(kind):
     ``sequence`` and ``sequence_backward`` (the kind itself on the reference path)."""
     if current() == "numpy":
         return kind
-    kernels = _kernels().get(kind.name)
+    kernels = _compiled().get(kind.name)
     if kernels is None or not hasattr(kernels, "sequence"):
         return kind
     return _with_threads(kernels, threads())

@@ -11,9 +11,10 @@ equality tests hold to 1e-12, not the one that needs speed.
 σ(x) = ½ + ½·tanh(x/2), the same arithmetic as the NumPy reference (``functional.sigmoid``).
 
 exp in float32 is Cephes' ``expf``: x = n·ln 2 + r with |r| ≤ ½ ln 2 (ln 2 in two parts, so r is
-exact), e^r by a degree-7 polynomial, and 2ⁿ made from its bits (``_two_to``); within 2 ulp of
-the true exp (tested), 0 below −87.3 (where the float32 result would be subnormal) — about a
-nanosecond where libm's expf, called one element at a time, takes several. float64: libm's.
+exact), e^r by a degree-7 polynomial, and 2ⁿ made from its bits in two halves (``_two_to``);
+within 2 ulp of the true exp (tested), 0 below −87.3 (where the float32 result would be
+subnormal), inf above ln(max float32) = 88.72 as for the true exp — under a nanosecond where
+libm's expf, called one element at a time, takes several. float64: libm's.
 """
 
 from __future__ import annotations
@@ -70,21 +71,22 @@ def _sigmoid(x):
 LOG2E, LN2_HI, LN2_LO = np.float32(1.44269504088896341), np.float32(0.693359375), np.float32(-2.12194440e-4)
 E5, E4, E3, E2, E1, E0 = (np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
                                                       1.6666665459e-1, 5.0000001201e-1))
-EXP_LO, EXP_HI = np.float32(-87.33654), np.float32(88.0)  # e^x is subnormal below, 2ⁿ needs n ≤ 127 above
+EXP_LO, EXP_HI = np.float32(-87.33654), np.float32(88.73)  # e^x is subnormal below, infinite above
 
 
 @intrinsic
 def _two_to(typingctx, n):
-    """2ⁿ as a float32, for an int32 −126 ≤ n ≤ 127: the exponent field n + 127 and a zero mantissa."""
-    if n != types.int32:
+    """2ⁿ as a float32, for an integer −126 ≤ n ≤ 127: the exponent field n + 127, a zero mantissa."""
+    if not isinstance(n, types.Integer):
         return None
 
     def codegen(context, builder, signature, args):
         i32 = ir.IntType(32)
-        bits = builder.shl(builder.add(args[0], ir.Constant(i32, 127)), ir.Constant(i32, 23))
+        value = args[0] if n.bitwidth == 32 else builder.trunc(args[0], i32) if n.bitwidth > 32 else builder.sext(args[0], i32)
+        bits = builder.shl(builder.add(value, ir.Constant(i32, 127)), ir.Constant(i32, 23))
         return builder.bitcast(bits, ir.FloatType())
 
-    return types.float32(types.int32), codegen
+    return types.float32(n), codegen
 
 
 def exp(x):
@@ -102,6 +104,8 @@ def _exp(x):
         n = np.floor(y * LOG2E + np.float32(0.5))  # a float32 (math.floor would make an int64, and the rest float64)
         r = y - n * LN2_HI - n * LN2_LO
         p = (((((E5 * r + E4) * r + E3) * r + E2) * r + E1) * r + E0) * (r * r) + r + np.float32(1)
-        return p * _two_to(np.int32(n)) * np.float32(x >= EXP_LO)  # (a select here: numba warns on inlining it)
+        k = np.int32(n)  # −126 … 128: each half of 2ᵏ within a float32's exponents
+        half = k >> 1
+        return p * _two_to(half) * _two_to(k - half) * np.float32(x >= EXP_LO)  # (a select here: numba warns on inlining it)
 
     return exp32
