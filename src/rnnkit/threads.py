@@ -1,7 +1,8 @@
 """The thread policy, applied once where a process starts: the `rnnkit` command and the
 Python API (`rnnkit.train`, `rnnkit.load`); a program that uses ``rnnkit.nn`` alone gets its
-default from the compiled kernels, which hold BLAS at one thread when they first load. Two pools: BLAS's (the NumPy path's products and the
-products outside the compiled kernels) and the kernels' own (``nn.backend``).
+default from the compiled kernels, which hold BLAS at one thread when they first run. Two pools:
+BLAS's (the NumPy path's products and the products outside the compiled kernels) and the
+kernels' own (``nn.backend``).
 
 OpenBLAS starts a thread per core and spins while it waits for them. rnnkit's matrices are small
 (a 2-layer LSTM-256 on batches of 32), so a second thread gains little on an idle machine and costs

@@ -9,13 +9,15 @@ Threads. A kernel cuts each step's hidden units into ``chunks()``, one per core,
 on its threads (numba's OpenMP layer): the cut is fixed, the threads vary, so results do not
 depend on how many threads ran them. BLAS, outside the kernels, keeps the count
 ``rnnkit.threads`` gave it (one by default); where that policy never ran (a program that uses
-``rnnkit.nn`` alone), the kernels hold BLAS at one thread when they first load, unless the user
+``rnnkit.nn`` alone), the kernels hold BLAS at one thread when they first run, unless the user
 set its count: OpenBLAS's threads spinning beside the kernels' made an LSTM's forward 1.5–1.8×
-slower (64 × 100 steps, 128 → 256: 66.7 ms against 37.7). The kernels' count is ``set_threads(n)`` where the user chose one (``--threads``, $RNNKIT_THREADS),
-else automatic: the cores that the rest of the machine leaves free — the load average less
-what this process itself used lately, looked at every few seconds — so that an idle machine's
-cores are all used and a busy one's threads do not wait for each other (a step's threads meet
-at its end: one of them descheduled stalls the others).
+slower (64 × 100 steps, 128 → 256: 66.7 ms against 37.7). The kernels' count is
+``set_threads(n)`` where the user chose one (``--threads``, $RNNKIT_THREADS), else automatic:
+the cores that the rest of the machine leaves free — the load average less what this process
+itself used lately, looked at every few seconds — so that an idle machine's cores are all used
+and a busy one's threads do not wait for each other (a step's threads meet at its end: one of
+them descheduled stalls the others). A bidirectional layer's two directions then run side by
+side, one thread each (``side_by_side``).
 """
 
 from __future__ import annotations
@@ -248,7 +250,7 @@ def side_by_side(kind, jobs: list, name: str) -> list:
     current backend. On the compiled one with two threads or more and two jobs (a bidirectional
     layer's directions, independent of each other), each job runs on its own thread with its
     kernel on one: the chunks are the same, so are the numbers, and the threads do not meet at
-    every step (a bidirectional LSTM-128's forward at 32 × 100: 0.72–0.83 of the time)."""
+    every step (a bidirectional LSTM-128's training step at 32 × 100: 0.92 of the time)."""
     kernels = None if current() == "numpy" else _compiled().get(kind.name)
     if len(jobs) != 2 or threads() < 2 or not hasattr(kernels, "sequence"):
         f = getattr(equations(kind), name)

@@ -7,10 +7,9 @@ registered name to its compiled equations: ``sequence`` and ``sequence_backward`
 (new states, activated gates, cache)``, a whole step (products, biases, gates) in one call,
 returning what the kind's reference ``step`` does so that its ``step_backward`` serves (a cell's
 steps, and a layer's single steps without a gradient; without ``keep``, the gates and cache are
-None); for the minimal layers (minGRU, minLSTM),
-``fused_forward`` and ``fused_backward``, the whole recurrence each way (``kernels/minimal.py``).
-A kind without an entry
-runs its reference equations on every backend.
+None); for the minimal layers (minGRU, minLSTM), ``fused_forward`` and ``fused_backward``, the
+whole recurrence each way (``kernels/minimal.py``). A kind without an entry runs its reference
+equations on every backend.
 Adding a kernel: a module here, and its line in the table.
 
 Importing this package imports numba (about 0.4 s) and loads compiled code from numba's cache
