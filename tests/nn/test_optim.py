@@ -1,4 +1,4 @@
-"""Optimizers, clipping and schedules against torch.optim on the same gradient sequences."""
+"""Optimizers, clipping, schedules and the weights' moving average against torch.optim on the same sequences."""
 
 import io
 import math
@@ -15,6 +15,7 @@ from rnnkit.nn.optim import (
     CosineAnnealingLR,
     LinearWarmup,
     StepLR,
+    WeightAverage,
     clip_grad_norm_,
     clip_grad_value_,
 )
@@ -357,3 +358,83 @@ def test_params_of_the_wrong_type_are_refused():
         SGD([np.zeros(2)], lr=0.1)
     with pytest.raises(TypeError, match="optimizer"):
         StepLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), 3)
+
+
+# ---- the weights' moving average ---------------------------------------------------------
+
+
+def value_sequence(dtype, steps=12, seed=0):
+    """Parameter values after each of ``steps`` updates: a drift plus noise, as training gives."""
+    rng = np.random.default_rng(seed)
+    start = rng.normal(size=(3, 4)), rng.normal(size=5)
+    return [[(a + 0.3 * t + rng.normal(scale=0.5, size=a.shape)).astype(dtype) for a in start] for t in range(steps)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("decay", [0.5, 0.9, 0.999])
+def test_weight_average_is_the_discounted_mean_of_the_values_seen(dtype, decay):
+    values = value_sequence(dtype)
+    params = [Parameter(v.copy()) for v in values[0]]
+    average = WeightAverage(params, decay)
+    for t, step_values in enumerate(values, start=1):
+        for p, v in zip(params, step_values):
+            p.data[...] = v
+        average.update()
+        weights = decay ** np.arange(t - 1, -1, -1, dtype=np.float64)  # decay^(t−s), s = 1…t
+        for i, got in enumerate(average.averages):
+            expected = sum(w * values[s][i].astype(np.float64) for s, w in enumerate(weights)) / weights.sum()
+            assert got.dtype == dtype
+            assert rel_err(got, expected) <= TOL[dtype], (t, i)
+
+
+def test_weight_average_equals_torch_averaged_model_with_its_avg_fn():
+    from torch.optim.swa_utils import AveragedModel
+
+    decay, values = 0.8, value_sequence(np.float64, seed=3)
+    params = [Parameter(v.copy()) for v in values[0]]
+    average = WeightAverage(params, decay)
+    module = torch.nn.ParameterList([torch.nn.Parameter(torch.tensor(v)) for v in values[0]])
+    # n: the updates before this one, a tensor (int(n): a float to the power of an int64 tensor is float32)
+    theirs = AveragedModel(module, avg_fn=lambda avg, p, n: avg + (p - avg) * (1 - decay) / (1 - decay ** (int(n) + 1)))
+    for step_values in values:
+        for p, q, v in zip(params, module, step_values):
+            p.data[...] = v
+            q.data.copy_(torch.tensor(v))
+        average.update()
+        theirs.update_parameters(module)
+    for ours, expected in zip(average.averages, theirs.module):
+        np.testing.assert_allclose(ours, expected.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_weight_average_swaps_in_and_out_and_resumes_from_its_state_dict():
+    values = value_sequence(np.float32)
+    params = [Parameter(v.copy()) for v in values[0]]
+    average = WeightAverage(params, 0.7)
+    for step_values in values[:6]:
+        for p, v in zip(params, step_values):
+            p.data[...] = v
+        average.update()
+    with pytest.raises(RuntimeError, match="inside"), average.swapped():
+        for p, a in zip(params, average.averages):
+            np.testing.assert_array_equal(p.data, a)
+        raise RuntimeError("inside")
+    for p, v in zip(params, values[5]):  # the live values are back, after an exception too
+        np.testing.assert_array_equal(p.data, v)
+
+    resumed = WeightAverage([Parameter(v.copy()) for v in values[5]], 0.7)
+    resumed.load_state_dict(save_and_reload(average.state_dict()))
+    for step_values in values[6:]:
+        for ours in (average, resumed):
+            for p, v in zip(ours.params, step_values):
+                p.data[...] = v
+            ours.update()
+    for a, b in zip(average.averages, resumed.averages):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"average.1: expected shape \(5,\)"):
+        resumed.load_state_dict({"updates": 3, "average.0": np.zeros((3, 4)), "average.1": np.zeros(4)})
+
+
+@pytest.mark.parametrize("decay", [0, 1, 1.5, -0.1, True, "0.9"])
+def test_weight_average_refuses_a_decay_outside_0_1(decay):
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(one_param(), decay)

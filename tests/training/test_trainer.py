@@ -101,7 +101,8 @@ def test_early_stopping_after_patience_runs_out(tmp_path):
     assert model.config["metrics"]["loss"] == best  # the best weights are what the directory holds
 
 
-@pytest.mark.parametrize("field,value", [("steps", 0), ("lr", -1.0), ("optimizer", "adagrad"), ("schedule", "cyclic"), ("clip", -1.0)])
+@pytest.mark.parametrize("field,value", [("steps", 0), ("lr", -1.0), ("optimizer", "adagrad"), ("schedule", "cyclic"), ("clip", -1.0),
+                                         ("ema", 1.0), ("ema", -0.5)])
 def test_bad_training_options_are_named(field, value):
     with pytest.raises(ValueError, match=f"--{field.replace('_', '-')}: invalid value"):
         TrainingOptions(**{field: value})
@@ -149,3 +150,46 @@ def test_monitor_keeps_the_weights_with_the_lowest_error(tmp_path):
     errors = [r["valid_mae"] for r in md.read_metrics(model.dir) if "valid_mae" in r]
     assert max(errors) > min(errors)  # the choice matters
     assert model.config["metrics"]["mae"] == min(errors)
+
+
+def test_ema_validates_saves_and_resumes_the_average_of_the_weights(tmp_path):
+    """With --ema, the model kept is the discounted mean of the live weights after each step (read
+    from the checkpoints of a run resumed step by step), and that run ends as one never stopped."""
+    corpus = write_corpus(tmp_path / "text.txt")
+    options = dict(data=str(corpus), hidden=8, embed=4, layers=1, batch_size=4, seq_len=8, lr=0.05, ema=0.6,
+                   valid_every=1, quiet=True)
+    whole = rnnkit.train("lm", tmp_path / "whole", steps=6, **options)
+    stepped, live = tmp_path / "stepped", []
+    for steps in range(1, 7):
+        if steps == 1:
+            rnnkit.train("lm", stepped, steps=1, **options)
+        else:
+            rnnkit.train("lm", stepped, resume=True, steps=steps, quiet=True)
+        weights = md.load_weights(stepped / "checkpoint" / "weights.safetensors")
+        live.append({k: v for k, v in weights.items() if not k.startswith(("run.", "ema."))})
+    for name in ("model.safetensors", "checkpoint/weights.safetensors"):
+        a, b = md.load_weights(whole.dir / name), md.load_weights(stepped / name)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name}: {k}")
+
+    best = whole.config["metrics"]["step"]
+    weights = 0.6 ** np.arange(best - 1, -1, -1)
+    kept = md.load_weights(whole.dir / "model.safetensors")
+    for k, value in kept.items():
+        expected = sum(w * live[s][k].astype(np.float64) for s, w in enumerate(weights)) / weights.sum()
+        np.testing.assert_allclose(value, expected, rtol=2e-5, atol=2e-6, err_msg=k)
+        assert best == 1 or not np.array_equal(value, live[best - 1][k])  # the average, not the live weights
+    losses = [r["valid_loss"] for r in md.read_metrics(whole.dir) if "valid_loss" in r]
+    assert whole.config["metrics"]["loss"] == min(losses)
+
+
+def test_ema_off_trains_exactly_as_before(tmp_path):
+    corpus = write_corpus(tmp_path / "text.txt")
+    options = dict(data=str(corpus), hidden=8, embed=4, layers=1, batch_size=4, seq_len=8, lr=0.05, steps=4, quiet=True)
+    plain = rnnkit.train("lm", tmp_path / "plain", **options)
+    zero = rnnkit.train("lm", tmp_path / "zero", ema=0.0, **options)
+    assert not any(k.startswith("ema.") for k in md.load_weights(plain.dir / "checkpoint" / "weights.safetensors"))
+    a, b = md.load_weights(plain.dir / "model.safetensors"), md.load_weights(zero.dir / "model.safetensors")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])

@@ -18,6 +18,7 @@ from .optim import (
     LRSchedule,
     Optimizer,
     StepLR,
+    WeightAverage,
     clip_grad_norm_,
     clip_grad_value_,
     grad_norm,
@@ -38,5 +39,5 @@ __all__ = [
     "Linear", "Embedding", "Dropout", "MultiheadSelfAttention", "CRF",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "GaussianNLLLoss", "CTCLoss",
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_", "grad_norm",
-    "LRSchedule", "StepLR", "CosineAnnealingLR", "LinearWarmup",
+    "LRSchedule", "StepLR", "CosineAnnealingLR", "LinearWarmup", "WeightAverage",
 ]

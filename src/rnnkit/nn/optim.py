@@ -7,11 +7,13 @@ the first step as in PyTorch. ``state_dict()`` is a flat ``{name: array or scala
 (buffers named ``"exp_avg.0"``, ``"momentum_buffer.3"``, ...) that ``np.savez`` can write as is.
 
 A schedule sets ``optimizer.lr`` from a closed form in the number of optimizer steps taken;
-call its ``step()`` once after each ``optimizer.step()``.
+call its ``step()`` once after each ``optimizer.step()``; so too ``WeightAverage.update()``, the
+exponential moving average of the weights.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -31,6 +33,7 @@ __all__ = [
     "StepLR",
     "CosineAnnealingLR",
     "LinearWarmup",
+    "WeightAverage",
 ]
 
 
@@ -421,3 +424,63 @@ class LinearWarmup(LRSchedule):
             # warm-up and the schedule after it share one base lr
             self.after.base_lr = self.base_lr
             self.optimizer.lr = self.get_lr()
+
+
+# ---- averaged weights -----------------------------------------------------------------
+
+
+class WeightAverage:
+    """An exponential moving average of parameters' values (Polyak averaging), bias-corrected.
+
+    After the t-th ``update()``, for each parameter p (p_s its value at the s-th update):
+
+        p̄_t = Σ_{s≤t} decay^(t−s) p_s / Σ_{s≤t} decay^(t−s)
+            = p̄_{t−1} + (p_t − p̄_{t−1}) · (1 − decay) / (1 − decay^t)
+
+    so the first update copies p, and an early average is one of the steps seen so far rather
+    than one pulled towards the initial weights (as Adam corrects its moments). PyTorch's
+    ``AveragedModel(model, avg_fn=…)`` computes the same with this ``avg_fn``. ``swapped()`` puts
+    the averages into the parameters for a while (to evaluate or save them) and the live values
+    back after.
+    """
+
+    def __init__(self, params, decay: float):
+        self.params = _parameter_list(params)
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+            raise ValueError(f"decay: expected a number in (0, 1), got {decay!r}")
+        self.decay, self.updates = float(decay), 0
+        self.averages = [p.data.copy() for p in self.params]
+
+    def update(self) -> None:
+        self.updates += 1
+        weight = (1 - self.decay) / (1 - self.decay ** self.updates)
+        for average, p in zip(self.averages, self.params):
+            average += (p.data - average) * average.dtype.type(weight)
+
+    @contextlib.contextmanager
+    def swapped(self):
+        """A context in which the parameters hold their averages (the live values restored after)."""
+        live = [p.data.copy() for p in self.params]
+        try:
+            for p, average in zip(self.params, self.averages):
+                p.data[...] = average
+            yield
+        finally:
+            for p, value in zip(self.params, live):
+                p.data[...] = value
+
+    def state_dict(self) -> dict:
+        """``{"updates": t, "average.i": p̄ of the i-th parameter}`` (copies)."""
+        return {"updates": self.updates, **{f"average.{i}": a.copy() for i, a in enumerate(self.averages)}}
+
+    def load_state_dict(self, state: dict) -> None:
+        expected = {"updates"} | {f"average.{i}" for i in range(len(self.params))}
+        _check_keys(state, expected, "WeightAverage")
+        problems = [f"unexpected key {k!r}" for k in sorted(set(state) - expected)]
+        for i, p in enumerate(self.params):
+            if np.shape(state[f"average.{i}"]) != p.shape:
+                problems.append(f"average.{i}: expected shape {p.shape}, got {np.shape(state[f'average.{i}'])}")
+        if problems:
+            raise ValueError("state_dict does not fit WeightAverage: " + "; ".join(problems))
+        self.updates = positive_int(_plain(state["updates"]), "updates", minimum=0)
+        self.averages = [np.array(state[f"average.{i}"], dtype=p.data.dtype) for i, p in enumerate(self.params)]

@@ -10,8 +10,8 @@ A task hands over a *run*: an object with
     state_dict() / load_state_dict(d)  its own resumable state (data position, carried state):
                                        numpy arrays and JSON-able scalars
 
-The trainer owns the rest: optimizer, schedule, clipping, validation, early stopping, best
-and last checkpoints, progress bar, metrics log and loss curve. Everything random is drawn
+The trainer owns the rest: optimizer, schedule, clipping, the weights' moving average (``--ema``),
+validation, early stopping, best and last checkpoints, progress bar, metrics log and loss curve. Everything random is drawn
 from generators whose states are checkpointed, so a run killed and resumed ends with the same
 weights as a run never interrupted.
 
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..nn import SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, StepLR, clip_grad_norm_, grad_norm, no_grad
+from ..nn import SGD, Adam, AdamW, CosineAnnealingLR, LinearWarmup, StepLR, WeightAverage, clip_grad_norm_, grad_norm, no_grad
 from ..nn.recurrent import RecurrentLayer
 from ..nn.validation import NonFiniteError
 from . import model_dir as md
@@ -68,6 +68,7 @@ STATE_SCHEMA = {
                                                      {"type": "integer", "minimum": 0}], "minItems": 3, "maxItems": 3},
         "recent_losses": {"type": "array", "items": {"type": "finite"}},
         "exploding": {"type": "integer", "minimum": 0},
+        "ema_updates": {"type": "integer", "minimum": 0},
     },
 }
 
@@ -98,6 +99,7 @@ class TrainingOptions:
     schedule: str = "constant"
     warmup: int = 0
     clip: float = 5.0
+    ema: float = 0.0
     valid_every: int = 200
     patience: int = 0
     seed: int = 0
@@ -117,6 +119,8 @@ class TrainingOptions:
         "schedule": "learning-rate schedule after warm-up: constant, cosine (to 0 at the last step) or step (x0.5 every quarter)",
         "warmup": "steps of linear learning-rate warm-up",
         "clip": "clip the gradients' global norm to this (0: no clipping)",
+        "ema": "keep an exponential moving average of the weights with this decay a step (e.g. 0.99: about the "
+               "last 100 steps; 0: off); validation, the best weights and the saved model use the average",
         "valid_every": "validate, checkpoint and keep the best weights every N steps",
         "patience": "stop after this many validations without improvement (0: never stop early)",
         "monitor": "the validation metric that picks the best weights and decides early stopping: loss, or another "
@@ -136,7 +140,7 @@ class TrainingOptions:
     def __post_init__(self):
         checks = {
             "steps": self.steps >= 1, "lr": self.lr > 0, "valid_every": self.valid_every >= 1,
-            "clip": self.clip >= 0, "warmup": self.warmup >= 0, "patience": self.patience >= 0,
+            "clip": self.clip >= 0, "ema": 0 <= self.ema < 1, "warmup": self.warmup >= 0, "patience": self.patience >= 0,
             "log_every": self.log_every >= 1, "time_limit": self.time_limit >= 0, "diagnose_every": self.diagnose_every >= 0,
             "weight_decay": self.weight_decay >= 0, "momentum": self.momentum >= 0,
             "optimizer": self.optimizer in ("adam", "adamw", "sgd"),
@@ -198,6 +202,7 @@ class Trainer:
         self.validations: list[dict] = []  # every validation's record of this fit: step and valid_* metrics
         self._plotted, self._plotted_at = 0, -math.inf  # validations drawn in loss.png, and when
         self.optimizer, self.schedule = make_optimizer(model.parameters(), options)
+        self.average = WeightAverage(model.parameters(), options.ema) if options.ema else None
         self.step, self.best, self.bad_validations = 0, math.inf, 0
         self.window = [0.0, 0, 0]  # loss sum, steps and clipped steps since the last metrics line
         self.recent_losses: collections.deque = collections.deque(maxlen=100)
@@ -212,12 +217,17 @@ class Trainer:
         arrays = {f"run.{k}": v for k, v in run_state.items() if isinstance(v, np.ndarray)}
         scalars = {k: v for k, v in run_state.items() if not isinstance(v, np.ndarray)}
         weights = dict(self.model.state_dict(), **arrays)
+        if self.average:
+            average = self.average.state_dict()
+            weights.update({f"ema.{k}": v for k, v in average.items() if k != "updates"})
         state = {
             "step": self.step, "best": self.best, "bad_validations": self.bad_validations,
             "rng": self._rng_states(), "run": scalars,
             "schedule": self.schedule.state_dict() if self.schedule else None,
             "window": self.window, "recent_losses": list(self.recent_losses), "exploding": self.exploding,
         }
+        if self.average:
+            state["ema_updates"] = self.average.updates
         if self.writes:
             md.save_checkpoint(self.out, weights, self.optimizer.state_dict(), state)
         self.group.barrier()  # a fault on another rank after this step cannot cut the checkpoint short
@@ -231,9 +241,12 @@ class Trainer:
         if hasattr(self.model, "rng") and "model" not in state["rng"]:
             raise md.ModelDirError(f"{where}: rng: missing the model's generator state, which exact resume needs")
         run_arrays = {k[4:]: v for k, v in weights.items() if k.startswith("run.")}
+        averages = {k[4:]: v for k, v in weights.items() if k.startswith("ema.")}
         try:
-            self.model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("run.")})
+            self.model.load_state_dict({k: v for k, v in weights.items() if not k.startswith(("run.", "ema."))})
             self.optimizer.load_state_dict(opt_state)
+            if self.average:
+                self.average.load_state_dict(dict(averages, updates=state.get("ema_updates", 0)))
             self.run.load_state_dict(dict(state["run"], **run_arrays))
         except (KeyError, TypeError, ValueError) as exc:
             raise md.ModelDirError(f"the checkpoint in {self.out} does not fit this run ({exc}); restore it, "
@@ -365,6 +378,8 @@ class Trainer:
                 self.optimizer.step()
                 if self.schedule:
                     self.schedule.step()
+                if self.average:
+                    self.average.update()
                 tokens += n_tokens
                 self.window = [self.window[0] + loss, self.window[1] + 1, self.window[2] + bool(opt.clip and norm > opt.clip)]
                 bar.update(1)
@@ -427,8 +442,17 @@ class Trainer:
         """Evaluate, keep the best weights, checkpoint, plot; True when patience has run out.
         In a job, every rank evaluates (a run may share the validation data out) and takes rank 0's
         metrics, so that early stopping and the best weights are decided alike."""
-        metrics = self.group.agreed(self.group.settled(self._evaluate))
         self.group.check_same(self.model.parameters(), self.step)
+        with self.average.swapped() if self.average else contextlib.nullcontext():
+            self._validate_and_keep()
+        self.save_checkpoint()
+        self._plot()
+        return bool(self.opt.patience and self.bad_validations >= self.opt.patience)
+
+    def _validate_and_keep(self) -> None:
+        """Evaluate the weights the model holds (the average, with --ema), and save them as the
+        model when they are the best so far."""
+        metrics = self.group.agreed(self.group.settled(self._evaluate))
         record = {"step": self.step, **{f"valid_{k}": v for k, v in metrics.items()}}
         self.validations.append(record)
         if self.writes:
@@ -446,9 +470,6 @@ class Trainer:
                 md.save_model(self.out, config, self.model.state_dict())
         else:
             self.bad_validations += 1
-        self.save_checkpoint()
-        self._plot()
-        return bool(self.opt.patience and self.bad_validations >= self.opt.patience)
 
     def _plot(self, final: bool = False) -> None:
         """Redraw loss.png when validations came since the last drawing, at most every PLOT_EVERY_S
