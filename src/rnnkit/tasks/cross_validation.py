@@ -57,32 +57,38 @@ def choose_steps(curves: list[list[dict]], monitor: str, direction: str) -> tupl
     return int(steps[int(np.argmin(values))]), mean  # argmin: the first of equal bests
 
 
-def cross_validate(make_fold, folds: int, training: TrainingOptions, direction: str, quiet: bool) -> dict:
+def cross_validate(make_fold, folds: int, training: TrainingOptions, direction: str, quiet: bool,
+                   keep_weights: bool = False) -> dict:
     """Train ``folds`` models and choose the number of steps (see the module docstring).
 
     make_fold(k) -> (model, run, config): fold k's model, its training run (trained on the other
     folds, validated on fold k) and the config its temporary model directory records.
-    Returns {"folds", "steps", "monitor", "curve": the mean curve, "fold_best_steps"}.
+    Returns {"folds", "steps", "monitor", "curve": the mean curve, "fold_best_steps"}; with
+    ``keep_weights`` also "fold_weights": each fold model's weights at the chosen step (not JSON).
     """
     options = replace(training, patience=0, time_limit=0.0)  # every fold reaches every step
-    curves = []
+    curves, kept = [], []
     for k in range(folds):
         if not quiet:
             sys.stderr.write(f"cross-validation: fold {k + 1} of {folds}, {options.steps} steps\n")
         model, run, config = make_fold(k)
         with tempfile.TemporaryDirectory(prefix="rnnkit-cv-") as tmp:
-            trainer = Trainer(model, run, tmp, config, options, quiet=True, direction=direction)
+            trainer = Trainer(model, run, tmp, config, options, quiet=True, direction=direction, keep_validated=keep_weights)
             try:
                 trainer.fit()
             except TrainingInterrupted as exc:  # its checkpoint lies in a directory about to be removed
                 raise TrainingInterrupted(f"stopped during cross-validation (fold {k + 1} of {folds}); nothing was "
                                           "saved: start the run again", exc.signum) from None
             records = trainer.validations  # (in a job, the same on every rank; rank 0 alone writes tmp)
+        kept.append(trainer.validated_weights)
         curves.append([{"step": r["step"], **{key[6:]: v for key, v in r.items() if key.startswith("valid_")}}
                        for r in records])
     steps, mean = choose_steps(curves, training.monitor, direction)
     fold_best = [choose_steps([c], training.monitor, direction)[0] for c in curves]
-    return {"folds": folds, "steps": steps, "monitor": training.monitor, "curve": mean, "fold_best_steps": fold_best}
+    result = {"folds": folds, "steps": steps, "monitor": training.monitor, "curve": mean, "fold_best_steps": fold_best}
+    if keep_weights:
+        result["fold_weights"] = [weights[steps] for weights in kept]
+    return result
 
 
 __all__ = ["choose_steps", "cross_validate", "stratified_folds"]
