@@ -2,14 +2,16 @@
 
 import json
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import rnnkit
 from rnnkit.cli.main import main
-from rnnkit.tasks.classify import ClassifyOptions, Splits
-from rnnkit.tasks.cross_validation import choose_steps, stratified_folds
+from rnnkit.tasks.classify import ClassifyOptions, ClassifyRun, Splits, build_model, predict, score
+from rnnkit.tasks.cross_validation import choose_steps, cross_validate, stratified_folds
+from rnnkit.training.trainer import TrainingOptions
 from rnnkit.training import model_dir as md
 
 
@@ -105,6 +107,29 @@ def test_a_small_set_is_cross_validated_and_the_final_model_trains_on_all_of_it(
         np.testing.assert_array_equal(value, last[name], err_msg=name)
     evaluated = model.evaluate()
     assert evaluated["cv_folds"] == 5 and evaluated["cv_loss"] == pytest.approx(min(losses))
+
+
+def test_the_fold_weights_kept_are_those_validated_at_the_chosen_step(tmp_path):
+    data = write_updown(tmp_path / "s.csv", n=24)
+    opts = ClassifyOptions(data=str(data), cv_folds=3, hidden=8, batch_size=8)
+    training = TrainingOptions(steps=30, valid_every=10, lr=0.05, seed=1, ema=0.8)  # validated: the average
+
+    def make_fold(k):
+        fold = Splits(opts, 1, cv_fold=k)
+        model = build_model(opts, fold.config, 1)
+        return model, ClassifyRun(model, fold, opts, 1), {"task": "classify"}
+
+    result = cross_validate(make_fold, 3, training, "min", quiet=True, keep_weights=True)
+    assert len(result["fold_weights"]) == 3
+    losses = []
+    for k, weights in enumerate(result["fold_weights"]):
+        fold = Splits(opts, 1, cv_fold=k)
+        model = build_model(opts, fold.config, 99)  # other initial weights: all come from the kept ones
+        model.load_state_dict(weights)
+        losses.append(score(fold.config, predict(model, fold.inputs["valid"], 8), fold.targets["valid"])["loss"])
+    at_chosen = next(r for r in result["curve"] if r["step"] == result["steps"])
+    assert np.mean(losses) == pytest.approx(at_chosen["loss"], rel=1e-6)
+    assert "fold_weights" not in cross_validate(make_fold, 3, replace(training, steps=10), "min", quiet=True)
 
 
 def test_cv_folds_zero_keeps_the_validation_split(tmp_path):

@@ -11,9 +11,9 @@ A task hands over a *run*: an object with
                                        numpy arrays and JSON-able scalars
 
 The trainer owns the rest: optimizer, schedule, clipping, the weights' moving average (``--ema``),
-validation, early stopping, best and last checkpoints, progress bar, metrics log and loss curve. Everything random is drawn
-from generators whose states are checkpointed, so a run killed and resumed ends with the same
-weights as a run never interrupted.
+validation, early stopping, best and last checkpoints, progress bar, metrics log and loss curve.
+Everything random is drawn from generators whose states are checkpointed, so a run killed and
+resumed ends with the same weights as a run never interrupted.
 
 Under ``mpiexec -n K`` (``parallel``) every rank runs this same loop on its share of each batch:
 the gradients, the loss and the stop flags are summed across ranks once a step, so every rank
