@@ -10,7 +10,12 @@ a whole, on the training split alone (the test split is never read):
 - **refit**: the task's default, as above;
 - **folds**: the five fold networks at the chosen step, their class probabilities averaged (each
   reads the series through its own fold's standardisation); no further training;
-- **both**: the five fold networks and the refit, six probabilities averaged.
+- **both**: the five fold networks and the refit, six probabilities averaged (`--final both`).
+
+Beside them, **one fold network**: the mean of each fold network's own figures, to tell what
+averaging five networks does from what the refit does. With ``--shared`` every fold reads the series
+through the outer training part's standardisation, as `--final both` trains them (so that all the
+networks read the same inputs; the first runs, without it, gave each fold its own).
 
 Nested cross-validation: the training split is dealt into 5 outer folds (stratified, seed 1000 +
 --seed); for each, the other four are the training data of one whole `classify` run with its
@@ -46,7 +51,8 @@ import numpy as np
 from common import git_commit, machine_info, write
 
 from rnnkit.data.sources import load_classification
-from rnnkit.tasks.classify import ClassifyOptions, ClassifyRun, Splits, build_model, network_trainer, predict, softmax
+from rnnkit.tasks.classify import (ClassifyOptions, ClassifyRun, ClassifyTask, Splits, build_model, network_trainer,
+                                   predict, softmax)
 from rnnkit.tasks.cross_validation import cross_validate, stratified_folds
 from rnnkit.training.trainer import TrainingOptions
 
@@ -54,6 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "classify_final.json"
 SETS = ("GunPoint", "ItalyPowerDemand", "JapaneseVowels", "BasicMotions", "PickupGestureWiimoteZ")
 PROCEDURES = ("refit", "folds", "both")
+SINGLE = "one fold network"
 OUTER = 5
 
 
@@ -66,74 +73,84 @@ def save_npz(path: Path, items: list[np.ndarray], labels: list) -> None:
     np.savez(path, X=X, y=np.array([str(v) for v in labels]), lengths=lengths)
 
 
-def outer_fold(name: str, items, labels, held: np.ndarray, steps: int, seed: int, work: Path) -> dict:
+def outer_fold(name: str, items, labels, held: np.ndarray, steps: int, seed: int, work: Path, shared: bool) -> dict:
     """One outer fold: `classify`'s own cross-validation and refit on the other folds; the held-out
-    series' class probabilities from each procedure, and their true classes."""
+    series' class probabilities from each procedure (and from each fold network), and their true classes."""
     keep = np.setdiff1d(np.arange(len(items)), held)
     save_npz(work / "train.npz", [items[i] for i in keep], [labels[i] for i in keep])
     save_npz(work / "held.npz", [items[i] for i in held], [labels[i] for i in held])
-    opts = ClassifyOptions(data=str(work / "train.npz"), test=str(work / "held.npz"))
+    opts = ClassifyOptions(data=str(work / "train.npz"), test=str(work / "held.npz"), final="both" if shared else "refit")
     training = TrainingOptions(steps=steps, valid_every=50, seed=seed)
     splits = Splits(opts, seed)
     assert splits.folds == 5, "an outer fold's training part is cross-validated"
+    if shared:  # the task's own cross-validation, which keeps the fold networks
+        ClassifyTask().settle(opts, training, splits, splits.config, quiet=True)
+        cv = dict(splits.cross_validation, fold_weights=splits.fold_weights)
+    else:
+        def make_fold(k: int):  # as ClassifyTask.settle makes them
+            fold = Splits(opts, seed, cv_fold=k)
+            model = build_model(opts, fold.config, seed)
+            return model, ClassifyRun(model, fold, opts, seed), {"task": "classify", "cross_validation_fold": k}
 
-    def make_fold(k: int):  # as ClassifyTask.settle makes them
-        fold = Splits(opts, seed, cv_fold=k)
-        model = build_model(opts, fold.config, seed)
-        return model, ClassifyRun(model, fold, opts, seed), {"task": "classify", "cross_validation_fold": k}
-
-    cv = cross_validate(make_fold, splits.folds, training, "min", quiet=True, keep_weights=True)
-    splits.cross_validation = cv  # what the refit's validations report, as ClassifyTask.settle records it
+        cv = cross_validate(make_fold, splits.folds, training, "min", quiet=True, keep_weights=True)
+        splits.cross_validation = cv  # what the refit's validations report, as ClassifyTask.settle records it
     refit = network_trainer(opts, training, splits, 0, cv["steps"], work / "refit", {"task": "classify"}, quiet=True)
     refit.fit()
     p_refit = softmax(predict(refit.model, splits.inputs["test"], opts.batch_size))
     p_folds = []
     for k, weights in enumerate(cv["fold_weights"]):
-        fold = Splits(opts, seed, cv_fold=k)  # the held-out series through fold k's own standardisation
+        fold = Splits(opts, seed, cv_fold=k)  # the held-out series through fold k's standardisation
         model = build_model(opts, fold.config, seed)
         model.load_state_dict(weights)
         p_folds.append(softmax(predict(model, fold.inputs["test"], opts.batch_size)))
-    return {"steps": cv["steps"], "truth": splits.targets["test"],
+    return {"steps": cv["steps"], "truth": splits.targets["test"], "each fold": p_folds,
             "refit": p_refit, "folds": np.mean(p_folds, axis=0), "both": np.mean(p_folds + [p_refit], axis=0)}
 
 
-def nested(name: str, steps: int, seed: int) -> dict:
+def figures_of(probabilities: list[np.ndarray], truth: list[np.ndarray]) -> dict:
+    """Accuracy and log-loss pooled over the outer folds, and each fold's accuracy."""
+    prob, y = np.concatenate(probabilities), np.concatenate(truth)
+    return {"accuracy": float(np.mean(prob.argmax(1) == y)),
+            "log_loss": float(np.mean(-np.log(np.maximum(prob[np.arange(len(y)), y], 1e-12)))),
+            "fold_accuracy": [float(np.mean(q.argmax(1) == t)) for q, t in zip(probabilities, truth)]}
+
+
+def nested(name: str, steps: int, seed: int, shared: bool) -> dict:
     source = load_classification(f"ucr:{name}")  # the training split only
     items, labels = source.items, source.labels
     held_out = stratified_folds(labels, OUTER, 1000 + seed)
-    truth, probabilities, chosen = [], {p: [] for p in PROCEDURES}, []
+    truth, probabilities, chosen, each = [], {p: [] for p in PROCEDURES}, [], []
     started, load = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-classify-final-") as tmp:
         for o, held in enumerate(held_out):
             work = Path(tmp) / f"outer{o}"
             work.mkdir()
-            r = outer_fold(name, items, labels, held, steps, seed, work)
+            r = outer_fold(name, items, labels, held, steps, seed, work, shared)
             truth.append(r["truth"])
+            each.append(r["each fold"])
             chosen.append(r["steps"])
             for p in PROCEDURES:
                 probabilities[p].append(r[p])
             print(f"{name} outer fold {o + 1}/{OUTER}: steps {r['steps']}, "
                   + ", ".join(f"{p} {np.mean(r[p].argmax(1) == r['truth']):.3f}" for p in PROCEDURES), flush=True)
-    y = np.concatenate(truth)
-    figures = {}
-    for p in PROCEDURES:
-        prob = np.concatenate(probabilities[p])
-        figures[p] = {"accuracy": float(np.mean(prob.argmax(1) == y)),
-                      "log_loss": float(np.mean(-np.log(np.maximum(prob[np.arange(len(y)), y], 1e-12)))),
-                      "fold_accuracy": [float(np.mean(q.argmax(1) == t)) for q, t in zip(probabilities[p], truth)]}
-    return {"series": len(y), "steps_cap": steps, "seed": seed, "steps_chosen": chosen, "procedures": figures,
+    figures = {p: figures_of(probabilities[p], truth) for p in PROCEDURES}
+    singles = [figures_of([networks[k] for networks in each], truth) for k in range(len(each[0]))]
+    figures[SINGLE] = {key: float(np.mean([f[key] for f in singles])) for key in ("accuracy", "log_loss")}
+    return {"series": sum(map(len, truth)), "steps_cap": steps, "seed": seed, "shared_encoding": shared,
+            "steps_chosen": chosen, "procedures": figures,
             "seconds": time.perf_counter() - started, "load_average_1min_at_start": load,
             "load_average_1min_at_end": os.getloadavg()[0]}
 
 
 def table(payload: dict) -> str:
-    rows = ["| set (series) | steps chosen (outer folds) | " + " | ".join(f"{p}: accuracy | {p}: log-loss" for p in PROCEDURES) + " |",
-            "|---|---|" + "---|---|" * len(PROCEDURES)]
+    shown = (*PROCEDURES, SINGLE)
+    rows = ["| set (series) | run | steps chosen (outer folds) | " + " | ".join(f"{p}: accuracy / log-loss" for p in shown) + " |",
+            "|---|---|---|" + "---|" * len(shown)]
     for name in SETS:
         for key, r in sorted(payload.get("sets", {}).get(name, {}).items()):
             f = r["procedures"]
-            rows.append(f"| {name} ({r['series']}) | {', '.join(map(str, r['steps_chosen']))} | "
-                        + " | ".join(f"{f[p]['accuracy']:.3f} | {f[p]['log_loss']:.3f}" for p in PROCEDURES) + " |")
+            rows.append(f"| {name} ({r['series']}) | {key} | {', '.join(map(str, r['steps_chosen']))} | "
+                        + " | ".join(f"{f[p]['accuracy']:.3f} / {f[p]['log_loss']:.3f}" if p in f else "–" for p in shown) + " |")
     return "\n".join(rows)
 
 
@@ -142,13 +159,15 @@ def main() -> int:
     p.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     p.add_argument("--steps", type=int, default=200, help="training steps of every run, the cap (default 200)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shared", action="store_true", help="the folds read the data through the whole (outer) training "
+                   "part's standardisation, as --final both trains them (default: each fold its own)")
     p.add_argument("--table", action="store_true", help="print the stored results as a markdown table and stop")
     args = p.parse_args()
     if args.table:
         print(table(json.loads(RESULTS.read_text())))
         return 0
     for name in args.sets:
-        result = nested(name, args.steps, args.seed)
+        result = nested(name, args.steps, args.seed, args.shared)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         folder = os.open(RESULTS.parent, os.O_RDONLY)  # locked: runs of several processes all keep their sets
         try:
@@ -157,12 +176,13 @@ def main() -> int:
             payload.update(benchmark="classify's final predictor (refit, fold networks, both) by nested cross-validation",
                            machine=machine_info(), **git_commit(),
                            date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-            payload.setdefault("sets", {}).setdefault(name, {})[f"steps{args.steps}/seed{args.seed}"] = result
+            key = f"steps{args.steps}/seed{args.seed}" + ("/shared" if args.shared else "")
+            payload.setdefault("sets", {}).setdefault(name, {})[key] = result
             write(RESULTS, payload)
         finally:
             os.close(folder)
         print(f"{name}: " + ", ".join(f"{q} {result['procedures'][q]['accuracy']:.3f} / {result['procedures'][q]['log_loss']:.3f}"
-                                      for q in PROCEDURES) + f" ({result['seconds']:.0f} s)", flush=True)
+                                      for q in (*PROCEDURES, SINGLE)) + f" ({result['seconds']:.0f} s)", flush=True)
     return 0
 
 

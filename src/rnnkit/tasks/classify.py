@@ -17,7 +17,8 @@ the rest, in one of two ways:
 - a small training part (fewer than ``CV_BELOW`` examples; ``--cv-folds`` says otherwise):
   K-fold cross-validation (``tasks.cross_validation``, folds stratified by class), then the final
   model trained on all of it for the chosen number of steps; its "validation" metrics are the
-  cross-validated ones, at each step;
+  cross-validated ones, at each step. With ``--final both`` the K fold networks at the chosen step
+  join it, their class probabilities averaged with its own (``ClassifyTask.after_training``);
 - otherwise ``--valid-fraction`` of it, stratified by class, held out for early stopping and
   the best weights.
 
@@ -72,6 +73,9 @@ ZNORM_WORDS = {"none": "", "series": "z-normalised per series, ", "scaled": "z-n
 #: how --max-length shortens a series: each segment's mean, or its mean, minimum and maximum, or
 #: auto: range when a training series is longer than --max-length, else mean
 SEGMENTS = ("auto", "mean", "range")
+#: --final: what classifies after cross-validation: the network trained on all of the training part,
+#: or it and the fold networks (bench_classify_final.py measures them by nested cross-validation)
+FINALS = ("refit", "both")
 #: what ``--data`` reads (``data.sources``): the one list --help shows
 DATA_FORMATS = ("a text file of `label<TAB>text` lines (.tsv, .txt or any other suffix); a .csv file of `label,text` "
                 "lines, or of numeric series, one a row: `label,v1,v2,…`; an .npz file with X and y (and lengths); "
@@ -102,6 +106,7 @@ class ClassifyOptions:
     fold: int = 0
     cv_folds: int = -1
     ensemble: int = 1
+    final: str = "refit"
     znorm: str = "auto"
     max_length: int = 256
     segments: str = "auto"
@@ -109,12 +114,12 @@ class ClassifyOptions:
 
     # the values an option takes (the command line lists them in its usage)
     # what a model trained before an option existed was trained with (its config.json lacks the option)
-    BEFORE = {"cv_folds": 0, "ensemble": 1, "znorm": "none", "max_length": 0, "segments": "mean", "augment": 0.0}
+    BEFORE = {"cv_folds": 0, "ensemble": 1, "final": "refit", "znorm": "none", "max_length": 0, "segments": "mean", "augment": 0.0}
     # what an imported model is made with: it trains no steps, so none are chosen by cross-validation;
     # a validation split measures it (and a fine-tuning --resume stops early on it)
     IMPORTED = {"cv_folds": 0, "ensemble": 1}
     CHOICES = {"target": ("auto", "class", "value"), "tokenizer": tuple(TOKENIZERS), "cell": cell_choices(), "pooling": POOLINGS, "znorm": ZNORMS,
-               "segments": SEGMENTS}
+               "segments": SEGMENTS, "final": FINALS}
     HELP = {
         "data": f"labelled sequences: {DATA_FORMATS}; or a built-in set: polarity, ucr:NAME ({', '.join(UCR_SETS)}), "
                 "fillets-speaker:cs or :nl (which fish speaks; `rnnkit data install fillets-speech`)",
@@ -145,6 +150,11 @@ class ClassifyOptions:
         "ensemble": "train K networks, with seeds --seed, --seed+1, …, and average their class probabilities (a "
                     "regressor's values): the first chooses the steps (by cross-validation or on the validation split), "
                     "the other K−1 train as it did for those steps (K−1 more trainings) (default: 1)",
+        "final": "after cross-validation (see --cv-folds), what classifies: refit, the network trained on all the training "
+                 "data for the chosen steps (and --ensemble's others); or both: also the K fold networks at the chosen step, "
+                 "kept from the cross-validation (no more training), all their class probabilities averaged; the folds then "
+                 "read the data through the whole training part's standardisation or vocabulary, so that every network reads "
+                 "the same inputs (default: refit)",
         "znorm": "numeric input: series to z-normalise each series' channels on their own (mean 0, std 1) before the "
                  "per-channel standardisation; scaled to z-normalise them and add each channel's log standard deviation "
                  "and asinh(mean / std) as two more channels (constant along the series); none to keep their levels, "
@@ -168,7 +178,7 @@ class ClassifyOptions:
                   "pooling": self.pooling in POOLINGS, "folds": self.folds == 0 or self.folds >= 2,
                   "fold": 0 <= self.fold < max(self.folds, 1), "valid_fraction": 0 < self.valid_fraction < 1,
                   "dropout": 0 <= self.dropout < 1, "cv_folds": self.cv_folds == -1 or self.cv_folds == 0 or self.cv_folds >= 2,
-                  "ensemble": self.ensemble >= 1,
+                  "ensemble": self.ensemble >= 1, "final": self.final in FINALS,
                   "znorm": self.znorm in ZNORMS, "max_length": self.max_length >= 0, "segments": self.segments in SEGMENTS,
                   "augment": 0 <= self.augment <= 1,
                   **network_checks(self)}
@@ -222,7 +232,8 @@ class Splits:
 
     ``folds`` > 0: the training part is cross-validated. With ``cv_fold`` k the splits are fold
     k's (train: the other folds, valid: fold k, encoding fitted on the other folds but knowing
-    every class); without it, train is all of the training part and there is no valid split."""
+    every class; with ``--final both`` fitted on all of the training part, as the final network's);
+    without it, train is all of the training part and there is no valid split."""
 
     def __init__(self, opts: ClassifyOptions, seed: int, stored: dict | None = None, cv_fold: int | None = None):
         if stored is not None:  # a loaded or resumed model: its config's paths, only if still its data
@@ -265,7 +276,9 @@ class Splits:
             if not xs:
                 raise DataError(f"data: the {name} split is empty; give more examples or change --valid-fraction")
         every_class = None if self.values else sorted(set(labels))  # a fold may lack a rare class
-        self.config = stored or dict(self._fit(opts, *raw["train"], every_class, everything=items), data_files=record_data(opts, is_built_in))
+        fitted_on = (items, labels) if cv_fold is not None and opts.final == "both" else raw["train"]
+        self.config = stored or dict(self._fit(opts, *fitted_on, every_class, everything=items), data_files=record_data(opts, is_built_in))
+        self.fold_weights: list[dict] | None = None  # --final both: the fold networks at the chosen step (ClassifyTask.settle)
         if opts.augment and self.config["input"] == "text":
             raise DataError(f"--augment: scales and jitters numeric series, but --data {opts.data} holds text")
         self.inputs = {k: self._encode_inputs(opts, xs, k) for k, (xs, _) in raw.items()}
@@ -466,11 +479,17 @@ class ClassifyRun(BucketedRun):
             self.uniform_loss = math.log(len(splits.config["labels"]))
 
     def state_dict(self) -> dict:
-        return dict(super().state_dict(), steps_done=self.steps_done)
+        """The batches' position, the steps done and (--final both) the fold networks, which the
+        checkpoint keeps until ``ClassifyTask.after_training`` stores them with the model."""
+        folds = {f"{FOLD_PREFIX.format(k)}{name}": v for k, weights in enumerate(self.splits.fold_weights or ())
+                 for name, v in weights.items()}
+        return dict(super().state_dict(), steps_done=self.steps_done, **folds)
 
     def load_state_dict(self, d: dict) -> None:
         super().load_state_dict(d)
         self.steps_done = int(d.get("steps_done", 0))
+        if self.opts.final == "both" and self.splits.folds:
+            self.splits.fold_weights = fold_networks(d, self.splits.folds)
 
     def train_step(self) -> tuple[float, int, int]:
         self.steps_done += 1
@@ -611,6 +630,9 @@ class TrainedClassifier(Exportable):
         if cv:
             lines.append(f"steps      {cv['steps']}, chosen by {cv['folds']}-fold cross-validation on the training data "
                          f"(mean validation {cv['monitor']}); trained on all of it")
+        if c.get("final", {}).get("folds"):
+            lines.append(f"final      the network trained on all of it and the {c['final']['folds']} fold networks at step "
+                         f"{cv['steps']}, their probabilities averaged (--final both)")
         if o.ensemble > 1:
             n, seed = networks_trained(c), c["training"]["seed"]
             lines.append(f"ensemble   {n} networks (seeds {seed}…{seed + n - 1}), {m.get('step')} steps each, their "
@@ -626,6 +648,39 @@ class TrainedClassifier(Exportable):
 
 #: networks an ensemble's first one is followed by: their weights are ``member{k}.NAME`` in ``md.MEMBERS``
 MEMBER_PREFIX = "member{}."
+#: --final both: fold k's network is ``fold{k}.NAME`` in ``md.MEMBERS`` (and in the run's checkpointed state)
+FOLD_PREFIX = "fold{}."
+
+
+def networks_named(weights: dict, prefixes: list[str]) -> list[dict]:
+    """Each prefix's network from ``weights``: the entries named ``PREFIX + NAME``, as {NAME: array}."""
+    return [{name[len(prefix):]: v for name, v in weights.items() if name.startswith(prefix)} for prefix in prefixes]
+
+
+def fold_networks(weights: dict, folds: int) -> list[dict] | None:
+    """The ``folds`` fold networks' weights in ``weights`` (names ``fold{k}.NAME``), or None when
+    any is missing."""
+    networks = networks_named(weights, [FOLD_PREFIX.format(k) for k in range(folds)])
+    return networks if all(networks) else None
+
+
+def keep_fold_networks(out: Path, config: dict) -> None:
+    """--final both: the fold networks, carried in the run's checkpoint since the cross-validation,
+    join ``md.MEMBERS`` (atomically), then config.json records them; once (a resumed run that finds
+    them recorded does nothing)."""
+    if config.get("final", {}).get("folds"):
+        return
+    folds = config["encoding"]["cross_validation"]["folds"]
+    weights, _, _ = md.load_checkpoint(out)
+    networks = fold_networks({name[len("run."):]: v for name, v in weights.items() if name.startswith("run.")}, folds)
+    if networks is None:
+        raise md.ModelDirError(f"the checkpoint in {out} lacks the fold networks that --final both keeps; "
+                               "train the model again with --overwrite")
+    members = md.load_weights(out / md.MEMBERS) if (out / md.MEMBERS).exists() else {}
+    members.update({FOLD_PREFIX.format(k) + name: v for k, network in enumerate(networks) for name, v in network.items()})
+    md.save_weights(out / md.MEMBERS, members)
+    config["final"] = {"folds": folds}
+    md.atomic_write_json(out / md.CONFIG, config)
 
 
 def network_trainer(options: ClassifyOptions, training, splits: Splits, k: int, steps: int, out_dir, config: dict,
@@ -651,6 +706,9 @@ def networks_trained(config: dict) -> int:
 ENSEMBLE_SCHEMA = {"type": "object", "required": ["steps", "trained"],
                    "properties": {"steps": {"type": "integer", "minimum": 1}, "trained": {"type": "integer", "minimum": 1},
                                   "metrics": {"type": "object"}}}
+
+#: config.json's record of the fold networks kept with the model (--final both: ``keep_fold_networks``)
+FINAL_SCHEMA = {"type": "object", "required": ["folds"], "properties": {"folds": {"type": "integer", "minimum": 2}}}
 
 #: the encoding's record of a cross-validation (``tasks.cross_validation.cross_validate``)
 CV_SCHEMA = {"type": "object", "required": ["folds", "steps", "monitor", "curve"],
@@ -681,7 +739,7 @@ class ClassifyTask(Task):
                                 "else": {"required": ["channels", "mean", "std"]}},
                                {"if": {"properties": {"values": {"const": True}}},
                                 "then": {"required": ["value_mean", "value_std"]}, "else": {"required": ["labels"]}}]},
-        "data": data_schema("train_examples", "valid_examples"), "ensemble": ENSEMBLE_SCHEMA}}
+        "data": data_schema("train_examples", "valid_examples"), "ensemble": ENSEMBLE_SCHEMA, "final": FINAL_SCHEMA}}
     monitors = {"loss": "min", "accuracy": "max", "macro_f1": "max", "mse": "min", "mae": "min", "r2": "max"}  # mse, mae, r2: a regressor's
 
     Trained = TrainedClassifier
@@ -697,17 +755,19 @@ class ClassifyTask(Task):
         return ClassifyRun(model, splits, options, seed)
 
     def load(self, out_dir: Path, config: dict) -> TrainedClassifier:
-        """The trained classifier, with an ensemble's other networks (those trained) from ``md.MEMBERS``."""
+        """The trained classifier, with an ensemble's other networks (those trained) and --final both's
+        fold networks from ``md.MEMBERS``."""
         trained = super().load(out_dir, config)
         n = networks_trained(config)
         if n > trained.opts.ensemble:
             raise md.ModelDirError(f"{md.CONFIG} in {out_dir}: ensemble.trained: {n} networks, but "
                                    f"task_options.ensemble is {trained.opts.ensemble}; retrain or restore it")
-        weights = md.load_weights(Path(out_dir) / md.MEMBERS) if n > 1 else {}
-        for k in range(1, n):
+        folds = config.get("final", {}).get("folds", 0)
+        weights = md.load_weights(Path(out_dir) / md.MEMBERS) if n > 1 or folds else {}
+        prefixes = [MEMBER_PREFIX.format(k) for k in range(1, n)] + [FOLD_PREFIX.format(k) for k in range(folds)]
+        for network in networks_named(weights, prefixes):
             model = within_memory(lambda: build_model(trained.opts, trained.encoding, 0), trained.opts)
-            prefix = MEMBER_PREFIX.format(k)
-            model.load_state_dict({name[len(prefix):]: v for name, v in weights.items() if name.startswith(prefix)})
+            model.load_state_dict(network)
             trained.members.append(model)
         return trained
 
@@ -721,13 +781,21 @@ class ClassifyTask(Task):
         group, out = parallel.world(), Path(out_dir)
         config = group.on_first(lambda: md.load_config(out))
         options, training = self.check_config(config, f"{md.CONFIG} in {out}")
+        self._train_other_networks(out, config, options, training, quiet)
+        if options.final == "both" and group.first:
+            keep_fold_networks(out, config)
+
+    def _train_other_networks(self, out: Path, config: dict, options: ClassifyOptions, training, quiet: bool) -> None:
+        """--ensemble K: networks 2 … K (``after_training``)."""
+        group = parallel.world()
         first = networks_trained(config)
         if first >= options.ensemble:
             return
         steps = int(config["metrics"]["step"])
         splits, encoding, _ = self.prepare(options, training.seed, config["encoding"])
         run_dir = out / md.MEMBER_RUN
-        # those counted (a crash between the two writes may have left one more in the file)
+        # those counted (a crash between the two writes may have left one more in the file); fold
+        # networks (--final both) are stored only once these are all trained
         kept = [MEMBER_PREFIX.format(k) for k in range(1, first)]
         members = group.on_first(lambda: {name: v for name, v in md.load_weights(out / md.MEMBERS).items()
                                           if name.startswith(tuple(kept))} if kept else {})
@@ -767,8 +835,13 @@ class ClassifyTask(Task):
 
     def settle(self, options: ClassifyOptions, training, splits: Splits, encoding: dict, quiet: bool) -> None:
         """A cross-validated training part: the folds' trainings choose the steps; the final run
-        trains that long, without early stopping (the cross-validation did that)."""
+        trains that long, without early stopping (the cross-validation did that). With --final
+        both, the fold networks at that step are kept (``splits.fold_weights``)."""
         if not splits.folds:
+            if options.final == "both":
+                raise ValueError(f"--final both: the fold networks come from cross-validation, but this training data "
+                                 f"({splits.description['train_examples']} examples, --cv-folds {options.cv_folds}) is "
+                                 "not cross-validated; give --cv-folds K (K >= 2) or --final refit")
             return
 
         def make_fold(k: int):
@@ -776,7 +849,9 @@ class ClassifyTask(Task):
             model = within_memory(lambda: build_model(options, fold.config, training.seed), options, training=True)
             return model, ClassifyRun(model, fold, options, training.seed), {"task": self.name, "cross_validation_fold": k}
 
-        result = cross_validate(make_fold, splits.folds, training, self.monitors[training.monitor], quiet)
+        result = cross_validate(make_fold, splits.folds, training, self.monitors[training.monitor], quiet,
+                                keep_weights=options.final == "both")
+        splits.fold_weights = result.pop("fold_weights", None)
         encoding["cross_validation"] = splits.cross_validation = result
         training.steps, training.patience = result["steps"], 0
 

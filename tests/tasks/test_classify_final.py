@@ -1,0 +1,125 @@
+"""classify --final both: the fold networks of the cross-validation, kept at the chosen step, join the
+network trained on all the data; carried through a stopped run, stored, loaded and exported with it."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx_checks import assert_close, session
+
+import rnnkit
+from rnnkit.cli.main import main
+from rnnkit.data.sources import load_classification
+from rnnkit.tasks.classify import ClassifyOptions, Splits, build_model, encode_inputs, predict, score, softmax
+from rnnkit.training import model_dir as md
+
+# three folds of 48 series, a tiny network
+TINY = dict(steps=30, lr=0.02, hidden=8, batch_size=8, valid_every=10, cv_folds=3, seed=2, quiet=True)
+
+
+def write_series(path, n=48, seed=0):
+    """Univariate series of 5 to 14 steps at levels around 3: class "up" rises, "down" falls, "flat" stays."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        label = ("up", "down", "flat")[i % 3]
+        slope = {"up": 1.0, "down": -1.0, "flat": 0.0}[label] * rng.uniform(0.2, 1)
+        T = int(rng.integers(5, 15))
+        series = 3 + slope * np.arange(T) / T + 0.3 * rng.standard_normal(T)
+        lines.append(",".join([label, *(f"{v:.4f}" for v in series)]))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_series(tmp_path_factory.mktemp("data") / "series.csv")
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory, data):
+    return rnnkit.train("classify", tmp_path_factory.mktemp("models") / "both", data=str(data), final="both", **TINY)
+
+
+def stored_networks(trained) -> list[dict]:
+    """The weights as the directory holds them: the refit's, then fold k's from members.safetensors."""
+    members = md.load_weights(trained.dir / md.MEMBERS)
+    folds = [{name.split(".", 1)[1]: v for name, v in members.items() if name.startswith(f"fold{k}.")} for k in range(3)]
+    return [md.load_model_weights(trained.dir), *folds]
+
+
+def test_the_fold_networks_are_those_cross_validated_at_the_chosen_step(both, data):
+    assert both.config["final"] == {"folds": 3} and len(both.members) == 4
+    cv = both.encoding["cross_validation"]
+    networks = stored_networks(both)
+    assert all(networks[1:]) and sorted(md.load_weights(both.dir / md.MEMBERS)) == sorted(
+        f"fold{k}.{name}" for k in range(3) for name in networks[0])
+    losses = []
+    for k, weights in enumerate(networks[1:]):  # each fold network scores its own fold as the cross-validation did
+        fold = Splits(both.opts, TINY["seed"], cv_fold=k)
+        network = build_model(both.opts, fold.config, seed=123)
+        network.load_state_dict(weights)
+        losses.append(score(fold.config, predict(network, fold.inputs["valid"], 8), fold.targets["valid"])["loss"])
+    assert np.mean(losses) == pytest.approx(next(r["loss"] for r in cv["curve"] if r["step"] == cv["steps"]), rel=1e-6)
+
+
+def test_classify_averages_the_refit_and_the_fold_networks(both, data):
+    items = load_classification(str(data)).items
+    inputs = encode_inputs(both.encoding, both.opts, items, "test")
+    each = []
+    for weights in stored_networks(both):
+        network = build_model(both.opts, both.encoding, seed=123)
+        network.load_state_dict(weights)
+        each.append(softmax(predict(network, inputs, 8)))
+    got = np.array([[r["probabilities"][label] for label in both.labels] for r in both.classify(items)])
+    np.testing.assert_allclose(got, np.mean(each, axis=0), rtol=1e-5, atol=1e-7)
+    assert np.abs(got - each[0]).max() > 1e-3  # not the refit's alone
+
+
+def test_with_final_both_every_fold_reads_the_whole_training_parts_standardisation(data):
+    both, refit = ClassifyOptions(data=str(data), cv_folds=3, final="both"), ClassifyOptions(data=str(data), cv_folds=3)
+    whole = Splits(both, 2).config
+    for k in range(3):
+        assert Splits(both, 2, cv_fold=k).config["mean"] == whole["mean"]
+        assert Splits(refit, 2, cv_fold=k).config["mean"] != whole["mean"]  # --final refit: the other folds' own
+
+
+def test_a_run_stopped_in_its_final_training_keeps_its_fold_networks(tmp_path, data, both):
+    """The fold networks live in the run's checkpoint until the model is stored: a run stopped after
+    its first checkpoint and resumed from its directory alone ends with the same networks."""
+    assert both.encoding["cross_validation"]["steps"] > TINY["valid_every"]  # a checkpoint comes before the end
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_the_first_checkpoint(record):  # (the folds' records come first: they write elsewhere)
+        if "train_loss" in record and md.has_checkpoint(tmp_path / "m"):
+            raise Stop
+
+    with pytest.raises(Stop):
+        rnnkit.train("classify", tmp_path / "m", data=str(data), final="both", log_every=1,
+                     callbacks=[stop_after_the_first_checkpoint], **TINY)
+    assert not (tmp_path / "m" / md.MEMBERS).exists()
+    resumed = rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True)
+    for a, b in zip(stored_networks(resumed), stored_networks(both)):
+        assert a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_final_both_without_cross_validation_is_one_line_naming_it(tmp_path, data, capsys):
+    assert main(["train", "classify", "--data", str(data), "--out", str(tmp_path / "m"), "--final", "both",
+                 "--cv-folds", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--final both" in err and "--cv-folds" in err and "Traceback" not in err
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_the_exported_model_averages_every_network_as_rnnkit_does(both, data, tmp_path):
+    model = onnx.load(str(both.export(tmp_path / "both.onnx")[0]))
+    items = load_classification(str(data)).items[:16]
+    lengths = np.array([len(s) for s in items])
+    x = np.zeros((len(items), lengths.max(), 1), np.float32)
+    for i, s in enumerate(items):
+        x[i, : len(s)] = s
+    got = session(model).run(None, {"x": x, "lengths": lengths.astype(np.int64)})[0]
+    assert_close(got, [[r["probabilities"][label] for label in both.labels] for r in both.classify(items)], "probabilities")
