@@ -86,6 +86,8 @@ CONFIGS = {
     # cross-validated log-loss (the folds' mean validation loss at the chosen step) is lower than the
     # defaults' at this commit and its cross-validated accuracy is not lower by more than 0.01
     "ema-0.98": {"ema": 0.98},
+    # session 18: the fold networks join the final one (judged by nested cross-validation in bench_classify_final.py)
+    "final-both": {"final": "both"},
 }
 
 # recalled from the UCR archive's DataSummary (Dau et al. 2018, arXiv:1810.07758): 1-NN DTW with a full

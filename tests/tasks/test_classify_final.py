@@ -12,20 +12,25 @@ from rnnkit.data.sources import load_classification
 from rnnkit.tasks.classify import ClassifyOptions, Splits, build_model, encode_inputs, predict, score, softmax
 from rnnkit.training import model_dir as md
 
-# three folds of 48 series, a tiny network
-TINY = dict(steps=30, lr=0.02, hidden=8, batch_size=8, valid_every=10, cv_folds=3, seed=2, quiet=True)
+# three folds of 48 series, a tiny network; the cross-validation chooses 20 of the 40 steps (asserted below)
+TINY = dict(steps=40, lr=0.02, hidden=8, batch_size=8, valid_every=10, cv_folds=3, seed=2, quiet=True)
+CLASSES = ("up", "down", "flat")
 
 
-def write_series(path, n=48, seed=0):
-    """Univariate series of 5 to 14 steps at levels around 3: class "up" rises, "down" falls, "flat" stays."""
-    rng = np.random.default_rng(seed)
+def write_series(path, n=48, seed=0, values=False):
+    """Univariate series of 5 to 14 steps at levels around 3: class "up" rises, "down" falls, "flat"
+    stays, but 30% of the labels are drawn at random (so the folds overfit); with ``values``, each
+    series is labelled by its slope instead."""
+    rng, noise = np.random.default_rng(seed), np.random.default_rng(1)
     lines = []
     for i in range(n):
-        label = ("up", "down", "flat")[i % 3]
+        label = CLASSES[i % 3]
         slope = {"up": 1.0, "down": -1.0, "flat": 0.0}[label] * rng.uniform(0.2, 1)
         T = int(rng.integers(5, 15))
         series = 3 + slope * np.arange(T) / T + 0.3 * rng.standard_normal(T)
-        lines.append(",".join([label, *(f"{v:.4f}" for v in series)]))
+        if noise.random() < 0.3:
+            label = str(noise.choice(CLASSES))
+        lines.append(",".join([f"{slope:.4f}" if values else label, *(f"{v:.4f}" for v in series)]))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -50,6 +55,7 @@ def stored_networks(trained) -> list[dict]:
 def test_the_fold_networks_are_those_cross_validated_at_the_chosen_step(both, data):
     assert both.config["final"] == {"folds": 3} and len(both.members) == 4
     cv = both.encoding["cross_validation"]
+    assert cv["steps"] < TINY["steps"]  # not simply the folds' last weights
     networks = stored_networks(both)
     assert all(networks[1:]) and sorted(md.load_weights(both.dir / md.MEMBERS)) == sorted(
         f"fold{k}.{name}" for k in range(3) for name in networks[0])
@@ -84,10 +90,9 @@ def test_with_final_both_every_fold_reads_the_whole_training_parts_standardisati
 
 
 def test_a_run_stopped_in_its_final_training_keeps_its_fold_networks(tmp_path, data, both):
-    """The fold networks live in the run's checkpoint until the model is stored: a run stopped after
-    its first checkpoint and resumed from its directory alone ends with the same networks."""
-    assert both.encoding["cross_validation"]["steps"] > TINY["valid_every"]  # a checkpoint comes before the end
-
+    """The fold networks live in the run's checkpoint (the first written at step 0) until the model is
+    stored: a run stopped after its first step and resumed from its directory alone ends with the
+    same networks."""
     class Stop(Exception):
         pass
 
@@ -111,6 +116,24 @@ def test_final_both_without_cross_validation_is_one_line_naming_it(tmp_path, dat
                  "--cv-folds", "0", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--final both" in err and "--cv-folds" in err and "Traceback" not in err
+
+
+def test_with_an_ensemble_and_for_a_regressor_every_network_counts(tmp_path, data, capsys):
+    trained = rnnkit.train("classify", tmp_path / "e", data=str(data), final="both", ensemble=2, **TINY)
+    assert len(trained.members) == 1 + 1 + 3  # the refit, the next seed's network, the three folds
+    assert sorted({name.split(".", 1)[0] for name in md.load_weights(trained.dir / md.MEMBERS)}) == ["fold0", "fold1", "fold2", "member1"]
+    assert main(["info", str(trained.dir)]) == 0
+    assert "also the 3 fold networks at step" in capsys.readouterr().out
+
+    values = write_series(tmp_path / "slopes.csv", values=True)
+    regressor = rnnkit.train("classify", tmp_path / "r", data=str(values), final="both", target="value", **TINY)
+    items = load_classification(str(values)).items
+    inputs = encode_inputs(regressor.encoding, regressor.opts, items, "test")
+    each = [predict(network, inputs, 8)[:, 0] for network in regressor.members]
+    got = np.array([r["value"] for r in regressor.classify(items)])
+    expected = np.mean(each, axis=0) * regressor.encoding["value_std"] + regressor.encoding["value_mean"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert len(regressor.members) == 4
 
 
 @pytest.mark.usefixtures("reference_backend")

@@ -437,11 +437,11 @@ class WeightAverage:
         p̄_t = Σ_{s≤t} decay^(t−s) p_s / Σ_{s≤t} decay^(t−s)
             = p̄_{t−1} + (p_t − p̄_{t−1}) · (1 − decay) / (1 − decay^t)
 
-    so the first update copies p, and an early average is one of the steps seen so far rather
-    than one pulled towards the initial weights (as Adam corrects its moments). PyTorch's
-    ``AveragedModel(model, avg_fn=…)`` computes the same with this ``avg_fn``. ``swapped()`` puts
-    the averages into the parameters for a while (to evaluate or save them) and the live values
-    back after.
+    so the first update takes p (its weight is 1), and an early average is one of the steps seen so
+    far rather than one pulled towards the initial weights (as Adam corrects its moments). PyTorch's
+    ``AveragedModel(model, avg_fn=lambda a, p, n: a + (p − a)(1 − decay) / (1 − decay^(n+1)))``
+    computes the same. ``swapped()`` puts the averages into the parameters for a while (to evaluate
+    or save them) and the live values back after.
     """
 
     def __init__(self, params, decay: float):

@@ -117,7 +117,7 @@ class ClassifyOptions:
     BEFORE = {"cv_folds": 0, "ensemble": 1, "final": "refit", "znorm": "none", "max_length": 0, "segments": "mean", "augment": 0.0}
     # what an imported model is made with: it trains no steps, so none are chosen by cross-validation;
     # a validation split measures it (and a fine-tuning --resume stops early on it)
-    IMPORTED = {"cv_folds": 0, "ensemble": 1}
+    IMPORTED = {"cv_folds": 0, "ensemble": 1, "final": "refit"}
     CHOICES = {"target": ("auto", "class", "value"), "tokenizer": tuple(TOKENIZERS), "cell": cell_choices(), "pooling": POOLINGS, "znorm": ZNORMS,
                "segments": SEGMENTS, "final": FINALS}
     HELP = {
@@ -152,7 +152,8 @@ class ClassifyOptions:
                     "the other K−1 train as it did for those steps (K−1 more trainings) (default: 1)",
         "final": "after cross-validation (see --cv-folds), what classifies: refit, the network trained on all the training "
                  "data for the chosen steps (and --ensemble's others); or both: also the K fold networks at the chosen step, "
-                 "kept from the cross-validation (no more training), all their class probabilities averaged; the folds then "
+                 "kept from the cross-validation (no more training), every network's class probabilities (a regressor's values) "
+                 "averaged; the folds then "
                  "read the data through the whole training part's standardisation or vocabulary, so that every network reads "
                  "the same inputs (default: refit)",
         "znorm": "numeric input: series to z-normalise each series' channels on their own (mean 0, std 1) before the "
@@ -490,6 +491,8 @@ class ClassifyRun(BucketedRun):
         self.steps_done = int(d.get("steps_done", 0))
         if self.opts.final == "both" and self.splits.folds:
             self.splits.fold_weights = fold_networks(d, self.splits.folds)
+            if self.splits.fold_weights is None:
+                raise ValueError("--final both: the fold networks are missing from the run's state")
 
     def train_step(self) -> tuple[float, int, int]:
         self.steps_done += 1
@@ -631,8 +634,10 @@ class TrainedClassifier(Exportable):
             lines.append(f"steps      {cv['steps']}, chosen by {cv['folds']}-fold cross-validation on the training data "
                          f"(mean validation {cv['monitor']}); trained on all of it")
         if c.get("final", {}).get("folds"):
-            lines.append(f"final      the network trained on all of it and the {c['final']['folds']} fold networks at step "
-                         f"{cv['steps']}, their probabilities averaged (--final both)")
+            lines.append(f"final      also the {c['final']['folds']} fold networks at step {cv['steps']}: every network's "
+                         f"{'values' if e['values'] else 'probabilities'} averaged (--final both)")
+        elif o.final == "both" and cv:
+            lines.append(f"final      the fold networks are not stored yet: `rnnkit train --resume {self.dir}` stores them")
         if o.ensemble > 1:
             n, seed = networks_trained(c), c["training"]["seed"]
             lines.append(f"ensemble   {n} networks (seeds {seed}…{seed + n - 1}), {m.get('step')} steps each, their "
@@ -763,6 +768,10 @@ class ClassifyTask(Task):
             raise md.ModelDirError(f"{md.CONFIG} in {out_dir}: ensemble.trained: {n} networks, but "
                                    f"task_options.ensemble is {trained.opts.ensemble}; retrain or restore it")
         folds = config.get("final", {}).get("folds", 0)
+        cv_folds_done = (trained.encoding.get("cross_validation") or {}).get("folds")
+        if folds and (folds != cv_folds_done or trained.opts.final != "both"):
+            raise md.ModelDirError(f"{md.CONFIG} in {out_dir}: final.folds: {folds} fold networks, but the model was "
+                                   f"cross-validated with {cv_folds_done} folds and --final {trained.opts.final}; retrain or restore it")
         weights = md.load_weights(Path(out_dir) / md.MEMBERS) if n > 1 or folds else {}
         prefixes = [MEMBER_PREFIX.format(k) for k in range(1, n)] + [FOLD_PREFIX.format(k) for k in range(folds)]
         for network in networks_named(weights, prefixes):
@@ -782,8 +791,8 @@ class ClassifyTask(Task):
         config = group.on_first(lambda: md.load_config(out))
         options, training = self.check_config(config, f"{md.CONFIG} in {out}")
         self._train_other_networks(out, config, options, training, quiet)
-        if options.final == "both" and group.first:
-            keep_fold_networks(out, config)
+        if options.final == "both":
+            group.on_first(lambda: keep_fold_networks(out, config))
 
     def _train_other_networks(self, out: Path, config: dict, options: ClassifyOptions, training, quiet: bool) -> None:
         """--ensemble K: networks 2 … K (``after_training``)."""
@@ -794,11 +803,11 @@ class ClassifyTask(Task):
         steps = int(config["metrics"]["step"])
         splits, encoding, _ = self.prepare(options, training.seed, config["encoding"])
         run_dir = out / md.MEMBER_RUN
-        # those counted (a crash between the two writes may have left one more in the file); fold
-        # networks (--final both) are stored only once these are all trained
+        # those counted (a crash between the two writes may have left one more in the file), and fold
+        # networks (--final both), stored once these are all trained
         kept = [MEMBER_PREFIX.format(k) for k in range(1, first)]
         members = group.on_first(lambda: {name: v for name, v in md.load_weights(out / md.MEMBERS).items()
-                                          if name.startswith(tuple(kept))} if kept else {})
+                                          if name.startswith((*kept, "fold"))} if (out / md.MEMBERS).exists() else {})
         for k in range(first, options.ensemble):
             seed = training.seed + k
             trainer = network_trainer(options, training, splits, k, steps, run_dir, config, quiet)

@@ -64,7 +64,8 @@ def cross_validate(make_fold, folds: int, training: TrainingOptions, direction: 
     make_fold(k) -> (model, run, config): fold k's model, its training run (trained on the other
     folds, validated on fold k) and the config its temporary model directory records.
     Returns {"folds", "steps", "monitor", "curve": the mean curve, "fold_best_steps"}; with
-    ``keep_weights`` also "fold_weights": each fold model's weights at the chosen step (not JSON).
+    ``keep_weights`` also "fold_weights": each fold model's weights at the chosen step (not JSON;
+    until the choice, a copy of every fold's weights at every validation is held in memory).
     """
     options = replace(training, patience=0, time_limit=0.0)  # every fold reaches every step
     curves, kept = [], []

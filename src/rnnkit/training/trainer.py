@@ -247,8 +247,8 @@ class Trainer:
         try:
             self.model.load_state_dict({k: v for k, v in weights.items() if not k.startswith(("run.", "ema."))})
             self.optimizer.load_state_dict(opt_state)
-            if self.average:
-                self.average.load_state_dict(dict(averages, updates=state.get("ema_updates", 0)))
+            if self.average:  # (a checkpoint without the count is refused: the bias correction needs it)
+                self.average.load_state_dict(dict(averages, **({"updates": state["ema_updates"]} if "ema_updates" in state else {})))
             self.run.load_state_dict(dict(state["run"], **run_arrays))
         except (KeyError, TypeError, ValueError) as exc:
             raise md.ModelDirError(f"the checkpoint in {self.out} does not fit this run ({exc}); restore it, "
@@ -329,8 +329,10 @@ class Trainer:
         """Train to ``options.steps`` (or the time limit, or early stop); returns the best metrics."""
         opt, params = self.opt, self.model.parameters()
         grads = [p.grad for p in params]
-        if self.step == 0 and self.writes:
-            md.save_model(self.out, dict(self.config, status="training"), self.model.state_dict())
+        if self.step == 0:
+            if self.writes:
+                md.save_model(self.out, dict(self.config, status="training"), self.model.state_dict())
+            self.save_checkpoint()  # the starting state: what a run holds only in memory (classify's fold networks) survives a kill
         bar = self.bar = _progress(opt.steps, self.step, self.quiet)
         if self.group.size > 1:
             description = self.group.describe()  # collective: every rank takes part
