@@ -18,6 +18,15 @@ def assert_close(got, expected, what=""):
     assert err <= TOLERANCE * max(np.linalg.norm(expected), 1.0), f"{what}: ‖Δ‖ = {err:.3g}"
 
 
+def series_feed(items) -> dict:
+    """A classifier graph's inputs for series of (T_i, C) values: x (B, T, C) padded with zeros, lengths (B,)."""
+    lengths = np.array([len(s) for s in items])
+    x = np.zeros((len(items), lengths.max(), items[0].shape[1]), np.float32)
+    for i, s in enumerate(items):
+        x[i, : len(s)] = s
+    return {"x": x, "lengths": lengths.astype(np.int64)}
+
+
 def session(model) -> ort.InferenceSession:
     """The model checked by onnx.checker (full check), in onnxruntime on the CPU."""
     onnx.checker.check_model(model, full_check=True)

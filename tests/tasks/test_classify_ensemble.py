@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 import rnnkit
-from onnx_checks import assert_close, session
+from onnx_checks import assert_close, series_feed, session
 from rnnkit.cli.main import main
 from rnnkit.data.sources import load_classification
 from rnnkit.tasks.classify import build_model, encode_inputs, predict, softmax
@@ -128,11 +128,7 @@ def test_an_ensemble_of_fewer_than_one_network_is_one_line_naming_it(tmp_path, d
 def test_the_exported_ensemble_averages_its_networks_as_rnnkit_does(ensemble, data, tmp_path):
     model = onnx.load(str(ensemble.export(tmp_path / "ensemble.onnx")[0]))
     items = load_classification(str(data)).items[:16]
-    lengths = np.array([len(s) for s in items])
-    x = np.zeros((len(items), lengths.max(), 1), np.float32)
-    for i, s in enumerate(items):
-        x[i, : len(s)] = s
-    got = session(model).run(None, {"x": x, "lengths": lengths.astype(np.int64)})[0]
+    got = session(model).run(None, series_feed(items))[0]
     expected = [[r["probabilities"][label] for label in ensemble.labels] for r in ensemble.classify(items)]
     assert_close(got, expected, "probabilities")
     assert np.abs(member_probabilities(ensemble, items)[0] - got).max() > 1e-3  # not the first network's alone

@@ -4,7 +4,7 @@ network trained on all the data; carried through a stopped run, stored, loaded a
 import numpy as np
 import onnx
 import pytest
-from onnx_checks import assert_close, session
+from onnx_checks import assert_close, series_feed, session
 
 import rnnkit
 from rnnkit.cli.main import main
@@ -140,9 +140,5 @@ def test_with_an_ensemble_and_for_a_regressor_every_network_counts(tmp_path, dat
 def test_the_exported_model_averages_every_network_as_rnnkit_does(both, data, tmp_path):
     model = onnx.load(str(both.export(tmp_path / "both.onnx")[0]))
     items = load_classification(str(data)).items[:16]
-    lengths = np.array([len(s) for s in items])
-    x = np.zeros((len(items), lengths.max(), 1), np.float32)
-    for i, s in enumerate(items):
-        x[i, : len(s)] = s
-    got = session(model).run(None, {"x": x, "lengths": lengths.astype(np.int64)})[0]
+    got = session(model).run(None, series_feed(items))[0]
     assert_close(got, [[r["probabilities"][label] for label in both.labels] for r in both.classify(items)], "probabilities")
