@@ -73,13 +73,16 @@ def save_npz(path: Path, items: list[np.ndarray], labels: list) -> None:
     np.savez(path, X=X, y=np.array([str(v) for v in labels]), lengths=lengths)
 
 
-def outer_fold(name: str, items, labels, held: np.ndarray, steps: int, seed: int, work: Path, shared: bool) -> dict:
-    """One outer fold: `classify`'s own cross-validation and refit on the other folds; the held-out
-    series' class probabilities from each procedure (and from each fold network), and their true classes."""
+def outer_fold(name: str, items, labels, held: np.ndarray, steps: int, seed: int, work: Path, shared: bool,
+               **options) -> dict:
+    """One outer fold: `classify`'s own cross-validation and refit on the other folds (with its
+    defaults, or ``options``); the held-out series' class probabilities from each procedure (and
+    from each fold network), and their true classes."""
     keep = np.setdiff1d(np.arange(len(items)), held)
     save_npz(work / "train.npz", [items[i] for i in keep], [labels[i] for i in keep])
     save_npz(work / "held.npz", [items[i] for i in held], [labels[i] for i in held])
-    opts = ClassifyOptions(data=str(work / "train.npz"), test=str(work / "held.npz"), final="both" if shared else "refit")
+    opts = ClassifyOptions(data=str(work / "train.npz"), test=str(work / "held.npz"), final="both" if shared else "refit",
+                           **options)
     training = TrainingOptions(steps=steps, valid_every=50, seed=seed)
     splits = Splits(opts, seed)
     assert splits.folds == 5, "an outer fold's training part is cross-validated"

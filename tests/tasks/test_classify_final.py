@@ -111,6 +111,26 @@ def test_a_run_stopped_in_its_final_training_keeps_its_fold_networks(tmp_path, d
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+def test_an_ensemble_stopped_while_its_second_network_trains_ends_as_one_never_stopped(tmp_path, data):
+    whole = rnnkit.train("classify", tmp_path / "whole", data=str(data), final="both", ensemble=2, **TINY)
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_the_second_network(record):
+        if "train_loss" in record and md.has_checkpoint(tmp_path / "m" / md.MEMBER_RUN):
+            raise Stop
+
+    with pytest.raises(Stop):
+        rnnkit.train("classify", tmp_path / "m", data=str(data), final="both", ensemble=2, log_every=1,
+                     callbacks=[stop_in_the_second_network], **TINY)
+    resumed = rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True)
+    a, b = md.load_weights(whole.dir / md.MEMBERS), md.load_weights(resumed.dir / md.MEMBERS)
+    assert sorted(a) == sorted(b) and len(resumed.members) == 5
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
 def test_final_both_without_cross_validation_is_one_line_naming_it(tmp_path, data, capsys):
     assert main(["train", "classify", "--data", str(data), "--out", str(tmp_path / "m"), "--final", "both",
                  "--cv-folds", "0", "--quiet"]) == 2

@@ -153,9 +153,8 @@ class ClassifyOptions:
         "final": "after cross-validation (see --cv-folds), what classifies: refit, the network trained on all the training "
                  "data for the chosen steps (and --ensemble's others); or both: also the K fold networks at the chosen step, "
                  "kept from the cross-validation (no more training), every network's class probabilities (a regressor's values) "
-                 "averaged; the folds then "
-                 "read the data through the whole training part's standardisation or vocabulary, so that every network reads "
-                 "the same inputs (default: refit)",
+                 "averaged; the folds then read the data through the whole training part's standardisation or vocabulary, so "
+                 "that every network reads the same inputs (default: refit)",
         "znorm": "numeric input: series to z-normalise each series' channels on their own (mean 0, std 1) before the "
                  "per-channel standardisation; scaled to z-normalise them and add each channel's log standard deviation "
                  "and asinh(mean / std) as two more channels (constant along the series); none to keep their levels, "
@@ -468,10 +467,13 @@ def score(config: dict, outputs: np.ndarray, targets: np.ndarray) -> dict:
 class ClassifyRun(BucketedRun):
     """Training and validation of one classifier: the trainer's `run`. A model trained on all of a
     cross-validated training part has no validation split: its validation metrics are the
-    cross-validated ones at the step it has reached."""
+    cross-validated ones at the step it has reached. ``carries_folds``: the run of a --final both
+    model's first network, whose state carries the fold networks until they are stored."""
 
-    def __init__(self, model: SequenceClassifier, splits: Splits, opts: ClassifyOptions, seed: int):
+    def __init__(self, model: SequenceClassifier, splits: Splits, opts: ClassifyOptions, seed: int,
+                 carries_folds: bool = False):
         self.model, self.splits, self.opts, self.seed = model, splits, opts, seed
+        self.carries_folds = carries_folds
         self.steps_done = 0
         self.loss_fn = MSELoss() if splits.config["values"] else CrossEntropyLoss()
         self.batches = BucketBatches([len(s) for s in splits.inputs["train"]], opts.batch_size, seed)
@@ -483,13 +485,13 @@ class ClassifyRun(BucketedRun):
         """The batches' position, the steps done and (--final both) the fold networks, which the
         checkpoint keeps until ``ClassifyTask.after_training`` stores them with the model."""
         folds = {f"{FOLD_PREFIX.format(k)}{name}": v for k, weights in enumerate(self.splits.fold_weights or ())
-                 for name, v in weights.items()}
+                 for name, v in weights.items()} if self.carries_folds else {}
         return dict(super().state_dict(), steps_done=self.steps_done, **folds)
 
     def load_state_dict(self, d: dict) -> None:
         super().load_state_dict(d)
         self.steps_done = int(d.get("steps_done", 0))
-        if self.opts.final == "both" and self.splits.folds:
+        if self.carries_folds:
             self.splits.fold_weights = fold_networks(d, self.splits.folds)
             if self.splits.fold_weights is None:
                 raise ValueError("--final both: the fold networks are missing from the run's state")
@@ -757,7 +759,7 @@ class ClassifyTask(Task):
         return build_model(options, encoding, seed)
 
     def make_run(self, model, splits: Splits, options: ClassifyOptions, seed: int) -> ClassifyRun:
-        return ClassifyRun(model, splits, options, seed)
+        return ClassifyRun(model, splits, options, seed, carries_folds=options.final == "both" and splits.folds > 0)
 
     def load(self, out_dir: Path, config: dict) -> TrainedClassifier:
         """The trained classifier, with an ensemble's other networks (those trained) and --final both's
