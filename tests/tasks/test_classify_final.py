@@ -1,6 +1,8 @@
 """classify --final both: the fold networks of the cross-validation, kept at the chosen step, join the
 network trained on all the data; carried through a stopped run, stored, loaded and exported with it."""
 
+import shutil
+
 import numpy as np
 import onnx
 import pytest
@@ -109,6 +111,24 @@ def test_a_run_stopped_in_its_final_training_keeps_its_fold_networks(tmp_path, d
         assert a.keys() == b.keys()
         for name in a:
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_a_run_that_lost_its_fold_networks_is_refused_before_training_again(tmp_path, data):
+    """Killed between config.json and the step-0 checkpoint, a --final both run keeps nothing of its
+    cross-validation: its resume says so in one line instead of training to a model that cannot store them."""
+    class Stop(Exception):
+        pass
+
+    def stop(record):  # in the final run (the folds' records come first)
+        if md.has_checkpoint(tmp_path / "m"):
+            raise Stop
+
+    with pytest.raises(Stop):
+        rnnkit.train("classify", tmp_path / "m", data=str(data), final="both", log_every=1, callbacks=[stop], **TINY)
+    shutil.rmtree(tmp_path / "m" / "checkpoint")  # as a kill between the two writes leaves it
+    with pytest.raises(ValueError, match="fold networks were lost .* overwrite"):
+        rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True)
+    assert not md.has_checkpoint(tmp_path / "m")
 
 
 def test_an_ensemble_stopped_while_its_second_network_trains_ends_as_one_never_stopped(tmp_path, data):

@@ -36,7 +36,15 @@ def test_a_run_killed_and_resumed_ends_with_the_same_weights(tmp_path):
     proc = subprocess.Popen(cli("train", "lm", "--data", corpus, "--out", broken, *OPTIONS),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while not (broken / "checkpoint" / "state.json").exists():  # wait for a checkpoint, not a guess
+    state = broken / "checkpoint" / "state.json"
+
+    def step_reached() -> int:  # the checkpoint's step (the first, at step 0, carries no moments yet)
+        try:
+            return json.loads(state.read_text())["state"]["step"]
+        except (OSError, ValueError):
+            return 0
+
+    while step_reached() < 25:  # wait for a checkpoint of a validation, not a guess
         assert time.time() < deadline and proc.poll() is None, "no checkpoint appeared"
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)

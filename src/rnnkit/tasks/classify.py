@@ -484,6 +484,9 @@ class ClassifyRun(BucketedRun):
     def state_dict(self) -> dict:
         """The batches' position, the steps done and (--final both) the fold networks, which the
         checkpoint keeps until ``ClassifyTask.after_training`` stores them with the model."""
+        if self.carries_folds and self.splits.fold_weights is None:  # resumed from no checkpoint: refused before any step
+            raise ValueError("--final both: the fold networks were lost (the run stopped before its first checkpoint); "
+                             "train the model again with --overwrite")
         folds = {f"{FOLD_PREFIX.format(k)}{name}": v for k, weights in enumerate(self.splits.fold_weights or ())
                  for name, v in weights.items()} if self.carries_folds else {}
         return dict(super().state_dict(), steps_done=self.steps_done, **folds)
@@ -639,7 +642,8 @@ class TrainedClassifier(Exportable):
             lines.append(f"final      also the {c['final']['folds']} fold networks at step {cv['steps']}: every network's "
                          f"{'values' if e['values'] else 'probabilities'} averaged (--final both)")
         elif o.final == "both" and cv:
-            lines.append(f"final      the fold networks are not stored yet: `rnnkit train --resume {self.dir}` stores them")
+            lines.append(f"final      the fold networks are not stored yet: `rnnkit train --resume {self.dir}` stores them "
+                         "(from its checkpoint)")
         if o.ensemble > 1:
             n, seed = networks_trained(c), c["training"]["seed"]
             lines.append(f"ensemble   {n} networks (seeds {seed}…{seed + n - 1}), {m.get('step')} steps each, their "

@@ -332,7 +332,7 @@ class Trainer:
         if self.step == 0:
             if self.writes:
                 md.save_model(self.out, dict(self.config, status="training"), self.model.state_dict())
-            self.save_checkpoint()  # the starting state: what a run holds only in memory (classify's fold networks) survives a kill
+            self.save_checkpoint()  # the starting state: from here on, what a run holds only in memory (classify's fold networks) survives a kill
         bar = self.bar = _progress(opt.steps, self.step, self.quiet)
         if self.group.size > 1:
             description = self.group.describe()  # collective: every rank takes part
