@@ -47,6 +47,20 @@ def both(tmp_path_factory, data):
     return rnnkit.train("classify", tmp_path_factory.mktemp("models") / "both", data=str(data), final="both", **TINY)
 
 
+class Stop(Exception):
+    """Raised by ``stop_once_checkpointed``: a run stopped as a kill would stop it, its checkpoint kept."""
+
+
+def stop_once_checkpointed(directory):
+    """A callback that stops the run at its next step once ``directory`` holds a checkpoint (the
+    folds' runs, which write elsewhere, come first)."""
+    def stop(record):
+        if "train_loss" in record and md.has_checkpoint(directory):
+            raise Stop
+
+    return stop
+
+
 def stored_networks(trained) -> list[dict]:
     """The weights as the directory holds them: the refit's, then fold k's from members.safetensors."""
     members = md.load_weights(trained.dir / md.MEMBERS)
@@ -95,16 +109,9 @@ def test_a_run_stopped_in_its_final_training_keeps_its_fold_networks(tmp_path, d
     """The fold networks live in the run's checkpoint (the first written at step 0) until the model is
     stored: a run stopped after its first step and resumed from its directory alone ends with the
     same networks."""
-    class Stop(Exception):
-        pass
-
-    def stop_after_the_first_checkpoint(record):  # (the folds' records come first: they write elsewhere)
-        if "train_loss" in record and md.has_checkpoint(tmp_path / "m"):
-            raise Stop
-
     with pytest.raises(Stop):
         rnnkit.train("classify", tmp_path / "m", data=str(data), final="both", log_every=1,
-                     callbacks=[stop_after_the_first_checkpoint], **TINY)
+                     callbacks=[stop_once_checkpointed(tmp_path / "m")], **TINY)
     assert not (tmp_path / "m" / md.MEMBERS).exists()
     resumed = rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True)
     for a, b in zip(stored_networks(resumed), stored_networks(both)):
@@ -116,15 +123,9 @@ def test_a_run_stopped_in_its_final_training_keeps_its_fold_networks(tmp_path, d
 def test_a_run_that_lost_its_fold_networks_is_refused_before_training_again(tmp_path, data):
     """Killed between config.json and the step-0 checkpoint, a --final both run keeps nothing of its
     cross-validation: its resume says so in one line instead of training to a model that cannot store them."""
-    class Stop(Exception):
-        pass
-
-    def stop(record):  # in the final run (the folds' records come first)
-        if md.has_checkpoint(tmp_path / "m"):
-            raise Stop
-
     with pytest.raises(Stop):
-        rnnkit.train("classify", tmp_path / "m", data=str(data), final="both", log_every=1, callbacks=[stop], **TINY)
+        rnnkit.train("classify", tmp_path / "m", data=str(data), final="both", log_every=1,
+                     callbacks=[stop_once_checkpointed(tmp_path / "m")], **TINY)
     shutil.rmtree(tmp_path / "m" / "checkpoint")  # as a kill between the two writes leaves it
     with pytest.raises(ValueError, match="fold networks were lost .* overwrite"):
         rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True)
@@ -134,16 +135,9 @@ def test_a_run_that_lost_its_fold_networks_is_refused_before_training_again(tmp_
 def test_an_ensemble_stopped_while_its_second_network_trains_ends_as_one_never_stopped(tmp_path, data):
     whole = rnnkit.train("classify", tmp_path / "whole", data=str(data), final="both", ensemble=2, **TINY)
 
-    class Stop(Exception):
-        pass
-
-    def stop_in_the_second_network(record):
-        if "train_loss" in record and md.has_checkpoint(tmp_path / "m" / md.MEMBER_RUN):
-            raise Stop
-
-    with pytest.raises(Stop):
+    with pytest.raises(Stop):  # in the second network's run
         rnnkit.train("classify", tmp_path / "m", data=str(data), final="both", ensemble=2, log_every=1,
-                     callbacks=[stop_in_the_second_network], **TINY)
+                     callbacks=[stop_once_checkpointed(tmp_path / "m" / md.MEMBER_RUN)], **TINY)
     resumed = rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True)
     a, b = md.load_weights(whole.dir / md.MEMBERS), md.load_weights(resumed.dir / md.MEMBERS)
     assert sorted(a) == sorted(b) and len(resumed.members) == 5

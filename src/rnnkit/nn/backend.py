@@ -173,12 +173,17 @@ def chunks() -> int:
     return cores()
 
 
-def _with_threads(kernels, count: int):
-    """The kernels' sequence functions, their ``chunks()`` run on ``count`` threads."""
+def _numba_threads(count: int) -> None:
+    """The calling thread's numba threads: ``count``, at most one a chunk and numba's own limit."""
     import numba
 
+    numba.set_num_threads(max(1, min(count, chunks(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _with_threads(kernels, count: int):
+    """The kernels' sequence functions, their ``chunks()`` run on ``count`` threads."""
     parts = chunks()
-    numba.set_num_threads(max(1, min(count, parts, numba.config.NUMBA_NUM_THREADS)))
+    _numba_threads(count)
     return SimpleNamespace(sequence=functools.partial(kernels.sequence, chunks=parts, threads=count),
                            sequence_backward=functools.partial(kernels.sequence_backward, chunks=parts, threads=count))
 
@@ -255,8 +260,6 @@ def side_by_side(kind, jobs: list, name: str) -> list:
     if len(jobs) != 2 or threads() < 2 or not hasattr(kernels, "sequence"):
         f = getattr(equations(kind), name)
         return [job(f) for job in jobs]
-    import numba
-
     def alone(job):
         return job(getattr(_with_threads(kernels, 1), name))  # numba's count is the calling thread's own
 
@@ -264,7 +267,7 @@ def side_by_side(kind, jobs: list, name: str) -> list:
     try:
         first = alone(jobs[0])
     finally:
-        numba.set_num_threads(max(1, min(threads(), chunks(), numba.config.NUMBA_NUM_THREADS)))
+        _numba_threads(threads())
         second = other.result()
     return [first, second]
 

@@ -668,10 +668,10 @@ def networks_named(weights: dict, prefixes: list[str]) -> list[dict]:
     return [{name[len(prefix):]: v for name, v in weights.items() if name.startswith(prefix)} for prefix in prefixes]
 
 
-def fold_networks(weights: dict, folds: int) -> list[dict] | None:
-    """The ``folds`` fold networks' weights in ``weights`` (names ``fold{k}.NAME``), or None when
-    any is missing."""
-    networks = networks_named(weights, [FOLD_PREFIX.format(k) for k in range(folds)])
+def fold_networks(weights: dict, folds: int, within: str = "") -> list[dict] | None:
+    """The ``folds`` fold networks' weights in ``weights`` (names ``{within}fold{k}.NAME``), or None
+    when any is missing."""
+    networks = networks_named(weights, [within + FOLD_PREFIX.format(k) for k in range(folds)])
     return networks if all(networks) else None
 
 
@@ -683,7 +683,7 @@ def keep_fold_networks(out: Path, config: dict) -> None:
         return
     folds = config["encoding"]["cross_validation"]["folds"]
     weights, _, _ = md.load_checkpoint(out)
-    networks = fold_networks({name[len("run."):]: v for name, v in weights.items() if name.startswith("run.")}, folds)
+    networks = fold_networks(weights, folds, within="run.")  # the run's arrays, as the Trainer checkpoints them
     if networks is None:
         raise md.ModelDirError(f"the checkpoint in {out} lacks the fold networks that --final both keeps; "
                                "train the model again with --overwrite")
