@@ -145,6 +145,18 @@ def test_an_ensemble_stopped_while_its_second_network_trains_ends_as_one_never_s
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+@pytest.mark.parametrize("value", ["folds", "Both", ""])
+def test_a_final_that_is_not_refit_or_both_is_refused_naming_it(tmp_path, data, capsys, value):
+    with pytest.raises(SystemExit) as exit_:  # a fixed set of values: argparse's choices
+        main(["train", "classify", "--data", str(data), "--out", str(tmp_path / "m"), "--final", value, "--quiet"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --final: invalid choice: {value!r} (choose from 'refit', 'both')" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()
+    with pytest.raises(ValueError, match=f"final: invalid value {value!r}"):  # the Python API checks the same
+        rnnkit.train("classify", tmp_path / "m", data=str(data), final=value, steps=2)
+
+
 def test_final_both_without_cross_validation_is_one_line_naming_it(tmp_path, data, capsys):
     assert main(["train", "classify", "--data", str(data), "--out", str(tmp_path / "m"), "--final", "both",
                  "--cv-folds", "0", "--quiet"]) == 2
