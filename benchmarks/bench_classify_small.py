@@ -8,7 +8,7 @@ PickupGestureWiimoteZ (aeon 1.6.0), read with rnnkit's own .ts reader.
   defaults plus the variant's options, with the steps capped (``--steps``, default 200; validation
   every 50) so that a set fits the shared 2-core machine. The sets with fewer than 500 training
   series are cross-validated by default (5 folds choose the steps, then the final model trains on
-  all of them); PLAID (537) uses the 10% validation split. What a variant is chosen by is its
+  all of them and the fold networks join it: ``--final auto``, since session 19); PLAID (537) uses the 10% validation split. What a variant is chosen by is its
   cross-validated (or validation) accuracy, recorded as ``cv_accuracy``; the test accuracy is
   reported, never used to choose.
 - **1-NN Euclidean** (series of different lengths linearly resampled to the longest training
@@ -87,7 +87,8 @@ CONFIGS = {
     # defaults' at this commit and its cross-validated accuracy is not lower by more than 0.01
     "ema-0.98": {"ema": 0.98},
     # session 18: the fold networks join the final one (judged by nested cross-validation in bench_classify_final.py)
-    "final-both": {"final": "both"},
+    "final-both": {"final": "both"},  # since session 19 the defaults' own on a cross-validated set (--final auto)
+    "final-refit": {"final": "refit"},  # the default before session 19: the network trained on all the data alone
 }
 
 # recalled from the UCR archive's DataSummary (Dau et al. 2018, arXiv:1810.07758): 1-NN DTW with a full

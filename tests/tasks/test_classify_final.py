@@ -1,4 +1,4 @@
-"""classify --final both: the fold networks of the cross-validation, kept at the chosen step, join the
+"""classify --final both (and auto, the default, where the training part is cross-validated): the fold networks of the cross-validation, kept at the chosen step, join the
 network trained on all the data; carried through a stopped run, stored, loaded and exported with it."""
 
 import shutil
@@ -97,12 +97,28 @@ def test_classify_averages_the_refit_and_the_fold_networks(both, data):
     assert np.abs(got - each[0]).max() > 1e-3  # not the refit's alone
 
 
-def test_with_final_both_every_fold_reads_the_whole_training_parts_standardisation(data):
-    both, refit = ClassifyOptions(data=str(data), cv_folds=3, final="both"), ClassifyOptions(data=str(data), cv_folds=3)
+@pytest.mark.parametrize("final", ["both", "auto"])
+def test_with_final_both_every_fold_reads_the_whole_training_parts_standardisation(data, final):
+    both, refit = ClassifyOptions(data=str(data), cv_folds=3, final=final), ClassifyOptions(data=str(data), cv_folds=3, final="refit")
     whole = Splits(both, 2).config
     for k in range(3):
         assert Splits(both, 2, cv_fold=k).config["mean"] == whole["mean"]
         assert Splits(refit, 2, cv_fold=k).config["mean"] != whole["mean"]  # --final refit: the other folds' own
+
+
+def test_the_default_keeps_the_fold_networks_where_it_cross_validates_and_refits_elsewhere(tmp_path, data, both):
+    """--final auto (the default) is both where the training part is cross-validated: the same
+    networks to the bit; without cross-validation it is refit, with no fold networks and no error."""
+    auto = rnnkit.train("classify", tmp_path / "auto", data=str(data), **TINY)
+    assert auto.opts.final == "auto" and auto.config["final"] == {"folds": 3}
+    for a, b in zip(stored_networks(auto), stored_networks(both)):
+        assert a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    plain = rnnkit.train("classify", tmp_path / "plain", data=str(data), **dict(TINY, cv_folds=0))
+    assert "final" not in plain.config and len(plain.members) == 1 and not (plain.dir / md.MEMBERS).exists()
+    refit = rnnkit.train("classify", tmp_path / "refit", data=str(data), final="refit", **TINY)
+    assert "final" not in refit.config and len(refit.members) == 1
 
 
 def test_a_run_stopped_in_its_final_training_keeps_its_fold_networks(tmp_path, data, both):
@@ -146,12 +162,12 @@ def test_an_ensemble_stopped_while_its_second_network_trains_ends_as_one_never_s
 
 
 @pytest.mark.parametrize("value", ["folds", "Both", ""])
-def test_a_final_that_is_not_refit_or_both_is_refused_naming_it(tmp_path, data, capsys, value):
+def test_a_final_that_is_not_auto_refit_or_both_is_refused_naming_it(tmp_path, data, capsys, value):
     with pytest.raises(SystemExit) as exit_:  # a fixed set of values: argparse's choices
         main(["train", "classify", "--data", str(data), "--out", str(tmp_path / "m"), "--final", value, "--quiet"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert f"argument --final: invalid choice: {value!r} (choose from 'refit', 'both')" in err and "Traceback" not in err
+    assert f"argument --final: invalid choice: {value!r} (choose from 'auto', 'refit', 'both')" in err and "Traceback" not in err
     assert not (tmp_path / "m").exists()
     with pytest.raises(ValueError, match=f"final: invalid value {value!r}"):  # the Python API checks the same
         rnnkit.train("classify", tmp_path / "m", data=str(data), final=value, steps=2)

@@ -17,8 +17,9 @@ the rest, in one of two ways:
 - a small training part (fewer than ``CV_BELOW`` examples; ``--cv-folds`` says otherwise):
   K-fold cross-validation (``tasks.cross_validation``, folds stratified by class), then the final
   model trained on all of it for the chosen number of steps; its "validation" metrics are the
-  cross-validated ones, at each step. With ``--final both`` the K fold networks at the chosen step
-  join it, their class probabilities averaged with its own (``ClassifyTask.after_training``);
+  cross-validated ones, at each step. The K fold networks at the chosen step then join it, their
+  class probabilities averaged with its own (``--final auto``, the default, or ``both``; not with
+  ``refit``; ``ClassifyTask.after_training``);
 - otherwise ``--valid-fraction`` of it, stratified by class, held out for early stopping and
   the best weights.
 
@@ -74,8 +75,9 @@ ZNORM_WORDS = {"none": "", "series": "z-normalised per series, ", "scaled": "z-n
 #: auto: range when a training series is longer than --max-length, else mean
 SEGMENTS = ("auto", "mean", "range")
 #: --final: what classifies after cross-validation: the network trained on all of the training part,
-#: or it and the fold networks (bench_classify_final.py measures them by nested cross-validation)
-FINALS = ("refit", "both")
+#: or it and the fold networks, or auto: both where the training part is cross-validated
+#: (bench_classify_final.py measures them by nested cross-validation)
+FINALS = ("auto", "refit", "both")
 #: what ``--data`` reads (``data.sources``): the one list --help shows
 DATA_FORMATS = ("a text file of `label<TAB>text` lines (.tsv, .txt or any other suffix); a .csv file of `label,text` "
                 "lines, or of numeric series, one a row: `label,v1,v2,…`; an .npz file with X and y (and lengths); "
@@ -106,7 +108,7 @@ class ClassifyOptions:
     fold: int = 0
     cv_folds: int = -1
     ensemble: int = 1
-    final: str = "refit"
+    final: str = "auto"
     znorm: str = "auto"
     max_length: int = 256
     segments: str = "auto"
@@ -154,7 +156,8 @@ class ClassifyOptions:
                  "data for the chosen steps (and --ensemble's others); or both: also the K fold networks at the chosen step, "
                  "kept from the cross-validation (no more training), every network's class probabilities (a regressor's values) "
                  "averaged; the folds then read the data through the whole training part's standardisation or vocabulary, so "
-                 "that every network reads the same inputs (default: refit)",
+                 "that every network reads the same inputs; or auto: both where the training data is cross-validated, "
+                 "else refit (default: auto)",
         "znorm": "numeric input: series to z-normalise each series' channels on their own (mean 0, std 1) before the "
                  "per-channel standardisation; scaled to z-normalise them and add each channel's log standard deviation "
                  "and asinh(mean / std) as two more channels (constant along the series); none to keep their levels, "
@@ -183,6 +186,11 @@ class ClassifyOptions:
                   "augment": 0 <= self.augment <= 1,
                   **network_checks(self)}
         check_options(self, checks)
+
+    def keeps_fold_networks(self, folds: int) -> bool:
+        """Whether the fold networks of a ``folds``-fold cross-validation (0: none) join the final
+        predictor: --final both, or auto where the training part is cross-validated."""
+        return self.final == "both" or (self.final == "auto" and folds > 0)
 
 
 # ---- data: splits, encoding ------------------------------------------------------------------
@@ -276,7 +284,7 @@ class Splits:
             if not xs:
                 raise DataError(f"data: the {name} split is empty; give more examples or change --valid-fraction")
         every_class = None if self.values else sorted(set(labels))  # a fold may lack a rare class
-        fitted_on = (items, labels) if cv_fold is not None and opts.final == "both" else raw["train"]
+        fitted_on = (items, labels) if cv_fold is not None and opts.keeps_fold_networks(self.folds) else raw["train"]
         self.config = stored or dict(self._fit(opts, *fitted_on, every_class, everything=items), data_files=record_data(opts, is_built_in))
         self.fold_weights: list[dict] | None = None  # --final both: the fold networks at the chosen step (ClassifyTask.settle)
         if opts.augment and self.config["input"] == "text":
@@ -485,7 +493,7 @@ class ClassifyRun(BucketedRun):
         """The batches' position, the steps done and (--final both) the fold networks, which the
         checkpoint keeps until ``ClassifyTask.after_training`` stores them with the model."""
         if self.carries_folds and self.splits.fold_weights is None:  # resumed from no checkpoint: refused before any step
-            raise ValueError("--final both: the fold networks were lost (the run stopped before its first checkpoint); "
+            raise ValueError(f"--final {self.opts.final}: the fold networks were lost (the run stopped before its first checkpoint); "
                              "train the model again with --overwrite")
         folds = {f"{FOLD_PREFIX.format(k)}{name}": v for k, weights in enumerate(self.splits.fold_weights or ())
                  for name, v in weights.items()} if self.carries_folds else {}
@@ -497,7 +505,7 @@ class ClassifyRun(BucketedRun):
         if self.carries_folds:
             self.splits.fold_weights = fold_networks(d, self.splits.folds)
             if self.splits.fold_weights is None:
-                raise ValueError("--final both: the fold networks are missing from the run's state")
+                raise ValueError(f"--final {self.opts.final}: the fold networks are missing from the run's state")
 
     def train_step(self) -> tuple[float, int, int]:
         self.steps_done += 1
@@ -640,8 +648,8 @@ class TrainedClassifier(Exportable):
                          f"(mean validation {cv['monitor']}); trained on all of it")
         if c.get("final", {}).get("folds"):
             lines.append(f"final      also the {c['final']['folds']} fold networks at step {cv['steps']}: every network's "
-                         f"{'values' if e['values'] else 'probabilities'} averaged (--final both)")
-        elif o.final == "both" and cv:
+                         f"{'values' if e['values'] else 'probabilities'} averaged (--final {o.final})")
+        elif cv and o.keeps_fold_networks(cv["folds"]):
             lines.append(f"final      the fold networks are not stored yet: `rnnkit train --resume {self.dir}` stores them "
                          "(from its checkpoint)")
         if o.ensemble > 1:
@@ -685,7 +693,7 @@ def keep_fold_networks(out: Path, config: dict) -> None:
     weights, _, _ = md.load_checkpoint(out)
     networks = fold_networks(weights, folds, within="run.")  # the run's arrays, as the Trainer checkpoints them
     if networks is None:
-        raise md.ModelDirError(f"the checkpoint in {out} lacks the fold networks that --final both keeps; "
+        raise md.ModelDirError(f"the checkpoint in {out} lacks the fold networks that --final both or auto keeps; "
                                "train the model again with --overwrite")
     members = md.load_weights(out / md.MEMBERS) if (out / md.MEMBERS).exists() else {}
     members.update({FOLD_PREFIX.format(k) + name: v for k, network in enumerate(networks) for name, v in network.items()})
@@ -710,7 +718,7 @@ def networks_trained(config: dict) -> int:
     """How many of an ensemble's networks are trained, the first included: those config.json counts,
     if they were trained for the steps the first network kept (a resumed run may have trained it on)."""
     done = config.get("ensemble", {})
-    return done["trained"] if done.get("steps") == config.get("metrics", {}).get("step") else 1
+    return done["trained"] if done and done.get("steps") == config.get("metrics", {}).get("step") else 1
 
 
 #: config.json's record of an ensemble's networks after the first (``ClassifyTask.after_training``)
@@ -763,7 +771,7 @@ class ClassifyTask(Task):
         return build_model(options, encoding, seed)
 
     def make_run(self, model, splits: Splits, options: ClassifyOptions, seed: int) -> ClassifyRun:
-        return ClassifyRun(model, splits, options, seed, carries_folds=options.final == "both" and splits.folds > 0)
+        return ClassifyRun(model, splits, options, seed, carries_folds=splits.folds > 0 and options.keeps_fold_networks(splits.folds))
 
     def load(self, out_dir: Path, config: dict) -> TrainedClassifier:
         """The trained classifier, with an ensemble's other networks (those trained) and --final both's
@@ -775,7 +783,7 @@ class ClassifyTask(Task):
                                    f"task_options.ensemble is {trained.opts.ensemble}; retrain or restore it")
         folds = config.get("final", {}).get("folds", 0)
         cv_folds_done = (trained.encoding.get("cross_validation") or {}).get("folds")
-        if folds and (folds != cv_folds_done or trained.opts.final != "both"):
+        if folds and (folds != cv_folds_done or not trained.opts.keeps_fold_networks(folds)):
             raise md.ModelDirError(f"{md.CONFIG} in {out_dir}: final.folds: {folds} fold networks, but the model was "
                                    f"cross-validated with {cv_folds_done} folds and --final {trained.opts.final}; retrain or restore it")
         weights = md.load_weights(Path(out_dir) / md.MEMBERS) if n > 1 or folds else {}
@@ -797,7 +805,7 @@ class ClassifyTask(Task):
         config = group.on_first(lambda: md.load_config(out))
         options, training = self.check_config(config, f"{md.CONFIG} in {out}")
         self._train_other_networks(out, config, options, training, quiet)
-        if options.final == "both":
+        if options.keeps_fold_networks((config["encoding"].get("cross_validation") or {}).get("folds", 0)):
             group.on_first(lambda: keep_fold_networks(out, config))
 
     def _train_other_networks(self, out: Path, config: dict, options: ClassifyOptions, training, quiet: bool) -> None:
@@ -865,7 +873,7 @@ class ClassifyTask(Task):
             return model, ClassifyRun(model, fold, options, training.seed), {"task": self.name, "cross_validation_fold": k}
 
         result = cross_validate(make_fold, splits.folds, training, self.monitors[training.monitor], quiet,
-                                keep_weights=options.final == "both")
+                                keep_weights=options.keeps_fold_networks(splits.folds))
         splits.fold_weights = result.pop("fold_weights", None)
         encoding["cross_validation"] = splits.cross_validation = result
         training.steps, training.patience = result["steps"], 0
