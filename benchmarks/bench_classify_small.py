@@ -8,9 +8,9 @@ PickupGestureWiimoteZ (aeon 1.6.0), read with rnnkit's own .ts reader.
   defaults plus the variant's options, with the steps capped (``--steps``, default 200; validation
   every 50) so that a set fits the shared 2-core machine. The sets with fewer than 500 training
   series are cross-validated by default (5 folds choose the steps, then the final model trains on
-  all of them and the fold networks join it: ``--final auto``, since session 19); PLAID (537) uses the 10% validation split. What a variant is chosen by is its
-  cross-validated (or validation) accuracy, recorded as ``cv_accuracy``; the test accuracy is
-  reported, never used to choose.
+  all of them and the fold networks join it: ``--final auto``, since session 19); PLAID (537) uses
+  the 10% validation split. What a variant is chosen by is its cross-validated (or validation)
+  accuracy, recorded as ``cv_accuracy``; the test accuracy is reported, never used to choose.
 - **1-NN Euclidean** (series of different lengths linearly resampled to the longest training
   length) and **1-NN DTW** with a full window (dependent: one warping path for all channels,
   squared differences summed over channels), on the series as the archive gives them, written

@@ -15,7 +15,7 @@ import rnnkit
 from onnx_checks import assert_close, series_feed, session
 from rnnkit.cli.main import main
 from rnnkit.data.sources import load_classification
-from rnnkit.tasks.classify import build_model, encode_inputs, predict, softmax
+from rnnkit.tasks.classify import build_model, encode_inputs, networks_trained, predict, softmax
 from rnnkit.training import model_dir as md
 
 # a validation split (its best step is the ensemble's steps) and a tiny network
@@ -210,3 +210,12 @@ def test_a_signal_while_a_later_network_trains_resumes_to_the_weights_of_an_unin
         a, b = md.load_weights(whole / name), md.load_weights(broken / name)
         assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a), name
     assert json.loads((broken / "config.json").read_text())["status"] == "finished"
+
+
+def test_the_networks_counted_need_an_ensemble_record_for_the_step_kept():
+    """config.json counts an ensemble's networks only for the step the first one kept; a config without
+    the record (or without metrics: a damaged file) counts the first network alone, never a KeyError."""
+    assert networks_trained({"ensemble": {"steps": 20, "trained": 3}, "metrics": {"step": 20}}) == 3
+    assert networks_trained({"ensemble": {"steps": 20, "trained": 3}, "metrics": {"step": 30}}) == 1
+    assert networks_trained({"metrics": {"step": 20}}) == 1
+    assert networks_trained({}) == 1

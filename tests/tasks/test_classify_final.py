@@ -1,5 +1,6 @@
-"""classify --final both (and auto, the default, where the training part is cross-validated): the fold networks of the cross-validation, kept at the chosen step, join the
-network trained on all the data; carried through a stopped run, stored, loaded and exported with it."""
+"""classify --final both (and auto, the default, where the training part is cross-validated): the fold
+networks of the cross-validation, kept at the chosen step, join the network trained on all the data;
+carried through a stopped run, stored, loaded and exported with it."""
 
 import shutil
 
@@ -99,7 +100,8 @@ def test_classify_averages_the_refit_and_the_fold_networks(both, data):
 
 @pytest.mark.parametrize("final", ["both", "auto"])
 def test_with_final_both_every_fold_reads_the_whole_training_parts_standardisation(data, final):
-    both, refit = ClassifyOptions(data=str(data), cv_folds=3, final=final), ClassifyOptions(data=str(data), cv_folds=3, final="refit")
+    both = ClassifyOptions(data=str(data), cv_folds=3, final=final)
+    refit = ClassifyOptions(data=str(data), cv_folds=3, final="refit")
     whole = Splits(both, 2).config
     for k in range(3):
         assert Splits(both, 2, cv_fold=k).config["mean"] == whole["mean"]

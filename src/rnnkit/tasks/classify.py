@@ -493,8 +493,8 @@ class ClassifyRun(BucketedRun):
         """The batches' position, the steps done and (--final both) the fold networks, which the
         checkpoint keeps until ``ClassifyTask.after_training`` stores them with the model."""
         if self.carries_folds and self.splits.fold_weights is None:  # resumed from no checkpoint: refused before any step
-            raise ValueError(f"--final {self.opts.final}: the fold networks were lost (the run stopped before its first checkpoint); "
-                             "train the model again with --overwrite")
+            raise ValueError(f"--final {self.opts.final}: the fold networks were lost (the run stopped before its first "
+                             "checkpoint); train the model again with --overwrite")
         folds = {f"{FOLD_PREFIX.format(k)}{name}": v for k, weights in enumerate(self.splits.fold_weights or ())
                  for name, v in weights.items()} if self.carries_folds else {}
         return dict(super().state_dict(), steps_done=self.steps_done, **folds)
@@ -771,7 +771,8 @@ class ClassifyTask(Task):
         return build_model(options, encoding, seed)
 
     def make_run(self, model, splits: Splits, options: ClassifyOptions, seed: int) -> ClassifyRun:
-        return ClassifyRun(model, splits, options, seed, carries_folds=splits.folds > 0 and options.keeps_fold_networks(splits.folds))
+        carries = splits.folds > 0 and options.keeps_fold_networks(splits.folds)
+        return ClassifyRun(model, splits, options, seed, carries_folds=carries)
 
     def load(self, out_dir: Path, config: dict) -> TrainedClassifier:
         """The trained classifier, with an ensemble's other networks (those trained) and --final both's
