@@ -109,8 +109,9 @@ def test_with_final_both_every_fold_reads_the_whole_training_parts_standardisati
 
 
 def test_the_default_keeps_the_fold_networks_where_it_cross_validates_and_refits_elsewhere(tmp_path, data, both):
-    """--final auto (the default) is both where the training part is cross-validated: the same
-    networks to the bit; without cross-validation it is refit, with no fold networks and no error."""
+    """--final auto (the default) is both where numeric series are cross-validated: the same
+    networks to the bit; without cross-validation, or for text, it is refit, with no fold networks
+    and no error."""
     auto = rnnkit.train("classify", tmp_path / "auto", data=str(data), **TINY)
     assert auto.opts.final == "auto" and auto.config["final"] == {"folds": 3}
     for a, b in zip(stored_networks(auto), stored_networks(both)):
@@ -121,6 +122,14 @@ def test_the_default_keeps_the_fold_networks_where_it_cross_validates_and_refits
     assert "final" not in plain.config and len(plain.members) == 1 and not (plain.dir / md.MEMBERS).exists()
     refit = rnnkit.train("classify", tmp_path / "refit", data=str(data), final="refit", **TINY)
     assert "final" not in refit.config and len(refit.members) == 1
+    rng = np.random.default_rng(0)  # text: auto is refit (measured on series only); both keeps them on request
+    words = {"pos": ["good", "fine", "great"], "neg": ["bad", "dull", "poor"]}
+    texts = tmp_path / "texts.tsv"
+    texts.write_text("".join(f"{label}\t{' '.join(rng.choice(words[label], 3))} film\n" for label in ["pos", "neg"] * 15))
+    text = rnnkit.train("classify", tmp_path / "text", data=str(texts), embed=4, **TINY)
+    assert text.encoding["cross_validation"]["folds"] == 3 and "final" not in text.config and len(text.members) == 1
+    text_both = rnnkit.train("classify", tmp_path / "text-both", data=str(texts), embed=4, final="both", **TINY)
+    assert text_both.config["final"] == {"folds": 3} and len(text_both.members) == 4
 
 
 def test_a_run_stopped_in_its_final_training_keeps_its_fold_networks(tmp_path, data, both):
@@ -148,6 +157,22 @@ def test_a_run_that_lost_its_fold_networks_is_refused_before_training_again(tmp_
     with pytest.raises(ValueError, match="fold networks were lost .* overwrite"):
         rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True)
     assert not md.has_checkpoint(tmp_path / "m")
+
+
+def test_the_default_resumed_without_its_fold_networks_ends_as_the_refit_alone_and_says_so(tmp_path, data, capsys):
+    """The same kill under --final auto (the default): the resume trains the network on all the data
+    from step 0, alone, and info says the fold networks were lost."""
+    with pytest.raises(Stop):
+        rnnkit.train("classify", tmp_path / "m", data=str(data), log_every=1,
+                     callbacks=[stop_once_checkpointed(tmp_path / "m")], **TINY)
+    shutil.rmtree(tmp_path / "m" / "checkpoint")
+    resumed = rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True)
+    assert resumed.config["final"] == {"folds": 0} and len(resumed.members) == 1
+    assert not (resumed.dir / md.MEMBERS).exists()
+    assert main(["info", str(resumed.dir)]) == 0
+    assert "the fold networks were lost" in capsys.readouterr().out
+    again = rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True, steps=TINY["steps"])  # a finished run: kept as it is
+    assert again.config["final"] == {"folds": 0}
 
 
 def test_an_ensemble_stopped_while_its_second_network_trains_ends_as_one_never_stopped(tmp_path, data):

@@ -1,6 +1,7 @@
 """Choosing the steps by K-fold cross-validation: the folds, the choice, and `classify` with it."""
 
 import json
+import tempfile
 from collections import Counter
 from dataclasses import replace
 
@@ -109,7 +110,7 @@ def test_a_small_set_is_cross_validated_and_the_final_model_trains_on_all_of_it(
     assert evaluated["cv_folds"] == 5 and evaluated["cv_loss"] == pytest.approx(min(losses))
 
 
-def test_the_fold_weights_kept_are_those_validated_at_the_chosen_step(tmp_path):
+def test_the_fold_weights_kept_are_those_validated_at_the_chosen_step(tmp_path, monkeypatch):
     data = write_updown(tmp_path / "s.csv", n=24)
     rows = data.read_text().splitlines()
     rng = np.random.default_rng(0)  # labels drawn at random: the folds overfit, so the best step is not the last
@@ -117,13 +118,21 @@ def test_the_fold_weights_kept_are_those_validated_at_the_chosen_step(tmp_path):
     opts = ClassifyOptions(data=str(data), cv_folds=3, hidden=8, batch_size=8)
     training = TrainingOptions(steps=40, valid_every=10, lr=0.05, seed=1, ema=0.8)  # validated: the average
 
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    on_disk = []  # the earlier folds' validated weights wait on disk, not in memory
+
     def make_fold(k):
+        on_disk.append(sorted(p.name for p in scratch.glob("rnnkit-cv-weights-*/fold*/*.safetensors")))
         fold = Splits(opts, 1, cv_fold=k)
         model = build_model(opts, fold.config, 1)
         return model, ClassifyRun(model, fold, opts, 1), {"task": "classify"}
 
     result = cross_validate(make_fold, 3, training, "min", quiet=True, keep_weights=True)
     assert len(result["fold_weights"]) == 3 and result["steps"] < training.steps
+    assert on_disk[0] == [] and len(on_disk[2]) == 2 * 4 and "validated-10.safetensors" in on_disk[2]
+    assert list(scratch.iterdir()) == []  # and are gone once the step is chosen
     losses = []
     for k, weights in enumerate(result["fold_weights"]):
         fold = Splits(opts, 1, cv_fold=k)

@@ -18,8 +18,8 @@ the rest, in one of two ways:
   K-fold cross-validation (``tasks.cross_validation``, folds stratified by class), then the final
   model trained on all of it for the chosen number of steps; its "validation" metrics are the
   cross-validated ones, at each step. The K fold networks at the chosen step then join it, their
-  class probabilities averaged with its own (``--final auto``, the default, or ``both``; not with
-  ``refit``; ``ClassifyTask.after_training``);
+  class probabilities averaged with its own (``--final auto``, the default, for numeric series;
+  ``both`` for any data; not with ``refit``; ``ClassifyTask.after_training``);
 - otherwise ``--valid-fraction`` of it, stratified by class, held out for early stopping and
   the best weights.
 
@@ -75,7 +75,7 @@ ZNORM_WORDS = {"none": "", "series": "z-normalised per series, ", "scaled": "z-n
 #: auto: range when a training series is longer than --max-length, else mean
 SEGMENTS = ("auto", "mean", "range")
 #: --final: what classifies after cross-validation: the network trained on all of the training part,
-#: or it and the fold networks, or auto: both where the training part is cross-validated
+#: or it and the fold networks, or auto: both where the training part is cross-validated series
 #: (bench_classify_final.py measures them by nested cross-validation)
 FINALS = ("auto", "refit", "both")
 #: what ``--data`` reads (``data.sources``): the one list --help shows
@@ -156,8 +156,8 @@ class ClassifyOptions:
                  "data for the chosen steps (and --ensemble's others); or both: also the K fold networks at the chosen step, "
                  "kept from the cross-validation (no more training), every network's class probabilities (a regressor's values) "
                  "averaged; the folds then read the data through the whole training part's standardisation or vocabulary, so "
-                 "that every network reads the same inputs; or auto: both where the training data is cross-validated, "
-                 "else refit (default: auto)",
+                 "that every network reads the same inputs; or auto: both where the training data is cross-validated "
+                 "numeric series, else refit (default: auto)",
         "znorm": "numeric input: series to z-normalise each series' channels on their own (mean 0, std 1) before the "
                  "per-channel standardisation; scaled to z-normalise them and add each channel's log standard deviation "
                  "and asinh(mean / std) as two more channels (constant along the series); none to keep their levels, "
@@ -187,10 +187,12 @@ class ClassifyOptions:
                   **network_checks(self)}
         check_options(self, checks)
 
-    def keeps_fold_networks(self, folds: int) -> bool:
-        """Whether the fold networks of a ``folds``-fold cross-validation (0: none) join the final
-        predictor: --final both, or auto where the training part is cross-validated."""
-        return self.final == "both" or (self.final == "auto" and folds > 0)
+    def keeps_fold_networks(self, folds: int, kind: str) -> bool:
+        """Whether the fold networks of a ``folds``-fold cross-validation (0: none) of ``kind`` data
+        ("series" or "text") join the final predictor: --final both, or auto where cross-validated
+        series are (measured on series only: with text, every fold would read the whole training
+        part's vocabulary, with untrained embeddings for the words only its held-out part has)."""
+        return self.final == "both" or (self.final == "auto" and folds > 0 and kind != "text")
 
 
 # ---- data: splits, encoding ------------------------------------------------------------------
@@ -284,7 +286,7 @@ class Splits:
             if not xs:
                 raise DataError(f"data: the {name} split is empty; give more examples or change --valid-fraction")
         every_class = None if self.values else sorted(set(labels))  # a fold may lack a rare class
-        fitted_on = (items, labels) if cv_fold is not None and opts.keeps_fold_networks(self.folds) else raw["train"]
+        fitted_on = (items, labels) if cv_fold is not None and opts.keeps_fold_networks(self.folds, self.kind) else raw["train"]
         self.config = stored or dict(self._fit(opts, *fitted_on, every_class, everything=items), data_files=record_data(opts, is_built_in))
         self.fold_weights: list[dict] | None = None  # --final both: the fold networks at the chosen step (ClassifyTask.settle)
         if opts.augment and self.config["input"] == "text":
@@ -490,11 +492,10 @@ class ClassifyRun(BucketedRun):
             self.uniform_loss = math.log(len(splits.config["labels"]))
 
     def state_dict(self) -> dict:
-        """The batches' position, the steps done and (--final both) the fold networks, which the
-        checkpoint keeps until ``ClassifyTask.after_training`` stores them with the model."""
-        if self.carries_folds and self.splits.fold_weights is None:  # resumed from no checkpoint: refused before any step
-            raise ValueError(f"--final {self.opts.final}: the fold networks were lost (the run stopped before its first "
-                             "checkpoint); train the model again with --overwrite")
+        """The batches' position, the steps done and (--final both or auto) the fold networks, which
+        the checkpoint keeps until ``ClassifyTask.after_training`` stores them with the model."""
+        if self.carries_folds and self.splits.fold_weights is None:  # resumed from no checkpoint: before any step
+            self._lost_fold_networks()
         folds = {f"{FOLD_PREFIX.format(k)}{name}": v for k, weights in enumerate(self.splits.fold_weights or ())
                  for name, v in weights.items()} if self.carries_folds else {}
         return dict(super().state_dict(), steps_done=self.steps_done, **folds)
@@ -505,7 +506,16 @@ class ClassifyRun(BucketedRun):
         if self.carries_folds:
             self.splits.fold_weights = fold_networks(d, self.splits.folds)
             if self.splits.fold_weights is None:
-                raise ValueError(f"--final {self.opts.final}: the fold networks are missing from the run's state")
+                self._lost_fold_networks()
+
+    def _lost_fold_networks(self) -> None:
+        """A run stopped between config.json and its first checkpoint kept nothing of its
+        cross-validation: --final both is refused; auto goes on with the network trained on all the
+        data alone (``keep_fold_networks`` records that)."""
+        if self.opts.final == "both":
+            raise ValueError("--final both: the fold networks were lost (the run stopped before its first checkpoint); "
+                             "train the model again with --overwrite")
+        self.carries_folds = False
 
     def train_step(self) -> tuple[float, int, int]:
         self.steps_done += 1
@@ -649,7 +659,10 @@ class TrainedClassifier(Exportable):
         if c.get("final", {}).get("folds"):
             lines.append(f"final      also the {c['final']['folds']} fold networks at step {cv['steps']}: every network's "
                          f"{'values' if e['values'] else 'probabilities'} averaged (--final {o.final})")
-        elif cv and o.keeps_fold_networks(cv["folds"]):
+        elif "final" in c:
+            lines.append("final      the network trained on all the data alone: the fold networks were lost (the run "
+                         "stopped before its first checkpoint)")
+        elif cv and o.keeps_fold_networks(cv["folds"], e["input"]):
             lines.append(f"final      the fold networks are not stored yet: `rnnkit train --resume {self.dir}` stores them "
                          "(from its checkpoint)")
         if o.ensemble > 1:
@@ -683,22 +696,24 @@ def fold_networks(weights: dict, folds: int, within: str = "") -> list[dict] | N
     return networks if all(networks) else None
 
 
-def keep_fold_networks(out: Path, config: dict) -> None:
-    """--final both: the fold networks, carried in the run's checkpoint since the cross-validation,
-    join ``md.MEMBERS`` (atomically), then config.json records them; once (a resumed run that finds
-    them recorded does nothing)."""
-    if config.get("final", {}).get("folds"):
+def keep_fold_networks(out: Path, config: dict, required: bool) -> None:
+    """--final both or auto: the fold networks, carried in the run's checkpoint since the
+    cross-validation, join ``md.MEMBERS`` (atomically), then config.json records them; once (a
+    resumed run that finds a record does nothing). Where the checkpoint lacks them (lost before
+    the first one), ``required`` (both) is an error; else (auto) config.json records 0 fold networks."""
+    if "final" in config:
         return
     folds = config["encoding"]["cross_validation"]["folds"]
     weights, _, _ = md.load_checkpoint(out)
     networks = fold_networks(weights, folds, within="run.")  # the run's arrays, as the Trainer checkpoints them
-    if networks is None:
-        raise md.ModelDirError(f"the checkpoint in {out} lacks the fold networks that --final both or auto keeps; "
+    if networks is None and required:
+        raise md.ModelDirError(f"the checkpoint in {out} lacks the fold networks that --final both keeps; "
                                "train the model again with --overwrite")
-    members = md.load_weights(out / md.MEMBERS) if (out / md.MEMBERS).exists() else {}
-    members.update({FOLD_PREFIX.format(k) + name: v for k, network in enumerate(networks) for name, v in network.items()})
-    md.save_weights(out / md.MEMBERS, members)
-    config["final"] = {"folds": folds}
+    if networks is not None:
+        members = md.load_weights(out / md.MEMBERS) if (out / md.MEMBERS).exists() else {}
+        members.update({FOLD_PREFIX.format(k) + name: v for k, network in enumerate(networks) for name, v in network.items()})
+        md.save_weights(out / md.MEMBERS, members)
+    config["final"] = {"folds": 0 if networks is None else folds}
     md.atomic_write_json(out / md.CONFIG, config)
 
 
@@ -726,8 +741,8 @@ ENSEMBLE_SCHEMA = {"type": "object", "required": ["steps", "trained"],
                    "properties": {"steps": {"type": "integer", "minimum": 1}, "trained": {"type": "integer", "minimum": 1},
                                   "metrics": {"type": "object"}}}
 
-#: config.json's record of the fold networks kept with the model (--final both: ``keep_fold_networks``)
-FINAL_SCHEMA = {"type": "object", "required": ["folds"], "properties": {"folds": {"type": "integer", "minimum": 2}}}
+#: config.json's record of the fold networks kept with the model (``keep_fold_networks``; 0: lost, the refit alone)
+FINAL_SCHEMA = {"type": "object", "required": ["folds"], "properties": {"folds": {"type": "integer", "minimum": 0}}}
 
 #: the encoding's record of a cross-validation (``tasks.cross_validation.cross_validate``)
 CV_SCHEMA = {"type": "object", "required": ["folds", "steps", "monitor", "curve"],
@@ -771,7 +786,7 @@ class ClassifyTask(Task):
         return build_model(options, encoding, seed)
 
     def make_run(self, model, splits: Splits, options: ClassifyOptions, seed: int) -> ClassifyRun:
-        carries = splits.folds > 0 and options.keeps_fold_networks(splits.folds)
+        carries = splits.folds > 0 and options.keeps_fold_networks(splits.folds, splits.kind)
         return ClassifyRun(model, splits, options, seed, carries_folds=carries)
 
     def load(self, out_dir: Path, config: dict) -> TrainedClassifier:
@@ -784,7 +799,7 @@ class ClassifyTask(Task):
                                    f"task_options.ensemble is {trained.opts.ensemble}; retrain or restore it")
         folds = config.get("final", {}).get("folds", 0)
         cv_folds_done = (trained.encoding.get("cross_validation") or {}).get("folds")
-        if folds and (folds != cv_folds_done or not trained.opts.keeps_fold_networks(folds)):
+        if folds and (folds != cv_folds_done or not trained.opts.keeps_fold_networks(folds, trained.encoding["input"])):
             raise md.ModelDirError(f"{md.CONFIG} in {out_dir}: final.folds: {folds} fold networks, but the model was "
                                    f"cross-validated with {cv_folds_done} folds and --final {trained.opts.final}; retrain or restore it")
         weights = md.load_weights(Path(out_dir) / md.MEMBERS) if n > 1 or folds else {}
@@ -806,8 +821,9 @@ class ClassifyTask(Task):
         config = group.on_first(lambda: md.load_config(out))
         options, training = self.check_config(config, f"{md.CONFIG} in {out}")
         self._train_other_networks(out, config, options, training, quiet)
-        if options.keeps_fold_networks((config["encoding"].get("cross_validation") or {}).get("folds", 0)):
-            group.on_first(lambda: keep_fold_networks(out, config))
+        encoding = config["encoding"]
+        if options.keeps_fold_networks((encoding.get("cross_validation") or {}).get("folds", 0), encoding["input"]):
+            group.on_first(lambda: keep_fold_networks(out, config, required=options.final == "both"))
 
     def _train_other_networks(self, out: Path, config: dict, options: ClassifyOptions, training, quiet: bool) -> None:
         """--ensemble K: networks 2 … K (``after_training``)."""
@@ -874,7 +890,7 @@ class ClassifyTask(Task):
             return model, ClassifyRun(model, fold, options, training.seed), {"task": self.name, "cross_validation_fold": k}
 
         result = cross_validate(make_fold, splits.folds, training, self.monitors[training.monitor], quiet,
-                                keep_weights=options.keeps_fold_networks(splits.folds))
+                                keep_weights=options.keeps_fold_networks(splits.folds, splits.kind))
         splits.fold_weights = result.pop("fold_weights", None)
         encoding["cross_validation"] = splits.cross_validation = result
         training.steps, training.patience = result["steps"], 0

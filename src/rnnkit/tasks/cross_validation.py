@@ -21,9 +21,11 @@ from __future__ import annotations
 import sys
 import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
+from ..training.model_dir import load_weights
 from ..training.trainer import Trainer, TrainingInterrupted, TrainingOptions
 
 
@@ -65,8 +67,14 @@ def cross_validate(make_fold, folds: int, training: TrainingOptions, direction: 
     folds, validated on fold k) and the config its temporary model directory records.
     Returns {"folds", "steps", "monitor", "curve": the mean curve, "fold_best_steps"}; with
     ``keep_weights`` also "fold_weights": each fold model's weights at the chosen step (not JSON;
-    until the choice, a copy of every fold's weights at every validation is held in memory).
+    until the choice, every fold's weights at every validation wait in a temporary directory).
     """
+    with tempfile.TemporaryDirectory(prefix="rnnkit-cv-weights-") as kept_dir:
+        return _cross_validate(make_fold, folds, training, direction, quiet, Path(kept_dir) if keep_weights else None)
+
+
+def _cross_validate(make_fold, folds: int, training: TrainingOptions, direction: str, quiet: bool,
+                    kept_dir: Path | None) -> dict:
     options = replace(training, patience=0, time_limit=0.0)  # every fold reaches every step
     curves, kept = [], []
     for k in range(folds):
@@ -74,7 +82,10 @@ def cross_validate(make_fold, folds: int, training: TrainingOptions, direction: 
             sys.stderr.write(f"cross-validation: fold {k + 1} of {folds}, {options.steps} steps\n")
         model, run, config = make_fold(k)
         with tempfile.TemporaryDirectory(prefix="rnnkit-cv-") as tmp:
-            trainer = Trainer(model, run, tmp, config, options, quiet=True, direction=direction, keep_validated=keep_weights)
+            keep = None if kept_dir is None else kept_dir / f"fold{k}"
+            if keep is not None:
+                keep.mkdir()
+            trainer = Trainer(model, run, tmp, config, options, quiet=True, direction=direction, keep_validated=keep)
             try:
                 trainer.fit()
             except TrainingInterrupted as exc:  # its checkpoint lies in a directory about to be removed
@@ -87,8 +98,8 @@ def cross_validate(make_fold, folds: int, training: TrainingOptions, direction: 
     steps, mean = choose_steps(curves, training.monitor, direction)
     fold_best = [choose_steps([c], training.monitor, direction)[0] for c in curves]
     result = {"folds": folds, "steps": steps, "monitor": training.monitor, "curve": mean, "fold_best_steps": fold_best}
-    if keep_weights:
-        result["fold_weights"] = [weights[steps] for weights in kept]
+    if kept_dir is not None:
+        result["fold_weights"] = [load_weights(paths[steps]) for paths in kept]
     return result
 
 

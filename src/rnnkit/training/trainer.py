@@ -189,11 +189,13 @@ class Trainer:
     """Train ``model`` with ``run`` into ``out_dir``; ``config`` is what config.json records.
 
     direction: "min" or "max", whether a lower or a higher ``options.monitor`` is better (the
-    task's ``monitors`` table says which). keep_validated: also keep a copy of the weights of every
-    validation (as validated: the average, with --ema) in ``validated_weights[step]``."""
+    task's ``monitors`` table says which). keep_validated: a directory where the weights of every
+    validation (as validated: the average, with --ema) are also saved, ``validated_weights[step]``
+    naming the file; on disk, not in memory, where a cross-validation's folds keep them all until
+    it chooses a step (each process its own directory)."""
 
     def __init__(self, model, run, out_dir, config: dict, options: TrainingOptions, quiet: bool = False,
-                 direction: str = "min", keep_validated: bool = False):
+                 direction: str = "min", keep_validated: Path | str | None = None):
         if direction not in ("min", "max"):
             raise ValueError(f"direction: expected 'min' or 'max', got {direction!r}")
         self.group = parallel.world()
@@ -201,7 +203,8 @@ class Trainer:
         self.model, self.run, self.out = model, run, Path(out_dir)
         self.config, self.opt, self.quiet, self.direction = config, options, quiet or not self.writes, direction
         self.validations: list[dict] = []  # every validation's record of this fit: step and valid_* metrics
-        self.validated_weights: dict[int, dict] | None = {} if keep_validated else None
+        self.keep_validated = None if keep_validated is None else Path(keep_validated)
+        self.validated_weights: dict[int, Path] | None = None if keep_validated is None else {}
         self._plotted, self._plotted_at = 0, -math.inf  # validations drawn in loss.png, and when
         self.optimizer, self.schedule = make_optimizer(model.parameters(), options)
         self.average = WeightAverage(model.parameters(), options.ema) if options.ema else None
@@ -460,7 +463,9 @@ class Trainer:
         record = {"step": self.step, **{f"valid_{k}": v for k, v in metrics.items()}}
         self.validations.append(record)
         if self.validated_weights is not None:
-            self.validated_weights[self.step] = self.model.state_dict()
+            path = self.keep_validated / f"validated-{self.step}.safetensors"
+            md.save_weights(path, self.model.state_dict())
+            self.validated_weights[self.step] = path
         if self.writes:
             md.append_metrics(self.out, record)
         self.bar.validated(record)
