@@ -70,7 +70,8 @@ CONFIGS = {
     "validation-split": {"cv_folds": 0},  # early stopping on a 10% split, as before issue 22
     "segments-range": {"segments": "range"},  # shortened series keep each segment's minimum and maximum too
     "mean-segments": {"segments": "mean"},  # the default before --segments auto (range on ACSF1, PLAID, Pickup…)
-    "ensemble-5": {"ensemble": 5},  # five networks, seeds 0…4, probabilities averaged (judged by ensemble_cv)
+    "ensemble-5": {"ensemble": 5},  # five networks, seeds 0…4, probabilities averaged (judged by ensemble_cv; since
+    # session 19 a cross-validated set's test figure averages the five fold networks too: --final auto)
     # session 11's candidates for ItalyPowerDemand (67 series of 24 steps): each changes the network of every set
     "gru": {"cell": "gru"},  # three gates where the LSTM has four, no cell state
     "hidden-64": {"hidden": 64},  # half the width: a quarter of the recurrent weights for 67 series

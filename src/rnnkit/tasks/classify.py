@@ -242,8 +242,8 @@ class Splits:
 
     ``folds`` > 0: the training part is cross-validated. With ``cv_fold`` k the splits are fold
     k's (train: the other folds, valid: fold k, encoding fitted on the other folds but knowing
-    every class; with ``--final both`` fitted on all of the training part, as the final network's);
-    without it, train is all of the training part and there is no valid split."""
+    every class; where the fold networks are kept, ``keeps_fold_networks``, fitted on all of the
+    training part, as the final network's); without it, train is all of the training part and there is no valid split."""
 
     def __init__(self, opts: ClassifyOptions, seed: int, stored: dict | None = None, cv_fold: int | None = None):
         if stored is not None:  # a loaded or resumed model: its config's paths, only if still its data
@@ -288,7 +288,7 @@ class Splits:
         every_class = None if self.values else sorted(set(labels))  # a fold may lack a rare class
         fitted_on = (items, labels) if cv_fold is not None and opts.keeps_fold_networks(self.folds, self.kind) else raw["train"]
         self.config = stored or dict(self._fit(opts, *fitted_on, every_class, everything=items), data_files=record_data(opts, is_built_in))
-        self.fold_weights: list[dict] | None = None  # --final both: the fold networks at the chosen step (ClassifyTask.settle)
+        self.fold_weights: list[dict] | None = None  # kept (--final both, auto): the fold networks at the chosen step (ClassifyTask.settle)
         if opts.augment and self.config["input"] == "text":
             raise DataError(f"--augment: scales and jitters numeric series, but --data {opts.data} holds text")
         self.inputs = {k: self._encode_inputs(opts, xs, k) for k, (xs, _) in raw.items()}
@@ -477,7 +477,7 @@ def score(config: dict, outputs: np.ndarray, targets: np.ndarray) -> dict:
 class ClassifyRun(BucketedRun):
     """Training and validation of one classifier: the trainer's `run`. A model trained on all of a
     cross-validated training part has no validation split: its validation metrics are the
-    cross-validated ones at the step it has reached. ``carries_folds``: the run of a --final both
+    cross-validated ones at the step it has reached. ``carries_folds``: the run of a fold-keeping (--final both, auto)
     model's first network, whose state carries the fold networks until they are stored."""
 
     def __init__(self, model: SequenceClassifier, splits: Splits, opts: ClassifyOptions, seed: int,
@@ -680,7 +680,7 @@ class TrainedClassifier(Exportable):
 
 #: networks an ensemble's first one is followed by: their weights are ``member{k}.NAME`` in ``md.MEMBERS``
 MEMBER_PREFIX = "member{}."
-#: --final both: fold k's network is ``fold{k}.NAME`` in ``md.MEMBERS`` (and in the run's checkpointed state)
+#: --final both or auto: fold k's network is ``fold{k}.NAME`` in ``md.MEMBERS`` (and in the run's checkpointed state)
 FOLD_PREFIX = "fold{}."
 
 
@@ -790,8 +790,8 @@ class ClassifyTask(Task):
         return ClassifyRun(model, splits, options, seed, carries_folds=carries)
 
     def load(self, out_dir: Path, config: dict) -> TrainedClassifier:
-        """The trained classifier, with an ensemble's other networks (those trained) and --final both's
-        fold networks from ``md.MEMBERS``."""
+        """The trained classifier, with an ensemble's other networks (those trained) and the kept fold
+        networks (--final both, auto) from ``md.MEMBERS``."""
         trained = super().load(out_dir, config)
         n = networks_trained(config)
         if n > trained.opts.ensemble:
@@ -835,7 +835,7 @@ class ClassifyTask(Task):
         splits, encoding, _ = self.prepare(options, training.seed, config["encoding"])
         run_dir = out / md.MEMBER_RUN
         # those counted (a crash between the two writes may have left one more in the file), and fold
-        # networks (--final both), stored once these are all trained
+        # networks (--final both, auto), stored once these are all trained
         kept = [MEMBER_PREFIX.format(k) for k in range(1, first)]
         members = group.on_first(lambda: {name: v for name, v in md.load_weights(out / md.MEMBERS).items()
                                           if name.startswith((*kept, "fold"))} if (out / md.MEMBERS).exists() else {})
