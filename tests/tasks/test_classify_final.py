@@ -2,6 +2,7 @@
 networks of the cross-validation, kept at the chosen step, join the network trained on all the data;
 carried through a stopped run, stored, loaded and exported with it."""
 
+import json
 import shutil
 
 import numpy as np
@@ -130,6 +131,20 @@ def test_the_default_keeps_the_fold_networks_where_it_cross_validates_and_refits
     assert text.encoding["cross_validation"]["folds"] == 3 and "final" not in text.config and len(text.members) == 1
     text_both = rnnkit.train("classify", tmp_path / "text-both", data=str(texts), embed=4, final="both", **TINY)
     assert text_both.config["final"] == {"folds": 3} and len(text_both.members) == 4
+
+
+def test_a_cross_validated_model_from_before_the_option_reads_as_the_refit_alone(tmp_path, data, capsys):
+    """A config.json without task_options.final (trained before the option, when the refit was all
+    there was) means refit, not today's auto: one network, and info does not promise fold networks."""
+    rnnkit.train("classify", tmp_path / "m", data=str(data), final="refit", **TINY)
+    path = tmp_path / "m" / md.CONFIG
+    config = json.loads(path.read_text())
+    del config["task_options"]["final"]
+    path.write_text(json.dumps(config))
+    old = rnnkit.load(tmp_path / "m")
+    assert old.opts.final == "refit" and len(old.members) == 1
+    assert main(["info", str(tmp_path / "m")]) == 0
+    assert "fold networks" not in capsys.readouterr().out
 
 
 def test_a_run_stopped_in_its_final_training_keeps_its_fold_networks(tmp_path, data, both):
