@@ -243,7 +243,8 @@ class Splits:
     ``folds`` > 0: the training part is cross-validated. With ``cv_fold`` k the splits are fold
     k's (train: the other folds, valid: fold k, encoding fitted on the other folds but knowing
     every class; where the fold networks are kept, ``keeps_fold_networks``, fitted on all of the
-    training part, as the final network's); without it, train is all of the training part and there is no valid split."""
+    training part, as the final network's); without it, train is all of the training part and
+    there is no valid split."""
 
     def __init__(self, opts: ClassifyOptions, seed: int, stored: dict | None = None, cv_fold: int | None = None):
         if stored is not None:  # a loaded or resumed model: its config's paths, only if still its data
@@ -477,8 +478,9 @@ def score(config: dict, outputs: np.ndarray, targets: np.ndarray) -> dict:
 class ClassifyRun(BucketedRun):
     """Training and validation of one classifier: the trainer's `run`. A model trained on all of a
     cross-validated training part has no validation split: its validation metrics are the
-    cross-validated ones at the step it has reached. ``carries_folds``: the run of a fold-keeping (--final both, auto)
-    model's first network, whose state carries the fold networks until they are stored."""
+    cross-validated ones at the step it has reached. ``carries_folds``: the run of the first
+    network of a model that keeps its fold networks (--final both, auto), whose state carries them
+    until they are stored."""
 
     def __init__(self, model: SequenceClassifier, splits: Splits, opts: ClassifyOptions, seed: int,
                  carries_folds: bool = False):
