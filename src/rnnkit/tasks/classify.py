@@ -188,11 +188,11 @@ class ClassifyOptions:
         check_options(self, checks)
 
     def keeps_fold_networks(self, folds: int, kind: str) -> bool:
-        """Whether the fold networks of a ``folds``-fold cross-validation (0: none) of ``kind`` data
-        ("series" or "text") join the final predictor: --final both, or auto where cross-validated
-        series are (measured on series only: with text, every fold would read the whole training
-        part's vocabulary, with untrained embeddings for the words only its held-out part has)."""
-        return self.final == "both" or (self.final == "auto" and folds > 0 and kind != "text")
+        """Whether the fold networks of a ``folds``-fold cross-validation (0: none, so none join) of
+        ``kind`` data ("series" or "text") join the final predictor: --final both, or auto for
+        series (measured on series only: with text, every fold would read the whole training part's
+        vocabulary, with untrained embeddings for the words only its held-out part has)."""
+        return folds > 0 and (self.final == "both" or (self.final == "auto" and kind != "text"))
 
 
 # ---- data: splits, encoding ------------------------------------------------------------------
@@ -788,8 +788,7 @@ class ClassifyTask(Task):
         return build_model(options, encoding, seed)
 
     def make_run(self, model, splits: Splits, options: ClassifyOptions, seed: int) -> ClassifyRun:
-        carries = splits.folds > 0 and options.keeps_fold_networks(splits.folds, splits.kind)
-        return ClassifyRun(model, splits, options, seed, carries_folds=carries)
+        return ClassifyRun(model, splits, options, seed, carries_folds=options.keeps_fold_networks(splits.folds, splits.kind))
 
     def load(self, out_dir: Path, config: dict) -> TrainedClassifier:
         """The trained classifier, with an ensemble's other networks (those trained) and the kept fold

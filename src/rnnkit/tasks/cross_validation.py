@@ -18,6 +18,7 @@ stopping off: the curve must reach every step.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 from dataclasses import replace
@@ -69,8 +70,9 @@ def cross_validate(make_fold, folds: int, training: TrainingOptions, direction: 
     ``keep_weights`` also "fold_weights": each fold model's weights at the chosen step (not JSON;
     until the choice, every fold's weights at every validation wait in a temporary directory).
     """
-    with tempfile.TemporaryDirectory(prefix="rnnkit-cv-weights-") as kept_dir:
-        return _cross_validate(make_fold, folds, training, direction, quiet, Path(kept_dir) if keep_weights else None)
+    kept = tempfile.TemporaryDirectory(prefix="rnnkit-cv-weights-") if keep_weights else contextlib.nullcontext()
+    with kept as kept_dir:
+        return _cross_validate(make_fold, folds, training, direction, quiet, None if kept_dir is None else Path(kept_dir))
 
 
 def _cross_validate(make_fold, folds: int, training: TrainingOptions, direction: str, quiet: bool,
@@ -83,8 +85,6 @@ def _cross_validate(make_fold, folds: int, training: TrainingOptions, direction:
         model, run, config = make_fold(k)
         with tempfile.TemporaryDirectory(prefix="rnnkit-cv-") as tmp:
             keep = None if kept_dir is None else kept_dir / f"fold{k}"
-            if keep is not None:
-                keep.mkdir()
             trainer = Trainer(model, run, tmp, config, options, quiet=True, direction=direction, keep_validated=keep)
             try:
                 trainer.fit()

@@ -204,6 +204,8 @@ class Trainer:
         self.config, self.opt, self.quiet, self.direction = config, options, quiet or not self.writes, direction
         self.validations: list[dict] = []  # every validation's record of this fit: step and valid_* metrics
         self.keep_validated = None if keep_validated is None else Path(keep_validated)
+        if self.keep_validated is not None:
+            self.keep_validated.mkdir(parents=True, exist_ok=True)
         self.validated_weights: dict[int, Path] | None = None if keep_validated is None else {}
         self._plotted, self._plotted_at = 0, -math.inf  # validations drawn in loss.png, and when
         self.optimizer, self.schedule = make_optimizer(model.parameters(), options)
