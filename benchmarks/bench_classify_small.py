@@ -90,6 +90,8 @@ CONFIGS = {
     # session 18: the fold networks join the final one (judged by nested cross-validation in bench_classify_final.py)
     "final-both": {"final": "both"},  # since session 19 the defaults' own on a cross-validated set (--final auto)
     "final-refit": {"final": "refit"},  # the default before session 19: the network trained on all the data alone
+    # session 20: the fold networks alone (--final folds), the pick of bench_classify_final.py's rule
+    "final-folds": {"final": "folds"},
 }
 
 # recalled from the UCR archive's DataSummary (Dau et al. 2018, arXiv:1810.07758): 1-NN DTW with a full

@@ -1,6 +1,7 @@
 """classify --final both (and auto, the default, where the training part is cross-validated): the fold
 networks of the cross-validation, kept at the chosen step, join the network trained on all the data;
-carried through a stopped run, stored, loaded and exported with it."""
+carried through a stopped run, stored, loaded and exported with it. --final folds: they are the
+model alone, and no network trains on all the data."""
 
 import json
 import shutil
@@ -47,6 +48,11 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def both(tmp_path_factory, data):
     return rnnkit.train("classify", tmp_path_factory.mktemp("models") / "both", data=str(data), final="both", **TINY)
+
+
+@pytest.fixture(scope="module")
+def folds(tmp_path_factory, data):
+    return rnnkit.train("classify", tmp_path_factory.mktemp("models") / "folds", data=str(data), final="folds", **TINY)
 
 
 class Stop(Exception):
@@ -203,23 +209,95 @@ def test_an_ensemble_stopped_while_its_second_network_trains_ends_as_one_never_s
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-@pytest.mark.parametrize("value", ["folds", "Both", ""])
-def test_a_final_that_is_not_auto_refit_or_both_is_refused_naming_it(tmp_path, data, capsys, value):
+@pytest.mark.parametrize("value", ["fold", "Both", ""])
+def test_a_final_that_is_not_one_of_its_choices_is_refused_naming_it(tmp_path, data, capsys, value):
     with pytest.raises(SystemExit) as exit_:  # a fixed set of values: argparse's choices
         main(["train", "classify", "--data", str(data), "--out", str(tmp_path / "m"), "--final", value, "--quiet"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert f"argument --final: invalid choice: {value!r} (choose from 'auto', 'refit', 'both')" in err and "Traceback" not in err
+    assert f"argument --final: invalid choice: {value!r} (choose from 'auto', 'refit', 'both', 'folds')" in err and "Traceback" not in err
     assert not (tmp_path / "m").exists()
     with pytest.raises(ValueError, match=f"final: invalid value {value!r}"):  # the Python API checks the same
         rnnkit.train("classify", tmp_path / "m", data=str(data), final=value, steps=2)
 
 
-def test_final_both_without_cross_validation_is_one_line_naming_it(tmp_path, data, capsys):
-    assert main(["train", "classify", "--data", str(data), "--out", str(tmp_path / "m"), "--final", "both",
+@pytest.mark.parametrize("final", ["both", "folds"])
+def test_final_both_or_folds_without_cross_validation_is_one_line_naming_it(tmp_path, data, capsys, final):
+    assert main(["train", "classify", "--data", str(data), "--out", str(tmp_path / "m"), "--final", final,
                  "--cv-folds", "0", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--final both" in err and "--cv-folds" in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and f"--final {final}" in err and "--cv-folds" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_final_folds_is_the_fold_networks_alone(folds, both, data, capsys):
+    """The same fold networks as --final both keeps, to the bit: fold 0's is the model's own network,
+    the others are in members.safetensors; nothing trains after the cross-validation, and the model's
+    metrics are the cross-validated ones at the chosen step."""
+    cv = folds.encoding["cross_validation"]
+    assert folds.config["final"] == {"folds": 3, "refit": False} and len(folds.members) == 3
+    assert sorted({name.split(".", 1)[0] for name in md.load_weights(folds.dir / md.MEMBERS)}) == ["fold1", "fold2"]
+    theirs = stored_networks(both)[1:]
+    ours = [md.load_model_weights(folds.dir)] + stored_networks(folds)[2:]
+    for a, b in zip(ours, theirs):
+        assert a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    records = [json.loads(line) for line in (folds.dir / md.METRICS).read_text().splitlines()]
+    assert not any("train_loss" in r for r in records)  # no step trained after the cross-validation
+    assert records[-1]["step"] == cv["steps"] == folds.config["metrics"]["step"] and folds.config["status"] == "finished"
+    assert folds.config["metrics"]["loss"] == next(r["loss"] for r in cv["curve"] if r["step"] == cv["steps"])
+
+    items = load_classification(str(data)).items
+    inputs = encode_inputs(folds.encoding, folds.opts, items, "test")
+    each = []
+    for weights in theirs:
+        network = build_model(folds.opts, folds.encoding, seed=123)
+        network.load_state_dict(weights)
+        each.append(softmax(predict(network, inputs, 8)))
+    got = np.array([[r["probabilities"][label] for label in folds.labels] for r in folds.classify(items)])
+    np.testing.assert_allclose(got, np.mean(each, axis=0), rtol=1e-5, atol=1e-7)
+    assert main(["info", str(folds.dir)]) == 0
+    out = capsys.readouterr().out
+    assert "no network trained on all of it" in out and "the 3 fold networks at step" in out and "also" not in out
+
+
+def test_a_folds_model_resumes_as_it_is_and_refuses_to_train_on(tmp_path, data, folds, capsys):
+    shutil.copytree(folds.dir, tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir() if p.is_file()}
+    again = rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True)
+    assert len(again.members) == 3 and {p: (tmp_path / "m" / p).read_bytes() for p in before} == before
+    assert main(["train", "--resume", str(tmp_path / "m"), "--steps", "60", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--final folds" in err and "no run to continue" in err
+    assert {p: (tmp_path / "m" / p).read_bytes() for p in before} == before
+
+
+def test_a_folds_run_stopped_before_storing_its_networks_stores_them_on_resume(tmp_path, folds):
+    """Stopped after its checkpoint and before the fold networks joined it (as that kill leaves the
+    directory: config.json without its final entry, no members), the resume stores the same; stopped
+    before the checkpoint, the resume is refused and the model's network is left as it is."""
+    shutil.copytree(folds.dir, tmp_path / "m")
+    config = json.loads((tmp_path / "m" / md.CONFIG).read_text())
+    del config["final"]
+    (tmp_path / "m" / md.CONFIG).write_text(json.dumps(config))
+    (tmp_path / "m" / md.MEMBERS).unlink()
+    resumed = rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True)
+    assert resumed.config["final"] == {"folds": 3, "refit": False}
+    assert (tmp_path / "m" / md.MEMBERS).read_bytes() == (folds.dir / md.MEMBERS).read_bytes()
+    shutil.rmtree(tmp_path / "m" / "checkpoint")
+    network = (tmp_path / "m" / md.WEIGHTS).read_bytes()
+    with pytest.raises(ValueError, match="final folds: the fold networks were lost .* overwrite"):
+        rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True)
+    assert (tmp_path / "m" / md.WEIGHTS).read_bytes() == network
+
+
+def test_final_folds_with_an_ensemble_is_one_line_naming_both(tmp_path, data, capsys):
+    assert main(["train", "classify", "--data", str(data), "--out", str(tmp_path / "m"), "--final", "folds",
+                 "--ensemble", "2", "--cv-folds", "3", "--steps", "4", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--ensemble 2" in err and "--final folds" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()
 
 
 def test_with_an_ensemble_and_for_a_regressor_every_network_counts(tmp_path, data, capsys):
@@ -241,8 +319,10 @@ def test_with_an_ensemble_and_for_a_regressor_every_network_counts(tmp_path, dat
 
 
 @pytest.mark.usefixtures("reference_backend")
-def test_the_exported_model_averages_every_network_as_rnnkit_does(both, data, tmp_path):
-    model = onnx.load(str(both.export(tmp_path / "both.onnx")[0]))
+@pytest.mark.parametrize("final", ["both", "folds"])
+def test_the_exported_model_averages_every_network_as_rnnkit_does(request, data, tmp_path, final):
+    trained = request.getfixturevalue(final)
+    model = onnx.load(str(trained.export(tmp_path / "model.onnx")[0]))
     items = load_classification(str(data)).items[:16]
     got = session(model).run(None, series_feed(items))[0]
-    assert_close(got, [[r["probabilities"][label] for label in both.labels] for r in both.classify(items)], "probabilities")
+    assert_close(got, [[r["probabilities"][label] for label in trained.labels] for r in trained.classify(items)], "probabilities")

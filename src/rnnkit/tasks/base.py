@@ -107,6 +107,11 @@ class Task:
         """The trainer's run: train_step, evaluate, state_dict, load_state_dict."""
         raise NotImplementedError
 
+    def steps_trained(self, run) -> int:
+        """How many steps a new run's model arrives trained for (``settle`` trained it: classify's
+        --final folds); the trainer then validates and keeps it as it is. By default 0: none."""
+        return 0
+
     def build(self, options, training: TrainingOptions, out_dir: Path, quiet: bool):
         """Read the data and build (model, run, config) for a new training run."""
         def read():
@@ -379,7 +384,10 @@ def train(task_name: str | None, out_dir, task_options: dict, training_options: 
                 md.clear_model_dir(out)
 
         group.on_first(clear)
-        metrics = Trainer(model, run, out, config, training, quiet, task.monitors[training.monitor]).fit()
+        trainer = Trainer(model, run, out, config, training, quiet, task.monitors[training.monitor])
+        if task.steps_trained(run):
+            trainer.adopt(task.steps_trained(run))
+        metrics = trainer.fit()
         task.after_training(out, quiet)
         return metrics
 

@@ -19,7 +19,8 @@ the rest, in one of two ways:
   model trained on all of it for the chosen number of steps; its "validation" metrics are the
   cross-validated ones, at each step. The K fold networks at the chosen step then join it, their
   class probabilities averaged with its own (``--final auto``, the default, for numeric series;
-  ``both`` for any data; not with ``refit``; ``ClassifyTask.after_training``);
+  ``both`` for any data; not with ``refit``; ``ClassifyTask.after_training``), or are the model
+  without it (``--final folds``: fold 0's network is the model's own, and none trains on all of it);
 - otherwise ``--valid-fraction`` of it, stratified by class, held out for early stopping and
   the best weights.
 
@@ -51,7 +52,7 @@ from ..models.sequence_model import INPUT_BOUND, cell_choices, cell_help, cell_n
 from ..nn import CrossEntropyLoss, MSELoss, no_grad
 from ..training import parallel
 from ..training import model_dir as md
-from ..training.trainer import Trainer, TrainingInterrupted, check_options
+from ..training.trainer import Trainer, TrainingError, TrainingInterrupted, check_options
 from ..training.plots import plot_confusion
 from ..memory import within_memory
 from .cross_validation import cross_validate, stratified_folds
@@ -75,9 +76,9 @@ ZNORM_WORDS = {"none": "", "series": "z-normalised per series, ", "scaled": "z-n
 #: auto: range when a training series is longer than --max-length, else mean
 SEGMENTS = ("auto", "mean", "range")
 #: --final: what classifies after cross-validation: the network trained on all of the training part,
-#: or it and the fold networks, or auto: both where the training part is cross-validated series
-#: (bench_classify_final.py measures them by nested cross-validation)
-FINALS = ("auto", "refit", "both")
+#: or it and the fold networks, or the fold networks alone, or auto: both where the training part is
+#: cross-validated series (bench_classify_final.py measures them by nested cross-validation)
+FINALS = ("auto", "refit", "both", "folds")
 #: what ``--data`` reads (``data.sources``): the one list --help shows
 DATA_FORMATS = ("a text file of `label<TAB>text` lines (.tsv, .txt or any other suffix); a .csv file of `label,text` "
                 "lines, or of numeric series, one a row: `label,v1,v2,…`; an .npz file with X and y (and lengths); "
@@ -156,8 +157,9 @@ class ClassifyOptions:
                  "data for the chosen steps (and --ensemble's others); or both: also the K fold networks at the chosen step, "
                  "kept from the cross-validation (no more training), every network's class probabilities (a regressor's values) "
                  "averaged; the folds then read the data through the whole training part's standardisation or vocabulary, so "
-                 "that every network reads the same inputs; or auto: both where the training data is cross-validated "
-                 "numeric series, else refit (default: auto)",
+                 "that every network reads the same inputs; or folds: the K fold networks alone, averaged (no network "
+                 "trains on all the data: one training fewer; not with --ensemble); or auto: both where the training data "
+                 "is cross-validated numeric series, else refit (default: auto)",
         "znorm": "numeric input: series to z-normalise each series' channels on their own (mean 0, std 1) before the "
                  "per-channel standardisation; scaled to z-normalise them and add each channel's log standard deviation "
                  "and asinh(mean / std) as two more channels (constant along the series); none to keep their levels, "
@@ -192,7 +194,12 @@ class ClassifyOptions:
         ``kind`` data ("series" or "text") join the final predictor: --final both, or auto for
         series (measured on series only: with text, every fold would read the whole training part's
         vocabulary, with untrained embeddings for the words only its held-out part has)."""
-        return folds > 0 and (self.final == "both" or (self.final == "auto" and kind != "text"))
+        return folds > 0 and (self.final in ("both", "folds") or (self.final == "auto" and kind != "text"))
+
+    def refits(self, folds: int) -> bool:
+        """Whether a network trains on all of a training part cross-validated with ``folds`` folds
+        (0: none, so the one network does): all but --final folds, whose fold networks are the model."""
+        return not (folds > 0 and self.final == "folds")
 
 
 # ---- data: splits, encoding ------------------------------------------------------------------
@@ -512,11 +519,10 @@ class ClassifyRun(BucketedRun):
 
     def _lost_fold_networks(self) -> None:
         """A run stopped between config.json and its first checkpoint kept nothing of its
-        cross-validation: --final both is refused; auto goes on with the network trained on all the
-        data alone (``keep_fold_networks`` records that)."""
-        if self.opts.final == "both":
-            raise ValueError("--final both: the fold networks were lost (the run stopped before its first checkpoint); "
-                             "train the model again with --overwrite")
+        cross-validation: --final both and folds are refused; auto goes on with the network trained
+        on all the data alone (``keep_fold_networks`` records that)."""
+        if self.opts.final in ("both", "folds"):
+            raise fold_networks_lost(self.opts.final)
         self.carries_folds = False
 
     def train_step(self) -> tuple[float, int, int]:
@@ -552,6 +558,11 @@ class ClassifyRun(BucketedRun):
         inputs = self.splits.inputs["valid"]  # in a job, each rank predicts its share
         outputs = self.group.gather_rows(predict(self.model, inputs[self.group.share(len(inputs))], self.opts.batch_size), axis=0)
         return score(self.splits.config, outputs, self.splits.targets["valid"])
+
+
+def fold_networks_lost(final: str) -> ValueError:
+    return ValueError(f"--final {final}: the fold networks were lost (the run stopped before its first checkpoint); "
+                      "train the model again with --overwrite")
 
 
 def cross_validated(result: dict, step: int) -> dict:
@@ -654,13 +665,14 @@ class TrainedClassifier(Exportable):
         ]
         if not e["values"]:
             lines.append(f"classes    {', '.join(self.labels)}")
-        cv = e.get("cross_validation")
+        cv, final = e.get("cross_validation"), c.get("final", {})
+        refit = not cv or o.refits(cv["folds"])
         if cv:
             lines.append(f"steps      {cv['steps']}, chosen by {cv['folds']}-fold cross-validation on the training data "
-                         f"(mean validation {cv['monitor']}); trained on all of it")
-        if c.get("final", {}).get("folds"):
-            lines.append(f"final      also the {c['final']['folds']} fold networks at step {cv['steps']}: every network's "
-                         f"{'values' if e['values'] else 'probabilities'} averaged (--final {o.final})")
+                         f"(mean validation {cv['monitor']}); " + ("trained on all of it" if refit else "no network trained on all of it"))
+        if final.get("folds"):
+            lines.append(f"final      {'also ' if refit else ''}the {final['folds']} fold networks at step {cv['steps']}: "
+                         f"every network's {'values' if e['values'] else 'probabilities'} averaged (--final {o.final})")
         elif "final" in c:
             lines.append("final      the network trained on all the data alone: the fold networks were lost (the run "
                          "stopped before its first checkpoint)")
@@ -698,24 +710,27 @@ def fold_networks(weights: dict, folds: int, within: str = "") -> list[dict] | N
     return networks if all(networks) else None
 
 
-def keep_fold_networks(out: Path, config: dict, required: bool) -> None:
-    """--final both or auto: the fold networks, carried in the run's checkpoint since the
-    cross-validation, join ``md.MEMBERS`` (atomically), then config.json records them; once (a
-    resumed run that finds a record does nothing). Where the checkpoint lacks them (lost before
-    the first one), ``required`` (both) is an error; else (auto) config.json records 0 fold networks."""
+def keep_fold_networks(out: Path, config: dict, options: ClassifyOptions) -> None:
+    """--final both, folds or auto: the fold networks, carried in the run's checkpoint since the
+    cross-validation, join ``md.MEMBERS`` (atomically; with folds, fold 0 is the model's own
+    network and stays out), then config.json records them; once (a resumed run that finds a record
+    does nothing). Where the checkpoint lacks them (lost before the first one), both and folds are
+    an error; auto records 0 fold networks."""
     if "final" in config:
         return
     folds = config["encoding"]["cross_validation"]["folds"]
     weights, _, _ = md.load_checkpoint(out)
     networks = fold_networks(weights, folds, within="run.")  # the run's arrays, as the Trainer checkpoints them
-    if networks is None and required:
-        raise md.ModelDirError(f"the checkpoint in {out} lacks the fold networks that --final both keeps; "
+    if networks is None and options.final != "auto":
+        raise md.ModelDirError(f"the checkpoint in {out} lacks the fold networks that --final {options.final} keeps; "
                                "train the model again with --overwrite")
+    refit = options.refits(folds)
     if networks is not None:
         members = md.load_weights(out / md.MEMBERS) if (out / md.MEMBERS).exists() else {}
-        members.update({FOLD_PREFIX.format(k) + name: v for k, network in enumerate(networks) for name, v in network.items()})
+        members.update({FOLD_PREFIX.format(k) + name: v for k, network in enumerate(networks) if refit or k > 0
+                        for name, v in network.items()})
         md.save_weights(out / md.MEMBERS, members)
-    config["final"] = {"folds": 0 if networks is None else folds}
+    config["final"] = {"folds": 0 if networks is None else folds, **({} if refit else {"refit": False})}
     md.atomic_write_json(out / md.CONFIG, config)
 
 
@@ -743,8 +758,10 @@ ENSEMBLE_SCHEMA = {"type": "object", "required": ["steps", "trained"],
                    "properties": {"steps": {"type": "integer", "minimum": 1}, "trained": {"type": "integer", "minimum": 1},
                                   "metrics": {"type": "object"}}}
 
-#: config.json's record of the fold networks kept with the model (``keep_fold_networks``; 0: lost, the refit alone)
-FINAL_SCHEMA = {"type": "object", "required": ["folds"], "properties": {"folds": {"type": "integer", "minimum": 0}}}
+#: config.json's record of the fold networks kept with the model (``keep_fold_networks``; 0: lost, the refit
+#: alone); refit false (--final folds): no network trained on all the data, fold 0's is the model's own
+FINAL_SCHEMA = {"type": "object", "required": ["folds"], "properties": {"folds": {"type": "integer", "minimum": 0},
+                                                                        "refit": {"type": "boolean"}}}
 
 #: the encoding's record of a cross-validation (``tasks.cross_validation.cross_validate``)
 CV_SCHEMA = {"type": "object", "required": ["folds", "steps", "monitor", "curve"],
@@ -788,23 +805,50 @@ class ClassifyTask(Task):
         return build_model(options, encoding, seed)
 
     def make_run(self, model, splits: Splits, options: ClassifyOptions, seed: int) -> ClassifyRun:
-        return ClassifyRun(model, splits, options, seed, carries_folds=options.keeps_fold_networks(splits.folds, splits.kind))
+        """The run; with --final folds, after the cross-validation, its model is fold 0's network, trained
+        for the chosen steps (``steps_trained``)."""
+        run = ClassifyRun(model, splits, options, seed, carries_folds=options.keeps_fold_networks(splits.folds, splits.kind))
+        if splits.fold_weights is not None and not options.refits(splits.folds):
+            model.load_state_dict(splits.fold_weights[0])
+            run.steps_done = splits.cross_validation["steps"]
+        return run
+
+    def steps_trained(self, run: ClassifyRun) -> int:
+        return run.steps_done  # a new run's: 0, but for --final folds (make_run)
+
+    def rebuild(self, config: dict, out_dir: Path, quiet: bool):
+        """As ``Task.rebuild``; a --final folds model has no network to train on: a resume that asks
+        for other steps than the cross-validation chose is refused."""
+        options, cv = ClassifyOptions(**config["task_options"]), config["encoding"].get("cross_validation")
+        if cv and not options.refits(cv["folds"]):
+            if config["training"]["steps"] != cv["steps"]:
+                raise TrainingError(f"--resume: {out_dir} holds its cross-validation's {cv['folds']} fold networks at step "
+                                    f"{cv['steps']} (--final folds), none of them trained on all the data; there is no run "
+                                    "to continue: train a new model (--steps, or --final refit or both for a network that does)")
+            if not md.has_checkpoint(out_dir):  # stopped before it: refused before fit would write a new network there
+                raise fold_networks_lost("folds")
+        return super().rebuild(config, out_dir, quiet)
 
     def load(self, out_dir: Path, config: dict) -> TrainedClassifier:
         """The trained classifier, with an ensemble's other networks (those trained) and the kept fold
-        networks (--final both, auto) from ``md.MEMBERS``."""
+        networks (--final both, folds, auto) from ``md.MEMBERS``."""
         trained = super().load(out_dir, config)
         n = networks_trained(config)
         if n > trained.opts.ensemble:
             raise md.ModelDirError(f"{md.CONFIG} in {out_dir}: ensemble.trained: {n} networks, but "
                                    f"task_options.ensemble is {trained.opts.ensemble}; retrain or restore it")
-        folds = config.get("final", {}).get("folds", 0)
+        final = config.get("final", {})
+        folds, refit = final.get("folds", 0), final.get("refit", True)
         cv_folds_done = (trained.encoding.get("cross_validation") or {}).get("folds")
-        if folds and (folds != cv_folds_done or not trained.opts.keeps_fold_networks(folds, trained.encoding["input"])):
-            raise md.ModelDirError(f"{md.CONFIG} in {out_dir}: final.folds: {folds} fold networks, but the model was "
-                                   f"cross-validated with {cv_folds_done} folds and --final {trained.opts.final}; retrain or restore it")
+        o = trained.opts
+        if (folds or not refit) and (folds != cv_folds_done or not o.keeps_fold_networks(folds, trained.encoding["input"])
+                                     or refit != o.refits(folds)):
+            raise md.ModelDirError(f"{md.CONFIG} in {out_dir}: final: {folds} fold networks{'' if refit else ' without a refit'}, "
+                                   f"but the model was cross-validated with {cv_folds_done} folds and --final {o.final}; "
+                                   "retrain or restore it")
         weights = md.load_weights(Path(out_dir) / md.MEMBERS) if n > 1 or folds else {}
-        prefixes = [MEMBER_PREFIX.format(k) for k in range(1, n)] + [FOLD_PREFIX.format(k) for k in range(folds)]
+        # with --final folds, fold 0's network is the model's own (model.safetensors)
+        prefixes = [MEMBER_PREFIX.format(k) for k in range(1, n)] + [FOLD_PREFIX.format(k) for k in range(0 if refit else 1, folds)]
         for network in networks_named(weights, prefixes):
             model = within_memory(lambda: build_model(trained.opts, trained.encoding, 0), trained.opts)
             model.load_state_dict(network)
@@ -824,7 +868,7 @@ class ClassifyTask(Task):
         self._train_other_networks(out, config, options, training, quiet)
         encoding = config["encoding"]
         if options.keeps_fold_networks((encoding.get("cross_validation") or {}).get("folds", 0), encoding["input"]):
-            group.on_first(lambda: keep_fold_networks(out, config, required=options.final == "both"))
+            group.on_first(lambda: keep_fold_networks(out, config, options))
 
     def _train_other_networks(self, out: Path, config: dict, options: ClassifyOptions, training, quiet: bool) -> None:
         """--ensemble K: networks 2 … K (``after_training``)."""
@@ -877,13 +921,17 @@ class ClassifyTask(Task):
     def settle(self, options: ClassifyOptions, training, splits: Splits, encoding: dict, quiet: bool) -> None:
         """A cross-validated training part: the folds' trainings choose the steps; the final run
         trains that long, without early stopping (the cross-validation did that). With --final
-        both, the fold networks at that step are kept (``splits.fold_weights``)."""
+        both, folds or auto, the fold networks at that step are kept (``splits.fold_weights``)."""
         if not splits.folds:
-            if options.final == "both":
-                raise ValueError(f"--final both: the fold networks come from cross-validation, but this training data "
-                                 f"({splits.description['train_examples']} examples, --cv-folds {options.cv_folds}) is "
+            if options.final in ("both", "folds"):
+                raise ValueError(f"--final {options.final}: the fold networks come from cross-validation, but this training "
+                                 f"data ({splits.description['train_examples']} examples, --cv-folds {options.cv_folds}) is "
                                  "not cross-validated; give --cv-folds K (K >= 2) or --final refit")
             return
+        if options.final == "folds" and options.ensemble > 1:
+            raise ValueError(f"--ensemble {options.ensemble}: an ensemble's other networks train as its first did, on all "
+                             "the data, but with --final folds no network does; give --final both (the fold networks "
+                             "and the ensemble's) or --ensemble 1")
 
         def make_fold(k: int):
             fold = Splits(options, training.seed, cv_fold=k)

@@ -211,6 +211,7 @@ class Trainer:
         self.optimizer, self.schedule = make_optimizer(model.parameters(), options)
         self.average = WeightAverage(model.parameters(), options.ema) if options.ema else None
         self.step, self.best, self.bad_validations = 0, math.inf, 0
+        self.adopted = False  # the model arrived trained (``adopt``): fit validates and keeps it first
         self.window = [0.0, 0, 0]  # loss sum, steps and clipped steps since the last metrics line
         self.recent_losses: collections.deque = collections.deque(maxlen=100)
         self.exploding = 0  # steps in a row whose loss was above the bound
@@ -330,6 +331,12 @@ class Trainer:
                                    f"is saved; continue with `rnnkit train --resume {self.out}`", signum))
 
     # ---- the loop ---------------------------------------------------------------------------
+    def adopt(self, step: int) -> None:
+        """Take the model as trained for ``step`` steps elsewhere (classify --final folds: a fold
+        network of the cross-validation): ``fit`` then validates it, keeps it as the model and
+        checkpoints it before any step, and trains on only if ``options.steps`` is more."""
+        self.step, self.adopted = step, True
+
     def fit(self) -> dict:
         """Train to ``options.steps`` (or the time limit, or early stop); returns the best metrics."""
         opt, params = self.opt, self.model.parameters()
@@ -342,6 +349,9 @@ class Trainer:
         if self.group.size > 1:
             description = self.group.describe()  # collective: every rank takes part
             bar.note(f"training on {description}")
+        if self.adopted:
+            self.adopted = False
+            self.validate()
         started, tokens = time.perf_counter(), 0
         recurrent = [m for m in self.model.modules() if isinstance(m, RecurrentLayer)]
         status = "finished"
