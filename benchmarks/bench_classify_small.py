@@ -7,8 +7,9 @@ PickupGestureWiimoteZ (aeon 1.6.0), read with rnnkit's own .ts reader.
 - **rnnkit**: ``rnnkit.train("classify", data="ucr:NAME", **config)``; a config is the task's
   defaults plus the variant's options, with the steps capped (``--steps``, default 200; validation
   every 50) so that a set fits the shared 2-core machine. The sets with fewer than 500 training
-  series are cross-validated by default (5 folds choose the steps, then the final model trains on
-  all of them and the fold networks join it: ``--final auto``, since session 19); PLAID (537) uses
+  series are cross-validated by default (5 folds choose the steps; the fold networks at that step
+  classify: ``--final auto``, since session 20; in session 19 a final model trained on all of them
+  joined them); PLAID (537) uses
   the 10% validation split. What a variant is chosen by is its cross-validated (or validation)
   accuracy, recorded as ``cv_accuracy``; the test accuracy is reported, never used to choose.
 - **1-NN Euclidean** (series of different lengths linearly resampled to the longest training
@@ -88,9 +89,10 @@ CONFIGS = {
     # defaults' at this commit and its cross-validated accuracy is not lower by more than 0.01
     "ema-0.98": {"ema": 0.98},
     # session 18: the fold networks join the final one (judged by nested cross-validation in bench_classify_final.py)
-    "final-both": {"final": "both"},  # since session 19 the defaults' own on a cross-validated set (--final auto)
+    "final-both": {"final": "both"},  # in session 19 the defaults' own on a cross-validated set (--final auto)
     "final-refit": {"final": "refit"},  # the default before session 19: the network trained on all the data alone
-    # session 20: the fold networks alone (--final folds), the pick of bench_classify_final.py's rule
+    # session 20: the fold networks alone (--final folds), the pick of bench_classify_final.py's rule; since
+    # session 20 the defaults' own on a cross-validated set (--final auto)
     "final-folds": {"final": "folds"},
 }
 

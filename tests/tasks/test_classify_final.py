@@ -1,7 +1,7 @@
-"""classify --final both (and auto, the default, where the training part is cross-validated): the fold
-networks of the cross-validation, kept at the chosen step, join the network trained on all the data;
-carried through a stopped run, stored, loaded and exported with it. --final folds: they are the
-model alone, and no network trains on all the data."""
+"""classify --final both: the fold networks of the cross-validation, kept at the chosen step, join the
+network trained on all the data; carried through a stopped run, stored, loaded and exported with it.
+--final folds (and auto, the default, where numeric series are cross-validated): they are the model
+alone, and no network trains on all the data."""
 
 import json
 import shutil
@@ -115,16 +115,15 @@ def test_with_final_both_every_fold_reads_the_whole_training_parts_standardisati
         assert Splits(refit, 2, cv_fold=k).config["mean"] != whole["mean"]  # --final refit: the other folds' own
 
 
-def test_the_default_keeps_the_fold_networks_where_it_cross_validates_and_refits_elsewhere(tmp_path, data, both):
-    """--final auto (the default) is both where numeric series are cross-validated: the same
-    networks to the bit; without cross-validation, or for text, it is refit, with no fold networks
-    and no error."""
+def test_the_default_keeps_the_fold_networks_where_it_cross_validates_and_refits_elsewhere(tmp_path, data, folds):
+    """--final auto (the default) is folds where numeric series are cross-validated: the same
+    networks to the bit, and the choice recorded with the cross-validation; without
+    cross-validation, or for text, it is refit, with no fold networks and no error."""
     auto = rnnkit.train("classify", tmp_path / "auto", data=str(data), **TINY)
-    assert auto.opts.final == "auto" and auto.config["final"] == {"folds": 3}
-    for a, b in zip(stored_networks(auto), stored_networks(both)):
-        assert a.keys() == b.keys()
-        for name in a:
-            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert auto.opts.final == "auto" and auto.config["final"] == {"folds": 3, "refit": False}
+    assert auto.encoding["cross_validation"]["final"] == "folds" and len(auto.members) == 3
+    for name in (md.WEIGHTS, md.MEMBERS):
+        assert (auto.dir / name).read_bytes() == (folds.dir / name).read_bytes()
     plain = rnnkit.train("classify", tmp_path / "plain", data=str(data), **dict(TINY, cv_folds=0))
     assert "final" not in plain.config and len(plain.members) == 1 and not (plain.dir / md.MEMBERS).exists()
     refit = rnnkit.train("classify", tmp_path / "refit", data=str(data), final="refit", **TINY)
@@ -135,8 +134,24 @@ def test_the_default_keeps_the_fold_networks_where_it_cross_validates_and_refits
     texts.write_text("".join(f"{label}\t{' '.join(rng.choice(words[label], 3))} film\n" for label in ["pos", "neg"] * 15))
     text = rnnkit.train("classify", tmp_path / "text", data=str(texts), embed=4, **TINY)
     assert text.encoding["cross_validation"]["folds"] == 3 and "final" not in text.config and len(text.members) == 1
+    assert text.encoding["cross_validation"]["final"] == "refit"
     text_both = rnnkit.train("classify", tmp_path / "text-both", data=str(texts), embed=4, final="both", **TINY)
     assert text_both.config["final"] == {"folds": 3} and len(text_both.members) == 4
+
+
+def test_a_model_of_auto_from_before_its_choice_was_recorded_reads_as_both(tmp_path, both):
+    """Until session 20, auto meant both for series, and the cross-validation did not record the
+    choice: such a model (task_options.final auto, no cross_validation.final) is the refit and the
+    fold networks, as it was trained."""
+    shutil.copytree(both.dir, tmp_path / "m")
+    config = json.loads((tmp_path / "m" / md.CONFIG).read_text())
+    config["task_options"]["final"] = "auto"
+    del config["encoding"]["cross_validation"]["final"]
+    (tmp_path / "m" / md.CONFIG).write_text(json.dumps(config))
+    old = rnnkit.load(tmp_path / "m")
+    assert len(old.members) == 4
+    inputs = encode_inputs(both.encoding, both.opts, load_classification(both.opts.data).items, "test")
+    np.testing.assert_array_equal(old.outputs(inputs), both.outputs(inputs))
 
 
 def test_a_cross_validated_model_from_before_the_option_reads_as_the_refit_alone(tmp_path, data, capsys):
@@ -180,16 +195,18 @@ def test_a_run_that_lost_its_fold_networks_is_refused_before_training_again(tmp_
     assert not md.has_checkpoint(tmp_path / "m")
 
 
-def test_the_default_resumed_without_its_fold_networks_ends_as_the_refit_alone_and_says_so(tmp_path, data, capsys):
-    """The same kill under --final auto (the default): the resume trains the network on all the data
-    from step 0, alone, and info says the fold networks were lost."""
+def test_the_default_with_an_ensemble_resumed_without_its_fold_networks_ends_as_the_refits_and_says_so(tmp_path, data, capsys):
+    """The same kill under --final auto with --ensemble (both: the ensemble's networks train on all
+    the data): the resume trains the network on all the data from step 0 and the ensemble's other,
+    without the fold networks, and info says they were lost."""
     with pytest.raises(Stop):
-        rnnkit.train("classify", tmp_path / "m", data=str(data), log_every=1,
+        rnnkit.train("classify", tmp_path / "m", data=str(data), ensemble=2, log_every=1,
                      callbacks=[stop_once_checkpointed(tmp_path / "m")], **TINY)
     shutil.rmtree(tmp_path / "m" / "checkpoint")
     resumed = rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True)
-    assert resumed.config["final"] == {"folds": 0} and len(resumed.members) == 1
-    assert not (resumed.dir / md.MEMBERS).exists()
+    assert resumed.encoding["cross_validation"]["final"] == "both"
+    assert resumed.config["final"] == {"folds": 0} and len(resumed.members) == 2
+    assert sorted({name.split(".", 1)[0] for name in md.load_weights(resumed.dir / md.MEMBERS)}) == ["member1"]
     assert main(["info", str(resumed.dir)]) == 0
     assert "the fold networks were lost" in capsys.readouterr().out
     again = rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True, steps=TINY["steps"])  # a finished run: kept as it is

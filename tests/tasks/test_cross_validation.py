@@ -90,7 +90,8 @@ def test_each_fold_validates_on_its_fold_and_knows_every_class(tmp_path):
 
 def test_a_small_set_is_cross_validated_and_the_final_model_trains_on_all_of_it(tmp_path):
     data = write_updown(tmp_path / "s.csv")
-    model = rnnkit.train("classify", tmp_path / "m", data=str(data), steps=40, **SMALL)  # 40 < 500: automatic
+    # 40 < 500: automatic; refit: a network trains on all of it (auto would keep the fold networks alone)
+    model = rnnkit.train("classify", tmp_path / "m", data=str(data), steps=40, final="refit", **SMALL)
     config = model.config
     cv = config["encoding"]["cross_validation"]
     assert cv["folds"] == 5 and [r["step"] for r in cv["curve"]] == [10, 20, 30, 40]
@@ -187,7 +188,7 @@ def test_more_folds_than_examples_is_refused_before_training(tmp_path, capsys):
 
 def test_a_cross_validated_model_resumes_without_cross_validating_again(tmp_path):
     data = write_updown(tmp_path / "s.csv", n=20)
-    first = rnnkit.train("classify", tmp_path / "m", data=str(data), steps=20, cv_folds=2, **SMALL).config
+    first = rnnkit.train("classify", tmp_path / "m", data=str(data), steps=20, cv_folds=2, final="both", **SMALL).config
     chosen = first["encoding"]["cross_validation"]
     resumed = rnnkit.train("classify", tmp_path / "m", resume=True, steps=chosen["steps"] + 10, quiet=True)
     assert resumed.config["encoding"]["cross_validation"] == chosen

@@ -15,12 +15,13 @@ fold ``--fold`` of ``--folds`` (for cross-validation), else none. How long to tr
 the rest, in one of two ways:
 
 - a small training part (fewer than ``CV_BELOW`` examples; ``--cv-folds`` says otherwise):
-  K-fold cross-validation (``tasks.cross_validation``, folds stratified by class), then the final
-  model trained on all of it for the chosen number of steps; its "validation" metrics are the
-  cross-validated ones, at each step. The K fold networks at the chosen step then join it, their
-  class probabilities averaged with its own (``--final auto``, the default, for numeric series;
-  ``both`` for any data; not with ``refit``; ``ClassifyTask.after_training``), or are the model
-  without it (``--final folds``: fold 0's network is the model's own, and none trains on all of it);
+  K-fold cross-validation (``tasks.cross_validation``, folds stratified by class) chooses the
+  number of steps; the model's "validation" metrics are the cross-validated ones, at each step.
+  What classifies then (``--final``, ``ClassifyOptions.final_of``): the K fold networks at the
+  chosen step, their class probabilities averaged (folds: fold 0's network is the model's own, and
+  none trains on all the data; auto's choice for numeric series), a network trained on all of it
+  for those steps (refit; auto's for text), or both (auto's with ``--ensemble``), the fold
+  networks stored by ``ClassifyTask.after_training``;
 - otherwise ``--valid-fraction`` of it, stratified by class, held out for early stopping and
   the best weights.
 
@@ -76,7 +77,7 @@ ZNORM_WORDS = {"none": "", "series": "z-normalised per series, ", "scaled": "z-n
 #: auto: range when a training series is longer than --max-length, else mean
 SEGMENTS = ("auto", "mean", "range")
 #: --final: what classifies after cross-validation: the network trained on all of the training part,
-#: or it and the fold networks, or the fold networks alone, or auto: both where the training part is
+#: or it and the fold networks, or the fold networks alone, or auto: folds where the training part is
 #: cross-validated series (bench_classify_final.py measures them by nested cross-validation)
 FINALS = ("auto", "refit", "both", "folds")
 #: what ``--data`` reads (``data.sources``): the one list --help shows
@@ -158,8 +159,8 @@ class ClassifyOptions:
                  "kept from the cross-validation (no more training), every network's class probabilities (a regressor's values) "
                  "averaged; the folds then read the data through the whole training part's standardisation or vocabulary, so "
                  "that every network reads the same inputs; or folds: the K fold networks alone, averaged (no network "
-                 "trains on all the data: one training fewer; not with --ensemble); or auto: both where the training data "
-                 "is cross-validated numeric series, else refit (default: auto)",
+                 "trains on all the data: one training fewer; not with --ensemble); or auto: folds where the training data "
+                 "is cross-validated numeric series (both with --ensemble), else refit (default: auto)",
         "znorm": "numeric input: series to z-normalise each series' channels on their own (mean 0, std 1) before the "
                  "per-channel standardisation; scaled to z-normalise them and add each channel's log standard deviation "
                  "and asinh(mean / std) as two more channels (constant along the series); none to keep their levels, "
@@ -189,17 +190,24 @@ class ClassifyOptions:
                   **network_checks(self)}
         check_options(self, checks)
 
-    def keeps_fold_networks(self, folds: int, kind: str) -> bool:
-        """Whether the fold networks of a ``folds``-fold cross-validation (0: none, so none join) of
-        ``kind`` data ("series" or "text") join the final predictor: --final both, or auto for
-        series (measured on series only: with text, every fold would read the whole training part's
-        vocabulary, with untrained embeddings for the words only its held-out part has)."""
-        return folds > 0 and (self.final in ("both", "folds") or (self.final == "auto" and kind != "text"))
-
-    def refits(self, folds: int) -> bool:
-        """Whether a network trains on all of a training part cross-validated with ``folds`` folds
-        (0: none, so the one network does): all but --final folds, whose fold networks are the model."""
-        return not (folds > 0 and self.final == "folds")
+    def final_of(self, folds: int, kind: str, recorded: dict | None = None) -> str:
+        """What classifies after a ``folds``-fold cross-validation (0: none) of ``kind`` data ("series"
+        or "text"): "refit", the network trained on all of the training part; "both", it and the fold
+        networks; or "folds", the fold networks alone. --final as given, or auto's choice: folds for
+        series (both with --ensemble, whose other networks train on all the data as a refit does),
+        refit for text (measured on series only: with text, every fold would read the whole training
+        part's vocabulary, with untrained embeddings for the words only its held-out part has).
+        ``recorded``: a model's cross-validation record, which keeps the choice (``settle``); one
+        from before it did, when auto meant both for series, reads that."""
+        if not folds:
+            return "refit"
+        if recorded is not None and "final" in recorded:
+            return recorded["final"]
+        if self.final != "auto":
+            return self.final
+        if kind == "text":
+            return "refit"
+        return "both" if recorded is not None or self.ensemble > 1 else "folds"
 
 
 # ---- data: splits, encoding ------------------------------------------------------------------
@@ -249,8 +257,8 @@ class Splits:
 
     ``folds`` > 0: the training part is cross-validated. With ``cv_fold`` k the splits are fold
     k's (train: the other folds, valid: fold k, encoding fitted on the other folds but knowing
-    every class; where the fold networks are kept, ``keeps_fold_networks``, fitted on all of the
-    training part, as the final network's); without it, train is all of the training part and
+    every class; where the fold networks are kept, ``final_of``, fitted on all of the training
+    part, as the final network's); without it, train is all of the training part and
     there is no valid split."""
 
     def __init__(self, opts: ClassifyOptions, seed: int, stored: dict | None = None, cv_fold: int | None = None):
@@ -294,9 +302,9 @@ class Splits:
             if not xs:
                 raise DataError(f"data: the {name} split is empty; give more examples or change --valid-fraction")
         every_class = None if self.values else sorted(set(labels))  # a fold may lack a rare class
-        fitted_on = (items, labels) if cv_fold is not None and opts.keeps_fold_networks(self.folds, self.kind) else raw["train"]
+        fitted_on = (items, labels) if cv_fold is not None and opts.final_of(self.folds, self.kind) != "refit" else raw["train"]
         self.config = stored or dict(self._fit(opts, *fitted_on, every_class, everything=items), data_files=record_data(opts, is_built_in))
-        self.fold_weights: list[dict] | None = None  # kept (--final both, auto): the fold networks at the chosen step (ClassifyTask.settle)
+        self.fold_weights: list[dict] | None = None  # kept (all but --final refit): the fold networks at the chosen step (ClassifyTask.settle)
         if opts.augment and self.config["input"] == "text":
             raise DataError(f"--augment: scales and jitters numeric series, but --data {opts.data} holds text")
         self.inputs = {k: self._encode_inputs(opts, xs, k) for k, (xs, _) in raw.items()}
@@ -485,14 +493,13 @@ def score(config: dict, outputs: np.ndarray, targets: np.ndarray) -> dict:
 class ClassifyRun(BucketedRun):
     """Training and validation of one classifier: the trainer's `run`. A model trained on all of a
     cross-validated training part has no validation split: its validation metrics are the
-    cross-validated ones at the step it has reached. ``carries_folds``: the run of the first
-    network of a model that keeps its fold networks (--final both, auto), whose state carries them
-    until they are stored."""
+    cross-validated ones at the step it has reached. ``final``: what classifies (``final_of``); the
+    run of the first network of a model that keeps its fold networks (all but refit) carries them in
+    its state until they are stored."""
 
-    def __init__(self, model: SequenceClassifier, splits: Splits, opts: ClassifyOptions, seed: int,
-                 carries_folds: bool = False):
-        self.model, self.splits, self.opts, self.seed = model, splits, opts, seed
-        self.carries_folds = carries_folds
+    def __init__(self, model: SequenceClassifier, splits: Splits, opts: ClassifyOptions, seed: int, final: str = "refit"):
+        self.model, self.splits, self.opts, self.seed, self.final = model, splits, opts, seed, final
+        self.carries_folds = final != "refit"
         self.steps_done = 0
         self.loss_fn = MSELoss() if splits.config["values"] else CrossEntropyLoss()
         self.batches = BucketBatches([len(s) for s in splits.inputs["train"]], opts.batch_size, seed)
@@ -501,8 +508,8 @@ class ClassifyRun(BucketedRun):
             self.uniform_loss = math.log(len(splits.config["labels"]))
 
     def state_dict(self) -> dict:
-        """The batches' position, the steps done and (--final both or auto) the fold networks, which
-        the checkpoint keeps until ``ClassifyTask.after_training`` stores them with the model."""
+        """The batches' position, the steps done and (``carries_folds``) the fold networks, which the
+        checkpoint keeps until ``ClassifyTask.after_training`` stores them with the model."""
         if self.carries_folds and self.splits.fold_weights is None:  # resumed from no checkpoint: before any step
             self._lost_fold_networks()
         folds = {f"{FOLD_PREFIX.format(k)}{name}": v for k, weights in enumerate(self.splits.fold_weights or ())
@@ -519,9 +526,9 @@ class ClassifyRun(BucketedRun):
 
     def _lost_fold_networks(self) -> None:
         """A run stopped between config.json and its first checkpoint kept nothing of its
-        cross-validation: --final both and folds are refused; auto goes on with the network trained
-        on all the data alone (``keep_fold_networks`` records that)."""
-        if self.opts.final in ("both", "folds"):
+        cross-validation: --final both and folds are refused, and auto where it means folds; auto
+        with a refit goes on with it alone (``keep_fold_networks`` records that)."""
+        if self.opts.final != "auto" or self.final == "folds":
             raise fold_networks_lost(self.opts.final)
         self.carries_folds = False
 
@@ -665,18 +672,19 @@ class TrainedClassifier(Exportable):
         ]
         if not e["values"]:
             lines.append(f"classes    {', '.join(self.labels)}")
-        cv, final = e.get("cross_validation"), c.get("final", {})
-        refit = not cv or o.refits(cv["folds"])
+        cv, stored = e.get("cross_validation"), c.get("final", {})
+        final = o.final_of(cv["folds"], e["input"], cv) if cv else "refit"
+        refit = final != "folds"
         if cv:
             lines.append(f"steps      {cv['steps']}, chosen by {cv['folds']}-fold cross-validation on the training data "
                          f"(mean validation {cv['monitor']}); " + ("trained on all of it" if refit else "no network trained on all of it"))
-        if final.get("folds"):
-            lines.append(f"final      {'also ' if refit else ''}the {final['folds']} fold networks at step {cv['steps']}: "
+        if stored.get("folds"):
+            lines.append(f"final      {'also ' if refit else ''}the {stored['folds']} fold networks at step {cv['steps']}: "
                          f"every network's {'values' if e['values'] else 'probabilities'} averaged (--final {o.final})")
         elif "final" in c:
             lines.append("final      the network trained on all the data alone: the fold networks were lost (the run "
                          "stopped before its first checkpoint)")
-        elif cv and o.keeps_fold_networks(cv["folds"], e["input"]):
+        elif final != "refit":
             lines.append(f"final      the fold networks are not stored yet: `rnnkit train --resume {self.dir}` stores them "
                          "(from its checkpoint)")
         if o.ensemble > 1:
@@ -711,20 +719,21 @@ def fold_networks(weights: dict, folds: int, within: str = "") -> list[dict] | N
 
 
 def keep_fold_networks(out: Path, config: dict, options: ClassifyOptions) -> None:
-    """--final both, folds or auto: the fold networks, carried in the run's checkpoint since the
-    cross-validation, join ``md.MEMBERS`` (atomically; with folds, fold 0 is the model's own
-    network and stays out), then config.json records them; once (a resumed run that finds a record
-    does nothing). Where the checkpoint lacks them (lost before the first one), both and folds are
-    an error; auto records 0 fold networks."""
+    """--final both or folds (given or auto's): the fold networks, carried in the run's checkpoint
+    since the cross-validation, join ``md.MEMBERS`` (atomically; with folds, fold 0 is the model's
+    own network and stays out), then config.json records them; once (a resumed run that finds a
+    record does nothing). Where the checkpoint lacks them (lost before the first one), that is an
+    error, but for auto with a refit, which records 0 fold networks."""
     if "final" in config:
         return
-    folds = config["encoding"]["cross_validation"]["folds"]
+    encoding = config["encoding"]
+    cv = encoding["cross_validation"]
+    folds, refit = cv["folds"], options.final_of(cv["folds"], encoding["input"], cv) != "folds"
     weights, _, _ = md.load_checkpoint(out)
     networks = fold_networks(weights, folds, within="run.")  # the run's arrays, as the Trainer checkpoints them
-    if networks is None and options.final != "auto":
+    if networks is None and (options.final != "auto" or not refit):
         raise md.ModelDirError(f"the checkpoint in {out} lacks the fold networks that --final {options.final} keeps; "
                                "train the model again with --overwrite")
-    refit = options.refits(folds)
     if networks is not None:
         members = md.load_weights(out / md.MEMBERS) if (out / md.MEMBERS).exists() else {}
         members.update({FOLD_PREFIX.format(k) + name: v for k, network in enumerate(networks) if refit or k > 0
@@ -769,7 +778,8 @@ CV_SCHEMA = {"type": "object", "required": ["folds", "steps", "monitor", "curve"
                             "monitor": {"type": "string"},
                             "curve": {"type": "array", "minItems": 1,
                                       "items": {"type": "object", "required": ["step", "loss"],
-                                                "properties": {"step": {"type": "integer", "minimum": 1}}}}}}
+                                                "properties": {"step": {"type": "integer", "minimum": 1}}}},
+                            "final": {"enum": ["refit", "both", "folds"]}}}
 
 
 @register
@@ -807,8 +817,8 @@ class ClassifyTask(Task):
     def make_run(self, model, splits: Splits, options: ClassifyOptions, seed: int) -> ClassifyRun:
         """The run; with --final folds, after the cross-validation, its model is fold 0's network, trained
         for the chosen steps (``steps_trained``)."""
-        run = ClassifyRun(model, splits, options, seed, carries_folds=options.keeps_fold_networks(splits.folds, splits.kind))
-        if splits.fold_weights is not None and not options.refits(splits.folds):
+        run = ClassifyRun(model, splits, options, seed, final=options.final_of(splits.folds, splits.kind, splits.cross_validation))
+        if splits.fold_weights is not None and run.final == "folds":
             model.load_state_dict(splits.fold_weights[0])
             run.steps_done = splits.cross_validation["steps"]
         return run
@@ -820,13 +830,13 @@ class ClassifyTask(Task):
         """As ``Task.rebuild``; a --final folds model has no network to train on: a resume that asks
         for other steps than the cross-validation chose is refused."""
         options, cv = ClassifyOptions(**config["task_options"]), config["encoding"].get("cross_validation")
-        if cv and not options.refits(cv["folds"]):
+        if cv and options.final_of(cv["folds"], config["encoding"]["input"], cv) == "folds":
             if config["training"]["steps"] != cv["steps"]:
                 raise TrainingError(f"--resume: {out_dir} holds its cross-validation's {cv['folds']} fold networks at step "
-                                    f"{cv['steps']} (--final folds), none of them trained on all the data; there is no run "
+                                    f"{cv['steps']} (--final {options.final}), none of them trained on all the data; there is no run "
                                     "to continue: train a new model (--steps, or --final refit or both for a network that does)")
             if not md.has_checkpoint(out_dir):  # stopped before it: refused before fit would write a new network there
-                raise fold_networks_lost("folds")
+                raise fold_networks_lost(options.final)
         return super().rebuild(config, out_dir, quiet)
 
     def load(self, out_dir: Path, config: dict) -> TrainedClassifier:
@@ -841,8 +851,9 @@ class ClassifyTask(Task):
         folds, refit = final.get("folds", 0), final.get("refit", True)
         cv_folds_done = (trained.encoding.get("cross_validation") or {}).get("folds")
         o = trained.opts
-        if (folds or not refit) and (folds != cv_folds_done or not o.keeps_fold_networks(folds, trained.encoding["input"])
-                                     or refit != o.refits(folds)):
+        chosen = o.final_of(cv_folds_done or 0, trained.encoding["input"], trained.encoding.get("cross_validation"))
+        as_chosen = folds == cv_folds_done and chosen != "refit" and refit == (chosen != "folds")
+        if (folds or not refit) and not as_chosen:
             raise md.ModelDirError(f"{md.CONFIG} in {out_dir}: final: {folds} fold networks{'' if refit else ' without a refit'}, "
                                    f"but the model was cross-validated with {cv_folds_done} folds and --final {o.final}; "
                                    "retrain or restore it")
@@ -867,7 +878,8 @@ class ClassifyTask(Task):
         options, training = self.check_config(config, f"{md.CONFIG} in {out}")
         self._train_other_networks(out, config, options, training, quiet)
         encoding = config["encoding"]
-        if options.keeps_fold_networks((encoding.get("cross_validation") or {}).get("folds", 0), encoding["input"]):
+        cv = encoding.get("cross_validation")
+        if cv and options.final_of(cv["folds"], encoding["input"], cv) != "refit":
             group.on_first(lambda: keep_fold_networks(out, config, options))
 
     def _train_other_networks(self, out: Path, config: dict, options: ClassifyOptions, training, quiet: bool) -> None:
@@ -920,8 +932,9 @@ class ClassifyTask(Task):
 
     def settle(self, options: ClassifyOptions, training, splits: Splits, encoding: dict, quiet: bool) -> None:
         """A cross-validated training part: the folds' trainings choose the steps; the final run
-        trains that long, without early stopping (the cross-validation did that). With --final
-        both, folds or auto, the fold networks at that step are kept (``splits.fold_weights``)."""
+        trains that long, without early stopping (the cross-validation did that), or (--final folds)
+        not at all. Where the fold networks classify (``final_of``, which the record keeps), their
+        weights at that step are kept (``splits.fold_weights``)."""
         if not splits.folds:
             if options.final in ("both", "folds"):
                 raise ValueError(f"--final {options.final}: the fold networks come from cross-validation, but this training "
@@ -938,9 +951,11 @@ class ClassifyTask(Task):
             model = within_memory(lambda: build_model(options, fold.config, training.seed), options, training=True)
             return model, ClassifyRun(model, fold, options, training.seed), {"task": self.name, "cross_validation_fold": k}
 
+        final = options.final_of(splits.folds, splits.kind)
         result = cross_validate(make_fold, splits.folds, training, self.monitors[training.monitor], quiet,
-                                keep_weights=options.keeps_fold_networks(splits.folds, splits.kind))
+                                keep_weights=final != "refit")
         splits.fold_weights = result.pop("fold_weights", None)
+        result["final"] = final
         encoding["cross_validation"] = splits.cross_validation = result
         training.steps, training.patience = result["steps"], 0
 
