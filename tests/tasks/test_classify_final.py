@@ -286,7 +286,7 @@ def test_a_folds_model_resumes_as_it_is_and_refuses_to_train_on(tmp_path, data, 
     assert len(again.members) == 3 and {p: (tmp_path / "m" / p).read_bytes() for p in before} == before
     assert main(["train", "--resume", str(tmp_path / "m"), "--steps", "60", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--final folds" in err and "no run to continue" in err
+    assert len(err.splitlines()) == 1 and err.startswith("rnnkit: error: --steps 60:") and "--final folds" in err and "no run to continue" in err
     assert {p: (tmp_path / "m" / p).read_bytes() for p in before} == before
 
 
@@ -299,6 +299,8 @@ def test_a_folds_run_stopped_before_storing_its_networks_stores_them_on_resume(t
     del config["final"]
     (tmp_path / "m" / md.CONFIG).write_text(json.dumps(config))
     (tmp_path / "m" / md.MEMBERS).unlink()
+    with pytest.raises(md.ModelDirError, match="the fold networks are not stored yet .* --resume"):
+        rnnkit.load(tmp_path / "m")  # its network alone is fold 0's: refused, not taken for the model
     resumed = rnnkit.train("classify", tmp_path / "m", resume=True, quiet=True)
     assert resumed.config["final"] == {"folds": 3, "refit": False}
     assert (tmp_path / "m" / md.MEMBERS).read_bytes() == (folds.dir / md.MEMBERS).read_bytes()
@@ -313,7 +315,7 @@ def test_final_folds_with_an_ensemble_is_one_line_naming_both(tmp_path, data, ca
     assert main(["train", "classify", "--data", str(data), "--out", str(tmp_path / "m"), "--final", "folds",
                  "--ensemble", "2", "--cv-folds", "3", "--steps", "4", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--ensemble 2" in err and "--final folds" in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and "--ensemble: 2 networks" in err and "--final folds" in err and "Traceback" not in err
     assert not (tmp_path / "m").exists()
 
 

@@ -148,7 +148,7 @@ class ClassifyOptions:
         "folds": "cross-validation: split the data into this many folds and test on --fold (0: no folds)",
         "fold": "with --folds: the fold to test on, 0 … folds−1",
         "cv_folds": f"choose the number of training steps by K-fold cross-validation on the training data "
-                    f"(stratified; K+1 trainings), then train on all of it for that many steps: K >= 2, 0 for a "
+                    f"(stratified; K trainings), then (see --final) train on all of it for that many steps: K >= 2, 0 for a "
                     f"--valid-fraction split and early stopping, or -1: {CV_FOLDS} folds when the training data has "
                     f"fewer than {CV_BELOW} examples, else 0 (default: -1)",
         "ensemble": "train K networks, with seeds --seed, --seed+1, …, and average their class probabilities (a "
@@ -189,6 +189,10 @@ class ClassifyOptions:
                   "augment": 0 <= self.augment <= 1,
                   **network_checks(self)}
         check_options(self, checks)
+        if self.final == "folds" and self.ensemble > 1:
+            raise ValueError(f"--ensemble: {self.ensemble} networks, but an ensemble's other networks train on all the data "
+                             "as its first, and with --final folds none does; give --final both (the fold networks and "
+                             "the ensemble's) or --ensemble 1")
 
     def final_of(self, folds: int, kind: str, recorded: dict | None = None) -> str:
         """What classifies after a ``folds``-fold cross-validation (0: none) of ``kind`` data ("series"
@@ -702,7 +706,8 @@ class TrainedClassifier(Exportable):
 
 #: networks an ensemble's first one is followed by: their weights are ``member{k}.NAME`` in ``md.MEMBERS``
 MEMBER_PREFIX = "member{}."
-#: --final both or auto: fold k's network is ``fold{k}.NAME`` in ``md.MEMBERS`` (and in the run's checkpointed state)
+#: --final both or folds (given or auto's): fold k's network is ``fold{k}.NAME`` in ``md.MEMBERS`` (with folds from
+#: k = 1: fold 0's is the model's own) and in the run's checkpointed state
 FOLD_PREFIX = "fold{}."
 
 
@@ -832,9 +837,10 @@ class ClassifyTask(Task):
         options, cv = ClassifyOptions(**config["task_options"]), config["encoding"].get("cross_validation")
         if cv and options.final_of(cv["folds"], config["encoding"]["input"], cv) == "folds":
             if config["training"]["steps"] != cv["steps"]:
-                raise TrainingError(f"--resume: {out_dir} holds its cross-validation's {cv['folds']} fold networks at step "
-                                    f"{cv['steps']} (--final {options.final}), none of them trained on all the data; there is no run "
-                                    "to continue: train a new model (--steps, or --final refit or both for a network that does)")
+                raise TrainingError(f"--steps {config['training']['steps']}: {out_dir} holds its cross-validation's {cv['folds']} "
+                                    f"fold networks at step {cv['steps']} (--final {options.final}), none of them trained on all "
+                                    "the data, so --resume has no run to continue; train a new model (with --final refit or both "
+                                    "for a network that trains on all of it)")
             if not md.has_checkpoint(out_dir):  # stopped before it: refused before fit would write a new network there
                 raise fold_networks_lost(options.final)
         return super().rebuild(config, out_dir, quiet)
@@ -857,6 +863,9 @@ class ClassifyTask(Task):
             raise md.ModelDirError(f"{md.CONFIG} in {out_dir}: final: {folds} fold networks{'' if refit else ' without a refit'}, "
                                    f"but the model was cross-validated with {cv_folds_done} folds and --final {o.final}; "
                                    "retrain or restore it")
+        if chosen == "folds" and "final" not in config:  # its network alone is one fold's: not the model
+            raise md.ModelDirError(f"{out_dir}: the fold networks are not stored yet (the run stopped before it stored "
+                                   f"them); `rnnkit train --resume {out_dir}` stores them")
         weights = md.load_weights(Path(out_dir) / md.MEMBERS) if n > 1 or folds else {}
         # with --final folds, fold 0's network is the model's own (model.safetensors)
         prefixes = [MEMBER_PREFIX.format(k) for k in range(1, n)] + [FOLD_PREFIX.format(k) for k in range(0 if refit else 1, folds)]
@@ -941,10 +950,6 @@ class ClassifyTask(Task):
                                  f"data ({splits.description['train_examples']} examples, --cv-folds {options.cv_folds}) is "
                                  "not cross-validated; give --cv-folds K (K >= 2) or --final refit")
             return
-        if options.final == "folds" and options.ensemble > 1:
-            raise ValueError(f"--ensemble {options.ensemble}: an ensemble's other networks train as its first did, on all "
-                             "the data, but with --final folds no network does; give --final both (the fold networks "
-                             "and the ensemble's) or --ensemble 1")
 
         def make_fold(k: int):
             fold = Splits(options, training.seed, cv_fold=k)

@@ -7,12 +7,12 @@
       model.safetensors  the best weights by validation, under PyTorch's names
       checkpoint/        the last resumable state
         weights.safetensors    the weights at that step (and the run's arrays, ``run.…``: a classify
-                               --final both or auto run's fold networks; with --ema the averages, ``ema.…``)
+                               run's fold networks, all but --final refit; with --ema the averages, ``ema.…``)
         optimizer.safetensors  the optimizer's array buffers (moments, momentum buffers)
         state.json             step, epoch, data position, RNG state, ... and the optimizer's scalars
       metrics.jsonl      one JSON object per logged step
       members.safetensors  a classify ensemble's networks after the first (``member1.`` … before the names)
-                         and the fold networks of --final both or auto (``fold0.`` …)
+                         and the fold networks of --final both or folds (``fold0.`` …; folds from ``fold1.``)
       member-run/        the training of the ensemble's next network: a model directory of its own
 
 Crash safety. Every file is written to a temporary file in the same directory, synced, and

@@ -341,7 +341,7 @@ class Trainer:
         """Train to ``options.steps`` (or the time limit, or early stop); returns the best metrics."""
         opt, params = self.opt, self.model.parameters()
         grads = [p.grad for p in params]
-        if self.step == 0:
+        if self.step == 0 or self.adopted:
             if self.writes:
                 md.save_model(self.out, dict(self.config, status="training"), self.model.state_dict())
             self.save_checkpoint()  # the starting state: from here on, what a run holds only in memory (classify's fold networks) survives a kill
@@ -349,15 +349,15 @@ class Trainer:
         if self.group.size > 1:
             description = self.group.describe()  # collective: every rank takes part
             bar.note(f"training on {description}")
-        if self.adopted:
-            self.adopted = False
-            self.validate()
         started, tokens = time.perf_counter(), 0
         recurrent = [m for m in self.model.modules() if isinstance(m, RecurrentLayer)]
         status = "finished"
         signals = contextlib.ExitStack()
         stop = signals.enter_context(self._stop_signals())
         try:
+            if self.adopted:  # validated and kept as it came
+                self.adopted = False
+                self.validate()
             while self.step < opt.steps:
                 self.step += 1
                 self.model.train()
