@@ -16,6 +16,7 @@ from rnnkit.cli.main import main
 from rnnkit.data.sources import load_classification
 from rnnkit.tasks.classify import ClassifyOptions, Splits, build_model, encode_inputs, predict, score, softmax
 from rnnkit.training import model_dir as md
+from rnnkit.training.plots import loss_series
 
 # three folds of 48 series, a tiny network; the cross-validation chooses 20 of the 40 steps (asserted below)
 TINY = dict(steps=40, lr=0.02, hidden=8, batch_size=8, valid_every=10, cv_folds=3, seed=2, quiet=True)
@@ -277,6 +278,16 @@ def test_final_folds_is_the_fold_networks_alone(folds, both, data, capsys):
     assert main(["info", str(folds.dir)]) == 0
     out = capsys.readouterr().out
     assert "no network trained on all of it" in out and "the 3 fold networks at step" in out and "also" not in out
+
+
+def test_the_loss_plot_of_a_folds_model_draws_its_cross_validation(folds):
+    """It trains no step: loss.png draws the folds' mean validation loss at every step they validated
+    (one point otherwise), and the step chosen."""
+    series = loss_series(md.read_metrics(folds.dir), folds.config)
+    cv = folds.encoding["cross_validation"]
+    assert series == {"training": [], "validation: 3-fold cross-validation, mean": [(s, r["loss"]) for s, r in
+                                                                                   zip((10, 20, 30, 40), cv["curve"])]}
+    assert (folds.dir / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_folds_model_resumes_as_it_is_and_refuses_to_train_on(tmp_path, data, folds, capsys):

@@ -51,19 +51,39 @@ def plot_loss_curve(out_dir) -> Path:
     records = md.read_metrics(out_dir)
     config = md.load_config(out_dir)
     scale, unit = loss_unit(records, config)
-    train = [(r["step"], r["train_loss"] * scale) for r in records if "train_loss" in r]
-    valid = [(r["step"], r["valid_loss"] * scale) for r in records if "valid_loss" in r]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if train:
-        ax.plot(*zip(*train), lw=1, alpha=0.8, label="training")
-    if valid:
-        ax.plot(*zip(*valid), "o-", lw=2, label="validation")
+    for label, points in loss_series(records, config).items():
+        if points:
+            style = dict(lw=1, alpha=0.8) if label == "training" else dict(marker="o", lw=2)
+            ax.plot(*zip(*[(step, loss * scale) for step, loss in points]), label=label, **style)
+    cv = cross_validation(config)
+    if cv:
+        ax.axvline(cv["steps"], color="grey", lw=1, ls=":", label=f"steps chosen: {cv['steps']}")
     ax.set_xlabel("step")
     ax.set_ylabel(unit)
     ax.set_title(f"{config.get('task', '?')} model {Path(out_dir).name}: training and validation loss")
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, Path(out_dir) / "loss.png")
+
+
+def cross_validation(config: dict) -> dict | None:
+    """The record of the cross-validation that chose a model's steps (classify's), or None."""
+    return (config.get("encoding") or {}).get("cross_validation")
+
+
+def loss_series(records: list[dict], config: dict) -> dict[str, list[tuple[int, float]]]:
+    """What loss.png draws, as (step, loss) points: the training loss of each logged window, and
+    the validation loss; where a cross-validation chose the steps, its folds' mean validation loss
+    at every step it validated (what the run's own validations read, and all that a model made of
+    the fold networks has: it trains no step)."""
+    series = {"training": [(r["step"], r["train_loss"]) for r in records if "train_loss" in r]}
+    cv = cross_validation(config)
+    if cv:
+        series[f"validation: {cv['folds']}-fold cross-validation, mean"] = [(r["step"], r["loss"]) for r in cv["curve"]]
+    else:
+        series["validation"] = [(r["step"], r["valid_loss"]) for r in records if "valid_loss" in r]
+    return series
 
 
 def loss_unit(records: list[dict], config: dict) -> tuple[float, str]:
