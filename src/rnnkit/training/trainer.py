@@ -333,8 +333,8 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------------------------
     def adopt(self, step: int) -> None:
         """Take the model as trained for ``step`` steps elsewhere (classify --final folds: a fold
-        network of the cross-validation): ``fit`` then validates it, keeps it as the model and
-        checkpoints it before any step, and trains on only if ``options.steps`` is more."""
+        network of the cross-validation): ``fit`` then writes config.json, validates it, keeps it as
+        the model and checkpoints it before any step, and trains on only if ``options.steps`` is more."""
         self.step, self.adopted = step, True
 
     def fit(self) -> dict:
@@ -344,7 +344,8 @@ class Trainer:
         if self.step == 0 or self.adopted:
             if self.writes:
                 md.save_model(self.out, dict(self.config, status="training"), self.model.state_dict())
-            self.save_checkpoint()  # the starting state: from here on, what a run holds only in memory (classify's fold networks) survives a kill
+            if not self.adopted:  # (an adopted model's first checkpoint follows its validation, below)
+                self.save_checkpoint()  # the starting state: from here on, what a run holds only in memory (classify's fold networks) survives a kill
         bar = self.bar = _progress(opt.steps, self.step, self.quiet)
         if self.group.size > 1:
             description = self.group.describe()  # collective: every rank takes part
