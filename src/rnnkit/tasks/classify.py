@@ -572,6 +572,7 @@ class ClassifyRun(BucketedRun):
 
 
 def fold_networks_lost(final: str) -> ValueError:
+    """The error of a --final ``final`` run resumed without the fold networks it needs."""
     return ValueError(f"--final {final}: the fold networks were lost (the run stopped before its first checkpoint); "
                       "train the model again with --overwrite")
 
