@@ -685,7 +685,8 @@ class TrainedClassifier(Exportable):
                          f"(mean validation {cv['monitor']}); " + ("trained on all of it" if refit else "no network trained on all of it"))
         if stored.get("folds"):
             lines.append(f"final      {'also ' if refit else ''}the {stored['folds']} fold networks at step {cv['steps']}: "
-                         f"every network's {'values' if e['values'] else 'probabilities'} averaged (--final {o.final})")
+                         f"every network's {'values' if e['values'] else 'probabilities'} averaged "
+                         f"(--final {o.final}{': ' + final if o.final == 'auto' else ''})")
         elif "final" in c:
             lines.append("final      the network trained on all the data alone: the fold networks were lost (the run "
                          "stopped before its first checkpoint)")
