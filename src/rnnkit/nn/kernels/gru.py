@@ -30,16 +30,16 @@ def gru_chunk(G, h, W, b_hn, acc, h_new, Y, H_prev, HN, keep, t, b, u0, u1):
         gr, gz, gn = G[t, r, u0:u1], G[t, r, H + u0 : H + u1], G[t, r, 2 * H + u0 : 2 * H + u1]
         ar, az, an = acc[r, :n], acc[r, Hk : Hk + n], acc[r, 2 * Hk : 2 * Hk + n]
         hr, hnew = h[r, u0:u1], h_new[r, u0:u1]
+        if b_hn.shape[0] > 0:  # an becomes h W_hnᵀ + b_hn in place (acc is the chunk's scratch)
+            an += b_hn[u0:u1]
         if keep:
             H_prev[t, r, u0:u1] = hr
-        for j in range(n):
-            hn = an[j] + b_hn[u0 + j] if b_hn.shape[0] > 0 else an[j]
+            HN[t, r, u0:u1] = an
+        for j in range(n):  # no branch inside: the loop stays one vectorised pass
             reset = sigmoid(gr[j] + ar[j])
             z = sigmoid(gz[j] + az[j])
-            g = tanh(gn[j] + reset * hn)
+            g = tanh(gn[j] + reset * an[j])
             gr[j], gz[j], gn[j] = reset, z, g
-            if keep:
-                HN[t, r, u0 + j] = hn
             hnew[j] = (hr[j] - g) * z + g
         Y[t, r, u0:u1] = hnew
     for r in range(b, h.shape[0]):
