@@ -385,8 +385,9 @@ def train(task_name: str | None, out_dir, task_options: dict, training_options: 
 
         group.on_first(clear)
         trainer = Trainer(model, run, out, config, training, quiet, task.monitors[training.monitor])
-        if task.steps_trained(run):
-            trainer.adopt(task.steps_trained(run))
+        trained = task.steps_trained(run)
+        if trained:
+            trainer.adopt(trained)
         metrics = trainer.fit()
         task.after_training(out, quiet)
         return metrics

@@ -213,6 +213,11 @@ class ClassifyOptions:
             return "refit"
         return "both" if recorded is not None or self.ensemble > 1 else "folds"
 
+    def stored_final(self, encoding: dict) -> str:
+        """``final_of`` for a model whose ``encoding`` config.json keeps (its cross-validation's record, if any)."""
+        cv = encoding.get("cross_validation")
+        return self.final_of(cv["folds"] if cv else 0, encoding["input"], cv)
+
 
 # ---- data: splits, encoding ------------------------------------------------------------------
 
@@ -678,7 +683,7 @@ class TrainedClassifier(Exportable):
         if not e["values"]:
             lines.append(f"classes    {', '.join(self.labels)}")
         cv, stored = e.get("cross_validation"), c.get("final", {})
-        final = o.final_of(cv["folds"], e["input"], cv) if cv else "refit"
+        final = o.stored_final(e)
         refit = final != "folds"
         if cv:
             lines.append(f"steps      {cv['steps']}, chosen by {cv['folds']}-fold cross-validation on the training data "
@@ -735,7 +740,7 @@ def keep_fold_networks(out: Path, config: dict, options: ClassifyOptions) -> Non
         return
     encoding = config["encoding"]
     cv = encoding["cross_validation"]
-    folds, refit = cv["folds"], options.final_of(cv["folds"], encoding["input"], cv) != "folds"
+    folds, refit = cv["folds"], options.stored_final(encoding) != "folds"
     weights, _, _ = md.load_checkpoint(out)
     networks = fold_networks(weights, folds, within="run.")  # the run's arrays, as the Trainer checkpoints them
     if networks is None and (options.final != "auto" or not refit):
@@ -837,7 +842,7 @@ class ClassifyTask(Task):
         """As ``Task.rebuild``; a --final folds model has no network to train on: a resume that asks
         for other steps than the cross-validation chose is refused."""
         options, cv = ClassifyOptions(**config["task_options"]), config["encoding"].get("cross_validation")
-        if cv and options.final_of(cv["folds"], config["encoding"]["input"], cv) == "folds":
+        if options.stored_final(config["encoding"]) == "folds":
             if config["training"]["steps"] != cv["steps"]:
                 raise TrainingError(f"--steps {config['training']['steps']}: {out_dir} holds its cross-validation's {cv['folds']} "
                                     f"fold networks at step {cv['steps']} (--final {options.final}), none of them trained on all "
@@ -859,7 +864,7 @@ class ClassifyTask(Task):
         folds, refit = final.get("folds", 0), final.get("refit", True)
         cv_folds_done = (trained.encoding.get("cross_validation") or {}).get("folds")
         o = trained.opts
-        chosen = o.final_of(cv_folds_done or 0, trained.encoding["input"], trained.encoding.get("cross_validation"))
+        chosen = o.stored_final(trained.encoding)
         as_chosen = folds == cv_folds_done and chosen != "refit" and refit == (chosen != "folds")
         if (folds or not refit) and not as_chosen:
             raise md.ModelDirError(f"{md.CONFIG} in {out_dir}: final: {folds} fold networks{'' if refit else ' without a refit'}, "
@@ -888,9 +893,7 @@ class ClassifyTask(Task):
         config = group.on_first(lambda: md.load_config(out))
         options, training = self.check_config(config, f"{md.CONFIG} in {out}")
         self._train_other_networks(out, config, options, training, quiet)
-        encoding = config["encoding"]
-        cv = encoding.get("cross_validation")
-        if cv and options.final_of(cv["folds"], encoding["input"], cv) != "refit":
+        if options.stored_final(config["encoding"]) != "refit":
             group.on_first(lambda: keep_fold_networks(out, config, options))
 
     def _train_other_networks(self, out: Path, config: dict, options: ClassifyOptions, training, quiet: bool) -> None:

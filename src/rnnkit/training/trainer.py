@@ -344,7 +344,7 @@ class Trainer:
         if self.step == 0 or self.adopted:
             if self.writes:
                 md.save_model(self.out, dict(self.config, status="training"), self.model.state_dict())
-            if not self.adopted:  # (an adopted model's first checkpoint follows its validation, below)
+            if self.step == 0:  # (an adopted model's first checkpoint follows its validation, below)
                 self.save_checkpoint()  # the starting state: from here on, what a run holds only in memory (classify's fold networks) survives a kill
         bar = self.bar = _progress(opt.steps, self.step, self.quiet)
         if self.group.size > 1:
