@@ -201,7 +201,7 @@ def test_a_cells_compiled_step_equals_the_reference(kind, dtype, size, two_threa
 
     rng = np.random.default_rng(7)
     cell = kind.make_cell(5 if size == 6 else size, size, dtype=dtype, rng=7)
-    assert steps._splits(steps._arrays((cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh), dtype), 2) == (size == 512)
+    assert steps._arrays((cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh), np.dtype(dtype), lambda: 2)[4] == (size == 512)
     assert backend.cell_step(kind) is None or backend.current() == "numba"
     x = rng.standard_normal((3, cell.input_size)).astype(dtype)
     state = tuple(rng.standard_normal((3, size)).astype(dtype) for _ in kind.states)
@@ -233,7 +233,7 @@ def test_a_cells_compiled_step_is_the_same_to_the_last_bit_on_one_thread_or_two(
     weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
     states = tuple(np.full((2, 512), 0.5, np.float32) for _ in kind.states)
     step = KERNELS[kind.name]["cell_step"]
-    one, two = step(x, states, weights, threads=1), step(x, states, weights, threads=2)
+    one, two = step(x, states, weights, lambda: 1), step(x, states, weights, lambda: 2)
     for got, expected in zip(two[0] + two[1:2], one[0] + one[1:2]):  # the new states, the gates
         np.testing.assert_array_equal(got, expected)
 

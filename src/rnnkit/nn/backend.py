@@ -36,7 +36,7 @@ BLAS_ENVS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # a 
 
 _chosen: str | None = None  # None until first asked: the environment decides then
 _fast: dict = {}  # kind name → its compiled equations, once loaded
-_steps: dict = {}  # (kind name, threads) → its compiled cell step, once asked for
+_steps: dict = {}  # kind name → its compiled cell step, once asked for
 _products: dict = {}  # threads → the products cut for them, once asked for
 _threads: int | None = None  # the kernels' threads, None: automatic
 _blas_chosen = False  # whether BLAS's thread count was set in this process (the policy, or the kernels' hold)
@@ -213,21 +213,22 @@ def accelerated() -> tuple[str, ...]:
 
 
 def cell_step(kind):
-    """The compiled whole step of ``kind``'s cell on the current backend, on the kernels' threads
-    now: ``step(X, states, weights, check_x=None, keep=True)`` (see ``kernels.KERNELS``), or None."""
+    """The compiled whole step of ``kind``'s cell on the current backend:
+    ``step(X, states, weights, check_x=None, keep=True)`` (see ``kernels.KERNELS``), or None. It
+    asks ``threads()`` itself, and only for weights big enough to share between threads: at
+    batch 1 a small cell's step is a few µs, and asking would be a tenth of it."""
     if current() == "numpy":
         return None
-    key = (kind.name, threads())
-    if key not in _steps:  # kept: a streamed step asks on every call, and a few µs are its whole cost
+    if kind.name not in _steps:  # kept: a streamed step asks on every call
         step = getattr(_compiled().get(kind.name), "cell_step", None)
-        _steps[key] = None if step is None else _on_threads(step, key[1])
-    return _steps[key]
+        _steps[kind.name] = None if step is None else _on_threads(step)
+    return _steps[kind.name]
 
 
-def _on_threads(step, count: int):
-    """``step`` with its threads given (a closure: a partial that adds a keyword costs 0.3 µs a call, this one 0.1)."""
+def _on_threads(step):
+    """``step`` given the kernels' thread count (a closure: a partial that adds a keyword costs 0.3 µs a call, this one 0.1)."""
     def on_threads(X, states, weights, check_x=None, keep=True):
-        return step(X, states, weights, count, check_x, keep)
+        return step(X, states, weights, threads, check_x, keep)
 
     return on_threads
 

@@ -460,6 +460,8 @@ class RNNCellBase(Module):
             setattr(self, name, Parameter(np.empty(shape, self.dtype)))
         self._extra_names = tuple(extra)  # a step is short: its weights are gathered without asking the kind
         _init_uniform(self, H, as_rng(rng))
+        self._array_dtype = np.dtype(self.dtype)  # what a streamed input's dtype is, compared by identity
+        self._returned = (None, None)  # the state last returned and the arrays behind it (``_carried``)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias}, dtype={np.dtype(self.dtype).name}"
@@ -470,6 +472,9 @@ class RNNCellBase(Module):
                                  self.kind, extra, self)
 
     def _check_input(self, x, finite: bool = True):
+        if (not finite and type(x) is np.ndarray and x.dtype is self._array_dtype and x.ndim == 2
+                and x.shape[1] == self.input_size and x.flags.c_contiguous):
+            return x, False  # a streamed step's input, every call: what the checks below pass as it is
         X = float_array(x, "x", self.dtype, ndims=(1, 2), finite=finite)
         if X.shape[-1] != self.input_size:
             raise ValueError(f"x: expected input_size={self.input_size} features in the last dimension, got shape {X.shape}")
@@ -507,8 +512,8 @@ class RNNCellBase(Module):
         That state came out of checked inputs, so streaming (``state = cell(x, state)``) skips
         checking it again: at batch 1 the checks would cost as much as the step itself.
         """
-        returned, arrays = self.__dict__.get("_returned", (None, None))
-        if hx is not None and hx is returned and arrays[0].shape[0] == B:
+        returned, arrays = self._returned
+        if hx is returned and hx is not None and arrays[0].shape[0] == B:
             return arrays
         return None
 
@@ -524,8 +529,9 @@ class RNNCellBase(Module):
         fused = backend.cell_step(self.kind) if B <= FUSED_MAX_ROWS and self._fused_step_fits else None
         keep = is_grad_enabled()
         if fused is not None:  # the compiled whole step: products, biases, gates and x's check in one call
-            new, gates, cache = fused(X, prev, (self.weight_ih, self.weight_hh, getattr(self, "bias_ih", None),
-                                                getattr(self, "bias_hh", None)), check_x="x", keep=keep)
+            weights = ((self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh) if self.bias
+                       else (self.weight_ih, self.weight_hh, None, None))
+            new, gates, cache = fused(X, prev, weights, check_x="x", keep=keep)
             input_cache = None
         else:
             if not all_finite(X):
@@ -533,7 +539,8 @@ class RNNCellBase(Module):
             w = self._weights()
             gates, input_cache = self._input_gates(X, w)
             new, cache = self.kind.step(gates, prev, w)
-        self._push_cache((X, prev, gates, input_cache, cache, unbatched))
+        if keep:
+            self._caches.append((X, prev, gates, input_cache, cache, unbatched))
         returned = self._present(new, unbatched)
         # what was returned, and the arrays behind it (``_carried``): a plain attribute, set past
         # Module's registration of parameters (a step is short)

@@ -4,7 +4,8 @@ Each module compiles the time loop of one cell kind, with the reference's equati
 cache, so that a layer can run either and the two are tested equal. ``KERNELS`` maps a kind's
 registered name to its compiled equations: ``sequence`` and ``sequence_backward`` (as
 ``CellKind``'s), and ``cell_step(X, states, (W_ih, W_hh, b_ih, b_hh), threads, check_x, keep) →
-(new states, activated gates, cache)``, a whole step (products, biases, gates) in one call,
+(new states, activated gates, cache)``, a whole step (products, biases, gates) in one call
+(``threads``: a function giving the thread count, asked only where the step would share its rows),
 returning what the kind's reference ``step`` does so that its ``step_backward`` serves (a cell's
 steps, and a layer's single steps without a gradient; without ``keep``, the gates and cache are
 None); for the minimal layers (minGRU, minLSTM), ``fused_forward`` and ``fused_backward``, the

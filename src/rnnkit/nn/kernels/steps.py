@@ -161,7 +161,7 @@ def gru_step(X, h, W_ih, W_hh, b_ih, b_hh, split, new, gates, gh):
 
 
 @njit(cache=True, error_model="numpy", fastmath=STEP_FASTMATH)
-def rnn_step(X, h, W_ih, W_hh, b_ih, b_hh, relu, split, new):
+def rnn_step(X, h, relu, W_ih, W_hh, b_ih, b_hh, split, new):
     """new (B, H) ← h'. Returns whether X is finite."""
     scratch = np.empty_like(h)
     _pre_activations(X, h, W_ih, W_hh, b_ih, b_hh, new, scratch, split)
@@ -177,27 +177,18 @@ _NONE = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}  # the b
 _NOTHING = {np.dtype(t): np.empty((0, 0), t) for t in (np.float32, np.float64)}  # a cache not kept
 
 
-def _arrays(weights, dtype):
+def _arrays(weights, dtype, threads):
     """(W_ih, W_hh, b_ih, b_hh) Parameters, the biases None without them → the arrays the step
-    kernels take (empty biases)."""
+    kernels take (empty biases), and whether the step shares its gate rows between the kernels'
+    threads (``threads()``, asked only from SPLIT_BYTES of weights; see the module's docstring)."""
     W_ih, W_hh, b_ih, b_hh = weights
-    if b_ih is None:
-        none = _NONE[np.dtype(dtype)]
-        return W_ih.data, W_hh.data, none, none
-    return W_ih.data, W_hh.data, b_ih.data, b_hh.data
-
-
-def _splits(arrays, threads: int) -> bool:
-    """Whether this step shares its gate rows between ``threads`` (see the module's docstring)."""
-    if threads < 2 or arrays[0].nbytes + arrays[1].nbytes < SPLIT_BYTES:
-        return False
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    return True
-
-
-def _checked(finite: bool, X, check_x: str | None) -> None:
-    if check_x is not None and not finite:
-        raise non_finite_error(X, check_x)
+    W_ih, W_hh = W_ih.data, W_hh.data
+    b_ih, b_hh = (_NONE[dtype], _NONE[dtype]) if b_ih is None else (b_ih.data, b_hh.data)
+    count = 1 if W_ih.nbytes + W_hh.nbytes < SPLIT_BYTES else threads()
+    if count < 2:
+        return W_ih, W_hh, b_ih, b_hh, False
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    return W_ih, W_hh, b_ih, b_hh, True
 
 
 # The arrays a step fills are made here and passed in: the kernel then returns only a flag, where
@@ -205,45 +196,45 @@ def _checked(finite: bool, X, check_x: str | None) -> None:
 # Without ``keep`` (no gradient to come) the gates are not handed back at all.
 
 
-def lstm_cell_step(X, states, weights, threads=1, check_x=None, keep=True):
+def lstm_cell_step(X, states, weights, threads, check_x=None, keep=True):
     """(h', c'), the activated gates (B, 4H) and tanh c' (the cache), as ``LSTM_KIND.step`` (the
     last two None without ``keep``); ``weights``: (W_ih, W_hh, b_ih, b_hh), a cell's or one
-    direction of a layer's; ``threads``: the kernels' threads; ``check_x``: the name under which
-    NaN or infinite values in X are reported (a ``NonFiniteError``), or None where X was checked
-    before."""
-    arrays = _arrays(weights, X.dtype)
+    direction of a layer's; ``threads``: a function giving the kernels' thread count now
+    (``backend.threads``); ``check_x``: the name under which NaN or infinite values in X are
+    reported (a ``NonFiniteError``), or None where X was checked before."""
     B, H = states[1].shape
     new = np.empty((2, B, H), X.dtype)
     if keep:
         gates, tc = np.empty((B, 4 * H), X.dtype), np.empty((B, H), X.dtype)
     else:
         gates = tc = _NOTHING[X.dtype]
-    _checked(lstm_step(X, *states, *arrays, _splits(arrays, threads), new, gates, tc), X, check_x)
+    if not lstm_step(X, *states, *_arrays(weights, X.dtype, threads), new, gates, tc) and check_x is not None:
+        raise non_finite_error(X, check_x)
     return (new[0], new[1]), (gates if keep else None), (tc if keep else None)
 
 
-def gru_cell_step(X, states, weights, threads=1, check_x=None, keep=True):
+def gru_cell_step(X, states, weights, threads, check_x=None, keep=True):
     """(h',), the activated gates (B, 3H) and h W_hnᵀ + b_hn (the cache), as ``GRU_KIND.step``."""
-    arrays = _arrays(weights, X.dtype)
     B, H = states[0].shape
     new = np.empty((B, H), X.dtype)
     if keep:
         gates, gh = np.empty((B, 3 * H), X.dtype), np.empty((B, 3 * H), X.dtype)
     else:
         gates = gh = _NOTHING[X.dtype]
-    _checked(gru_step(X, states[0], *arrays, _splits(arrays, threads), new, gates, gh), X, check_x)
+    if not gru_step(X, states[0], *_arrays(weights, X.dtype, threads), new, gates, gh) and check_x is not None:
+        raise non_finite_error(X, check_x)
     return (new,), (gates if keep else None), (gh[:, 2 * H :] if keep else None)
 
 
-def rnn_cell_step(X, states, weights, threads=1, check_x=None, keep=True, relu=False):
+def rnn_cell_step(X, states, weights, threads, check_x=None, keep=True, relu=False):
     """(h',), h' again as the gates (the reference's cache is the activation itself), None; with
     or without ``keep`` alike, since handing back h' twice costs nothing."""
-    arrays = _arrays(weights, X.dtype)
     new = np.empty(states[0].shape, X.dtype)
-    _checked(rnn_step(X, states[0], *arrays, relu, _splits(arrays, threads), new), X, check_x)
+    if not rnn_step(X, states[0], relu, *_arrays(weights, X.dtype, threads), new) and check_x is not None:
+        raise non_finite_error(X, check_x)
     return (new,), new, None
 
 
-def relu_rnn_cell_step(X, states, weights, threads=1, check_x=None, keep=True):
+def relu_rnn_cell_step(X, states, weights, threads, check_x=None, keep=True):
     """``rnn_cell_step`` with h' = relu(…) (the IRNN)."""
     return rnn_cell_step(X, states, weights, threads, check_x, keep, relu=True)
