@@ -3,9 +3,10 @@
 Equations, shapes and cache are those of ``functional.lstm_sequence`` (the reference), and the
 two are tested equal. Each step is one parallel region: the hidden units are split into chunks
 (``backend.chunks()``, one per core) run on the kernels' threads; a chunk computes its units'
-rows of h_{t−1} W_hhᵀ (``matmul_into`` on its packed columns) and then, in the same pass, their
-gates, c_t, tanh c_t and h_t, and writes its units of the output and the cache; the units are
-independent within a step, so the threads meet once per step. The backward mirrors
+columns of [x_t | h_{t−1}] [W_ih | W_hh]ᵀ (``matmul_into`` on its packed columns: the input
+projection made step by step where it is used, not for every step first) and then, in the same
+pass, their gates, c_t, tanh c_t and h_t, and writes its units of the output and the cache; the
+units are independent within a step, so the threads meet once per step. The backward mirrors
 ``functional.lstm_step_backward``: each chunk's gate gradients and its share of dG W_hh, summed
 in chunk order at the next step. A projection (proj_size) mixes the units: it runs between regions.
 """
@@ -23,27 +24,30 @@ from .matmul import FASTMATH, chunk_width, gate_columns, gate_rows, matmul_into,
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def lstm_chunk(G, h, c, W, acc, h_new, Y, TC, H_prev, C_prev, keep, projected, t, b, u0, u1):
-    """One chunk's units [u0, u1) at step t: acc = h W (its packed columns), then the gates,
-    made activations in G, c_t in c, o ⊙ tanh c_t in h_new (the next state, or the projection's
-    input), tanh c_t in TC; with keep, c_{t−1} into C_prev. Without a projection the units are
-    the state's own: h_t also into Y, h_{t−1} into H_prev (with keep), and the inactive rows'
-    state carried into h_new (h is read by every chunk's product: the next state goes elsewhere)."""
-    matmul_into(h, W, acc, b)
-    H, Hk, n = c.shape[1], acc.shape[1] // 4, u1 - u0
+def lstm_chunk(X, xh, bias, G, c, W, acc, xh_next, out, at, Y, TC, H_prev, C_prev, keep, projected, t, t_next, b, u0, u1, first):
+    """One chunk's units [u0, u1) at step t: acc = [x_t | h_{t−1}] [W_ih | W_hh]ᵀ (xh; its packed
+    columns of W), then with the biases the gates, made activations in G (at t with keep, else in
+    its one step of scratch), c_t in c, o ⊙ tanh c_t in out[:, at + u] (the next state, or the
+    projection's input), tanh c_t in TC; with keep, c_{t−1} into C_prev. Without a projection the
+    units are the state's own: h_t also into Y, h_{t−1} into H_prev (with keep), and the inactive
+    rows' state carried into xh_next. The first chunk puts x of the next step into xh_next."""
+    matmul_into(xh, W, acc, b)
+    H, I, Hk, n = c.shape[1], X.shape[2], acc.shape[1] // 4, u1 - u0
+    s = t if keep else 0
+    bi, bf, bg, bo = bias[u0:u1], bias[H + u0 : H + u1], bias[2 * H + u0 : 2 * H + u1], bias[3 * H + u0 : 3 * H + u1]
     for r in range(b):
-        gi, gf, gg, go = G[t, r, u0:u1], G[t, r, H + u0 : H + u1], G[t, r, 2 * H + u0 : 2 * H + u1], G[t, r, 3 * H + u0 : 3 * H + u1]
+        gi, gf, gg, go = G[s, r, u0:u1], G[s, r, H + u0 : H + u1], G[s, r, 2 * H + u0 : 2 * H + u1], G[s, r, 3 * H + u0 : 3 * H + u1]
         ai, af, ag, ao = acc[r, :n], acc[r, Hk : Hk + n], acc[r, 2 * Hk : 2 * Hk + n], acc[r, 3 * Hk : 3 * Hk + n]
-        cr, hr, tcr = c[r, u0:u1], h_new[r, u0:u1], TC[t if keep else 0, r, u0:u1]
+        cr, hr, tcr = c[r, u0:u1], out[r, at + u0 : at + u1], TC[s, r, u0:u1]
         if keep:
             C_prev[t, r, u0:u1] = cr
             if not projected:
-                H_prev[t, r, u0:u1] = h[r, u0:u1]
+                H_prev[t, r, u0:u1] = xh[r, I + u0 : I + u1]
         for j in range(n):
-            i = sigmoid(gi[j] + ai[j])
-            f = sigmoid(gf[j] + af[j])
-            g = tanh(gg[j] + ag[j])
-            o = sigmoid(go[j] + ao[j])
+            i = sigmoid(ai[j] + bi[j])
+            f = sigmoid(af[j] + bf[j])
+            g = tanh(ag[j] + bg[j])
+            o = sigmoid(ao[j] + bo[j])
             gi[j], gf[j], gg[j], go[j] = i, f, g, o
             c_t = f * cr[j] + i * g
             tc = tanh(c_t)
@@ -53,41 +57,49 @@ def lstm_chunk(G, h, c, W, acc, h_new, Y, TC, H_prev, C_prev, keep, projected, t
         if not projected:
             Y[t, r, u0:u1] = hr
     if not projected:
-        for r in range(b, h.shape[0]):
-            h_new[r, u0:u1] = h[r, u0:u1]
+        for r in range(b, xh.shape[0]):
+            xh_next[r, I + u0 : I + u1] = xh[r, I + u0 : I + u1]
+    if first and t_next >= 0:
+        xh_next[:, :I] = X[t_next]
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
-def lstm_loop(G, h, c, W_packed, W_hrT, bs, reverse, keep, Y, H_prev, C_prev, TC):
-    """G (T, B, 4H): the input projections, made the activated gates [i f g o] in place;
-    h (B, P), c (B, H): the initial state, made the final one; W_packed: ``gate_columns(W_hh)``;
-    W_hrT: ``panels(W_hrᵀ)``, or empty without a projection. Fills Y (T, B, P) and, with keep,
-    H_prev, C_prev and TC = tanh c_t (without keep, TC is one step of scratch). The state goes
-    back and forth between two buffers (each step reads one and writes the other), so that the
-    chunks write theirs in the parallel region and nothing is copied between regions but a
-    projection's work."""
-    T, B, H = G.shape[0], G.shape[1], c.shape[1]
+def lstm_loop(X, bias, h, c, W_packed, W_hrT, bs, reverse, keep, G, Y, H_prev, C_prev, TC):
+    """X (T, B, I): the inputs; bias (4H): b_ih + b_hh; h (B, P), c (B, H): the initial state,
+    made the final one; W_packed: ``gate_columns([W_ih | W_hh])``; W_hrT: ``panels(W_hrᵀ)``, or
+    empty without a projection. Fills Y (T, B, P), G (T, B, 4H) with the activated gates [i f g o]
+    and, with keep, H_prev, C_prev and TC = tanh c_t (without keep, G and TC are one step of
+    scratch). The input enters the product beside the state: x_t W_ihᵀ is made where it is used,
+    and no (T, B, 4H) projection is written first and read back. [x_t | h] goes back and forth
+    between two buffers (each step reads one and writes the other), so that the chunks write
+    theirs in the parallel region and nothing is copied between regions but a projection's work."""
+    T, B, I = X.shape
+    H, P = c.shape[1], h.shape[1]
     chunks = W_packed.shape[0]
     Hk = chunk_width(H, chunks)
-    acc = np.empty((chunks, B, 4 * Hk), G.dtype)
+    acc = np.empty((chunks, B, 4 * Hk), X.dtype)
     projected = W_hrT.shape[0] > 0
-    h_full = np.empty((B, H), G.dtype)  # o ⊙ tanh c_t, the projection's input
-    states = np.empty((2,) + h.shape, G.dtype)
-    states[0] = h
+    h_full = np.empty((B, H), X.dtype)  # o ⊙ tanh c_t, the projection's input
+    h_proj = np.empty((B, P), X.dtype)
+    states = np.empty((2, B, I + P), X.dtype)
+    states[0, :, :I] = X[time_index(0, T, reverse)]
+    states[0, :, I:] = h
     for s in range(T):
         t = time_index(s, T, reverse)
+        t_next = time_index(s + 1, T, reverse) if s + 1 < T else -1
         b = bs[t]
-        h_in, h_out = states[s % 2], states[1 - s % 2]
+        xh_in, xh_out = states[s % 2], states[1 - s % 2]
         for k in prange(chunks):
-            lstm_chunk(G, h_in, c, W_packed[k], acc[k], h_full if projected else h_out, Y, TC, H_prev, C_prev, keep, projected,
-                       t, b, k * Hk, min(H, (k + 1) * Hk))
+            lstm_chunk(X, xh_in, bias, G, c, W_packed[k], acc[k], xh_out, h_full if projected else xh_out, 0 if projected else I,
+                       Y, TC, H_prev, C_prev, keep, projected, t, t_next, b, k * Hk, min(H, (k + 1) * Hk), k == 0)
         if projected:
             if keep:
-                H_prev[t, :b] = h_in[:b]
-            matmul_into(h_full, W_hrT, h_out, b)
-            h_out[b:] = h_in[b:]
-            Y[t, :b] = h_out[:b]
-    h[:] = states[T % 2]
+                H_prev[t, :b] = xh_in[:b, I:]
+            matmul_into(h_full, W_hrT, h_proj, b)
+            xh_out[:b, I:] = h_proj[:b]
+            xh_out[b:, I:] = xh_in[b:, I:]
+            Y[t, :b] = h_proj[:b]
+    h[:] = states[T % 2, :, I:]
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -155,14 +167,15 @@ def lstm_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1):
     """``functional.lstm_sequence``, compiled."""
     T, B, _ = X.shape
     h, c = (s.copy() for s in states)
-    G = products.affine(X, w.W_ih.data, w.bias_x, chunks, threads)
+    H = c.shape[1]
     alloc = buffers(bs, B)
     Y = alloc((T, B, h.shape[1]), X.dtype)
-    H = c.shape[1]
+    G, TC = (alloc((T, B, n), X.dtype) if keep else np.empty((1, B, n), X.dtype) for n in (4 * H, H))
     H_prev, C_prev = (alloc(shape, X.dtype) if keep else absent(X.dtype, 3) for shape in (Y.shape, (T, B, H)))
-    TC = alloc((T, B, H), X.dtype) if keep else np.empty((1, B, H), X.dtype)
     W_hrT = absent(X.dtype, 3) if w.W_hr is None else panels(w.W_hr.data.T)
-    lstm_loop(G, h, c, gate_columns(w.W_hh.data, 4, chunks), W_hrT, lengths(bs), reverse, keep, Y, H_prev, C_prev, TC)
+    bias = np.zeros(4 * H, X.dtype) if w.bias_x is None else w.bias_x
+    W = gate_columns(np.concatenate([w.W_ih.data, w.W_hh.data], axis=1), 4, chunks)
+    lstm_loop(np.ascontiguousarray(X), bias, h, c, W, W_hrT, lengths(bs), reverse, keep, G, Y, H_prev, C_prev, TC)
     return Y, (h, c), ((X, G, H_prev, C_prev, TC) if keep else None)
 
 
