@@ -14,6 +14,31 @@ def time_index(s, T, reverse):
     return T - 1 - s if reverse else s
 
 
+@njit(inline="always")
+def input_beside_state(X, h, reverse):
+    """(2, B, I + P): two buffers of [x_t | h], the product's input at a step (``matmul_into``
+    of it with [W_ih | W_hh]'s packed columns makes the input and recurrent sums at once); the
+    first holds the first step's x and the initial state h (B, P). A step reads one buffer and
+    its chunks write the other (``next_step_in``)."""
+    T, B, I = X.shape
+    states = np.empty((2, B, I + h.shape[1]), X.dtype)
+    states[0, :, :I] = X[time_index(0, T, reverse)]
+    states[0, :, I:] = h
+    return states
+
+
+@njit(inline="always")
+def next_step_in(X, xh, xh_next, t_next, b, u0, u1, carry, first):
+    """A chunk's part of the next step's buffer beyond its units' new state: with ``carry``, the
+    inactive rows' state (rows b…) of its units; for the first chunk, x at t_next (−1: none)."""
+    I = X.shape[2]
+    if carry:
+        for r in range(b, xh.shape[0]):
+            xh_next[r, I + u0 : I + u1] = xh[r, I + u0 : I + u1]
+    if first and t_next >= 0:
+        xh_next[:, :I] = X[t_next]
+
+
 @njit(inline="always", error_model="numpy")
 def gradient_in(dh, dY, t, b, norms):
     """∂L/∂h_t of the b active rows: dh (from step t+1) + dY[t] (what the output at t receives),

@@ -19,7 +19,8 @@ from numba import njit, prange
 from ..functional import accumulate_projection_grad, buffers
 from . import products
 from .activations import sigmoid, tanh
-from .common import absent, gradient_in, gradient_in_chunk, lengths, no_norms, norm_of_chunks, sum_chunks, time_index
+from .common import (absent, gradient_in, gradient_in_chunk, input_beside_state, lengths, next_step_in, no_norms,
+                     norm_of_chunks, sum_chunks, time_index)
 from .matmul import FASTMATH, chunk_width, gate_columns, gate_rows, matmul_into, panels
 
 
@@ -30,7 +31,7 @@ def lstm_chunk(X, xh, bias, G, c, W, acc, xh_next, out, at, Y, TC, H_prev, C_pre
     its one step of scratch), c_t in c, o ⊙ tanh c_t in out[:, at + u] (the next state, or the
     projection's input), tanh c_t in TC; with keep, c_{t−1} into C_prev. Without a projection the
     units are the state's own: h_t also into Y, h_{t−1} into H_prev (with keep), and the inactive
-    rows' state carried into xh_next. The first chunk puts x of the next step into xh_next."""
+    rows' state carried into xh_next (``next_step_in``, which also puts x there)."""
     matmul_into(xh, W, acc, b)
     H, I, Hk, n = c.shape[1], X.shape[2], acc.shape[1] // 4, u1 - u0
     s = t if keep else 0
@@ -56,11 +57,7 @@ def lstm_chunk(X, xh, bias, G, c, W, acc, xh_next, out, at, Y, TC, H_prev, C_pre
             hr[j] = o * tc
         if not projected:
             Y[t, r, u0:u1] = hr
-    if not projected:
-        for r in range(b, xh.shape[0]):
-            xh_next[r, I + u0 : I + u1] = xh[r, I + u0 : I + u1]
-    if first and t_next >= 0:
-        xh_next[:, :I] = X[t_next]
+    next_step_in(X, xh, xh_next, t_next, b, u0, u1, not projected, first)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
@@ -81,9 +78,7 @@ def lstm_loop(X, bias, h, c, W_packed, W_hrT, bs, reverse, keep, G, Y, H_prev, C
     projected = W_hrT.shape[0] > 0
     h_full = np.empty((B, H), X.dtype)  # o ⊙ tanh c_t, the projection's input
     h_proj = np.empty((B, P), X.dtype)
-    states = np.empty((2, B, I + P), X.dtype)
-    states[0, :, :I] = X[time_index(0, T, reverse)]
-    states[0, :, I:] = h
+    states = input_beside_state(X, h, reverse)
     for s in range(T):
         t = time_index(s, T, reverse)
         t_next = time_index(s + 1, T, reverse) if s + 1 < T else -1

@@ -1,7 +1,8 @@
 """The Elman RNN's time loop compiled, tanh or ReLU (the kinds rnn and irnn).
 
 Equations, shapes and cache are those of ``functional.rnn_sequence`` (the reference), tested
-equal. As the LSTM's kernel: a parallel region per step, a chunk of hidden units per core.
+equal. As the LSTM's kernel: a parallel region per step, a chunk of hidden units per core, the
+input projection made inside each step's product ([x_t | h_{t−1}] [W_ih | W_hh]ᵀ).
 """
 
 from __future__ import annotations
@@ -14,47 +15,53 @@ from numba import njit, prange
 from ..functional import buffers
 from . import products
 from .activations import tanh
-from .common import absent, gradient_in_chunk, lengths, no_norms, norm_of_chunks, sum_chunks, time_index
+from .common import (absent, gradient_in_chunk, input_beside_state, lengths, next_step_in, no_norms, norm_of_chunks,
+                     sum_chunks, time_index)
 from .matmul import FASTMATH, chunk_width, gate_columns, gate_rows, matmul_into
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def rnn_chunk(A, h, W, relu, acc, h_new, Y, H_prev, keep, t, b, u0, u1):
-    """One chunk's units [u0, u1) at step t: h_t = f(A_t + h W) into h_new, Y and A (the cache),
-    and with keep h_{t−1} into H_prev; the inactive rows' state carried into h_new."""
-    matmul_into(h, W, acc, b)
-    n = u1 - u0
-    zero = A.dtype.type(0)
+def rnn_chunk(X, xh, bias, W, relu, acc, xh_next, A, Y, H_prev, keep, t, t_next, b, u0, u1, first):
+    """One chunk's units [u0, u1) at step t: h_t = f([x_t | h_{t−1}] [W_ih | W_hh]ᵀ + b) (xh; its
+    packed columns of W) into xh_next and Y, with keep also into A (the cache) and h_{t−1} into
+    H_prev; the inactive rows' state and the next x go into xh_next (``next_step_in``)."""
+    matmul_into(xh, W, acc, b)
+    I, n = X.shape[2], u1 - u0
+    zero = X.dtype.type(0)
+    bias_u = bias[u0:u1]
     for r in range(b):
-        a, ar, hnew = A[t, r, u0:u1], acc[r, :n], h_new[r, u0:u1]
+        ar, hnew = acc[r, :n], xh_next[r, I + u0 : I + u1]
         if keep:
-            H_prev[t, r, u0:u1] = h[r, u0:u1]
+            H_prev[t, r, u0:u1] = xh[r, I + u0 : I + u1]
         for j in range(n):
-            s = a[j] + ar[j]
-            a[j] = hnew[j] = max(s, zero) if relu else tanh(s)
+            s = ar[j] + bias_u[j]
+            hnew[j] = max(s, zero) if relu else tanh(s)
         Y[t, r, u0:u1] = hnew
-    for r in range(b, h.shape[0]):
-        h_new[r, u0:u1] = h[r, u0:u1]
+        if keep:
+            A[t, r, u0:u1] = hnew
+    next_step_in(X, xh, xh_next, t_next, b, u0, u1, True, first)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
-def rnn_loop(A, h, W_packed, relu, bs, reverse, keep, Y, H_prev):
-    """A (T, B, H): the input projections with both biases, made h_t in place (the cache); h (B, H):
-    the initial state, made the final one; W_packed: ``gate_columns(W_hh)``. Fills Y (T, B, H)
-    and, with keep, H_prev. The state goes back and forth between two buffers (as ``lstm_loop``'s)."""
-    T, B, H = A.shape[0], A.shape[1], h.shape[1]
+def rnn_loop(X, bias, h, W_packed, relu, bs, reverse, keep, A, Y, H_prev):
+    """X (T, B, I): the inputs; bias (H): b_ih + b_hh; h (B, H): the initial state, made the
+    final one; W_packed: ``gate_columns([W_ih | W_hh])``. Fills Y (T, B, H) and, with keep, A
+    (h_t again: the cache) and H_prev. The input enters the product beside the state, in two
+    buffers that take turns (as ``lstm_loop``'s)."""
+    T, B, H = X.shape[0], X.shape[1], h.shape[1]
     chunks = W_packed.shape[0]
     Hk = chunk_width(H, chunks)
-    acc = np.empty((chunks, B, Hk), A.dtype)
-    states = np.empty((2, B, H), A.dtype)
-    states[0] = h
+    acc = np.empty((chunks, B, Hk), X.dtype)
+    states = input_beside_state(X, h, reverse)
     for s in range(T):
         t = time_index(s, T, reverse)
+        t_next = time_index(s + 1, T, reverse) if s + 1 < T else -1
         b = bs[t]
-        h_in, h_out = states[s % 2], states[1 - s % 2]
+        xh_in, xh_out = states[s % 2], states[1 - s % 2]
         for k in prange(chunks):
-            rnn_chunk(A, h_in, W_packed[k], relu, acc[k], h_out, Y, H_prev, keep, t, b, k * Hk, min(H, (k + 1) * Hk))
-    h[:] = states[T % 2]
+            rnn_chunk(X, xh_in, bias, W_packed[k], relu, acc[k], xh_out, A, Y, H_prev, keep, t, t_next, b,
+                      k * Hk, min(H, (k + 1) * Hk), k == 0)
+    h[:] = states[T % 2, :, X.shape[2]:]
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -105,11 +112,13 @@ def rnn_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1, relu=Fals
     """``functional.rnn_sequence``, compiled."""
     T, B, _ = X.shape
     h = states[0].copy()
-    A = products.affine(X, w.W_ih.data, w.bias_x, chunks, threads)
+    H = h.shape[1]
     alloc = buffers(bs, B)
-    Y = alloc((T, B, h.shape[1]), X.dtype)
-    H_prev = alloc(Y.shape, X.dtype) if keep else absent(X.dtype, 3)
-    rnn_loop(A, h, gate_columns(w.W_hh.data, 1, chunks), relu, lengths(bs), reverse, keep, Y, H_prev)
+    Y = alloc((T, B, H), X.dtype)
+    A, H_prev = (alloc(Y.shape, X.dtype) if keep else absent(X.dtype, 3) for _ in range(2))
+    bias = np.zeros(H, X.dtype) if w.bias_x is None else w.bias_x
+    W = gate_columns(np.concatenate([w.W_ih.data, w.W_hh.data], axis=1), 1, chunks)
+    rnn_loop(np.ascontiguousarray(X), bias, h, W, relu, lengths(bs), reverse, keep, A, Y, H_prev)
     return Y, (h,), ((X, A, H_prev) if keep else None)
 
 
