@@ -422,17 +422,19 @@ def test_a_small_product_is_not_cut():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_the_per_step_product_equals_numpys_at_every_edge(dtype):
     """matmul_into over panels: rows past the last tile of four, columns past the last panel,
-    one row, one k; rows past ``rows`` are left alone."""
+    one row, one k, A's columns from an offset k0; rows past ``rows`` are left alone."""
     from rnnkit.nn.kernels.matmul import NR, matmul_into, panels
 
     rng = np.random.default_rng(0)
     for M, K, N in [(1, 1, 1), (3, 5, NR - 1), (4, 33, NR), (7, 8, NR + 3), (9, 17, 2 * NR + 5), (16, 64, 3 * NR)]:
-        A, B = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
-        for rows in {M, max(M - 2, 1)}:
-            out = np.full((M, N), 7.0, dtype)
-            matmul_into(A, panels(B), out, rows)
-            assert relative_error(out[:rows], A[:rows] @ B) <= BOUND[dtype] / 10, (M, K, N, rows)
-            assert (out[rows:] == 7.0).all()
+        B = rng.standard_normal((K, N)).astype(dtype)
+        for k0 in (0, 3):
+            A = rng.standard_normal((M, k0 + K + 2)).astype(dtype)  # columns beyond k0 + K are not read
+            for rows in {M, max(M - 2, 1)}:
+                out = np.full((M, N), 7.0, dtype)
+                matmul_into(A, panels(B), out, rows, k0)
+                assert relative_error(out[:rows], A[:rows, k0 : k0 + K] @ B) <= BOUND[dtype] / 10, (M, K, N, rows, k0)
+                assert (out[rows:] == 7.0).all()
 
 
 def test_the_automatic_thread_count_is_within_the_cores(kernel_threads):

@@ -2,7 +2,8 @@
 
 Equations, shapes and cache are those of ``functional.gru_sequence`` (the reference), tested
 equal. As the LSTM's kernel: a parallel region per step, a chunk of hidden units per core,
-each computing its units' rows of h_{t−1} W_hhᵀ and then r, z, n and h_t; the backward mirrors
+each computing its units' columns of the step's products, the input's included, and then r, z,
+n and h_t; the backward mirrors
 ``functional.gru_step_backward``, each chunk adding its share of dG_h W_hh.
 """
 
@@ -14,58 +15,67 @@ from numba import njit, prange
 from ..functional import buffers
 from . import products
 from .activations import sigmoid, tanh
-from .common import absent, gradient_in_chunk, lengths, no_norms, norm_of_chunks, sum_chunks, time_index
+from .common import (absent, gradient_in_chunk, input_beside_state, lengths, next_step_in, no_norms, norm_of_chunks,
+                     sum_chunks, time_index)
 from .matmul import FASTMATH, chunk_width, gate_columns, gate_rows, matmul_into
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def gru_chunk(G, h, W, b_hn, acc, h_new, Y, H_prev, HN, keep, t, b, u0, u1):
-    """One chunk's units [u0, u1) at step t: acc = h W (its packed columns), the gates made
-    activations in G, h_t into h_new and Y, and with keep h_{t−1} into H_prev and h W_hnᵀ + b_hn
-    into HN; the inactive rows' state carried into h_new (h is read by every chunk's product:
-    the next state goes elsewhere)."""
-    matmul_into(h, W, acc, b)
-    H, Hk, n = h.shape[1], acc.shape[1] // 3, u1 - u0
+def gru_chunk(X, xh, bias, b_hn, W_rz, W_nx, W_nh, acc_rz, acc_nx, acc_nh, xh_next, G, Y, H_prev, HN, keep, t, t_next, b,
+              u0, u1, first):
+    """One chunk's units [u0, u1) at step t: their columns of [x_t | h_{t−1}] [W_i | W_h]ᵀ for r and
+    z in one product, and for n x_t W_inᵀ and h_{t−1} W_hnᵀ apart (the reset gate multiplies the
+    second); then the gates, made activations in G (at t with keep, else its one step of scratch),
+    h_t into xh_next and Y, and with keep h_{t−1} into H_prev and h W_hnᵀ + b_hn into HN; the
+    inactive rows' state and the next x into xh_next (``next_step_in``)."""
+    I, Hk, n = X.shape[2], acc_nx.shape[1], u1 - u0
+    H = G.shape[2] // 3
+    matmul_into(xh, W_rz, acc_rz, b, 0)
+    matmul_into(xh, W_nx, acc_nx, b, 0)
+    matmul_into(xh, W_nh, acc_nh, b, I)
+    s = t if keep else 0
+    br, bz, bn = bias[u0:u1], bias[H + u0 : H + u1], bias[2 * H + u0 : 2 * H + u1]
     for r in range(b):
-        gr, gz, gn = G[t, r, u0:u1], G[t, r, H + u0 : H + u1], G[t, r, 2 * H + u0 : 2 * H + u1]
-        ar, az, an = acc[r, :n], acc[r, Hk : Hk + n], acc[r, 2 * Hk : 2 * Hk + n]
-        hr, hnew = h[r, u0:u1], h_new[r, u0:u1]
-        if b_hn.shape[0] > 0:  # an becomes h W_hnᵀ + b_hn in place (acc is the chunk's scratch)
-            an += b_hn[u0:u1]
+        gr, gz, gn = G[s, r, u0:u1], G[s, r, H + u0 : H + u1], G[s, r, 2 * H + u0 : 2 * H + u1]
+        ar, az, ax, ah = acc_rz[r, :n], acc_rz[r, Hk : Hk + n], acc_nx[r, :n], acc_nh[r, :n]
+        hr, hnew = xh[r, I + u0 : I + u1], xh_next[r, I + u0 : I + u1]
+        if b_hn.shape[0] > 0:  # ah becomes h W_hnᵀ + b_hn in place (the chunk's scratch)
+            ah += b_hn[u0:u1]
         if keep:
             H_prev[t, r, u0:u1] = hr
-            HN[t, r, u0:u1] = an
+            HN[t, r, u0:u1] = ah
         for j in range(n):  # no branch inside (with them a layer's inference took 1.3–1.4× the time)
-            reset = sigmoid(gr[j] + ar[j])
-            z = sigmoid(gz[j] + az[j])
-            g = tanh(gn[j] + reset * an[j])
+            reset = sigmoid(ar[j] + br[j])
+            z = sigmoid(az[j] + bz[j])
+            g = tanh(ax[j] + bn[j] + reset * ah[j])
             gr[j], gz[j], gn[j] = reset, z, g
             hnew[j] = (hr[j] - g) * z + g
         Y[t, r, u0:u1] = hnew
-    for r in range(b, h.shape[0]):
-        h_new[r, u0:u1] = h[r, u0:u1]
+    next_step_in(X, xh, xh_next, t_next, b, u0, u1, True, first)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
-def gru_loop(G, h, W_packed, b_hn, bs, reverse, keep, Y, H_prev, HN):
-    """G (T, B, 3H): the input projections (with b_hr, b_hz), made the activated gates [r z n]
-    in place; h (B, H): the initial state, made the final one; W_packed: ``gate_columns(W_hh)``;
-    b_hn (H,), or empty without biases. Fills Y (T, B, H) and, with keep, H_prev and
-    HN = h_{t−1} W_hnᵀ + b_hn. The state goes back and forth between two buffers (as
-    ``lstm_loop``'s): nothing is copied between the steps' regions."""
-    T, B, H = G.shape[0], G.shape[1], h.shape[1]
-    chunks = W_packed.shape[0]
+def gru_loop(X, bias, b_hn, h, W_rz, W_nx, W_nh, bs, reverse, keep, G, Y, H_prev, HN):
+    """X (T, B, I): the inputs; bias (3H): ``_gru_input_bias`` (b_ih + b_hh for r and z, b_in
+    for n); b_hn (H,), or empty without biases; h (B, H): the initial state, made the final one;
+    W_rz: ``gate_columns`` of [W_i | W_h]'s r and z rows, W_nx and W_nh of W_in and W_hn. Fills
+    Y (T, B, H), G (T, B, 3H) with the activated gates [r z n] and, with keep, H_prev and
+    HN = h_{t−1} W_hnᵀ + b_hn (without keep, G is one step of scratch). The input enters the
+    products beside the state, in two buffers that take turns (as ``lstm_loop``'s)."""
+    T, B, H = X.shape[0], X.shape[1], h.shape[1]
+    chunks = W_rz.shape[0]
     Hk = chunk_width(H, chunks)
-    acc = np.empty((chunks, B, 3 * Hk), G.dtype)
-    states = np.empty((2, B, H), G.dtype)
-    states[0] = h
+    acc_rz, acc_nx, acc_nh = np.empty((chunks, B, 2 * Hk), X.dtype), np.empty((chunks, B, Hk), X.dtype), np.empty((chunks, B, Hk), X.dtype)
+    states = input_beside_state(X, h, reverse)
     for s in range(T):
         t = time_index(s, T, reverse)
+        t_next = time_index(s + 1, T, reverse) if s + 1 < T else -1
         b = bs[t]
-        h_in, h_out = states[s % 2], states[1 - s % 2]
+        xh_in, xh_out = states[s % 2], states[1 - s % 2]
         for k in prange(chunks):
-            gru_chunk(G, h_in, W_packed[k], b_hn, acc[k], h_out, Y, H_prev, HN, keep, t, b, k * Hk, min(H, (k + 1) * Hk))
-    h[:] = states[T % 2]
+            gru_chunk(X, xh_in, bias, b_hn, W_rz[k], W_nx[k], W_nh[k], acc_rz[k], acc_nx[k], acc_nh[k], xh_out, G, Y, H_prev, HN,
+                      keep, t, t_next, b, k * Hk, min(H, (k + 1) * Hk), k == 0)
+    h[:] = states[T % 2, :, X.shape[2]:]
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -90,7 +100,7 @@ def gru_chunk_backward(dh_t, G, H_prev, HN, W, dG, dG_h, dG_chunk, d_partial, di
             hz[j] = pz[j] = d_z
             hn_[j] = pn[j] = d_n * reset  # the hidden side of n sits behind the reset gate
             dd[j] = d * z  # h_t = … + z ⊙ h_{t−1}
-    matmul_into(dG_chunk, W, d_partial, b)
+    matmul_into(dG_chunk, W, d_partial, b, 0)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
@@ -129,12 +139,17 @@ def gru_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1):
     """``functional.gru_sequence``, compiled."""
     T, B, _ = X.shape
     h = states[0].copy()
-    G = products.affine(X, w.W_ih.data, w.bias_x, chunks, threads)
-    b_hn = absent(X.dtype, 1) if w.b_hh is None else w.b_hh.data[2 * h.shape[1] :]
+    H = h.shape[1]
+    b_hn = absent(X.dtype, 1) if w.b_hh is None else w.b_hh.data[2 * H :]
+    bias = np.zeros(3 * H, X.dtype) if w.bias_x is None else w.bias_x
     alloc = buffers(bs, B)
-    Y = alloc((T, B, h.shape[1]), X.dtype)
+    Y = alloc((T, B, H), X.dtype)
+    G = alloc((T, B, 3 * H), X.dtype) if keep else np.empty((1, B, 3 * H), X.dtype)
     H_prev, HN = (alloc(Y.shape, X.dtype) if keep else absent(X.dtype, 3) for _ in range(2))
-    gru_loop(G, h, gate_columns(w.W_hh.data, 3, chunks), b_hn, lengths(bs), reverse, keep, Y, H_prev, HN)
+    W_ih, W_hh = w.W_ih.data, w.W_hh.data
+    W_rz = gate_columns(np.concatenate([W_ih[: 2 * H], W_hh[: 2 * H]], axis=1), 2, chunks)
+    W_nx, W_nh = gate_columns(W_ih[2 * H :], 1, chunks), gate_columns(W_hh[2 * H :], 1, chunks)
+    gru_loop(np.ascontiguousarray(X), bias, b_hn, h, W_rz, W_nx, W_nh, lengths(bs), reverse, keep, G, Y, H_prev, HN)
     return Y, (h,), ((X, G, H_prev, HN) if keep else None)
 
 

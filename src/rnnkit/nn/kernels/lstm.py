@@ -32,7 +32,7 @@ def lstm_chunk(X, xh, bias, G, c, W, acc, xh_next, out, at, Y, TC, H_prev, C_pre
     projection's input), tanh c_t in TC; with keep, c_{t−1} into C_prev. Without a projection the
     units are the state's own: h_t also into Y, h_{t−1} into H_prev (with keep), and the inactive
     rows' state carried into xh_next (``next_step_in``, which also puts x there)."""
-    matmul_into(xh, W, acc, b)
+    matmul_into(xh, W, acc, b, 0)
     H, I, Hk, n = c.shape[1], X.shape[2], acc.shape[1] // 4, u1 - u0
     s = t if keep else 0
     bi, bf, bg, bo = bias[u0:u1], bias[H + u0 : H + u1], bias[2 * H + u0 : 2 * H + u1], bias[3 * H + u0 : 3 * H + u1]
@@ -90,7 +90,7 @@ def lstm_loop(X, bias, h, c, W_packed, W_hrT, bs, reverse, keep, G, Y, H_prev, C
         if projected:
             if keep:
                 H_prev[t, :b] = xh_in[:b, I:]
-            matmul_into(h_full, W_hrT, h_proj, b)
+            matmul_into(h_full, W_hrT, h_proj, b, 0)
             xh_out[:b, I:] = h_proj[:b]
             xh_out[b:, I:] = xh_in[b:, I:]
             Y[t, :b] = h_proj[:b]
@@ -115,7 +115,7 @@ def lstm_chunk_backward(dh_full, dc, G, C_prev, TC, W, dG, dG_chunk, d_partial, 
             dg[j] = pg[j] = dct * i[j] * (1 - g[j] * g[j])
             do[j] = po[j] = d * tc * ((1 - o[j]) * o[j])
             dcr[j] = dct * f[j]
-    matmul_into(dG_chunk, W, d_partial, b)
+    matmul_into(dG_chunk, W, d_partial, b, 0)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
@@ -145,7 +145,7 @@ def lstm_loop_backward(dY, dh, dc, G, C_prev, TC, W_rows, W_hr, bs, reverse, dG,
             sum_chunks(carried, last, carried[:0], b_last, 0, P)
             dh_t = gradient_in(carried, dY, t, b, norms)
             dH[t, :b] = dh_t
-            matmul_into(dh_t, W_hr, dh_full, b)
+            matmul_into(dh_t, W_hr, dh_full, b, 0)
         for k in prange(chunks):
             u0, u1 = k * Hk, min(H, (k + 1) * Hk)
             if not projected:

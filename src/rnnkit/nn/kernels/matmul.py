@@ -58,8 +58,9 @@ def panels(B: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def matmul_into(A, B_panels, out, rows):
-    """out[:rows] = A[:rows] @ B: A (≥rows, K) and out (≥rows, N) C-contiguous, B_panels = panels(B)."""
+def matmul_into(A, B_panels, out, rows, k0):
+    """out[:rows] = A[:rows, k0:k0 + K] @ B: A (≥rows, ≥k0 + K) and out (≥rows, N) C-contiguous,
+    B_panels = panels(B) (K rows)."""
     N = out.shape[1]
     K = B_panels.shape[1]
     acc = _tile(A)
@@ -70,7 +71,7 @@ def matmul_into(A, B_panels, out, rows):
             for j in range(MR * NR):
                 acc[j] = 0
             for k in range(K):
-                a0, a1, a2, a3 = A[r, k], A[r + 1, k], A[r + 2, k], A[r + 3, k]
+                a0, a1, a2, a3 = A[r, k0 + k], A[r + 1, k0 + k], A[r + 2, k0 + k], A[r + 3, k0 + k]
                 for j in range(NR):
                     b = Bp[k, j]
                     acc[j] += a0 * b
@@ -90,7 +91,7 @@ def matmul_into(A, B_panels, out, rows):
             for j in range(NR):
                 acc[j] = 0
             for k in range(K):
-                a0 = A[r, k]
+                a0 = A[r, k0 + k]
                 for j in range(NR):
                     acc[j] += a0 * Bp[k, j]
             out[r, j0 : j0 + n] = acc[:n]
@@ -105,7 +106,7 @@ def chunk_width(H, chunks):
 def gate_columns(W: np.ndarray, blocks: int, chunks: int) -> np.ndarray:
     """W (G·H, P), gate blocks stacked, → (chunks, ⌈G·Hk/NR⌉, P, NR): chunk c's columns are its
     units' rows of every gate block, transposed, [g0 of its units | g1 … ] (missing units are
-    zeros), in panels; ``matmul_into(h, packed[c], out)`` is then chunk c's share of h Wᵀ."""
+    zeros), in panels; ``matmul_into(h, packed[c], out, rows, 0)`` is then chunk c's share of h Wᵀ."""
     return np.stack([panels(columns.T) for columns in _chunk_rows(W, blocks, chunks)])
 
 

@@ -25,7 +25,7 @@ def rnn_chunk(X, xh, bias, W, relu, acc, xh_next, A, Y, H_prev, keep, t, t_next,
     """One chunk's units [u0, u1) at step t: h_t = f([x_t | h_{t−1}] [W_ih | W_hh]ᵀ + b) (xh; its
     packed columns of W) into xh_next and Y, with keep also into A (the cache) and h_{t−1} into
     H_prev; the inactive rows' state and the next x go into xh_next (``next_step_in``)."""
-    matmul_into(xh, W, acc, b)
+    matmul_into(xh, W, acc, b, 0)
     I, n = X.shape[2], u1 - u0
     zero = X.dtype.type(0)
     bias_u = bias[u0:u1]
@@ -76,7 +76,7 @@ def rnn_chunk_backward(dh_t, Hs, W, relu, dA, dA_chunk, d_partial, t, b, u0, u1)
                 da[j] = p[j] = d[j] if y[j] > 0 else 0
             else:
                 da[j] = p[j] = (1 - y[j] * y[j]) * d[j]
-    matmul_into(dA_chunk, W, d_partial, b)
+    matmul_into(dA_chunk, W, d_partial, b, 0)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
