@@ -1,9 +1,9 @@
 """The big products outside the time loop, shared between the kernels' threads.
 
-A layer's input projection X W_ihᵀ for all steps and, in backward, its weight gradients and dX
-are a third of a training step or more (a 2-layer LSTM-256 language model: 5 GFLOP a step of
-batch 32 × 100 steps); a ``Linear`` over every step (the model's head) makes the same kind of
-products. The reference (``functional.affine``, ``affine_backward``, ``accumulate_weight_grads``)
+A layer's weight gradients and dX, made after its backward loop, are a third of a training
+step or more (a 2-layer LSTM-256 language model: 7.5 GFLOP a step of batch 32 × 100 steps; the
+input projection is made inside the forward loop's products, ``lstm_loop``); a ``Linear`` over
+every step (the model's head) and a minimal layer's x Wᵀ + b make the same kind of products. The reference (``functional.affine``, ``affine_backward``, ``accumulate_weight_grads``)
 makes each one BLAS call at BLAS's thread count, which the thread policy holds at one. Here each
 product is cut into the kernels' ``parts`` (``backend.chunks()``) — blocks of the output, so
 no two parts write the same numbers — each a one-thread BLAS call, run on ``threads`` Python
