@@ -9,6 +9,7 @@ import pytest
 
 import rnnkit
 from rnnkit import memory
+from rnnkit.nn import allocator, backend
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
@@ -45,6 +46,40 @@ def test_the_python_api_reuses_freed_arrays_as_the_command_does(tmp_path):
     api = f"import rnnkit\ntry:\n    rnnkit.load({str(tmp_path)!r})\nexcept Exception:\n    pass"
     assert faults("import rnnkit") > 1000  # glibc's own way: 16 MB faulted in again, 4,096 pages
     assert faults(api) < 50  # 0 here
+
+
+LAYER_ALONE = """
+import numpy as np
+from rnnkit import nn
+nn.backend.set_backend({backend!r})
+nn.LSTM(3, 8)(np.ones((5, 2, 3), np.float32))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.skipif("numba" not in backend.available(), reason="the compiled kernels")
+def test_a_program_with_rnnkit_nn_alone_reuses_freed_arrays_where_the_kernels_run_unless_glibc_was_tuned():
+    import os
+    import subprocess
+
+    def faults(backend, **env):
+        code = FAULTS_ON_REUSE.format(code=LAYER_ALONE.format(backend=backend))
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True,
+                              env={**os.environ, **env})
+        return int(done.stdout.split()[-1])
+
+    assert faults("numba") < 50  # a layer's compiled forward set it
+    assert faults("numpy") > 1000  # the reference leaves the allocator as it is
+    assert faults("numba", MALLOC_MMAP_THRESHOLD_="131072") > 1000  # the user's own setting rules
+    assert memory.keep_freed_memory is allocator.keep_freed_memory  # one definition, the command's too
+
+
+def test_a_user_tuned_allocator_is_left_alone(monkeypatch):
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0")
+    assert memory.keep_freed_memory() is False
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "0")
+    assert memory.keep_freed_memory() is False
 
 
 def test_elsewhere_it_does_nothing(monkeypatch):

@@ -1,20 +1,8 @@
-"""How the process gets its memory back: keep freed blocks for reuse instead of returning them.
+"""How the process gets its memory back (``keep_freed_memory``, defined in ``nn/allocator.py``
+beside the kernels, which apply it too), and how much memory a model may take.
 
-NumPy allocates every temporary afresh. glibc serves a block above its mmap threshold (which
-starts at 128 KB and adapts to what the process has freed, up to 32 MB) with fresh pages from
-the OS and unmaps it when freed, and it returns a free heap top above its trim threshold; a
-later array of the same size is then faulted in again, page by page. For the parallel-scan
-layers, whose steps make a few dozen temporaries of T·B·H elements each, that was 40% of a
-minGRU training step at T = 1024, B = 1, H = 64, and how much depends on what ran before in
-the process. ``keep_freed_memory`` fixes the threshold at its maximum and raises the trim threshold,
-so freed blocks below 32 MB are reused: steady timings, at the price of a process that holds
-on to up to 256 MB of freed memory. The ``rnnkit`` command calls it at start, and so does the
-Python API (``rnnkit.train``, ``load``, ``import_weights``) the first time it runs; a program that
-uses ``rnnkit.nn`` alone may call it itself. Elsewhere than glibc it does nothing.
-
-How much memory a model may take: ``within_memory`` builds a model and refuses, with one line
-naming the size options, a model whose arrays do not fit in the memory available
-(``available_bytes``: MemAvailable), or whose training would hold more than that. Linux lets a
+``within_memory`` builds a model and refuses, with one line naming the size options, a model
+whose arrays do not fit in the memory available (``available_bytes``: MemAvailable), or whose training would hold more than that. Linux lets a
 process allocate more than it has (overcommit) and kills it when the pages are touched, with no
 word; so the model is built under an address-space limit of what is available
 (``RLIMIT_AS``), which turns that kill into a MemoryError.
@@ -23,25 +11,9 @@ word; so the model is built under an address-space limit of what is available
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import sys
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
-MMAP_THRESHOLD = 32 * 2**20  # glibc's largest (64-bit): blocks below this come from the heap
-TRIM_THRESHOLD = 256 * 2**20  # free memory at the heap's top kept for reuse, at most
-
-
-def keep_freed_memory() -> bool:
-    """Set glibc's allocator to reuse freed blocks (see the module docstring); True if it took."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (or no mallopt): leave the allocator as it is
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-
+from .nn.allocator import keep_freed_memory  # noqa: F401  (the command's and the API's setting, defined beside the kernels)
 
 # ---- whether a model fits ----------------------------------------------------------------------------
 
