@@ -26,7 +26,7 @@ def import_weights(task, weights, out, overwrite=False, quiet=False, seed=0, **o
 
 
 def keep_freed_memory():
-    """Let glibc reuse freed arrays instead of returning them to the OS (see rnnkit.memory)."""
-    from .memory import keep_freed_memory as _keep
+    """Let glibc reuse freed arrays instead of returning them to the OS (see rnnkit.nn.allocator)."""
+    from .nn.allocator import keep_freed_memory as _keep
 
     return _keep()

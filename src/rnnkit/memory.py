@@ -1,11 +1,11 @@
 """How the process gets its memory back (``keep_freed_memory``, defined in ``nn/allocator.py``
 beside the kernels, which apply it too), and how much memory a model may take.
 
-``within_memory`` builds a model and refuses, with one line naming the size options, a model
-whose arrays do not fit in the memory available (``available_bytes``: MemAvailable), or whose training would hold more than that. Linux lets a
-process allocate more than it has (overcommit) and kills it when the pages are touched, with no
-word; so the model is built under an address-space limit of what is available
-(``RLIMIT_AS``), which turns that kill into a MemoryError.
+``within_memory`` builds a model and refuses, with one line naming the size options, a model whose
+arrays do not fit in the memory available (``available_bytes``: MemAvailable), or whose training
+would hold more than that. Linux lets a process allocate more than it has (overcommit) and kills it
+when the pages are touched, with no word; so the model is built under an address-space limit of
+what is available (``RLIMIT_AS``), which turns that kill into a MemoryError.
 """
 
 from __future__ import annotations

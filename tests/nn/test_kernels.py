@@ -58,6 +58,14 @@ def relative_error(a, b) -> float:
     return float(np.linalg.norm((a - b).astype(np.float64)) / max(np.linalg.norm(b.astype(np.float64)), 1e-30))
 
 
+def as_on_cores(monkeypatch, count: int) -> None:
+    """``backend.chunks()`` as on a machine with ``count`` cores, for this test alone: the products
+    made for another count (``backend.products()`` keeps them, since the cores do not change in
+    a process) are set aside too."""
+    monkeypatch.setattr(backend, "chunks", lambda: count)
+    monkeypatch.setattr(backend, "_products", {})
+
+
 @pytest.fixture
 def kernel_threads():
     """Sets the kernels' threads for a test, then restores the automatic choice; BLAS at one
@@ -70,13 +78,14 @@ def kernel_threads():
     backend.set_threads(None)
 
 
-@pytest.mark.parametrize("chunks", [1, 3])  # 3 chunks of at most 7 units: uneven, some one unit wide
+# 3 chunks of at most 6 units: uneven, some one unit wide; 4: the last ones empty (H = 5: 2, 2, 1, none)
+@pytest.mark.parametrize("chunks", [1, 3, 4])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("kind", ACCELERATED, ids=[k.name for k in ACCELERATED])
 def test_kernels_equal_the_reference(kind, seed, dtype, chunks, kernel_threads, monkeypatch):
     layer, x, lengths, given, _ = random_configuration(kind, seed, dtype)
-    monkeypatch.setattr(backend, "chunks", lambda: chunks)  # as on a machine with that many cores
+    as_on_cores(monkeypatch, chunks)
     kernel_threads(2)
     with backend.use_backend("numpy"):
         expected = run(layer, x, lengths, given, seed)
@@ -97,7 +106,7 @@ def test_the_results_are_the_same_to_the_last_bit_on_any_number_of_threads(kind,
 
     monkeypatch.setattr(products, "CUT_FROM_FLOPS", 0)
     if chunks is not None:
-        monkeypatch.setattr(backend, "chunks", lambda: chunks)
+        as_on_cores(monkeypatch, chunks)
     rng = np.random.default_rng(5)
     layer = kind.layer(24, 40, num_layers=2, bidirectional=True, dtype=np.float32, rng=5, **kind.options)
     x = rng.standard_normal((9, 6, 24)).astype(np.float32)

@@ -12,10 +12,10 @@ steady timings, at the price of a process that holds on to up to 256 MB of freed
 
 The ``rnnkit`` command calls it at start, the Python API (``rnnkit.train``, ``load``,
 ``import_weights``) the first time it runs, and the compiled kernels where they first run (a
-program that uses ``rnnkit.nn`` alone, as one uses ``torch.nn``). Where the user tuned glibc's
-allocator in the environment ($MALLOC_MMAP_THRESHOLD_, $MALLOC_TRIM_THRESHOLD_ …, or malloc
-tunables in $GLIBC_TUNABLES), theirs rules and nothing is changed; elsewhere than glibc it does
-nothing either.
+program that uses ``rnnkit.nn`` alone, as one uses ``torch.nn``). Where the user set when glibc
+gives memory back ($MALLOC_MMAP_THRESHOLD_, $MALLOC_TRIM_THRESHOLD_ …, or those tunables in
+$GLIBC_TUNABLES, even in ``os.environ`` before the kernels first run), theirs rules and nothing is
+changed; elsewhere than glibc it does nothing either.
 """
 
 from __future__ import annotations
@@ -29,10 +29,15 @@ MMAP_THRESHOLD = 32 * 2**20  # glibc's largest (64-bit): blocks below this come 
 TRIM_THRESHOLD = 256 * 2**20  # free memory at the heap's top kept for reuse, at most
 
 
+# glibc's settings of when memory goes back to the system, as environment variables and as tunables
+USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+USER_TUNABLES = ("glibc.malloc.mmap_threshold", "glibc.malloc.trim_threshold", "glibc.malloc.top_pad", "glibc.malloc.mmap_max")
+
+
 def user_tuned() -> bool:
-    """Whether the environment sets glibc's allocator (its MALLOC_*_ variables or malloc tunables)."""
-    return (any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ)
-            or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""))
+    """Whether the environment sets when glibc gives memory back (``USER_SETTINGS``, ``USER_TUNABLES``)."""
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    return any(os.environ.get(name, "").strip() for name in USER_SETTINGS) or any(t in tunables for t in USER_TUNABLES)
 
 
 def keep_freed_memory() -> bool:

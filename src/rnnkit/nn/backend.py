@@ -235,7 +235,8 @@ def cell_step(kind):
 
 
 def _on_threads(step):
-    """``step`` given the kernels' thread count (a closure: a partial that adds a keyword costs 0.3 µs a call, this one 0.1)."""
+    """``step`` given ``threads``, the function that tells the kernels' thread count now (a closure:
+    a partial that adds a keyword costs 0.3 µs a call, this one 0.1)."""
     def on_threads(X, states, weights, check_x=None, keep=True):
         return step(X, states, weights, threads, check_x, keep)
 

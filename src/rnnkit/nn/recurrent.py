@@ -460,7 +460,7 @@ class RNNCellBase(Module):
             setattr(self, name, Parameter(np.empty(shape, self.dtype)))
         self._extra_names = tuple(extra)  # a step is short: its weights are gathered without asking the kind
         _init_uniform(self, H, as_rng(rng))
-        self._array_dtype = np.dtype(self.dtype)  # what a streamed input's dtype is, compared by identity
+        self._array_dtype = np.dtype(self.dtype)  # a streamed input's dtype, compared by identity (cheaper than ==)
         self._returned = (None, None)  # the state last returned and the arrays behind it (``_carried``)
 
     def extra_repr(self) -> str:

@@ -22,21 +22,36 @@ def input_beside_state(X, h, reverse):
     its chunks write the other (``next_step_in``)."""
     T, B, I = X.shape
     states = np.empty((2, B, I + h.shape[1]), X.dtype)
-    states[0, :, :I] = X[time_index(0, T, reverse)]
+    if T > 0:
+        states[0, :, :I] = X[time_index(0, T, reverse)]
     states[0, :, I:] = h
     return states
 
 
 @njit(inline="always")
-def next_step_in(X, xh, xh_next, t_next, b, u0, u1, carry, first):
-    """A chunk's part of the next step's buffer beyond its units' new state: with ``carry``, the
-    inactive rows' state (rows b…) of its units; for the first chunk, x at t_next (−1: none)."""
+def next_step_in(X, xh, xh_next, t_next, b, u0, u1, carry, k, chunks):
+    """Chunk k's part of the next step's buffer beyond its units' new state: with ``carry``, the
+    inactive rows' state (rows b…) of its units; its share of the columns of x at t_next (−1:
+    none), so that no chunk waits at the step's end for another's copy."""
     I = X.shape[2]
     if carry:
         for r in range(b, xh.shape[0]):
             xh_next[r, I + u0 : I + u1] = xh[r, I + u0 : I + u1]
-    if first and t_next >= 0:
-        xh_next[:, :I] = X[t_next]
+    if t_next >= 0:
+        lo, hi = I * k // chunks, I * (k + 1) // chunks
+        xh_next[:, lo:hi] = X[t_next, :, lo:hi]
+
+
+def loop_input(X) -> np.ndarray:
+    """X as the forward loops take it: C-contiguous and writeable (numba compiles a read-only
+    array, as from a memory map, as another type: seconds of compiling for the same loop)."""
+    X = np.ascontiguousarray(X)
+    return X if X.flags.writeable else X.copy()
+
+
+def bias_or_zeros(bias, size: int, dtype) -> np.ndarray:
+    """The folded biases, or zeros for a layer without them."""
+    return np.zeros(size, dtype) if bias is None else bias
 
 
 @njit(inline="always", error_model="numpy")

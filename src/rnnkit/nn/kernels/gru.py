@@ -2,9 +2,9 @@
 
 Equations, shapes and cache are those of ``functional.gru_sequence`` (the reference), tested
 equal. As the LSTM's kernel: a parallel region per step, a chunk of hidden units per core,
-each computing its units' columns of the step's products, the input's included, and then r, z,
-n and h_t; the backward mirrors
-``functional.gru_step_backward``, each chunk adding its share of dG_h W_hh.
+each computing its units' columns of the step's products, the input's included, and then r,
+z, n and h_t; the backward mirrors ``functional.gru_step_backward``, each chunk adding its share
+of dG_h W_hh.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from numba import njit, prange
 from ..functional import buffers
 from . import products
 from .activations import sigmoid, tanh
-from .common import (absent, gradient_in_chunk, input_beside_state, lengths, next_step_in, no_norms, norm_of_chunks,
-                     sum_chunks, time_index)
-from .matmul import FASTMATH, chunk_width, gate_columns, gate_rows, matmul_into
+from .common import (absent, bias_or_zeros, gradient_in_chunk, input_beside_state, lengths, loop_input, next_step_in, no_norms,
+                     norm_of_chunks, sum_chunks, time_index)
+from .matmul import FASTMATH, chunk_units, chunk_width, gate_columns, gate_rows, matmul_into
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def gru_chunk(X, xh, bias, b_hn, W_rz, W_nx, W_nh, acc_rz, acc_nx, acc_nh, xh_next, G, Y, H_prev, HN, keep, t, t_next, b,
-              u0, u1, first):
+              u0, u1, k, chunks):
     """One chunk's units [u0, u1) at step t: their columns of [x_t | h_{t−1}] [W_i | W_h]ᵀ for r and
     z in one product, and for n x_t W_inᵀ and h_{t−1} W_hnᵀ apart (the reset gate multiplies the
     second); then the gates, made activations in G (at t with keep, else its one step of scratch),
@@ -51,7 +51,7 @@ def gru_chunk(X, xh, bias, b_hn, W_rz, W_nx, W_nh, acc_rz, acc_nx, acc_nh, xh_ne
             gr[j], gz[j], gn[j] = reset, z, g
             hnew[j] = (hr[j] - g) * z + g
         Y[t, r, u0:u1] = hnew
-    next_step_in(X, xh, xh_next, t_next, b, u0, u1, True, first)
+    next_step_in(X, xh, xh_next, t_next, b, u0, u1, True, k, chunks)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
@@ -65,7 +65,8 @@ def gru_loop(X, bias, b_hn, h, W_rz, W_nx, W_nh, bs, reverse, keep, G, Y, H_prev
     T, B, H = X.shape[0], X.shape[1], h.shape[1]
     chunks = W_rz.shape[0]
     Hk = chunk_width(H, chunks)
-    acc_rz, acc_nx, acc_nh = np.empty((chunks, B, 2 * Hk), X.dtype), np.empty((chunks, B, Hk), X.dtype), np.empty((chunks, B, Hk), X.dtype)
+    acc_rz = np.empty((chunks, B, 2 * Hk), X.dtype)
+    acc_nx, acc_nh = np.empty((chunks, B, Hk), X.dtype), np.empty((chunks, B, Hk), X.dtype)
     states = input_beside_state(X, h, reverse)
     for s in range(T):
         t = time_index(s, T, reverse)
@@ -73,8 +74,9 @@ def gru_loop(X, bias, b_hn, h, W_rz, W_nx, W_nh, bs, reverse, keep, G, Y, H_prev
         b = bs[t]
         xh_in, xh_out = states[s % 2], states[1 - s % 2]
         for k in prange(chunks):
+            u0, u1 = chunk_units(k, Hk, H)
             gru_chunk(X, xh_in, bias, b_hn, W_rz[k], W_nx[k], W_nh[k], acc_rz[k], acc_nx[k], acc_nh[k], xh_out, G, Y, H_prev, HN,
-                      keep, t, t_next, b, k * Hk, min(H, (k + 1) * Hk), k == 0)
+                      keep, t, t_next, b, u0, u1, k, chunks)
     h[:] = states[T % 2, :, X.shape[2]:]
 
 
@@ -125,7 +127,7 @@ def gru_loop_backward(dY, dh, G, H_prev, HN, W_rows, bs, reverse, dG, dG_h, norm
         b = bs[t]
         now, last = partial[s % 2], partial[1 - s % 2]
         for k in prange(chunks):
-            u0, u1 = k * Hk, min(H, (k + 1) * Hk)
+            u0, u1 = chunk_units(k, Hk, H)
             gradient_in_chunk(dh_t, carried, last, direct, dY, t, b, b_last, u0, u1, squares[k], norms.shape[0] > 0)
             gru_chunk_backward(dh_t, G, H_prev, HN, W_rows[k], dG, dG_h, dG_chunks[k], now[k], direct, t, b, u0, u1)
         if norms.shape[0] > 0:
@@ -141,7 +143,6 @@ def gru_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1):
     h = states[0].copy()
     H = h.shape[1]
     b_hn = absent(X.dtype, 1) if w.b_hh is None else w.b_hh.data[2 * H :]
-    bias = np.zeros(3 * H, X.dtype) if w.bias_x is None else w.bias_x
     alloc = buffers(bs, B)
     Y = alloc((T, B, H), X.dtype)
     G = alloc((T, B, 3 * H), X.dtype) if keep else np.empty((1, B, 3 * H), X.dtype)
@@ -149,7 +150,8 @@ def gru_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1):
     W_ih, W_hh = w.W_ih.data, w.W_hh.data
     W_rz = gate_columns(np.concatenate([W_ih[: 2 * H], W_hh[: 2 * H]], axis=1), 2, chunks)
     W_nx, W_nh = gate_columns(W_ih[2 * H :], 1, chunks), gate_columns(W_hh[2 * H :], 1, chunks)
-    gru_loop(np.ascontiguousarray(X), bias, b_hn, h, W_rz, W_nx, W_nh, lengths(bs), reverse, keep, G, Y, H_prev, HN)
+    gru_loop(loop_input(X), bias_or_zeros(w.bias_x, 3 * H, X.dtype), b_hn, h, W_rz, W_nx, W_nh, lengths(bs), reverse, keep, G, Y,
+             H_prev, HN)
     return Y, (h,), ((X, G, H_prev, HN) if keep else None)
 
 

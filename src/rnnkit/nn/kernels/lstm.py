@@ -19,19 +19,20 @@ from numba import njit, prange
 from ..functional import accumulate_projection_grad, buffers
 from . import products
 from .activations import sigmoid, tanh
-from .common import (absent, gradient_in, gradient_in_chunk, input_beside_state, lengths, next_step_in, no_norms,
-                     norm_of_chunks, sum_chunks, time_index)
-from .matmul import FASTMATH, chunk_width, gate_columns, gate_rows, matmul_into, panels
+from .common import (absent, bias_or_zeros, gradient_in, gradient_in_chunk, input_beside_state, lengths, loop_input, next_step_in,
+                     no_norms, norm_of_chunks, sum_chunks, time_index)
+from .matmul import FASTMATH, chunk_units, chunk_width, gate_columns, gate_rows, matmul_into, panels
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def lstm_chunk(X, xh, bias, G, c, W, acc, xh_next, out, at, Y, TC, H_prev, C_prev, keep, projected, t, t_next, b, u0, u1, first):
+def lstm_chunk(X, xh, bias, G, c, W, acc, xh_next, h_dest, h_offset, Y, TC, H_prev, C_prev, keep, projected, t, t_next, b,
+               u0, u1, k, chunks):
     """One chunk's units [u0, u1) at step t: acc = [x_t | h_{t−1}] [W_ih | W_hh]ᵀ (xh; its packed
     columns of W), then with the biases the gates, made activations in G (at t with keep, else in
-    its one step of scratch), c_t in c, o ⊙ tanh c_t in out[:, at + u] (the next state, or the
+    its one step of scratch), c_t in c, o ⊙ tanh c_t in h_dest[:, h_offset + u] (the next state, or the
     projection's input), tanh c_t in TC; with keep, c_{t−1} into C_prev. Without a projection the
     units are the state's own: h_t also into Y, h_{t−1} into H_prev (with keep), and the inactive
-    rows' state carried into xh_next (``next_step_in``, which also puts x there)."""
+    rows' state carried into xh_next (``next_step_in``, which also puts its share of the next x there)."""
     matmul_into(xh, W, acc, b, 0)
     H, I, Hk, n = c.shape[1], X.shape[2], acc.shape[1] // 4, u1 - u0
     s = t if keep else 0
@@ -39,7 +40,7 @@ def lstm_chunk(X, xh, bias, G, c, W, acc, xh_next, out, at, Y, TC, H_prev, C_pre
     for r in range(b):
         gi, gf, gg, go = G[s, r, u0:u1], G[s, r, H + u0 : H + u1], G[s, r, 2 * H + u0 : 2 * H + u1], G[s, r, 3 * H + u0 : 3 * H + u1]
         ai, af, ag, ao = acc[r, :n], acc[r, Hk : Hk + n], acc[r, 2 * Hk : 2 * Hk + n], acc[r, 3 * Hk : 3 * Hk + n]
-        cr, hr, tcr = c[r, u0:u1], out[r, at + u0 : at + u1], TC[s, r, u0:u1]
+        cr, hr, tcr = c[r, u0:u1], h_dest[r, h_offset + u0 : h_offset + u1], TC[s, r, u0:u1]
         if keep:
             C_prev[t, r, u0:u1] = cr
             if not projected:
@@ -57,7 +58,7 @@ def lstm_chunk(X, xh, bias, G, c, W, acc, xh_next, out, at, Y, TC, H_prev, C_pre
             hr[j] = o * tc
         if not projected:
             Y[t, r, u0:u1] = hr
-    next_step_in(X, xh, xh_next, t_next, b, u0, u1, not projected, first)
+    next_step_in(X, xh, xh_next, t_next, b, u0, u1, not projected, k, chunks)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
@@ -85,8 +86,9 @@ def lstm_loop(X, bias, h, c, W_packed, W_hrT, bs, reverse, keep, G, Y, H_prev, C
         b = bs[t]
         xh_in, xh_out = states[s % 2], states[1 - s % 2]
         for k in prange(chunks):
+            u0, u1 = chunk_units(k, Hk, H)
             lstm_chunk(X, xh_in, bias, G, c, W_packed[k], acc[k], xh_out, h_full if projected else xh_out, 0 if projected else I,
-                       Y, TC, H_prev, C_prev, keep, projected, t, t_next, b, k * Hk, min(H, (k + 1) * Hk), k == 0)
+                       Y, TC, H_prev, C_prev, keep, projected, t, t_next, b, u0, u1, k, chunks)
         if projected:
             if keep:
                 H_prev[t, :b] = xh_in[:b, I:]
@@ -147,7 +149,7 @@ def lstm_loop_backward(dY, dh, dc, G, C_prev, TC, W_rows, W_hr, bs, reverse, dG,
             dH[t, :b] = dh_t
             matmul_into(dh_t, W_hr, dh_full, b, 0)
         for k in prange(chunks):
-            u0, u1 = k * Hk, min(H, (k + 1) * Hk)
+            u0, u1 = chunk_units(k, Hk, H)
             if not projected:
                 gradient_in_chunk(dh_full, carried, last, carried[:0], dY, t, b, b_last, u0, u1, squares[k], norms.shape[0] > 0)
             lstm_chunk_backward(dh_full, dc, G, C_prev, TC, W_rows[k], dG, dG_chunks[k], now[k], t, b, u0, u1)
@@ -168,9 +170,9 @@ def lstm_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1):
     G, TC = (alloc((T, B, n), X.dtype) if keep else np.empty((1, B, n), X.dtype) for n in (4 * H, H))
     H_prev, C_prev = (alloc(shape, X.dtype) if keep else absent(X.dtype, 3) for shape in (Y.shape, (T, B, H)))
     W_hrT = absent(X.dtype, 3) if w.W_hr is None else panels(w.W_hr.data.T)
-    bias = np.zeros(4 * H, X.dtype) if w.bias_x is None else w.bias_x
     W = gate_columns(np.concatenate([w.W_ih.data, w.W_hh.data], axis=1), 4, chunks)
-    lstm_loop(np.ascontiguousarray(X), bias, h, c, W, W_hrT, lengths(bs), reverse, keep, G, Y, H_prev, C_prev, TC)
+    lstm_loop(loop_input(X), bias_or_zeros(w.bias_x, 4 * H, X.dtype), h, c, W, W_hrT, lengths(bs), reverse, keep, G, Y, H_prev,
+              C_prev, TC)
     return Y, (h, c), ((X, G, H_prev, C_prev, TC) if keep else None)
 
 

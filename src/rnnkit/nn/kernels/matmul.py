@@ -103,6 +103,13 @@ def chunk_width(H, chunks):
     return -(-H // chunks)
 
 
+@register_jitable
+def chunk_units(k, Hk, H):
+    """Chunk k's units [u0, u1): Hk of them, fewer in the last, none past H (with more cores than
+    a small layer has units to share, the last chunks are empty: H = 5 in 4 chunks of 2)."""
+    return min(H, k * Hk), min(H, (k + 1) * Hk)
+
+
 def gate_columns(W: np.ndarray, blocks: int, chunks: int) -> np.ndarray:
     """W (G·H, P), gate blocks stacked, → (chunks, ⌈G·Hk/NR⌉, P, NR): chunk c's columns are its
     units' rows of every gate block, transposed, [g0 of its units | g1 … ] (missing units are

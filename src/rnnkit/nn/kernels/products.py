@@ -1,19 +1,20 @@
 """The big products outside the time loop, shared between the kernels' threads.
 
-A layer's weight gradients and dX, made after its backward loop, are a third of a training
-step or more (a 2-layer LSTM-256 language model: 7.5 GFLOP a step of batch 32 × 100 steps; the
-input projection is made inside the forward loop's products, ``lstm_loop``); a ``Linear`` over
-every step (the model's head) and a minimal layer's x Wᵀ + b make the same kind of products. The reference (``functional.affine``, ``affine_backward``, ``accumulate_weight_grads``)
-makes each one BLAS call at BLAS's thread count, which the thread policy holds at one. Here each
-product is cut into the kernels' ``parts`` (``backend.chunks()``) — blocks of the output, so
-no two parts write the same numbers — each a one-thread BLAS call, run on ``threads`` Python
-threads (NumPy releases the GIL while BLAS runs). Letting OpenBLAS run two threads instead was
-slower: after each call its threads spin for a while, against the kernels' threads that run the
-next time loop. The cut does not follow the thread count: OpenBLAS rounds a block of rows
-differently from the same rows inside a bigger call (its kernels for the edges), so with the
-cut following the threads, which follow the load, a resumed run drifted from an uninterrupted
-one in the last bits. Cut into fixed parts, the numbers are the same on any number of threads;
-they equal one call's up to BLAS's blocking (tested within rounding).
+A layer's weight gradients and dX, made after its backward loop, are a third of a training step or
+more (a 2-layer LSTM-256 language model: 7.5 GFLOP a step of batch 32 × 100 steps; the input
+projection is made inside the forward loop's products, ``lstm_loop``); a ``Linear`` over every step
+(the model's head) and a minimal layer's x Wᵀ + b make the same kind of products. The reference
+(``functional.affine``, ``affine_backward``, ``accumulate_weight_grads``) makes each one BLAS call
+at BLAS's thread count, which the thread policy holds at one. Here each product is cut into the
+kernels' ``parts`` (``backend.chunks()``) — blocks of the output, so no two parts write the same
+numbers — each a one-thread BLAS call, run on ``threads`` Python threads (NumPy releases the GIL
+while BLAS runs). Letting OpenBLAS run two threads instead was slower: after each call its threads
+spin for a while, against the kernels' threads that run the next time loop. The cut does not follow
+the thread count: OpenBLAS rounds a block of rows differently from the same rows inside a bigger
+call (its kernels for the edges), so with the cut following the threads, which follow the load, a
+resumed run drifted from an uninterrupted one in the last bits. Cut into fixed parts, the numbers
+are the same on any number of threads; they equal one call's up to BLAS's blocking (tested within
+rounding).
 
 Where the user gave BLAS more than one thread, the products stay single calls (BLAS already
 splits them; splitting again would oversubscribe the cores).

@@ -15,13 +15,13 @@ from numba import njit, prange
 from ..functional import buffers
 from . import products
 from .activations import tanh
-from .common import (absent, gradient_in_chunk, input_beside_state, lengths, next_step_in, no_norms, norm_of_chunks,
-                     sum_chunks, time_index)
-from .matmul import FASTMATH, chunk_width, gate_columns, gate_rows, matmul_into
+from .common import (absent, bias_or_zeros, gradient_in_chunk, input_beside_state, lengths, loop_input, next_step_in, no_norms,
+                     norm_of_chunks, sum_chunks, time_index)
+from .matmul import FASTMATH, chunk_units, chunk_width, gate_columns, gate_rows, matmul_into
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def rnn_chunk(X, xh, bias, W, relu, acc, xh_next, A, Y, H_prev, keep, t, t_next, b, u0, u1, first):
+def rnn_chunk(X, xh, bias, W, relu, acc, xh_next, A, Y, H_prev, keep, t, t_next, b, u0, u1, k, chunks):
     """One chunk's units [u0, u1) at step t: h_t = f([x_t | h_{t−1}] [W_ih | W_hh]ᵀ + b) (xh; its
     packed columns of W) into xh_next and Y, with keep also into A (the cache) and h_{t−1} into
     H_prev; the inactive rows' state and the next x go into xh_next (``next_step_in``)."""
@@ -39,7 +39,7 @@ def rnn_chunk(X, xh, bias, W, relu, acc, xh_next, A, Y, H_prev, keep, t, t_next,
         Y[t, r, u0:u1] = hnew
         if keep:
             A[t, r, u0:u1] = hnew
-    next_step_in(X, xh, xh_next, t_next, b, u0, u1, True, first)
+    next_step_in(X, xh, xh_next, t_next, b, u0, u1, True, k, chunks)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
@@ -59,8 +59,8 @@ def rnn_loop(X, bias, h, W_packed, relu, bs, reverse, keep, A, Y, H_prev):
         b = bs[t]
         xh_in, xh_out = states[s % 2], states[1 - s % 2]
         for k in prange(chunks):
-            rnn_chunk(X, xh_in, bias, W_packed[k], relu, acc[k], xh_out, A, Y, H_prev, keep, t, t_next, b,
-                      k * Hk, min(H, (k + 1) * Hk), k == 0)
+            u0, u1 = chunk_units(k, Hk, H)
+            rnn_chunk(X, xh_in, bias, W_packed[k], relu, acc[k], xh_out, A, Y, H_prev, keep, t, t_next, b, u0, u1, k, chunks)
     h[:] = states[T % 2, :, X.shape[2]:]
 
 
@@ -98,7 +98,7 @@ def rnn_loop_backward(dY, dh, Hs, W_rows, relu, bs, reverse, dA, norms):
         b = bs[t]
         now, last = partial[s % 2], partial[1 - s % 2]
         for k in prange(chunks):
-            u0, u1 = k * Hk, min(H, (k + 1) * Hk)
+            u0, u1 = chunk_units(k, Hk, H)
             gradient_in_chunk(dh_t, carried, last, carried[:0], dY, t, b, b_last, u0, u1, squares[k], norms.shape[0] > 0)
             rnn_chunk_backward(dh_t, Hs, W_rows[k], relu, dA, dA_chunks[k], now[k], t, b, u0, u1)
         if norms.shape[0] > 0:
@@ -116,9 +116,8 @@ def rnn_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1, relu=Fals
     alloc = buffers(bs, B)
     Y = alloc((T, B, H), X.dtype)
     A, H_prev = (alloc(Y.shape, X.dtype) if keep else absent(X.dtype, 3) for _ in range(2))
-    bias = np.zeros(H, X.dtype) if w.bias_x is None else w.bias_x
     W = gate_columns(np.concatenate([w.W_ih.data, w.W_hh.data], axis=1), 1, chunks)
-    rnn_loop(np.ascontiguousarray(X), bias, h, W, relu, lengths(bs), reverse, keep, A, Y, H_prev)
+    rnn_loop(loop_input(X), bias_or_zeros(w.bias_x, H, X.dtype), h, W, relu, lengths(bs), reverse, keep, A, Y, H_prev)
     return Y, (h,), ((X, A, H_prev) if keep else None)
 
 
