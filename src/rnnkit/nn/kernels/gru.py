@@ -33,10 +33,10 @@ def gru_chunk(X, xh, bias, b_hn, W_rz, W_nx, W_nh, acc_rz, acc_nx, acc_nh, xh_ne
     matmul_into(xh, W_rz, acc_rz, b, 0)
     matmul_into(xh, W_nx, acc_nx, b, 0)
     matmul_into(xh, W_nh, acc_nh, b, I)
-    s = t if keep else 0
+    slot = t if keep else 0  # G's step: t, or its one step of scratch without keep
     br, bz, bn = bias[u0:u1], bias[H + u0 : H + u1], bias[2 * H + u0 : 2 * H + u1]
     for r in range(b):
-        gr, gz, gn = G[s, r, u0:u1], G[s, r, H + u0 : H + u1], G[s, r, 2 * H + u0 : 2 * H + u1]
+        gr, gz, gn = G[slot, r, u0:u1], G[slot, r, H + u0 : H + u1], G[slot, r, 2 * H + u0 : 2 * H + u1]
         ar, az, ax, ah = acc_rz[r, :n], acc_rz[r, Hk : Hk + n], acc_nx[r, :n], acc_nh[r, :n]
         hr, hnew = xh[r, I + u0 : I + u1], xh_next[r, I + u0 : I + u1]
         if b_hn.shape[0] > 0:  # ah becomes h W_hnᵀ + b_hn in place (the chunk's scratch)

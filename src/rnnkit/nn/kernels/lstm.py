@@ -35,12 +35,13 @@ def lstm_chunk(X, xh, bias, G, c, W, acc, xh_next, h_dest, h_offset, Y, TC, H_pr
     rows' state carried into xh_next (``next_step_in``, which also puts its share of the next x there)."""
     matmul_into(xh, W, acc, b, 0)
     H, I, Hk, n = c.shape[1], X.shape[2], acc.shape[1] // 4, u1 - u0
-    s = t if keep else 0
+    slot = t if keep else 0  # G's (and TC's) step: t, or their one step of scratch without keep
     bi, bf, bg, bo = bias[u0:u1], bias[H + u0 : H + u1], bias[2 * H + u0 : 2 * H + u1], bias[3 * H + u0 : 3 * H + u1]
     for r in range(b):
-        gi, gf, gg, go = G[s, r, u0:u1], G[s, r, H + u0 : H + u1], G[s, r, 2 * H + u0 : 2 * H + u1], G[s, r, 3 * H + u0 : 3 * H + u1]
+        gi, gf = G[slot, r, u0:u1], G[slot, r, H + u0 : H + u1]
+        gg, go = G[slot, r, 2 * H + u0 : 2 * H + u1], G[slot, r, 3 * H + u0 : 3 * H + u1]
         ai, af, ag, ao = acc[r, :n], acc[r, Hk : Hk + n], acc[r, 2 * Hk : 2 * Hk + n], acc[r, 3 * Hk : 3 * Hk + n]
-        cr, hr, tcr = c[r, u0:u1], h_dest[r, h_offset + u0 : h_offset + u1], TC[s, r, u0:u1]
+        cr, hr, tcr = c[r, u0:u1], h_dest[r, h_offset + u0 : h_offset + u1], TC[slot, r, u0:u1]
         if keep:
             C_prev[t, r, u0:u1] = cr
             if not projected:
