@@ -121,6 +121,16 @@ def test_describe_names_the_backend_and_the_threads():
     assert "thread" in line and "BLAS threads: " in line
 
 
+def test_describe_says_whether_freed_arrays_are_reused(monkeypatch):
+    from rnnkit.nn import allocator
+    from rnnkit.threads import describe
+
+    monkeypatch.setattr(allocator, "_kept", False)
+    assert describe().endswith("; freed arrays: given back (glibc's own way)")
+    if allocator.keep_freed_memory():  # glibc
+        assert describe().endswith("; freed arrays: reused")
+
+
 SPIN_PROBE = """
 import os
 import rnnkit.nn.kernels

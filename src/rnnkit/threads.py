@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 
-from .nn import backend
+from .nn import allocator, backend
 from .training.parallel import processes_per_machine
 
 THREADS_ENV = "RNNKIT_THREADS"
@@ -89,7 +89,7 @@ def apply_thread_policy(threads: int | None = None, once: bool = False) -> int |
 
 
 def describe() -> str:
-    """One line on the backend and the threads in use, for `rnnkit info`."""
+    """One line on the backend, the threads and the allocator's setting in use, for `rnnkit info`."""
     from threadpoolctl import threadpool_info
 
     # NumPy's BLAS: the one rnnkit calls (numba may load SciPy's, which no rnnkit code uses)
@@ -99,4 +99,5 @@ def describe() -> str:
         automatic = "" if backend.explicit_threads() else f", automatic: {backend.cores()} cores, load {os.getloadavg()[0]:.1f}"
         count = backend.threads()
         line += f" (compiled kernels for {', '.join(backend.accelerated())}; {count} thread{'s' if count > 1 else ''}{automatic})"
-    return line + f"; BLAS threads: {'/'.join(blas) or 'unknown'}"
+    memory = "reused" if allocator.reusing() else "given back (glibc's own way)"
+    return line + f"; BLAS threads: {'/'.join(blas) or 'unknown'}; freed arrays: {memory}"

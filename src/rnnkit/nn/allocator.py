@@ -40,12 +40,23 @@ def user_tuned() -> bool:
     return any(os.environ.get(name, "").strip() for name in USER_SETTINGS) or any(t in tunables for t in USER_TUNABLES)
 
 
+_kept = False  # whether keep_freed_memory took in this process
+
+
 def keep_freed_memory() -> bool:
     """Set glibc's allocator to reuse freed blocks (see the module docstring); True if it took."""
+    global _kept
     if not sys.platform.startswith("linux") or user_tuned():
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (or no mallopt): leave the allocator as it is
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    took = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    _kept = _kept or took
+    return took
+
+
+def reusing() -> bool:
+    """Whether this process reuses freed arrays (``keep_freed_memory`` took), for ``rnnkit info``."""
+    return _kept
