@@ -539,8 +539,8 @@ class RNNCellBase(Module):
             w = self._weights()
             gates, input_cache = self._input_gates(X, w)
             new, cache = self.kind.step(gates, prev, w)
-        if keep:
-            self._caches.append((X, prev, gates, input_cache, cache, unbatched))
+        if keep:  # Module's push, asked only when a gradient is to come (under no_grad a streamed step skips the call)
+            self._push_cache((X, prev, gates, input_cache, cache, unbatched))
         returned = self._present(new, unbatched)
         # what was returned, and the arrays behind it (``_carried``): a plain attribute, set past
         # Module's registration of parameters (a step is short)

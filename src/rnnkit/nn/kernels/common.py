@@ -15,6 +15,12 @@ def time_index(s, T, reverse):
 
 
 @njit(inline="always")
+def next_time_index(s, T, reverse):
+    """The step walked after the s-th (``time_index``), or −1 after the last."""
+    return time_index(s + 1, T, reverse) if s + 1 < T else -1
+
+
+@njit(inline="always")
 def input_beside_state(X, h, reverse):
     """(2, B, I + P): two buffers of [x_t | h], the product's input at a step (``matmul_into``
     of it with [W_ih | W_hh]'s packed columns makes the input and recurrent sums at once); the

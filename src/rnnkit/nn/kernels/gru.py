@@ -15,9 +15,9 @@ from numba import njit, prange
 from ..functional import buffers
 from . import products
 from .activations import sigmoid, tanh
-from .common import (absent, bias_or_zeros, gradient_in_chunk, input_beside_state, lengths, loop_input, next_step_in, no_norms,
-                     norm_of_chunks, sum_chunks, time_index)
-from .matmul import FASTMATH, chunk_units, chunk_width, gate_columns, gate_rows, matmul_into
+from .common import (absent, bias_or_zeros, gradient_in_chunk, input_beside_state, lengths, loop_input, next_step_in,
+                     next_time_index, no_norms, norm_of_chunks, sum_chunks, time_index)
+from .matmul import FASTMATH, chunk_units, chunk_width, gate_columns, gate_rows, input_and_hidden_columns, matmul_into
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -56,11 +56,11 @@ def gru_chunk(X, xh, bias, b_hn, W_rz, W_nx, W_nh, acc_rz, acc_nx, acc_nh, xh_ne
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
 def gru_loop(X, bias, b_hn, h, W_rz, W_nx, W_nh, bs, reverse, keep, G, Y, H_prev, HN):
-    """X (T, B, I): the inputs; bias (3H): ``_gru_input_bias`` (b_ih + b_hh for r and z, b_in
-    for n); b_hn (H,), or empty without biases; h (B, H): the initial state, made the final one;
-    W_rz: ``gate_columns`` of [W_i | W_h]'s r and z rows, W_nx and W_nh of W_in and W_hn. Fills
-    Y (T, B, H), G (T, B, 3H) with the activated gates [r z n] and, with keep, H_prev and
-    HN = h_{t−1} W_hnᵀ + b_hn (without keep, G is one step of scratch). The input enters the
+    """X (T, B, I): the inputs; bias (3H): ``_gru_input_bias`` (b_ih + b_hh for r and z, b_in for n); b_hn
+    (H,), or empty without biases; h (B, H): the initial state, made the final one; W_rz:
+    ``input_and_hidden_columns`` of the r and z rows, W_nx and W_nh: ``gate_columns`` of W_in and
+    W_hn. Fills Y (T, B, H), G (T, B, 3H) with the activated gates [r z n] and, with keep, H_prev
+    and HN = h_{t−1} W_hnᵀ + b_hn (without keep, G is one step of scratch). The input enters the
     products beside the state, in two buffers that take turns (as ``lstm_loop``'s)."""
     T, B, H = X.shape[0], X.shape[1], h.shape[1]
     chunks = W_rz.shape[0]
@@ -70,7 +70,7 @@ def gru_loop(X, bias, b_hn, h, W_rz, W_nx, W_nh, bs, reverse, keep, G, Y, H_prev
     states = input_beside_state(X, h, reverse)
     for s in range(T):
         t = time_index(s, T, reverse)
-        t_next = time_index(s + 1, T, reverse) if s + 1 < T else -1
+        t_next = next_time_index(s, T, reverse)
         b = bs[t]
         xh_in, xh_out = states[s % 2], states[1 - s % 2]
         for k in prange(chunks):
@@ -148,7 +148,7 @@ def gru_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1):
     G = alloc((T, B, 3 * H), X.dtype) if keep else np.empty((1, B, 3 * H), X.dtype)
     H_prev, HN = (alloc(Y.shape, X.dtype) if keep else absent(X.dtype, 3) for _ in range(2))
     W_ih, W_hh = w.W_ih.data, w.W_hh.data
-    W_rz = gate_columns(np.concatenate([W_ih[: 2 * H], W_hh[: 2 * H]], axis=1), 2, chunks)
+    W_rz = input_and_hidden_columns(W_ih[: 2 * H], W_hh[: 2 * H], 2, chunks)
     W_nx, W_nh = gate_columns(W_ih[2 * H :], 1, chunks), gate_columns(W_hh[2 * H :], 1, chunks)
     gru_loop(loop_input(X), bias_or_zeros(w.bias_x, 3 * H, X.dtype), b_hn, h, W_rz, W_nx, W_nh, lengths(bs), reverse, keep, G, Y,
              H_prev, HN)

@@ -20,8 +20,8 @@ from ..functional import accumulate_projection_grad, buffers
 from . import products
 from .activations import sigmoid, tanh
 from .common import (absent, bias_or_zeros, gradient_in, gradient_in_chunk, input_beside_state, lengths, loop_input, next_step_in,
-                     no_norms, norm_of_chunks, sum_chunks, time_index)
-from .matmul import FASTMATH, chunk_units, chunk_width, gate_columns, gate_rows, matmul_into, panels
+                     next_time_index, no_norms, norm_of_chunks, sum_chunks, time_index)
+from .matmul import FASTMATH, chunk_units, chunk_width, gate_rows, input_and_hidden_columns, matmul_into, panels
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -64,14 +64,14 @@ def lstm_chunk(X, xh, bias, G, c, W, acc, xh_next, h_dest, h_offset, Y, TC, H_pr
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
 def lstm_loop(X, bias, h, c, W_packed, W_hrT, bs, reverse, keep, G, Y, H_prev, C_prev, TC):
-    """X (T, B, I): the inputs; bias (4H): b_ih + b_hh; h (B, P), c (B, H): the initial state,
-    made the final one; W_packed: ``gate_columns([W_ih | W_hh])``; W_hrT: ``panels(W_hrᵀ)``, or
+    """X (T, B, I): the inputs; bias (4H): b_ih + b_hh; h (B, P), c (B, H): the initial state, made the
+    final one; W_packed: ``input_and_hidden_columns(W_ih, W_hh)``; W_hrT: ``panels(W_hrᵀ)``, or
     empty without a projection. Fills Y (T, B, P), G (T, B, 4H) with the activated gates [i f g o]
     and, with keep, H_prev, C_prev and TC = tanh c_t (without keep, G and TC are one step of
     scratch). The input enters the product beside the state: x_t W_ihᵀ is made where it is used,
     and no (T, B, 4H) projection is written first and read back. [x_t | h] goes back and forth
-    between two buffers (each step reads one and writes the other), so that the chunks write
-    theirs in the parallel region and nothing is copied between regions but a projection's work."""
+    between two buffers (each step reads one and writes the other), so that the chunks write theirs
+    in the parallel region and nothing is copied between regions but a projection's work."""
     T, B, I = X.shape
     H, P = c.shape[1], h.shape[1]
     chunks = W_packed.shape[0]
@@ -83,7 +83,7 @@ def lstm_loop(X, bias, h, c, W_packed, W_hrT, bs, reverse, keep, G, Y, H_prev, C
     states = input_beside_state(X, h, reverse)
     for s in range(T):
         t = time_index(s, T, reverse)
-        t_next = time_index(s + 1, T, reverse) if s + 1 < T else -1
+        t_next = next_time_index(s, T, reverse)
         b = bs[t]
         xh_in, xh_out = states[s % 2], states[1 - s % 2]
         for k in prange(chunks):
@@ -171,7 +171,7 @@ def lstm_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1):
     G, TC = (alloc((T, B, n), X.dtype) if keep else np.empty((1, B, n), X.dtype) for n in (4 * H, H))
     H_prev, C_prev = (alloc(shape, X.dtype) if keep else absent(X.dtype, 3) for shape in (Y.shape, (T, B, H)))
     W_hrT = absent(X.dtype, 3) if w.W_hr is None else panels(w.W_hr.data.T)
-    W = gate_columns(np.concatenate([w.W_ih.data, w.W_hh.data], axis=1), 4, chunks)
+    W = input_and_hidden_columns(w.W_ih.data, w.W_hh.data, 4, chunks)
     lstm_loop(loop_input(X), bias_or_zeros(w.bias_x, 4 * H, X.dtype), h, c, W, W_hrT, lengths(bs), reverse, keep, G, Y, H_prev,
               C_prev, TC)
     return Y, (h, c), ((X, G, H_prev, C_prev, TC) if keep else None)

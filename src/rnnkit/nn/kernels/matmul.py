@@ -117,6 +117,12 @@ def gate_columns(W: np.ndarray, blocks: int, chunks: int) -> np.ndarray:
     return np.stack([panels(columns.T) for columns in _chunk_rows(W, blocks, chunks)])
 
 
+def input_and_hidden_columns(W_ih: np.ndarray, W_hh: np.ndarray, blocks: int, chunks: int) -> np.ndarray:
+    """``gate_columns`` of [W_ih | W_hh]: ``matmul_into([x | h], packed[c], out, rows, 0)`` is then
+    chunk c's share of x W_ihᵀ + h W_hhᵀ, the input's and the recurrent sums in one product."""
+    return gate_columns(np.concatenate([W_ih, W_hh], axis=1), blocks, chunks)
+
+
 def gate_rows(W: np.ndarray, blocks: int, chunks: int) -> np.ndarray:
     """W (G·H, P) → (chunks, ⌈P/NR⌉, G·Hk, NR): chunk c's units' rows of every gate block, in
     panels, for the backward's product dG W (each chunk's share of it, summed after)."""

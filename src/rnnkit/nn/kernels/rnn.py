@@ -15,9 +15,9 @@ from numba import njit, prange
 from ..functional import buffers
 from . import products
 from .activations import tanh
-from .common import (absent, bias_or_zeros, gradient_in_chunk, input_beside_state, lengths, loop_input, next_step_in, no_norms,
-                     norm_of_chunks, sum_chunks, time_index)
-from .matmul import FASTMATH, chunk_units, chunk_width, gate_columns, gate_rows, matmul_into
+from .common import (absent, bias_or_zeros, gradient_in_chunk, input_beside_state, lengths, loop_input, next_step_in,
+                     next_time_index, no_norms, norm_of_chunks, sum_chunks, time_index)
+from .matmul import FASTMATH, chunk_units, chunk_width, gate_rows, input_and_hidden_columns, matmul_into
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -44,10 +44,10 @@ def rnn_chunk(X, xh, bias, W, relu, acc, xh_next, A, Y, H_prev, keep, t, t_next,
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
 def rnn_loop(X, bias, h, W_packed, relu, bs, reverse, keep, A, Y, H_prev):
-    """X (T, B, I): the inputs; bias (H): b_ih + b_hh; h (B, H): the initial state, made the
-    final one; W_packed: ``gate_columns([W_ih | W_hh])``. Fills Y (T, B, H) and, with keep, A
-    (h_t again: the cache) and H_prev. The input enters the product beside the state, in two
-    buffers that take turns (as ``lstm_loop``'s)."""
+    """X (T, B, I): the inputs; bias (H): b_ih + b_hh; h (B, H): the initial state, made the final one;
+    W_packed: ``input_and_hidden_columns(W_ih, W_hh)``. Fills Y (T, B, H) and, with keep, A (h_t
+    again: the cache) and H_prev. The input enters the product beside the state, in two buffers
+    that take turns (as ``lstm_loop``'s)."""
     T, B, H = X.shape[0], X.shape[1], h.shape[1]
     chunks = W_packed.shape[0]
     Hk = chunk_width(H, chunks)
@@ -55,7 +55,7 @@ def rnn_loop(X, bias, h, W_packed, relu, bs, reverse, keep, A, Y, H_prev):
     states = input_beside_state(X, h, reverse)
     for s in range(T):
         t = time_index(s, T, reverse)
-        t_next = time_index(s + 1, T, reverse) if s + 1 < T else -1
+        t_next = next_time_index(s, T, reverse)
         b = bs[t]
         xh_in, xh_out = states[s % 2], states[1 - s % 2]
         for k in prange(chunks):
@@ -116,7 +116,7 @@ def rnn_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1, relu=Fals
     alloc = buffers(bs, B)
     Y = alloc((T, B, H), X.dtype)
     A, H_prev = (alloc(Y.shape, X.dtype) if keep else absent(X.dtype, 3) for _ in range(2))
-    W = gate_columns(np.concatenate([w.W_ih.data, w.W_hh.data], axis=1), 1, chunks)
+    W = input_and_hidden_columns(w.W_ih.data, w.W_hh.data, 1, chunks)
     rnn_loop(loop_input(X), bias_or_zeros(w.bias_x, H, X.dtype), h, W, relu, lengths(bs), reverse, keep, A, Y, H_prev)
     return Y, (h,), ((X, A, H_prev) if keep else None)
 
