@@ -25,32 +25,37 @@ def gru_chunk(X, xh, bias, b_hn, W_rz, W_nx, W_nh, acc_rz, acc_nx, acc_nh, xh_ne
               u0, u1, k, chunks):
     """One chunk's units [u0, u1) at step t: their columns of [x_t | h_{t−1}] [W_i | W_h]ᵀ for r and
     z in one product, and for n x_t W_inᵀ and h_{t−1} W_hnᵀ apart (the reset gate multiplies the
-    second); then the gates, made activations in G (at t with keep, else its one step of scratch),
-    h_t into xh_next and Y, and with keep h_{t−1} into H_prev and h W_hnᵀ + b_hn into HN; the
-    inactive rows' state and the next x into xh_next (``next_step_in``)."""
+    second); then the gates, h_t into xh_next and Y, and with keep the activated gates into G[t],
+    h_{t−1} into H_prev and h W_hnᵀ + b_hn into HN; the inactive rows' state and the next x into
+    xh_next (``next_step_in``)."""
     I, Hk, n = X.shape[2], acc_nx.shape[1], u1 - u0
-    H = G.shape[2] // 3
+    H = Y.shape[2]
     matmul_into(xh, W_rz, acc_rz, b, 0)
     matmul_into(xh, W_nx, acc_nx, b, 0)
     matmul_into(xh, W_nh, acc_nh, b, I)
-    slot = t if keep else 0  # G's step: t, or its one step of scratch without keep
     br, bz, bn = bias[u0:u1], bias[H + u0 : H + u1], bias[2 * H + u0 : 2 * H + u1]
     for r in range(b):
-        gr, gz, gn = G[slot, r, u0:u1], G[slot, r, H + u0 : H + u1], G[slot, r, 2 * H + u0 : 2 * H + u1]
         ar, az, ax, ah = acc_rz[r, :n], acc_rz[r, Hk : Hk + n], acc_nx[r, :n], acc_nh[r, :n]
-        hr, hnew = xh[r, I + u0 : I + u1], xh_next[r, I + u0 : I + u1]
+        hr, hnew, yr = xh[r, I + u0 : I + u1], xh_next[r, I + u0 : I + u1], Y[t, r, u0:u1]
         if b_hn.shape[0] > 0:  # ah becomes h W_hnᵀ + b_hn in place (the chunk's scratch)
             ah += b_hn[u0:u1]
+        # no branch inside the loops (with them a layer's inference took 1.3–1.4× the time)
         if keep:
+            gr, gz, gn = G[t, r, u0:u1], G[t, r, H + u0 : H + u1], G[t, r, 2 * H + u0 : 2 * H + u1]
             H_prev[t, r, u0:u1] = hr
             HN[t, r, u0:u1] = ah
-        for j in range(n):  # no branch inside (with them a layer's inference took 1.3–1.4× the time)
-            reset = sigmoid(ar[j] + br[j])
-            z = sigmoid(az[j] + bz[j])
-            g = tanh(ax[j] + bn[j] + reset * ah[j])
-            gr[j], gz[j], gn[j] = reset, z, g
-            hnew[j] = (hr[j] - g) * z + g
-        Y[t, r, u0:u1] = hnew
+            for j in range(n):
+                reset = sigmoid(ar[j] + br[j])
+                z = sigmoid(az[j] + bz[j])
+                g = tanh(ax[j] + bn[j] + reset * ah[j])
+                gr[j], gz[j], gn[j] = reset, z, g
+                hnew[j] = yr[j] = (hr[j] - g) * z + g
+        else:  # the same arithmetic, nothing kept
+            for j in range(n):
+                reset = sigmoid(ar[j] + br[j])
+                z = sigmoid(az[j] + bz[j])
+                g = tanh(ax[j] + bn[j] + reset * ah[j])
+                hnew[j] = yr[j] = (hr[j] - g) * z + g
     next_step_in(X, xh, xh_next, t_next, b, u0, u1, True, k, chunks)
 
 
@@ -59,8 +64,8 @@ def gru_loop(X, bias, b_hn, h, W_rz, W_nx, W_nh, bs, reverse, keep, G, Y, H_prev
     """X (T, B, I): the inputs; bias (3H): ``_gru_input_bias`` (b_ih + b_hh for r and z, b_in for n); b_hn
     (H,), or empty without biases; h (B, H): the initial state, made the final one; W_rz:
     ``input_and_hidden_columns`` of the r and z rows, W_nx and W_nh: ``gate_columns`` of W_in and
-    W_hn. Fills Y (T, B, H), G (T, B, 3H) with the activated gates [r z n] and, with keep, H_prev
-    and HN = h_{t−1} W_hnᵀ + b_hn (without keep, G is one step of scratch). The input enters the
+    W_hn. Fills Y (T, B, H) and, with keep, the cache: G (T, B, 3H) with the activated gates
+    [r z n], H_prev and HN = h_{t−1} W_hnᵀ + b_hn (without keep, empty). The input enters the
     products beside the state, in two buffers that take turns (as ``lstm_loop``'s)."""
     T, B, H = X.shape[0], X.shape[1], h.shape[1]
     chunks = W_rz.shape[0]
@@ -145,7 +150,7 @@ def gru_sequence(X, states, w, reverse, bs, keep, chunks=1, threads=1):
     b_hn = absent(X.dtype, 1) if w.b_hh is None else w.b_hh.data[2 * H :]
     alloc = buffers(bs, B)
     Y = alloc((T, B, H), X.dtype)
-    G = alloc((T, B, 3 * H), X.dtype) if keep else np.empty((1, B, 3 * H), X.dtype)
+    G = alloc((T, B, 3 * H), X.dtype) if keep else absent(X.dtype, 3)
     H_prev, HN = (alloc(Y.shape, X.dtype) if keep else absent(X.dtype, 3) for _ in range(2))
     W_ih, W_hh = w.W_ih.data, w.W_hh.data
     W_rz = input_and_hidden_columns(W_ih[: 2 * H], W_hh[: 2 * H], 2, chunks)

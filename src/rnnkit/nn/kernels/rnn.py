@@ -30,14 +30,12 @@ def rnn_chunk(X, xh, bias, W, relu, acc, xh_next, A, Y, H_prev, keep, t, t_next,
     zero = X.dtype.type(0)
     bias_u = bias[u0:u1]
     for r in range(b):
-        ar, hnew = acc[r, :n], xh_next[r, I + u0 : I + u1]
-        if keep:
-            H_prev[t, r, u0:u1] = xh[r, I + u0 : I + u1]
+        ar, hnew, yr = acc[r, :n], xh_next[r, I + u0 : I + u1], Y[t, r, u0:u1]
         for j in range(n):
             s = ar[j] + bias_u[j]
-            hnew[j] = max(s, zero) if relu else tanh(s)
-        Y[t, r, u0:u1] = hnew
+            hnew[j] = yr[j] = max(s, zero) if relu else tanh(s)
         if keep:
+            H_prev[t, r, u0:u1] = xh[r, I + u0 : I + u1]
             A[t, r, u0:u1] = hnew
     next_step_in(X, xh, xh_next, t_next, b, u0, u1, True, k, chunks)
 
