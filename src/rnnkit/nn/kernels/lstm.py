@@ -75,10 +75,11 @@ def lstm_loop(X, bias, h, c, W_packed, W_hrT, bs, reverse, keep, G, Y, H_prev, C
     """X (T, B, I): the inputs; bias (4H): b_ih + b_hh; h (B, P), c (B, H): the initial state, made the
     final one; W_packed: ``input_and_hidden_columns(W_ih, W_hh)``; W_hrT: ``panels(W_hrᵀ)``, or
     empty without a projection. Fills Y (T, B, P) and, with keep, the cache: G (T, B, 4H) with the
-    activated gates [i f g o], H_prev, C_prev and TC = tanh c_t (without keep, empty). The input enters the product beside the state: x_t W_ihᵀ is made where it is used,
-    and no (T, B, 4H) projection is written first and read back. [x_t | h] goes back and forth
-    between two buffers (each step reads one and writes the other), so that the chunks write theirs
-    in the parallel region and nothing is copied between regions but a projection's work."""
+    activated gates [i f g o], H_prev, C_prev and TC = tanh c_t (without keep, empty). The input
+    enters the product beside the state: x_t W_ihᵀ is made where it is used, and no (T, B, 4H)
+    projection is written first and read back. [x_t | h] goes back and forth between two buffers
+    (each step reads one and writes the other), so that the chunks write theirs in the parallel
+    region and nothing is copied between regions but a projection's work."""
     T, B, I = X.shape
     H, P = c.shape[1], h.shape[1]
     chunks = W_packed.shape[0]

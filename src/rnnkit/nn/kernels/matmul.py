@@ -136,7 +136,7 @@ def gate_rows(W: np.ndarray, blocks: int, chunks: int) -> np.ndarray:
 
 
 # The packing runs at every call of a layer (its weights may have changed since): compiled, one
-# pass over W, where NumPy's padding, transposes and copies took 7% of a small LSTM's inference.
+# pass over W, where NumPy's padding, transposes and copies took 6–7% of a small LSTM's inference.
 @register_jitable
 def _chunk_row(q, c, Hk, H):
     """The row of W (G·H, P) behind column q of chunk c's packed block, or −1 for a missing unit."""
